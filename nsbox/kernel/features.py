@@ -1,0 +1,81 @@
+"""Which kernel features this machine has, probed for real in a scratch netns.
+
+A recipe declares what it needs (`lab.require("vxlan")`); a missing feature
+makes the recipe SKIP with the reason instead of failing mid-build.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Callable
+
+from pyroute2 import IPRoute
+
+from nsbox.errors import KernelError
+from nsbox.kernel import netns
+
+
+def _link(kind: str, **kw) -> Callable[[IPRoute], None]:
+    def probe(ipr: IPRoute) -> None:
+        ipr.link("add", ifname="nsbprobe0", kind=kind, **kw)
+        ipr.link("del", ifname="nsbprobe0")
+    return probe
+
+
+def _macvlan(ipr: IPRoute) -> None:
+    ipr.link("add", ifname="nsbprobe1", kind="bridge")
+    try:
+        _link("macvlan", link=ipr.link_lookup(ifname="nsbprobe1")[0], macvlan_mode="bridge")(ipr)
+    finally:
+        ipr.link("del", ifname="nsbprobe1")
+
+
+def _iptables_nat(ipr: IPRoute) -> None:
+    from nsbox.kernel.iptables import _iptc
+    t = _iptc().Table("nat")
+    t.refresh()
+
+
+def _proc(path: str) -> Callable[[IPRoute], None]:
+    def probe(ipr: IPRoute) -> None:
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+    return probe
+
+
+PROBES: dict[str, Callable[[IPRoute], None]] = {
+    "veth": _link("veth", peer="nsbprobe9"),
+    "bridge": _link("bridge"),
+    "macvlan": _macvlan,
+    "vxlan": _link("vxlan", vxlan_id=42, vxlan_port=4789),
+    "nat": _iptables_nat,
+    "conntrack": _proc("/proc/sys/net/netfilter/nf_conntrack_max"),
+    "ipv6": _proc("/proc/sys/net/ipv6/conf/lo/disable_ipv6"),
+}
+
+
+def missing(required: frozenset[str]) -> dict[str, str]:
+    """Feature -> reason, for each required feature this kernel lacks."""
+    return {f: r for f in sorted(required) if (r := _probe(f)) is not None}
+
+
+@lru_cache(maxsize=None)
+def _probe(feature: str) -> str | None:
+    probe = PROBES.get(feature)
+    if probe is None:
+        return f"unknown feature {feature!r}"
+    name = f"nsbprobe-{os.getpid()}"
+    path = netns.create(name)
+    try:
+        with netns.entered(path):
+            ipr = IPRoute()
+            try:
+                probe(ipr)
+            finally:
+                ipr.close()
+        return None
+    except (KernelError, OSError, Exception) as e:
+        return f"kernel lacks {feature}: {e}"
+    finally:
+        netns.delete(path)

@@ -1,0 +1,59 @@
+"""What realize created, so teardown removes exactly that and nothing else.
+
+Entries are written before the object is made (write-ahead), so a crash leaves a
+journal that still names everything that may exist. With a path (--on-host) the
+journal is also a JSON-lines file that a later run can follow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from nsbox.errors import KernelError
+from nsbox.kernel import netns
+
+
+@dataclass
+class Journal:
+    path: str | None = None
+    entries: list[dict] = field(default_factory=list)
+
+    def record(self, kind: str, **attrs: str) -> None:
+        entry = {"kind": kind, **attrs}
+        self.entries.append(entry)
+        if self.path:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def undo(self) -> list[str]:
+        """Remove every recorded object, newest first. Returns problems, never raises."""
+        problems: list[str] = []
+        for entry in reversed(self.entries):
+            try:
+                _UNDO[entry["kind"]](entry)
+            except (KernelError, OSError) as e:
+                problems.append(f"{entry}: {e}")
+        self.entries.clear()
+        if self.path and not problems:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        return problems
+
+    @classmethod
+    def load(cls, path: str) -> Journal:
+        with open(path) as f:
+            entries = [json.loads(line) for line in f if line.strip()]
+        return cls(path=path, entries=entries)
+
+
+# Links, addresses, routes and rules all live inside lab namespaces and vanish
+# with them, so the namespace is the only object that needs undoing.
+_UNDO: dict[str, Callable[[dict], None]] = {
+    "netns": lambda e: netns.delete(e["path"]),
+}

@@ -1,0 +1,121 @@
+"""Build a validated Lab in the kernel, recording each namespace in a journal.
+
+Every node, the host included, is its own named netns. Links, addresses, routes,
+sysctls and rules live inside those namespaces, so removing the namespaces
+removes the lab: teardown follows the journal and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from nsbox.errors import KernelError
+from nsbox.kernel import iptables, links, netns, sysctl
+from nsbox.kernel.journal import Journal
+from nsbox.model import Lab, Node
+
+# Testing hook: fail after this many kernel steps, to prove teardown after a
+# failure in the middle of a build leaves nothing behind.
+FAULT_ENV = "NSBOX_FAULT_AFTER_STEPS"
+
+
+@dataclass
+class Realized:
+    lab: Lab
+    prefix: str
+    journal: Journal
+    paths: dict[str, str] = field(default_factory=dict)  # node -> /run/netns/...
+
+    def path(self, node: str) -> str:
+        return self.paths[node]
+
+    def netns_names(self) -> dict[str, str]:
+        return {n: os.path.basename(p) for n, p in self.paths.items()}
+
+    def teardown(self) -> list[str]:
+        """Remove what was built. Returns problems (empty when clean)."""
+        problems = self.journal.undo()
+        self.paths.clear()
+        return problems
+
+
+class _Steps:
+    def __init__(self) -> None:
+        limit = os.environ.get(FAULT_ENV)
+        self.left = int(limit) if limit else None
+
+    def tick(self, what: str) -> None:
+        if self.left is not None:
+            self.left -= 1
+            if self.left < 0:
+                raise KernelError(f"injected fault before {what} ({FAULT_ENV})")
+
+
+def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Realized:
+    """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise."""
+    done = Realized(lab, prefix, Journal(journal_path))
+    steps = _Steps()
+    fds: dict[str, int] = {}
+    try:
+        for node in lab.nodes.values():
+            path = netns.netns_path(prefix + node.name)
+            steps.tick(f"netns {node.name}")
+            done.journal.record("netns", path=path)
+            netns.create(prefix + node.name)
+            done.paths[node.name] = path
+            fds[node.name] = netns.open_fd(path)
+        _create_links(lab, done, fds, steps)
+        for node in lab.nodes.values():
+            _configure(node, done.path(node.name), lab, steps)
+    except BaseException:
+        done.teardown()
+        raise
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return done
+
+
+def _create_links(lab: Lab, done: Realized, fds: dict[str, int], steps: _Steps) -> None:
+    # A veth pair is created from its b side (where the bridge usually is), the
+    # peer going straight into the a namespace: one request per pair.
+    by_b = defaultdict(list)
+    for pair in lab.veths:
+        by_b[pair.b_node].append(pair)
+    for node in lab.nodes.values():
+        bridges = [i for i in node.interfaces.values() if i.kind == "bridge"]
+        if not bridges and not by_b[node.name]:
+            continue
+        with links.in_node(node.name, done.path(node.name)) as nl:
+            for br in bridges:
+                steps.tick(f"bridge {br.name}")
+                nl.add_bridge(br.name, br.mtu)
+            for pair in by_b[node.name]:
+                steps.tick(f"veth {pair.b_name}")
+                b = node.interfaces[pair.b_name]
+                nl.add_veth(pair.b_name, pair.a_name, fds[pair.a_node], pair.a_node, b.master, b.mtu)
+
+
+def _configure(node: Node, path: str, lab: Lab, steps: _Steps) -> None:
+    created_up = {p.b_name for p in lab.veths if p.b_node == node.name}
+    with links.in_node(node.name, path) as nl:
+        for iface in node.interfaces.values():
+            if iface.name not in created_up:
+                steps.tick(f"{node.name} {iface.name} up")
+                nl.up(iface.name)
+        for a in node.addresses:
+            steps.tick(f"{node.name} address {a.cidr}")
+            nl.add_address(a.iface, a.cidr)
+        for r in node.routes:
+            steps.tick(f"{node.name} route {r.dst}")
+            nl.add_route(r.dst, r.via, r.dev)
+    if node.sysctls or node.firewall.used_tables():
+        with netns.entered(path):
+            for key, value in node.sysctls.items():
+                steps.tick(f"{node.name} sysctl {key}")
+                sysctl.write(node.name, key, value)
+            if node.firewall.used_tables():
+                steps.tick(f"{node.name} iptables")
+                iptables.apply(node.name, node.firewall)

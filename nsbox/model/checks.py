@@ -1,0 +1,43 @@
+"""Expectations the verifier turns into real traffic and kernel queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+
+@dataclass(frozen=True)
+class ReachCheck:
+    """SRC reaches (allow) or does not reach (deny) DST with PROTO[/PORT]."""
+
+    name: str
+    src: str
+    dst: str  # node name or an address owned by a lab node
+    proto: Literal["icmp", "tcp", "udp", "http"]
+    port: int | None = None
+    allow: bool = True
+    seen_from: str | None = None  # the server must see this source address
+
+    @property
+    def expected(self) -> str:
+        if self.allow and self.seen_from:
+            return f"allow, seen from {self.seen_from}"
+        return "allow" if self.allow else "deny"
+
+
+@dataclass(frozen=True)
+class ConntrackCheck:
+    """NODE's conntrack table holds the connection made by check OF, and its
+    reply tuple is addressed to REPLY_DST (the NAT'd source)."""
+
+    name: str
+    node: str
+    of: str
+    reply_dst: str
+
+    @property
+    def expected(self) -> str:
+        return f"entry, reply to {self.reply_dst}"
+
+
+Check = Union[ReachCheck, ConntrackCheck]

@@ -1,0 +1,110 @@
+"""A node's iptables state as data: tables, chains, policies and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nsbox.errors import ValidationError
+from nsbox.model.rules import Rule, parse_rule
+
+BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+}
+# iptables-save prints tables in this order
+TABLE_ORDER = ("raw", "mangle", "nat", "filter")
+
+
+@dataclass
+class Chain:
+    name: str
+    builtin: bool
+    policy: str | None = None  # only builtin chains have one; None = kernel default ACCEPT
+    rules: list[Rule] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    name: str
+    chains: dict[str, Chain] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for c in BUILTIN_CHAINS[self.name]:
+            self.chains.setdefault(c, Chain(c, builtin=True))
+
+    def new_chain(self, name: str) -> Table:
+        """`iptables -t TABLE -N NAME`"""
+        if name in self.chains:
+            raise ValidationError(f"chain {name} already exists in table {self.name}")
+        if not name or len(name) > 28 or name.startswith("-") or " " in name:
+            raise ValidationError(f"bad chain name {name!r} (1-28 characters, no spaces)")
+        self.chains[name] = Chain(name, builtin=False)
+        return self
+
+    def policy(self, chain: str, target: str) -> Table:
+        """`iptables -t TABLE -P CHAIN TARGET`"""
+        c = self._chain(chain)
+        if not c.builtin:
+            raise ValidationError(f"only builtin chains have a policy, not {chain}")
+        if target not in ("ACCEPT", "DROP"):
+            raise ValidationError(f"policy must be ACCEPT or DROP, not {target!r}")
+        c.policy = target
+        return self
+
+    def append(self, chain: str, spec: str) -> Table:
+        """`iptables -t TABLE -A CHAIN SPEC`"""
+        self._chain(chain).rules.append(parse_rule(spec))
+        return self
+
+    def _chain(self, name: str) -> Chain:
+        try:
+            return self.chains[name]
+        except KeyError:
+            raise ValidationError(f"no chain {name} in table {self.name} (create it with new_chain)") from None
+
+    @property
+    def is_empty(self) -> bool:
+        return all(c.builtin and not c.rules and c.policy is None for c in self.chains.values())
+
+    def save_lines(self) -> list[str]:
+        """The table's chain and rule lines as iptables-save prints them (no counters)."""
+        lines = []
+        builtin = [c for c in self.chains.values() if c.builtin]
+        user = sorted((c for c in self.chains.values() if not c.builtin), key=lambda c: c.name)
+        for c in builtin:
+            lines.append(f":{c.name} {c.policy or 'ACCEPT'}")
+        for c in user:
+            lines.append(f":{c.name} -")
+        for c in builtin + user:
+            for r in c.rules:
+                lines.append(f"-A {c.name} {r.render()}")
+        return lines
+
+
+@dataclass
+class Firewall:
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    def table(self, name: str) -> Table:
+        if name not in BUILTIN_CHAINS:
+            raise ValidationError(f"unknown iptables table {name!r} (raw, mangle, nat, filter)")
+        if name not in self.tables:
+            self.tables[name] = Table(name)
+        return self.tables[name]
+
+    def used_tables(self) -> list[Table]:
+        return [self.tables[t] for t in TABLE_ORDER if t in self.tables and not self.tables[t].is_empty]
+
+    @property
+    def needs_conntrack(self) -> bool:
+        """Whether any rule makes the kernel track connections in this netns."""
+        for t in self.used_tables():
+            if t.name == "nat":
+                return True
+            for c in t.chains.values():
+                for r in c.rules:
+                    if any(m.name in ("conntrack", "state") for m in r.matches):
+                        return True
+        return False

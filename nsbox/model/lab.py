@@ -1,0 +1,228 @@
+"""The lab as plain data: nodes (network namespaces), interfaces, veth pairs,
+bridges, addresses, routes, sysctls, firewalls, servers and expectations.
+
+Nothing here touches the kernel. A recipe builds a `Lab` with the builder
+methods below, each one the equivalent of a line you could type by hand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from nsbox.errors import ValidationError
+from nsbox.model.checks import Check, ConntrackCheck, ReachCheck
+from nsbox.model.firewall import Firewall, Table
+
+HOST = "host"  # the node that plays the Docker host / Kubernetes machine
+
+ServerKind = Literal["http", "tcp", "udp"]
+
+
+@dataclass
+class Interface:
+    name: str
+    kind: Literal["veth", "bridge", "lo"]
+    master: str | None = None  # bridge this port is enslaved to
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class Address:
+    iface: str
+    cidr: str  # e.g. "172.17.0.2/16"
+
+    @property
+    def ip(self) -> str:
+        return str(ipaddress.ip_interface(self.cidr).ip)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_interface(self.cidr).network
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str  # "default" or a CIDR
+    via: str | None = None
+    dev: str | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server the verifier starts inside the node.
+
+    http: GET / -> Hello, /host -> NODE: <node>, POD IP:<ip>, /source -> client ip:port.
+    tcp / udp: echo. Every server records the peer address of each connection.
+    """
+
+    kind: ServerKind
+    port: int
+
+
+@dataclass
+class Node:
+    """One network namespace. The node named `host` plays the container host."""
+
+    name: str
+    interfaces: dict[str, Interface] = field(default_factory=dict)
+    addresses: list[Address] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    firewall: Firewall = field(default_factory=Firewall)
+    servers: list[Server] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.interfaces.setdefault("lo", Interface("lo", "lo"))
+
+    # -- builder steps, each one line of `ip` / `sysctl` / `iptables` --
+    def bridge(self, name: str, address: str | None = None, mtu: int | None = None) -> Node:
+        """`ip link add NAME type bridge; ip addr add ADDRESS dev NAME; ip link set NAME up`"""
+        self._new_iface(Interface(name, "bridge", mtu=mtu))
+        if address:
+            self.address(name, address)
+        return self
+
+    def address(self, iface: str, cidr: str) -> Node:
+        """`ip addr add CIDR dev IFACE`"""
+        try:
+            ipaddress.ip_interface(cidr)
+        except ValueError:
+            raise ValidationError(f"{self.name}: bad address {cidr!r} for {iface}") from None
+        if "/" not in cidr:
+            raise ValidationError(f"{self.name}: address {cidr!r} needs a prefix length, e.g. {cidr}/24")
+        self.addresses.append(Address(iface, cidr))
+        return self
+
+    def route(self, dst: str, via: str | None = None, dev: str | None = None) -> Node:
+        """`ip route add DST [via GW] [dev DEV]`"""
+        self.routes.append(Route(dst, via, dev))
+        return self
+
+    def sysctl(self, key: str, value: int | str) -> Node:
+        """`sysctl -w KEY=VALUE` inside the node (net.* keys are per namespace)."""
+        self.sysctls[key] = str(value)
+        return self
+
+    def iptables(self, table: str = "filter") -> Table:
+        """The node's iptables table, to add chains, policies and rules to."""
+        return self.firewall.table(table)
+
+    def serve(self, kind: ServerKind, port: int) -> Node:
+        """Run a server (http, tcp echo, udp echo) on PORT in this node."""
+        self.servers.append(Server(kind, port))
+        return self
+
+    # -- queries --
+    def addresses_of(self, iface: str) -> list[Address]:
+        return [a for a in self.addresses if a.iface == iface]
+
+    @property
+    def primary_ip(self) -> str | None:
+        """The first address on a non-loopback interface: what a probe targets by default."""
+        for a in self.addresses:
+            if a.iface != "lo":
+                return a.ip
+        return None
+
+    def _new_iface(self, iface: Interface) -> None:
+        if iface.name in self.interfaces:
+            raise ValidationError(f"{self.name}: interface {iface.name} defined twice")
+        self.interfaces[iface.name] = iface
+
+
+@dataclass(frozen=True)
+class VethPair:
+    a_node: str
+    a_name: str
+    b_node: str
+    b_name: str
+
+
+@dataclass
+class Lab:
+    name: str
+    description: str = ""
+    nodes: dict[str, Node] = field(default_factory=dict)
+    veths: list[VethPair] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    requires: set[str] = field(default_factory=set)  # kernel features, see kernel/features.py
+
+    def __post_init__(self) -> None:
+        self.nodes.setdefault(HOST, Node(HOST))
+
+    @property
+    def host(self) -> Node:
+        return self.nodes[HOST]
+
+    def node(self, name: str) -> Node:
+        """`ip netns add NAME` (lo is brought up with it)."""
+        if name in self.nodes:
+            raise ValidationError(f"node {name} defined twice")
+        self.nodes[name] = Node(name)
+        return self.nodes[name]
+
+    def veth(self, a: Node, a_name: str, b: Node, b_name: str, *, b_master: str | None = None,
+             mtu: int | None = None) -> VethPair:
+        """`ip link add A_NAME netns A type veth peer name B_NAME netns B` (+ `master`)."""
+        a._new_iface(Interface(a_name, "veth", mtu=mtu))
+        b._new_iface(Interface(b_name, "veth", master=b_master, mtu=mtu))
+        pair = VethPair(a.name, a_name, b.name, b_name)
+        self.veths.append(pair)
+        return pair
+
+    def require(self, *features: str) -> None:
+        """Declare kernel features the lab needs; missing ones make the recipe SKIP."""
+        self.requires.update(features)
+
+    # -- expectations --
+    def expect(self, src: str, dst: str, proto: Literal["icmp", "tcp", "udp", "http"], port: int | None = None,
+               *, allow: bool = True, seen_from: str | None = None, name: str | None = None) -> ReachCheck:
+        """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
+
+        seen_from: the source address the server must have seen (proves NAT)."""
+        check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
+                           name=name or _reach_name(src, dst, proto, port))
+        self._add_check(check)
+        return check
+
+    def expect_conntrack(self, node: str, of: ReachCheck, reply_dst: str, name: str | None = None) -> ConntrackCheck:
+        """NODE's conntrack holds OF's connection, with the reply tuple addressed to REPLY_DST."""
+        check = ConntrackCheck(node=node, of=of.name, reply_dst=reply_dst,
+                               name=name or f"conntrack {node}: {of.name} replies to {reply_dst}")
+        self._add_check(check)
+        return check
+
+    def _add_check(self, check: Check) -> None:
+        if any(c.name == check.name for c in self.checks):
+            raise ValidationError(f"two checks named {check.name!r}")
+        self.checks.append(check)
+
+    # -- address lookups used by validation and the verifier --
+    def owner_of(self, ip: str) -> Node | None:
+        for node in self.nodes.values():
+            if any(a.ip == ip for a in node.addresses):
+                return node
+        return None
+
+    def resolve(self, target: str) -> tuple[Node, str]:
+        """A probe target (node name or address) -> (owning node, address)."""
+        if target in self.nodes:
+            node = self.nodes[target]
+            if node.primary_ip is None:
+                raise ValidationError(f"node {target} has no address to probe")
+            return node, node.primary_ip
+        try:
+            ipaddress.ip_address(target)
+        except ValueError:
+            raise ValidationError(f"unknown node {target!r}") from None
+        owner = self.owner_of(target)
+        if owner is None:
+            # Traffic stays in the lab: never probe an address no lab namespace owns.
+            raise ValidationError(f"{target} belongs to no node of the lab; probes only target lab addresses")
+        return owner, target
+
+
+def _reach_name(src: str, dst: str, proto: str, port: int | None) -> str:
+    return f"{proto}/{port} {src}->{dst}" if port else f"{proto} {src}->{dst}"

@@ -1,0 +1,203 @@
+"""iptables rule specs as data.
+
+A recipe writes a rule the way `iptables-save` prints it
+(`-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE`); `parse_rule` turns that into a
+`Rule` without touching the kernel, so mistakes surface at validation time, and
+`Rule.render()` prints it back in iptables-save's canonical order so the lab's
+real `iptables-save` can be compared with the recipe line for line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from dataclasses import dataclass, field
+
+from nsbox.errors import ValidationError
+
+# Options that take no value (iptables extension flags).
+_FLAGS = {
+    "random", "random-fully", "persistent", "rsource", "rdest", "set", "rcheck",
+    "update", "remove", "reap", "physdev-is-bridged", "physdev-is-in", "physdev-is-out",
+    "syn", "fragment",
+}
+
+BUILTIN_TARGETS = {
+    "ACCEPT", "DROP", "RETURN", "REJECT", "MASQUERADE", "DNAT", "SNAT", "MARK", "LOG",
+    "CONNMARK", "NOTRACK", "CT", "TCPMSS",
+}
+
+_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "sctp", "all"}
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # without the leading "--"
+    value: str | None = None
+    invert: bool = False
+
+    def render(self) -> str:
+        s = f"! --{self.name}" if self.invert else f"--{self.name}"
+        if self.value is not None:
+            s += " " + _quote(self.value)
+        return s
+
+
+@dataclass(frozen=True)
+class Module:
+    """A match (`-m NAME ...`) or a target (`-j NAME ...`) with its options."""
+
+    name: str
+    options: tuple[Option, ...] = ()
+
+
+@dataclass(frozen=True)
+class Negatable:
+    value: str
+    invert: bool = False
+
+    def render(self, flag: str) -> str:
+        return f"! {flag} {self.value}" if self.invert else f"{flag} {self.value}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    src: Negatable | None = None
+    dst: Negatable | None = None
+    in_iface: Negatable | None = None
+    out_iface: Negatable | None = None
+    proto: Negatable | None = None
+    matches: tuple[Module, ...] = ()
+    target: Module | None = None
+    spec: str = field(default="", compare=False)
+
+    def render(self) -> str:
+        """The rule as iptables-save prints it (after `-A CHAIN`)."""
+        parts: list[str] = []
+        for attr, flag in (("src", "-s"), ("dst", "-d"), ("in_iface", "-i"),
+                           ("out_iface", "-o"), ("proto", "-p")):
+            v = getattr(self, attr)
+            if v is not None:
+                parts.append(v.render(flag))
+        for m in self.matches:
+            parts.append(" ".join([f"-m {m.name}"] + [o.render() for o in m.options]))
+        if self.target is not None:
+            parts.append(" ".join([f"-j {self.target.name}"] + [o.render() for o in self.target.options]))
+        return " ".join(parts)
+
+    @property
+    def jumps_to(self) -> str | None:
+        return self.target.name if self.target else None
+
+
+def _quote(value: str) -> str:
+    return f'"{value}"' if (" " in value or not value) else value
+
+
+def _cidr(value: str, spec: str) -> str:
+    """Normalize like iptables: host addresses get /32, host bits are masked."""
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValidationError(f"bad address {value!r} in rule {spec!r}") from None
+    return f"{net.network_address}/{net.prefixlen}"
+
+
+def parse_rule(spec: str) -> Rule:
+    """Parse an iptables rule spec (the part after `-A CHAIN`)."""
+    try:
+        tokens = shlex.split(spec)
+    except ValueError as e:
+        raise ValidationError(f"cannot parse rule {spec!r}: {e}") from None
+    if not tokens:
+        raise ValidationError("empty iptables rule")
+    base: dict[str, Negatable] = {}
+    matches: list[Module] = []
+    target: Module | None = None
+    current: tuple[str, list[Option]] | None = None  # module being filled
+    invert = False
+    i = 0
+
+    def close() -> None:
+        nonlocal current, target
+        if current is None:
+            return
+        kind, opts = current
+        name = kind.split(":", 1)[1]
+        mod = Module(name, tuple(opts))
+        if kind.startswith("m:"):
+            matches.append(mod)
+        else:
+            target = mod
+        current = None
+
+    def need_value(flag: str) -> str:
+        if i + 1 >= len(tokens):
+            raise ValidationError(f"option {flag} needs a value in rule {spec!r}")
+        return tokens[i + 1]
+
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == "!":
+            invert = True
+            i += 1
+            continue
+        if tok in ("-s", "--source", "-d", "--destination", "-i", "--in-interface",
+                   "-o", "--out-interface", "-p", "--protocol"):
+            if current is not None and current[0].startswith("j:"):
+                raise ValidationError(f"{tok} after the target in rule {spec!r}")
+            close()
+            value = need_value(tok)
+            key = {"-s": "src", "--source": "src", "-d": "dst", "--destination": "dst",
+                   "-i": "in_iface", "--in-interface": "in_iface", "-o": "out_iface",
+                   "--out-interface": "out_iface", "-p": "proto", "--protocol": "proto"}[tok]
+            if key in ("src", "dst"):
+                value = _cidr(value, spec)
+            elif key == "proto" and value not in _PROTOCOLS:
+                raise ValidationError(f"unknown protocol {value!r} in rule {spec!r}")
+            elif key in ("in_iface", "out_iface"):
+                _check_ifname(value, spec)
+            if key in base:
+                raise ValidationError(f"{tok} given twice in rule {spec!r}")
+            base[key] = Negatable(value, invert)
+            invert = False
+            i += 2
+            continue
+        if tok in ("-m", "--match", "-j", "--jump"):
+            if invert:
+                raise ValidationError(f"'!' before {tok} in rule {spec!r}")
+            if current is not None and current[0].startswith("j:"):
+                raise ValidationError(f"{tok} after the target in rule {spec!r}")
+            close()
+            name = need_value(tok)
+            if tok in ("-j", "--jump"):
+                if target is not None:
+                    raise ValidationError(f"two targets in rule {spec!r}")
+                current = (f"j:{name}", [])
+            else:
+                current = (f"m:{name}", [])
+            i += 2
+            continue
+        if tok.startswith("--"):
+            if current is None:
+                raise ValidationError(f"option {tok} outside -m/-j in rule {spec!r}")
+            name = tok[2:]
+            if name in _FLAGS:
+                current[1].append(Option(name, None, invert))
+                i += 1
+            else:
+                current[1].append(Option(name, need_value(tok), invert))
+                i += 2
+            invert = False
+            continue
+        raise ValidationError(f"unexpected {tok!r} in rule {spec!r}")
+    if invert:
+        raise ValidationError(f"dangling '!' in rule {spec!r}")
+    close()
+    return Rule(matches=tuple(matches), target=target, spec=spec, **base)
+
+
+def _check_ifname(value: str, spec: str) -> None:
+    name = value.rstrip("+")
+    if len(value.encode()) > 15 or not name.replace("-", "").replace(".", "").replace("_", "").isalnum():
+        raise ValidationError(f"bad interface name {value!r} in rule {spec!r}")

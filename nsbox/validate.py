@@ -1,0 +1,151 @@
+"""Check a Lab model before the kernel is touched. Every error is one line."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from nsbox.errors import ValidationError
+from nsbox.model import ConntrackCheck, Lab, Node, ReachCheck
+from nsbox.model.firewall import BUILTIN_CHAINS
+from nsbox.model.rules import BUILTIN_TARGETS
+
+IFNAMSIZ = 15  # bytes, without the trailing NUL
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|bridge|netfilter|unix)\.[A-Za-z0-9_./-]+$")
+
+
+def validate(lab: Lab) -> None:
+    """Raise ValidationError for the first problem found."""
+    for node in lab.nodes.values():
+        _check_node(lab, node)
+    _check_duplicate_addresses(lab)
+    _check_checks(lab)
+
+
+def check_ifname(name: str, where: str) -> None:
+    if not name or len(name.encode()) > IFNAMSIZ:
+        raise ValidationError(f"{where}: interface name {name!r} is {len(name.encode())} bytes; "
+                              f"Linux allows 1-{IFNAMSIZ} (IFNAMSIZ)")
+    if name in (".", "..") or any(c in name for c in "/: \t\n"):
+        raise ValidationError(f"{where}: interface name {name!r} may not contain '/', ':' or spaces")
+
+
+def _check_node(lab: Lab, node: Node) -> None:
+    if not _NODE_RE.match(node.name):
+        raise ValidationError(f"bad node name {node.name!r} (letters, digits, '-', '_', '.'; at most 32)")
+    for iface in node.interfaces.values():
+        check_ifname(iface.name, f"node {node.name}")
+        if iface.master is not None:
+            master = node.interfaces.get(iface.master)
+            if master is None or master.kind != "bridge":
+                raise ValidationError(f"node {node.name}: {iface.name} enslaved to {iface.master}, "
+                                      f"which is not a bridge in that node")
+        if iface.mtu is not None and not 68 <= iface.mtu <= 65535:
+            raise ValidationError(f"node {node.name}: MTU {iface.mtu} of {iface.name} out of range 68-65535")
+    for a in node.addresses:
+        if a.iface not in node.interfaces:
+            raise ValidationError(f"node {node.name}: address {a.cidr} on unknown interface {a.iface}")
+    # Two interfaces of one node in overlapping subnets make routing ambiguous.
+    nets = [(a.network, a) for a in node.addresses if a.iface != "lo"]
+    for i, (n1, a1) in enumerate(nets):
+        for n2, a2 in nets[i + 1:]:
+            if a1.iface != a2.iface and n1.version == n2.version and n1.overlaps(n2):
+                raise ValidationError(f"node {node.name}: subnets {a1.cidr} ({a1.iface}) and "
+                                      f"{a2.cidr} ({a2.iface}) overlap")
+    for r in node.routes:
+        _check_route(node, r)
+    for key in node.sysctls:
+        if not _SYSCTL_RE.match(key) or ".." in key:
+            raise ValidationError(f"node {node.name}: sysctl {key!r} is not a per-namespace net.* key")
+    _check_firewall(node)
+    seen: set[tuple[str, int]] = set()
+    for s in node.servers:
+        if not 1 <= s.port <= 65535:
+            raise ValidationError(f"node {node.name}: server port {s.port} out of range 1-65535")
+        l4 = "udp" if s.kind == "udp" else "tcp"
+        if (l4, s.port) in seen:
+            raise ValidationError(f"node {node.name}: two servers on {l4}/{s.port}")
+        seen.add((l4, s.port))
+
+
+def _check_route(node: Node, r) -> None:
+    if r.dst != "default":
+        try:
+            ipaddress.ip_network(r.dst)
+        except ValueError:
+            raise ValidationError(f"node {node.name}: bad route destination {r.dst!r} "
+                                  f"(a network such as 10.0.0.0/24, host bits clear, or 'default')") from None
+    if r.dev is not None and r.dev not in node.interfaces:
+        raise ValidationError(f"node {node.name}: route {r.dst} via unknown device {r.dev}")
+    if r.via is None and r.dev is None:
+        raise ValidationError(f"node {node.name}: route {r.dst} needs a gateway or a device")
+    if r.via is not None:
+        try:
+            gw = ipaddress.ip_address(r.via)
+        except ValueError:
+            raise ValidationError(f"node {node.name}: bad gateway {r.via!r} for route {r.dst}") from None
+        # The kernel refuses a gateway that no connected subnet reaches (ENETUNREACH).
+        if not any(gw in a.network for a in node.addresses if r.dev in (None, a.iface)):
+            raise ValidationError(f"node {node.name}: gateway {r.via} of route {r.dst} is on no "
+                                  f"connected subnet of this node")
+
+
+def _check_firewall(node: Node) -> None:
+    for table in node.firewall.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                target = rule.jumps_to
+                if target is None:
+                    continue
+                if target in table.chains and target not in BUILTIN_CHAINS[table.name]:
+                    continue
+                if target not in BUILTIN_TARGETS:
+                    raise ValidationError(f"node {node.name}: rule '-A {chain.name} {rule.spec}' jumps to "
+                                          f"{target}, which is no chain of table {table.name}")
+                if target in ("MASQUERADE", "SNAT", "DNAT") and table.name != "nat":
+                    raise ValidationError(f"node {node.name}: {target} is only valid in the nat table")
+
+
+def _check_duplicate_addresses(lab: Lab) -> None:
+    owners: dict[str, str] = {}
+    for node in lab.nodes.values():
+        for a in node.addresses:
+            if a.iface == "lo":
+                continue
+            if a.ip in owners:
+                raise ValidationError(f"address {a.ip} is assigned twice ({owners[a.ip]} and {node.name}/{a.iface})")
+            owners[a.ip] = f"{node.name}/{a.iface}"
+
+
+def _check_checks(lab: Lab) -> None:
+    reach = {c.name: c for c in lab.checks if isinstance(c, ReachCheck)}
+    for c in lab.checks:
+        if isinstance(c, ReachCheck):
+            if c.src not in lab.nodes:
+                raise ValidationError(f"check {c.name!r}: unknown source node {c.src!r}")
+            dst_node, _ = lab.resolve(c.dst)
+            if c.proto not in ("icmp", "tcp", "udp", "http"):
+                raise ValidationError(f"check {c.name!r}: unknown protocol {c.proto!r} (icmp, tcp, udp, http)")
+            if c.proto == "icmp":
+                if c.port is not None:
+                    raise ValidationError(f"check {c.name!r}: icmp takes no port")
+            else:
+                if c.port is None or not 1 <= c.port <= 65535:
+                    raise ValidationError(f"check {c.name!r}: {c.proto} needs a port 1-65535")
+                kinds = {"http": {"http"}, "tcp": {"tcp", "http"}, "udp": {"udp"}}[c.proto]
+                # Without a listener a 'deny' would be a refused port, not a blocked path.
+                if not any(s.port == c.port and s.kind in kinds for s in dst_node.servers):
+                    raise ValidationError(f"check {c.name!r}: no {'/'.join(sorted(kinds))} server on "
+                                          f"{dst_node.name} port {c.port}")
+            if c.seen_from is not None:
+                if c.proto == "icmp" or not c.allow:
+                    raise ValidationError(f"check {c.name!r}: seen_from needs an allowed tcp/udp/http check")
+                lab.resolve(c.seen_from)
+        elif isinstance(c, ConntrackCheck):
+            if c.node not in lab.nodes:
+                raise ValidationError(f"check {c.name!r}: unknown node {c.node!r}")
+            of = reach.get(c.of)
+            if of is None or of.proto == "icmp" or not of.allow:
+                raise ValidationError(f"check {c.name!r}: {c.of!r} is not an allowed tcp/udp/http check")
+            lab.resolve(c.reply_dst)

@@ -1,0 +1,92 @@
+"""Docker's default bridge network, as Docker 29 builds it with the iptables backend.
+
+Mirrors `docker run` on a fresh dockerd: docker0 172.17.0.1/16, one veth pair
+per container with eth0 inside, the DOCKER-* filter chains, MASQUERADE for
+traffic leaving the bridge, and the Docker 28+ raw-table guard against direct
+routing. Reference: shared/reference/dataplane.md, section 1a.
+"""
+
+from nsbox.model import Lab
+from nsbox.recipe import Param, recipe
+
+SUBNET = "172.17.0.0/16"
+GATEWAY = "172.17.0.1"
+UPLINK = "203.0.113.2"      # the Docker host's address on the outside network
+UPSTREAM = "203.0.113.1"    # the node "internet": the host's upstream router
+
+
+def container_ip(i: int) -> str:
+    """Docker hands out .2, .3, ... in order (i counts from 1)."""
+    n = i + 1
+    return f"172.17.{n // 256}.{n % 256}"
+
+
+def veth_name(i: int) -> str:
+    """Host ends are `veth` + 7 hex digits in Docker (random there, stable here)."""
+    return f"veth{(0x5eed000 + i * 0x9e37) & 0xfffffff:07x}"
+
+
+@recipe("bridge-mode", params=[Param("containers", 2, "number of containers on docker0", min=2, max=1000)])
+def build(lab: Lab, containers: int) -> None:
+    """Docker's default bridge (docker0): veth pairs, MASQUERADE, DOCKER-* chains (Docker 29, iptables)."""
+    host = lab.host
+    lab.require("veth", "bridge", "nat", "conntrack")
+
+    # The host's uplink: eth0 on an outside network whose other end is "internet".
+    internet = lab.node("internet")
+    lab.veth(host, "eth0", internet, "eth0")
+    host.address("eth0", f"{UPLINK}/24")
+    internet.address("eth0", f"{UPSTREAM}/24")
+    host.route("default", via=UPSTREAM)
+    internet.serve("http", 80)          # internet has no route to 172.17.0.0/16
+
+    # dockerd: bridge docker0 with the gateway address, forwarding on.
+    host.bridge("docker0", f"{GATEWAY}/16")
+    host.sysctl("net.ipv4.ip_forward", 1)
+
+    # docker run, once per container: veth pair, eth0 inside, default via docker0.
+    for i in range(1, containers + 1):
+        c = lab.node(f"c{i}")
+        lab.veth(c, "eth0", host, veth_name(i), b_master="docker0")
+        c.address("eth0", f"{container_ip(i)}/16")
+        c.route("default", via=GATEWAY)
+        c.serve("http", 80).serve("tcp", 7).serve("udp", 7)
+
+    # raw: Docker 28+ drops packets for a container that did not come in on docker0.
+    raw = host.iptables("raw")
+    for i in range(1, containers + 1):
+        raw.append("PREROUTING", f"-d {container_ip(i)}/32 ! -i docker0 -j DROP")
+
+    # filter: dockerd enabled ip_forward itself, so it sets FORWARD's policy to DROP.
+    flt = host.iptables("filter")
+    flt.policy("FORWARD", "DROP")
+    for chain in ("DOCKER", "DOCKER-BRIDGE", "DOCKER-CT", "DOCKER-FORWARD", "DOCKER-INTERNAL", "DOCKER-USER"):
+        flt.new_chain(chain)
+    flt.append("FORWARD", "-j DOCKER-USER")
+    flt.append("FORWARD", "-j DOCKER-FORWARD")
+    flt.append("DOCKER", "! -i docker0 -o docker0 -j DROP")          # unpublished ports
+    flt.append("DOCKER-BRIDGE", "-o docker0 -j DOCKER")
+    flt.append("DOCKER-CT", "-o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    flt.append("DOCKER-FORWARD", "-j DOCKER-CT")
+    flt.append("DOCKER-FORWARD", "-j DOCKER-INTERNAL")
+    flt.append("DOCKER-FORWARD", "-j DOCKER-BRIDGE")
+    flt.append("DOCKER-FORWARD", "-i docker0 -j ACCEPT")              # icc=true, and egress
+
+    # nat: port publishing hooks, and masquerade for traffic leaving docker0.
+    nat = host.iptables("nat")
+    nat.new_chain("DOCKER")
+    nat.append("PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER")
+    nat.append("OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER")
+    nat.append("POSTROUTING", f"-s {SUBNET} ! -o docker0 -j MASQUERADE")
+
+    # What Docker promises, proven with traffic.
+    lab.expect("c1", "c2", "icmp")
+    lab.expect("c1", "c2", "tcp", 7)
+    lab.expect("c2", "c1", "udp", 7)
+    lab.expect("c1", GATEWAY, "icmp", name="icmp c1->docker0 gateway")
+    lab.expect("host", "c1", "tcp", 80)
+    egress = lab.expect("c1", "internet", "http", 80, seen_from=UPLINK,
+                        name="http c1->internet (masqueraded)")
+    lab.expect_conntrack("host", egress, reply_dst=UPLINK)
+    lab.expect("internet", container_ip(2), "tcp", 80, allow=False,
+               name="tcp/80 internet->c2 (no route in)")
