@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from nsbox.kernel import netns
 
 _PROTO = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp"}
 
@@ -35,8 +34,9 @@ def dump(path: str) -> list[Entry]:
     """All entries of the namespace pinned at PATH (like `conntrack -L`)."""
     from pyroute2 import Conntrack
 
-    with netns.entered(path):
-        ct = Conntrack()  # socket opened on this thread, inside the namespace
+    # Not setns + Conntrack(): pyroute2 0.9 opens this socket on another thread,
+    # which stays in the caller's netns. Conntrack(netns=...) enters it itself.
+    ct = Conntrack(netns=path)
     try:
         return [_entry(e) for e in ct.dump_entries()]
     finally:

@@ -1,0 +1,1 @@
+"""Reports only read results: text for people, JSON for programs."""

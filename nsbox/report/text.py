@@ -1,0 +1,40 @@
+"""The human report: one line per check, what was expected, what happened, why."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+from nsbox.verify.results import RecipeResult, summarize
+
+_MARK = {True: "[green]PASS[/]", False: "[red bold]FAIL[/]"}
+_STATUS = {"pass": "[green bold]PASS[/]", "fail": "[red bold]FAIL[/]", "skip": "[yellow bold]SKIP[/]"}
+
+
+def print_report(results: list[RecipeResult], console: Console | None = None) -> None:
+    out = console or Console(highlight=False, soft_wrap=True)
+    for r in results:
+        out.print(f"[bold]{escape(r.recipe)}[/]  {escape(r.description)}")
+        if r.status == "skip":
+            out.print(f"  {_STATUS['skip']}  {escape(r.skip_reason or '')}\n")
+            continue
+        if r.namespaces:
+            nodes = ", ".join(r.namespaces.values())
+            out.print(f"  built {len(r.namespaces)} namespaces ({escape(_shorten(nodes))}) in {r.build_ms:.0f} ms; "
+                      f"torn down in {r.teardown_ms:.0f} ms")
+        width = max((len(c.name) for c in r.checks), default=0)
+        for c in r.checks:
+            out.print(f"  {_MARK[c.passed]}  {escape(c.name.ljust(width))}  expected {escape(c.expected)}, "
+                      f"observed {escape(c.observed)}")
+            out.print(f"        [dim]{escape(c.detail)}" + (f" (after {c.attempts} probes)" if c.attempts > 1 else "")
+                      + "[/]")
+        if r.error:
+            out.print(f"  [red]error:[/] {escape(r.error)}")
+        passed = sum(c.passed for c in r.checks)
+        out.print(f"  {_STATUS[r.status]}  {passed} of {len(r.checks)} checks passed in {r.duration_s:.1f} s\n")
+    s = summarize(results)
+    out.print(f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

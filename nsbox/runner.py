@@ -1,0 +1,88 @@
+"""Run one recipe end to end: probe features, realize, serve, verify, tear down."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from nsbox.errors import KernelError
+from nsbox.kernel import features
+from nsbox.kernel.realize import Realized, realize
+from nsbox.model import HOST, Lab
+from nsbox.verify.results import RecipeResult
+from nsbox.verify.verifier import Timing, start_servers, verify
+
+JOURNAL_DIR = "/run/nsbox"
+
+
+@dataclass
+class RunOptions:
+    on_host: bool = False
+    timing: Timing = field(default_factory=Timing)
+    then: str | None = None  # shell command run in the host node before teardown
+    then_stdout_to_stderr: bool = False
+
+
+def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
+    start = time.monotonic()
+    result = RecipeResult(lab.name, "pass", description=lab.description)
+    lacking = features.missing(frozenset(lab.requires))
+    if lacking:
+        result.status = "skip"
+        result.skip_reason = "; ".join(lacking.values())
+        result.duration_s = time.monotonic() - start
+        return result
+    # In the sandbox names can be the real ones; on the host they carry a per-run prefix.
+    prefix = f"nsb{secrets.token_hex(2)}-" if opts.on_host else ""
+    journal = f"{JOURNAL_DIR}/{prefix}{lab.name}.journal" if opts.on_host else None
+    t0 = time.monotonic()
+    try:
+        built = realize(lab, prefix, journal)
+    except KernelError as e:
+        result.status = "fail"
+        result.error = str(e)
+        result.duration_s = time.monotonic() - start
+        return result
+    result.build_ms = round((time.monotonic() - t0) * 1000, 1)
+    result.namespaces = built.netns_names()
+    try:
+        servers = start_servers(built)
+        try:
+            result.checks = verify(built, servers, opts.timing)
+            if opts.then:
+                _run_then(built, opts)
+        finally:
+            servers.close()
+    except KernelError as e:
+        result.error = str(e)
+    finally:
+        t1 = time.monotonic()
+        problems = built.teardown()
+        result.teardown_ms = round((time.monotonic() - t1) * 1000, 1)
+        _remove_empty(JOURNAL_DIR)
+        if problems:
+            result.error = "teardown: " + "; ".join(problems)
+    if result.error or not all(c.passed for c in result.checks):
+        result.status = "fail"
+    result.duration_s = time.monotonic() - start
+    return result
+
+
+def _run_then(built: Realized, opts: RunOptions) -> None:
+    """Let the user (or a test) look at the live lab from inside the host node."""
+    env = dict(os.environ)
+    for node, name in built.netns_names().items():
+        env[f"NSBOX_NETNS_{node.upper().replace('-', '_').replace('.', '_')}"] = name
+    subprocess.run(["nsenter", f"--net={built.path(HOST)}", "sh", "-c", opts.then], env=env,
+                   stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
+
+
+def _remove_empty(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

@@ -1,0 +1,12 @@
+"""The sandbox: a fresh user + mount + pid + network namespace for each run.
+
+The outer `nsbox` re-executes itself under util-linux `unshare` before any
+thread exists (unshare(CLONE_NEWUSER) fails in a multi-threaded process). The
+inner nsbox is pid 1 of the new pid namespace with a private tmpfs on /run, so
+when it exits, or its parent is SIGKILLed (--kill-child), the kernel destroys
+every namespace, link, rule, conntrack entry and process of the lab.
+"""
+
+from nsbox.sandbox.enter import inside, preflight, reexec, setup_inside
+
+__all__ = ["inside", "preflight", "reexec", "setup_inside"]

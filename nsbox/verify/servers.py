@@ -1,0 +1,169 @@
+"""The lab's servers: HTTP, TCP echo and UDP echo, one event-loop thread for all.
+
+Each listening socket is opened while the thread is inside the node's netns, so
+it serves there; the loop thread itself never changes namespace. Like the book's
+web server, HTTP answers `GET /` with `Hello`, `GET /host` with
+`NODE: <node>, POD IP:<ip>` and `GET /source` with the client address it saw.
+Every connection's peer is recorded, keyed by the probe token the verifier
+sends, so a check can prove what source address NAT produced.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from nsbox.kernel import netns
+
+TOKEN_HEADER = "X-Nsbox-Probe"
+ECHO_PREFIX = b"nsbox-probe "
+_MAX_REQUEST = 16384
+
+
+@dataclass
+class _Conn:
+    sock: socket.socket
+    node: str
+    ip: str
+    kind: str
+    peer: tuple[str, int]
+    buf: bytes = b""
+
+
+@dataclass
+class ServerSet:
+    """All servers of one lab, stopped by close()."""
+
+    seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # token -> peer (ip, port)
+    _sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
+    _thread: threading.Thread | None = None
+    _stop_r: int = -1
+    _stop_w: int = -1
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def listen(self, node: str, path: str, ip: str, kind: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with netns.entered(path):
+            if kind == "udp":
+                s = socket.socket(family, socket.SOCK_DGRAM)
+            else:
+                s = socket.socket(family, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Bound to the wildcard: the node answers on all its addresses, as a container's server does.
+        s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+        if kind != "udp":
+            s.listen(128)
+        s.setblocking(False)
+        self._sel.register(s, selectors.EVENT_READ, ("listen", node, ip, kind))
+
+    def start(self) -> None:
+        self._stop_r, self._stop_w = os.pipe()
+        self._sel.register(self._stop_r, selectors.EVENT_READ, ("stop",))
+        self._thread = threading.Thread(target=self._loop, name="nsbox-servers", daemon=True)
+        self._thread.start()
+
+    def peer_for(self, token: str) -> tuple[str, int] | None:
+        with self._lock:
+            return self.seen.get(token)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            os.write(self._stop_w, b"x")
+            self._thread.join(timeout=5)
+            self._thread = None
+        for key in list(self._sel.get_map().values()):
+            obj = key.fileobj
+            self._sel.unregister(obj)
+            if isinstance(obj, socket.socket):
+                obj.close()
+        self._sel.close()
+        for fd in (self._stop_r, self._stop_w):
+            if fd >= 0:
+                os.close(fd)
+        self._stop_r = self._stop_w = -1
+
+    # -- the event loop --
+    def _loop(self) -> None:
+        while True:
+            for key, _ in self._sel.select(timeout=1.0):
+                data = key.data
+                if data[0] == "stop":
+                    return
+                try:
+                    if data[0] == "listen":
+                        self._on_listener(key.fileobj, *data[1:])
+                    else:
+                        self._on_conn(key.fileobj, data[1])
+                except OSError:
+                    pass  # a peer went away; the probe reports what it saw
+
+    def _on_listener(self, s: socket.socket, node: str, ip: str, kind: str) -> None:
+        if kind == "udp":
+            payload, peer = s.recvfrom(65535)
+            self._record(payload, peer)
+            s.sendto(payload, peer)
+            return
+        conn, peer = s.accept()
+        conn.setblocking(False)
+        self._sel.register(conn, selectors.EVENT_READ, ("conn", _Conn(conn, node, ip, kind, peer[:2])))
+
+    def _on_conn(self, s: socket.socket, c: _Conn) -> None:
+        chunk = s.recv(4096)
+        if not chunk:
+            self._drop(s)
+            return
+        if c.kind == "tcp":
+            if not c.buf:
+                self._record(chunk, c.peer)
+            c.buf = b"-"  # only the first chunk carries the token
+            s.sendall(chunk)
+            return
+        c.buf += chunk
+        if c.kind == "http" and c.buf.startswith(ECHO_PREFIX[: len(c.buf)]):
+            if len(c.buf) < len(ECHO_PREFIX):
+                return
+            # A plain TCP probe of an HTTP port: answer it as an echo server would.
+            self._record(c.buf, c.peer)
+            c.kind = "tcp"
+            s.sendall(c.buf)
+            return
+        if b"\r\n\r\n" not in c.buf and len(c.buf) < _MAX_REQUEST:
+            return
+        s.setblocking(True)
+        s.settimeout(1.0)
+        s.sendall(self._http_reply(c))
+        self._drop(s)
+
+    def _http_reply(self, c: _Conn) -> bytes:
+        head = c.buf.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        lines = head.split("\r\n")
+        parts = lines[0].split()
+        path = parts[1] if len(parts) > 1 else "/"
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == TOKEN_HEADER.lower():
+                with self._lock:
+                    self.seen[value.strip()] = c.peer
+        if path == "/":
+            status, body = "200 OK", "Hello\n"
+        elif path == "/host":
+            status, body = "200 OK", f"NODE: {c.node}, POD IP:{c.ip}\n"
+        elif path == "/source":
+            status, body = "200 OK", f"{c.peer[0]}:{c.peer[1]}\n"
+        else:
+            status, body = "404 Not Found", "not found\n"
+        return (f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n{body}").encode()
+
+    def _record(self, payload: bytes, peer: tuple) -> None:
+        if payload.startswith(ECHO_PREFIX):
+            token = payload[len(ECHO_PREFIX):].split(b"\n", 1)[0].decode("ascii", "replace").strip()
+            with self._lock:
+                self.seen[token] = (peer[0], peer[1])
+
+    def _drop(self, s: socket.socket) -> None:
+        self._sel.unregister(s)
+        s.close()

@@ -1,0 +1,113 @@
+"""Turn a lab's expectations into traffic and kernel queries, and judge them.
+
+Reach checks run concurrently (a small bounded pool: unbounded parallel probes
+flake). A probe is repeated only while what it observes differs from what is
+expected, within a deadline, so a correct lab costs one probe per check and a
+wrong one is given time to settle before it is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from nsbox.kernel import conntrack
+from nsbox.kernel.realize import Realized
+from nsbox.model import ConntrackCheck, ReachCheck
+from nsbox.verify.probes import ProbeResult, probe
+from nsbox.verify.results import CheckResult
+from nsbox.verify.servers import ServerSet
+
+
+@dataclass(frozen=True)
+class Timing:
+    probe_timeout: float = 1.0   # one connect / echo wait; what an expected deny costs
+    deadline: float = 4.0        # how long to keep re-probing while observed != expected
+    interval: float = 0.2
+    workers: int = 8
+
+
+def start_servers(built: Realized) -> ServerSet:
+    servers = ServerSet()
+    try:
+        for node in built.lab.nodes.values():
+            for s in node.servers:
+                servers.listen(node.name, built.path(node.name), node.primary_ip or "0.0.0.0", s.kind, s.port)
+        servers.start()
+    except BaseException:
+        servers.close()
+        raise
+    return servers
+
+
+def verify(built: Realized, servers: ServerSet, timing: Timing = Timing()) -> list[CheckResult]:
+    lab = built.lab
+    reach = [c for c in lab.checks if isinstance(c, ReachCheck)]
+    probes: dict[str, ProbeResult] = {}
+    with ThreadPoolExecutor(max_workers=timing.workers, thread_name_prefix="nsbox-probe") as pool:
+        futures = [pool.submit(_run_reach, built, servers, c, timing) for c in reach]
+        outcomes = [f.result() for f in futures]
+    results: dict[str, CheckResult] = {}
+    for check, (result, last) in zip(reach, outcomes):
+        results[check.name] = result
+        probes[check.name] = last
+    for c in lab.checks:
+        if isinstance(c, ConntrackCheck):
+            results[c.name] = _run_conntrack(built, c, reach, probes)
+    return [results[c.name] for c in lab.checks]
+
+
+def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
+    _, dst_ip = built.lab.resolve(c.dst)
+    start = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        p = probe(c.proto, built.path(c.src), dst_ip, c.port, timing.probe_timeout)
+        seen = servers.peer_for(p.token) if p.reachable and c.proto != "icmp" else None
+        observed, passed = _judge(c, p, seen)
+        if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
+            break
+        time.sleep(timing.interval)
+    where = f" to {dst_ip}" + (f":{c.port}" if c.port else "")
+    detail = f"{p.detail}{where}"
+    if p.local:
+        detail += f" from {p.local[0]}:{p.local[1]}"
+    if seen:
+        detail += f"; server saw {seen[0]}:{seen[1]}"
+    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
+                       round((time.monotonic() - start) * 1000, 1)), p
+
+
+def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None) -> tuple[str, bool]:
+    if not p.reachable:
+        return "deny", not c.allow
+    if c.seen_from is None:
+        return "allow", c.allow
+    if seen is None:
+        return "allow, source not recorded", False
+    return f"allow, seen from {seen[0]}", seen[0] == c.seen_from
+
+
+def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
+                   probes: dict[str, ProbeResult]) -> CheckResult:
+    start = time.monotonic()
+    of = next(r for r in reach if r.name == c.of)
+    p = probes[c.of]
+    if not p.reachable or p.local is None:
+        return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
+                           f"{c.of!r} did not connect, so there is no connection to look up")
+    _, dst_ip = built.lab.resolve(of.dst)
+    l4 = "udp" if of.proto == "udp" else "tcp"
+    entries = conntrack.dump(built.path(c.node))
+    match = [e for e in entries if e.proto == l4 and e.orig.src == p.local[0] and e.orig.sport == p.local[1]
+             and e.orig.dst == dst_ip and e.orig.dport == of.port]
+    ms = round((time.monotonic() - start) * 1000, 1)
+    if not match:
+        return CheckResult(c.name, "conntrack", c.expected, "no entry", False,
+                           f"{len(entries)} entries in {c.node}, none for {l4} {p.local[0]}:{p.local[1]} -> "
+                           f"{dst_ip}:{of.port}", duration_ms=ms)
+    e = match[0]
+    return CheckResult(c.name, "conntrack", c.expected, f"entry, reply to {e.reply.dst}", e.reply.dst == c.reply_dst,
+                       e.render(), duration_ms=ms)
