@@ -1,0 +1,44 @@
+#!/bin/sh
+# Install what nsbox needs on Debian 12 / Ubuntu 24.04, as root (or with sudo):
+#   - kernel tools it uses and the tests observe with (iproute2, iptables, conntrack, ping, curl, util-linux)
+#   - a world-readable virtualenv at /opt/nsbox/venv made from the distribution's Python
+#     (so an unprivileged user can run nsbox too), with nsbox installed editable from this checkout
+#   - /usr/local/bin/nsbox
+# Safe to run again.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${NSBOX_VENV:-/opt/nsbox/venv}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install.sh: run as root (sudo ./install.sh)" >&2
+    exit 2
+fi
+
+need=""
+for pair in ip:iproute2 iptables-legacy-save:iptables conntrack:conntrack ping:iputils-ping \
+            curl:curl unshare:util-linux nsenter:util-linux setpriv:util-linux; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
+done
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need="$need python3-venv"
+if [ -n "$need" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
+umask 022
+if [ ! -x "$venv/bin/python" ]; then
+    /usr/bin/python3 -m venv "$venv"
+fi
+log=$(mktemp)
+if ! "$venv/bin/python" -m pip install --disable-pip-version-check -e "$here[test]" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "install.sh: pip install failed" >&2
+    exit 1
+fi
+rm -f "$log"
+ln -sf "$venv/bin/nsbox" /usr/local/bin/nsbox
+echo "nsbox installed: $(command -v nsbox) (python: $venv/bin/python)"
