@@ -70,6 +70,34 @@ def list_cmd(recipe_dirs: tuple[str, ...]) -> None:
         click.echo(f"{name.ljust(width)}  {r.description}" + (f"  [{params}]" if params else ""))
 
 
+@main.command("clean")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def clean_cmd(dry_run: bool) -> None:
+    """Remove --on-host labs whose nsbox process was killed before teardown.
+
+    Follows the journals in /run/nsbox and removes exactly the namespaces they
+    name; labs whose nsbox is still running are left alone."""
+    from nsbox.kernel.journal import stale_journals
+    from nsbox.runner import JOURNAL_DIR, remove_empty
+
+    if os.geteuid() != 0:
+        _fail(UsageError("clean removes --on-host labs from the real host and needs root"))
+    journals = stale_journals(JOURNAL_DIR)
+    failed = False
+    for j in journals:
+        click.echo(f"{'would remove' if dry_run else 'removing'} {os.path.basename(j.path or '')}: "
+                   f"{' '.join(os.path.basename(p) for p in j.objects()) or 'nothing'}")
+        if not dry_run:
+            for problem in j.undo():
+                failed = True
+                click.echo(f"nsbox: error: {problem}", err=True)
+    if not journals:
+        click.echo("nothing to clean")
+    if not dry_run:
+        remove_empty(JOURNAL_DIR)
+    sys.exit(1 if failed else 0)
+
+
 @main.command("run")
 @click.argument("recipes", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,

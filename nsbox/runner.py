@@ -63,7 +63,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         t1 = time.monotonic()
         problems = built.teardown()
         result.teardown_ms = round((time.monotonic() - t1) * 1000, 1)
-        _remove_empty(JOURNAL_DIR)
+        remove_empty(JOURNAL_DIR)
         if problems:
             result.error = "teardown: " + "; ".join(problems)
     if result.error or not all(c.passed for c in result.checks):
@@ -77,11 +77,16 @@ def _run_then(built: Realized, opts: RunOptions) -> None:
     env = dict(os.environ)
     for node, name in built.netns_names().items():
         env[f"NSBOX_NETNS_{node.upper().replace('-', '_').replace('.', '_')}"] = name
-    subprocess.run(["nsenter", f"--net={built.path(HOST)}", "sh", "-c", opts.then], env=env,
+    # The command gets a pid namespace of its own, whose unshare dies with nsbox
+    # (--pdeathsig) and takes the namespace's every process with it (--kill-child):
+    # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
+    argv = ["nsenter", f"--net={built.path(HOST)}", "setpriv", "--pdeathsig", "KILL",
+            "unshare", "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
+    subprocess.run(argv, env=env,
                    stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
 
 
-def _remove_empty(path: str) -> None:
+def remove_empty(path: str) -> None:
     try:
         os.rmdir(path)
     except OSError:

@@ -51,9 +51,48 @@ class Journal:
             entries = [json.loads(line) for line in f if line.strip()]
         return cls(path=path, entries=entries)
 
+    @property
+    def owner_alive(self) -> bool:
+        """Whether the nsbox process that wrote this journal still runs."""
+        for e in self.entries:
+            if e["kind"] == "owner":
+                try:
+                    with open(f"/proc/{e['pid']}/stat") as f:
+                        # pid reuse: the start time must match too
+                        return f.read().rsplit(")", 1)[1].split()[19] == e["start"]
+                except (OSError, IndexError):
+                    return False
+        return False
+
+    def objects(self) -> list[str]:
+        return [e["path"] for e in self.entries if e["kind"] == "netns"]
+
+
+def owner_entry() -> dict[str, str]:
+    """Identifies this process (pid + start time) as the owner of a journal."""
+    with open(f"/proc/{os.getpid()}/stat") as f:
+        start = f.read().rsplit(")", 1)[1].split()[19]
+    return {"pid": str(os.getpid()), "start": start}
+
+
+def stale_journals(directory: str) -> list[Journal]:
+    """Journals in DIRECTORY whose owner process has gone (killed before teardown)."""
+    out = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if name.endswith(".journal"):
+            j = Journal.load(os.path.join(directory, name))
+            if not j.owner_alive:
+                out.append(j)
+    return out
+
 
 # Links, addresses, routes and rules all live inside lab namespaces and vanish
 # with them, so the namespace is the only object that needs undoing.
 _UNDO: dict[str, Callable[[dict], None]] = {
+    "owner": lambda e: None,
     "netns": lambda e: netns.delete(e["path"]),
 }

@@ -22,7 +22,8 @@ class NodeLinks:
     def __init__(self, node: str, ipr: IPRoute) -> None:
         self.node = node
         self.ipr = ipr
-        self._index: dict[str, int] = {}
+        # The loopback device is registered first in every netns: always ifindex 1.
+        self._index: dict[str, int] = {"lo": 1}
 
     def index(self, ifname: str) -> int:
         if ifname not in self._index:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from nsbox.errors import KernelError
 from nsbox.kernel import iptables, links, netns, sysctl
-from nsbox.kernel.journal import Journal
+from nsbox.kernel.journal import Journal, owner_entry
 from nsbox.model import Lab, Node
 
 # Testing hook: fail after this many kernel steps, to prove teardown after a
@@ -59,6 +59,8 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Real
     steps = _Steps()
     fds: dict[str, int] = {}
     try:
+        if journal_path:
+            done.journal.record("owner", **owner_entry())
         for node in lab.nodes.values():
             path = netns.netns_path(prefix + node.name)
             steps.tick(f"netns {node.name}")
