@@ -42,8 +42,12 @@ class Param:
                 value = int(text)
             except ValueError:
                 raise UsageError(f"--set {self.name}: expected an integer, got {text!r}") from None
-            if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            if self.min is not None and self.max is not None and not self.min <= value <= self.max:
                 raise UsageError(f"--set {self.name}={value}: must be between {self.min} and {self.max}")
+            if self.min is not None and value < self.min:
+                raise UsageError(f"--set {self.name}={value}: must be at least {self.min}")
+            if self.max is not None and value > self.max:
+                raise UsageError(f"--set {self.name}={value}: must be at most {self.max}")
             return value
         return text
 
@@ -71,7 +75,7 @@ class Recipe:
         except UsageError:
             raise
         except Exception as e:
-            raise RecipeError(f"recipe {self.name} failed to build its model: {type(e).__name__}: {e}") from None
+            raise RecipeError(f"recipe {self.name} failed to build its model: {type(e).__name__}: {_one_line(e)}") from None
         return lab
 
 
@@ -124,10 +128,14 @@ def _load(path: Path) -> list[Recipe]:
     try:
         spec.loader.exec_module(module)
     except Exception as e:
-        raise RecipeError(f"cannot load recipe file {path}: {type(e).__name__}: {e}") from None
+        raise RecipeError(f"cannot load recipe file {path}: {type(e).__name__}: {_one_line(e)}") from None
     out = []
     for obj in vars(module).values():
         r = getattr(obj, "__nsbox_recipe__", None)
         if isinstance(r, Recipe):
             out.append(Recipe(r.name, r.description, r.build_fn, r.params, str(path)))
     return out
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

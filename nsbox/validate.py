@@ -56,7 +56,7 @@ def _check_node(lab: Lab, node: Node) -> None:
     for r in node.routes:
         _check_route(node, r)
     for key in node.sysctls:
-        if not _SYSCTL_RE.match(key) or ".." in key:
+        if not _SYSCTL_RE.match(key) or any(not part.strip("/") for part in key.split(".")):
             raise ValidationError(f"node {node.name}: sysctl {key!r} is not a per-namespace net.* key")
     _check_firewall(node)
     seen: set[tuple[str, int]] = set()

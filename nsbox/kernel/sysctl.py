@@ -7,7 +7,7 @@ from nsbox.errors import KernelError
 
 def write(node: str, key: str, value: str) -> None:
     """`sysctl -w KEY=VALUE`. /proc/sys/net follows the netns of the thread that opens it."""
-    path = "/proc/sys/" + key.replace(".", "/")
+    path = proc_path(key)
     try:
         with open(path, "w") as f:
             f.write(value)
@@ -17,6 +17,12 @@ def write(node: str, key: str, value: str) -> None:
         raise KernelError(f"{node}: sysctl -w {key}={value}: {e.strerror}") from None
 
 
+def proc_path(key: str) -> str:
+    """Like sysctl(8): '.' separates levels, '/' stands for a dot inside a name
+    (net.ipv4.conf.flannel/1.forwarding -> /proc/sys/net/ipv4/conf/flannel.1/forwarding)."""
+    return "/proc/sys/" + key.translate(str.maketrans("./", "/."))
+
+
 def read(key: str) -> str:
-    with open("/proc/sys/" + key.replace(".", "/")) as f:
+    with open(proc_path(key)) as f:
         return f.read().strip()

@@ -13,6 +13,9 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
 }
+# Matches and targets that make the kernel track connections in a netns.
+_CT_MATCHES = {"conntrack", "state", "connmark", "helper", "connbytes", "connlimit"}
+_CT_TARGETS = {"CONNMARK", "CT", "MASQUERADE", "SNAT", "DNAT"}
 # iptables-save prints tables in this order
 TABLE_ORDER = ("raw", "mangle", "nat", "filter")
 
@@ -105,6 +108,6 @@ class Firewall:
                 return True
             for c in t.chains.values():
                 for r in c.rules:
-                    if any(m.name in ("conntrack", "state") for m in r.matches):
+                    if any(m.name in _CT_MATCHES for m in r.matches) or r.jumps_to in _CT_TARGETS:
                         return True
         return False

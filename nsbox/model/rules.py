@@ -19,8 +19,14 @@ from nsbox.errors import ValidationError
 _FLAGS = {
     "random", "random-fully", "persistent", "rsource", "rdest", "set", "rcheck",
     "update", "remove", "reap", "physdev-is-bridged", "physdev-is-in", "physdev-is-out",
-    "syn", "fragment",
+    "syn", "fragment", "notrack",
 }
+# Options that take two values (`--tcp-flags MASK COMP`, `--match-set NAME FLAGS`).
+_TWO_VALUES = {"tcp-flags", "match-set"}
+# String options iptables-save prints through xtables_save_string(), quoted unless
+# they are made only of [A-Za-z0-9_-]; every other value is printed as is.
+_STRING_OPTIONS = {"comment", "log-prefix", "nflog-prefix"}
+_NO_QUOTE = set("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 BUILTIN_TARGETS = {
     "ACCEPT", "DROP", "RETURN", "REJECT", "MASQUERADE", "DNAT", "SNAT", "MARK", "LOG",
@@ -39,7 +45,7 @@ class Option:
     def render(self) -> str:
         s = f"! --{self.name}" if self.invert else f"--{self.name}"
         if self.value is not None:
-            s += " " + _quote(self.value)
+            s += " " + (_save_string(self.value) if self.name in _STRING_OPTIONS else self.value)
         return s
 
 
@@ -90,8 +96,12 @@ class Rule:
         return self.target.name if self.target else None
 
 
-def _quote(value: str) -> str:
-    return f'"{value}"' if (" " in value or not value) else value
+def _save_string(value: str) -> str:
+    """Quote like libxtables' xtables_save_string()."""
+    if value and all(c in _NO_QUOTE for c in value):
+        return value
+    escaped = "".join("\\" + c if c in "\"\\'" else c for c in value)
+    return f'"{escaped}"'
 
 
 def _cidr(value: str, spec: str) -> str:
@@ -159,7 +169,9 @@ def parse_rule(spec: str) -> Rule:
                 _check_ifname(value, spec)
             if key in base:
                 raise ValidationError(f"{tok} given twice in rule {spec!r}")
-            base[key] = Negatable(value, invert)
+            # iptables-save leaves out selectors that match everything.
+            if invert or not (value.endswith("/0") or (key == "proto" and value == "all")):
+                base[key] = Negatable(value, invert)
             invert = False
             i += 2
             continue
@@ -185,6 +197,11 @@ def parse_rule(spec: str) -> Rule:
             if name in _FLAGS:
                 current[1].append(Option(name, None, invert))
                 i += 1
+            elif name in _TWO_VALUES:
+                if i + 2 >= len(tokens):
+                    raise ValidationError(f"option {tok} needs two values in rule {spec!r}")
+                current[1].append(Option(name, f"{tokens[i + 1]} {tokens[i + 2]}", invert))
+                i += 3
             else:
                 current[1].append(Option(name, need_value(tok), invert))
                 i += 2
