@@ -48,6 +48,8 @@ def build(lab: Lab, containers: int) -> None:
     for i in range(1, containers + 1):
         c = lab.node(f"c{i}")
         lab.veth(c, "eth0", host, veth_name(i), b_master="docker0")
+        # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
+        c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
         c.address("eth0", f"{container_ip(i)}/16")
         c.route("default", via=GATEWAY)
         c.serve("http", 80).serve("tcp", 7).serve("udp", 7)

@@ -57,7 +57,6 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Real
     """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise."""
     done = Realized(lab, prefix, Journal(journal_path))
     steps = _Steps()
-    fds: dict[str, int] = {}
     try:
         if journal_path:
             done.journal.record("owner", **owner_entry())
@@ -67,42 +66,54 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Real
             done.journal.record("netns", path=path)
             netns.create(prefix + node.name)
             done.paths[node.name] = path
-            fds[node.name] = netns.open_fd(path)
-        _create_links(lab, done, fds, steps)
+        _create_links(lab, done, steps)
+        created_up: dict[str, set[str]] = defaultdict(set)
+        for pair in lab.veths:
+            created_up[pair.b_node].add(pair.b_name)
         for node in lab.nodes.values():
-            _configure(node, done.path(node.name), lab, steps)
+            _configure(node, done.path(node.name), created_up[node.name], steps)
     except BaseException:
         done.teardown()
         raise
-    finally:
-        for fd in fds.values():
-            os.close(fd)
     return done
 
 
-def _create_links(lab: Lab, done: Realized, fds: dict[str, int], steps: _Steps) -> None:
+def _create_links(lab: Lab, done: Realized, steps: _Steps) -> None:
     # A veth pair is created from its b side (where the bridge usually is), the
     # peer going straight into the a namespace: one request per pair.
     by_b = defaultdict(list)
     for pair in lab.veths:
         by_b[pair.b_node].append(pair)
-    for node in lab.nodes.values():
-        bridges = [i for i in node.interfaces.values() if i.kind == "bridge"]
-        if not bridges and not by_b[node.name]:
-            continue
-        with links.in_node(node.name, done.path(node.name)) as nl:
-            for br in bridges:
-                steps.tick(f"bridge {br.name}")
-                nl.add_bridge(br.name, br.mtu)
-            for pair in by_b[node.name]:
-                steps.tick(f"veth {pair.b_name}")
-                b = node.interfaces[pair.b_name]
-                nl.add_veth(pair.b_name, pair.a_name, fds[pair.a_node], pair.a_node, b.master, b.mtu)
+    fds: dict[str, int] = {}
+    try:
+        for node in lab.nodes.values():
+            bridges = [i for i in node.interfaces.values() if i.kind == "bridge"]
+            if not bridges and not by_b[node.name]:
+                continue
+            with links.in_node(node.name, done.path(node.name)) as nl:
+                for br in bridges:
+                    steps.tick(f"bridge {br.name}")
+                    nl.add_bridge(br.name, br.mtu)
+                for pair in by_b[node.name]:
+                    steps.tick(f"veth {pair.b_name}")
+                    if pair.a_node not in fds:
+                        fds[pair.a_node] = netns.open_fd(done.path(pair.a_node))
+                    b = node.interfaces[pair.b_name]
+                    nl.add_veth(pair.b_name, pair.a_name, fds[pair.a_node], pair.a_node, b.master, b.mtu)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
-def _configure(node: Node, path: str, lab: Lab, steps: _Steps) -> None:
-    created_up = {p.b_name for p in lab.veths if p.b_node == node.name}
+def _configure(node: Node, path: str, created_up: set[str], steps: _Steps) -> None:
+    # Sysctls first: some must be set before an interface comes up (disable_ipv6).
+    if node.sysctls:
+        with netns.entered(path):
+            for key, value in node.sysctls.items():
+                steps.tick(f"{node.name} sysctl {key}")
+                sysctl.write(node.name, key, value, optional=key in node.optional_sysctls)
     with links.in_node(node.name, path) as nl:
+        nl.resolve([name for name in node.interfaces if name not in created_up])
         for iface in node.interfaces.values():
             if iface.name not in created_up:
                 steps.tick(f"{node.name} {iface.name} up")
@@ -113,11 +124,7 @@ def _configure(node: Node, path: str, lab: Lab, steps: _Steps) -> None:
         for r in node.routes:
             steps.tick(f"{node.name} route {r.dst}")
             nl.add_route(r.dst, r.via, r.dev)
-    if node.sysctls or node.firewall.used_tables():
+    if node.firewall.used_tables():
         with netns.entered(path):
-            for key, value in node.sysctls.items():
-                steps.tick(f"{node.name} sysctl {key}")
-                sysctl.write(node.name, key, value)
-            if node.firewall.used_tables():
-                steps.tick(f"{node.name} iptables")
-                iptables.apply(node.name, node.firewall)
+            steps.tick(f"{node.name} iptables")
+            iptables.apply(node.name, node.firewall)

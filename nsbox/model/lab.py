@@ -70,6 +70,7 @@ class Node:
     addresses: list[Address] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
+    optional_sysctls: set[str] = field(default_factory=set)  # skipped where the kernel lacks them
     firewall: Firewall = field(default_factory=Firewall)
     servers: list[Server] = field(default_factory=list)
 
@@ -100,9 +101,13 @@ class Node:
         self.routes.append(Route(dst, via, dev))
         return self
 
-    def sysctl(self, key: str, value: int | str) -> Node:
-        """`sysctl -w KEY=VALUE` inside the node (net.* keys are per namespace)."""
+    def sysctl(self, key: str, value: int | str, *, optional: bool = False) -> Node:
+        """`sysctl -w KEY=VALUE` inside the node (net.* keys are per namespace).
+
+        optional: skip the key where this kernel lacks it (e.g. IPv6 keys)."""
         self.sysctls[key] = str(value)
+        if optional:
+            self.optional_sysctls.add(key)
         return self
 
     def iptables(self, table: str = "filter") -> Table:

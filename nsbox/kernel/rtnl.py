@@ -1,0 +1,198 @@
+"""Batched rtnetlink: one plain netlink socket per namespace, requests sent together.
+
+pyroute2 0.9's IPRoute runs an asyncio loop round per request (~1 ms of Python
+per call, measured by bench/bench_bridge.py), which dominated lab bring-up.
+Here pyroute2's message classes still encode every request, but the requests
+for a node go out in one sendmsg and their acks are matched back by sequence
+number, so an error names the exact step that failed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from nsbox.errors import KernelError
+from nsbox.kernel import netns
+
+NETLINK_ROUTE = 0
+NLMSG_ERROR = 2
+IFF_UP = 1
+RT_TABLE_MAIN = 254
+RTPROT_BOOT = 3          # what `ip route add` uses
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RTN_UNICAST = 1
+_CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+_CHUNK = 64              # requests per sendmsg: their acks fit the default receive buffer
+_HDR = struct.Struct("=IHHII")
+
+
+class Rtnl:
+    """Queue rtnetlink requests for one namespace and send them in batches."""
+
+    def __init__(self, node: str, path: str) -> None:
+        self.node = node
+        with netns.entered(path):
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self.sock.bind((0, 0))
+        self.seq = 0
+        self.pending: list[tuple[int, str, bytes]] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- requests --
+    def queue(self, text: str, msg, msg_type: int, flags: int = _CREATE) -> None:
+        """Queue MSG (a pyroute2 message); TEXT is the `ip` command it stands for."""
+        self.seq += 1
+        msg["header"]["type"] = msg_type
+        msg["header"]["flags"] = flags
+        msg["header"]["sequence_number"] = self.seq
+        msg.encode()
+        self.pending.append((self.seq, text, msg.data))
+
+    def flush(self) -> None:
+        """Send what is queued; raise KernelError naming the first step the kernel refused."""
+        pending, self.pending = self.pending, []
+        for i in range(0, len(pending), _CHUNK):
+            chunk = pending[i:i + _CHUNK]
+            self.sock.sendall(b"".join(data for _, _, data in chunk))
+            errors = self._acks({seq for seq, _, _ in chunk})
+            if errors:
+                seq = min(errors)
+                text = next(t for s, t, _ in chunk if s == seq)
+                raise KernelError(f"{self.node}: {text}: {os.strerror(errors[seq])}")
+
+    def _acks(self, want: set[int]) -> dict[int, int]:
+        errors: dict[int, int] = {}
+        while want:
+            for seq, msg_type, body in self._messages():
+                if msg_type == NLMSG_ERROR and seq in want:
+                    want.discard(seq)
+                    err = -struct.unpack_from("=i", body)[0]
+                    if err:
+                        errors[seq] = err
+        return errors
+
+    def _messages(self):
+        data = self.sock.recv(1 << 20)
+        off = 0
+        while off + _HDR.size <= len(data):
+            length, msg_type, _, seq, _ = _HDR.unpack_from(data, off)
+            yield seq, msg_type, data[off + _HDR.size: off + length]
+            off += (length + 3) & ~3
+
+    def indexes(self, names: list[str]) -> dict[str, int]:
+        """ifindex of each interface NAME, in one round trip (`ip link show NAME`)."""
+        self.flush()
+        asked: dict[int, str] = {}
+        for name in names:
+            m = ifinfmsg()
+            m["attrs"] = [("IFLA_IFNAME", name)]
+            self.seq += 1
+            asked[self.seq] = name
+            m["header"].update({"type": RTM_GETLINK, "flags": NLM_F_REQUEST, "sequence_number": self.seq})
+            m.encode()
+            self.pending.append((self.seq, f"ip link show {name}", m.data))
+        pending, self.pending = self.pending, []
+        found: dict[str, int] = {}
+        for i in range(0, len(pending), _CHUNK):
+            chunk = pending[i:i + _CHUNK]
+            self.sock.sendall(b"".join(data for _, _, data in chunk))
+            want = {seq for seq, _, _ in chunk}
+            while want:
+                for seq, msg_type, body in self._messages():
+                    if seq not in want:
+                        continue
+                    want.discard(seq)
+                    if msg_type == RTM_NEWLINK:
+                        found[asked[seq]] = struct.unpack_from("=BxHi", body)[2]
+                    elif msg_type == NLMSG_ERROR:
+                        err = -struct.unpack_from("=i", body)[0]
+                        raise KernelError(f"{self.node}: no interface {asked[seq]}: {os.strerror(err)}")
+        return found
+
+
+# -- message builders: each the equivalent of one `ip` command --
+
+def link_up(index: int) -> ifinfmsg:
+    m = ifinfmsg()
+    m["index"] = index
+    m["flags"] = IFF_UP
+    m["change"] = IFF_UP
+    return m
+
+
+def bridge(name: str, mtu: int | None) -> ifinfmsg:
+    m = ifinfmsg()
+    attrs: list = [("IFLA_IFNAME", name)]
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}))
+    m["attrs"] = attrs
+    return m
+
+
+def veth(name: str, peer: str, peer_netns_fd: int, master: int | None, mtu: int | None) -> ifinfmsg:
+    """NAME here, up and enslaved to MASTER; PEER created directly in the other namespace."""
+    m = ifinfmsg()
+    m["flags"] = IFF_UP
+    m["change"] = IFF_UP
+    attrs: list = [("IFLA_IFNAME", name)]
+    peer_attrs: list = [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd)]
+    if mtu:
+        attrs.append(("IFLA_MTU", mtu))
+        peer_attrs.append(("IFLA_MTU", mtu))
+    if master:
+        attrs.append(("IFLA_MASTER", master))
+    attrs.append(("IFLA_LINKINFO", {"attrs": [
+        ("IFLA_INFO_KIND", "veth"),
+        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
+    ]}))
+    m["attrs"] = attrs
+    return m
+
+
+def address(index: int, cidr: str) -> ifaddrmsg:
+    """Like `ip addr add CIDR dev X`, plus the broadcast Docker's netlink library sets."""
+    iface = ipaddress.ip_interface(cidr)
+    m = ifaddrmsg()
+    m["family"] = socket.AF_INET6 if iface.version == 6 else socket.AF_INET
+    m["prefixlen"] = iface.network.prefixlen
+    m["index"] = index
+    ip = str(iface.ip)
+    attrs: list = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+    if iface.version == 4 and iface.network.prefixlen < 31:
+        attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+    m["attrs"] = attrs
+    return m
+
+
+def route(dst: str, via: str | None, oif: int | None) -> rtmsg:
+    """`ip route add DST [via VIA] [dev OIF]` in the main table."""
+    v6 = ":" in (via or dst)
+    net = ipaddress.ip_network(("::/0" if v6 else "0.0.0.0/0") if dst == "default" else dst)
+    m = rtmsg()
+    m["family"] = socket.AF_INET6 if v6 else socket.AF_INET
+    m["dst_len"] = net.prefixlen
+    m["table"] = RT_TABLE_MAIN
+    m["proto"] = RTPROT_BOOT
+    m["scope"] = RT_SCOPE_UNIVERSE if via else RT_SCOPE_LINK
+    m["type"] = RTN_UNICAST
+    attrs: list = []
+    if net.prefixlen:
+        attrs.append(("RTA_DST", str(net.network_address)))
+    if via:
+        attrs.append(("RTA_GATEWAY", via))
+    if oif:
+        attrs.append(("RTA_OIF", oif))
+    m["attrs"] = attrs
+    return m
