@@ -119,6 +119,7 @@ def run_cmd(recipes: tuple[str, ...], fmt: str, on_host: bool, sets: tuple[str, 
         if on_host:
             if os.geteuid() != 0:
                 raise UsageError("--on-host builds in the real host's namespaces and needs root")
+            sandbox.end_cleanly_on_signals()
         elif not sandbox.inside():
             sandbox.preflight()
             sandbox.reexec(sys.argv[1:])
@@ -142,9 +143,9 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     try:
         for lab in labs:
             results.append(run_lab(lab, opts))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         click.echo("nsbox: interrupted; the lab was torn down", err=True)
-        sys.exit(130)
+        sys.exit(128 + getattr(e, "signum", 2))
     except NsboxError as e:
         _fail(e)
     if fmt == "json":

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from nsbox.errors import KernelError
 from nsbox.kernel import features
@@ -61,9 +64,10 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         result.error = str(e)
     finally:
         t1 = time.monotonic()
-        problems = built.teardown()
+        with signals_deferred():
+            problems = built.teardown()
+            remove_empty(JOURNAL_DIR)
         result.teardown_ms = round((time.monotonic() - t1) * 1000, 1)
-        remove_empty(JOURNAL_DIR)
         if problems:
             result.error = "teardown: " + "; ".join(problems)
     if result.error or not all(c.passed for c in result.checks):
@@ -84,6 +88,18 @@ def _run_then(built: Realized, opts: RunOptions) -> None:
             "unshare", "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
     subprocess.run(argv, env=env,
                    stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends: a second signal must
+    not cut teardown short. Pending signals are delivered afterwards."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def remove_empty(path: str) -> None:

@@ -7,6 +7,6 @@ when it exits, or its parent is SIGKILLed (--kill-child), the kernel destroys
 every namespace, link, rule, conntrack entry and process of the lab.
 """
 
-from nsbox.sandbox.enter import inside, preflight, reexec, setup_inside
+from nsbox.sandbox.enter import end_cleanly_on_signals, inside, preflight, reexec, setup_inside
 
-__all__ = ["inside", "preflight", "reexec", "setup_inside"]
+__all__ = ["end_cleanly_on_signals", "inside", "preflight", "reexec", "setup_inside"]

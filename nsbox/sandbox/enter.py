@@ -6,6 +6,7 @@ import ctypes
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -61,20 +62,68 @@ def preflight() -> None:
 
 
 def reexec(argv: list[str]) -> NoReturn:
-    """Replace this process with `unshare ... python -m nsbox ARGV` inside a new sandbox."""
+    """Run `python -m nsbox ARGV` in a new sandbox, supervise it, exit with its status.
+
+    util-linux `unshare --fork` blocks SIGTERM in its own process and waits, so a
+    plain exec would make `kill PID` a no-op. This process stays as a thin
+    supervisor: it forwards SIGTERM/SIGHUP to the sandbox's pid 1 (which tears
+    down and exits 128+signum), and `setpriv --pdeathsig` ties unshare to it, so a
+    SIGKILL here still takes the whole sandbox down (unshare --kill-child)."""
     package_parent = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env[SANDBOX_ENV] = "1"
     env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = ["unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork",
+    cmd = ["setpriv", "--pdeathsig", "KILL",
+           "unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork",
            "--kill-child", "--mount-proc", sys.executable, "-m", "nsbox", *argv]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvpe("unshare", cmd, env)
+    proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum: int, _frame) -> None:
+        target = _first_child(proc.pid) or proc.pid
+        try:
+            os.kill(target, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    # Ctrl-C reaches the sandbox's pid 1 directly (same process group); only wait here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    rc = proc.wait()
+    sys.exit(128 - rc if rc < 0 else rc)
+
+
+def _first_child(pid: int) -> int | None:
+    """The sandbox's pid 1, seen from here: the child of unshare."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+        return int(children[0]) if children else None
+    except OSError:
+        return None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds (and tears down) like Ctrl-C; exit 128+signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 def _terminate(signum: int, _frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Terminated(signum)
+
+
+def end_cleanly_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so the lab is torn down.
+
+    Needed in both modes: on the host the default action would skip teardown, and
+    as pid 1 of the sandbox's pid namespace the kernel gives them no default at all."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
 
 
 def setup_inside() -> None:
@@ -82,6 +131,4 @@ def setup_inside() -> None:
     if _libc.mount(b"tmpfs", b"/run", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755") != 0:
         e = ctypes.get_errno()
         raise SandboxError(f"cannot mount a private /run in the sandbox: {os.strerror(e)}")
-    # As pid 1 we get no default action for SIGTERM/SIGHUP: ask for one.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _terminate)
+    end_cleanly_on_signals()
