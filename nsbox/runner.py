@@ -45,7 +45,8 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     t0 = time.monotonic()
     try:
         built = realize(lab, prefix, journal)
-    except KernelError as e:
+    except KernelError as e:  # realize has already undone what it built
+        remove_empty(JOURNAL_DIR)
         result.status = "fail"
         result.error = str(e)
         result.duration_s = time.monotonic() - start
@@ -86,8 +87,9 @@ def _run_then(built: Realized, opts: RunOptions) -> None:
     # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
     argv = ["nsenter", f"--net={built.path(HOST)}", "setpriv", "--pdeathsig", "KILL",
             "unshare", "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
-    subprocess.run(argv, env=env,
-                   stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
+    done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
+    if done.returncode != 0:
+        print(f"nsbox: warning: --then exited with status {done.returncode}", file=sys.stderr)
 
 
 @contextmanager

@@ -1,11 +1,31 @@
-"""Read a namespace's conntrack table over ctnetlink (pyroute2)."""
+"""Read a namespace's conntrack table over ctnetlink, like `conntrack -L`.
+
+The socket is a plain NETLINK_NETFILTER socket opened after entering the
+namespace, so it is bound there. Not pyroute2's Conntrack(): in 0.9 it either
+opens its socket on another thread (which stays in the caller's netns) or, with
+netns=..., forks a helper process; that helper inherited nsbox's signal
+handlers and could unwind a copy of nsbox, tearing the lab down under it.
+pyroute2 still decodes the messages.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
+import struct
 from dataclasses import dataclass
 
+from pyroute2.conntrack import ConntrackEntry
+from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_CTNETLINK
+from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_GET, nfct_msg
 
+from nsbox.errors import KernelError
+from nsbox.kernel import netns
+
+NETLINK_NETFILTER = 12
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+_HDR = struct.Struct("=IHHII")
 _PROTO = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp"}
 
 
@@ -27,30 +47,55 @@ class Entry:
     def render(self) -> str:
         def t(x: Tuple) -> str:
             return f"src={x.src} dst={x.dst} sport={x.sport} dport={x.dport}"
-        return f"{self.proto} {self.state or ''} {t(self.orig)} {t(self.reply)}".replace("  ", " ")
+        return " ".join(p for p in (self.proto, self.state, t(self.orig), t(self.reply)) if p)
 
 
-def dump(path: str) -> list[Entry]:
-    """All entries of the namespace pinned at PATH (like `conntrack -L`)."""
-    from pyroute2 import Conntrack
-
-    # Not setns + Conntrack(): pyroute2 0.9 opens this socket on another thread,
-    # which stays in the caller's netns. Conntrack(netns=...) enters it itself.
-    ct = Conntrack(netns=path)
+def dump(path: str, family: int = socket.AF_INET) -> list[Entry]:
+    """All entries of FAMILY in the namespace pinned at PATH."""
+    with netns.entered(path):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
-        return [_entry(e) for e in ct.dump_entries()]
+        sock.bind((0, 0))
+        req = nfct_msg()
+        req["nfgen_family"] = family
+        req["header"]["type"] = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
+        req["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
+        req["header"]["sequence_number"] = 1
+        req.encode()
+        sock.sendall(req.data)
+        return [_entry(m) for m in _replies(sock)]
     finally:
-        ct.close()
+        sock.close()
+
+
+def _replies(sock: socket.socket):
+    while True:
+        data = sock.recv(1 << 20)
+        off = 0
+        while off + _HDR.size <= len(data):
+            length, msg_type, _, _, _ = _HDR.unpack_from(data, off)
+            if msg_type == NLMSG_DONE:
+                return
+            if msg_type == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", data, off + _HDR.size)[0]
+                if err:
+                    raise KernelError(f"conntrack dump: {os.strerror(err)}")
+                return
+            msg = nfct_msg(data[off:off + length])
+            msg.decode()
+            yield msg
+            off += (length + 3) & ~3
 
 
 def _tuple(t) -> Tuple:
     return Tuple(str(t.saddr), str(t.daddr), t.sport, t.dport)
 
 
-def _entry(e) -> Entry:
-    state = None
-    if e.protoinfo is not None:
-        state = getattr(e.protoinfo, "state_name", lambda: None)() if callable(
-            getattr(e.protoinfo, "state_name", None)) else None
+def _entry(msg) -> Entry:
+    e = ConntrackEntry(msg["nfgen_family"], msg.get_attr("CTA_TUPLE_ORIG"), msg.get_attr("CTA_TUPLE_REPLY"),
+                       msg.get_attr("CTA_STATUS"), msg.get_attr("CTA_TIMEOUT"), msg.get_attr("CTA_PROTOINFO"),
+                       msg.get_attr("CTA_MARK"), msg.get_attr("CTA_ID"), msg.get_attr("CTA_USE"),
+                       msg.get_attr("CTA_ZONE"))
+    state = e.protoinfo.state_name() if e.protoinfo is not None else None
     return Entry(_PROTO.get(e.tuple_orig.proto, str(e.tuple_orig.proto)), _tuple(e.tuple_orig),
                  _tuple(e.tuple_reply), state)

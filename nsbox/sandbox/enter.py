@@ -18,6 +18,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV = 2, 4
+SI_USER = 0  # siginfo si_code of a signal sent with kill()
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -79,19 +80,23 @@ def reexec(argv: list[str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     proc = subprocess.Popen(cmd, env=env)
-
-    def forward(signum: int, _frame) -> None:
+    # Blocked only now: the child must not inherit a blocked mask.
+    waited = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    while proc.poll() is None:
+        info = signal.sigtimedwait(waited, 0.5)
+        if info is None or info.si_signo == signal.SIGCHLD:
+            continue
+        # A terminal's Ctrl-C (SI_KERNEL) reaches the sandbox's pid 1 directly,
+        # being in this process group; forward only what kill() sent to us.
+        if info.si_signo == signal.SIGINT and info.si_code != SI_USER:
+            continue
         target = _first_child(proc.pid) or proc.pid
         try:
-            os.kill(target, signum)
+            os.kill(target, info.si_signo)
         except ProcessLookupError:
             pass
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
-    # Ctrl-C reaches the sandbox's pid 1 directly (same process group); only wait here.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    rc = proc.wait()
+    rc = proc.returncode
     sys.exit(128 - rc if rc < 0 else rc)
 
 
@@ -106,24 +111,38 @@ def _first_child(pid: int) -> int | None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: unwinds (and tears down) like Ctrl-C; exit 128+signum."""
+    """Ctrl-C, SIGTERM or SIGHUP: unwinds (and tears down); exit 128+signum."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"signal {signum}")
         self.signum = signum
 
 
-def _terminate(signum: int, _frame) -> None:
+_ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_owner_pid: int | None = None
+
+
+def _on_signal(signum: int, _frame) -> None:
+    if os.getpid() != _owner_pid:
+        # A forked child (a library helper) inherited this handler: it must not
+        # unwind a copy of nsbox and tear the lab down under the real one.
+        os._exit(128 + signum)
+    # The first signal starts an orderly teardown; repeats (a group kill plus
+    # the supervisor's forward, an impatient second Ctrl-C) must not cut it short.
+    for sig in _ENDING:
+        signal.signal(sig, signal.SIG_IGN)
     raise Terminated(signum)
 
 
 def end_cleanly_on_signals() -> None:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so the lab is torn down.
+    """Ctrl-C, SIGTERM and SIGHUP unwind so the lab is torn down, in this process only.
 
-    Needed in both modes: on the host the default action would skip teardown, and
-    as pid 1 of the sandbox's pid namespace the kernel gives them no default at all."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _terminate)
+    Needed in both modes: on the host SIGTERM's default would skip teardown, and
+    as pid 1 of the sandbox's pid namespace the kernel gives it no default at all."""
+    global _owner_pid
+    _owner_pid = os.getpid()
+    for sig in _ENDING:
+        signal.signal(sig, _on_signal)
 
 
 def setup_inside() -> None:
