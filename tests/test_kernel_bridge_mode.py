@@ -1,0 +1,416 @@
+"""bridge-mode, built for real and checked two ways.
+
+1. nsbox's own verdict (the JSON report).
+2. Independent observers: tests/observers/dump_lab.sh and bridge_mode_traffic.sh,
+   run by `--then` inside the live lab, ask the real tools (ip, iptables-legacy-save,
+   sysctl, ping, curl, conntrack) what the kernel holds; the tests below judge
+   what they wrote. The expected iptables rules are written out by hand from
+   shared/reference/dataplane.md section 1a (Docker 29, iptables backend), not
+   taken from the recipe.
+
+Each lab is built once per module (in the sandbox and --on-host) and many small
+tests read its results; the lab fixture itself checks the real host is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces, veth pairs and iptables rules"),
+    pytest.mark.tools("ip", "unshare", "nsenter", "iptables-legacy-save", "sysctl", "ping", "curl", "conntrack"),
+]
+
+MODES = ["sandbox", "on-host"]
+NODES = {"host", "internet", "c1", "c2"}
+
+
+def docker29_rules(containers: int) -> dict[str, list[str]]:
+    """iptables-save of a Docker 29 host (iptables backend) with CONTAINERS containers on
+    docker0 and no published port, table -> chain and rule lines, counters dropped.
+    From dataplane.md 1a minus the published-port lines (-A DOCKER ... --dport 80 -j ACCEPT
+    and the DNAT)."""
+    ips = [f"172.17.{(i + 1) // 256}.{(i + 1) % 256}" for i in range(1, containers + 1)]
+    return {
+        "raw": [":PREROUTING ACCEPT", ":OUTPUT ACCEPT"]
+        + [f"-A PREROUTING -d {ip}/32 ! -i docker0 -j DROP" for ip in ips],
+        "filter": [
+            ":INPUT ACCEPT",
+            ":FORWARD DROP",
+            ":OUTPUT ACCEPT",
+            ":DOCKER -",
+            ":DOCKER-BRIDGE -",
+            ":DOCKER-CT -",
+            ":DOCKER-FORWARD -",
+            ":DOCKER-INTERNAL -",
+            ":DOCKER-USER -",
+            "-A FORWARD -j DOCKER-USER",
+            "-A FORWARD -j DOCKER-FORWARD",
+            "-A DOCKER ! -i docker0 -o docker0 -j DROP",
+            "-A DOCKER-BRIDGE -o docker0 -j DOCKER",
+            "-A DOCKER-CT -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "-A DOCKER-FORWARD -j DOCKER-CT",
+            "-A DOCKER-FORWARD -j DOCKER-INTERNAL",
+            "-A DOCKER-FORWARD -j DOCKER-BRIDGE",
+            "-A DOCKER-FORWARD -i docker0 -j ACCEPT",
+        ],
+        "nat": [
+            ":PREROUTING ACCEPT",
+            ":INPUT ACCEPT",
+            ":OUTPUT ACCEPT",
+            ":POSTROUTING ACCEPT",
+            ":DOCKER -",
+            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+            "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
+            "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+        ],
+    }
+
+
+def parse_iptables_save(text: str) -> dict[str, list[str]]:
+    """table -> its chain and rule lines, without comments, counters and COMMIT."""
+    tables: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            current = line[1:]
+            tables[current] = []
+        elif line == "COMMIT":
+            current = None
+        else:
+            assert current is not None, f"rule outside a table: {line!r}"
+            tables[current].append(re.sub(r"\s*\[\d+:\d+\]$", "", line))
+    return tables
+
+
+@dataclass
+class Observed:
+    """One bridge-mode run: nsbox's report and what the observers saw during it."""
+
+    mode: str
+    run: object  # conftest.NsboxRun
+    dir: Path
+
+    def text(self, name: str) -> str:
+        path = self.dir / name
+        hint = ""
+        if "nsbox: interrupted" in self.run.stderr and self.run.returncode == 0:
+            hint = (" (nsbox says 'interrupted' yet exits 0: a forked helper tore the lab down before --then;"
+                    " see test_kernel_cleanup.py::test_forked_helper_does_not_tear_down_the_lab)")
+        assert path.exists(), f"the observer wrote no {name}{hint}; stderr of the run:\n{self.run.stderr[-3000:]}"
+        return path.read_text()
+
+    def json(self, name: str):
+        return json.loads(self.text(name))
+
+    def rc(self, probe: str) -> int:
+        return int(self.text(f"{probe}.rc").strip())
+
+    def links(self, node: str) -> dict[str, dict]:
+        return {ln["ifname"]: ln for ln in self.json(f"{node}.link.json")}
+
+    def addrs(self, node: str) -> dict[str, dict]:
+        return {ln["ifname"]: ln for ln in self.json(f"{node}.addr.json")}
+
+    def inet(self, node: str, ifname: str) -> list[str]:
+        return [f"{a['local']}/{a['prefixlen']}" for a in self.addrs(node)[ifname].get("addr_info", [])
+                if a["family"] == "inet"]
+
+
+def build_observed(kernel, nsbox, tmp_path_factory, mode: str, *extra: str, traffic: bool = True) -> Observed:
+    obs = tmp_path_factory.mktemp(f"observed-{mode}")
+    then = f"sh {kernel.OBSERVERS}/dump_lab.sh"
+    if traffic:
+        then += f" && sh {kernel.OBSERVERS}/bridge_mode_traffic.sh"
+    args = ["run", "bridge-mode", "--format", "json", *extra, "--then", then]
+    if mode == "on-host":
+        args.append("--on-host")
+    guard = kernel.HostGuard.now()
+    run = nsbox.run(*args, env={"NSBOX_OBS_DIR": str(obs)})
+    found = guard.problems()
+    if found:
+        guard.clean_up()
+        pytest.fail("bridge-mode left the real host changed:\n" + "\n".join(found), pytrace=False)
+    return Observed(mode, run, obs)
+
+
+@pytest.fixture(scope="module")
+def built(kernel, nsbox, tmp_path_factory):
+    """Builds each lab variant once per module, on first use."""
+    cache: dict[tuple, Observed] = {}
+
+    def get(mode: str, *extra: str, traffic: bool = True) -> Observed:
+        key = (mode, extra, traffic)
+        if key not in cache:
+            cache[key] = build_observed(kernel, nsbox, tmp_path_factory, mode, *extra, traffic=traffic)
+        return cache[key]
+    return get
+
+
+@pytest.fixture(params=MODES)
+def lab(request, built) -> Observed:
+    return built(request.param)
+
+
+@pytest.fixture
+def onhost_lab(built) -> Observed:
+    return built("on-host")
+
+
+@pytest.fixture
+def lab20(built) -> Observed:
+    return built("sandbox", "--set", "containers=20", traffic=False)
+
+
+# --------------------------------------------------------------------------- nsbox's own report
+
+def test_run_passes(lab: Observed) -> None:
+    run = lab.run
+    assert run.returncode == 0, run.describe()
+    assert run.json["summary"] == {"pass": 1, "fail": 0, "skip": 0}, run.describe()
+    r = run.result
+    assert (r["recipe"], r["status"], r["error"], r["skip_reason"]) == ("bridge-mode", "pass", None, None)
+
+
+def test_all_eight_checks_passed(lab: Observed) -> None:
+    checks = lab.run.result["checks"]
+    assert len(checks) == 8, [c["name"] for c in checks]
+    failed = [c for c in checks if not c["passed"]]
+    assert not failed, json.dumps(failed, indent=1)
+    for c in checks:
+        assert c["observed"] == c["expected"], c
+
+
+def test_nat_check_saw_the_uplink_address(lab: Observed) -> None:
+    nat = [c for c in lab.run.result["checks"] if c["kind"] == "reach" and "seen from" in c["expected"]]
+    assert len(nat) == 1, nat
+    assert nat[0]["observed"] == "allow, seen from 203.0.113.2", nat[0]
+    assert "server saw 203.0.113.2:" in nat[0]["detail"], nat[0]
+
+
+def test_conntrack_check_replies_to_uplink(lab: Observed) -> None:
+    ct = [c for c in lab.run.result["checks"] if c["kind"] == "conntrack"]
+    assert len(ct) == 1, ct
+    assert ct[0]["passed"] and ct[0]["observed"] == "entry, reply to 203.0.113.2", ct[0]
+    # The detail is the entry: original tuple from the container, reply tuple to the uplink.
+    assert re.search(r"src=172\.17\.0\.2 dst=203\.0\.113\.1 .* src=203\.0\.113\.1 dst=203\.0\.113\.2 ",
+                     ct[0]["detail"]), ct[0]
+
+
+def test_internet_cannot_reach_container(lab: Observed) -> None:
+    c = lab.run.checks()["tcp/80 internet->c2 (no route in)"]
+    assert (c["expected"], c["observed"], c["passed"]) == ("deny", "deny", True), c
+
+
+def test_namespace_names(lab: Observed) -> None:
+    ns = lab.run.result["namespaces"]
+    assert set(ns) == NODES
+    if lab.mode == "sandbox":
+        assert ns == {n: n for n in NODES}, "in the sandbox nodes keep their own names"
+    else:
+        prefixes = {ns[n][: -len(n)] for n in NODES}
+        assert len(prefixes) == 1 and all(ns[n].endswith(n) for n in NODES), ns
+        assert re.fullmatch(r"nsb[0-9a-f]{4}-", prefixes.pop()), ns
+
+
+def test_json_stdout_is_one_object_and_then_output_goes_to_stderr(lab: Observed) -> None:
+    assert lab.run.stdout.lstrip().startswith("{")
+    lab.run.json  # parses as a whole
+    assert "dump_lab: done" in lab.run.stderr
+    assert "bridge_mode_traffic: done" in lab.run.stderr
+    assert "dump_lab: done" not in lab.run.stdout
+
+
+# --------------------------------------------------------------------------- where --then ran
+
+def test_observers_ran_in_the_live_lab(lab: Observed) -> None:
+    assert (lab.dir / "dump.done").exists(), lab.run.stderr[-3000:]
+    assert (lab.dir / "traffic.done").exists(), lab.run.stderr[-3000:]
+    env = dict(ln.split("=", 1) for ln in lab.text("netns.env").split())
+    assert env == {f"NSBOX_NETNS_{n.upper()}": v for n, v in lab.run.result["namespaces"].items()}
+
+
+def test_then_runs_in_the_host_node_not_the_real_host(lab: Observed) -> None:
+    assert lab.text("then.netns").strip() != os.readlink("/proc/self/ns/net"), \
+        "--then ran in the real host's network namespace"
+    real_mnt = os.readlink("/proc/self/ns/mnt")
+    if lab.mode == "sandbox":
+        assert lab.text("then.mntns").strip() != real_mnt, "the sandbox has no mount namespace of its own"
+    else:
+        assert lab.text("then.mntns").strip() == real_mnt
+
+
+def test_namespaces_listed_by_ip_netns(lab: Observed) -> None:
+    listed = {ln.split()[0] for ln in lab.text("ip-netns-list.txt").splitlines() if ln.strip()}
+    names = set(lab.run.result["namespaces"].values())
+    if lab.mode == "sandbox":
+        assert listed == names, "the sandbox's /run/netns holds exactly the lab"
+    else:
+        assert names <= listed, "the real host's `ip netns list` must show the lab while it exists"
+
+
+def test_on_host_journal_names_every_namespace(onhost_lab: Observed, kernel) -> None:
+    lab = onhost_lab
+    ns = lab.run.result["namespaces"]
+    prefix = ns["host"][: -len("host")]
+    # during --then: one journal, naming every namespace of the lab
+    assert lab.text("run-nsbox.ls").split() == [f"{prefix}bridge-mode.journal"]
+    entries = [json.loads(ln) for ln in lab.text("run-nsbox.journal").splitlines() if ln.strip()]
+    assert sorted(e["path"] for e in entries if e.get("kind") == "netns") == \
+        sorted(f"/run/netns/{name}" for name in ns.values())
+    # after the run: none of it is left on the real host
+    assert not [n for n in kernel.netns_list() if n.startswith(prefix)]
+    assert not list(kernel.JOURNAL_DIR.glob(f"{prefix}*"))
+
+
+# --------------------------------------------------------------------------- links, addresses, routes
+
+def test_c1_eth0_address_and_lo_up(lab: Observed) -> None:
+    a = lab.addrs("c1")
+    assert set(a) == {"lo", "eth0"}, set(a)
+    assert lab.inet("c1", "eth0") == ["172.17.0.2/16"]
+    assert "UP" in a["eth0"]["flags"]
+    assert "UP" in a["lo"]["flags"], a["lo"]["flags"]
+    assert lab.inet("c1", "lo") == ["127.0.0.1/8"]
+
+
+def test_c2_eth0_address(lab: Observed) -> None:
+    assert lab.inet("c2", "eth0") == ["172.17.0.3/16"]
+
+
+def test_c1_default_route_via_docker0(lab: Observed) -> None:
+    routes = lab.json("c1.route.json")
+    default = [r for r in routes if r["dst"] == "default"]
+    assert len(default) == 1, routes
+    assert (default[0].get("gateway"), default[0].get("dev")) == ("172.17.0.1", "eth0"), default
+
+
+def test_host_docker0_is_a_bridge_with_the_gateway_address(lab: Observed) -> None:
+    links = lab.links("host")
+    docker0 = links["docker0"]
+    assert docker0["linkinfo"]["info_kind"] == "bridge", docker0.get("linkinfo")
+    assert "UP" in docker0["flags"]
+    assert lab.inet("host", "docker0") == ["172.17.0.1/16"]
+    assert lab.inet("host", "eth0") == ["203.0.113.2/24"]
+    assert lab.inet("internet", "eth0") == ["203.0.113.1/24"]
+
+
+def _docker0_ports(lab: Observed) -> dict[int, dict]:
+    return {ln["ifindex"]: ln for ln in lab.links("host").values()
+            if ln.get("linkinfo", {}).get("info_kind") == "veth" and ln.get("master") == "docker0"}
+
+
+def _check_containers_plugged_into_docker0(lab: Observed, containers: int) -> None:
+    links = lab.links("host")
+    veths = {n: ln for n, ln in links.items() if ln.get("linkinfo", {}).get("info_kind") == "veth"}
+    ports = _docker0_ports(lab)
+    # every veth in the host but the uplink is a docker0 port, named like Docker's (veth + 7 hex)
+    assert set(veths) - {"eth0"} == {ln["ifname"] for ln in ports.values()}, veths.keys()
+    assert len(ports) == containers
+    for ln in ports.values():
+        assert re.fullmatch(r"veth[0-9a-f]{7}", ln["ifname"]), ln["ifname"]
+        assert "UP" in ln["flags"], ln
+    # each container's eth0 is the peer of a distinct docker0 port
+    peers = []
+    for i in range(1, containers + 1):
+        eth0 = lab.links(f"c{i}")["eth0"]
+        assert eth0["linkinfo"]["info_kind"] == "veth"
+        peers.append(eth0["link_index"])
+    assert sorted(peers) == sorted(ports), (peers, sorted(ports))
+
+
+def test_veth_host_ends_are_docker0_ports(lab: Observed) -> None:
+    _check_containers_plugged_into_docker0(lab, 2)
+
+
+def test_ip_forward_on_in_host(lab: Observed) -> None:
+    assert lab.text("host.ip_forward").strip() == "1"
+
+
+# --------------------------------------------------------------------------- iptables
+
+@pytest.mark.parametrize("table", ["filter", "nat", "raw"])
+def test_iptables_matches_docker29(lab: Observed, table: str) -> None:
+    saved = parse_iptables_save(lab.text("host.iptables-legacy-save"))
+    assert table in saved, f"no *{table} in iptables-legacy-save:\n{lab.text('host.iptables-legacy-save')}"
+    assert saved[table] == docker29_rules(2)[table]
+
+
+def test_iptables_other_tables_hold_nothing(lab: Observed) -> None:
+    saved = parse_iptables_save(lab.text("host.iptables-legacy-save"))
+    for table in set(saved) - {"filter", "nat", "raw"}:
+        assert all(re.fullmatch(r":[A-Z]+ ACCEPT", ln) for ln in saved[table]), (table, saved[table])
+
+
+# --------------------------------------------------------------------------- traffic, seen by ping/curl/conntrack
+
+def test_ping_c1_to_c2(lab: Observed) -> None:
+    assert lab.rc("ping-c1-c2") == 0, lab.text("ping-c1-c2.out") + lab.text("ping-c1-c2.err")
+    assert " 0% packet loss" in lab.text("ping-c1-c2.out")
+
+
+def _seen_source(lab: Observed) -> tuple[str, int]:
+    assert lab.rc("curl-c1-source") == 0, lab.text("curl-c1-source.err")
+    m = re.fullmatch(r"(\d+\.\d+\.\d+\.\d+):(\d+)", lab.text("curl-c1-source.out").strip())
+    assert m, lab.text("curl-c1-source.out")
+    return m.group(1), int(m.group(2))
+
+
+def test_curl_c1_to_internet_is_masqueraded(lab: Observed) -> None:
+    ip, _ = _seen_source(lab)
+    assert ip == "203.0.113.2", "the server must see the host's uplink address, not the container's"
+
+
+def test_curl_host_to_c1(lab: Observed) -> None:
+    assert lab.rc("curl-host-c1") == 0, lab.text("curl-host-c1.err")
+    assert lab.text("curl-host-c1.out").strip() == "NODE: c1, POD IP:172.17.0.2"
+
+
+def test_host_conntrack_holds_the_masqueraded_connection(lab: Observed) -> None:
+    _, port = _seen_source(lab)
+    assert lab.rc("conntrack-host") == 0, lab.text("conntrack-host.err")
+    entries = lab.text("conntrack-host.out").splitlines()
+    ours = [e for e in entries
+            if re.search(rf"src=172\.17\.0\.2 dst=203\.0\.113\.1 sport=\d+ dport=80 "
+                         rf"src=203\.0\.113\.1 dst=203\.0\.113\.2 sport=80 dport={port}\b", e)]
+    assert len(ours) == 1, f"no entry for curl's connection (server saw port {port}) in:\n" + "\n".join(entries)
+
+
+def test_internet_curl_to_container_fails(lab: Observed) -> None:
+    assert lab.rc("curl-internet-c1") != 0, lab.text("curl-internet-c1.out")
+    assert lab.text("curl-internet-c1.out") == ""
+
+
+# --------------------------------------------------------------------------- 20 containers
+
+def test_twenty_containers_pass(lab20: Observed) -> None:
+    assert lab20.run.returncode == 0, lab20.run.describe()
+    r = lab20.run.result
+    assert r["status"] == "pass" and len(r["checks"]) == 8 and all(c["passed"] for c in r["checks"])
+    assert set(r["namespaces"]) == {"host", "internet"} | {f"c{i}" for i in range(1, 21)}
+
+
+def test_twenty_veths_on_docker0(lab20: Observed) -> None:
+    _check_containers_plugged_into_docker0(lab20, 20)
+
+
+def test_twenty_container_addresses(lab20: Observed) -> None:
+    assert lab20.inet("c20", "eth0") == ["172.17.0.21/16"]
+    got = {i: lab20.inet(f"c{i}", "eth0") for i in range(1, 21)}
+    assert got == {i: [f"172.17.0.{i + 1}/16"] for i in range(1, 21)}
+
+
+def test_twenty_raw_guards(lab20: Observed) -> None:
+    saved = parse_iptables_save(lab20.text("host.iptables-legacy-save"))
+    assert saved["raw"] == docker29_rules(20)["raw"]
+    assert saved["filter"] == docker29_rules(20)["filter"]

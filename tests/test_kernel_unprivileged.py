@@ -1,0 +1,109 @@
+"""nsbox as an unprivileged user (uid 65534, nobody): the sandbox needs no root.
+
+The default python3 on these machines lives under /root (mode 700), which nobody
+cannot even enter, so these tests run a world-readable virtualenv made from the
+distribution's /usr/bin/python3: /opt/nsbox/venv, made by install.sh (override
+with NSBOX_TEST_PYTHON). nsbox and the recipes are copied to a world-readable
+temporary folder and run from there, as nobody could not read the checkout in
+general. The tests themselves run as root: they switch user with setpriv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: switches to uid 65534 with setpriv"),
+    pytest.mark.tools("setpriv", "unshare", "ip"),
+]
+
+NOBODY = 65534
+DEFAULT_PYTHON = "/opt/nsbox/venv/bin/python"
+
+
+@pytest.fixture(scope="module")
+def python() -> str:
+    path = os.environ.get("NSBOX_TEST_PYTHON", DEFAULT_PYTHON)
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"no world-readable Python for uid {NOBODY} at {path}: run ./install.sh as root "
+                    f"(makes /opt/nsbox/venv), or set NSBOX_TEST_PYTHON")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tree(kernel):
+    """nsbox/ and recipes/ copied into a folder everyone can read (and nobody cannot write)."""
+    d = Path(tempfile.mkdtemp(prefix="nsbox-nobody-", dir="/tmp"))
+    try:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(kernel.REPO / "nsbox", d / "nsbox", ignore=ignore)
+        shutil.copytree(kernel.REPO / "recipes", d / "recipes", ignore=ignore)
+        for p in [d, *d.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def as_nobody(python: str, tree: Path, *args: str, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/tmp",
+           "PYTHONPATH": str(tree), "LANG": "C.UTF-8"}
+    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *wrap,
+            python, "-m", "nsbox", *args]
+    return subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=120,
+                          start_new_session=True)
+
+
+def describe(cp: subprocess.CompletedProcess) -> str:
+    return f"$ {' '.join(cp.args)}\nexit {cp.returncode}\n--- stdout\n{cp.stdout[-3000:]}\n--- stderr\n{cp.stderr[-3000:]}"
+
+
+def test_python_is_usable_by_nobody(python, tree) -> None:
+    cp = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", python, "-c",
+                         "import os, nsbox, pyroute2, iptc, click; print(os.getuid(), nsbox.__file__)"],
+                        cwd=tree, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(tree)},
+                        capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, describe(cp)
+    uid, path = cp.stdout.split()
+    assert uid == str(NOBODY)
+    assert path == str(tree / "nsbox" / "__init__.py"), "nobody must run the copied tree"
+
+
+def test_bridge_mode_as_nobody(python, tree) -> None:
+    cp = as_nobody(python, tree, "run", "bridge-mode", "--format", "json")
+    assert cp.returncode == 0, describe(cp)
+    report = json.loads(cp.stdout)
+    assert report["summary"] == {"pass": 1, "fail": 0, "skip": 0}, describe(cp)
+    checks = report["results"][0]["checks"]
+    assert len(checks) == 8 and all(c["passed"] for c in checks), describe(cp)
+
+
+def test_on_host_as_nobody_is_refused_in_one_line(python, tree) -> None:
+    cp = as_nobody(python, tree, "run", "bridge-mode", "--on-host")
+    assert cp.returncode == 2, describe(cp)
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nsbox: error: ") and "root" in lines[0], describe(cp)
+    assert cp.stdout == ""
+
+
+def test_refused_user_namespace_is_one_line(python, tree) -> None:
+    """Where the kernel refuses a user namespace, nsbox says so in one line.
+
+    Forced honestly: nobody runs nsbox inside `unshare --user` WITHOUT a uid map, where
+    its uid is unmapped, and the kernel refuses a nested user namespace to an unmapped
+    uid (EPERM), while every sysctl still reads as allowed."""
+    cp = as_nobody(python, tree, "run", "bridge-mode", wrap=("unshare", "--user"))
+    assert cp.returncode == 1, describe(cp)
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1, describe(cp)
+    assert lines[0].startswith("nsbox: error: ") and "user namespace" in lines[0], describe(cp)
+    assert "Traceback" not in cp.stderr
+    assert cp.stdout == ""
