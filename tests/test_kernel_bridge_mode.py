@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from golden import docker29_rules
+
 pytestmark = [
     pytest.mark.kernel,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces, veth pairs and iptables rules"),
@@ -30,48 +32,6 @@ pytestmark = [
 
 MODES = ["sandbox", "on-host"]
 NODES = {"host", "internet", "c1", "c2"}
-
-
-def docker29_rules(containers: int) -> dict[str, list[str]]:
-    """iptables-save of a Docker 29 host (iptables backend) with CONTAINERS containers on
-    docker0 and no published port, table -> chain and rule lines, counters dropped.
-    From dataplane.md 1a minus the published-port lines (-A DOCKER ... --dport 80 -j ACCEPT
-    and the DNAT)."""
-    ips = [f"172.17.{(i + 1) // 256}.{(i + 1) % 256}" for i in range(1, containers + 1)]
-    return {
-        "raw": [":PREROUTING ACCEPT", ":OUTPUT ACCEPT"]
-        + [f"-A PREROUTING -d {ip}/32 ! -i docker0 -j DROP" for ip in ips],
-        "filter": [
-            ":INPUT ACCEPT",
-            ":FORWARD DROP",
-            ":OUTPUT ACCEPT",
-            ":DOCKER -",
-            ":DOCKER-BRIDGE -",
-            ":DOCKER-CT -",
-            ":DOCKER-FORWARD -",
-            ":DOCKER-INTERNAL -",
-            ":DOCKER-USER -",
-            "-A FORWARD -j DOCKER-USER",
-            "-A FORWARD -j DOCKER-FORWARD",
-            "-A DOCKER ! -i docker0 -o docker0 -j DROP",
-            "-A DOCKER-BRIDGE -o docker0 -j DOCKER",
-            "-A DOCKER-CT -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-            "-A DOCKER-FORWARD -j DOCKER-CT",
-            "-A DOCKER-FORWARD -j DOCKER-INTERNAL",
-            "-A DOCKER-FORWARD -j DOCKER-BRIDGE",
-            "-A DOCKER-FORWARD -i docker0 -j ACCEPT",
-        ],
-        "nat": [
-            ":PREROUTING ACCEPT",
-            ":INPUT ACCEPT",
-            ":OUTPUT ACCEPT",
-            ":POSTROUTING ACCEPT",
-            ":DOCKER -",
-            "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
-            "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
-            "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
-        ],
-    }
 
 
 def parse_iptables_save(text: str) -> dict[str, list[str]]:

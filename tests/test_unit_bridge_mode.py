@@ -7,38 +7,11 @@ from nsbox.errors import UsageError
 from nsbox.model import HOST
 from nsbox.validate import validate
 
-# Docker 29 golden iptables-save (shared/reference/dataplane.md 1a) without the
-# published-port rules (`-p 8080:80`): bridge-mode publishes no port.
-GOLDEN_FILTER = [
-    ":INPUT ACCEPT",
-    ":FORWARD DROP",
-    ":OUTPUT ACCEPT",
-    ":DOCKER -",
-    ":DOCKER-BRIDGE -",
-    ":DOCKER-CT -",
-    ":DOCKER-FORWARD -",
-    ":DOCKER-INTERNAL -",
-    ":DOCKER-USER -",
-    "-A FORWARD -j DOCKER-USER",
-    "-A FORWARD -j DOCKER-FORWARD",
-    "-A DOCKER ! -i docker0 -o docker0 -j DROP",
-    "-A DOCKER-BRIDGE -o docker0 -j DOCKER",
-    "-A DOCKER-CT -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-    "-A DOCKER-FORWARD -j DOCKER-CT",
-    "-A DOCKER-FORWARD -j DOCKER-INTERNAL",
-    "-A DOCKER-FORWARD -j DOCKER-BRIDGE",
-    "-A DOCKER-FORWARD -i docker0 -j ACCEPT",
-]
-GOLDEN_NAT = [
-    ":PREROUTING ACCEPT",
-    ":INPUT ACCEPT",
-    ":OUTPUT ACCEPT",
-    ":POSTROUTING ACCEPT",
-    ":DOCKER -",
-    "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
-    "-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER",
-    "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
-]
+from golden import docker29_rules
+
+GOLDEN = docker29_rules(2)
+GOLDEN_FILTER = GOLDEN["filter"]
+GOLDEN_NAT = GOLDEN["nat"]
 # raw: one line per endpoint; the golden has 172.17.0.2 only.
 GOLDEN_RAW_ENDPOINT = "-A PREROUTING -d {ip}/32 ! -i docker0 -j DROP"
 

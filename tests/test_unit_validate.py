@@ -304,28 +304,16 @@ def test_check_targeting_a_node_without_address():
     assert_invalid(lab, "node b has no address")
 
 
-def test_tcp_check_with_no_server_on_that_port():
+@pytest.mark.parametrize("proto, port, allow, message", [
+    ("tcp", 8080, True, "no http/tcp server on a port 8080"),
+    ("udp", 80, True, "no udp server on a port 80"),        # only http listens on 80
+    ("http", 7, True, "no http server on a port 7"),        # tcp echo is no http server
+    ("tcp", 9, False, "no http/tcp server"),                # a deny needs a listener too
+])
+def test_check_needs_a_matching_server(proto, port, allow, message):
     lab = two_nodes()
-    lab.expect("host", "a", "tcp", 8080)
-    assert_invalid(lab, "no http/tcp server on a port 8080")
-
-
-def test_udp_check_needs_a_udp_server():
-    lab = two_nodes()
-    lab.expect("host", "a", "udp", 80)           # only http listens on 80
-    assert_invalid(lab, "no udp server on a port 80")
-
-
-def test_http_check_needs_an_http_server():
-    lab = two_nodes()
-    lab.expect("host", "a", "http", 7)           # tcp echo is no http server
-    assert_invalid(lab, "no http server on a port 7")
-
-
-def test_deny_check_needs_a_server_too():
-    lab = two_nodes()
-    lab.expect("host", "a", "tcp", 9, allow=False)
-    assert_invalid(lab, "no http/tcp server")
+    lab.expect("host", "a", proto, port, allow=allow)
+    assert_invalid(lab, message)
 
 
 @pytest.mark.parametrize("port", [None, 0, 70000])
