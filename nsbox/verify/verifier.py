@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from nsbox.errors import KernelError
 from nsbox.kernel import conntrack
 from nsbox.kernel.realize import Realized
 from nsbox.model import ConntrackCheck, ReachCheck
@@ -33,7 +34,10 @@ def start_servers(built: Realized) -> ServerSet:
     try:
         for node in built.lab.nodes.values():
             for s in node.servers:
-                servers.listen(node.name, built.path(node.name), node.primary_ip or "0.0.0.0", s.kind, s.port)
+                try:
+                    servers.listen(node.name, built.path(node.name), node.primary_ip or "0.0.0.0", s.kind, s.port)
+                except OSError as e:
+                    raise KernelError(f"{node.name}: cannot serve {s.kind} on port {s.port}: {e.strerror}") from None
         servers.start()
     except BaseException:
         servers.close()
