@@ -107,3 +107,10 @@ def test_refused_user_namespace_is_one_line(python, tree) -> None:
     assert lines[0].startswith("nsbox: error: ") and "user namespace" in lines[0], describe(cp)
     assert "Traceback" not in cp.stderr
     assert cp.stdout == ""
+
+
+def test_clean_as_nobody_is_refused_in_one_line(python, tree) -> None:
+    cp = as_nobody(python, tree, "clean")
+    assert cp.returncode == 2, describe(cp)
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nsbox: error: ") and "needs root" in lines[0], describe(cp)

@@ -403,3 +403,13 @@ def test_default_check_names():
     assert lab.expect("host", "a", "icmp").name == "icmp host->a"
     assert lab.expect("host", "a", "tcp", 7).name == "tcp/7 host->a"
     assert lab.expect("host", "a", "udp", 7, allow=False).expected == "deny"
+
+
+def test_require_knows_every_probed_feature_and_rejects_a_typo():
+    from nsbox.model.lab import FEATURES
+
+    lab = Lab("t")
+    lab.require(*FEATURES)
+    assert lab.requires == set(FEATURES)
+    with pytest.raises(ValidationError, match="unknown kernel feature 'vxlna'"):
+        lab.require("vxlna")

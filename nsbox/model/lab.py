@@ -19,6 +19,10 @@ HOST = "host"  # the node that plays the Docker host / Kubernetes machine
 
 ServerKind = Literal["http", "tcp", "udp"]
 
+# Kernel features a recipe may require (lab.require); each is probed for real.
+FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
+            "nat", "conntrack", "ipv6")
+
 
 @dataclass
 class Interface:
@@ -179,6 +183,9 @@ class Lab:
 
     def require(self, *features: str) -> None:
         """Declare kernel features the lab needs; missing ones make the recipe SKIP."""
+        for f in features:
+            if f not in FEATURES:
+                raise ValidationError(f"unknown kernel feature {f!r} (known: {', '.join(FEATURES)})")
         self.requires.update(features)
 
     # -- expectations --
