@@ -103,7 +103,7 @@ def test_json_of_nothing():
 def test_text_pass():
     out = render_text([passing()])
     assert "bridge-mode  Docker's default bridge" in out
-    assert "PASS  icmp c1->c2  expected allow, observed allow" in out
+    assert "PASS  icmp c1->c2  allow, as expected" in out
     assert "built 2 namespaces (host, c1) in 41 ms; torn down in 5 ms" in out
     assert "PASS  1 of 1 checks passed in 1.2 s" in out
     assert out.splitlines()[-1] == "1 passed, 0 failed, 0 skipped"
@@ -150,3 +150,11 @@ def test_text_escapes_rich_markup_in_names_and_reasons():
     assert "[bold]r" in out
     assert "[red]x[/red]" in out
     assert "needs [b]mod[/b]" in out
+
+
+def test_text_fits_a_narrow_terminal_with_a_long_check_name():
+    long = failed_check(name="conntrack host: http c1->internet (NAT) with a very long name indeed")
+    short = CheckResult("icmp c1->c2", "reach", "allow", "allow", True, "echo reply to 172.17.0.3")
+    r = RecipeResult("bridge-mode", "fail", 2.0, description="d", checks=[short, long])
+    line = next(ln for ln in render_text([r]).splitlines() if "icmp c1->c2" in ln)
+    assert len(line) <= 80, "one long check name must not push every verdict off an 80-column screen"

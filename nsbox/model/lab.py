@@ -202,7 +202,7 @@ class Lab:
     def expect_conntrack(self, node: str, of: ReachCheck, reply_dst: str, name: str | None = None) -> ConntrackCheck:
         """NODE's conntrack holds OF's connection, with the reply tuple addressed to REPLY_DST."""
         check = ConntrackCheck(node=node, of=of.name, reply_dst=reply_dst,
-                               name=name or f"conntrack {node}: {of.name} replies to {reply_dst}")
+                               name=name or f"conntrack {node}: {of.name}")
         self._add_check(check)
         return check
 

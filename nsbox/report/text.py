@@ -7,6 +7,7 @@ from rich.markup import escape
 
 from nsbox.verify.results import RecipeResult, summarize
 
+_NAME_WIDTH = 34  # longer names push the verdict along rather than every line
 _MARK = {True: "[green]PASS[/]", False: "[red bold]FAIL[/]"}
 _STATUS = {"pass": "[green bold]PASS[/]", "fail": "[red bold]FAIL[/]", "skip": "[yellow bold]SKIP[/]"}
 
@@ -22,10 +23,11 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
             nodes = ", ".join(r.namespaces.values())
             out.print(f"  built {len(r.namespaces)} namespaces ({escape(_shorten(nodes))}) in {r.build_ms:.0f} ms; "
                       f"torn down in {r.teardown_ms:.0f} ms")
-        width = max((len(c.name) for c in r.checks), default=0)
+        width = min(max((len(c.name) for c in r.checks), default=0), _NAME_WIDTH)
         for c in r.checks:
-            out.print(f"  {_MARK[c.passed]}  {escape(c.name.ljust(width))}  expected {escape(c.expected)}, "
-                      f"observed {escape(c.observed)}")
+            verdict = (f"{escape(c.observed)}, as expected" if c.passed
+                       else f"[red]expected {escape(c.expected)}, observed {escape(c.observed)}[/]")
+            out.print(f"  {_MARK[c.passed]}  {escape(c.name.ljust(width))}  {verdict}")
             out.print(f"        [dim]{escape(c.detail)}" + (f" (after {c.attempts} probes)" if c.attempts > 1 else "")
                       + "[/]")
         if r.error:
