@@ -158,3 +158,8 @@ def test_text_fits_a_narrow_terminal_with_a_long_check_name():
     r = RecipeResult("bridge-mode", "fail", 2.0, description="d", checks=[short, long])
     line = next(ln for ln in render_text([r]).splitlines() if "icmp c1->c2" in ln)
     assert len(line) <= 80, "one long check name must not push every verdict off an 80-column screen"
+
+
+def test_text_fail_says_how_to_look_at_the_lab():
+    assert "to look at the live lab: nsbox run broken --then bash" in render_text([failing()])
+    assert "to look at the live lab" not in render_text([passing()])

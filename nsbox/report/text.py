@@ -33,7 +33,10 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
         if r.error:
             out.print(f"  [red]error:[/] {escape(r.error)}")
         passed = sum(c.passed for c in r.checks)
-        out.print(f"  {_STATUS[r.status]}  {passed} of {len(r.checks)} checks passed in {r.duration_s:.1f} s\n")
+        out.print(f"  {_STATUS[r.status]}  {passed} of {len(r.checks)} checks passed in {r.duration_s:.1f} s")
+        if r.status == "fail" and r.checks:
+            out.print(f"  [dim]to look at the live lab: nsbox run {escape(r.recipe)} --then bash[/]")
+        out.print()
     s = summarize(results)
     out.print(f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped")
 
