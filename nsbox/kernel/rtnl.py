@@ -62,25 +62,50 @@ class Rtnl:
     def flush(self) -> None:
         """Send what is queued; raise KernelError naming the first step the kernel refused."""
         pending, self.pending = self.pending, []
-        for i in range(0, len(pending), _CHUNK):
-            chunk = pending[i:i + _CHUNK]
-            self.sock.sendall(b"".join(data for _, _, data in chunk))
-            errors = self._acks({seq for seq, _, _ in chunk})
-            if errors:
-                seq = min(errors)
-                text = next(t for s, t, _ in chunk if s == seq)
-                raise KernelError(f"{self.node}: {text}: {os.strerror(errors[seq])}")
+        replies = self._round_trip(pending)
+        errors = {seq: err for seq, (msg_type, body) in replies.items()
+                  if msg_type == NLMSG_ERROR and (err := _error(body))}
+        if errors:
+            seq = min(errors)
+            text = next(t for s, t, _ in pending if s == seq)
+            raise KernelError(f"{self.node}: {text}: {os.strerror(errors[seq])}")
 
-    def _acks(self, want: set[int]) -> dict[int, int]:
-        errors: dict[int, int] = {}
-        while want:
-            for seq, msg_type, body in self._messages():
-                if msg_type == NLMSG_ERROR and seq in want:
-                    want.discard(seq)
-                    err = -struct.unpack_from("=i", body)[0]
-                    if err:
-                        errors[seq] = err
-        return errors
+    def indexes(self, names: list[str]) -> dict[str, int]:
+        """ifindex of each interface NAME, in one round trip (`ip link show NAME`)."""
+        self.flush()
+        asked: list[tuple[int, str, bytes]] = []
+        for name in names:
+            m = ifinfmsg()
+            m["attrs"] = [("IFLA_IFNAME", name)]
+            self.seq += 1
+            m["header"].update({"type": RTM_GETLINK, "flags": NLM_F_REQUEST, "sequence_number": self.seq})
+            m.encode()
+            asked.append((self.seq, name, m.data))
+        found: dict[str, int] = {}
+        replies = self._round_trip(asked)
+        for seq, name, _ in asked:
+            msg_type, body = replies[seq]
+            if msg_type != RTM_NEWLINK:
+                raise KernelError(f"{self.node}: no interface {name}: {os.strerror(_error(body))}")
+            found[name] = struct.unpack_from("=BxHi", body)[2]
+        return found
+
+    def _round_trip(self, requests: list[tuple[int, str, bytes]]) -> dict[int, tuple[int, bytes]]:
+        """Send REQUESTS (seq, text, data) in chunks; the first reply to each: seq -> (type, body).
+
+        Every request gets exactly one answer: an ack or error (NLMSG_ERROR), or for a
+        GET without NLM_F_ACK the object itself."""
+        replies: dict[int, tuple[int, bytes]] = {}
+        for i in range(0, len(requests), _CHUNK):
+            chunk = requests[i:i + _CHUNK]
+            self.sock.sendall(b"".join(data for _, _, data in chunk))
+            want = {seq for seq, _, _ in chunk}
+            while want:
+                for seq, msg_type, body in self._messages():
+                    if seq in want:
+                        want.discard(seq)
+                        replies[seq] = (msg_type, body)
+        return replies
 
     def _messages(self):
         data = self.sock.recv(1 << 20)
@@ -90,35 +115,10 @@ class Rtnl:
             yield seq, msg_type, data[off + _HDR.size: off + length]
             off += (length + 3) & ~3
 
-    def indexes(self, names: list[str]) -> dict[str, int]:
-        """ifindex of each interface NAME, in one round trip (`ip link show NAME`)."""
-        self.flush()
-        asked: dict[int, str] = {}
-        for name in names:
-            m = ifinfmsg()
-            m["attrs"] = [("IFLA_IFNAME", name)]
-            self.seq += 1
-            asked[self.seq] = name
-            m["header"].update({"type": RTM_GETLINK, "flags": NLM_F_REQUEST, "sequence_number": self.seq})
-            m.encode()
-            self.pending.append((self.seq, f"ip link show {name}", m.data))
-        pending, self.pending = self.pending, []
-        found: dict[str, int] = {}
-        for i in range(0, len(pending), _CHUNK):
-            chunk = pending[i:i + _CHUNK]
-            self.sock.sendall(b"".join(data for _, _, data in chunk))
-            want = {seq for seq, _, _ in chunk}
-            while want:
-                for seq, msg_type, body in self._messages():
-                    if seq not in want:
-                        continue
-                    want.discard(seq)
-                    if msg_type == RTM_NEWLINK:
-                        found[asked[seq]] = struct.unpack_from("=BxHi", body)[2]
-                    elif msg_type == NLMSG_ERROR:
-                        err = -struct.unpack_from("=i", body)[0]
-                        raise KernelError(f"{self.node}: no interface {asked[seq]}: {os.strerror(err)}")
-        return found
+
+def _error(body: bytes) -> int:
+    """errno of an NLMSG_ERROR body (0 = ack)."""
+    return -struct.unpack_from("=i", body)[0]
 
 
 # -- message builders: each the equivalent of one `ip` command --
