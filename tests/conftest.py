@@ -255,6 +255,8 @@ class HostSnapshot:
         except FileNotFoundError:
             entries = []
         sets["/run/nsbox entries"] = frozenset(entries)
+        # --on-host creates /run/netns where it is missing; it must go again with the lab.
+        sets["/run/netns directory"] = frozenset(["exists"] if os.path.isdir("/run/netns") else [])
         if shutil.which("conntrack"):
             cp = _cmd(["conntrack", "-L"])
             grow["conntrack entries with lab addresses (conntrack -L)"] = lab_conntrack_keys(cp.stdout)

@@ -316,7 +316,7 @@ def test_clean_removes_a_killed_on_host_lab_and_spares_a_live_one(kernel, nsbox,
         dead.communicate(timeout=15)
         # The leftovers are real before clean runs: this test could not pass on an empty host.
         assert dead_lab <= set(kernel.netns_list())
-        assert len(_ls(str(kernel.JOURNAL_DIR))) == 1
+        assert len([f for f in _ls(str(kernel.JOURNAL_DIR)) if f.endswith(".journal")]) == 1
 
         live, _ = _start_and_wait_for_then(kernel, nsbox, "on-host")
         live_lab = {n for n in kernel.netns_list() if kernel.ONHOST_NETNS.match(n)} - dead_lab

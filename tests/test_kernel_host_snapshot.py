@@ -46,6 +46,7 @@ def detected(kernel, make, undo) -> list[str]:
 
 def test_detects_a_pinned_netns(kernel) -> None:
     pin = "/run/netns/nsbtest-leak"
+    made_dir = not os.path.isdir("/run/netns")
 
     def make():
         os.makedirs("/run/netns", exist_ok=True)
@@ -55,6 +56,8 @@ def test_detects_a_pinned_netns(kernel) -> None:
     def undo():
         quiet("umount", pin)
         Path(pin).unlink(missing_ok=True)
+        if made_dir:
+            os.rmdir("/run/netns")
 
     found = "\n".join(detected(kernel, make, undo))
     assert "+ nsbtest-leak" in found

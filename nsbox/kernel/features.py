@@ -74,10 +74,8 @@ def _probe(feature: str) -> str | None:
     probe = PROBES.get(feature)
     if probe is None:
         return f"unknown feature {feature!r}"
-    name = f"nsbprobe-{os.getpid()}"
-    path = netns.create(name)
     try:
-        with netns.entered(path):
+        with netns.scratch():
             ipr = IPRoute()
             try:
                 probe(ipr)
@@ -87,5 +85,3 @@ def _probe(feature: str) -> str | None:
     except Exception as e:  # whatever the kernel or library says is the reason
         detail = e.args[1] if isinstance(e.args, tuple) and len(e.args) > 1 else e
         return f"this kernel lacks {feature} ({detail})"
-    finally:
-        netns.delete(path)

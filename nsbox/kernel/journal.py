@@ -94,5 +94,20 @@ def stale_journals(directory: str) -> list[Journal]:
 # with them, so the namespace is the only object that needs undoing.
 _UNDO: dict[str, Callable[[dict], None]] = {
     "owner": lambda e: None,
+    "dir": lambda e: _release_dir(e["path"], e["marker"]),
     "netns": lambda e: netns.delete(e["path"]),
 }
+
+
+def _release_dir(path: str, marker: str) -> None:
+    """Remove PATH (made by nsbox, see realize.claim_netns_dir) once no lab uses it."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:  # another lab (or ip netns) still has namespaces there
+        return
+    try:
+        os.unlink(marker)
+    except FileNotFoundError:
+        pass

@@ -90,5 +90,20 @@ def entered(path: str) -> Iterator[None]:
         os.close(home)
 
 
+@contextmanager
+def scratch() -> Iterator[None]:
+    """Run the body in a fresh, unnamed namespace that the kernel frees afterwards
+    (nothing pins it once this thread leaves)."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET) for a scratch netns")
+        try:
+            yield
+        finally:
+            _check(_libc.setns(home, CLONE_NEWNET), "setns back to the caller's netns")
+    finally:
+        os.close(home)
+
+
 def open_fd(path: str) -> int:
     return os.open(path, os.O_RDONLY)

@@ -41,6 +41,22 @@ class Realized:
         return problems
 
 
+NETNS_DIR_MARKER = "netns-dir-created"
+
+
+def claim_netns_dir(journal_dir: str) -> bool:
+    """Whether nsbox owns /run/netns: it did not exist before nsbox made it.
+
+    The claim is shared by every --on-host lab while the marker exists, so the
+    last one out (or `nsbox clean`) removes the directory, whichever lab made it."""
+    marker = os.path.join(journal_dir, NETNS_DIR_MARKER)
+    if not os.path.isdir(netns.NETNS_RUN_DIR):
+        os.makedirs(journal_dir, mode=0o700, exist_ok=True)
+        with open(marker, "w"):
+            pass
+    return os.path.exists(marker)
+
+
 class _Steps:
     def __init__(self) -> None:
         limit = os.environ.get(FAULT_ENV)
@@ -60,6 +76,9 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Real
     try:
         if journal_path:
             done.journal.record("owner", **owner_entry())
+            if claim_netns_dir(os.path.dirname(journal_path)):
+                done.journal.record("dir", path=netns.NETNS_RUN_DIR,
+                                    marker=os.path.join(os.path.dirname(journal_path), NETNS_DIR_MARKER))
         for node in lab.nodes.values():
             path = netns.netns_path(prefix + node.name)
             steps.tick(f"netns {node.name}")
