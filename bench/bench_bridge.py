@@ -333,7 +333,6 @@ def instrumented() -> Iterator[_Tally]:
         setattr(obj, attr, tally.wrap(label, orig))
 
     patch(netns, "create", "netns.create (unshare+bind mount)")
-    patch(netns, "open_fd", "netns.open_fd")
     patch(realize, "_create_links", "_create_links (host: bridge + veths)")
     patch(realize, "_configure", "_configure (all nodes)")
     patch(rtnl.Rtnl, "__init__", "Rtnl() netlink socket open in the netns")

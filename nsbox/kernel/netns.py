@@ -35,26 +35,20 @@ def netns_path(name: str) -> str:
 
 
 def create(name: str) -> str:
-    """`ip netns add NAME`; returns the path that pins it."""
+    """`ip netns add NAME`: a fresh namespace, pinned by a bind mount at PATH."""
     os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
     path = netns_path(name)
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
     except FileExistsError:
         raise KernelError(f"netns {name} already exists ({path})") from None
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        try:
-            _check(_libc.unshare(CLONE_NEWNET), f"unshare(CLONE_NEWNET) for {name}")
+        with scratch():
             _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
                    f"bind mount of netns {name}")
-        finally:
-            _check(_libc.setns(home, CLONE_NEWNET), "setns back to the caller's netns")
     except KernelError:
         _unlink(path)
         raise
-    finally:
-        os.close(home)
     return path
 
 
@@ -75,35 +69,34 @@ def _unlink(path: str) -> None:
 
 
 @contextmanager
+def _returning_home() -> Iterator[None]:
+    """Whatever the body does to this thread's netns, put it back afterwards."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        yield
+    finally:
+        try:
+            _check(_libc.setns(home, CLONE_NEWNET), "setns back to the caller's netns")
+        finally:
+            os.close(home)
+
+
+@contextmanager
 def entered(path: str) -> Iterator[None]:
     """Run the body with this thread inside the namespace pinned at PATH."""
     target = os.open(path, os.O_RDONLY)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        _check(_libc.setns(target, CLONE_NEWNET), f"setns into {path}")
-        try:
+        with _returning_home():
+            _check(_libc.setns(target, CLONE_NEWNET), f"setns into {path}")
             yield
-        finally:
-            _check(_libc.setns(home, CLONE_NEWNET), "setns back to the caller's netns")
     finally:
         os.close(target)
-        os.close(home)
 
 
 @contextmanager
 def scratch() -> Iterator[None]:
     """Run the body in a fresh, unnamed namespace that the kernel frees afterwards
     (nothing pins it once this thread leaves)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET) for a scratch netns")
-        try:
-            yield
-        finally:
-            _check(_libc.setns(home, CLONE_NEWNET), "setns back to the caller's netns")
-    finally:
-        os.close(home)
-
-
-def open_fd(path: str) -> int:
-    return os.open(path, os.O_RDONLY)
+    with _returning_home():
+        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        yield

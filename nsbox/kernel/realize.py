@@ -116,7 +116,7 @@ def _create_links(lab: Lab, done: Realized, steps: _Steps) -> None:
                 for pair in by_b[node.name]:
                     steps.tick(f"veth {pair.b_name}")
                     if pair.a_node not in fds:
-                        fds[pair.a_node] = netns.open_fd(done.path(pair.a_node))
+                        fds[pair.a_node] = os.open(done.path(pair.a_node), os.O_RDONLY)
                     b = node.interfaces[pair.b_name]
                     nl.add_veth(pair.b_name, pair.a_name, fds[pair.a_node], pair.a_node, b.master, b.mtu)
     finally:
