@@ -52,11 +52,15 @@ class ServerSet:
             else:
                 s = socket.socket(family, socket.SOCK_STREAM)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Bound to the wildcard: the node answers on all its addresses, as a container's server does.
-        s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
-        if kind != "udp":
-            s.listen(128)
-        s.setblocking(False)
+        try:
+            # Bound to the wildcard: the node answers on all its addresses, as a container's server does.
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+            if kind != "udp":
+                s.listen(128)
+            s.setblocking(False)
+        except OSError:
+            s.close()
+            raise
         self._sel.register(s, selectors.EVENT_READ, ("listen", node, ip, kind))
 
     def start(self) -> None:
@@ -92,13 +96,16 @@ class ServerSet:
                 data = key.data
                 if data[0] == "stop":
                     return
-                try:
-                    if data[0] == "listen":
+                if data[0] == "listen":
+                    try:
                         self._on_listener(key.fileobj, *data[1:])
-                    else:
-                        self._on_conn(key.fileobj, data[1])
+                    except OSError:
+                        pass  # e.g. a client gone before accept(); the probe reports what it saw
+                    continue
+                try:
+                    self._on_conn(key.fileobj, data[1])
                 except OSError:
-                    pass  # a peer went away; the probe reports what it saw
+                    self._drop(key.fileobj)  # reset or timed out: this connection is done
 
     def _on_listener(self, s: socket.socket, node: str, ip: str, kind: str) -> None:
         if kind == "udp":
