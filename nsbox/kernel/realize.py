@@ -24,7 +24,6 @@ FAULT_ENV = "NSBOX_FAULT_AFTER_STEPS"
 @dataclass
 class Realized:
     lab: Lab
-    prefix: str
     journal: Journal
     paths: dict[str, str] = field(default_factory=dict)  # node -> /run/netns/...
 
@@ -71,7 +70,7 @@ class _Steps:
 
 def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Realized:
     """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise."""
-    done = Realized(lab, prefix, Journal(journal_path))
+    done = Realized(lab, Journal(journal_path))
     steps = _Steps()
     try:
         if journal_path:
