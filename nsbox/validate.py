@@ -8,9 +8,9 @@ import re
 from nsbox.errors import ValidationError
 from nsbox.model import ConntrackCheck, Lab, Node, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS
+from nsbox.model.names import ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
 
-IFNAMSIZ = 15  # bytes, without the trailing NUL
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|bridge|netfilter|unix)\.[A-Za-z0-9_./-]+$")
 
@@ -24,11 +24,9 @@ def validate(lab: Lab) -> None:
 
 
 def check_ifname(name: str, where: str) -> None:
-    if not name or len(name.encode()) > IFNAMSIZ:
-        raise ValidationError(f"{where}: interface name {name!r} is {len(name.encode())} bytes; "
-                              f"Linux allows 1-{IFNAMSIZ} (IFNAMSIZ)")
-    if name in (".", "..") or any(c in name for c in "/: \t\n"):
-        raise ValidationError(f"{where}: interface name {name!r} may not contain '/', ':' or spaces")
+    problem = ifname_problem(name)
+    if problem:
+        raise ValidationError(f"{where}: {problem}")
 
 
 def _check_node(lab: Lab, node: Node) -> None:

@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from nsbox.errors import ValidationError
+from nsbox.model.names import IFNAMSIZ, ifname_problem
 
 # Options that take no value (iptables extension flags).
 _FLAGS = {
@@ -215,6 +216,15 @@ def parse_rule(spec: str) -> Rule:
 
 
 def _check_ifname(value: str, spec: str) -> None:
-    name = value.rstrip("+")
-    if len(value.encode()) > 15 or not name.replace("-", "").replace(".", "").replace("_", "").isalnum():
-        raise ValidationError(f"bad interface name {value!r} in rule {spec!r}")
+    """The kernel's rule, plus iptables': a trailing '+' is a wildcard, and it
+    warns about "weird characters" outside letters, digits, '-', '_', '.'."""
+    name = value[:-1] if value.endswith("+") else value
+    if len(value.encode()) > IFNAMSIZ:
+        problem = f"{len(value.encode())} bytes; at most {IFNAMSIZ} (IFNAMSIZ)"
+    elif name and ifname_problem(name):
+        problem = ifname_problem(name)
+    elif not all(c.isalnum() or c in "-_." for c in name):
+        problem = "iptables allows letters, digits, '-', '_' and '.'"
+    else:
+        return
+    raise ValidationError(f"bad interface name {value!r} in rule {spec!r}: {problem}")

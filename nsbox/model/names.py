@@ -1,0 +1,15 @@
+"""What Linux accepts as an interface name (net/core/dev.c: dev_valid_name)."""
+
+from __future__ import annotations
+
+IFNAMSIZ = 15  # bytes, without the trailing NUL
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why the kernel would refuse NAME as an interface name, or None."""
+    size = len(name.encode())
+    if not name or size > IFNAMSIZ:
+        return f"interface name {name!r} is {size} bytes; Linux allows 1-{IFNAMSIZ} (IFNAMSIZ)"
+    if name in (".", "..") or any(c in name for c in "/:") or any(c.isspace() for c in name):
+        return f"interface name {name!r} may not contain '/', ':' or spaces"
+    return None
