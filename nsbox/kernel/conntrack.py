@@ -52,8 +52,7 @@ class Entry:
 
 def dump(path: str, family: int = socket.AF_INET) -> list[Entry]:
     """All entries of FAMILY in the namespace pinned at PATH."""
-    with netns.entered(path):
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    sock = netns.socket_in(path, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.bind((0, 0))
         req = nfct_msg()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import socket
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -66,6 +67,13 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def socket_in(path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the namespace at PATH. It stays bound there for
+    its whole life, whatever netns the thread that uses it is in."""
+    with entered(path):
+        return socket.socket(family, kind, proto)
 
 
 @contextmanager

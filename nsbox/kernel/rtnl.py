@@ -40,8 +40,7 @@ class Rtnl:
 
     def __init__(self, node: str, path: str) -> None:
         self.node = node
-        with netns.entered(path):
-            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self.sock = netns.socket_in(path, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.bind((0, 0))
         self.seq = 0
         self.pending: list[tuple[int, str, bytes]] = []

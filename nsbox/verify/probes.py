@@ -39,11 +39,6 @@ def _family(ip: str) -> int:
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
-def _socket(src_path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    with netns.entered(src_path):
-        return socket.socket(family, kind, proto)
-
-
 def _error(e: OSError, token: str) -> ProbeResult:
     names = {errno.ECONNREFUSED: "refused", errno.ENETUNREACH: "network unreachable",
              errno.EHOSTUNREACH: "host unreachable", errno.ECONNRESET: "reset",
@@ -54,7 +49,7 @@ def _error(e: OSError, token: str) -> ProbeResult:
 
 
 def _connect(src_path: str, ip: str, port: int, timeout: float) -> socket.socket:
-    s = _socket(src_path, _family(ip), socket.SOCK_STREAM)
+    s = netns.socket_in(src_path, _family(ip), socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.connect((ip, port))
@@ -111,7 +106,7 @@ def _udp(src_path: str, ip: str, port: int | None, timeout: float, token: str) -
     assert port is not None
     msg = ECHO_PREFIX + token.encode()
     try:
-        with _socket(src_path, _family(ip), socket.SOCK_DGRAM) as s:
+        with netns.socket_in(src_path, _family(ip), socket.SOCK_DGRAM) as s:
             s.settimeout(timeout)
             s.connect((ip, port))  # connected UDP: ICMP errors surface as exceptions
             local = s.getsockname()[:2]
@@ -144,7 +139,7 @@ def _icmp(src_path: str, ip: str, port: int | None, timeout: float, token: str) 
     if not v6:  # the kernel computes the ICMPv6 checksum itself
         packet = struct.pack("!BBHHH", req_type, 0, _checksum(packet), ident, 1) + payload
     try:
-        with _socket(src_path, _family(ip), socket.SOCK_RAW,
+        with netns.socket_in(src_path, _family(ip), socket.SOCK_RAW,
                      socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP) as s:
             s.sendto(packet, (ip, 0))
             deadline = time.monotonic() + timeout

@@ -46,13 +46,10 @@ class ServerSet:
 
     def listen(self, node: str, path: str, ip: str, kind: str, port: int) -> None:
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        with netns.entered(path):
-            if kind == "udp":
-                s = socket.socket(family, socket.SOCK_DGRAM)
-            else:
-                s = socket.socket(family, socket.SOCK_STREAM)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s = netns.socket_in(path, family, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
         try:
+            if kind != "udp":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # Bound to the wildcard: the node answers on all its addresses, as a container's server does.
             s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
             if kind != "udp":
