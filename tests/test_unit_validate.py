@@ -163,22 +163,15 @@ def test_bad_route_destination(dst):
     assert_invalid(lab, "bad route destination", repr(dst))
 
 
-def test_route_via_unknown_device():
+@pytest.mark.parametrize("route, message", [
+    ({"dev": "eth7"}, "unknown device eth7"),
+    ({}, "needs a gateway or a device"),
+    ({"via": "10.0.0.x"}, "bad gateway"),
+])
+def test_bad_route(route, message):
     lab = two_nodes()
-    lab.nodes["a"].route("192.168.0.0/16", dev="eth7")
-    assert_invalid(lab, "unknown device eth7")
-
-
-def test_route_needs_gateway_or_device():
-    lab = two_nodes()
-    lab.nodes["a"].route("192.168.0.0/16")
-    assert_invalid(lab, "needs a gateway or a device")
-
-
-def test_bad_gateway():
-    lab = two_nodes()
-    lab.nodes["a"].route("192.168.0.0/16", via="10.0.0.x")
-    assert_invalid(lab, "bad gateway")
+    lab.nodes["a"].route("192.168.0.0/16", **route)
+    assert_invalid(lab, message)
 
 
 def test_route_by_device_only_is_fine():
