@@ -1,4 +1,4 @@
-from nsbox.cli import main
+from nsbox.entry import main
 
 if __name__ == "__main__":
     main()

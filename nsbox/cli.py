@@ -1,17 +1,23 @@
-"""Command line: `nsbox list`, `nsbox run RECIPE...`.
+"""Command line: `nsbox list`, `nsbox run RECIPE...`, `nsbox clean`.
 
 Exit codes: 0 all passed, 1 a check failed (or the kernel refused), 2 bad usage
-or input, 4 everything skipped, 130 interrupted.
+or input, 4 everything skipped, 128+N ended by signal N (130 for Ctrl-C).
+
+What runs where (see also the README's security section): this process only
+parses the command line. Recipe code runs inside the sandbox (the default), or
+for --on-host and `list` in the recipe jail (nsbox/sandbox/jail.py); the lab is
+then validated again here before the kernel is touched.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 import click
 
-from nsbox import __version__, recipe, sandbox
+from nsbox import __version__, sandbox
 from nsbox.errors import NsboxError, UsageError
 from nsbox.model import Lab
 from nsbox.validate import validate
@@ -22,18 +28,45 @@ def _fail(err: NsboxError) -> None:
     sys.exit(err.exit_code)
 
 
-def _parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
-    out = {}
+class _Timeout(click.ParamType):
+    """Seconds, finite, within a range (click's FloatRange lets 'nan' through)."""
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds", param, ctx)
+        return number
+
+
+def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
     for item in sets:
         key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
         if not eq or not key:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
+        if key in out:
+            raise UsageError(f"--set {key} given twice ({out[key]!r} and {value!r})")
+        out[key] = value
     return out
 
 
 def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[str, ...]) -> list[Lab]:
-    """Resolve, build and validate every requested lab; nothing touches the kernel."""
+    """Resolve, build and validate every requested lab. Runs recipe code: call it
+    only inside the sandbox or the recipe jail."""
+    from nsbox import recipe
+
     recipes = [recipe.get(n, recipe_dirs) for n in names]
     for key in sets:
         if not any(p.name == key for r in recipes for p in r.params):
@@ -42,8 +75,23 @@ def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[s
     labs = []
     for r in recipes:
         lab = r.build({k: v for k, v in sets.items() if any(p.name == k for p in r.params)})
+        lab.source = r.path  # type: ignore[attr-defined]
         validate(lab)
         labs.append(lab)
+    return labs
+
+
+def load_labs_jailed(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[str, ...]) -> list[Lab]:
+    """load_labs() in the recipe jail; the labs come back as data and are validated again here."""
+    from nsbox.model.serialize import lab_from_dict, lab_to_dict
+    from nsbox.sandbox import jail
+
+    data = jail.run(lambda: [lab_to_dict(lab) for lab in load_labs(names, sets, recipe_dirs)])
+    if not isinstance(data, list) or len(data) != len(names):
+        raise UsageError("the recipe loader did not return one lab per recipe")
+    labs = [lab_from_dict(d) for d in data]
+    for lab in labs:
+        validate(lab)
     return labs
 
 
@@ -54,20 +102,36 @@ def main() -> None:
     conntrack, then proven with real traffic."""
 
 
+def _catalogue_data(recipe_dirs: tuple[str, ...]) -> dict:
+    from nsbox import recipe
+
+    cat = recipe.catalogue(recipe_dirs)
+    return {"recipes": [{"name": r.name, "description": r.description, "path": r.path,
+                         "params": [p.to_json() for p in r.params]} for r in cat.recipes.values()],
+            "broken": cat.broken}
+
+
 @main.command("list")
-@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False),
+@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
 def list_cmd(recipe_dirs: tuple[str, ...]) -> None:
-    """List the recipes with a one-line description."""
+    """List the recipes with a one-line description.
+
+    Recipe files are loaded in the recipe jail: their code cannot reach the host's network."""
+    from nsbox.sandbox import jail
+
     try:
-        found = recipe.discover(recipe_dirs)
+        data = jail.run(lambda: _catalogue_data(recipe_dirs))
     except NsboxError as e:
         _fail(e)
-    width = max((len(n) for n in found), default=0)
-    for name in sorted(found):
-        r = found[name]
-        params = " ".join(f"{p.name}={p.default}" for p in r.params)
-        click.echo(f"{name.ljust(width)}  {r.description}" + (f"  [{params}]" if params else ""))
+    recipes = sorted(data["recipes"], key=lambda r: str(r["name"]))
+    width = max((len(str(r["name"])) for r in recipes), default=0)
+    for r in recipes:
+        params = " ".join(f"{p['name']}={p['default']}" for p in r["params"])
+        click.echo(f"{str(r['name']).ljust(width)}  {r['description']}" + (f"  [{params}]" if params else ""))
+    for path, error in sorted(data["broken"].items()):
+        click.echo(f"nsbox: error: {error}", err=True)
+    sys.exit(2 if data["broken"] else 0)
 
 
 @main.command("clean")
@@ -105,29 +169,43 @@ def clean_cmd(dry_run: bool) -> None:
 @click.option("--on-host", is_flag=True,
               help="Build in the real host's namespaces (named, visible to `ip netns`) instead of a sandbox. Needs root.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter, e.g. containers=200.")
-@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False),
+@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
-@click.option("--timeout", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
+@click.option("--timeout", type=_Timeout(0.1, 60), default=1.0, show_default=True,
               help="Seconds one probe waits; an expected deny costs this much.")
 @click.option("--then", "then", metavar="CMD",
               help="Before teardown, run CMD with sh inside the host node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
 def run_cmd(recipes: tuple[str, ...], fmt: str, on_host: bool, sets: tuple[str, ...],
             recipe_dirs: tuple[str, ...], timeout: float, then: str | None) -> None:
-    """Build each RECIPE, verify it with real traffic, report, tear down."""
+    """Build each RECIPE, verify it with real traffic, report, tear down.
+
+    RECIPE is a name from `nsbox list` or a path to a recipe file (./my_lab.py)."""
     try:
-        labs = load_labs(recipes, _parse_sets(sets), recipe_dirs)
+        parsed_sets = parse_sets(sets)
         if on_host:
             if os.geteuid() != 0:
                 raise UsageError("--on-host builds in the real host's namespaces and needs root")
-            sandbox.end_cleanly_on_signals()
+            labs = load_labs_jailed(recipes, parsed_sets, recipe_dirs)
         elif not sandbox.inside():
             sandbox.preflight()
             sandbox.reexec(sys.argv[1:])
         else:
             sandbox.setup_inside()
+            labs = load_labs(recipes, parsed_sets, recipe_dirs)
+        _refuse_what_the_kernel_would(labs)
     except NsboxError as e:
         _fail(e)
     _run(labs, fmt, on_host, timeout, then)
+
+
+def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
+    """Sysctl keys and values, tried in a throwaway netns before anything is built
+    (labs that will be skipped for a missing feature are not held to it)."""
+    from nsbox.kernel import features, sysctl
+
+    for lab in labs:
+        if not features.missing(frozenset(lab.requires)):
+            sysctl.check_lab(lab)
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None) -> None:
@@ -143,9 +221,6 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     try:
         for lab in labs:
             results.append(run_lab(lab, opts))
-    except KeyboardInterrupt as e:
-        click.echo("nsbox: interrupted; the lab was torn down", err=True)
-        sys.exit(128 + getattr(e, "signum", 2))
     except NsboxError as e:
         _fail(e)
     if fmt == "json":

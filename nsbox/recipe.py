@@ -3,6 +3,10 @@
 A recipe file defines one function decorated with @recipe. Its docstring's
 first line is the description `nsbox list` shows; its parameters are set with
 `--set KEY=VALUE`.
+
+Loading a recipe runs its code, so this module is only ever used where that
+code cannot reach the host's network: inside the sandbox, or in the recipe
+jail (nsbox/sandbox/jail.py).
 """
 
 from __future__ import annotations
@@ -10,15 +14,30 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
+import re
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Callable
 
 from nsbox.errors import RecipeError, UsageError
 from nsbox.model import Lab
+from nsbox.signals import Terminated
 
 RECIPE_PATH_ENV = "NSBOX_RECIPE_PATH"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+_INT_RE = re.compile(r"^-?[0-9]+$")  # int() would also take '1_0', '+3' and other scripts' digits
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def check_name(name: Any, where: str = "") -> str:
+    """Recipe names become file names (journals) and netns names: [a-z0-9][a-z0-9-]*."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise RecipeError(f"{where}bad recipe name {name!r}: lower-case letters, digits and '-', "
+                          f"starting with a letter or digit, at most 48")
+    return name
 
 
 @dataclass(frozen=True)
@@ -32,16 +51,13 @@ class Param:
     def parse(self, text: str) -> int | str | bool:
         kind = type(self.default)
         if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
+            if text.lower() in _BOOLS:
+                return _BOOLS[text.lower()]
             raise UsageError(f"--set {self.name}: expected true or false, got {text!r}")
         if kind is int:
-            try:
-                value = int(text)
-            except ValueError:
-                raise UsageError(f"--set {self.name}: expected an integer, got {text!r}") from None
+            if not _INT_RE.match(text):
+                raise UsageError(f"--set {self.name}: expected an integer, got {text!r} (digits 0-9, optionally a leading '-')")
+            value = int(text)
             if self.min is not None and self.max is not None and not self.min <= value <= self.max:
                 raise UsageError(f"--set {self.name}={value}: must be between {self.min} and {self.max}")
             if self.min is not None and value < self.min:
@@ -51,6 +67,10 @@ class Param:
             return value
         return text
 
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "default": self.default, "type": type(self.default).__name__,
+                "help": self.help, "min": self.min, "max": self.max}
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -59,6 +79,12 @@ class Recipe:
     build_fn: Callable[..., None]
     params: tuple[Param, ...] = ()
     path: str = field(default="", compare=False)
+
+    @property
+    def where(self) -> str:
+        """file:line of the recipe function, for messages."""
+        code = getattr(self.build_fn, "__code__", None)
+        return f"{code.co_filename}:{code.co_firstlineno}" if code else self.path
 
     def build(self, overrides: dict[str, str] | None = None) -> Lab:
         """Run the recipe with defaults plus OVERRIDES (KEY -> text) into a Lab model."""
@@ -72,15 +98,24 @@ class Recipe:
         lab = Lab(self.name, self.description)
         try:
             self.build_fn(lab, **values)
-        except UsageError:
+        except Terminated:
             raise
-        except Exception as e:
-            raise RecipeError(f"recipe {self.name} failed to build its model: {type(e).__name__}: {_one_line(e)}") from None
+        except UsageError as e:
+            # The model's own refusals (ValidationError) name what is wrong; add where.
+            raise type(e)(f"{_where(e.__traceback__, self.where)}: {e}") from None
+        except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are recipe bugs too
+            raise RecipeError(f"{_where(e.__traceback__, self.where)}: recipe {self.name} failed to build "
+                              f"its model: {_describe(e)}") from None
+        if not lab.checks:
+            raise RecipeError(f"{self.where}: recipe {self.name} defines no checks; "
+                              "a lab that expects nothing cannot pass or fail")
         return lab
 
 
 def recipe(name: str, params: list[Param] | tuple[Param, ...] = ()) -> Callable[[Callable], Callable]:
     """Decorator: register FUNCTION(lab, **params) as the recipe NAME."""
+    check_name(name)
+
     def wrap(fn: Callable) -> Callable:
         doc = (fn.__doc__ or "").strip().splitlines()
         fn.__nsbox_recipe__ = Recipe(name, doc[0] if doc else "", fn, tuple(params))  # type: ignore[attr-defined]
@@ -88,34 +123,92 @@ def recipe(name: str, params: list[Param] | tuple[Param, ...] = ()) -> Callable[
     return wrap
 
 
-def recipe_dirs(extra: list[str] | tuple[str, ...] = ()) -> list[Path]:
-    """Where recipes are looked up, first match wins."""
-    dirs = [Path(d) for d in extra]
-    dirs += [Path(d) for d in os.environ.get(RECIPE_PATH_ENV, "").split(":") if d]
+def builtin_dirs() -> list[Path]:
+    """Where nsbox's own recipes are: installed with the package, or in a source checkout."""
     here = Path(__file__).resolve().parent
-    dirs.append(here / "_recipes")          # installed with the package
-    dirs.append(here.parent / "recipes")    # a source checkout
+    dirs = [here / "_recipes"]
+    checkout = here.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "recipes").is_dir():
+        dirs.append(checkout / "recipes")
     return [d for d in dirs if d.is_dir()]
 
 
+def extra_dirs(extra: list[str] | tuple[str, ...] = ()) -> list[Path]:
+    dirs = [Path(d) for d in extra]
+    dirs += [Path(d) for d in os.environ.get(RECIPE_PATH_ENV, "").split(":") if d]
+    for d in dirs:
+        if not d.is_dir():
+            raise UsageError(f"recipe directory {str(d)!r} does not exist or is not a directory")
+    return dirs
+
+
+@dataclass
+class Catalogue:
+    """Every recipe found, and every file that failed to load (it hides nothing else)."""
+
+    recipes: dict[str, Recipe] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)  # file -> one-line error
+
+
 def discover(extra: list[str] | tuple[str, ...] = ()) -> dict[str, Recipe]:
-    found: dict[str, Recipe] = {}
-    for d in recipe_dirs(extra):
-        for path in sorted(d.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            for r in _load(path):
-                found.setdefault(r.name, r)
+    return catalogue(extra).recipes
+
+
+def catalogue(extra: list[str] | tuple[str, ...] = ()) -> Catalogue:
+    found = Catalogue()
+    builtin = builtin_dirs()
+    # A source checkout and the installed copy may both be present: the first wins, silently.
+    seen_builtin: set[str] = set()
+    for d in builtin:
+        for r in _load_dir(d, found):
+            if r.name not in seen_builtin:
+                seen_builtin.add(r.name)
+                found.recipes[r.name] = r
+    for d in extra_dirs(extra):
+        for r in _load_dir(d, found):
+            if r.name in found.recipes:
+                other = found.recipes[r.name]
+                raise UsageError(f"recipe {r.name} in {r.path} has the name of the recipe in {other.path}; "
+                                 "rename one (a recipe may not replace another)")
+            found.recipes[r.name] = r
     return found
 
 
+def _load_dir(d: Path, found: Catalogue) -> list[Recipe]:
+    out = []
+    for path in sorted(d.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            out += _load(path)
+        except RecipeError as e:
+            found.broken[str(path)] = str(e)
+    return out
+
+
 def get(name: str, extra: list[str] | tuple[str, ...] = ()) -> Recipe:
-    recipes = discover(extra)
-    if name in recipes:
-        return recipes[name]
-    close = difflib.get_close_matches(name, list(recipes), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(recipes))}"
+    if Path(name).suffix == ".py" and "/" in name:
+        return get_file(name)
+    cat = catalogue(extra)
+    if name in cat.recipes:
+        return cat.recipes[name]
+    close = difflib.get_close_matches(name, list(cat.recipes), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(cat.recipes))}"
+    if cat.broken:
+        raise RecipeError(f"unknown recipe {name!r}{hint}; these recipe files did not load: "
+                          + "; ".join(cat.broken.values()))
     raise UsageError(f"unknown recipe {name!r}{hint}")
+
+
+def get_file(path: str) -> Recipe:
+    """`nsbox run ./file.py`: the one recipe that file defines."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"recipe file {path!r} does not exist")
+    recipes = _load(p.resolve())
+    if len(recipes) != 1:
+        raise RecipeError(f"{path}: defines {len(recipes)} recipes; name one with --recipes DIR NAME")
+    return recipes[0]
 
 
 def _load(path: Path) -> list[Recipe]:
@@ -127,15 +220,34 @@ def _load(path: Path) -> list[Recipe]:
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
-        raise RecipeError(f"cannot load recipe file {path}: {type(e).__name__}: {_one_line(e)}") from None
+    except Terminated:
+        raise
+    except BaseException as e:  # noqa: BLE001 - a recipe that exits or raises anything is broken
+        raise RecipeError(f"{_where(e.__traceback__, str(path))}: cannot load recipe file: {_describe(e)}") from None
     out = []
     for obj in vars(module).values():
         r = getattr(obj, "__nsbox_recipe__", None)
         if isinstance(r, Recipe):
             out.append(Recipe(r.name, r.description, r.build_fn, r.params, str(path)))
+    if not out:
+        raise RecipeError(f"{path}: defines no recipe (decorate a function with @recipe(NAME))")
     return out
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
+def _where(tb: TracebackType | None, fallback: str) -> str:
+    """file:line of the innermost frame of the recipe's own code (not nsbox's)."""
+    nsbox_dir = str(Path(__file__).resolve().parent) + os.sep
+    shipped = nsbox_dir + "_recipes" + os.sep  # the installed recipes live inside the package
+    best = None
+    for frame in traceback.extract_tb(tb):
+        own = frame.filename.startswith(nsbox_dir) and not frame.filename.startswith(shipped)
+        if not own and not frame.filename.startswith("<"):
+            best = f"{frame.filename}:{frame.lineno}"
+    return best or fallback
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

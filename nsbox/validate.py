@@ -12,6 +12,7 @@ from nsbox.model.names import ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
 
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+( [A-Za-z0-9_.:-]+)*$")
 _SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|bridge|netfilter|unix)\.[A-Za-z0-9_./-]+$")
 
 
@@ -51,11 +52,24 @@ def _check_node(lab: Lab, node: Node) -> None:
             if a1.iface != a2.iface and n1.version == n2.version and n1.overlaps(n2):
                 raise ValidationError(f"node {node.name}: subnets {a1.cidr} ({a1.iface}) and "
                                       f"{a2.cidr} ({a2.iface}) overlap")
+    routes: dict[str, object] = {}
     for r in node.routes:
         _check_route(node, r)
-    for key in node.sysctls:
+        if r.dst == "default":
+            v6 = r.via is not None and ipaddress.ip_address(r.via).version == 6
+            dst = "::/0" if v6 else "0.0.0.0/0"
+        else:
+            dst = str(ipaddress.ip_network(r.dst))
+        if dst in routes:
+            # Same destination, table and metric: the kernel answers EEXIST.
+            raise ValidationError(f"node {node.name}: two routes to {r.dst}")
+        routes[dst] = r
+    for key, value in node.sysctls.items():
         if not _SYSCTL_RE.match(key) or any(not part.strip("/") for part in key.split(".")):
             raise ValidationError(f"node {node.name}: sysctl {key!r} is not a per-namespace net.* key")
+        if not _SYSCTL_VALUE_RE.match(value):
+            raise ValidationError(f"node {node.name}: sysctl {key} value {value!r} is not a number, a word "
+                                  f"or numbers separated by spaces")
     _check_firewall(node)
     seen: set[tuple[str, int]] = set()
     for s in node.servers:

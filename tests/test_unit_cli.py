@@ -85,10 +85,14 @@ def test_invalid_lab_is_refused_before_the_sandbox(tmp_path):
                           "8.8.8.8 belongs to no node of the lab")
 
 
-def test_broken_recipe_file_is_one_line_error(tmp_path):
+def test_broken_recipe_file_is_one_line_error_and_hides_nothing(tmp_path):
     (tmp_path / "broken.py").write_text("def build(:\n")
-    line = assert_one_line_error(nsbox("list", "--recipes", str(tmp_path)), "cannot load recipe file")
+    p = nsbox("list", "--recipes", str(tmp_path))
+    assert p.returncode == 2, p.stderr
+    (line,) = p.stderr.splitlines()
+    assert line.startswith("nsbox: error: ") and "cannot load recipe file" in line
     assert str(tmp_path / "broken.py") in line
+    assert p.stdout.startswith("bridge-mode ")  # the other recipes are still listed
 
 
 def test_list_shows_bridge_mode():

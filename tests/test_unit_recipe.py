@@ -37,6 +37,7 @@ TINY = """
         for i in range(count):
             lab.node(f"n{i}")
         lab.description = f"count={count} fast={fast}"
+        lab.expect("n0", "n0", "icmp")
 """
 
 
@@ -63,11 +64,11 @@ def test_extra_dir_is_discovered(tmp_path):
 
 def test_env_recipe_path_is_discovered(tmp_path, monkeypatch):
     write_recipe(tmp_path / "a", "tiny.py", TINY)
-    monkeypatch.setenv(recipe.RECIPE_PATH_ENV, f"/nonexistent:{tmp_path / 'a'}")
+    monkeypatch.setenv(recipe.RECIPE_PATH_ENV, str(tmp_path / "a"))
     assert "tiny" in recipe.discover()
 
 
-def test_first_match_wins_extra_dirs_before_builtin(tmp_path):
+def test_a_recipe_may_not_replace_another(tmp_path):
     write_recipe(tmp_path, "mine.py", """
         from nsbox.recipe import recipe
 
@@ -75,7 +76,8 @@ def test_first_match_wins_extra_dirs_before_builtin(tmp_path):
         def build(lab):
             '''My own bridge-mode.'''
     """)
-    assert recipe.get("bridge-mode", [str(tmp_path)]).description == "My own bridge-mode."
+    with pytest.raises(UsageError, match="a recipe may not replace another"):
+        recipe.get("bridge-mode", [str(tmp_path)])
     assert recipe.get("bridge-mode").description != "My own bridge-mode."
 
 
@@ -86,8 +88,9 @@ def test_underscore_files_and_non_python_files_are_ignored(tmp_path):
     assert "tiny" in recipe.discover([str(tmp_path)])
 
 
-def test_missing_extra_dir_is_skipped(tmp_path):
-    assert "bridge-mode" in recipe.discover([str(tmp_path / "nope")])
+def test_missing_extra_dir_is_an_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        recipe.discover([str(tmp_path / "nope")])
 
 
 def test_recipe_without_docstring_has_empty_description(tmp_path):
@@ -205,7 +208,7 @@ def test_build_function_that_raises_becomes_recipe_error(tmp_path):
     with pytest.raises(RecipeError) as e:
         r.build()
     assert e.value.exit_code == 2
-    assert str(e.value) == "recipe boom failed to build its model: KeyError: 'eth0'"
+    assert str(e.value).endswith("boom.py:7: recipe boom failed to build its model: KeyError: 'eth0'")
 
 
 def test_builder_validation_error_is_not_wrapped(tmp_path):
@@ -223,7 +226,8 @@ def test_builder_validation_error_is_not_wrapped(tmp_path):
 def test_recipe_file_with_syntax_error(tmp_path):
     path = write_recipe(tmp_path, "broken.py", "def build(lab:\n    pass\n")
     with pytest.raises(RecipeError) as e:
-        recipe.discover([str(tmp_path)])
+        recipe.get("anything", [str(tmp_path)])
+    assert recipe.catalogue([str(tmp_path)]).broken  # listed, hiding nothing else
     msg = str(e.value)
     assert "\n" not in msg
     assert str(path) in msg
@@ -233,7 +237,7 @@ def test_recipe_file_with_syntax_error(tmp_path):
 
 def test_recipe_file_that_fails_to_import(tmp_path):
     path = write_recipe(tmp_path, "noimport.py", "import nsbox_no_such_module\n")
-    with pytest.raises(RecipeError, match=re.escape(f"cannot load recipe file {path}: ModuleNotFoundError")):
+    with pytest.raises(UsageError, match=re.escape(f"{path}:1: cannot load recipe file: ModuleNotFoundError")):
         recipe.get("anything", [str(tmp_path)])
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from nsbox.errors import KernelError
+import re
+
+from nsbox.errors import KernelError, ValidationError
 
 
 def write(node: str, key: str, value: str, optional: bool = False) -> None:
@@ -30,3 +32,39 @@ def proc_path(key: str) -> str:
 def read(key: str) -> str:
     with open(proc_path(key)) as f:
         return f.read().strip()
+
+
+# Per-interface keys name an interface the throwaway netns does not have; its
+# 'default' entry takes the same values.
+_PER_IFACE = re.compile(r"^(net\.ipv[46]\.(?:conf|neigh))\.([^.]+)\.(.+)$")
+
+
+def check_lab(lab) -> None:
+    """Write every sysctl of LAB in a throwaway netns first: a key this kernel does
+    not have per namespace (net.core.rmem_max lives only in the initial one) or a
+    value it refuses ('banana') is a ValidationError before anything is built."""
+    from nsbox.kernel import netns
+
+    wanted: dict[tuple[str, str], tuple[str, bool]] = {}
+    for node in lab.nodes.values():
+        for key, value in node.sysctls.items():
+            probe_key = key
+            m = _PER_IFACE.match(key)
+            if m and m.group(2) not in ("all", "default"):
+                probe_key = f"{m.group(1)}.default.{m.group(3)}"
+            wanted.setdefault((probe_key, value), (f"node {node.name}: sysctl {key}={value}",
+                                                   key in node.optional_sysctls))
+    if not wanted:
+        return
+    with netns.scratch():
+        for (key, value), (what, optional) in wanted.items():
+            try:
+                with open(proc_path(key), "w") as f:
+                    f.write(value)
+            except FileNotFoundError:
+                if optional:
+                    continue
+                raise ValidationError(f"{what}: this kernel has no such per-namespace key "
+                                      f"(keys such as net.core.rmem_max exist only in the host's namespace)") from None
+            except OSError as e:
+                raise ValidationError(f"{what}: the kernel refuses it ({e.strerror})") from None

@@ -10,6 +10,9 @@ def ifname_problem(name: str) -> str | None:
     size = len(name.encode())
     if not name or size > IFNAMSIZ:
         return f"interface name {name!r} is {size} bytes; Linux allows 1-{IFNAMSIZ} (IFNAMSIZ)"
-    if name in (".", "..") or any(c in name for c in "/:") or any(c.isspace() for c in name):
-        return f"interface name {name!r} may not contain '/', ':' or spaces"
+    if name in (".", "..") or any(c in name for c in "/:\0") or any(c.isspace() for c in name):
+        return f"interface name {name!r} may not contain '/', ':', NUL or spaces"
+    if name in ("all", "default"):
+        # Their /proc/sys/net/*/conf/ entries already exist; the kernel answers EINVAL.
+        return f"interface name {name!r} is reserved by the kernel"
     return None

@@ -5,8 +5,11 @@ thread exists (unshare(CLONE_NEWUSER) fails in a multi-threaded process). The
 inner nsbox is pid 1 of the new pid namespace with a private tmpfs on /run, so
 when it exits, or its parent is SIGKILLed (--kill-child), the kernel destroys
 every namespace, link, rule, conntrack entry and process of the lab.
+
+Recipe code runs only in places that cannot reach the host's network: inside
+the sandbox, or (for --on-host and `nsbox list`) in a jail process (jail.py).
 """
 
-from nsbox.sandbox.enter import end_cleanly_on_signals, inside, preflight, reexec, setup_inside
+from nsbox.sandbox.enter import claim_from_environment, inside, preflight, reexec, setup_inside
 
-__all__ = ["end_cleanly_on_signals", "inside", "preflight", "reexec", "setup_inside"]
+__all__ = ["claim_from_environment", "inside", "preflight", "reexec", "setup_inside"]

@@ -1,30 +1,54 @@
-"""Entering the sandbox, and explaining in one line when the kernel refuses."""
+"""Entering the sandbox, supervising it, and explaining in one line when the kernel refuses."""
 
 from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import NoReturn
 
+from nsbox import tools
 from nsbox.errors import SandboxError
+from nsbox.signals import ENDING, end_cleanly_on_signals
 
+# Set by the supervisor for the process it starts; a claim, not a proof: see inside().
 SANDBOX_ENV = "NSBOX_SANDBOX"
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV = 2, 4
 SI_USER = 0  # siginfo si_code of a signal sent with kill()
+_INIT_USERNS_MAP = ["0", "0", "4294967295"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_claimed = False
+
+
+def claim_from_environment() -> None:
+    """Take the supervisor's marker out of the environment, first thing.
+
+    It must not reach anything this process starts (`--then`, a nested nsbox)."""
+    global _claimed
+    _claimed = os.environ.pop(SANDBOX_ENV, None) == "1"
 
 
 def inside() -> bool:
-    return os.environ.get(SANDBOX_ENV) == "1"
+    """Whether this process is the sandbox's pid 1.
+
+    The environment variable only says the supervisor meant it; the namespaces
+    decide. A caller who sets NSBOX_SANDBOX=1 by hand is not pid 1 of a pid
+    namespace in a user namespace of its own, so nsbox makes a sandbox as usual
+    instead of mounting over the caller's /run."""
+    return _claimed and os.getpid() == 1 and not _in_initial_user_namespace()
+
+
+def _in_initial_user_namespace() -> bool:
+    try:
+        return Path("/proc/self/uid_map").read_text().split() == _INIT_USERNS_MAP
+    except OSError:
+        return True
 
 
 def _read(path: str) -> str | None:
@@ -36,9 +60,10 @@ def _read(path: str) -> str | None:
 
 def preflight() -> None:
     """Raise SandboxError with the reason if a sandbox cannot be made here."""
-    if shutil.which("unshare") is None:
-        raise SandboxError("util-linux 'unshare' is not installed (apt install util-linux), "
-                           "or use --on-host as root")
+    for prog in ("unshare", "setpriv"):
+        if tools.find(prog) is None:
+            raise SandboxError(f"util-linux '{prog}' is not installed (apt install util-linux), "
+                               "or use --on-host as root")
     root = os.geteuid() == 0
     if _read("/proc/sys/user/max_user_namespaces") == "0":
         raise SandboxError("user namespaces are disabled (user.max_user_namespaces=0); "
@@ -62,42 +87,90 @@ def preflight() -> None:
                            "run as root, or use --on-host as root")
 
 
+def inner_command(argv: list[str]) -> list[str]:
+    """`python -I -c ...`: the sandboxed nsbox imports only nsbox itself (from the
+    directory this one was loaded from) and the interpreter's own site-packages.
+    Isolated mode ignores PYTHON* variables and does not put the working
+    directory on sys.path, so no file there can run as root."""
+    package_parent = str(Path(__file__).resolve().parents[2])
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); from nsbox.entry import main; main()"
+    return [sys.executable, "-I", "-c", code, *argv]
+
+
 def reexec(argv: list[str]) -> NoReturn:
-    """Run `python -m nsbox ARGV` in a new sandbox, supervise it, exit with its status.
+    """Run nsbox ARGV in a new sandbox, supervise it, exit with its status.
 
     util-linux `unshare --fork` blocks SIGTERM in its own process and waits, so a
     plain exec would make `kill PID` a no-op. This process stays as a thin
-    supervisor: it forwards SIGTERM/SIGHUP to the sandbox's pid 1 (which tears
-    down and exits 128+signum), and `setpriv --pdeathsig` ties unshare to it, so a
-    SIGKILL here still takes the whole sandbox down (unshare --kill-child)."""
-    package_parent = str(Path(__file__).resolve().parents[2])
+    supervisor; `setpriv --pdeathsig` ties unshare to it, so a SIGKILL here
+    still takes the whole sandbox down (unshare --kill-child)."""
+    cmd = [tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
+           tools.need("unshare", "util-linux"), "--user", "--map-root-user", "--mount", "--net", "--pid",
+           "--fork", "--kill-child", "--mount-proc", *inner_command(argv)]
     env = dict(os.environ)
     env[SANDBOX_ENV] = "1"
-    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = ["setpriv", "--pdeathsig", "KILL",
-           "unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork",
-           "--kill-child", "--mount-proc", sys.executable, "-m", "nsbox", *argv]
     sys.stdout.flush()
     sys.stderr.flush()
-    proc = subprocess.Popen(cmd, env=env)
-    # Blocked only now: the child must not inherit a blocked mask.
-    waited = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD}
+    # From here on, signals wait for the loop below: none can slip between the
+    # spawn and the loop. The child starts with an empty mask and default
+    # handlers; SIGINT ignored until its own handler is in (Python then keeps
+    # it ignored rather than raising KeyboardInterrupt during its start-up).
+    waited = set(ENDING) | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    while proc.poll() is None:
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pid = os.posix_spawn(cmd[0], cmd, env, setsigmask=(),
+                             setsigdef=(signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD))
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    sys.exit(_supervise(pid, waited))
+
+
+def _supervise(pid: int, waited: set[int]) -> int:
+    """Wait for the sandbox; pass on what ends it; return nsbox's exit status."""
+    in_charge = False  # the sandbox's nsbox has taken a signal and is tearing down
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            rc = os.waitstatus_to_exitcode(status)
+            return 128 - rc if rc < 0 else rc
         info = signal.sigtimedwait(waited, 0.5)
         if info is None or info.si_signo == signal.SIGCHLD:
             continue
-        # A terminal's Ctrl-C (SI_KERNEL) reaches the sandbox's pid 1 directly,
-        # being in this process group; forward only what kill() sent to us.
-        if info.si_signo == signal.SIGINT and info.si_code != SI_USER:
+        inner = _first_child(pid)
+        if in_charge:
             continue
-        target = _first_child(proc.pid) or proc.pid
+        if inner is not None and _catches(inner, info.si_signo):
+            in_charge = True
+            # A terminal's Ctrl-C (SI_KERNEL) reached the sandbox's pid 1 already,
+            # being in this process group; pass on only what kill() sent to us.
+            if not (info.si_signo == signal.SIGINT and info.si_code != SI_USER):
+                try:
+                    os.kill(inner, info.si_signo)
+                except ProcessLookupError:
+                    pass
+            continue
+        # The sandbox's nsbox has no handler yet (it is starting up, or not even
+        # exec'd): the kernel would drop the signal at a pid namespace's init.
+        # Nothing can have been built that the kernel does not remove by itself
+        # when the sandbox dies, so end it now.
         try:
-            os.kill(target, info.si_signo)
+            os.kill(pid, signal.SIGKILL)  # unshare; --kill-child takes the sandbox with it
         except ProcessLookupError:
             pass
-    rc = proc.returncode
-    sys.exit(128 - rc if rc < 0 else rc)
+        os.waitpid(pid, 0)
+        return 128 + info.si_signo
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether PID has a handler for SIGNUM (SigCgt in /proc/PID/status)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _first_child(pid: int) -> int | None:
@@ -108,41 +181,6 @@ def _first_child(pid: int) -> int | None:
         return int(children[0]) if children else None
     except OSError:
         return None
-
-
-class Terminated(KeyboardInterrupt):
-    """Ctrl-C, SIGTERM or SIGHUP: unwinds (and tears down); exit 128+signum."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"signal {signum}")
-        self.signum = signum
-
-
-_ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_owner_pid: int | None = None
-
-
-def _on_signal(signum: int, _frame) -> None:
-    if os.getpid() != _owner_pid:
-        # A forked child (a library helper) inherited this handler: it must not
-        # unwind a copy of nsbox and tear the lab down under the real one.
-        os._exit(128 + signum)
-    # The first signal starts an orderly teardown; repeats (a group kill plus
-    # the supervisor's forward, an impatient second Ctrl-C) must not cut it short.
-    for sig in _ENDING:
-        signal.signal(sig, signal.SIG_IGN)
-    raise Terminated(signum)
-
-
-def end_cleanly_on_signals() -> None:
-    """Ctrl-C, SIGTERM and SIGHUP unwind so the lab is torn down, in this process only.
-
-    Needed in both modes: on the host SIGTERM's default would skip teardown, and
-    as pid 1 of the sandbox's pid namespace the kernel gives it no default at all."""
-    global _owner_pid
-    _owner_pid = os.getpid()
-    for sig in _ENDING:
-        signal.signal(sig, _on_signal)
 
 
 def setup_inside() -> None:

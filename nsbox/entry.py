@@ -1,0 +1,40 @@
+"""The `nsbox` command's first code.
+
+Signal handlers come before any other import (see nsbox.signals); then the
+command line. Whatever ends the run -- a signal, a missing library, a bug --
+ends it with a one-line message and an exit code, never click's "Aborted!".
+"""
+
+from __future__ import annotations
+
+import sys
+
+from nsbox import signals
+
+signals.end_cleanly_on_signals()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except signals.Terminated as t:
+        sys.stderr.write("nsbox: interrupted\n")
+        sys.exit(t.exit_code)
+
+
+def _main(argv: list[str] | None) -> None:
+    from nsbox.sandbox.enter import claim_from_environment
+
+    claim_from_environment()  # before anything can start a child that would inherit it
+    try:
+        from nsbox.cli import main as cli_main
+    except ImportError as e:
+        missing = getattr(e, "name", None) or str(e)
+        sys.stderr.write(f"nsbox: error: the Python package {missing!r} is missing or broken ({e}); "
+                         "re-run install.sh, or: pip install nsbox\n")
+        sys.exit(2)
+    cli_main(args=argv, prog_name="nsbox")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""A Lab as plain JSON data, and back.
+
+The recipe jail (nsbox/sandbox/jail.py) builds a lab where recipe code cannot
+reach the host and hands it over as JSON. The receiving side trusts nothing in
+it: every field is rebuilt through the model's own constructors (rules are
+parsed again from their iptables-save text), unknown keys are refused, and the
+result is validated again before the kernel is touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from nsbox.errors import RecipeError, ValidationError
+from nsbox.model.checks import ConntrackCheck, ReachCheck
+from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
+from nsbox.model.lab import Address, Interface, Lab, Node, Route, Server, VethPair
+from nsbox.model.rules import parse_rule
+
+_CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck}
+
+
+def lab_to_dict(lab: Lab) -> dict[str, Any]:
+    return {
+        "name": lab.name,
+        "description": lab.description,
+        "source": getattr(lab, "source", ""),
+        "requires": sorted(lab.requires),
+        "nodes": [_node_to_dict(n) for n in lab.nodes.values()],
+        "veths": [dataclasses.asdict(v) for v in lab.veths],
+        "checks": [{"type": _check_type(c), **dataclasses.asdict(c)} for c in lab.checks],
+    }
+
+
+def _check_type(check: Any) -> str:
+    for name, cls in _CHECKS.items():
+        if type(check) is cls:
+            return name
+    raise RecipeError(f"cannot hand over a check of type {type(check).__name__}")
+
+
+def _node_to_dict(node: Node) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "interfaces": [dataclasses.asdict(i) for i in node.interfaces.values()],
+        "addresses": [dataclasses.asdict(a) for a in node.addresses],
+        "routes": [dataclasses.asdict(r) for r in node.routes],
+        "sysctls": dict(node.sysctls),
+        "optional_sysctls": sorted(node.optional_sysctls),
+        "servers": [dataclasses.asdict(s) for s in node.servers],
+        "firewall": {t.name: [{"name": c.name, "builtin": c.builtin, "policy": c.policy,
+                               "rules": [r.render() for r in c.rules]} for c in t.chains.values()]
+                     for t in node.firewall.tables.values()},
+    }
+
+
+def lab_from_dict(data: Any) -> Lab:
+    """Rebuild a Lab from lab_to_dict's output. Raises RecipeError on anything malformed."""
+    try:
+        return _lab_from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RecipeError(f"malformed lab from the recipe loader: {type(e).__name__}: {e}") from None
+
+
+def _lab_from_dict(d: dict) -> Lab:
+    _keys(d, "lab", {"name", "description", "source", "requires", "nodes", "veths", "checks"})
+    lab = Lab(_str(d["name"]), _str(d["description"]))
+    lab.source = _str(d.get("source", ""))  # type: ignore[attr-defined]
+    lab.nodes.clear()
+    for nd in d["nodes"]:
+        node = _node_from_dict(nd)
+        if node.name in lab.nodes:
+            raise ValidationError(f"node {node.name} defined twice")
+        lab.nodes[node.name] = node
+    lab.veths = [_make(VethPair, v) for v in d["veths"]]
+    for c in d["checks"]:
+        c = dict(c)
+        cls = _CHECKS.get(c.pop("type", None))
+        if cls is None:
+            raise ValueError("unknown check type")
+        lab.checks.append(_make(cls, c))
+    lab.requires = {_str(f) for f in d["requires"]}
+    return lab
+
+
+def _node_from_dict(d: dict) -> Node:
+    _keys(d, "node", {"name", "interfaces", "addresses", "routes", "sysctls", "optional_sysctls",
+                      "servers", "firewall"})
+    node = Node(_str(d["name"]))
+    node.interfaces = {}
+    for i in d["interfaces"]:
+        iface = _make(Interface, i)
+        node.interfaces[iface.name] = iface
+    node.addresses = [_make(Address, a) for a in d["addresses"]]
+    node.routes = [_make(Route, r) for r in d["routes"]]
+    node.sysctls = {_str(k): _str(v) for k, v in d["sysctls"].items()}
+    node.optional_sysctls = {_str(k) for k in d["optional_sysctls"]}
+    node.servers = [_make(Server, s) for s in d["servers"]]
+    fw = Firewall()
+    for tname, chains in d["firewall"].items():
+        table = fw.table(_str(tname))  # refuses unknown tables
+        for cd in chains:
+            _keys(cd, "chain", {"name", "builtin", "policy", "rules"})
+            name = _str(cd["name"])
+            if name in BUILTIN_CHAINS[table.name]:
+                chain = table.chains[name]
+                if cd["policy"] is not None:
+                    table.policy(name, _str(cd["policy"]))
+            else:
+                table.new_chain(name)  # checks the name
+                chain = table.chains[name]
+                if cd["builtin"] or cd["policy"] is not None:
+                    raise ValueError(f"chain {name} of table {table.name} is no builtin chain")
+            chain.rules = [parse_rule(_str(r)) for r in cd["rules"]]
+    node.firewall = fw
+    return node
+
+
+def _make(cls: type, d: dict) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    _keys(d, cls.__name__, names)
+    return cls(**{k: _frozen(v) for k, v in d.items()})
+
+
+def _frozen(v: Any) -> Any:
+    """JSON has lists where the model has tuples (hashable, frozen dataclasses)."""
+    if isinstance(v, list):
+        return tuple(_frozen(x) for x in v)
+    if isinstance(v, dict):
+        raise TypeError("nested objects are not part of the model")
+    return v
+
+
+def _keys(d: Any, what: str, allowed: set[str]) -> None:
+    if not isinstance(d, dict):
+        raise TypeError(f"{what} is not an object")
+    extra = set(d) - allowed
+    if extra:
+        raise ValueError(f"{what} has unknown fields {sorted(extra)}")
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {type(v).__name__}")
+    return v
