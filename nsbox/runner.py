@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from nsbox import tools
 from nsbox.errors import KernelError
 from nsbox.kernel import features
 from nsbox.kernel.realize import Realized, realize
@@ -92,8 +93,9 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> None:
     # The command gets a pid namespace of its own, whose unshare dies with nsbox
     # (--pdeathsig) and takes the namespace's every process with it (--kill-child):
     # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
-    argv = ["nsenter", f"--net={built.path(HOST)}", "setpriv", "--pdeathsig", "KILL",
-            "unshare", "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
+    argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(HOST)}",
+            tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
+            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
     done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
     if done.returncode != 0:
         print(f"nsbox: warning: --then exited with status {done.returncode}", file=sys.stderr)

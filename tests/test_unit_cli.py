@@ -138,3 +138,122 @@ def test_version():
     p = nsbox("--version")
     assert p.returncode == 0
     assert p.stdout.strip() == f"nsbox, version {nsbox_pkg.__version__}"
+
+
+# -- the security issue's bad inputs: one line, exit 2, nothing built --------------------
+
+def _recipe_file(tmp_path: Path, body: str, name: str = "r.py") -> Path:
+    (tmp_path / name).write_text(textwrap.dedent(body))
+    return tmp_path
+
+
+@pytest.mark.parametrize("setting", ["containers=1_0", "containers=+3", "containers=\u0663",
+                                     "containers=\uff13", "containers= 3x"])
+def test_integers_are_plain_ascii_digits(setting):
+    assert_one_line_error(nsbox("run", "bridge-mode", "--set", setting), "expected an integer")
+
+
+def test_a_repeated_set_is_refused():
+    assert_one_line_error(nsbox("run", "bridge-mode", "--set", "containers=3", "--set", "containers=4"),
+                          "--set containers given twice")
+
+
+def test_a_missing_recipes_dir_is_refused():
+    p = nsbox("run", "bridge-mode", "--recipes", "/nonexistent-nsbox-dir")
+    assert p.returncode == 2 and p.stdout == ""
+    assert "does not exist" in p.stderr
+
+
+def test_a_recipe_may_not_take_a_builtin_name(tmp_path):
+    _recipe_file(tmp_path, """
+        from nsbox.recipe import recipe
+
+        @recipe("bridge-mode")
+        def build(lab):
+            '''An impostor that checks nothing.'''
+    """)
+    assert_one_line_error(nsbox("run", "bridge-mode", "--recipes", str(tmp_path)),
+                          "a recipe may not replace another")
+
+
+@pytest.mark.parametrize("name", ["x/../../../tmp/evil", "Upper", "-dash", "a b", "x" * 49, ""])
+def test_recipe_names_are_checked_when_loaded(tmp_path, name):
+    _recipe_file(tmp_path, f"""
+        from nsbox.recipe import recipe
+
+        @recipe({name!r})
+        def build(lab):
+            lab.expect("host", "host", "icmp")
+    """)
+    line = assert_one_line_error(nsbox("run", "anything", "--recipes", str(tmp_path)), "bad recipe name")
+    assert f"{tmp_path / 'r.py'}:4" in line
+
+
+@pytest.mark.parametrize("stmt, words", [
+    ("sys.exit(0)", "it called sys.exit(0)"),
+    ("raise SystemExit(3)", "it called sys.exit(3)"),
+    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ("raise GeneratorExit('x')", "GeneratorExit"),
+])
+def test_a_recipe_that_exits_or_raises_is_an_error_with_file_and_line(tmp_path, stmt, words):
+    _recipe_file(tmp_path, f"""
+        import sys
+        from nsbox.recipe import recipe
+
+        @recipe("quitter")
+        def build(lab):
+            {stmt}
+    """)
+    line = assert_one_line_error(nsbox("run", "quitter", "--recipes", str(tmp_path)), words)
+    assert f"{tmp_path / 'r.py'}:7" in line
+
+
+def test_a_recipe_file_that_exits_while_loading_is_an_error(tmp_path):
+    _recipe_file(tmp_path, "import sys\nsys.exit(0)\n")
+    line = assert_one_line_error(nsbox("run", "anything", "--recipes", str(tmp_path)), "sys.exit(0)")
+    assert f"{tmp_path / 'r.py'}:2" in line
+
+
+def test_a_recipe_without_checks_is_an_error(tmp_path):
+    _recipe_file(tmp_path, """
+        from nsbox.recipe import recipe
+
+        @recipe("silent")
+        def build(lab):
+            lab.node("a")
+    """)
+    line = assert_one_line_error(nsbox("run", "silent", "--recipes", str(tmp_path)), "defines no checks")
+    assert f"{tmp_path / 'r.py'}:4" in line
+
+
+@pytest.mark.parametrize("body, words", [
+    ("a = lab.node('a'); lab.veth(a, 'all', lab.host, 'v0')", "reserved by the kernel"),
+    ("a = lab.node('a'); lab.veth(a, 'default', lab.host, 'v0')", "reserved by the kernel"),
+    ("a = lab.node('a'); lab.veth(a, 'e\\x00th', lab.host, 'v0')", "NUL"),
+    ("lab.host.route('10.0.0.0/8', dev='lo'); lab.host.route('10.0.0.0/8', dev='lo')", "two routes to 10.0.0.0/8"),
+    ("lab.host.sysctl('net.ipv4.ip_forward', 'banana')", "the kernel refuses it"),
+    ("lab.host.sysctl('net.ipv4.ip_forward', '1\\n0')", "is not a number"),
+    ("lab.host.sysctl('net.core.rmem_max', 4096)", "sysctl net.core.rmem_max=4096"),
+])
+def test_bad_input_that_used_to_reach_the_kernel(tmp_path, body, words):
+    _recipe_file(tmp_path, f"""
+        from nsbox.recipe import recipe
+
+        @recipe("bad")
+        def build(lab):
+            {body}
+            z = lab.node("z")
+            lab.veth(z, "eth0", lab.host, "vz")
+            z.address("eth0", "10.9.0.2/24")
+            lab.host.address("vz", "10.9.0.1/24")
+            lab.expect("z", "host", "icmp")
+    """)
+    for mode in ([], ["--on-host"]):
+        assert_one_line_error(nsbox("run", "bad", "--recipes", str(tmp_path), *mode), words)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_timeout_must_be_finite(value):
+    p = nsbox("run", "bridge-mode", "--timeout", value)
+    assert p.returncode == 2 and p.stdout == ""
+    assert "Traceback" not in p.stderr and "--timeout" in p.stderr
