@@ -209,6 +209,33 @@ def _mounts() -> frozenset[tuple[str, str, str]]:
     return frozenset(out)
 
 
+_SYSCTL_DIRS = ("net/ipv4", "net/ipv4/conf/all", "net/ipv4/conf/default", "net/ipv6/conf/all",
+                "net/ipv6/conf/default", "net/core", "net/netfilter", "net/bridge", "net/unix")
+# Counters and caches that change by themselves.
+_SYSCTL_VOLATILE = ("nf_conntrack_count", "tcp_fastopen_key", "stable_secret")
+
+
+def _host_sysctls() -> frozenset[str]:
+    """The real host's per-namespace network settings: a recipe that wrote, say,
+    /proc/sys/net/ipv4/ip_forward in the host's namespace shows up here."""
+    out = set()
+    for d in _SYSCTL_DIRS:
+        base = Path("/proc/sys") / d
+        try:
+            entries = sorted(base.iterdir())
+        except OSError:
+            continue
+        for f in entries:
+            if f.name in _SYSCTL_VOLATILE or not f.is_file():
+                continue
+            try:
+                value = " ".join(f.read_text().split())
+            except OSError:
+                continue
+            out.add(f"{d.replace('/', '.')}.{f.name} = {value}")
+    return frozenset(out)
+
+
 def _capped(lines: list[str], limit: int = 12) -> list[str]:
     if len(lines) <= limit:
         return lines
@@ -250,6 +277,7 @@ class HostSnapshot:
                 lines += (f"<{tool} exited {cp.returncode}: {cp.stderr.strip().splitlines()[:1]}>",)
             ordered[tool] = lines
         sets["mounts (/proc/self/mountinfo: mount point, fs type, source)"] = _mounts()
+        sets["host sysctls (/proc/sys/net)"] = _host_sysctls()
         try:
             entries = sorted(p.name for p in JOURNAL_DIR.iterdir())
         except FileNotFoundError:
