@@ -67,7 +67,7 @@ def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[s
     only inside the sandbox or the recipe jail."""
     from nsbox import recipe
 
-    recipes = [recipe.get(n, recipe_dirs) for n in names]
+    recipes = [recipe.get(n, recipe_dirs) for n in select(names, recipe_dirs)]
     for key in sets:
         if not any(p.name == key for r in recipes for p in r.params):
             choices = sorted({p.name for r in recipes for p in r.params})
@@ -79,6 +79,32 @@ def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[s
         validate(lab)
         labs.append(lab)
     return labs
+
+
+def select(patterns: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> list[str]:
+    """Recipe names for PATTERNS: names, files, shell-style patterns ('k8s-*'), or ALL."""
+    import fnmatch
+
+    from nsbox import recipe
+
+    if not any(ch in p for p in patterns for ch in "*?[") and ALL not in patterns:
+        return list(patterns)
+    known = sorted(recipe.catalogue(recipe_dirs).recipes)
+    out: list[str] = []
+    for p in patterns:
+        if p == ALL:
+            matched = known
+        elif any(ch in p for ch in "*?["):
+            matched = fnmatch.filter(known, p)
+            if not matched:
+                raise UsageError(f"no recipe matches {p!r} (known: {', '.join(known)})")
+        else:
+            matched = [p]
+        out += [m for m in matched if m not in out]
+    return out
+
+
+ALL = ":all"  # what --all stands for among the names
 
 
 def load_labs_jailed(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[str, ...]) -> list[Lab]:
@@ -114,10 +140,14 @@ def _catalogue_data(recipe_dirs: tuple[str, ...]) -> dict:
 @main.command("list")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
-def list_cmd(recipe_dirs: tuple[str, ...]) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: every recipe with its parameters (type, default, range, help) and file.")
+def list_cmd(recipe_dirs: tuple[str, ...], fmt: str) -> None:
     """List the recipes with a one-line description.
 
     Recipe files are loaded in the recipe jail: their code cannot reach the host's network."""
+    import json
+
     from nsbox.sandbox import jail
 
     try:
@@ -125,6 +155,10 @@ def list_cmd(recipe_dirs: tuple[str, ...]) -> None:
     except NsboxError as e:
         _fail(e)
     recipes = sorted(data["recipes"], key=lambda r: str(r["name"]))
+    if fmt == "json":
+        broken = [{"file": f, "error": e} for f, e in sorted(data["broken"].items())]
+        click.echo(json.dumps({"schema_version": 1, "recipes": recipes, "broken": broken}, indent=2))
+        sys.exit(2 if broken else 0)
     width = max((len(str(r["name"])) for r in recipes), default=0)
     for r in recipes:
         params = " ".join(f"{p['name']}={p['default']}" for p in r["params"])
@@ -163,7 +197,8 @@ def clean_cmd(dry_run: bool) -> None:
 
 
 @main.command("run")
-@click.argument("recipes", nargs=-1, required=True)
+@click.argument("recipes", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every recipe (those that cannot run here are skipped).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Report format.")
 @click.option("--on-host", is_flag=True,
@@ -175,11 +210,16 @@ def clean_cmd(dry_run: bool) -> None:
               help="Seconds one probe waits; an expected deny costs this much.")
 @click.option("--then", "then", metavar="CMD",
               help="Before teardown, run CMD with sh inside the host node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
-def run_cmd(recipes: tuple[str, ...], fmt: str, on_host: bool, sets: tuple[str, ...],
+def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, on_host: bool, sets: tuple[str, ...],
             recipe_dirs: tuple[str, ...], timeout: float, then: str | None) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
-    RECIPE is a name from `nsbox list` or a path to a recipe file (./my_lab.py)."""
+    RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
+    path to a recipe file (./my_lab.py)."""
+    if not recipes and not run_all:
+        raise click.UsageError("Missing argument 'RECIPES...' (or --all).")
+    if run_all:
+        recipes = (ALL, *recipes)
     try:
         parsed_sets = parse_sets(sets)
         if on_host:

@@ -257,3 +257,33 @@ def test_timeout_must_be_finite(value):
     p = nsbox("run", "bridge-mode", "--timeout", value)
     assert p.returncode == 2 and p.stdout == ""
     assert "Traceback" not in p.stderr and "--timeout" in p.stderr
+
+
+def test_list_json_has_parameters_ranges_and_help():
+    import json
+    p = nsbox("list", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["schema_version"] == 1 and data["broken"] == []
+    (bm,) = [r for r in data["recipes"] if r["name"] == "bridge-mode"]
+    assert bm["params"] == [{"name": "containers", "default": 2, "type": "int", "min": 2, "max": 1000,
+                             "help": "number of containers on docker0"}]
+
+
+def test_list_json_names_broken_files(tmp_path):
+    import json
+    (tmp_path / "broken.py").write_text("raise RuntimeError('nope')\n")
+    p = nsbox("list", "--format", "json", "--recipes", str(tmp_path))
+    assert p.returncode == 2
+    data = json.loads(p.stdout)
+    assert [b["file"] for b in data["broken"]] == [str(tmp_path / "broken.py")]
+    assert "RuntimeError: nope" in data["broken"][0]["error"]
+
+
+def test_a_pattern_that_matches_nothing_is_refused():
+    assert_one_line_error(nsbox("run", "k8s-*"), "no recipe matches 'k8s-*'")
+
+
+def test_run_needs_a_recipe_or_all():
+    p = nsbox("run")
+    assert p.returncode == 2 and "--all" in p.stderr
