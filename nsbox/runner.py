@@ -17,6 +17,7 @@ from nsbox.errors import KernelError
 from nsbox.kernel import features
 from nsbox.kernel.realize import Realized, realize
 from nsbox.model import HOST, Lab
+from nsbox.verify.matrix import tables as matrix_tables
 from nsbox.verify.results import RecipeResult
 from nsbox.verify.verifier import Timing, start_servers, verify
 
@@ -58,6 +59,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         servers = start_servers(built)
         try:
             result.checks = verify(built, servers, opts.timing)
+            result.matrices = [matrix_tables(m, result.checks) for m in lab.matrices]
             if opts.then:
                 then_start = time.monotonic()
                 _run_then(built, result, opts)

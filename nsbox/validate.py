@@ -132,6 +132,11 @@ def _check_duplicate_addresses(lab: Lab) -> None:
 
 def _check_checks(lab: Lab) -> None:
     reach = {c.name: c for c in lab.checks if isinstance(c, ReachCheck)}
+    for m in lab.matrices:
+        for src, dst, allow in m.cells:
+            c = reach.get(m.cell_name(src, dst))
+            if c is None or (c.src, c.dst, c.proto, c.port, c.allow) != (src, dst, m.proto, m.port, allow):
+                raise ValidationError(f"matrix {m.name!r}: cell {src}->{dst} has no matching check")
     for c in lab.checks:
         if isinstance(c, ReachCheck):
             if c.src not in lab.nodes:

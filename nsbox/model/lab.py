@@ -14,6 +14,7 @@ from typing import Literal
 from nsbox.errors import ValidationError
 from nsbox.model.checks import Check, ConntrackCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
+from nsbox.model.matrix import Expected, Matrix, expected_of
 
 HOST = "host"  # the node that plays the Docker host / Kubernetes machine
 
@@ -157,6 +158,7 @@ class Lab:
     veths: list[VethPair] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     requires: set[str] = field(default_factory=set)  # kernel features, see kernel/features.py
+    matrices: list[Matrix] = field(default_factory=list)  # all-pairs groups of reach checks
 
     def __post_init__(self) -> None:
         self.nodes.setdefault(HOST, Node(HOST))
@@ -205,6 +207,25 @@ class Lab:
                                name=name or f"conntrack {node}: {of.name}")
         self._add_check(check)
         return check
+
+    def expect_matrix(self, nodes: list[Node | str], proto: Literal["icmp", "tcp", "udp", "http"],
+                      port: int | None = None, *, expected: Expected = True, name: str | None = None,
+                      include_self: bool = False) -> Matrix:
+        """Every ordered pair of NODES: SRC reaches DST with PROTO[/PORT] as EXPECTED says
+        (True/False for all, a function (src, dst) -> bool, or a {(src, dst): bool} map)."""
+        names = tuple(n if isinstance(n, str) else n.name for n in nodes)
+        if len(set(names)) != len(names) or len(names) < 2:
+            raise ValidationError(f"expect_matrix needs two or more distinct nodes, got {list(names)}")
+        label = name or (f"{proto}/{port} matrix" if port else f"{proto} matrix")
+        if any(m.name == label for m in self.matrices):
+            raise ValidationError(f"two matrices named {label!r}")
+        cells = tuple((s, d, expected_of(expected, s, d)) for s in names for d in names
+                      if include_self or s != d)
+        matrix = Matrix(label, names, proto, port, cells)
+        for s, d, allow in cells:
+            self.expect(s, d, proto, port, allow=allow, name=matrix.cell_name(s, d))
+        self.matrices.append(matrix)
+        return matrix
 
     def _add_check(self, check: Check) -> None:
         if any(c.name == check.name for c in self.checks):

@@ -15,6 +15,7 @@ from typing import Any
 from nsbox.errors import RecipeError, ValidationError
 from nsbox.model.checks import ConntrackCheck, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
+from nsbox.model.matrix import Matrix
 from nsbox.model.lab import Address, Interface, Lab, Node, Route, Server, VethPair
 from nsbox.model.rules import parse_rule
 
@@ -30,6 +31,7 @@ def lab_to_dict(lab: Lab) -> dict[str, Any]:
         "nodes": [_node_to_dict(n) for n in lab.nodes.values()],
         "veths": [dataclasses.asdict(v) for v in lab.veths],
         "checks": [{"type": _check_type(c), **dataclasses.asdict(c)} for c in lab.checks],
+        "matrices": [dataclasses.asdict(m) for m in lab.matrices],
     }
 
 
@@ -64,7 +66,7 @@ def lab_from_dict(data: Any) -> Lab:
 
 
 def _lab_from_dict(d: dict) -> Lab:
-    _keys(d, "lab", {"name", "description", "source", "requires", "nodes", "veths", "checks"})
+    _keys(d, "lab", {"name", "description", "source", "requires", "nodes", "veths", "checks", "matrices"})
     lab = Lab(_str(d["name"]), _str(d["description"]))
     lab.source = _str(d.get("source", ""))  # type: ignore[attr-defined]
     lab.nodes.clear()
@@ -81,6 +83,7 @@ def _lab_from_dict(d: dict) -> Lab:
             raise ValueError("unknown check type")
         lab.checks.append(_make(cls, c))
     lab.requires = {_str(f) for f in d["requires"]}
+    lab.matrices = [_make(Matrix, m) for m in d.get("matrices", [])]
     return lab
 
 

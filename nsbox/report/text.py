@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
+from nsbox.report.matrix import render as render_matrix
 from nsbox.verify.results import RecipeResult, summarize
 
 _NAME_WIDTH = 34  # longer names push the verdict along rather than every line
@@ -23,8 +24,13 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
             nodes = ", ".join(r.namespaces.values())
             out.print(f"  built {len(r.namespaces)} namespaces ({escape(_shorten(nodes))}) in {r.build_ms:.0f} ms; "
                       f"torn down in {r.teardown_ms:.0f} ms")
-        width = min(max((len(c.name) for c in r.checks), default=0), _NAME_WIDTH)
-        for c in r.checks:
+        in_matrix = {f"{m['name']}: " for m in r.matrices}
+        shown = [c for c in r.checks if not c.passed or not any(c.name.startswith(p) for p in in_matrix)]
+        for m in r.matrices:
+            for line in render_matrix(m):
+                out.print(f"  {escape(line)}")
+        width = min(max((len(c.name) for c in shown), default=0), _NAME_WIDTH)
+        for c in shown:
             verdict = (f"{escape(c.observed)}, as expected" if c.passed
                        else f"[red]expected {escape(c.expected)}, observed {escape(c.observed)}[/]")
             out.print(f"  {_MARK[c.passed]}  {escape(c.name.ljust(width))}  {verdict}")

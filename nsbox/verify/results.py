@@ -35,6 +35,7 @@ class RecipeResult:
     namespaces: dict[str, str] = field(default_factory=dict)  # node -> netns name while it existed
     build_ms: float = 0.0
     teardown_ms: float = 0.0
+    matrices: list[dict] = field(default_factory=list)  # verify/matrix.py tables()
 
     def to_json(self) -> dict:
         d = asdict(self)
