@@ -58,7 +58,9 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     try:
         servers = start_servers(built)
         try:
+            t_verify = time.monotonic()
             result.checks = verify(built, servers, opts.timing)
+            result.verify_ms = round((time.monotonic() - t_verify) * 1000, 1)
             result.matrices = [matrix_tables(m, result.checks) for m in lab.matrices]
             if opts.then:
                 then_start = time.monotonic()

@@ -11,7 +11,7 @@ from nsbox.verify.results import CheckResult, RecipeResult, exit_code, summarize
 
 CHECK_KEYS = {"name", "kind", "expected", "observed", "passed", "detail", "attempts", "duration_ms"}
 RESULT_KEYS = {"recipe", "status", "duration_s", "skip_reason", "error", "description", "checks",
-               "namespaces", "build_ms", "teardown_ms", "matrices"}
+               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms"}
 
 
 def passed_check(name="icmp c1->c2"):

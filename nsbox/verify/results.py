@@ -36,6 +36,7 @@ class RecipeResult:
     build_ms: float = 0.0
     teardown_ms: float = 0.0
     matrices: list[dict] = field(default_factory=list)  # verify/matrix.py tables()
+    verify_ms: float = 0.0
 
     def to_json(self) -> dict:
         d = asdict(self)
