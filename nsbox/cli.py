@@ -210,8 +210,10 @@ def clean_cmd(dry_run: bool) -> None:
               help="Seconds one probe waits; an expected deny costs this much.")
 @click.option("--then", "then", metavar="CMD",
               help="Before teardown, run CMD with sh inside the host node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
+@click.option("--artifacts", "artifacts", metavar="DIR",
+              help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, on_host: bool, sets: tuple[str, ...],
-            recipe_dirs: tuple[str, ...], timeout: float, then: str | None) -> None:
+            recipe_dirs: tuple[str, ...], timeout: float, then: str | None, artifacts: str | None) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -222,6 +224,9 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, on_host: bool, se
         recipes = (ALL, *recipes)
     try:
         parsed_sets = parse_sets(sets)
+        if artifacts is not None:  # absolute: the same path inside the sandbox and out
+            from nsbox.artifacts.target import prepare_dir
+            artifacts = prepare_dir(artifacts, sandboxed=not on_host)
         if on_host:
             if os.geteuid() != 0:
                 raise UsageError("--on-host builds in the real host's namespaces and needs root")
@@ -235,7 +240,7 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, on_host: bool, se
         _refuse_what_the_kernel_would(labs)
     except NsboxError as e:
         _fail(e)
-    _run(labs, fmt, on_host, timeout, then)
+    _run(labs, fmt, on_host, timeout, then, artifacts)
 
 
 def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
@@ -248,7 +253,8 @@ def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
             sysctl.check_lab(lab)
 
 
-def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None) -> None:
+def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
+         artifacts: str | None = None) -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import json_report, text
     from nsbox.runner import RunOptions, run_lab
@@ -256,7 +262,7 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     from nsbox.verify.verifier import Timing
 
     opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=max(4.0, 4 * timeout)),
-                      then=then, then_stdout_to_stderr=(fmt == "json"))
+                      then=then, then_stdout_to_stderr=(fmt == "json"), artifacts_dir=artifacts)
     results = []
     try:
         for lab in labs:

@@ -30,6 +30,7 @@ class RunOptions:
     timing: Timing = field(default_factory=Timing)
     then: str | None = None  # shell command run in the host node before teardown
     then_stdout_to_stderr: bool = False
+    artifacts_dir: str | None = None  # absolute; failed checks leave state dumps and a capture here
 
 
 def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
@@ -62,6 +63,8 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
             result.checks = verify(built, servers, opts.timing)
             result.verify_ms = round((time.monotonic() - t_verify) * 1000, 1)
             result.matrices = [matrix_tables(m, result.checks) for m in lab.matrices]
+            if opts.artifacts_dir and not all(c.passed for c in result.checks):
+                _collect_artifacts(built, result, opts)  # the lab is still live: servers up, not torn down
             if opts.then:
                 then_start = time.monotonic()
                 _run_then(built, result, opts)
@@ -82,6 +85,17 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         result.status = "fail"
     result.duration_s = time.monotonic() - start
     return result
+
+
+def _collect_artifacts(built: Realized, result: RecipeResult, opts: RunOptions) -> None:
+    """Keep what explains the failures; a problem here is a warning, never a second failure."""
+    from nsbox.artifacts.collect import collect
+
+    assert opts.artifacts_dir is not None
+    try:
+        result.artifacts_dir = collect(built, result, opts.artifacts_dir, opts.timing)
+    except (OSError, KernelError) as e:
+        print(f"nsbox: warning: artifacts of {built.lab.name} not written: {e}", file=sys.stderr)
 
 
 def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> None:

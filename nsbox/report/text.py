@@ -38,6 +38,8 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
                       + "[/]")
         if r.error:
             out.print(f"  [red]error:[/] {escape(r.error)}")
+        if r.artifacts_dir:
+            out.print(f"  artifacts: {escape(r.artifacts_dir)}/README.txt")
         passed = sum(c.passed for c in r.checks)
         out.print(f"  {_STATUS[r.status]}  {passed} of {len(r.checks)} checks passed in {r.duration_s:.1f} s")
         if r.status == "fail" and r.checks:

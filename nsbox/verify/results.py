@@ -18,6 +18,7 @@ class CheckResult:
     detail: str = ""
     attempts: int = 1
     duration_ms: float = 0.0
+    artifacts: list[str] = field(default_factory=list)  # files that explain a failure (--artifacts)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -37,6 +38,7 @@ class RecipeResult:
     teardown_ms: float = 0.0
     matrices: list[dict] = field(default_factory=list)  # verify/matrix.py tables()
     verify_ms: float = 0.0
+    artifacts_dir: str | None = None  # where --artifacts put this run's files (README.txt there)
 
     def to_json(self) -> dict:
         d = asdict(self)

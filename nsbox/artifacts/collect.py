@@ -1,0 +1,140 @@
+"""Collect the artifacts of a recipe's failed checks while its lab is still live."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+from nsbox.artifacts import capture
+from nsbox.artifacts.dumps import DUMPS, dump_node
+from nsbox.artifacts.involved import involved_nodes, slug
+from nsbox.kernel.realize import Realized
+from nsbox.model import ConntrackCheck, ReachCheck
+from nsbox.verify.probes import probe
+from nsbox.verify.results import CheckResult, RecipeResult
+from nsbox.verify.verifier import Timing
+
+MAX_CAPTURES = 8  # each re-probe of an expected deny costs a probe timeout
+
+
+@dataclass
+class _Entry:
+    result: CheckResult
+    nodes: list[str]
+    files: list[str] = field(default_factory=list)
+    capture: dict = field(default_factory=dict)
+
+
+def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing) -> str:
+    """Write DIR/RECIPE[.N]/ for RESULT's failed checks; set each one's `artifacts`. Returns the folder."""
+    start = time.monotonic()
+    lab = built.lab
+    root = _fresh_dir(base_dir, lab.name)
+    by_name = {c.name: c for c in lab.checks}
+    entries = [_Entry(r, involved_nodes(lab, by_name[r.name])) for r in result.checks if not r.passed]
+
+    dumped: dict[str, list[str]] = {}
+    for e in entries:
+        for node in e.nodes:
+            if node not in dumped:
+                dumped[node] = dump_node(built.path(node), os.path.join(root, node))
+            e.files += dumped[node]
+
+    captured: dict[str, list[str]] = {}
+    for e in entries:
+        check = by_name[e.result.name]
+        if isinstance(check, ReachCheck):
+            if len(captured) < MAX_CAPTURES:
+                e.capture = _capture(built, check, root, timing)
+                captured[check.name] = [os.path.join(root, c["file"]) for c in e.capture["files"]]
+                e.files += captured[check.name]
+            else:
+                e.capture = {"note": f"not captured: only the first {MAX_CAPTURES} failed probes are"}
+    for e in entries:  # a conntrack check is explained by its connection's capture
+        check = by_name[e.result.name]
+        if isinstance(check, ConntrackCheck):
+            e.files += captured.get(check.of, [])
+
+    for e in entries:
+        e.result.artifacts = list(e.files)
+    _write_summary(root, built, entries, time.monotonic() - start)
+    return root
+
+
+def _fresh_dir(base_dir: str, recipe: str) -> str:
+    """DIR/RECIPE, or DIR/RECIPE.2, .3, ... : never mix two runs, never delete what is there."""
+    os.makedirs(base_dir, exist_ok=True)
+    name = slug(recipe)
+    for n in range(1, 1000):
+        path = os.path.join(base_dir, name if n == 1 else f"{name}.{n}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{base_dir}: too many earlier runs of {recipe}")
+
+
+def _capture(built: Realized, check: ReachCheck, root: str, timing: Timing) -> dict:
+    owner, dst_ip = built.lab.resolve(check.dst)
+    nodes = [check.src] + ([owner.name] if owner.name != check.src else [])
+    where = [(n, built.path(n), os.path.join(root, n, f"capture-{slug(check.name)}.pcap")) for n in nodes]
+    for n in nodes:
+        os.makedirs(os.path.join(root, n), exist_ok=True)
+    flt = capture.Filter(dst_ip, check.proto, check.port)
+    running = capture.start(where, flt)
+    p = probe(check.proto, built.path(check.src), dst_ip, check.port, timing.probe_timeout)
+    outcomes = running.stop()
+    where_to = f"{dst_ip}:{check.port}" if check.port else dst_ip
+    return {"probe": f"re-ran {check.proto} {check.src} -> {where_to}: "
+                     f"{'reached' if p.reachable else 'did not reach'} ({p.detail})",
+            "filter": flt.bpf(),
+            "note": running.why_not_tcpdump,
+            "files": [{"file": os.path.relpath(o.file, root), "node": o.node, "by": o.by, "packets": o.packets,
+                       **({"note": o.note} if o.note else {})} for o in outcomes]}
+
+
+def _write_summary(root: str, built: Realized, entries: list[_Entry], seconds: float) -> None:
+    names = built.netns_names()
+    rel = lambda f: os.path.relpath(f, root)  # noqa: E731
+    summary = {
+        "recipe": built.lab.name,
+        "collected_s": round(seconds, 2),
+        "nodes": {n: names[n] for e in entries for n in e.nodes},
+        "checks": [{"name": e.result.name, "expected": e.result.expected, "observed": e.result.observed,
+                    "detail": e.result.detail, "nodes": e.nodes, "files": [rel(f) for f in e.files],
+                    "capture": e.capture} for e in entries],
+    }
+    with open(os.path.join(root, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+
+    tools_line = ", ".join(f"{d.file} ({' '.join(d.argv)})" for d in DUMPS)
+    lines = [
+        f"nsbox artifacts of recipe {built.lab.name}: what the kernel held when its checks failed,",
+        "collected inside the live lab before teardown, by the real tools run in each namespace",
+        "(nsenter --net=...). Each NODE/ folder holds:",
+        f"  {tools_line}",
+        "  capture-CHECK.pcap: that check's probe, sent once more while capturing (open with",
+        "  `tcpdump -nr FILE` or Wireshark); a *.error.txt file says why a dump is missing.",
+        "",
+    ]
+    for e in entries:
+        r = e.result
+        lines.append(f"FAIL  {r.name}: expected {r.expected}, observed {r.observed}")
+        if r.detail:
+            lines.append(f"      {r.detail}")
+        lines.append(f"      namespaces: " + ", ".join(f"{n} (netns {names[n]})" for n in e.nodes))
+        if e.capture.get("probe"):
+            lines.append(f"      capture: {e.capture['probe']}; filter '{e.capture['filter']}'")
+            for c in e.capture["files"]:
+                lines.append(f"        {c['file']}: {c['packets']} packets, by {c['by']}"
+                             + (f" ({c['note']})" if c.get("note") else ""))
+        if e.capture.get("note"):
+            lines.append(f"      note: {e.capture['note']}")
+        lines.append("      files: " + " ".join(rel(f) for f in e.files))
+        lines.append("")
+    with open(os.path.join(root, "README.txt"), "w") as f:
+        f.write("\n".join(lines))

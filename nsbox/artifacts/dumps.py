@@ -1,0 +1,81 @@
+"""State dumps of one namespace by the real tools, each into its own file.
+
+Each tool runs under `nsenter --net=PATH` with a timeout, so a wedged tool
+costs at most TIMEOUT seconds; a missing or failing tool leaves a note file
+instead of the dump. These are the files a person opens, and the tools are
+observers independent of nsbox's own view of what it built.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+from nsbox import tools
+
+TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Dump:
+    file: str            # name inside the node's folder
+    argv: tuple[str, ...]
+    package: str
+    optional: bool = False  # absent tool: no note (e.g. iptables-nft-save on a legacy-only system)
+
+
+DUMPS = (
+    Dump("addr.json", ("ip", "-j", "addr", "show"), "iproute2"),
+    Dump("link.json", ("ip", "-j", "-d", "link", "show"), "iproute2"),
+    Dump("route.json", ("ip", "-j", "route", "show", "table", "all"), "iproute2"),
+    Dump("route6.json", ("ip", "-6", "-j", "route", "show", "table", "all"), "iproute2"),
+    Dump("neigh.json", ("ip", "-j", "neigh", "show"), "iproute2"),
+    Dump("ip-rule.json", ("ip", "-j", "rule", "show"), "iproute2"),
+    # nsbox writes the legacy xtables backend today; the nft view is kept too, for
+    # rules a recipe (or a future engine) put there.
+    Dump("iptables-legacy.txt", ("iptables-legacy-save", "-c"), "iptables"),
+    Dump("ip6tables-legacy.txt", ("ip6tables-legacy-save", "-c"), "iptables"),
+    Dump("iptables-nft.txt", ("iptables-nft-save", "-c"), "iptables", optional=True),
+    Dump("conntrack.txt", ("conntrack", "-L", "-f", "ipv4"), "conntrack"),
+    Dump("conntrack6.txt", ("conntrack", "-L", "-f", "ipv6"), "conntrack"),
+)
+
+
+def dump_node(netns_path: str, folder: str) -> list[str]:
+    """Run every DUMP inside the namespace at NETNS_PATH; return the files written."""
+    os.makedirs(folder, exist_ok=True)
+    nsenter = tools.find("nsenter")
+    written = []
+    for d in DUMPS:
+        target = os.path.join(folder, d.file)
+        program = tools.find(d.argv[0])
+        if nsenter is None or program is None:
+            if d.optional and nsenter is not None:
+                continue
+            missing = d.argv[0] if program is None else "nsenter"
+            written.append(_note(target, f"not dumped: '{missing}' is not installed "
+                                         f"(apt install {d.package if program is None else 'util-linux'})\n"))
+            continue
+        argv = [nsenter, f"--net={netns_path}", program, *d.argv[1:]]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, check=False,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            written.append(_note(target, f"not dumped: {' '.join(d.argv)} did not finish in {TIMEOUT:.0f} s\n"))
+            continue
+        with open(target, "wb") as f:
+            f.write(done.stdout)
+        written.append(target)
+        # conntrack prints its count on stderr ("N flow entries have been shown"): not an error.
+        if done.returncode != 0:
+            written.append(_note(target, f"$ {' '.join(d.argv)}\nexit {done.returncode}\n"
+                                         f"{done.stderr.decode(errors='replace')}"))
+    return written
+
+
+def _note(target: str, text: str) -> str:
+    path = target + ".error.txt"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
