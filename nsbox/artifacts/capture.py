@@ -95,6 +95,12 @@ def tcpdump_usable() -> tuple[str | None, str]:
     if not _initial_userns():
         return None, ("tcpdump cannot run in nsbox's sandbox (as root it drops privileges to user "
                       "'tcpdump', which the sandbox's user namespace does not map)")
+    try:  # `-i any` is libpcap's Linux pseudo-device; a build without it would need one capture per link
+        devices = subprocess.run([path, "-D"], capture_output=True, text=True, timeout=5, check=False).stdout
+    except subprocess.TimeoutExpired:
+        devices = ""
+    if not any(line.split(" ", 1)[0].endswith(".any") for line in devices.splitlines()):
+        return None, "this tcpdump cannot capture on the 'any' device"
     return path, ""
 
 
@@ -113,8 +119,11 @@ class _Tcpdump:
         nsenter = tools.need("nsenter", "util-linux")
         # nsenter --net execs tcpdump in place: the pid we signal is tcpdump's.
         # -w - : the file is opened here, so tcpdump's own privilege drop cannot
-        # stop it from writing; -U flushes each packet.
-        argv = [nsenter, f"--net={netns_path}", tcpdump, "-i", "any", "-n", "-U", "-s", str(pcap.SNAPLEN),
+        # stop it from writing; -U flushes each packet; --immediate-mode, because
+        # libpcap's TPACKET_V3 ring otherwise holds packets for up to a second and
+        # an interrupted tcpdump never writes them (0 packets captured).
+        argv = [nsenter, f"--net={netns_path}", tcpdump, "-i", "any", "--immediate-mode", "-n", "-U",
+                "-s", str(pcap.SNAPLEN),
                 "-c", str(MAX_PACKETS), "-w", "-", flt.bpf()]
         self._proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self._err = b""

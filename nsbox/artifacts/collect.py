@@ -39,7 +39,7 @@ def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing
     for e in entries:
         for node in e.nodes:
             if node not in dumped:
-                dumped[node] = dump_node(built.path(node), os.path.join(root, node))
+                dumped[node] = dump_node(built.path(node), os.path.join(root, slug(node)))
             e.files += dumped[node]
 
     captured: dict[str, list[str]] = {}
@@ -80,9 +80,9 @@ def _fresh_dir(base_dir: str, recipe: str) -> str:
 def _capture(built: Realized, check: ReachCheck, root: str, timing: Timing) -> dict:
     owner, dst_ip = built.lab.resolve(check.dst)
     nodes = [check.src] + ([owner.name] if owner.name != check.src else [])
-    where = [(n, built.path(n), os.path.join(root, n, f"capture-{slug(check.name)}.pcap")) for n in nodes]
+    where = [(n, built.path(n), os.path.join(root, slug(n), f"capture-{slug(check.name)}.pcap")) for n in nodes]
     for n in nodes:
-        os.makedirs(os.path.join(root, n), exist_ok=True)
+        os.makedirs(os.path.join(root, slug(n)), exist_ok=True)
     flt = capture.Filter(dst_ip, check.proto, check.port)
     running = capture.start(where, flt)
     p = probe(check.proto, built.path(check.src), dst_ip, check.port, timing.probe_timeout)

@@ -28,7 +28,7 @@ class Dump:
 DUMPS = (
     Dump("addr.json", ("ip", "-j", "addr", "show"), "iproute2"),
     Dump("link.json", ("ip", "-j", "-d", "link", "show"), "iproute2"),
-    Dump("route.json", ("ip", "-j", "route", "show", "table", "all"), "iproute2"),
+    Dump("route.json", ("ip", "-4", "-j", "route", "show", "table", "all"), "iproute2"),
     Dump("route6.json", ("ip", "-6", "-j", "route", "show", "table", "all"), "iproute2"),
     Dump("neigh.json", ("ip", "-j", "neigh", "show"), "iproute2"),
     Dump("ip-rule.json", ("ip", "-j", "rule", "show"), "iproute2"),

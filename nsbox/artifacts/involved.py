@@ -35,4 +35,5 @@ def slug(name: str) -> str:
     text = "".join(out)
     while "--" in text:
         text = text.replace("--", "-")
-    return text.strip("-_")[:80] or "check"
+    # No leading dot: never "..", never a hidden file.
+    return text.strip("-_.")[:80] or "check"
