@@ -9,9 +9,9 @@ from rich.console import Console
 from nsbox.report import json_report, text
 from nsbox.verify.results import CheckResult, RecipeResult, exit_code, summarize
 
-CHECK_KEYS = {"name", "kind", "expected", "observed", "passed", "detail", "attempts", "duration_ms"}
+CHECK_KEYS = {"name", "kind", "expected", "observed", "passed", "detail", "attempts", "duration_ms", "artifacts"}
 RESULT_KEYS = {"recipe", "status", "duration_s", "skip_reason", "error", "description", "checks",
-               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms"}
+               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms", "artifacts_dir"}
 
 
 def passed_check(name="icmp c1->c2"):
@@ -87,7 +87,7 @@ def test_json_values():
     assert ok["skip_reason"] is None
     assert ok["namespaces"] == {"host": "host", "c1": "c1"}
     assert ok["checks"] == [{"name": "icmp c1->c2", "kind": "reach", "expected": "allow", "observed": "allow",
-                             "passed": True, "detail": "3 ms", "attempts": 1, "duration_ms": 3.2}]
+                             "passed": True, "detail": "3 ms", "attempts": 1, "duration_ms": 3.2, "artifacts": []}]
     assert [c["passed"] for c in bad["checks"]] == [True, False]
     assert bad["checks"][1]["expected"] == "deny" and bad["checks"][1]["observed"] == "allow"
     assert skip["skip_reason"] == "kernel lacks ipvlan"
