@@ -126,11 +126,13 @@ def recipe(name: str, params: list[Param] | tuple[Param, ...] = ()) -> Callable[
 def builtin_dirs() -> list[Path]:
     """Where nsbox's own recipes are: installed with the package, or in a source checkout."""
     here = Path(__file__).resolve().parent
-    dirs = [here / "_recipes"]
-    checkout = here.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "recipes").is_dir():
-        dirs.append(checkout / "recipes")
-    return [d for d in dirs if d.is_dir()]
+    installed = here / "_recipes"
+    if installed.is_dir():
+        return [installed]
+    # A source checkout (or an editable install): recipes/ beside the package.
+    # Never looked at when nsbox is installed: site-packages/recipes is not ours.
+    checkout = here.parent / "recipes"
+    return [checkout] if checkout.is_dir() else []
 
 
 def extra_dirs(extra: list[str] | tuple[str, ...] = ()) -> list[Path]:
