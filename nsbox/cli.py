@@ -18,7 +18,7 @@ import sys
 import click
 
 from nsbox import __version__, sandbox
-from nsbox.errors import NsboxError, UsageError
+from nsbox.errors import NsboxError, UsageError, missing_module
 from nsbox.model import Lab
 from nsbox.validate import validate
 
@@ -121,7 +121,21 @@ def load_labs_jailed(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: 
     return labs
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """A dependency that does not import is a broken install: one line, exit 2, wherever
+    it is first imported (in this process or inside the sandbox), never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ImportError as e:
+            err = missing_module(e)
+            if err is None:
+                raise
+            _fail(err)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nsbox")
 def main() -> None:
     """Container networking rebuilt from namespaces, veth, bridges, iptables and

@@ -31,3 +31,34 @@ class SandboxError(NsboxError):
 
 class Skip(Exception):
     """The recipe cannot run here: a kernel feature or tool is missing. str(err) is the reason."""
+
+
+class InstallError(NsboxError):
+    """nsbox's own installation is broken: a library that does not load, a missing
+    program (exit 2). Never reported as a missing kernel feature. str(err) names
+    what is missing and the fix."""
+
+    exit_code = 2
+
+
+REINSTALL = "or re-run ./install.sh from the nsbox checkout"
+
+# Python packages nsbox imports -> the pip package that provides them.
+PYTHON_PACKAGES = {"pyroute2": "pyroute2", "iptc": "python-iptables", "click": "click", "rich": "rich"}
+
+
+def missing_module(e: ImportError) -> InstallError | None:
+    """An InstallError for an ImportError of one of nsbox's dependencies (None for anything else,
+    e.g. a recipe importing a module of its own, which is the recipe's problem)."""
+    top = (e.name or "").split(".")[0]
+    if top not in PYTHON_PACKAGES:
+        return None
+    pip = PYTHON_PACKAGES[top]
+    return InstallError(f"the Python package {pip} is not installed for {_python()} "
+                        f"({type(e).__name__}: {' '.join(str(e).split())}); "
+                        f"install it with: {_python()} -m pip install {pip}, {REINSTALL}")
+
+
+def _python() -> str:
+    import sys
+    return sys.executable or "python3"

@@ -7,17 +7,45 @@ entering the node and committed once (one atomic replace per table).
 
 from __future__ import annotations
 
-from nsbox.errors import KernelError
+import os
+
+from nsbox.errors import REINSTALL, InstallError, KernelError, missing_module
 from nsbox.model.firewall import Firewall
 from nsbox.model.rules import Rule
 
 
+_loaded: list = []  # the iptc module once it has loaded (importing it is slow: it runs ldconfig)
+
+
 def _iptc():
+    """The python-iptables module, or InstallError: a libxtables that does not load
+    is a broken installation, never a kernel without NAT."""
+    if _loaded:
+        return _loaded[0]
     try:
         import iptc  # loads libxtables; imported late so unit tests need no iptables
-    except Exception as e:  # pragma: no cover - depends on the host
-        raise KernelError(f"python-iptables cannot load libxtables: {e}") from None
+    except ImportError as e:
+        raise (missing_module(e) or _libxtables_error(e)) from None
+    except Exception as e:  # python-iptables raises whatever ctypes or its own checks raise
+        raise _libxtables_error(e) from None
+    _loaded.append(iptc)
     return iptc
+
+
+def _libxtables_error(e: BaseException) -> InstallError:
+    detail = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, TypeError) and "NoneType" in detail:
+        # xtables.py compares the version of the library it found, and found none
+        detail = "libxtables.so was not found"
+    hints = [f"{v}={os.environ[v]}" for v in _IPTC_ENV if v in os.environ]
+    if hints:
+        detail += f"; note {', '.join(hints)} is set and steers where python-iptables looks"
+    return InstallError(f"python-iptables cannot load libxtables ({detail}); install it with: "
+                        f"apt install iptables (Debian/Ubuntu), {REINSTALL}")
+
+
+# Environment variables python-iptables reads to find libxtables and its extensions.
+_IPTC_ENV = ("PYTHON_IPTABLES_XTABLES_VERSION", "XTABLES_LIBDIR", "IPTABLES_LIBDIR")
 
 
 def apply(node: str, firewall: Firewall) -> None:
@@ -39,7 +67,7 @@ def apply(node: str, firewall: Firewall) -> None:
                     ch.append_rule(_to_iptc(iptc, rule))
             table.commit()
             table.refresh()  # never close(): iptc's Target() looks up every cached table
-        except KernelError:
+        except (KernelError, InstallError):
             raise
         except Exception as e:
             raise KernelError(f"{node}: iptables -t {model.name}: {e}") from None
