@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -73,4 +74,60 @@ def test_a_skip_beside_a_pass_is_exit_0(tmp_path, nsbox, host_unchanged) -> None
     assert run.returncode == 0, run.describe()
     assert "SKIP" in run.stdout and f"lacks {lacking[0]}" in run.stdout
     assert run.stdout.rstrip().endswith("1 passed, 0 failed, 1 skipped")
+    host_unchanged.assert_clean()
+
+
+# --------------------------------------------------------------------------- a broken install is not a SKIP
+
+def _one_line_install_error(run) -> str:
+    """The run failed as a broken installation: exit 2, one line on stderr, no traceback, no report."""
+    assert run.returncode == 2, run.describe()
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nsbox: error: "), run.describe()
+    assert "Traceback" not in run.stderr and "SKIP" not in run.stdout and "lacks" not in run.stdout + run.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("mode", [[], ["--on-host"]], ids=["sandbox", "on-host"])
+def test_libxtables_that_does_not_load_is_an_install_error_not_a_kernel_without_nat(
+        mode, nsbox, host_unchanged) -> None:
+    """python-iptables finds libxtables by PYTHON_IPTABLES_XTABLES_VERSION (libxtables.so.N) when it
+    is set; a version no machine has makes the library fail to load, as an uninstalled one would."""
+    run = nsbox.run("run", "bridge-mode", *mode, env={"PYTHON_IPTABLES_XTABLES_VERSION": "999"})
+    line = _one_line_install_error(run)
+    assert "libxtables" in line and "apt install iptables" in line and "install.sh" in line, line
+    assert not run.stdout.strip(), "a broken install printed a report"
+    host_unchanged.assert_clean()
+
+
+# The packages nsbox needs besides pyroute2 (and what rich imports): the throwaway venv gets these.
+WITHOUT_PYROUTE2 = ("click", "rich", "markdown_it", "mdurl", "pygments")
+
+
+def venv_without_pyroute2(tmp_path) -> str:
+    """A venv of the distribution's python whose only extra packages are WITHOUT_PYROUTE2, linked
+    from the venv the tests run in (so no network is needed). nsbox itself comes from PYTHONPATH."""
+    import importlib.util
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    extra = tmp_path / "deps"
+    extra.mkdir()
+    for name in WITHOUT_PYROUTE2:
+        spec = importlib.util.find_spec(name)
+        assert spec and spec.submodule_search_locations, f"{name} is not installed where the tests run"
+        (extra / name).symlink_to(list(spec.submodule_search_locations)[0])
+    (Path(site) / "nsbox-deps.pth").write_text(f"{extra}\n")
+    probe = subprocess.run([str(python), "-c", "import pyroute2"], capture_output=True)
+    assert probe.returncode != 0, "the throwaway venv can import pyroute2"
+    return str(python)
+
+
+@pytest.mark.parametrize("mode", [[], ["--on-host"]], ids=["sandbox", "on-host"])
+def test_missing_pyroute2_is_one_line_not_a_traceback(mode, tmp_path, kernel, host_unchanged) -> None:
+    run = kernel.Nsbox(python=venv_without_pyroute2(tmp_path)).run("run", "bridge-mode", *mode)
+    line = _one_line_install_error(run)
+    assert "pyroute2" in line and "pip install pyroute2" in line and "install.sh" in line, line
     host_unchanged.assert_clean()
