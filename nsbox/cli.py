@@ -182,6 +182,18 @@ def list_cmd(recipe_dirs: tuple[str, ...], fmt: str) -> None:
     sys.exit(2 if data["broken"] else 0)
 
 
+@main.command("doctor")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Also look for recipes in DIR.")
+def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...]) -> None:
+    """What this machine has (kernel features, tools, user namespaces), and which recipes can run.
+
+    Exit 0 when nsbox is usable here, 2 when its installation is broken."""
+    from nsbox import doctor
+    sys.exit(doctor.main(fmt, recipe_dirs))
+
+
 @main.command("clean")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 def clean_cmd(dry_run: bool) -> None:
