@@ -267,22 +267,37 @@ class BuiltRecipe:
 def build_recipe_labs(recipe_dirs: tuple[str, ...] = ()) -> list[BuiltRecipe]:
     """Every discoverable recipe's lab, built with its defaults (its requires are known only then).
 
-    This runs recipe code: it is the one place doctor does, so it can be pointed at the
-    recipe jail (a process with its own netns and no capabilities) when that exists."""
-    from nsbox import recipe
-    from nsbox.validate import validate
+    This is the one place doctor runs recipe code, and it does so in the recipe jail
+    (a forked child with its own netns and no capabilities); the labs come back as data."""
+    from nsbox.model.serialize import lab_from_dict
+    from nsbox.sandbox import jail
     try:
-        found = recipe.discover(recipe_dirs)
+        data = jail.run(lambda: _build_all(recipe_dirs))
     except NsboxError as e:
         return [BuiltRecipe("(recipes)", None, str(e))]
     out = []
-    for name in sorted(found):
+    for d in data:
         try:
-            lab = found[name].build()
-            validate(lab)
-            out.append(BuiltRecipe(name, lab))
+            out.append(BuiltRecipe(d["name"], lab_from_dict(d["lab"]) if d["lab"] else None, d["error"]))
         except NsboxError as e:
-            out.append(BuiltRecipe(name, None, str(e)))
+            out.append(BuiltRecipe(d["name"], None, str(e)))
+    return out
+
+
+def _build_all(recipe_dirs: tuple[str, ...]) -> list[dict]:
+    """In the jail: load, build and validate every recipe, one entry each (a broken file is one too)."""
+    from nsbox import recipe
+    from nsbox.model.serialize import lab_to_dict
+    from nsbox.validate import validate
+    cat = recipe.catalogue(recipe_dirs)
+    out = [{"name": os.path.basename(path), "lab": None, "error": error} for path, error in sorted(cat.broken.items())]
+    for name in sorted(cat.recipes):
+        try:
+            lab = cat.recipes[name].build()
+            validate(lab)
+            out.append({"name": name, "lab": lab_to_dict(lab), "error": ""})
+        except NsboxError as e:
+            out.append({"name": name, "lab": None, "error": str(e)})
     return out
 
 
