@@ -16,13 +16,12 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
 
-from nsbox import __version__
+from nsbox import __version__, tools
 from nsbox.errors import REINSTALL, InstallError, NsboxError, missing_module
 from nsbox.model import Lab
 from nsbox.model.lab import FEATURES
@@ -122,7 +121,7 @@ def _tools() -> list[Item]:
     out = []
     for tool, (flag, apt, needed_by, essential) in TOOLS.items():
         fix = f"apt install {apt}"
-        path = shutil.which(tool)
+        path = tools.find(tool)  # where nsbox itself looks: system directories only
         if path is None:
             out.append(Item(tool, "broken" if essential else "missing", "not on PATH", fix, needed_by))
             continue
@@ -214,9 +213,10 @@ def _feature_fix(feature: str) -> str:
 def _nf_tables(label: str, argv: list[str]) -> Item:
     """Whether the kernel takes nf_tables requests, asked with the tool in a scratch netns."""
     from nsbox.kernel import netns
-    if shutil.which(argv[0]) is None:
+    if tools.find(argv[0]) is None:
         return Item(label, "unknown", f"{argv[0]} is not installed, so this was not checked",
                     f"apt install {TOOLS[argv[0]][1]}")
+    argv = [tools.find(argv[0]) or argv[0], *argv[1:]]
     with netns.scratch():  # a child process starts in the netns of the thread that forks it
         cp = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     if cp.returncode == 0:

@@ -24,6 +24,12 @@ from nsbox.verify.verifier import Timing, start_servers, verify
 JOURNAL_DIR = "/run/nsbox"
 
 
+def on_host_names(lab_name: str) -> tuple[str, str]:
+    """(netns prefix, journal path) for a lab built in the real host's namespaces."""
+    prefix = f"nsb{secrets.token_hex(2)}-"
+    return prefix, f"{JOURNAL_DIR}/{prefix}{lab_name}.journal"
+
+
 @dataclass
 class RunOptions:
     on_host: bool = False
@@ -43,8 +49,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         result.duration_s = time.monotonic() - start
         return result
     # In the sandbox names can be the real ones; on the host they carry a per-run prefix.
-    prefix = f"nsb{secrets.token_hex(2)}-" if opts.on_host else ""
-    journal = f"{JOURNAL_DIR}/{prefix}{lab.name}.journal" if opts.on_host else None
+    prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
     t0 = time.monotonic()
     try:
         built = realize(lab, prefix, journal)
