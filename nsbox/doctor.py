@@ -150,12 +150,14 @@ FEATURE_LABELS = {"vlan": "vlan (802.1q)", "nat": "nat (iptables legacy)", "ipta
 def _kernel_features() -> list[Item]:
     """Every probe runs in a scratch netns, in a forked child: as root directly, otherwise in a
     user namespace of its own (where the kernel allows one), so doctor needs no sudo to answer."""
+    # Looked up before the child enters a user namespace, where root's files show as nobody's.
+    paths = {t: tools.find(t) for t in ("iptables-nft", "nft")}
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(read)
         try:
-            items = _probe_in_child()
+            items = _probe_in_child(paths)
             payload = json.dumps([asdict(i) for i in items]).encode()
         except BaseException as e:  # report, never unwind into the parent's code
             payload = json.dumps({"error": f"{type(e).__name__}: {e}"}).encode()
@@ -174,7 +176,7 @@ def _kernel_features() -> list[Item]:
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 
 
-def _probe_in_child() -> list[Item]:
+def _probe_in_child(paths: dict[str, str | None]) -> list[Item]:
     if os.geteuid() != 0:
         uid, gid = os.geteuid(), os.getegid()
         libc = ctypes.CDLL(None, use_errno=True)
@@ -200,8 +202,8 @@ def _probe_in_child() -> list[Item]:
         st = features.status(f)
         fix = {"present": "", "broken": f"see the message; {REINSTALL}"}.get(st.state, _feature_fix(f))
         out.append(Item(f, st.state, st.reason, fix))
-    out += [_nf_tables("iptables-nft", ["iptables-nft", "-t", "nat", "-S"]),
-            _nf_tables("nft", ["nft", "list", "ruleset"])]
+    out += [_nf_tables("iptables-nft", paths["iptables-nft"], ["-t", "nat", "-S"]),
+            _nf_tables("nft", paths["nft"], ["list", "ruleset"])]
     return out
 
 
@@ -210,15 +212,14 @@ def _feature_fix(feature: str) -> str:
     return f"modprobe {module}, or a kernel built with it"
 
 
-def _nf_tables(label: str, argv: list[str]) -> Item:
+def _nf_tables(label: str, path: str | None, args: list[str]) -> Item:
     """Whether the kernel takes nf_tables requests, asked with the tool in a scratch netns."""
     from nsbox.kernel import netns
-    if tools.find(argv[0]) is None:
-        return Item(label, "unknown", f"{argv[0]} is not installed, so this was not checked",
-                    f"apt install {TOOLS[argv[0]][1]}")
-    argv = [tools.find(argv[0]) or argv[0], *argv[1:]]
+    if path is None:
+        return Item(label, "unknown", f"{label} is not installed, so this was not checked",
+                    f"apt install {TOOLS[label][1]}")
     with netns.scratch():  # a child process starts in the netns of the thread that forks it
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        cp = subprocess.run([path, *args], capture_output=True, text=True, timeout=10)
     if cp.returncode == 0:
         return Item(label, "present")
     return Item(label, "missing", (cp.stderr.strip().splitlines() or [f"exit {cp.returncode}"])[0],
@@ -354,7 +355,7 @@ def render_text(r: Report) -> str:
     for title, items, labels in (("Python packages", r.python, {}), ("Kernel features", r.features, FEATURE_LABELS),
                                  ("Tools", r.tools, {})):
         lines.append(f"\n{title}")
-        width = max(len(labels.get(i.name, i.name)) for i in items)
+        width = max((len(labels.get(i.name, i.name)) for i in items), default=0)
         for i in items:
             text = f"  {MARK[i.state]:6} {labels.get(i.name, i.name).ljust(width)}  {i.detail}"
             if i.fix and i.state != "present":
