@@ -39,9 +39,9 @@ def _root_uids() -> tuple[int, ...]:
 
 def need(name: str, package: str) -> str:
     """Like find(), but a missing program is an installation error naming the package."""
-    from nsbox.errors import SandboxError
+    from nsbox.errors import InstallError
 
     path = find(name)
     if path is None:
-        raise SandboxError(f"'{name}' is not installed (apt install {package})")
+        raise InstallError(f"'{name}' is not installed (apt install {package})")
     return path
