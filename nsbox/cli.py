@@ -199,27 +199,19 @@ def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...]) -> None:
 def clean_cmd(dry_run: bool) -> None:
     """Remove --on-host labs whose nsbox process was killed before teardown.
 
-    Follows the journals in /run/nsbox and removes exactly the namespaces they
-    name; labs whose nsbox is still running are left alone."""
-    from nsbox.kernel.journal import stale_journals
-    from nsbox.runner import JOURNAL_DIR, remove_empty
+    Follows the root-owned journals in /run/nsbox and removes only the namespaces
+    they prove nsbox created; labs whose nsbox still runs are left alone, and a
+    journal that fails a check is reported in one line and skipped (exit 1)."""
+    from nsbox.kernel import onhost
 
     if os.geteuid() != 0:
         _fail(UsageError("clean removes --on-host labs from the real host and needs root"))
-    journals = stale_journals(JOURNAL_DIR)
-    failed = False
-    for j in journals:
-        click.echo(f"{'would remove' if dry_run else 'removing'} {os.path.basename(j.path or '')}: "
-                   f"{' '.join(os.path.basename(p) for p in j.objects()) or 'nothing'}")
-        if not dry_run:
-            for problem in j.undo():
-                failed = True
-                click.echo(f"nsbox: error: {problem}", err=True)
-    if not journals:
-        click.echo("nothing to clean")
-    if not dry_run:
-        remove_empty(JOURNAL_DIR)
-    sys.exit(1 if failed else 0)
+    done = onhost.clean(dry_run)
+    for line in done.out:
+        click.echo(line)
+    for line in done.errors:
+        click.echo(line, err=True)
+    sys.exit(1 if done.failed else 0)
 
 
 @main.command("run")

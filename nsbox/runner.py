@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -14,19 +13,19 @@ from typing import Iterator
 
 from nsbox import tools
 from nsbox.errors import KernelError
-from nsbox.kernel import features
+from nsbox.kernel import features, netns
+from nsbox.kernel import onhost
+from nsbox.kernel.onhost import JOURNAL_DIR
 from nsbox.kernel.realize import Realized, realize
 from nsbox.model import HOST, Lab
 from nsbox.verify.matrix import tables as matrix_tables
 from nsbox.verify.results import RecipeResult
 from nsbox.verify.verifier import Timing, start_servers, verify
 
-JOURNAL_DIR = "/run/nsbox"
-
 
 def on_host_names(lab_name: str) -> tuple[str, str]:
     """(netns prefix, journal path) for a lab built in the real host's namespaces."""
-    prefix = f"nsb{secrets.token_hex(2)}-"
+    prefix = netns.new_prefix()
     return prefix, f"{JOURNAL_DIR}/{prefix}{lab_name}.journal"
 
 
@@ -54,7 +53,6 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     try:
         built = realize(lab, prefix, journal)
     except KernelError as e:  # realize has already undone what it built
-        remove_empty(JOURNAL_DIR)
         result.status = "fail"
         result.error = str(e)
         result.duration_s = time.monotonic() - start
@@ -82,7 +80,6 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         t1 = time.monotonic()
         with signals_deferred():
             problems = built.teardown()
-            remove_empty(JOURNAL_DIR)
         result.teardown_ms = round((time.monotonic() - t1) * 1000, 1)
         if problems:
             result.error = "teardown: " + "; ".join(problems)
@@ -137,6 +134,11 @@ def signals_deferred() -> Iterator[None]:
 
 
 def remove_empty(path: str) -> None:
+    """rmdir PATH if empty. /run/nsbox only under its lock (onhost.locked): a lab
+    starting may hold it, about to write its journal there."""
+    if path == JOURNAL_DIR:
+        onhost.remove_dir_if_empty()
+        return
     try:
         os.rmdir(path)
     except OSError:

@@ -39,8 +39,8 @@ NEEDS_ROOT = "needs root: builds network namespaces, veth pairs and iptables rul
 
 # Addresses only a lab uses; a conntrack entry with one of them in the REAL host means a leak.
 LAB_ADDRESS_PREFIXES = ("172.17.", "203.0.113.")
-# Names an --on-host lab gives its namespaces (runner.py: "nsb" + 4 hex + "-").
-ONHOST_NETNS = re.compile(r"^nsb[0-9a-f]{4}-")
+# Names an --on-host lab gives its namespaces (netns.new_prefix: "nsb" + 12 hex + "-").
+ONHOST_NETNS = re.compile(r"^nsb[0-9a-f]{12}-")
 JOURNAL_DIR = Path("/run/nsbox")
 
 

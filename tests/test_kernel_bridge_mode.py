@@ -180,7 +180,7 @@ def test_namespace_names(lab: Observed) -> None:
     else:
         prefixes = {ns[n][: -len(n)] for n in NODES}
         assert len(prefixes) == 1 and all(ns[n].endswith(n) for n in NODES), ns
-        assert re.fullmatch(r"nsb[0-9a-f]{4}-", prefixes.pop()), ns
+        assert re.fullmatch(r"nsb[0-9a-f]{12}-", prefixes.pop()), ns
 
 
 def test_json_stdout_is_one_object_and_then_output_goes_to_stderr(lab: Observed) -> None:

@@ -1,42 +1,72 @@
 """What realize created, so teardown removes exactly that and nothing else.
 
-Entries are written before the object is made (write-ahead), so a crash leaves a
+A namespace is recorded as soon as its pin file exists and before it is mounted
+(netns.create), with the inodes that prove it is nsbox's, so a crash leaves a
 journal that still names everything that may exist. With a path (--on-host) the
-journal is also a JSON-lines file that a later run can follow.
+journal is also a JSON-lines file in /run/nsbox that `nsbox clean` can follow
+after a kill -9; `load` is how clean reads one, trusting nothing in it that
+it cannot check.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Callable
+import stat
+from dataclasses import dataclass, field, fields
 
 from nsbox.errors import KernelError
 from nsbox.kernel import netns
+
+# Version 2 journals carry the inodes that prove ownership; version 1 (no
+# "format" in the owner entry) named bare paths and is refused by clean.
+FORMAT = 2
+MAX_BYTES = 16 << 20  # 1000 containers take ~200 KB
+
+
+class BadJournal(Exception):
+    """A journal clean will not follow; str() is the one-line reason."""
 
 
 @dataclass
 class Journal:
     path: str | None = None
     entries: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things left alone, for the user
 
-    def record(self, kind: str, **attrs: str) -> None:
+    def record(self, kind: str, **attrs: str | int) -> None:
         entry = {"kind": kind, **attrs}
-        self.entries.append(entry)
         if self.path:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps(entry) + "\n")
+            # Created by the first entry (O_EXCL: never append to someone else's file);
+            # 0600, as clean refuses journals others could have written.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+            if not self.entries:
+                flags |= os.O_CREAT | os.O_EXCL
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                os.write(fd, (json.dumps(entry) + "\n").encode())
+            finally:
+                os.close(fd)
+        self.entries.append(entry)
+
+    def record_pin(self, pin: netns.Pin) -> None:
+        self.record("netns", **pin.as_entry())
+
+    def pins(self) -> list[netns.Pin]:
+        return [_pin(e) for e in self.entries if e["kind"] == "netns"]
 
     def undo(self) -> list[str]:
-        """Remove every recorded object, newest first. Returns problems, never raises."""
+        """Remove every recorded namespace, newest first, that is still provably
+        nsbox's. Returns problems, never raises; the file goes once nothing is left."""
         problems: list[str] = []
-        for entry in reversed(self.entries):
+        for pin in reversed(self.pins()):
             try:
-                _UNDO[entry["kind"]](entry)
+                note = netns.remove(pin)
             except (KernelError, OSError) as e:
-                problems.append(f"{entry}: {e}")
+                problems.append(f"{os.path.basename(pin.path)}: {e}")
+                continue
+            if note:
+                self.notes.append(note)
         self.entries.clear()
         if self.path and not problems:
             try:
@@ -44,12 +74,6 @@ class Journal:
             except FileNotFoundError:
                 pass
         return problems
-
-    @classmethod
-    def load(cls, path: str) -> Journal:
-        with open(path) as f:
-            entries = [json.loads(line) for line in f if line.strip()]
-        return cls(path=path, entries=entries)
 
     @property
     def owner_alive(self) -> bool:
@@ -64,50 +88,96 @@ class Journal:
                     return False
         return False
 
-    def objects(self) -> list[str]:
-        return [e["path"] for e in self.entries if e["kind"] == "netns"]
+    def names(self) -> list[str]:
+        return [os.path.basename(p.path) for p in self.pins()]
 
 
-def owner_entry() -> dict[str, str]:
+def owner_entry() -> dict[str, str | int]:
     """Identifies this process (pid + start time) as the owner of a journal."""
     with open(f"/proc/{os.getpid()}/stat") as f:
         start = f.read().rsplit(")", 1)[1].split()[19]
-    return {"pid": str(os.getpid()), "start": start}
+    return {"pid": str(os.getpid()), "start": start, "format": FORMAT}
 
 
-def stale_journals(directory: str) -> list[Journal]:
-    """Journals in DIRECTORY whose owner process has gone (killed before teardown)."""
-    out = []
+def unsafe(st: os.stat_result, kind: str) -> str | None:
+    """Why a file or directory with stat ST cannot be trusted to be root's, or None.
+    KIND is "dir" or "file"; a symlink is neither (callers lstat or O_NOFOLLOW)."""
+    is_kind = stat.S_ISDIR(st.st_mode) if kind == "dir" else stat.S_ISREG(st.st_mode)
+    if not is_kind:
+        return f"not a {'directory' if kind == 'dir' else 'regular file'}"
+    if st.st_uid != 0:
+        return f"owned by uid {st.st_uid}, not root"
+    if st.st_mode & 0o022:
+        return f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def load(dir_fd: int, name: str, dir_path: str) -> Journal:
+    """Read journal NAME from the (already trusted) directory DIR_FD. Raises
+    BadJournal unless it is a root-owned regular file of well-formed entries
+    whose namespaces all carry this journal's own --on-host prefix."""
+    prefix = netns.PREFIX_RE.match(name)
+    if not prefix or not name.endswith(".journal"):
+        raise BadJournal("not named like an --on-host journal (nsbXXXXXXXXXXXX-LAB.journal)")
     try:
-        names = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return []
-    for name in names:
-        if name.endswith(".journal"):
-            j = Journal.load(os.path.join(directory, name))
-            if not j.owner_alive:
-                out.append(j)
-    return out
-
-
-# Links, addresses, routes and rules all live inside lab namespaces and vanish
-# with them, so the namespace is the only object that needs undoing.
-_UNDO: dict[str, Callable[[dict], None]] = {
-    "owner": lambda e: None,
-    "dir": lambda e: _release_dir(e["path"], e["marker"]),
-    "netns": lambda e: netns.delete(e["path"]),
-}
-
-
-def _release_dir(path: str, marker: str) -> None:
-    """Remove PATH (made by nsbox, see realize.claim_netns_dir) once no lab uses it."""
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        raise BadJournal(f"cannot open it: {e.strerror}") from None
     try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
-    except OSError:  # another lab (or ip netns) still has namespaces there
-        return
-    try:
-        os.unlink(marker)
-    except FileNotFoundError:
-        pass
+        st = os.fstat(fd)
+        why = unsafe(st, "file")
+        if why:
+            raise BadJournal(why)
+        if st.st_size > MAX_BYTES:
+            raise BadJournal(f"{st.st_size} bytes, more than any lab writes")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    entries = []
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadJournal(f"line {n} is not JSON") from None
+        if not isinstance(entry, dict):
+            raise BadJournal(f"line {n} is not a JSON object")
+        entries.append(entry)
+    owners = [e for e in entries if e.get("kind") == "owner"]
+    if len(owners) != 1 or entries[0] is not owners[0]:
+        raise BadJournal("it does not start with exactly one owner entry")
+    if owners[0].get("format") != FORMAT:
+        count = sum(e.get("kind") == "netns" for e in entries)
+        raise BadJournal(f"old-format journal: its {count} namespaces carry no inode, so clean cannot prove "
+                         f"nsbox made them; check them with `ip netns list` and remove the journal by hand")
+    _check_owner(owners[0])
+    for n, e in enumerate(entries[1:], 2):
+        if e.get("kind") != "netns":
+            raise BadJournal(f"entry {n} has unknown kind {e.get('kind')!r}")
+        pin = _pin(e, n)
+        base = pin.path[len(netns.NETNS_RUN_DIR) + 1:]
+        if (not pin.path.startswith(netns.NETNS_RUN_DIR + "/") or not netns.ONHOST_NAME_RE.fullmatch(base)
+                or not base.startswith(prefix.group())):
+            raise BadJournal(f"entry {n} names {pin.path!r}, not a namespace of this lab "
+                             f"({netns.NETNS_RUN_DIR}/{prefix.group()}NODE)")
+    return Journal(path=os.path.join(dir_path, name), entries=entries)
+
+
+def _check_owner(e: dict) -> None:
+    if not (isinstance(e.get("pid"), str) and e["pid"].isdigit()
+            and isinstance(e.get("start"), str) and e["start"].isdigit()):
+        raise BadJournal("owner entry lacks a numeric pid and start time")
+
+
+def _pin(e: dict, n: int = 0) -> netns.Pin:
+    values = {}
+    for f in fields(netns.Pin):
+        v = e.get(f.name)
+        ok = isinstance(v, str) if f.type in ("str", str) else (isinstance(v, int) and not isinstance(v, bool)
+                                                                 and v >= 0)
+        if not ok:
+            raise BadJournal(f"entry {n}: {f.name!r} missing or of the wrong type")
+        values[f.name] = v
+    return netns.Pin(**values)

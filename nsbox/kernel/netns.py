@@ -4,6 +4,12 @@ A namespace is created with unshare(CLONE_NEWNET) on this thread and pinned by a
 bind mount at /run/netns/NAME (what `ip netns add` does), then the thread goes
 back. setns() only moves the calling thread, so other threads (servers) are not
 disturbed; a socket opened while inside stays bound to that namespace.
+
+On the real host /run/netns is shared with iproute2 and with other people's
+namespaces, so nsbox only ever removes a pin it can prove it made: the pin file
+was created with O_EXCL (a name that already exists is a collision, never
+adopted) and the namespace's nsfs inode, read before the pin was mounted, must
+still be what the path shows (`Pin`).
 """
 
 from __future__ import annotations
@@ -11,16 +17,33 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
+import secrets
+import signal
 import socket
+import stat
 from contextlib import contextmanager
-from typing import Iterator
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
 
 from nsbox.errors import KernelError
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
 NETNS_RUN_DIR = "/run/netns"
+
+# --on-host names: "nsb" + 48 random bits + "-" + node. Netns names are file
+# names (IFNAMSIZ does not apply), so the prefix can be long enough that two runs
+# (or a user's `ip netns add`) picking the same one is not a practical matter.
+PREFIX_RE = re.compile(r"nsb[0-9a-f]{12}-")
+# A node name as validate.py allows it, after the prefix.
+ONHOST_NAME_RE = re.compile(r"nsb[0-9a-f]{12}-[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+# Testing hook: force the prefix (to provoke a collision); ignored unless it is one.
+TEST_PREFIX_ENV = "NSBOX_TEST_PREFIX"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -31,42 +54,110 @@ def _check(ret: int, what: str) -> None:
         raise KernelError(f"{what}: {os.strerror(e)}")
 
 
+def new_prefix() -> str:
+    forced = os.environ.get(TEST_PREFIX_ENV, "")
+    if PREFIX_RE.fullmatch(forced):
+        return forced
+    return f"nsb{secrets.token_hex(6)}-"
+
+
 def netns_path(name: str) -> str:
     return f"{NETNS_RUN_DIR}/{name}"
 
 
-def create(name: str) -> str:
-    """`ip netns add NAME`: a fresh namespace, pinned by a bind mount at PATH."""
-    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+@dataclass(frozen=True)
+class Pin:
+    """Proof that /run/netns/NAME is nsbox's: the namespace's nsfs inode (what the
+    path shows while mounted) and the pin file's own inode (what it shows if a
+    crash came between creating the file and mounting it)."""
+
+    path: str
+    ino: int
+    dev: int
+    pin_ino: int
+    pin_dev: int
+
+    def as_entry(self) -> dict[str, str | int]:
+        return asdict(self)
+
+
+def create(name: str, record: Callable[[Pin], None] = lambda pin: None) -> str:
+    """`ip netns add NAME`: a fresh namespace, pinned by a bind mount at PATH.
+
+    RECORD is called with the proof of ownership after the pin file exists and
+    before it is mounted, so a journal names it whatever happens next. A name
+    that already exists raises KernelError and touches nothing."""
     path = netns_path(name)
-    try:
-        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
-    except FileExistsError:
-        raise KernelError(f"netns {name} already exists ({path})") from None
-    try:
-        with scratch():
+    with scratch():
+        ns = os.stat("/proc/thread-self/ns/net")
+        with _signals_held():  # Ctrl-C between creating the file and recording it would leak it
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
+            except FileExistsError:
+                raise KernelError(f"netns {name} already exists ({path}); it is not this lab's: "
+                                  f"left alone") from None
+            except OSError as e:
+                raise KernelError(f"create {path}: {e.strerror}") from None
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            pin = Pin(path, ns.st_ino, ns.st_dev, st.st_ino, st.st_dev)
+            try:
+                record(pin)
+            except BaseException:
+                remove(pin)
+                raise
+        try:
             _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
                    f"bind mount of netns {name}")
-    except KernelError:
-        _unlink(path)
-        raise
+        except BaseException:
+            remove(pin)
+            raise
     return path
 
 
-def delete(path: str) -> None:
-    """`ip netns delete`: drop the pin; the kernel frees the namespace once unused."""
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
-        e = ctypes.get_errno()
-        if e not in (errno.EINVAL, errno.ENOENT):  # not mounted (any more)
-            raise KernelError(f"umount {path}: {os.strerror(e)}")
-    _unlink(path)
+def remove(pin: Pin) -> str | None:
+    """`ip netns delete`, for a pin nsbox made: unmount it while the path still
+    shows the recorded namespace, then unlink the file while it is the recorded
+    file. Anything else at PATH is not nsbox's and is left alone: returns a note
+    saying so (None when the pin is gone). Raises KernelError if removal fails."""
+    for _ in range(16):  # a pin can be mounted more than once (copies by MS_REC binds)
+        st = _lstat(pin.path)
+        if st is None:
+            return None
+        if (st.st_dev, st.st_ino) != (pin.dev, pin.ino):
+            break
+        if _libc.umount2(pin.path.encode(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
+            e = ctypes.get_errno()
+            raise KernelError(f"umount {pin.path}: {os.strerror(e)}")
+    if (st.st_dev, st.st_ino) == (pin.pin_dev, pin.pin_ino) and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        try:
+            os.unlink(pin.path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise KernelError(f"unlink {pin.path}: {e.strerror}") from None
+        return None
+    return (f"{pin.path} is no longer this lab's namespace (inode {st.st_ino}, recorded {pin.ino}); "
+            f"left alone")
 
 
-def _unlink(path: str) -> None:
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        os.unlink(path)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
     except FileNotFoundError:
-        pass
+        return None
 
 
 def socket_in(path: str, family: int, kind: int, proto: int = 0) -> socket.socket:

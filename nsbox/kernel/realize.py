@@ -12,8 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from nsbox.errors import KernelError
-from nsbox.kernel import iptables, links, netns, sysctl
-from nsbox.kernel.journal import Journal, owner_entry
+from nsbox.kernel import iptables, links, netns, onhost, sysctl
+from nsbox.kernel.journal import Journal
 from nsbox.model import Lab, Node
 
 # Testing hook: fail after this many kernel steps, to prove teardown after a
@@ -35,25 +35,9 @@ class Realized:
 
     def teardown(self) -> list[str]:
         """Remove what was built. Returns problems (empty when clean)."""
-        problems = self.journal.undo()
+        problems = onhost.finish(self.journal) if self.journal.path else self.journal.undo()
         self.paths.clear()
         return problems
-
-
-NETNS_DIR_MARKER = "netns-dir-created"
-
-
-def claim_netns_dir(journal_dir: str) -> bool:
-    """Whether nsbox owns /run/netns: it did not exist before nsbox made it.
-
-    The claim is shared by every --on-host lab while the marker exists, so the
-    last one out (or `nsbox clean`) removes the directory, whichever lab made it."""
-    marker = os.path.join(journal_dir, NETNS_DIR_MARKER)
-    if not os.path.isdir(netns.NETNS_RUN_DIR):
-        os.makedirs(journal_dir, mode=0o700, exist_ok=True)
-        with open(marker, "w"):
-            pass
-    return os.path.exists(marker)
 
 
 class _Steps:
@@ -70,20 +54,18 @@ class _Steps:
 
 def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Realized:
     """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise."""
-    done = Realized(lab, Journal(journal_path))
     steps = _Steps()
+    if journal_path:  # the real host's /run/netns, shared with iproute2 and other labs
+        done = Realized(lab, onhost.start(journal_path))
+    else:  # a sandbox's private /run
+        os.makedirs(netns.NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+        done = Realized(lab, Journal())
     try:
-        if journal_path:
-            done.journal.record("owner", **owner_entry())
-            if claim_netns_dir(os.path.dirname(journal_path)):
-                done.journal.record("dir", path=netns.NETNS_RUN_DIR,
-                                    marker=os.path.join(os.path.dirname(journal_path), NETNS_DIR_MARKER))
         for node in lab.nodes.values():
-            path = netns.netns_path(prefix + node.name)
             steps.tick(f"netns {node.name}")
-            done.journal.record("netns", path=path)
-            netns.create(prefix + node.name)
-            done.paths[node.name] = path
+            # Recorded by create itself, only once the name is provably this lab's:
+            # a name that exists already is an error, and teardown leaves it alone.
+            done.paths[node.name] = netns.create(prefix + node.name, done.journal.record_pin)
         _create_links(lab, done, steps)
         created_up: dict[str, set[str]] = defaultdict(set)
         for pair in lab.veths:
