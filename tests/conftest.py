@@ -464,6 +464,30 @@ class Nsbox:
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+# Drop this mount namespace's copies of whatever the host has mounted under /run
+# (other labs' pins, their /run/netns) so they do not show in its mountinfo, then
+# mount an empty tmpfs. The namespace is private: nothing here reaches the host.
+_PRIVATE_RUN = """
+findmnt -rn -o TARGET | awk '$1 == "/run" || index($1, "/run/") == 1' | sort -r |
+    while read -r m; do umount -l "$m" || exit 99; done
+mount -t tmpfs -o mode=0755 nsbox-test /run || exit 99
+"""
+
+
+def in_private_run(script: str, out: Path, env: dict[str, str] | None = None,
+                   timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run bash SCRIPT in a mount namespace of its own whose /run is a fresh, empty
+    tmpfs: no /run/netns, no /run/nsbox, nothing of the other labs running on this
+    host. The namespaces it makes are real ones of the real kernel, pinned only
+    in that mount namespace, so the kernel frees them all when the script ends,
+    even if the test fails. $NSBOX runs this checkout's nsbox, $OUT (= OUT, a
+    directory outside /run) is where the script leaves what a test asserts on."""
+    env = {**Nsbox().env(env), "NSBOX": f"{sys.executable} -m nsbox", "OUT": str(out)}
+    argv = ["unshare", "--mount", "--propagation", "private", "bash", "-uc",
+            _PRIVATE_RUN + script]
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 @pytest.fixture(scope="session")
 def nsbox() -> Nsbox:
     return Nsbox()
@@ -485,6 +509,7 @@ class Kernel:
     JOURNAL_DIR = JOURNAL_DIR
     HostGuard = HostGuard
     HostSnapshot = HostSnapshot
+    in_private_run = staticmethod(in_private_run)
     Nsbox = Nsbox
     NsboxRun = NsboxRun
 
