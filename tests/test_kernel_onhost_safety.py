@@ -186,9 +186,11 @@ def test_a_bad_journal_does_not_block_a_stale_lab(kernel, tmp_path) -> None:
         printf '[1, 2]\\n' | journal nsb000000000002-list.journal
         printf '{"kind": "owner", "pid": "999999999", "start": "1", "format": 2}\\n{"kind": "netns"}\\n' \\
             | journal nsb000000000003-fields.journal
+        printf '{"kind": "owner", "pid": "999999999", "start": "1", "format": 2}\\n{"path": "/run/x"}\\n' \\
+            | journal nsb000000000004-nokind.journal
         $NSBOX clean > $OUT/clean.out 2> $OUT/clean.err; echo $? > $OUT/clean.rc
         netns_list cleaned
-        rm /run/nsbox/nsb00000000000[123]-*.journal
+        rm /run/nsbox/nsb00000000000[1234]-*.journal
         $NSBOX clean > $OUT/clean2.out 2> $OUT/clean2.err; echo $? > $OUT/clean2.rc
         ls -a /run > $OUT/run.after
         cat /proc/self/mountinfo > $OUT/mountinfo.after
@@ -197,7 +199,7 @@ def test_a_bad_journal_does_not_block_a_stale_lab(kernel, tmp_path) -> None:
     assert len([n for n in killed if kernel.ONHOST_NETNS.match(n)]) == 4, killed  # the leftovers are real
     rc, err, out = _clean_output(tmp_path)
     assert "Traceback" not in "\n".join(err)
-    assert len(err) == 3 and all(ln.startswith("nsbox: clean: skipping /run/nsbox/nsb00000000000") for ln in err), err
+    assert len(err) == 4 and all(ln.startswith("nsbox: clean: skipping /run/nsbox/nsb00000000000") for ln in err), err
     assert "removing nsb" in out and "bridge-mode.journal" in out, out
     assert not _names(tmp_path, "cleaned"), "the dead lab's namespaces survived clean"
     assert rc == 1
