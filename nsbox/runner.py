@@ -13,8 +13,7 @@ from typing import Iterator
 
 from nsbox import tools
 from nsbox.errors import KernelError
-from nsbox.kernel import features, netns
-from nsbox.kernel import onhost
+from nsbox.kernel import features, netns, onhost
 from nsbox.kernel.onhost import JOURNAL_DIR
 from nsbox.kernel.realize import Realized, realize
 from nsbox.model import HOST, Lab
