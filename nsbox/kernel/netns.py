@@ -15,7 +15,6 @@ still be what the path shows (`Pin`).
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import re
 import secrets
