@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -37,6 +38,29 @@ def _ignore_repeat(signum: int, _frame) -> None:
     sandbox supervisor reads SigCgt to know that this process is in charge."""
 
 
+_deferred: int | None = None
+
+
+def _unraisable(info) -> None:
+    """Terminated raised inside a finalizer or a weakref callback (an event loop
+    collected by the GC, importlib's module-lock callback) would be printed as
+    'Exception ignored' and lost: raise it again a moment later instead."""
+    global _deferred
+    if isinstance(info.exc_value, Terminated) and os.getpid() == _owner_pid:
+        _deferred = info.exc_value.signum
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        return
+    sys.__unraisablehook__(info)
+
+
+def _on_alarm(_signum: int, _frame) -> None:
+    global _deferred
+    if _deferred is not None:
+        signum, _deferred = _deferred, None
+        raise Terminated(signum)
+
+
 def _on_signal(signum: int, _frame) -> None:
     if os.getpid() != _owner_pid:
         # A forked child (a library helper) inherited this handler: it must not
@@ -56,5 +80,6 @@ def end_cleanly_on_signals() -> None:
     pid 1 of the sandbox's pid namespace the kernel drops signals it has no handler for."""
     global _owner_pid
     _owner_pid = os.getpid()
+    sys.unraisablehook = _unraisable
     for sig in ENDING:
         signal.signal(sig, _on_signal)

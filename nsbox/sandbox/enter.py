@@ -6,6 +6,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,6 +21,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV = 2, 4
 SI_USER = 0  # siginfo si_code of a signal sent with kill()
+TEARDOWN_GRACE = 15.0  # seconds the sandbox's nsbox has to end after taking a signal
 _INIT_USERNS_MAP = ["0", "0", "4294967295"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -128,12 +130,18 @@ def reexec(argv: list[str]) -> NoReturn:
 
 def _supervise(pid: int, waited: set[int]) -> int:
     """Wait for the sandbox; pass on what ends it; return nsbox's exit status."""
-    in_charge = False  # the sandbox's nsbox has taken a signal and is tearing down
+    in_charge = 0.0  # when the sandbox's nsbox took a signal and began tearing down
+    taken = 0
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             rc = os.waitstatus_to_exitcode(status)
             return 128 - rc if rc < 0 else rc
+        if in_charge and time.monotonic() - in_charge > TEARDOWN_GRACE:
+            # It took the signal but did not end: whatever swallowed it, the
+            # kernel removes a killed sandbox completely.
+            _kill(pid)
+            return 128 + taken
         info = signal.sigtimedwait(waited, 0.5)
         if info is None or info.si_signo == signal.SIGCHLD:
             continue
@@ -141,7 +149,7 @@ def _supervise(pid: int, waited: set[int]) -> int:
         if in_charge:
             continue
         if inner is not None and _catches(inner, info.si_signo):
-            in_charge = True
+            in_charge, taken = time.monotonic(), info.si_signo
             # A terminal's Ctrl-C (SI_KERNEL) reached the sandbox's pid 1 already,
             # being in this process group; pass on only what kill() sent to us.
             if not (info.si_signo == signal.SIGINT and info.si_code != SI_USER):
@@ -154,12 +162,16 @@ def _supervise(pid: int, waited: set[int]) -> int:
         # exec'd): the kernel would drop the signal at a pid namespace's init.
         # Nothing can have been built that the kernel does not remove by itself
         # when the sandbox dies, so end it now.
-        try:
-            os.kill(pid, signal.SIGKILL)  # unshare; --kill-child takes the sandbox with it
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+        _kill(pid)
         return 128 + info.si_signo
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)  # unshare; --kill-child takes the sandbox with it
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
 
 
 def _catches(pid: int, signum: int) -> bool:
