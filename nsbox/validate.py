@@ -119,6 +119,28 @@ def _check_firewall(node: Node) -> None:
                     raise ValidationError(f"node {node.name}: {target} is only valid in the nat table")
 
 
+def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
+    from nsbox.model.rules import parse_rule
+
+    if c.allow:
+        raise ValidationError(f"check {c.name!r}: dropped_by needs a deny check (allow=False)")
+    if len(c.dropped_by) != 4 or not all(isinstance(x, str) for x in c.dropped_by):
+        raise ValidationError(f"check {c.name!r}: dropped_by is (node, table, chain, rule spec or 'policy')")
+    node, table, chain, spec = c.dropped_by
+    n = lab.nodes.get(node)
+    t = n.firewall.tables.get(table) if n else None
+    ch = t.chains.get(chain) if t else None
+    if ch is None:
+        raise ValidationError(f"check {c.name!r}: dropped_by names no chain {chain} of table {table} in node {node}")
+    if spec == "policy":
+        if ch.policy != "DROP":
+            raise ValidationError(f"check {c.name!r}: the policy of {table} {chain} in {node} is not DROP")
+        return
+    rendered = parse_rule(spec).render()
+    if not any(r.render() == rendered for r in ch.rules):
+        raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}")
+
+
 def _check_duplicate_addresses(lab: Lab) -> None:
     owners: dict[str, str] = {}
     for node in lab.nodes.values():
@@ -155,6 +177,8 @@ def _check_checks(lab: Lab) -> None:
                 if not any(s.port == c.port and s.kind in kinds for s in dst_node.servers):
                     raise ValidationError(f"check {c.name!r}: no {'/'.join(sorted(kinds))} server on "
                                           f"{dst_node.name} port {c.port}")
+            if c.dropped_by is not None:
+                _check_dropped_by(lab, c)
             if c.seen_from is not None:
                 if c.proto == "icmp" or not c.allow:
                     raise ValidationError(f"check {c.name!r}: seen_from needs an allowed tcp/udp/http check")

@@ -6,7 +6,7 @@ traffic leaving the bridge, and the Docker 28+ raw-table guard against direct
 routing. Reference: shared/reference/dataplane.md, section 1a.
 """
 
-from nsbox.model import Lab
+from nsbox.model import HOST, Lab
 from nsbox.recipe import Param, recipe
 
 SUBNET = "172.17.0.0/16"
@@ -38,7 +38,10 @@ def build(lab: Lab, containers: int) -> None:
     host.address("eth0", f"{UPLINK}/24")
     internet.address("eth0", f"{UPSTREAM}/24")
     host.route("default", via=UPSTREAM)
-    internet.serve("http", 80)          # internet has no route to 172.17.0.0/16
+    internet.serve("http", 80)
+    # A LAN neighbour that tries direct routing to the containers through the
+    # host: what Docker 28's raw-table DROP exists to stop.
+    internet.route(SUBNET, via=UPLINK)
 
     # dockerd: bridge docker0 with the gateway address, forwarding on.
     host.bridge("docker0", f"{GATEWAY}/16")
@@ -89,4 +92,8 @@ def build(lab: Lab, containers: int) -> None:
     lab.expect("host", "c1", "tcp", 80)
     egress = lab.expect("c1", "internet", "http", 80, seen_from=UPLINK, name="http c1->internet (NAT)")
     lab.expect_conntrack("host", egress, reply_dst=UPLINK)
-    lab.expect("internet", container_ip(2), "tcp", 80, allow=False, name="tcp/80 internet->c2")
+    # Direct routing from outside is dropped, and it is the raw rule's doing: its
+    # packet counter rises (the filter DOCKER DROP and the FORWARD policy are never
+    # reached for a container's address; see the mutation tests).
+    lab.expect("internet", container_ip(2), "tcp", 80, allow=False, name="tcp/80 internet->c2 (direct routing)",
+               dropped_by=(HOST, "raw", "PREROUTING", f"-d {container_ip(2)}/32 ! -i docker0 -j DROP"))

@@ -142,34 +142,38 @@ def test_run_passes(lab: Observed) -> None:
     assert (r["recipe"], r["status"], r["error"], r["skip_reason"]) == ("bridge-mode", "pass", None, None)
 
 
-def test_all_eight_checks_passed(lab: Observed) -> None:
-    checks = lab.run.result["checks"]
-    assert len(checks) == 8, [c["name"] for c in checks]
-    failed = [c for c in checks if not c["passed"]]
-    assert not failed, json.dumps(failed, indent=1)
-    for c in checks:
-        assert c["observed"] == c["expected"], c
+# nsbox's verdicts must agree with what the independent observers saw in the same
+# live lab (tests/observers/*.sh); they are never the only evidence.
 
-
-def test_nat_check_saw_the_uplink_address(lab: Observed) -> None:
+def test_nat_check_agrees_with_curl(lab: Observed) -> None:
     nat = [c for c in lab.run.result["checks"] if c["kind"] == "reach" and "seen from" in c["expected"]]
     assert len(nat) == 1, nat
-    assert nat[0]["observed"] == "allow, seen from 203.0.113.2", nat[0]
-    assert "server saw 203.0.113.2:" in nat[0]["detail"], nat[0]
+    curl_ip, _ = _seen_source(lab)
+    assert nat[0]["observed"] == f"allow, seen from {curl_ip}", (nat[0], curl_ip)
 
 
-def test_conntrack_check_replies_to_uplink(lab: Observed) -> None:
+def test_conntrack_check_agrees_with_conntrack_tool(lab: Observed) -> None:
     ct = [c for c in lab.run.result["checks"] if c["kind"] == "conntrack"]
     assert len(ct) == 1, ct
-    assert ct[0]["passed"] and ct[0]["observed"] == "entry, reply to 203.0.113.2", ct[0]
-    # The detail is the entry: original tuple from the container, reply tuple to the uplink.
-    assert re.search(r"src=172\.17\.0\.2 dst=203\.0\.113\.1 .* src=203\.0\.113\.1 dst=203\.0\.113\.2 ",
-                     ct[0]["detail"]), ct[0]
+    # nsbox's entry (its own probe's connection) is also in `conntrack -L`, same tuples.
+    m = re.search(r"src=(\S+) dst=(\S+) sport=(\d+) dport=80 src=(\S+) dst=(\S+) sport=80 dport=(\d+)",
+                  ct[0]["detail"])
+    assert m, ct[0]
+    tuples = " ".join(f"{k}={v}" for k, v in zip(("src", "dst", "sport"), m.groups()[:3]))
+    seen = [e for e in lab.text("conntrack-host.out").splitlines() if tuples in e]
+    assert seen and f"dst={m.group(5)}" in seen[0], (tuples, lab.text("conntrack-host.out"))
 
 
-def test_internet_cannot_reach_container(lab: Observed) -> None:
-    c = lab.run.checks()["tcp/80 internet->c2"]
-    assert (c["expected"], c["observed"], c["passed"]) == ("deny", "deny", True), c
+def test_direct_routing_is_dropped_by_the_raw_rule(lab: Observed) -> None:
+    routes = json.loads(lab.text("route-internet.out"))
+    assert any(r["dst"] == "172.17.0.0/16" and r.get("gateway") == "203.0.113.2" for r in routes), routes
+    assert lab.rc("curl-internet-c1") != 0 and lab.text("curl-internet-c1.out") == ""
+    raw = re.search(r"^\[(\d+):\d+\] -A PREROUTING -d 172\.17\.0\.2/32 ! -i docker0 -j DROP$",
+                    lab.text("raw-counters.out"), re.M)
+    assert raw and int(raw.group(1)) >= 1, lab.text("raw-counters.out")
+    # and nsbox's check says the same rule did it
+    c = lab.run.checks()["tcp/80 internet->c2 (direct routing)"]
+    assert c["observed"].startswith("deny, dropped by host raw -A PREROUTING -d 172.17.0.3/32"), c
 
 
 def test_namespace_names(lab: Observed) -> None:
@@ -227,8 +231,9 @@ def test_on_host_journal_names_every_namespace(onhost_lab: Observed, kernel) -> 
     journals = [f for f in lab.text("run-nsbox.ls").split() if f.endswith(".journal")]
     assert journals == [f"{prefix}bridge-mode.journal"]
     entries = [json.loads(ln) for ln in lab.text("run-nsbox.journal").splitlines() if ln.strip()]
+    listed = {ln.split()[0] for ln in lab.text("ip-netns-list.txt").splitlines() if ln.strip()}
     assert sorted(e["path"] for e in entries if e.get("kind") == "netns") == \
-        sorted(f"/run/netns/{name}" for name in ns.values())
+        sorted(f"/run/netns/{name}" for name in listed if name.startswith(prefix))
     # after the run: none of it is left on the real host
     assert not [n for n in kernel.netns_list() if n.startswith(prefix)]
     assert not list(kernel.JOURNAL_DIR.glob(f"{prefix}*"))
@@ -354,11 +359,9 @@ def test_internet_curl_to_container_fails(lab: Observed) -> None:
 
 # --------------------------------------------------------------------------- 20 containers
 
-def test_twenty_containers_pass(lab20: Observed) -> None:
-    assert lab20.run.returncode == 0, lab20.run.describe()
-    r = lab20.run.result
-    assert r["status"] == "pass" and len(r["checks"]) == 8 and all(c["passed"] for c in r["checks"])
-    assert set(r["namespaces"]) == {"host", "internet"} | {f"c{i}" for i in range(1, 21)}
+def test_twenty_container_namespaces(lab20: Observed) -> None:
+    listed = {ln.split()[0] for ln in lab20.text("ip-netns-list.txt").splitlines() if ln.strip()}
+    assert listed == {"host", "internet"} | {f"c{i}" for i in range(1, 21)}
 
 
 def test_twenty_veths_on_docker0(lab20: Observed) -> None:

@@ -95,7 +95,8 @@ def test_checks_prove_masquerade_and_stay_in_the_lab(lab2):
     checks = {c.name: c for c in lab2.checks}
     egress = checks["http c1->internet (NAT)"]
     assert egress.seen_from == "203.0.113.2"
-    assert checks["tcp/80 internet->c2"].allow is False
+    direct = checks["tcp/80 internet->c2 (direct routing)"]
+    assert direct.allow is False and direct.dropped_by[:3] == ("host", "raw", "PREROUTING")
     for c in lab2.checks:
         if hasattr(c, "dst"):
             lab2.resolve(c.dst)      # raises for an address outside the lab

@@ -406,3 +406,39 @@ def test_require_knows_every_probed_feature_and_rejects_a_typo():
     assert lab.requires == set(FEATURES)
     with pytest.raises(ValidationError, match="unknown kernel feature 'vxlna'"):
         lab.require("vxlna")
+
+
+# -- dropped_by: the deny must be the named rule's doing ---------------------------------
+
+def _dropped_lab(dropped_by, allow=False):
+    from nsbox.model import Lab
+    lab = Lab("d")
+    a = lab.node("a")
+    lab.veth(a, "eth0", lab.host, "v0")
+    a.address("eth0", "10.0.0.2/24")
+    lab.host.address("v0", "10.0.0.1/24")
+    lab.host.iptables("filter").policy("INPUT", "DROP")
+    lab.host.iptables("filter").append("INPUT", "-p icmp -j DROP")
+    lab.expect("a", "host", "icmp", allow=allow, dropped_by=dropped_by)
+    return lab
+
+
+@pytest.mark.parametrize("dropped_by, words", [
+    (("host", "filter", "INPUT", "-p udp -j DROP"), "has no rule"),
+    (("host", "filter", "OUTPUT", "policy"), "is not DROP"),
+    (("host", "nat", "INPUT", "policy"), "names no chain"),
+    (("nobody", "filter", "INPUT", "policy"), "names no chain"),
+])
+def test_dropped_by_must_name_a_dropping_rule(dropped_by, words):
+    with pytest.raises(ValidationError, match=words):
+        validate(_dropped_lab(dropped_by))
+
+
+def test_dropped_by_needs_a_deny():
+    with pytest.raises(ValidationError, match="needs a deny check"):
+        validate(_dropped_lab(("host", "filter", "INPUT", "policy"), allow=True))
+
+
+def test_dropped_by_accepts_a_rule_or_a_policy():
+    validate(_dropped_lab(("host", "filter", "INPUT", "-p icmp -j DROP")))
+    validate(_dropped_lab(("host", "filter", "INPUT", "policy")))

@@ -101,3 +101,31 @@ def _to_iptc(iptc, rule: Rule):
     except Exception as e:
         raise KernelError(f"iptables rule {rule.render()!r}: {e}") from None
     return r
+
+
+def drop_counters(path: str, firewall: Firewall) -> dict[tuple[str, str, str], int]:
+    """Packet counters of every DROP/REJECT rule and DROP policy of FIREWALL, read in
+    the netns at PATH: (table, chain, rule spec as rendered, or "policy") -> packets.
+
+    The kernel's own accounting of which rule dropped a probe; rules sit in the
+    kernel in the model's order (apply() appends them one by one)."""
+    from nsbox.kernel import netns
+
+    iptc = _iptc()
+    out: dict[tuple[str, str, str], int] = {}
+    with netns.entered(path):
+        for model in firewall.used_tables():
+            table = iptc.Table(model.name)
+            table.refresh()
+            for chain in model.chains.values():
+                wanted = [(i, r) for i, r in enumerate(chain.rules) if r.jumps_to in ("DROP", "REJECT")]
+                if not wanted and chain.policy != "DROP":
+                    continue
+                kernel_chain = iptc.Chain(table, chain.name)
+                rules = kernel_chain.rules
+                for i, r in wanted:
+                    if i < len(rules):
+                        out[(model.name, chain.name, r.render())] = rules[i].get_counters()[0]
+                if chain.policy == "DROP":
+                    out[(model.name, chain.name, "policy")] = kernel_chain.get_counters()[0]
+    return out

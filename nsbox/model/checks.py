@@ -17,12 +17,22 @@ class ReachCheck:
     port: int | None = None
     allow: bool = True
     seen_from: str | None = None  # the server must see this source address
+    # deny checks: the rule that must drop the probe, as (node, table, chain, spec);
+    # spec is the rule as the recipe wrote it, or "policy" for the chain's policy.
+    dropped_by: tuple[str, str, str, str] | None = None
 
     @property
     def expected(self) -> str:
         if self.allow and self.seen_from:
             return f"allow, seen from {self.seen_from}"
+        if self.dropped_by:
+            return f"deny, dropped by {describe_rule(self.dropped_by)}"
         return "allow" if self.allow else "deny"
+
+
+def describe_rule(rule: tuple[str, str, str, str]) -> str:
+    node, table, chain, spec = rule
+    return f"{node} {table} {chain} policy" if spec == "policy" else f"{node} {table} -A {chain} {spec}"
 
 
 @dataclass(frozen=True)

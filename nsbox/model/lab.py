@@ -192,12 +192,17 @@ class Lab:
 
     # -- expectations --
     def expect(self, src: str, dst: str, proto: Literal["icmp", "tcp", "udp", "http"], port: int | None = None,
-               *, allow: bool = True, seen_from: str | None = None, name: str | None = None) -> ReachCheck:
+               *, allow: bool = True, seen_from: str | None = None, name: str | None = None,
+               dropped_by: tuple[str, str, str, str] | None = None) -> ReachCheck:
         """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
 
-        seen_from: the source address the server must have seen (proves NAT)."""
+        seen_from: the source address the server must have seen (proves NAT).
+        dropped_by: (node, table, chain, rule spec or "policy"): the deny must be that
+        rule's doing -- its packet counter rises while the probe is dropped."""
+        if dropped_by is not None:
+            dropped_by = tuple(dropped_by)  # type: ignore[assignment]
         check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
-                           name=name or _reach_name(src, dst, proto, port))
+                           name=name or _reach_name(src, dst, proto, port), dropped_by=dropped_by)
         self._add_check(check)
         return check
 

@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nsbox.errors import KernelError
-from nsbox.kernel import conntrack
+from nsbox.kernel import conntrack, iptables
 from nsbox.kernel.realize import Realized
 from nsbox.model import ConntrackCheck, ReachCheck
+from nsbox.model.checks import describe_rule
+from nsbox.model.rules import parse_rule
 from nsbox.verify.probes import ProbeResult, probe
 from nsbox.verify.results import CheckResult
 from nsbox.verify.servers import ServerSet
@@ -48,10 +50,16 @@ def start_servers(built: Realized) -> ServerSet:
 def verify(built: Realized, servers: ServerSet, timing: Timing = Timing()) -> list[CheckResult]:
     lab = built.lab
     reach = [c for c in lab.checks if isinstance(c, ReachCheck)]
+    concurrent = [c for c in reach if c.dropped_by is None]
     probes: dict[str, ProbeResult] = {}
     with ThreadPoolExecutor(max_workers=timing.workers, thread_name_prefix="nsbox-probe") as pool:
-        futures = [pool.submit(_run_reach, built, servers, c, timing) for c in reach]
-        outcomes = [f.result() for f in futures]
+        futures = [pool.submit(_run_reach, built, servers, c, timing) for c in concurrent]
+        done = dict(zip((c.name for c in concurrent), (f.result() for f in futures)))
+    # Checks that read rule counters run one at a time: no other probe may move them.
+    for c in reach:
+        if c.dropped_by is not None:
+            done[c.name] = _run_dropped(built, servers, c, timing)
+    outcomes = [done[c.name] for c in reach]
     results: dict[str, CheckResult] = {}
     for check, (result, last) in zip(reach, outcomes):
         results[check.name] = result
@@ -80,6 +88,36 @@ def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timin
         detail += f" from {p.local[0]}:{p.local[1]}"
     if seen:
         detail += f"; server saw {seen[0]}:{seen[1]}"
+    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
+                       round((time.monotonic() - start) * 1000, 1)), p
+
+
+def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
+    """A deny check that names the rule that must drop it: the kernel's packet
+    counters of the node's DROP rules and policies, read before and after the probe."""
+    node, table, chain, spec = c.dropped_by  # type: ignore[misc]
+    firewall = built.lab.nodes[node].firewall
+    want = (table, chain, "policy" if spec == "policy" else parse_rule(spec).render())
+    _, dst_ip = built.lab.resolve(c.dst)
+    start = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        before = iptables.drop_counters(built.path(node), firewall)
+        p = probe(c.proto, built.path(c.src), dst_ip, c.port, timing.probe_timeout)
+        after = iptables.drop_counters(built.path(node), firewall)
+        rose = [k for k, v in after.items() if v > before.get(k, 0)]
+        if p.reachable:
+            observed = "allow"
+        elif rose:
+            observed = "deny, dropped by " + "; ".join(describe_rule((node, *k)) for k in rose)
+        else:
+            observed = f"deny, but no DROP rule of {node} counted it"
+        passed = not p.reachable and want in rose
+        if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
+            break
+        time.sleep(timing.interval)
+    detail = f"{p.detail} to {dst_ip}" + (f":{c.port}" if c.port else "")
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
                        round((time.monotonic() - start) * 1000, 1)), p
 

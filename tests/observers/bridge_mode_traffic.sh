@@ -21,8 +21,11 @@ probe curl-c1-source  ip netns exec "$c1" curl -s -m 5 http://203.0.113.1/source
 probe curl-host-c1    curl -s -m 5 http://172.17.0.2/host
 # conntrack in the host (this script runs in the host node) after those connections
 probe conntrack-host  conntrack -L -p tcp --dport 80
-# the outside has no route to the bridge: this must fail
+# the outside routes 172.17.0.0/16 via the host (direct routing): the rules must stop it
+probe route-internet   ip netns exec "$internet" ip -j route show
 probe curl-internet-c1 ip netns exec "$internet" curl -s -m 2 http://172.17.0.2/
+# and the kernel's own accounting of which rule dropped it (legacy xtables: iptc writes there)
+probe raw-counters     iptables-legacy-save -c -t raw
 
 echo "bridge_mode_traffic: done"
 touch "$out/traffic.done"
