@@ -15,6 +15,9 @@ UPLINK = "203.0.113.2"      # the Docker host's address on the outside network
 UPSTREAM = "203.0.113.1"    # the node "internet": the host's upstream router
 
 
+MATRIX_MAX = 16             # containers in the all-pairs matrix (see build)
+
+
 def container_ip(i: int) -> str:
     """Docker hands out .2, .3, ... in order (i counts from 1)."""
     n = i + 1
@@ -83,6 +86,13 @@ def build(lab: Lab, containers: int) -> None:
     nat.append("PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER")
     nat.append("OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER")
     nat.append("POSTROUTING", f"-s {SUBNET} ! -o docker0 -j MASQUERADE")
+
+    # icc=true: every container reaches every other one (all ordered pairs). Capped
+    # at MATRIX_MAX: the kernel's ARP table is shared by all namespaces (gc_thresh3 =
+    # 1024 entries by default, settable only on the real host), and an all-pairs
+    # matrix on one bridge needs N*(N-1) of them at once.
+    members = [f"c{i}" for i in range(1, min(containers, MATRIX_MAX) + 1)]
+    lab.expect_matrix(members, "tcp", 7, name="tcp/7 containers")
 
     # What Docker promises, proven with traffic.
     lab.expect("c1", "c2", "icmp")
