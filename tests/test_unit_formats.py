@@ -122,9 +122,10 @@ def test_ktap_all_skipped_and_empty():
 
 def test_ktap_artifacts_are_a_diagnostic():
     c = reach("tcp/80 c1->web", passed=False)
-    c.artifacts = ["/tmp/a/conntrack.txt", "/tmp/a/capture.pcap"]  # added by the failure-artifacts work
-    doc = ktap_parser.parse(ktap.render([RecipeResult("r", "fail", checks=[c])]))
+    c.artifacts = ["/tmp/a/conntrack.txt", "/tmp/a/capture.pcap"]
+    doc = ktap_parser.parse(ktap.render([RecipeResult("r", "fail", checks=[c], artifacts_dir="/tmp/a")]))
     assert "artifacts: /tmp/a/conntrack.txt /tmp/a/capture.pcap" in doc.tests[0].subtests.tests[0].diagnostics
+    assert "artifacts_dir: /tmp/a" in doc.tests[0].subtests.diagnostics
 
 
 def test_ktap_parser_rejects_what_the_grammar_forbids():
@@ -199,9 +200,10 @@ def test_junit_escapes_markup_and_drops_characters_xml_cannot_hold(tmp_path, sch
 def test_junit_points_to_artifacts(tmp_path, schema):
     c = reach("tcp/80 c1->web", passed=False)
     c.artifacts = ["/tmp/a/conntrack.txt", "/tmp/a/capture.pcap"]
-    r = RecipeResult("r", "fail", checks=[c])
+    r = RecipeResult("r", "fail", checks=[c], artifacts_dir="/tmp/a")
     schema.validate(junit.render([r]))
     [suite] = junit_doc([r], tmp_path)
+    assert {p.name: p.value for p in suite.properties()} == {"artifacts_dir": "/tmp/a"}
     [case] = suite
     assert "[[ATTACHMENT|/tmp/a/conntrack.txt]]" in case.system_out
     assert "[[ATTACHMENT|/tmp/a/capture.pcap]]" in case.system_out

@@ -53,15 +53,18 @@ def _check_case(suite: ET.Element, r: RecipeResult, c: CheckResult) -> None:
     if c.attempts > 1:
         lines.append(f"after {c.attempts} probes")
     # Jenkins' junit-attachments convention: one [[ATTACHMENT|path]] per file, in system-out.
-    lines += [f"[[ATTACHMENT|{path}]]" for path in getattr(c, "artifacts", None) or []]
+    lines += [f"[[ATTACHMENT|{path}]]" for path in c.artifacts]
     ET.SubElement(case, "system-out").text = _text("\n".join(ln for ln in lines if ln))
 
 
 def _suite(r: RecipeResult) -> ET.Element:
     suite = ET.Element("testsuite", name=_text(r.recipe))
-    if r.description:
-        props = ET.SubElement(suite, "properties")
-        ET.SubElement(props, "property", name="description", value=_text(r.description))
+    props = {"description": r.description, "artifacts_dir": r.artifacts_dir or ""}
+    if any(props.values()):
+        el = ET.SubElement(suite, "properties")
+        for name, value in props.items():
+            if value:
+                ET.SubElement(el, "property", name=name, value=_text(value))
     failures = errors = skipped = tests = 0
     if r.status == "skip":
         case = _case(suite, r.recipe, r.recipe, r.duration_s)

@@ -43,9 +43,8 @@ def _check_lines(n: int, c: CheckResult) -> list[str]:
              + (f" (after {c.attempts} probes)" if c.attempts > 1 else "")]
     if c.detail:
         lines.append(f"# {_one_line(c.detail)}")
-    artifacts = getattr(c, "artifacts", None) or []
-    if artifacts:
-        lines.append("# artifacts: " + " ".join(artifacts))
+    if c.artifacts:
+        lines.append("# artifacts: " + " ".join(c.artifacts))
     lines.append(f"{'ok' if c.passed else 'not ok'} {n} {description(c.name)}")
     return lines
 
@@ -62,7 +61,8 @@ def _recipe_block(r: RecipeResult, totals: dict[str, int]) -> list[str]:
         n += 1
         body.append(f"not ok {n} {error_case_name(r)} # ERROR {_one_line(r.error)}")
         totals["error"] += 1
-    return [VERSION, f"1..{n}", *body]
+    head = [f"# artifacts_dir: {r.artifacts_dir}"] if r.artifacts_dir else []
+    return [VERSION, f"1..{n}", *head, *body]
 
 
 def render(results: list[RecipeResult]) -> str:
