@@ -217,8 +217,10 @@ def clean_cmd(dry_run: bool) -> None:
 @main.command("run")
 @click.argument("recipes", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Run every recipe (those that cannot run here are skipped).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "ktap"]), default="text",
+              show_default=True, help="Report format: text for people; json, junit (JUnit XML) or ktap (KTAP v1) for CI.")
+@click.option("--output", "output", metavar="FILE",
+              help="Write the report to FILE (replaced atomically) instead of stdout.")
 @click.option("--on-host", is_flag=True,
               help="Build in the real host's namespaces (named, visible to `ip netns`) instead of a sandbox. Needs root.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter, e.g. containers=200.")
@@ -230,8 +232,9 @@ def clean_cmd(dry_run: bool) -> None:
               help="Before teardown, run CMD with sh inside the host node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
-def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, on_host: bool, sets: tuple[str, ...],
-            recipe_dirs: tuple[str, ...], timeout: float, then: str | None, artifacts: str | None) -> None:
+def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
+            sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, then: str | None,
+            artifacts: str | None) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -245,6 +248,10 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, on_host: bool, se
         if artifacts is not None:  # absolute: the same path inside the sandbox and out
             from nsbox.artifacts.target import prepare_dir
             artifacts = prepare_dir(artifacts, sandboxed=not on_host)
+        if output is not None:
+            from nsbox.report.output import check_output_path
+
+            output = check_output_path(output, sandboxed=not on_host)
         if on_host:
             if os.geteuid() != 0:
                 raise UsageError("--on-host builds in the real host's namespaces and needs root")
@@ -258,7 +265,7 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, on_host: bool, se
         _refuse_what_the_kernel_would(labs)
     except NsboxError as e:
         _fail(e)
-    _run(labs, fmt, on_host, timeout, then, artifacts)
+    _run(labs, fmt, on_host, timeout, then, artifacts, output)
 
 
 def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
@@ -272,23 +279,24 @@ def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
-         artifacts: str | None = None) -> None:
+         artifacts: str | None = None, output: str | None = None) -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
-    from nsbox.report import json_report, text
+    from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
     from nsbox.verify.results import exit_code
     from nsbox.verify.verifier import Timing
 
     opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=max(4.0, 4 * timeout)),
-                      then=then, then_stdout_to_stderr=(fmt == "json"), artifacts_dir=artifacts)
+                      then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
+                      artifacts_dir=artifacts)
     results = []
     try:
         for lab in labs:
             results.append(run_lab(lab, opts))
     except NsboxError as e:
         _fail(e)
-    if fmt == "json":
-        click.echo(json_report.render(results))
-    else:
-        text.print_report(results)
+    try:
+        report_output.emit(results, fmt, output)
+    except NsboxError as e:
+        _fail(e)
     sys.exit(exit_code(results))

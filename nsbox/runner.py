@@ -69,7 +69,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
                 _collect_artifacts(built, result, opts)  # the lab is still live: servers up, not torn down
             if opts.then:
                 then_start = time.monotonic()
-                _run_then(built, result, opts)
+                result.then_status = _run_then(built, result, opts)
                 start += time.monotonic() - then_start  # the user's time is not the recipe's
         finally:
             servers.close()
@@ -99,8 +99,11 @@ def _collect_artifacts(built: Realized, result: RecipeResult, opts: RunOptions) 
         print(f"nsbox: warning: artifacts of {built.lab.name} not written: {e}", file=sys.stderr)
 
 
-def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> None:
-    """Let the user (or a test) look at the live lab from inside the host node."""
+def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
+    """Let the user (or a test) look at the live lab from inside the host node.
+
+    Returns the command's exit status as a shell reports it (128+N if signal N
+    ended it); results.exit_code() passes it through when no check failed."""
     passed = sum(c.passed for c in result.checks)
     print(f"nsbox: {built.lab.name}: {passed} of {len(result.checks)} checks passed; the lab is up. "
           f"Running {opts.then!r} in node {HOST} (netns {built.netns_names()[HOST]}; "
@@ -116,8 +119,10 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> None:
             tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
             tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
     done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
-    if done.returncode != 0:
-        print(f"nsbox: warning: --then exited with status {done.returncode}", file=sys.stderr)
+    status = done.returncode if done.returncode >= 0 else 128 - done.returncode
+    if status != 0:
+        print(f"nsbox: --then exited with status {status}", file=sys.stderr)
+    return status
 
 
 @contextmanager

@@ -9,9 +9,12 @@ from rich.console import Console
 from nsbox.report import json_report, text
 from nsbox.verify.results import CheckResult, RecipeResult, exit_code, summarize
 
-CHECK_KEYS = {"name", "kind", "expected", "observed", "passed", "detail", "attempts", "duration_ms", "artifacts"}
+CHECK_KEYS = {"name", "kind", "expected", "observed", "passed", "detail", "attempts", "duration_ms", "artifacts",
+              "src", "dst", "dst_ip", "proto", "port", "local", "seen", "node"}
 RESULT_KEYS = {"recipe", "status", "duration_s", "skip_reason", "error", "description", "checks",
-               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms", "artifacts_dir"}
+               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms", "artifacts_dir", "then_status"}
+STRUCTURED_NONE = {"src": None, "dst": None, "dst_ip": None, "proto": None, "port": None, "local": None,
+                   "seen": None, "node": None}
 
 
 def passed_check(name="icmp c1->c2"):
@@ -67,7 +70,7 @@ def test_summarize_counts_each_status():
 
 def test_json_shape():
     doc = json.loads(json_report.render([passing(), failing(), skipped()]))
-    assert set(doc) == {"results", "summary"}
+    assert set(doc) == {"schema_version", "results", "summary"}
     assert doc["summary"] == {"pass": 1, "fail": 1, "skip": 1}
     assert [r["recipe"] for r in doc["results"]] == ["bridge-mode", "broken", "macvlan"]
     for r in doc["results"]:
@@ -87,7 +90,8 @@ def test_json_values():
     assert ok["skip_reason"] is None
     assert ok["namespaces"] == {"host": "host", "c1": "c1"}
     assert ok["checks"] == [{"name": "icmp c1->c2", "kind": "reach", "expected": "allow", "observed": "allow",
-                             "passed": True, "detail": "3 ms", "attempts": 1, "duration_ms": 3.2, "artifacts": []}]
+                             "passed": True, "detail": "3 ms", "attempts": 1, "duration_ms": 3.2, "artifacts": [],
+                             **STRUCTURED_NONE}]
     assert [c["passed"] for c in bad["checks"]] == [True, False]
     assert bad["checks"][1]["expected"] == "deny" and bad["checks"][1]["observed"] == "allow"
     assert skip["skip_reason"] == "kernel lacks ipvlan"
@@ -95,7 +99,8 @@ def test_json_values():
 
 
 def test_json_of_nothing():
-    assert json.loads(json_report.render([])) == {"results": [], "summary": {"pass": 0, "fail": 0, "skip": 0}}
+    assert json.loads(json_report.render([])) == {"schema_version": 1, "results": [],
+                                                  "summary": {"pass": 0, "fail": 0, "skip": 0}}
 
 
 # -- text --

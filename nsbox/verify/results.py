@@ -1,4 +1,8 @@
-"""Verdicts, as the reports read them."""
+"""Verdicts, as the reports read them.
+
+The JSON report (`--format json`, schema_version 1) is these dataclasses as
+they are; every field is documented where it is declared.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,43 @@ from typing import Literal
 Status = Literal["pass", "fail", "skip"]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """An address and port as one side of a connection saw it."""
+
+    ip: str
+    port: int
+
+
 @dataclass
 class CheckResult:
+    """One check.
+
+    name         the check's name, unique within its recipe ("tcp/7 c1->c2")
+    kind         "reach" (traffic was sent) or "conntrack" (a conntrack table was read)
+    expected     what the recipe expects, as text: "allow", "deny", "allow, seen from IP",
+                 "entry, reply to IP"
+    observed     what happened, in the same words ("deny", "allow, seen from IP", "no entry",
+                 "not checked", ...)
+    passed       observed agrees with expected
+    detail       one line for people: how the probe ended, addresses, the conntrack entry
+    attempts     probes sent (more than 1 only while observed differed from expected)
+    duration_ms  time spent on this check, probes and waits included
+    artifacts    files that explain a failure (with --artifacts), else []
+
+    Structured fields (schema_version 1; null where they do not apply):
+    src          the node the probe left from (for conntrack: of the connection looked up)
+    dst          the node that owns the destination address
+    dst_ip       the address the probe targeted
+    proto        "icmp", "tcp", "udp" or "http"
+    port         the destination port (null for icmp)
+    local        {"ip", "port"}: the source address and port the probe's socket used
+                 (null for icmp, and when the connection did not happen)
+    seen         {"ip", "port"}: the peer address the server saw for this very probe
+                 (differs from local when NAT rewrote the source; null when not recorded)
+    node         conntrack checks: the node whose conntrack table was read
+    """
+
     name: str
     kind: Literal["reach", "conntrack"]
     expected: str
@@ -19,6 +58,14 @@ class CheckResult:
     attempts: int = 1
     duration_ms: float = 0.0
     artifacts: list[str] = field(default_factory=list)  # files that explain a failure (--artifacts)
+    src: str | None = None
+    dst: str | None = None
+    dst_ip: str | None = None
+    proto: str | None = None
+    port: int | None = None
+    local: Endpoint | None = None
+    seen: Endpoint | None = None
+    node: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -26,6 +73,22 @@ class CheckResult:
 
 @dataclass
 class RecipeResult:
+    """One recipe's run.
+
+    recipe       the recipe's name
+    status       "pass", "fail" (a check failed, or `error` is set) or "skip"
+    duration_s   wall time of the recipe, feature probes to teardown (a --then command excluded)
+    skip_reason  why a skipped recipe could not run here (a missing kernel feature or tool)
+    error        a build, kernel or teardown error that stopped the recipe, else null
+    description  the recipe's one-line description
+    checks       the CheckResults, in the recipe's order
+    namespaces   node -> the netns name it had while the lab existed
+    build_ms, teardown_ms, verify_ms  time to realize, to tear down, to run the checks
+    matrices     all-pairs truth tables (nsbox/verify/matrix.py tables())
+    artifacts_dir  where --artifacts put this run's files, else null
+    then_status  the exit status of the --then command (128+N if signal N ended it), else null
+    """
+
     recipe: str
     status: Status
     duration_s: float = 0.0
@@ -39,6 +102,7 @@ class RecipeResult:
     matrices: list[dict] = field(default_factory=list)  # verify/matrix.py tables()
     verify_ms: float = 0.0
     artifacts_dir: str | None = None  # where --artifacts put this run's files (README.txt there)
+    then_status: int | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -52,9 +116,16 @@ def summarize(results: list[RecipeResult]) -> dict[str, int]:
 
 
 def exit_code(results: list[RecipeResult]) -> int:
-    """0 all passed, 1 a check failed, 4 everything skipped (kselftest's convention)."""
+    """0 all passed, 1 a check failed, 4 everything skipped (kselftest's convention).
+
+    With --then: a failed check still wins (exit 1, the more important news);
+    otherwise the first non-zero exit status of a --then command, in recipe order,
+    becomes nsbox's, so `nsbox run LAB --then 'my-test.sh'` fails when the test does."""
     if any(r.status == "fail" for r in results):
         return 1
+    then = next((r.then_status for r in results if r.then_status), None)
+    if then:
+        return then
     if results and all(r.status == "skip" for r in results):
         return 4
     return 0

@@ -19,7 +19,7 @@ from nsbox.model import ConntrackCheck, ReachCheck
 from nsbox.model.checks import describe_rule
 from nsbox.model.rules import parse_rule
 from nsbox.verify.probes import ProbeResult, probe
-from nsbox.verify.results import CheckResult
+from nsbox.verify.results import CheckResult, Endpoint
 from nsbox.verify.servers import ServerSet
 
 
@@ -89,7 +89,9 @@ def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timin
     if seen:
         detail += f"; server saw {seen[0]}:{seen[1]}"
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
-                       round((time.monotonic() - start) * 1000, 1)), p
+                       round((time.monotonic() - start) * 1000, 1),
+                       src=c.src, dst=built.lab.resolve(c.dst)[0].name, dst_ip=dst_ip, proto=c.proto, port=c.port,
+                       local=Endpoint(*p.local) if p.local else None, seen=Endpoint(*seen) if seen else None), p
 
 
 def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
@@ -139,7 +141,7 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     p = probes[c.of]
     if not p.reachable or p.local is None:
         return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
-                           f"{c.of!r} did not connect, so there is no connection to look up")
+                           f"{c.of!r} did not connect, so there is no connection to look up", **_conn_fields(built, c, of, p))
     _, dst_ip = built.lab.resolve(of.dst)
     l4 = "udp" if of.proto == "udp" else "tcp"
     entries = conntrack.dump(built.path(c.node))
@@ -149,7 +151,14 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     if not match:
         return CheckResult(c.name, "conntrack", c.expected, "no entry", False,
                            f"{len(entries)} entries in {c.node}, none for {l4} {p.local[0]}:{p.local[1]} -> "
-                           f"{dst_ip}:{of.port}", duration_ms=ms)
+                           f"{dst_ip}:{of.port}", duration_ms=ms, **_conn_fields(built, c, of, p))
     e = match[0]
     return CheckResult(c.name, "conntrack", c.expected, f"entry, reply to {e.reply.dst}", e.reply.dst == c.reply_dst,
-                       e.render(), duration_ms=ms)
+                       e.render(), duration_ms=ms, **_conn_fields(built, c, of, p))
+
+
+def _conn_fields(built: Realized, c: ConntrackCheck, of: ReachCheck, p: ProbeResult) -> dict:
+    """The structured fields of a conntrack check: those of the connection it looks up."""
+    owner, dst_ip = built.lab.resolve(of.dst)
+    return {"src": of.src, "dst": owner.name, "dst_ip": dst_ip, "proto": of.proto, "port": of.port,
+            "local": Endpoint(*p.local) if p.local else None, "node": c.node}
