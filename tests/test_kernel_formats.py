@@ -112,8 +112,9 @@ def test_json_structured_fields_from_a_real_run(nsbox):
     assert nat["local"]["port"] == nat["seen"]["port"], "MASQUERADE kept the source port"
     ct = checks["conntrack host: http c1->internet (NAT)"]
     assert ct["node"] == "host" and ct["local"] == nat["local"]
-    deny = checks["tcp/80 internet->c2"]
-    assert deny["observed"] == "deny" and deny["local"] is None and deny["seen"] is None
+    deny = checks["tcp/80 internet->c2 (direct routing)"]
+    assert deny["observed"].startswith("deny, dropped by host raw") and deny["seen"] is None
+    assert (deny["src"], deny["dst"], deny["dst_ip"], deny["port"]) == ("internet", "c2", "172.17.0.3", 80)
 
 
 def test_a_failing_lab_reads_not_ok_and_failure_and_exits_1(nsbox, tmp_path, schema, no_route_dir):

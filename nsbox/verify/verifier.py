@@ -121,7 +121,9 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
         time.sleep(timing.interval)
     detail = f"{p.detail} to {dst_ip}" + (f":{c.port}" if c.port else "")
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
-                       round((time.monotonic() - start) * 1000, 1)), p
+                       round((time.monotonic() - start) * 1000, 1),
+                       src=c.src, dst=built.lab.resolve(c.dst)[0].name, dst_ip=dst_ip, proto=c.proto, port=c.port,
+                       local=Endpoint(*p.local) if p.local else None), p
 
 
 def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None) -> tuple[str, bool]:
