@@ -152,7 +152,7 @@ def _interpreter_start_up(rc: int, sig: int, stderr: str) -> bool:
     """The signal came while Python itself was starting, before nsbox's first line:
     SIGTERM/SIGHUP kill it (a shell shows 128+N), a SIGINT during `import site` is
     Python's own 'Fatal Python error' (exit 1). No nsbox code is in the traceback."""
-    if "/nsbox/" in stderr:
+    if f'File "{REPO / "nsbox"}/' in stderr:  # a frame of nsbox's own code
         return False
     return rc == -sig or (sig == signal.SIGINT and rc == 1 and "Fatal Python error: init_" in stderr)
 
