@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from nsbox import tools
+from nsbox.signals import deferred
 from nsbox.errors import KernelError
 from nsbox.kernel import features, netns, onhost
 from nsbox.kernel.onhost import JOURNAL_DIR
@@ -125,16 +123,7 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     return status
 
 
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends: a second signal must
-    not cut teardown short. Pending signals are delivered afterwards."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+signals_deferred = deferred  # the name the pytest plugin imports
 
 
 def remove_empty(path: str) -> None:

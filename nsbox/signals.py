@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -83,3 +85,14 @@ def end_cleanly_on_signals() -> None:
     sys.unraisablehook = _unraisable
     for sig in ENDING:
         signal.signal(sig, _on_signal)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends (teardown, or a step
+    that must not be cut in half). Pending signals are delivered afterwards."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(ENDING))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -126,7 +126,7 @@ def _write_summary(root: str, built: Realized, entries: list[_Entry], seconds: f
         lines.append(f"FAIL  {r.name}: expected {r.expected}, observed {r.observed}")
         if r.detail:
             lines.append(f"      {r.detail}")
-        lines.append(f"      namespaces: " + ", ".join(f"{n} (netns {names[n]})" for n in e.nodes))
+        lines.append("      namespaces: " + ", ".join(f"{n} (netns {names[n]})" for n in e.nodes))
         if e.capture.get("probe"):
             lines.append(f"      capture: {e.capture['probe']}; filter '{e.capture['filter']}'")
             for c in e.capture["files"]:

@@ -18,7 +18,6 @@ import ctypes
 import os
 import re
 import secrets
-import signal
 import socket
 import stat
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 from nsbox.errors import KernelError
+from nsbox.signals import deferred
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
@@ -89,7 +89,7 @@ def create(name: str, record: Callable[[Pin], None] = lambda pin: None) -> str:
     path = netns_path(name)
     with scratch():
         ns = os.stat("/proc/thread-self/ns/net")
-        with _signals_held():  # Ctrl-C between creating the file and recording it would leak it
+        with deferred():  # Ctrl-C between creating the file and recording it would leak it
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
             except FileExistsError:
@@ -140,16 +140,6 @@ def remove(pin: Pin) -> str | None:
         return None
     return (f"{pin.path} is no longer this lab's namespace (inode {st.st_ino}, recorded {pin.ino}); "
             f"left alone")
-
-
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _lstat(path: str) -> os.stat_result | None:
