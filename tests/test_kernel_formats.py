@@ -168,3 +168,41 @@ def test_then_exit_status_passes_through(nsbox, no_route_dir):
                        "--then", "exit 3", "--format", "json")
     assert failed.returncode == 1, failed.describe()
     assert failed.result["then_status"] == 3
+
+
+def test_run_all_with_a_skipped_recipe_in_every_format(nsbox, tmp_path, schema):
+    """`nsbox run --all` over the shipped recipes plus one this kernel cannot run (it
+    needs 802.1q VLANs, which this machine lacks): a pass, a skip with its reason."""
+    d = tmp_path / "recipes"
+    d.mkdir()
+    (d / "needs_vlan.py").write_text(textwrap.dedent('''
+        from nsbox.recipe import recipe
+
+        @recipe("needs-vlan")
+        def build(lab):
+            """Needs 802.1q."""
+            lab.require("vlan")
+            a = lab.node("a")
+            lab.veth(a, "eth0", lab.host, "v0")
+            a.address("eth0", "10.98.0.2/24")
+            lab.host.address("v0", "10.98.0.1/24")
+            lab.expect("a", "host", "icmp")
+    '''))
+    from nsbox.kernel import features
+    if not features.missing(frozenset({"vlan"})):
+        pytest.skip("this kernel has 802.1q: the recipe would not be skipped")
+    junit = tmp_path / "all.xml"
+    run = nsbox.run("run", "--all", "--recipes", str(d), "--format", "junit", "--output", str(junit))
+    assert run.returncode == 0, run.describe()
+    schema.validate(str(junit))
+    suites = {s.name: s for s in junitparser.JUnitXml.fromfile(str(junit))}
+    assert set(suites) >= {"bridge-mode", "needs-vlan"}
+    assert suites["bridge-mode"].failures == 0 and suites["bridge-mode"].tests >= 8
+    assert suites["needs-vlan"].skipped == 1
+    ktap = nsbox.run("run", "--all", "--recipes", str(d), "--format", "ktap")
+    assert ktap.returncode == 0, ktap.describe()
+    doc = ktap_parser.parse(ktap.stdout)
+    by_name = {t.description: t for t in doc.tests}
+    assert by_name["bridge-mode"].verdict == "pass"
+    assert by_name["needs-vlan"].verdict == "skip" and "vlan" in by_name["needs-vlan"].reason
+    assert doc.totals()["skip"] == 1 and doc.totals()["fail"] == 0
