@@ -168,3 +168,22 @@ def test_text_fits_a_narrow_terminal_with_a_long_check_name():
 def test_text_fail_says_how_to_look_at_the_lab():
     assert "to look at the live lab: nsbox run broken --then bash" in render_text([failing()])
     assert "to look at the live lab" not in render_text([passing()])
+
+
+def test_text_report_ends_with_a_line_per_recipe_when_there_are_several():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from nsbox.report.text import print_report
+    from nsbox.verify.results import CheckResult, RecipeResult
+
+    ok = RecipeResult("bridge-mode", "pass", checks=[CheckResult("c", "reach", "allow", "allow", True)])
+    skipped = RecipeResult("needs-vlan", "skip", skip_reason="this kernel lacks vlan (Operation not supported)")
+    buf = StringIO()
+    print_report([ok, skipped], Console(file=buf, width=120, color_system=None))
+    tail = buf.getvalue().splitlines()[-4:]
+    assert tail[0] == "Summary"
+    assert tail[1].split()[:2] == ["PASS", "bridge-mode"] and "1 of 1 checks passed" in tail[1]
+    assert tail[2].split()[:2] == ["SKIP", "needs-vlan"] and "lacks vlan" in tail[2]
+    assert tail[3] == "1 passed, 0 failed, 1 skipped"

@@ -45,6 +45,15 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
         if r.status == "fail" and r.checks:
             out.print(f"  [dim]to look at the live lab: nsbox run {escape(r.recipe)} --then bash[/]")
         out.print()
+    if len(results) > 1:
+        # Every recipe on one line, so a long --all run ends with what matters.
+        width = max(len(r.recipe) for r in results)
+        out.print("[bold]Summary[/]")
+        for r in results:
+            what = (r.skip_reason or "" if r.status == "skip"
+                    else f"{sum(c.passed for c in r.checks)} of {len(r.checks)} checks passed in {r.duration_s:.1f} s")
+            out.print(f"  {_STATUS[r.status]}  {escape(r.recipe.ljust(width))}  {escape(what)}")
+        out.print()
     s = summarize(results)
     out.print(f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped")
 
