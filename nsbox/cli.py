@@ -74,8 +74,10 @@ def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[s
             raise UsageError(f"no recipe given has a parameter {key!r} (parameters: {', '.join(choices) or 'none'})")
     labs = []
     for r in recipes:
-        lab = r.build({k: v for k, v in sets.items() if any(p.name == k for p in r.params)})
+        own = {k: v for k, v in sets.items() if any(p.name == k for p in r.params)}
+        lab = r.build(own)
         lab.source = r.path  # type: ignore[attr-defined]
+        lab.sets = own  # type: ignore[attr-defined]
         validate(lab)
         labs.append(lab)
     return labs
@@ -265,7 +267,33 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
         _refuse_what_the_kernel_would(labs)
     except NsboxError as e:
         _fail(e)
-    _run(labs, fmt, on_host, timeout, then, artifacts, output)
+    _run(labs, fmt, on_host, timeout, then, artifacts, output,
+         rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs))
+
+
+def _rerun_flags(on_host: bool, timeout: float, recipe_dirs: tuple[str, ...]) -> list[str]:
+    flags = ["--on-host"] if on_host else []
+    if timeout != 1.0:
+        flags += ["--timeout", f"{timeout:g}"]
+    for d in recipe_dirs:
+        flags += ["--recipes", os.path.abspath(d)]
+    return flags
+
+
+def rerun_command(lab: Lab, flags: list[str]) -> str:
+    """The command that rebuilds LAB as this run did and opens a shell in it."""
+    import shlex
+
+    from nsbox import recipe
+
+    argv = ["nsbox", "run", lab.name]
+    for key, value in sorted(getattr(lab, "sets", {}).items()):
+        argv += ["--set", f"{key}={value}"]
+    argv += flags
+    source = getattr(lab, "source", "")
+    if source and "--recipes" not in flags and os.path.dirname(source) not in map(str, recipe.builtin_dirs()):
+        argv += ["--recipes", os.path.dirname(source)]
+    return " ".join(shlex.quote(a) for a in argv + ["--then", "bash"])
 
 
 def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
@@ -279,7 +307,7 @@ def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
-         artifacts: str | None = None, output: str | None = None) -> None:
+         artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None) -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
@@ -293,6 +321,7 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     try:
         for lab in labs:
             results.append(run_lab(lab, opts))
+            results[-1].rerun = rerun_command(lab, rerun_flags or [])
     except NsboxError as e:
         _fail(e)
     try:

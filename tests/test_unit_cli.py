@@ -287,3 +287,14 @@ def test_a_pattern_that_matches_nothing_is_refused():
 def test_run_needs_a_recipe_or_all():
     p = nsbox("run")
     assert p.returncode == 2 and "--all" in p.stderr
+
+
+def test_rerun_hint_repeats_every_flag(tmp_path):
+    from nsbox.cli import rerun_command
+    from nsbox.model import Lab
+
+    lab = Lab("mx-fail")
+    lab.sets = {"n": "3"}
+    lab.source = str(tmp_path / "f.py")
+    assert rerun_command(lab, ["--on-host", "--timeout", "0.2"]) == (
+        f"nsbox run mx-fail --set n=3 --on-host --timeout 0.2 --recipes {tmp_path} --then bash")

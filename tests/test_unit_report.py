@@ -12,7 +12,7 @@ from nsbox.verify.results import CheckResult, RecipeResult, exit_code, summarize
 CHECK_KEYS = {"name", "kind", "expected", "observed", "passed", "detail", "attempts", "duration_ms", "artifacts",
               "src", "dst", "dst_ip", "proto", "port", "local", "seen", "node"}
 RESULT_KEYS = {"recipe", "status", "duration_s", "skip_reason", "error", "description", "checks",
-               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms", "artifacts_dir", "then_status"}
+               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms", "artifacts_dir", "then_status", "rerun"}
 STRUCTURED_NONE = {"src": None, "dst": None, "dst_ip": None, "proto": None, "port": None, "local": None,
                    "seen": None, "node": None}
 

@@ -43,7 +43,7 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
         passed = sum(c.passed for c in r.checks)
         out.print(f"  {_STATUS[r.status]}  {passed} of {len(r.checks)} checks passed in {r.duration_s:.1f} s")
         if r.status == "fail" and r.checks:
-            out.print(f"  [dim]to look at the live lab: nsbox run {escape(r.recipe)} --then bash[/]")
+            out.print(f"  [dim]to look at the live lab: {escape(r.rerun or f'nsbox run {r.recipe} --then bash')}[/]")
         out.print()
     if len(results) > 1:
         # Every recipe on one line, so a long --all run ends with what matters.

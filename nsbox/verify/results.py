@@ -101,6 +101,7 @@ class RecipeResult:
     teardown_ms: float = 0.0
     matrices: list[dict] = field(default_factory=list)  # verify/matrix.py tables()
     verify_ms: float = 0.0
+    rerun: str = ""  # the command that rebuilds this lab as the run did, with --then bash
     artifacts_dir: str | None = None  # where --artifacts put this run's files (README.txt there)
     then_status: int | None = None
 
