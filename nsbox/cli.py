@@ -232,11 +232,13 @@ def clean_cmd(dry_run: bool) -> None:
               help="Seconds one probe waits; an expected deny costs this much.")
 @click.option("--then", "then", metavar="CMD",
               help="Before teardown, run CMD with sh inside the host node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
+@click.option("--iptables", "iptables_flavour", type=click.Choice(["auto", "nft", "legacy"]), default="auto",
+              show_default=True, help="Where rules go: auto = what this system's `iptables` is (nft on Debian 12).")
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
             sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, then: str | None,
-            artifacts: str | None) -> None:
+            iptables_flavour: str, artifacts: str | None) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -268,7 +270,7 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
     except NsboxError as e:
         _fail(e)
     _run(labs, fmt, on_host, timeout, then, artifacts, output,
-         rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs))
+         rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs), iptables_flavour=iptables_flavour)
 
 
 def _rerun_flags(on_host: bool, timeout: float, recipe_dirs: tuple[str, ...]) -> list[str]:
@@ -307,7 +309,8 @@ def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
-         artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None) -> None:
+         artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None,
+         iptables_flavour: str = "auto") -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
@@ -316,7 +319,7 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
 
     opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=max(4.0, 4 * timeout)),
                       then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
-                      artifacts_dir=artifacts)
+                      artifacts_dir=artifacts, iptables=iptables_flavour)
     results = []
     try:
         for lab in labs:

@@ -33,6 +33,7 @@ class RunOptions:
     then: str | None = None  # shell command run in the host node before teardown
     then_stdout_to_stderr: bool = False
     artifacts_dir: str | None = None  # absolute; failed checks leave state dumps and a capture here
+    iptables: str = "auto"  # where rules go: auto (the system's iptables), nft or legacy
 
 
 def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
@@ -48,7 +49,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
     t0 = time.monotonic()
     try:
-        built = realize(lab, prefix, journal)
+        built = realize(lab, prefix, journal, opts.iptables)
     except KernelError as e:  # realize has already undone what it built
         result.status = "fail"
         result.error = str(e)

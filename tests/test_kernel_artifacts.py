@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
-              pytest.mark.tools("ip", "unshare", "nsenter", "iptables-legacy-save", "conntrack", "tcpdump")]
+              pytest.mark.tools("ip", "unshare", "nsenter", "iptables-save", "conntrack", "tcpdump")]
 
 RECIPE = """
     from nsbox.recipe import Param, recipe
@@ -92,10 +92,10 @@ def test_drop_rule_is_named_by_the_rules_dump_and_the_capture(nsbox, recipes, tm
     run = run_broken(nsbox, recipes, out, "--set", "drop=true")
     assert run.result["artifacts_dir"] == str(out / "artifacts-demo")
     files = files_of(run, CHECK)
-    assert {"c1/route.json", "c2/addr.json", "host/iptables-legacy.txt", "host/conntrack.txt",
+    assert {"c1/route.json", "c2/addr.json", "host/iptables.txt", "host/conntrack.txt",
             "c1/capture-tcp-7_c1-c2.pcap", "c2/capture-tcp-7_c1-c2.pcap"} <= set(files)
-    # The cause, as iptables-legacy-save -c printed it in the host node: the DROP rule, which counted packets.
-    rules = files["host/iptables-legacy.txt"].read_text().splitlines()
+    # The cause, as iptables-save -c printed it in the host node: the DROP rule, which counted packets.
+    rules = files["host/iptables.txt"].read_text().splitlines()
     drops = [ln for ln in rules if ln.endswith("-A FORWARD -d 10.77.2.2/32 -p tcp -m tcp --dport 7 -j DROP")]
     assert len(drops) == 1, rules
     packets = int(drops[0][1:].split(":", 1)[0])
@@ -106,7 +106,7 @@ def test_drop_rule_is_named_by_the_rules_dump_and_the_capture(nsbox, recipes, tm
     # The check that passed has no artifacts; the README points a person at the failed one's files.
     assert run.checks()["icmp c1->c2"]["artifacts"] == []
     readme = (out / "artifacts-demo" / "README.txt").read_text()
-    assert f"FAIL  {CHECK}" in readme and "host/iptables-legacy.txt" in readme
+    assert f"FAIL  {CHECK}" in readme and "host/iptables.txt" in readme
     assert "icmp c1->c2" not in readme
 
 

@@ -2,7 +2,7 @@
 
 1. nsbox's own verdict (the JSON report).
 2. Independent observers: tests/observers/dump_lab.sh and bridge_mode_traffic.sh,
-   run by `--then` inside the live lab, ask the real tools (ip, iptables-legacy-save,
+   run by `--then` inside the live lab, ask the real tools (ip, iptables-save,
    sysctl, ping, curl, conntrack) what the kernel holds; the tests below judge
    what they wrote. The expected iptables rules are written out by hand from
    shared/reference/dataplane.md section 1a (Docker 29, iptables backend), not
@@ -27,7 +27,7 @@ from golden import docker29_rules
 pytestmark = [
     pytest.mark.kernel,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces, veth pairs and iptables rules"),
-    pytest.mark.tools("ip", "unshare", "nsenter", "iptables-legacy-save", "sysctl", "ping", "curl", "conntrack"),
+    pytest.mark.tools("ip", "unshare", "nsenter", "iptables-save", "sysctl", "ping", "curl", "conntrack"),
 ]
 
 MODES = ["sandbox", "on-host"]
@@ -307,13 +307,13 @@ def test_ip_forward_on_in_host(lab: Observed) -> None:
 
 @pytest.mark.parametrize("table", ["filter", "nat", "raw"])
 def test_iptables_matches_docker29(lab: Observed, table: str) -> None:
-    saved = parse_iptables_save(lab.text("host.iptables-legacy-save"))
-    assert table in saved, f"no *{table} in iptables-legacy-save:\n{lab.text('host.iptables-legacy-save')}"
+    saved = parse_iptables_save(lab.text("host.iptables-save"))
+    assert table in saved, f"no *{table} in iptables-save:\n{lab.text('host.iptables-save')}"
     assert saved[table] == docker29_rules(2)[table]
 
 
 def test_iptables_other_tables_hold_nothing(lab: Observed) -> None:
-    saved = parse_iptables_save(lab.text("host.iptables-legacy-save"))
+    saved = parse_iptables_save(lab.text("host.iptables-save"))
     for table in set(saved) - {"filter", "nat", "raw"}:
         assert all(re.fullmatch(r":[A-Z]+ ACCEPT", ln) for ln in saved[table]), (table, saved[table])
 
@@ -375,6 +375,6 @@ def test_twenty_container_addresses(lab20: Observed) -> None:
 
 
 def test_twenty_raw_guards(lab20: Observed) -> None:
-    saved = parse_iptables_save(lab20.text("host.iptables-legacy-save"))
+    saved = parse_iptables_save(lab20.text("host.iptables-save"))
     assert saved["raw"] == docker29_rules(20)["raw"]
     assert saved["filter"] == docker29_rules(20)["filter"]

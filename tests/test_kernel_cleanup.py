@@ -26,7 +26,7 @@ import pytest
 pytestmark = [
     pytest.mark.kernel,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces, veth pairs and iptables rules"),
-    pytest.mark.tools("ip", "unshare", "nsenter", "iptables-legacy-save", "conntrack"),
+    pytest.mark.tools("ip", "unshare", "nsenter", "iptables-save", "conntrack"),
 ]
 
 MODES = ["sandbox", "on-host"]

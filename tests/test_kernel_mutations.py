@@ -27,7 +27,7 @@ import pytest
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
-              pytest.mark.tools("iptables-legacy-save")]
+              pytest.mark.tools("iptables-save")]
 
 CHECK = "tcp/80 internet->c2 (direct routing)"
 MUTANT = """
@@ -83,7 +83,7 @@ def test_the_unmutated_recipe_passes_through_the_same_path(nsbox, tmp_path):
 
 def test_the_filter_layers_are_shadowed(nsbox, tmp_path):
     out = tmp_path / "save.txt"
-    run = nsbox.run("run", "bridge-mode", "--format", "json", "--then", f"iptables-legacy-save -c > {out}")
+    run = nsbox.run("run", "bridge-mode", "--format", "json", "--then", f"iptables-save -c > {out}")
     assert run.returncode == 0, run.describe()
     text = out.read_text()
     raw = re.search(r"^\[(\d+):\d+\] -A PREROUTING -d 172\.17\.0\.3/32 ! -i docker0 -j DROP$", text, re.M)

@@ -167,3 +167,16 @@ def test_other_conntrack_users_need_conntrack(table, spec):
     fw = Firewall()
     fw.table(table).append("PREROUTING", spec)   # parses fine: the bug is in needs_conntrack
     assert fw.needs_conntrack
+
+
+def test_restore_text_is_one_transaction_per_table():
+    from nsbox.kernel.iptables import restore_text
+    from nsbox.model import Firewall
+
+    fw = Firewall()
+    fw.table("nat").append("POSTROUTING", "-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE")
+    fw.table("filter").policy("FORWARD", "DROP")
+    text = restore_text(fw)
+    assert text.splitlines()[0] == "*nat" and text.count("COMMIT") == 2
+    assert "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE" in text
+    assert ":FORWARD DROP" in text

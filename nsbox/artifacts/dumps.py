@@ -32,8 +32,9 @@ DUMPS = (
     Dump("route6.json", ("ip", "-6", "-j", "route", "show", "table", "all"), "iproute2"),
     Dump("neigh.json", ("ip", "-j", "neigh", "show"), "iproute2"),
     Dump("ip-rule.json", ("ip", "-j", "rule", "show"), "iproute2"),
-    # nsbox writes the legacy xtables backend today; the nft view is kept too, for
-    # rules a recipe (or a future engine) put there.
+    # The system's `iptables` (where nsbox's rules go by default), and both backends
+    # by name: --iptables may have chosen the other one.
+    Dump("iptables.txt", ("iptables-save", "-c"), "iptables"),
     Dump("iptables-legacy.txt", ("iptables-legacy-save", "-c"), "iptables"),
     Dump("ip6tables-legacy.txt", ("ip6tables-legacy-save", "-c"), "iptables"),
     Dump("iptables-nft.txt", ("iptables-nft-save", "-c"), "iptables", optional=True),

@@ -1,8 +1,16 @@
-"""Write a node's Firewall model with python-iptables (legacy xtables backend).
+"""Write a node's Firewall model where the distribution's `iptables` looks.
 
-libiptc binds a table handle to the netns of the thread that initialises it,
-and iptc caches Table objects by name, so each table is refreshed after
-entering the node and committed once (one atomic replace per table).
+Two flavours share the iptables-save language the model is written in:
+
+- nft (Debian 12, Ubuntu 24.04: `iptables` is xtables-nft-multi): the node's
+  tables go through `iptables-nft-restore` in one atomic transaction, as dockerd
+  and kube-proxy apply theirs; plain `iptables -S` / `iptables-save` show them.
+- legacy (xtables): python-iptables writes them in-process (no fork per node).
+  libiptc binds a table handle to the netns of the thread that initialises it,
+  and iptc caches Table objects by name, so each table is refreshed after
+  entering the node and committed once (one atomic replace per table).
+
+`auto` picks what `iptables` resolves to on this system.
 """
 
 from __future__ import annotations
@@ -48,8 +56,42 @@ def _libxtables_error(e: BaseException) -> InstallError:
 _IPTC_ENV = ("PYTHON_IPTABLES_XTABLES_VERSION", "XTABLES_LIBDIR", "IPTABLES_LIBDIR")
 
 
-def apply(node: str, firewall: Firewall) -> None:
+FLAVOURS = ("auto", "nft", "legacy")
+
+
+def resolve_flavour(choice: str = "auto") -> str:
+    """nft or legacy: CHOICE, or for auto what the system's `iptables` is."""
+    from nsbox import tools
+
+    if choice in ("nft", "legacy"):
+        return choice
+    found = tools.find("iptables")
+    if found is None:
+        return "legacy"
+    target = os.path.realpath(found)
+    if "nft" in os.path.basename(target):
+        return "nft"
+    if "legacy" in os.path.basename(target):
+        return "legacy"
+    import subprocess
+
+    version = subprocess.run([found, "-V"], capture_output=True, text=True, check=False).stdout
+    return "nft" if "nf_tables" in version else "legacy"
+
+
+def restore_text(firewall: Firewall) -> str:
+    """The node's tables as iptables-restore input (what `nsbox explain` shows, too)."""
+    out = []
+    for model in firewall.used_tables():
+        out += [f"*{model.name}", *model.save_lines(), "COMMIT"]
+    return "\n".join(out) + "\n"
+
+
+def apply(node: str, firewall: Firewall, flavour: str = "legacy") -> None:
     """Apply FIREWALL to the netns the current thread is in."""
+    if flavour == "nft":
+        _restore(node, firewall)
+        return
     iptc = _iptc()
     for model in firewall.used_tables():
         try:
@@ -103,7 +145,21 @@ def _to_iptc(iptc, rule: Rule):
     return r
 
 
-def drop_counters(path: str, firewall: Firewall) -> dict[tuple[str, str, str], int]:
+def _restore(node: str, firewall: Firewall) -> None:
+    """One atomic iptables-nft-restore; a child forked from this thread starts in its netns."""
+    import subprocess
+
+    from nsbox import tools
+
+    prog = tools.find("iptables-nft-restore")
+    if prog is None:
+        raise InstallError("iptables-nft-restore is not installed (apt install iptables), or use --iptables legacy")
+    done = subprocess.run([prog], input=restore_text(firewall), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise KernelError(f"{node}: iptables-nft-restore: {' '.join(done.stderr.split()) or done.returncode}")
+
+
+def drop_counters(path: str, firewall: Firewall, flavour: str = "legacy") -> dict[tuple[str, str, str], int]:
     """Packet counters of every DROP/REJECT rule and DROP policy of FIREWALL, read in
     the netns at PATH: (table, chain, rule spec as rendered, or "policy") -> packets.
 
@@ -111,6 +167,8 @@ def drop_counters(path: str, firewall: Firewall) -> dict[tuple[str, str, str], i
     kernel in the model's order (apply() appends them one by one)."""
     from nsbox.kernel import netns
 
+    if flavour == "nft":
+        return _saved_drop_counters(path, firewall)
     iptc = _iptc()
     out: dict[tuple[str, str, str], int] = {}
     with netns.entered(path):
@@ -128,4 +186,40 @@ def drop_counters(path: str, firewall: Firewall) -> dict[tuple[str, str, str], i
                         out[(model.name, chain.name, r.render())] = rules[i].get_counters()[0]
                 if chain.policy == "DROP":
                     out[(model.name, chain.name, "policy")] = kernel_chain.get_counters()[0]
+    return out
+
+
+def _saved_drop_counters(path: str, firewall: Firewall) -> dict[tuple[str, str, str], int]:
+    """drop_counters() read from `iptables-nft-save -c` in the node."""
+    import re
+    import subprocess
+
+    from nsbox import tools
+    from nsbox.kernel import netns
+
+    prog = tools.find("iptables-nft-save")
+    if prog is None:
+        raise InstallError("iptables-nft-save is not installed (apt install iptables)")
+    with netns.entered(path):
+        text = subprocess.run([prog, "-c"], capture_output=True, text=True, check=False).stdout
+    # kernel order: the k-th '-A CHAIN' line of a table is the model's k-th rule of CHAIN
+    policy: dict[tuple[str, str], int] = {}
+    rules: dict[tuple[str, str], list[int]] = {}
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif m := re.match(r"^:(\S+) (\S+) \[(\d+):\d+\]", line):
+            policy[(table, m.group(1))] = int(m.group(3))
+        elif m := re.match(r"^\[(\d+):\d+\] -A (\S+) ", line):
+            rules.setdefault((table, m.group(2)), []).append(int(m.group(1)))
+    out: dict[tuple[str, str, str], int] = {}
+    for model in firewall.used_tables():
+        for chain in model.chains.values():
+            counts = rules.get((model.name, chain.name), [])
+            for i, r in enumerate(chain.rules):
+                if r.jumps_to in ("DROP", "REJECT") and i < len(counts):
+                    out[(model.name, chain.name, r.render())] = counts[i]
+            if chain.policy == "DROP" and (model.name, chain.name) in policy:
+                out[(model.name, chain.name, "policy")] = policy[(model.name, chain.name)]
     return out

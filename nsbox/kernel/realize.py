@@ -26,6 +26,7 @@ class Realized:
     lab: Lab
     journal: Journal
     paths: dict[str, str] = field(default_factory=dict)  # node -> /run/netns/...
+    iptables: str = "legacy"  # the flavour the rules went to: nft or legacy
 
     def path(self, node: str) -> str:
         return self.paths[node]
@@ -52,7 +53,7 @@ class _Steps:
                 raise KernelError(f"injected fault before {what} ({FAULT_ENV})")
 
 
-def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Realized:
+def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptables_flavour: str = "auto") -> Realized:
     """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise."""
     steps = _Steps()
     if journal_path:  # the real host's /run/netns, shared with iproute2 and other labs
@@ -60,6 +61,7 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Real
     else:  # a sandbox's private /run
         os.makedirs(netns.NETNS_RUN_DIR, mode=0o755, exist_ok=True)
         done = Realized(lab, Journal())
+    done.iptables = iptables.resolve_flavour(iptables_flavour)
     try:
         for node in lab.nodes.values():
             steps.tick(f"netns {node.name}")
@@ -71,7 +73,7 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None) -> Real
         for pair in lab.veths:
             created_up[pair.b_node].add(pair.b_name)
         for node in lab.nodes.values():
-            _configure(node, done.path(node.name), created_up[node.name], steps)
+            _configure(node, done.path(node.name), created_up[node.name], steps, done.iptables)
     except BaseException:
         done.teardown()
         raise
@@ -105,7 +107,7 @@ def _create_links(lab: Lab, done: Realized, steps: _Steps) -> None:
             os.close(fd)
 
 
-def _configure(node: Node, path: str, created_up: set[str], steps: _Steps) -> None:
+def _configure(node: Node, path: str, created_up: set[str], steps: _Steps, flavour: str) -> None:
     # Sysctls first: some must be set before an interface comes up (disable_ipv6).
     if node.sysctls:
         with netns.entered(path):
@@ -127,4 +129,4 @@ def _configure(node: Node, path: str, created_up: set[str], steps: _Steps) -> No
     if node.firewall.used_tables():
         with netns.entered(path):
             steps.tick(f"{node.name} iptables")
-            iptables.apply(node.name, node.firewall)
+            iptables.apply(node.name, node.firewall, flavour)

@@ -105,9 +105,9 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
     attempts = 0
     while True:
         attempts += 1
-        before = iptables.drop_counters(built.path(node), firewall)
+        before = iptables.drop_counters(built.path(node), firewall, built.iptables)
         p = probe(c.proto, built.path(c.src), dst_ip, c.port, timing.probe_timeout)
-        after = iptables.drop_counters(built.path(node), firewall)
+        after = iptables.drop_counters(built.path(node), firewall, built.iptables)
         rose = [k for k, v in after.items() if v > before.get(k, 0)]
         if p.reachable:
             observed = "allow"

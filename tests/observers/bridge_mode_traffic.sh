@@ -24,8 +24,8 @@ probe conntrack-host  conntrack -L -p tcp --dport 80
 # the outside routes 172.17.0.0/16 via the host (direct routing): the rules must stop it
 probe route-internet   ip netns exec "$internet" ip -j route show
 probe curl-internet-c1 ip netns exec "$internet" curl -s -m 2 http://172.17.0.2/
-# and the kernel's own accounting of which rule dropped it (legacy xtables: iptc writes there)
-probe raw-counters     iptables-legacy-save -c -t raw
+# and the kernel's own accounting of which rule dropped it
+probe raw-counters     iptables-save -c -t raw
 
 echo "bridge_mode_traffic: done"
 touch "$out/traffic.done"

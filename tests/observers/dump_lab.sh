@@ -3,7 +3,7 @@
 #     nsbox run RECIPE --then 'sh tests/observers/dump_lab.sh'
 # nsbox runs it inside the lab's `host` node, before teardown, with
 # NSBOX_NETNS_<NODE> naming each node's netns. It asks only the real tools
-# (ip, iptables-legacy-save, sysctl), never nsbox, and writes what they print
+# (ip, iptables-save, sysctl), never nsbox, and writes what they print
 # into $NSBOX_OBS_DIR; the tests judge those files.
 set -u
 out=${NSBOX_OBS_DIR:?NSBOX_OBS_DIR must name a writable directory}
@@ -30,8 +30,9 @@ for var in $(env | sed -n 's/^\(NSBOX_NETNS_[A-Z0-9_]*\)=.*/\1/p'); do
     ip netns exec "$ns" ip -j route show > "$out/$node.route.json" 2> "$out/$node.route.err"
 done
 
-# The host node's firewall (iptc writes the legacy backend) and forwarding switch.
-iptables-legacy-save > "$out/host.iptables-legacy-save" 2> "$out/host.iptables-legacy-save.err"
+# The host node's firewall, as the distribution's iptables shows it (nsbox's
+# rules go there by default), and the forwarding switch.
+iptables-save > "$out/host.iptables-save" 2> "$out/host.iptables-save.err"
 sysctl -n net.ipv4.ip_forward > "$out/host.ip_forward" 2>&1
 
 echo "dump_lab: done"
