@@ -18,8 +18,28 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _main(argv)
     except signals.Terminated as t:
-        sys.stderr.write("nsbox: interrupted\n")
-        sys.exit(t.exit_code)
+        _interrupted(t)
+    except BaseException as e:
+        # Python wraps some exceptions (one raised in __set_name__ while a class is
+        # made becomes a RuntimeError): a signal is still a signal.
+        t = _terminated_in(e)
+        if t is None:
+            raise
+        _interrupted(t)
+
+
+def _terminated_in(e: BaseException | None) -> signals.Terminated | None:
+    seen = 0
+    while e is not None and seen < 16:
+        if isinstance(e, signals.Terminated):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def _interrupted(t: signals.Terminated) -> None:
+    sys.stderr.write("nsbox: interrupted\n")
+    sys.exit(t.exit_code)
 
 
 def _main(argv: list[str] | None) -> None:

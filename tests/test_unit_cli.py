@@ -298,3 +298,17 @@ def test_rerun_hint_repeats_every_flag(tmp_path):
     lab.source = str(tmp_path / "f.py")
     assert rerun_command(lab, ["--on-host", "--timeout", "0.2"]) == (
         f"nsbox run mx-fail --set n=3 --on-host --timeout 0.2 --recipes {tmp_path} --then bash")
+
+
+def test_a_signal_wrapped_by_python_is_still_a_signal():
+    from nsbox.entry import _terminated_in
+    from nsbox.signals import Terminated
+
+    try:
+        try:
+            raise Terminated(2)
+        except Terminated as t:
+            raise RuntimeError("Error calling __set_name__") from t
+    except RuntimeError as e:
+        assert _terminated_in(e).exit_code == 130
+    assert _terminated_in(ValueError("x")) is None
