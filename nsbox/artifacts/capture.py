@@ -31,7 +31,7 @@ from nsbox.kernel import netns
 
 MAX_PACKETS = 200
 SETTLE = 0.3          # late answers (ICMP errors, retransmissions) after the probe returns
-READY_TIMEOUT = 3.0   # tcpdump says "listening on ..." when it is capturing
+READY_TIMEOUT = 10.0  # tcpdump says "listening on ..." when it is capturing
 STOP_TIMEOUT = 2.0
 ETH_P_ALL = 0x0003
 ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
