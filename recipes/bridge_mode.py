@@ -4,6 +4,11 @@ Mirrors `docker run` on a fresh dockerd: docker0 172.17.0.1/16, one veth pair
 per container with eth0 inside, the DOCKER-* filter chains, MASQUERADE for
 traffic leaving the bridge, and the Docker 28+ raw-table guard against direct
 routing. Reference: shared/reference/dataplane.md, section 1a.
+
+Around the Docker host: "internet", its upstream router, which also tries to
+route straight to the containers (a LAN neighbour with a route to 172.17.0.0/16
+via the host), and "lan", a second network on the host's eth1, so the host
+would be a router between the two if Docker's FORWARD policy let it.
 """
 
 from nsbox.model import HOST, Lab
@@ -13,6 +18,9 @@ SUBNET = "172.17.0.0/16"
 GATEWAY = "172.17.0.1"
 UPLINK = "203.0.113.2"      # the Docker host's address on the outside network
 UPSTREAM = "203.0.113.1"    # the node "internet": the host's upstream router
+LAN_SUBNET = "198.51.100.0/24"  # a second network on the host's eth1
+LAN_HOST = "198.51.100.1"   # the host's address there
+LAN_PEER = "198.51.100.2"   # the node "lan"
 
 
 MATRIX_MAX = 16             # containers in the all-pairs matrix (see build)
@@ -45,6 +53,17 @@ def build(lab: Lab, containers: int) -> None:
     # A LAN neighbour that tries direct routing to the containers through the
     # host: what Docker 28's raw-table DROP exists to stop.
     internet.route(SUBNET, via=UPLINK)
+
+    # A second network behind the host (eth1), which internet also routes via
+    # the host: a host that forwards is a router between the two -- unless
+    # Docker's FORWARD policy stops it.
+    lan = lab.node("lan")
+    lab.veth(host, "eth1", lan, "eth0")
+    host.address("eth1", f"{LAN_HOST}/24")
+    lan.address("eth0", f"{LAN_PEER}/24")
+    lan.route("default", via=LAN_HOST)
+    lan.serve("http", 80)
+    internet.route(LAN_SUBNET, via=UPLINK)
 
     # dockerd: bridge docker0 with the gateway address, forwarding on.
     host.bridge("docker0", f"{GATEWAY}/16")
@@ -103,7 +122,14 @@ def build(lab: Lab, containers: int) -> None:
     egress = lab.expect("c1", "internet", "http", 80, seen_from=UPLINK, name="http c1->internet (NAT)")
     lab.expect_conntrack("host", egress, reply_dst=UPLINK)
     # Direct routing from outside is dropped, and it is the raw rule's doing: its
-    # packet counter rises (the filter DOCKER DROP and the FORWARD policy are never
-    # reached for a container's address; see the mutation tests).
+    # packet counter rises. raw PREROUTING runs before filter FORWARD, and Docker
+    # writes one such rule per container, so for a container's address the filter
+    # DOCKER DROP and the FORWARD policy never see the packet (defence in depth;
+    # tests/test_kernel_mutations.py takes the layers away one after the other).
     lab.expect("internet", container_ip(2), "tcp", 80, allow=False, name="tcp/80 internet->c2 (direct routing)",
                dropped_by=(HOST, "raw", "PREROUTING", f"-d {container_ip(2)}/32 ! -i docker0 -j DROP"))
+    # dockerd turned ip_forward on itself, so it set FORWARD's policy to DROP: the
+    # host forwards Docker's traffic and nothing else -- it is no router between
+    # internet and lan (Docker's docs: "Docker on a router").
+    lab.expect("internet", "lan", "http", 80, allow=False, name="http internet->lan (host is no router)",
+               dropped_by=(HOST, "filter", "FORWARD", "policy"))

@@ -1,20 +1,39 @@
-"""bridge-mode's deny check tests the firewall: mutants of the recipe, built for real.
+"""bridge-mode's deny checks test the firewall: mutants of the recipe, built for real.
 
-`internet` routes 172.17.0.0/16 via the host (direct routing, what Docker 28's raw
-DROP exists to stop), so only the rules keep it out. The deny check names the rule
-that must drop the probe and reads the kernel's packet counters, so it fails when
-that rule stops dropping -- even while a later layer still denies:
+bridge-mode has two deny checks, and each names the rule that must drop its probe
+(`dropped_by`: nsbox reads that rule's packet counter before and after the probe):
 
-| mutant                                  | the named check observes                   |
-|-----------------------------------------|--------------------------------------------|
-| raw DROP neutralised                     | dropped by filter DOCKER's DROP            |
-| ... and DOCKER's DROP removed            | dropped by filter FORWARD's policy          |
-| ... and FORWARD's policy ACCEPT          | allow                                       |
+- `tcp/80 internet->c2 (direct routing)`: internet routes 172.17.0.0/16 via the host
+  (what Docker 28's raw DROP exists to stop); dropped by raw
+  `-A PREROUTING -d 172.17.0.3/32 ! -i docker0 -j DROP`.
+- `http internet->lan (host is no router)`: internet routes lan's network via the
+  host; dropped by filter FORWARD's policy DROP (dockerd set it when it turned
+  ip_forward on).
 
-For a container's address the raw DROP comes first (raw PREROUTING runs before
-filter FORWARD), so in the real lab the two filter layers never see such a packet:
-`test_the_filter_layers_are_shadowed` shows their counters stay at 0, read with
-iptables-save -c, not with nsbox.
+Each mutant below takes layers away, runs with `--then tests/observers/forward_layers.sh`
+(curl from internet to c2 and to lan, `iptables-save -c` around each), and the
+test judges both what the kernel counted and what nsbox reported:
+
+| mutant                            | failing check   | nsbox observed                         | counters moved by curl internet->c2 |
+|-----------------------------------|-----------------|----------------------------------------|-------------------------------------|
+| (none)                            | -               | -                                      | raw DROP only                       |
+| raw DROP neutralised              | direct routing  | deny, dropped by filter DOCKER's DROP  | DOCKER DROP only                    |
+| DOCKER's DROP removed             | - (shadowed)    | -                                      | raw DROP only                       |
+| FORWARD ends in ACCEPT            | host is no router | allow                                | raw DROP only                       |
+| raw neutralised + DOCKER's DROP removed | direct routing | deny, dropped by FORWARD policy   | FORWARD policy only                 |
+| all three                         | both            | allow, allow                           | none: curl gets c2's page           |
+
+DOCKER's DROP (`! -i docker0 -o docker0`) fails no check when it alone is removed,
+and cannot: Docker writes a raw DROP for every container address, raw PREROUTING
+runs before filter FORWARD, and a packet from outside the bridge to a container's
+address is the only kind that rule could drop first (nothing on docker0 but the
+containers owns an address; bridge-mode publishes no port, so no DNAT'd packet
+reaches it either). The unmutated lab's counters show it: zero for it.
+
+Mutations keep the rule a check names (validation refuses a check naming a rule the
+model does not hold): the raw DROP is bypassed by a RETURN in front of it, the policy
+by a final ACCEPT rule. Mutants are recipes of their own name (`bridge-mode-mut-*`)
+in a tmp dir, never `bridge-mode`: a recipe may not replace another.
 """
 
 from __future__ import annotations
@@ -22,74 +41,146 @@ from __future__ import annotations
 import os
 import re
 import textwrap
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
-              pytest.mark.tools("iptables-save")]
+              pytest.mark.tools("iptables-save", "curl", "ip")]
 
-CHECK = "tcp/80 internet->c2 (direct routing)"
+DIRECT = "tcp/80 internet->c2 (direct routing)"
+ROUTER = "http internet->lan (host is no router)"
+RAW_C2 = "-A PREROUTING -d 172.17.0.3/32 ! -i docker0 -j DROP"
+DOCKER_DROP = "-A DOCKER ! -i docker0 -o docker0 -j DROP"
+POLICY = ":FORWARD DROP"
+
 MUTANT = """
     import importlib.util
+    from nsbox.model.rules import parse_rule
     from nsbox.recipe import builtin_dirs, recipe
 
-    _spec = importlib.util.spec_from_file_location("_bm", builtin_dirs()[0] / "bridge_mode.py")
+    # bridge_mode.py loaded under a name of our own: importing it as a recipe
+    # module would make this file define bridge-mode a second time.
+    _spec = importlib.util.spec_from_file_location("_bridge_mode", builtin_dirs()[0] / "bridge_mode.py")
     _bm = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_bm)
 
-    @recipe("bridge-mode-mutant")
+    @recipe("bridge-mode-mut-{tag}")
     def build(lab):
         '''bridge-mode with layers of its firewall taken away.'''
         _bm.build(lab, containers=2)
         host = lab.host
         if {raw}:
-            # The check names the raw rule, so it stays; a RETURN before it means
-            # it never sees c2's packets (builtin chain: RETURN = the policy ACCEPT).
-            host.iptables("raw").chains["PREROUTING"].rules.insert(
-                0, __import__("nsbox.model.rules", fromlist=["parse_rule"]).parse_rule("-d 172.17.0.3/32 -j RETURN"))
+            # c2's packets RETURN (to the policy, ACCEPT) before the raw DROP sees them.
+            host.iptables("raw").chains["PREROUTING"].rules.insert(0, parse_rule("-d 172.17.0.3/32 -j RETURN"))
         if {docker}:
             rules = host.iptables("filter").chains["DOCKER"].rules
             rules[:] = [r for r in rules if r.jumps_to != "DROP"]
         if {policy}:
-            host.iptables("filter").chains["FORWARD"].policy = None
+            # Whatever reaches the end of FORWARD is accepted: the DROP policy is never applied.
+            host.iptables("filter").append("FORWARD", "-j ACCEPT")
 """
 
 
-def run_mutant(nsbox, tmp_path, raw=False, docker=False, policy=False):
-    (tmp_path / "mutant.py").write_text(textwrap.dedent(MUTANT.format(raw=raw, docker=docker, policy=policy)))
-    return nsbox.run("run", "bridge-mode-mutant", "--recipes", str(tmp_path), "--format", "json",
-                     "--timeout", "0.5")
+def parse_counters(text: str) -> dict[str, int]:
+    """iptables-save -c -> {':CHAIN POLICY' or '-A CHAIN SPEC': packets}."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if m := re.fullmatch(r"(:\S+ \S+) \[(\d+):\d+\]", line):
+            out[m.group(1)] = int(m.group(2))
+        elif m := re.fullmatch(r"\[(\d+):\d+\] (-A .*)", line):
+            out[m.group(2)] = int(m.group(1))
+    return out
 
 
-@pytest.mark.parametrize("mutation, observed", [
-    (dict(raw=True), "deny, dropped by host filter -A DOCKER ! -i docker0 -o docker0 -j DROP"),
-    (dict(raw=True, docker=True), "deny, dropped by host filter FORWARD policy"),
-    (dict(raw=True, docker=True, policy=True), "allow"),
-], ids=["no-raw", "no-raw-no-docker-drop", "no-firewall"])
-def test_each_layer_taken_away_fails_the_named_check(nsbox, tmp_path, mutation, observed):
-    run = run_mutant(nsbox, tmp_path, **mutation)
-    assert run.returncode == 1, run.describe()
-    checks = run.checks()
-    failed = sorted(n for n, c in checks.items() if not c["passed"])
-    assert failed == [CHECK], run.describe()
-    assert checks[CHECK]["observed"] == observed
+@dataclass
+class Mutant:
+    run: object  # conftest.NsboxRun
+    dir: Path
+
+    def curl(self, to: str) -> tuple[int, str]:
+        return int((self.dir / f"curl-{to}.rc").read_text()), (self.dir / f"curl-{to}.out").read_text()
+
+    def moved(self, i: int) -> dict[str, int]:
+        """Counters that save i+1 shows higher than save i (what one curl moved)."""
+        a, b = (parse_counters((self.dir / f"save{j}.txt").read_text()) for j in (i, i + 1))
+        return {k: b[k] - a.get(k, 0) for k in b if b[k] > a.get(k, 0)}
+
+    def saved(self) -> dict[str, int]:
+        return parse_counters((self.dir / "save0.txt").read_text())
 
 
-def test_the_unmutated_recipe_passes_through_the_same_path(nsbox, tmp_path):
-    run = run_mutant(nsbox, tmp_path)
-    assert run.returncode == 0, run.describe()
+def run_mutant(nsbox, kernel, tmp_path, tag: str, raw=False, docker=False, policy=False) -> Mutant:
+    recipes, obs = tmp_path / "recipes", tmp_path / "observed"
+    recipes.mkdir()
+    obs.mkdir()
+    (recipes / "mutant.py").write_text(textwrap.dedent(MUTANT.format(tag=tag, raw=raw, docker=docker, policy=policy)))
+    run = nsbox.run("run", f"bridge-mode-mut-{tag}", "--recipes", str(recipes), "--format", "json",
+                    "--timeout", "0.5", "--then", f"sh {kernel.OBSERVERS}/forward_layers.sh",
+                    env={"NSBOX_OBS_DIR": str(obs)})
+    assert (obs / "save2.txt").exists(), run.describe()
+    return Mutant(run, obs)
 
 
-def test_the_filter_layers_are_shadowed(nsbox, tmp_path):
-    out = tmp_path / "save.txt"
-    run = nsbox.run("run", "bridge-mode", "--format", "json", "--then", f"iptables-save -c > {out}")
-    assert run.returncode == 0, run.describe()
-    text = out.read_text()
-    raw = re.search(r"^\[(\d+):\d+\] -A PREROUTING -d 172\.17\.0\.3/32 ! -i docker0 -j DROP$", text, re.M)
-    docker = re.search(r"^\[(\d+):\d+\] -A DOCKER ! -i docker0 -o docker0 -j DROP$", text, re.M)
-    forward = re.search(r"^:FORWARD DROP \[(\d+):\d+\]$", text, re.M)
-    assert raw and docker and forward, text
-    assert int(raw.group(1)) >= 1          # the direct-routing probe, dropped in raw
-    assert int(docker.group(1)) == 0       # never reached for a container's address
-    assert int(forward.group(1)) == 0
+def failed_checks(m: Mutant) -> dict[str, str]:
+    return {n: c["observed"] for n, c in m.run.checks().items() if not c["passed"]}
+
+
+def test_unmutated_raw_drops_direct_routing_and_the_filter_layers_are_shadowed(nsbox, kernel, tmp_path):
+    m = run_mutant(nsbox, kernel, tmp_path, "none")
+    assert m.run.returncode == 0, m.run.describe()
+    rc, _ = m.curl("c2")
+    assert rc != 0, "curl from internet reached c2"
+    c2 = m.moved(0)
+    assert c2.get(RAW_C2, 0) >= 1, c2
+    # shadowed: a packet to a container's address never reaches the filter layers
+    assert DOCKER_DROP not in c2 and POLICY not in c2, c2
+    rc, _ = m.curl("lan")
+    assert rc != 0, "curl from internet was routed to lan"
+    lan = m.moved(1)
+    assert lan.get(POLICY, 0) >= 1 and RAW_C2 not in lan and DOCKER_DROP not in lan, lan
+    # over the whole run (nsbox's own probes included) the DOCKER DROP dropped nothing
+    assert m.saved()[DOCKER_DROP] == 0
+
+
+def test_raw_neutralised_fails_direct_routing_dropped_by_docker_drop(nsbox, kernel, tmp_path):
+    m = run_mutant(nsbox, kernel, tmp_path, "noraw", raw=True)
+    c2 = m.moved(0)
+    assert m.curl("c2")[0] != 0 and c2.get(DOCKER_DROP, 0) >= 1 and RAW_C2 not in c2 and POLICY not in c2, c2
+    assert m.run.returncode == 1, m.run.describe()
+    assert failed_checks(m) == {DIRECT: f"deny, dropped by host filter {DOCKER_DROP}"}, m.run.describe()
+
+
+def test_docker_drop_removed_alone_is_shadowed_by_raw(nsbox, kernel, tmp_path):
+    m = run_mutant(nsbox, kernel, tmp_path, "nodockerdrop", docker=True)
+    c2 = m.moved(0)
+    assert DOCKER_DROP not in m.saved(), "the mutant still holds DOCKER's DROP"
+    assert m.curl("c2")[0] != 0 and c2.get(RAW_C2, 0) >= 1 and POLICY not in c2, c2
+    assert m.run.returncode == 0 and failed_checks(m) == {}, m.run.describe()
+
+
+def test_forward_accept_fails_host_is_no_router(nsbox, kernel, tmp_path):
+    m = run_mutant(nsbox, kernel, tmp_path, "forwardaccept", policy=True)
+    rc, out = m.curl("lan")
+    assert rc == 0 and out.startswith("NODE: lan"), (rc, out)
+    assert POLICY not in m.moved(1) and m.moved(0).get(RAW_C2, 0) >= 1
+    assert m.run.returncode == 1, m.run.describe()
+    assert failed_checks(m) == {ROUTER: "allow"}, m.run.describe()
+
+
+def test_raw_and_docker_drop_gone_fails_direct_routing_dropped_by_policy(nsbox, kernel, tmp_path):
+    m = run_mutant(nsbox, kernel, tmp_path, "noraw-nodockerdrop", raw=True, docker=True)
+    c2 = m.moved(0)
+    assert m.curl("c2")[0] != 0 and c2.get(POLICY, 0) >= 1 and RAW_C2 not in c2, c2
+    assert m.run.returncode == 1, m.run.describe()
+    assert failed_checks(m) == {DIRECT: "deny, dropped by host filter FORWARD policy"}, m.run.describe()
+
+
+def test_no_firewall_layer_left_lets_both_through(nsbox, kernel, tmp_path):
+    m = run_mutant(nsbox, kernel, tmp_path, "nofirewall", raw=True, docker=True, policy=True)
+    rc, out = m.curl("c2")
+    assert rc == 0 and out.startswith("NODE: c2"), (rc, out)
+    assert m.run.returncode == 1, m.run.describe()
+    assert failed_checks(m) == {DIRECT: "allow", ROUTER: "allow"}, m.run.describe()
