@@ -31,7 +31,7 @@ pytestmark = [
 ]
 
 MODES = ["sandbox", "on-host"]
-NODES = {"host", "internet", "c1", "c2"}
+NODES = {"host", "internet", "lan", "c1", "c2"}
 
 
 def parse_iptables_save(text: str) -> dict[str, list[str]]:
@@ -176,15 +176,33 @@ def test_direct_routing_is_dropped_by_the_raw_rule(lab: Observed) -> None:
     assert c["observed"].startswith("deny, dropped by host raw -A PREROUTING -d 172.17.0.3/32"), c
 
 
+def test_host_forwards_nothing_between_internet_and_lan(lab: Observed) -> None:
+    routes = json.loads(lab.text("route-internet.out"))
+    assert any(r["dst"] == "198.51.100.0/24" and r.get("gateway") == "203.0.113.2" for r in routes), routes
+    assert lab.inet("host", "eth1") == ["198.51.100.1/24"] and lab.inet("lan", "eth0") == ["198.51.100.2/24"]
+    assert lab.rc("curl-internet-lan") != 0 and lab.text("curl-internet-lan.out") == ""
+    # the curl moved FORWARD's policy counter (saved just before and after it)
+    policy = [re.search(r"^:FORWARD DROP \[(\d+):\d+\]$", lab.text(f"filter-counters-{w}.out"), re.M)
+              for w in ("before", "after")]
+    assert all(policy) and int(policy[1].group(1)) > int(policy[0].group(1)), lab.text("filter-counters-after.out")
+    # and nsbox's check says the policy did it
+    c = lab.run.checks()["http internet->lan (host is no router)"]
+    assert c["observed"] == "deny, dropped by host filter FORWARD policy", c
+
+
 def test_namespace_names(lab: Observed) -> None:
+    # what `ip netns list` showed in the live lab, and nsbox's JSON agreeing with it
+    listed = {ln.split()[0] for ln in lab.text("ip-netns-list.txt").splitlines() if ln.strip()}
     ns = lab.run.result["namespaces"]
-    assert set(ns) == NODES
     if lab.mode == "sandbox":
-        assert ns == {n: n for n in NODES}, "in the sandbox nodes keep their own names"
+        assert listed == NODES, "in the sandbox nodes keep their own names"
+        assert ns == {n: n for n in NODES}
     else:
-        prefixes = {ns[n][: -len(n)] for n in NODES}
-        assert len(prefixes) == 1 and all(ns[n].endswith(n) for n in NODES), ns
-        assert re.fullmatch(r"nsb[0-9a-f]{12}-", prefixes.pop()), ns
+        ours = {name for name in listed if name.startswith(ns["host"][: -len("host")])}
+        prefixes = {name[: -len(n)] for name in ours for n in NODES if name.endswith("-" + n)}
+        assert len(ours) == len(NODES) and len(prefixes) == 1, listed
+        assert re.fullmatch(r"nsb[0-9a-f]{12}-", prefix := prefixes.pop()), listed
+        assert ns == {n: prefix + n for n in NODES}
 
 
 def test_json_stdout_is_one_object_and_then_output_goes_to_stderr(lab: Observed) -> None:
@@ -280,8 +298,9 @@ def _check_containers_plugged_into_docker0(lab: Observed, containers: int) -> No
     links = lab.links("host")
     veths = {n: ln for n, ln in links.items() if ln.get("linkinfo", {}).get("info_kind") == "veth"}
     ports = _docker0_ports(lab)
-    # every veth in the host but the uplink is a docker0 port, named like Docker's (veth + 7 hex)
-    assert set(veths) - {"eth0"} == {ln["ifname"] for ln in ports.values()}, veths.keys()
+    # every veth in the host but eth0 (uplink) and eth1 (to lan) is a docker0 port,
+    # named like Docker's (veth + 7 hex)
+    assert set(veths) - {"eth0", "eth1"} == {ln["ifname"] for ln in ports.values()}, veths.keys()
     assert len(ports) == containers
     for ln in ports.values():
         assert re.fullmatch(r"veth[0-9a-f]{7}", ln["ifname"]), ln["ifname"]
@@ -361,7 +380,7 @@ def test_internet_curl_to_container_fails(lab: Observed) -> None:
 
 def test_twenty_container_namespaces(lab20: Observed) -> None:
     listed = {ln.split()[0] for ln in lab20.text("ip-netns-list.txt").splitlines() if ln.strip()}
-    assert listed == {"host", "internet"} | {f"c{i}" for i in range(1, 21)}
+    assert listed == {"host", "internet", "lan"} | {f"c{i}" for i in range(1, 21)}
 
 
 def test_twenty_veths_on_docker0(lab20: Observed) -> None:

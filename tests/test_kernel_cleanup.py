@@ -108,7 +108,7 @@ def _start_and_wait_for_then(kernel, nsbox, mode: str, *extra: str) -> tuple[sub
 def test_passing_run_leaves_nothing(mode, nsbox, host_unchanged) -> None:
     run = nsbox.run("run", "bridge-mode", *mode_args(mode))
     assert run.returncode == 0, run.describe()
-    assert "10 of 10 checks passed" in run.stdout
+    assert "11 of 11 checks passed" in run.stdout
     host_unchanged.assert_clean()
 
 

@@ -33,12 +33,12 @@ def lab1000(bridge_mode):
 
 def test_default_model_validates(lab2):
     validate(lab2)
-    assert sorted(lab2.nodes) == ["c1", "c2", HOST, "internet"]
+    assert sorted(lab2.nodes) == ["c1", "c2", HOST, "internet", "lan"]
 
 
 def test_thousand_container_model_validates(lab1000):
     validate(lab1000)
-    assert len(lab1000.nodes) == 1002
+    assert len(lab1000.nodes) == 1003  # host, internet, lan and the containers
 
 
 def test_thousand_containers_get_distinct_addresses_and_short_veth_names(lab1000):
@@ -73,7 +73,7 @@ def test_raw_table_scales_with_containers(lab1000):
 def test_host_tables_and_conntrack(lab2):
     assert [t.name for t in lab2.host.firewall.used_tables()] == ["raw", "nat", "filter"]
     assert lab2.host.firewall.needs_conntrack
-    for name in ("c1", "c2", "internet"):
+    for name in ("c1", "c2", "internet", "lan"):
         assert lab2.nodes[name].firewall.used_tables() == []
 
 

@@ -26,6 +26,10 @@ probe route-internet   ip netns exec "$internet" ip -j route show
 probe curl-internet-c1 ip netns exec "$internet" curl -s -m 2 http://172.17.0.2/
 # and the kernel's own accounting of which rule dropped it
 probe raw-counters     iptables-save -c -t raw
+# internet also routes lan's network via the host: FORWARD's policy must stop it
+probe filter-counters-before iptables-save -c -t filter
+probe curl-internet-lan ip netns exec "$internet" curl -s -m 2 http://198.51.100.2/
+probe filter-counters-after  iptables-save -c -t filter
 
 echo "bridge_mode_traffic: done"
 touch "$out/traffic.done"
