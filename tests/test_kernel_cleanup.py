@@ -98,7 +98,7 @@ def _start_and_wait_for_then(kernel, nsbox, mode: str, *extra: str) -> tuple[sub
         pytest.fail(f"the lab never reached --then (exit {p.returncode}):\n{out}\n{err}")
     if mode == "on-host":  # another lab may exist too (test_clean_...): count this run's prefix
         labs = Counter(n.split("-", 1)[0] for n in kernel.netns_list() if kernel.ONHOST_NETNS.match(n))
-        assert 52 in labs.values(), labs
+        assert 53 in labs.values(), labs
     return p, sleep_pid
 
 
@@ -320,7 +320,7 @@ def test_clean_removes_a_killed_on_host_lab_and_spares_a_live_one(kernel, nsbox,
 
         live, _ = _start_and_wait_for_then(kernel, nsbox, "on-host")
         live_lab = {n for n in kernel.netns_list() if kernel.ONHOST_NETNS.match(n)} - dead_lab
-        assert len(live_lab) == 52
+        assert len(live_lab) == 53
 
         dry = nsbox.run("clean", "--dry-run")
         assert dry.returncode == 0 and "would remove" in dry.stdout, dry.describe()

@@ -196,7 +196,7 @@ def test_a_bad_journal_does_not_block_a_stale_lab(kernel, tmp_path) -> None:
         cat /proc/self/mountinfo > $OUT/mountinfo.after
     ''', tmp_path)
     killed = _names(tmp_path, "killed")
-    assert len([n for n in killed if kernel.ONHOST_NETNS.match(n)]) == 4, killed  # the leftovers are real
+    assert len([n for n in killed if kernel.ONHOST_NETNS.match(n)]) == 5, killed  # the leftovers are real
     rc, err, out = _clean_output(tmp_path)
     assert "Traceback" not in "\n".join(err)
     assert len(err) == 4 and all(ln.startswith("nsbox: clean: skipping /run/nsbox/nsb00000000000") for ln in err), err
@@ -241,7 +241,7 @@ def test_test_prefix_hook_is_ignored_unless_it_is_a_prefix(kernel, tmp_path) -> 
             > $OUT/run.json 2> $OUT/run.err; echo $? > $OUT/run.rc
     ''', tmp_path, env={"NSBOX_TEST_PREFIX": "../../tmp/x-"})
     names = _names(tmp_path, "during")
-    assert len(names) == 4 and all(kernel.ONHOST_NETNS.match(n) for n in names), names
+    assert len(names) == 5 and all(kernel.ONHOST_NETNS.match(n) for n in names), names
     assert (tmp_path / "run.rc").read_text().strip() == "0", (tmp_path / "run.err").read_text()
 
 
@@ -268,7 +268,7 @@ def test_ip_netns_add_during_a_lab_does_not_make_it_leak(kernel, tmp_path) -> No
     assert result["error"] is None, result["error"]
     assert (tmp_path / "run.rc").read_text().strip() == "0", (tmp_path / "run.err").read_text()
     during = _names(tmp_path, "during")
-    assert "nsbtest-user" in during and len(during) == 5, during  # both tools see the same directory
+    assert "nsbtest-user" in during and len(during) == 6, during  # both tools see the same directory
     assert _names(tmp_path, "after") == {"nsbtest-user"}
     assert (tmp_path / "nsbtest-user.after").read_text().startswith("net:[")
     pins = _mounts_under(tmp_path, "after", "/run/netns") - {"/run/netns"}
