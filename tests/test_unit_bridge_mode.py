@@ -97,6 +97,8 @@ def test_checks_prove_masquerade_and_stay_in_the_lab(lab2):
     assert egress.seen_from == "203.0.113.2"
     direct = checks["tcp/80 internet->c2 (direct routing)"]
     assert direct.allow is False and direct.dropped_by[:3] == ("host", "raw", "PREROUTING")
+    router = checks["http internet->lan (host is no router)"]
+    assert router.allow is False and router.dropped_by == ("host", "filter", "FORWARD", "policy")
     for c in lab2.checks:
         if hasattr(c, "dst"):
             lab2.resolve(c.dst)      # raises for an address outside the lab
