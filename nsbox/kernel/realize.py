@@ -126,7 +126,7 @@ def _configure(node: Node, path: str, created_up: set[str], steps: _Steps, flavo
         for r in node.routes:
             steps.tick(f"{node.name} route {r.dst}")
             nl.add_route(r.dst, r.via, r.dev)
-    if node.firewall.used_tables():
+    if node.firewall.used_tables(4) or node.firewall.used_tables(6):
         with netns.entered(path):
             steps.tick(f"{node.name} iptables")
             iptables.apply(node.name, node.firewall, flavour)

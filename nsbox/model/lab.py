@@ -119,6 +119,10 @@ class Node:
         """The node's iptables table, to add chains, policies and rules to."""
         return self.firewall.table(table)
 
+    def ip6tables(self, table: str = "filter") -> Table:
+        """The node's ip6tables table (applied in its own ip6tables-restore)."""
+        return self.firewall.table(table, 6)
+
     def serve(self, kind: ServerKind, port: int) -> Node:
         """Run a server (http, tcp echo, udp echo) on PORT in this node."""
         self.servers.append(Server(kind, port))
