@@ -94,6 +94,13 @@ class Firewall:
 
     tables: dict[str, Table] = field(default_factory=dict)
     tables6: dict[str, Table] = field(default_factory=dict)
+    nft: list[str] = field(default_factory=list)  # native nftables rulesets, `nft -f` input, in order
+
+    def nftables(self, ruleset: str) -> None:
+        """Add a native nftables ruleset (loaded with `nft -f`, one transaction)."""
+        if not isinstance(ruleset, str) or not ruleset.strip():
+            raise ValidationError("an nftables ruleset must be non-empty `nft -f` text")
+        self.nft.append(ruleset)
 
     def table(self, name: str, family: int = 4) -> Table:
         """`iptables -t NAME` (family 4) or `ip6tables -t NAME` (family 6)."""

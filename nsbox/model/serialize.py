@@ -54,6 +54,7 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         "servers": [dataclasses.asdict(s) for s in node.servers],
         "firewall": _tables_to_dict(node.firewall.tables),
         "firewall6": _tables_to_dict(node.firewall.tables6),
+        "nftables": list(node.firewall.nft),
     }
 
 
@@ -96,7 +97,7 @@ def _lab_from_dict(d: dict) -> Lab:
 
 def _node_from_dict(d: dict) -> Node:
     _keys(d, "node", {"name", "interfaces", "addresses", "routes", "sysctls", "optional_sysctls",
-                      "servers", "firewall", "firewall6"})
+                      "servers", "firewall", "firewall6", "nftables"})
     node = Node(_str(d["name"]))
     node.interfaces = {}
     for i in d["interfaces"]:
@@ -110,6 +111,8 @@ def _node_from_dict(d: dict) -> Node:
     fw = Firewall()
     for family, key in ((4, "firewall"), (6, "firewall6")):
         _tables_from_dict(fw, family, d[key])
+    for ruleset in d["nftables"]:
+        fw.nftables(_str(ruleset))
     node.firewall = fw
     return node
 
