@@ -32,7 +32,7 @@ def test_rules_land_in_the_chosen_backend(nsbox, tmp_path, choice):
     assert run.returncode == 0, run.describe()
     saved = parse_iptables_save((tmp_path / "chosen").read_text())
     golden = docker29_rules(2)
-    for table in ("filter", "nat"):
+    for table in ("raw", "filter", "nat"):
         assert saved[table] == golden[table], table
     # The ip6tables skeleton dockerd writes on an IPv4-only default bridge, from moby's goldens.
     saved6 = parse_iptables_save((tmp_path / "chosen6").read_text())
