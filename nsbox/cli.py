@@ -301,11 +301,12 @@ def rerun_command(lab: Lab, flags: list[str]) -> str:
 def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
     """Sysctl keys and values, tried in a throwaway netns before anything is built
     (labs that will be skipped for a missing feature are not held to it)."""
-    from nsbox.kernel import features, sysctl
+    from nsbox.kernel import features, nftables, sysctl
 
     for lab in labs:
         if not features.missing(frozenset(lab.requires)):
             sysctl.check_lab(lab)
+            nftables.check_lab(lab)
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,

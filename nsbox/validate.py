@@ -104,7 +104,7 @@ def _check_route(node: Node, r) -> None:
 
 
 def _check_firewall(node: Node) -> None:
-    for table in node.firewall.tables.values():
+    for table in [*node.firewall.tables.values(), *node.firewall.tables6.values()]:
         for chain in table.chains.values():
             for rule in chain.rules:
                 target = rule.jumps_to

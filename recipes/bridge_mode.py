@@ -106,6 +106,21 @@ def build(lab: Lab, containers: int) -> None:
     nat.append("OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER")
     nat.append("POSTROUTING", f"-s {SUBNET} ! -o docker0 -j MASQUERADE")
 
+    # ip6tables (--ip6tables defaults to true): the same chain skeleton and jumps,
+    # even though docker0 is IPv4-only; FORWARD stays ACCEPT (dockerd did not turn
+    # IPv6 forwarding on) and nat OUTPUT excludes ::1 instead of 127.0.0.0/8.
+    flt6 = host.ip6tables("filter")
+    for chain in ("DOCKER", "DOCKER-BRIDGE", "DOCKER-CT", "DOCKER-FORWARD", "DOCKER-INTERNAL", "DOCKER-USER"):
+        flt6.new_chain(chain)
+    flt6.append("FORWARD", "-j DOCKER-USER")
+    flt6.append("FORWARD", "-j DOCKER-FORWARD")
+    for chain in ("DOCKER-CT", "DOCKER-INTERNAL", "DOCKER-BRIDGE"):
+        flt6.append("DOCKER-FORWARD", f"-j {chain}")
+    nat6 = host.ip6tables("nat")
+    nat6.new_chain("DOCKER")
+    nat6.append("PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER")
+    nat6.append("OUTPUT", "! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER")
+
     # icc=true: every container reaches every other one (all ordered pairs). Capped
     # at MATRIX_MAX: the kernel's ARP table is shared by all namespaces (gc_thresh3 =
     # 1024 entries by default, settable only on the real host), and an all-pairs

@@ -331,6 +331,14 @@ def test_iptables_matches_docker29(lab: Observed, table: str) -> None:
     assert saved[table] == docker29_rules(2)[table]
 
 
+@pytest.mark.parametrize("table", ["filter", "nat"])
+def test_ip6tables_skeleton_matches_docker29(lab: Observed, table: str) -> None:
+    """dockerd writes the chain skeleton to ip6tables even on IPv4-only docker0."""
+    saved = parse_iptables_save(lab.text("host.ip6tables-save"))
+    assert table in saved, f"no *{table} in ip6tables-save:\n{lab.text('host.ip6tables-save')}"
+    assert saved[table] == docker29_rules(2, family=6)[table]
+
+
 def test_iptables_other_tables_hold_nothing(lab: Observed) -> None:
     saved = parse_iptables_save(lab.text("host.iptables-save"))
     for table in set(saved) - {"filter", "nat", "raw"}:

@@ -35,6 +35,8 @@ DUMPS = (
     # The system's `iptables` (where nsbox's rules go by default), and both backends
     # by name: --iptables may have chosen the other one.
     Dump("iptables.txt", ("iptables-save", "-c"), "iptables"),
+    Dump("ip6tables.txt", ("ip6tables-save", "-c"), "iptables"),
+    Dump("nftables.txt", ("nft", "list", "ruleset"), "nftables", optional=True),
     Dump("iptables-legacy.txt", ("iptables-legacy-save", "-c"), "iptables"),
     Dump("ip6tables-legacy.txt", ("ip6tables-legacy-save", "-c"), "iptables"),
     Dump("iptables-nft.txt", ("iptables-nft-save", "-c"), "iptables", optional=True),

@@ -69,6 +69,13 @@ def _iptables_nat(ipr) -> None:
         raise KernelRefused(str(e)) from None
 
 
+def _nftables(ipr) -> None:
+    from nsbox.kernel.nftables import probe
+    why = probe()
+    if why:
+        raise KernelRefused(why)
+
+
 def _proc(path: str) -> Probe:
     def probe(ipr) -> None:
         if not os.path.exists(path):
@@ -93,6 +100,7 @@ PROBES: dict[str, Probe] = {
     "nat": _iptables_nat,
     "conntrack": _proc("/proc/sys/net/netfilter/nf_conntrack_max"),
     "ipv6": _proc("/proc/sys/net/ipv6/conf/lo/disable_ipv6"),
+    "nftables": _nftables,
 }
 assert set(PROBES) == set(FEATURES), "every feature a recipe may require has a probe"
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from nsbox.errors import KernelError
-from nsbox.kernel import iptables, links, netns, onhost, sysctl
+from nsbox.kernel import iptables, links, netns, nftables, onhost, sysctl
 from nsbox.kernel.journal import Journal
 from nsbox.model import Lab, Node
 
@@ -126,7 +126,11 @@ def _configure(node: Node, path: str, created_up: set[str], steps: _Steps, flavo
         for r in node.routes:
             steps.tick(f"{node.name} route {r.dst}")
             nl.add_route(r.dst, r.via, r.dev)
-    if node.firewall.used_tables():
+    if node.firewall.used_tables(4) or node.firewall.used_tables(6):
         with netns.entered(path):
             steps.tick(f"{node.name} iptables")
             iptables.apply(node.name, node.firewall, flavour)
+    if node.firewall.nft:
+        with netns.entered(path):
+            steps.tick(f"{node.name} nftables")
+            nftables.apply(node.name, node.firewall.nft)

@@ -88,22 +88,42 @@ class Table:
 
 @dataclass
 class Firewall:
-    tables: dict[str, Table] = field(default_factory=dict)
+    """A node's xtables state: `tables` is what `iptables` shows, `tables6` what
+    `ip6tables` shows (dockerd writes a chain skeleton there even on IPv4-only
+    networks). Each family goes to the kernel in one restore."""
 
-    def table(self, name: str) -> Table:
+    tables: dict[str, Table] = field(default_factory=dict)
+    tables6: dict[str, Table] = field(default_factory=dict)
+    nft: list[str] = field(default_factory=list)  # native nftables rulesets, `nft -f` input, in order
+
+    def nftables(self, ruleset: str) -> None:
+        """Add a native nftables ruleset (loaded with `nft -f`, one transaction)."""
+        if not isinstance(ruleset, str) or not ruleset.strip():
+            raise ValidationError("an nftables ruleset must be non-empty `nft -f` text")
+        self.nft.append(ruleset)
+
+    def table(self, name: str, family: int = 4) -> Table:
+        """`iptables -t NAME` (family 4) or `ip6tables -t NAME` (family 6)."""
         if name not in BUILTIN_CHAINS:
             raise ValidationError(f"unknown iptables table {name!r} (raw, mangle, nat, filter)")
-        if name not in self.tables:
-            self.tables[name] = Table(name)
-        return self.tables[name]
+        tables = self.family(family)
+        if name not in tables:
+            tables[name] = Table(name)
+        return tables[name]
 
-    def used_tables(self) -> list[Table]:
-        return [self.tables[t] for t in TABLE_ORDER if t in self.tables and not self.tables[t].is_empty]
+    def family(self, family: int) -> dict[str, Table]:
+        if family not in (4, 6):
+            raise ValidationError(f"address family must be 4 or 6, not {family!r}")
+        return self.tables if family == 4 else self.tables6
+
+    def used_tables(self, family: int = 4) -> list[Table]:
+        tables = self.family(family)
+        return [tables[t] for t in TABLE_ORDER if t in tables and not tables[t].is_empty]
 
     @property
     def needs_conntrack(self) -> bool:
         """Whether any rule makes the kernel track connections in this netns."""
-        for t in self.used_tables():
+        for t in self.used_tables(4) + self.used_tables(6):
             if t.name == "nat":
                 return True
             for c in t.chains.values():

@@ -22,7 +22,7 @@ ServerKind = Literal["http", "tcp", "udp"]
 
 # Kernel features a recipe may require (lab.require); each is probed for real.
 FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
-            "nat", "conntrack", "ipv6")
+            "nat", "conntrack", "ipv6", "nftables")
 
 
 @dataclass
@@ -118,6 +118,16 @@ class Node:
     def iptables(self, table: str = "filter") -> Table:
         """The node's iptables table, to add chains, policies and rules to."""
         return self.firewall.table(table)
+
+    def ip6tables(self, table: str = "filter") -> Table:
+        """The node's ip6tables table (applied in its own ip6tables-restore)."""
+        return self.firewall.table(table, 6)
+
+    def nftables(self, ruleset: str) -> Node:
+        """A native nftables ruleset (`nft -f` text) for this node; the lab must
+        lab.require("nftables"). Checked with `nft -c` before anything is built."""
+        self.firewall.nftables(ruleset)
+        return self
 
     def serve(self, kind: ServerKind, port: int) -> Node:
         """Run a server (http, tcp echo, udp echo) on PORT in this node."""

@@ -52,10 +52,16 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         "sysctls": dict(node.sysctls),
         "optional_sysctls": sorted(node.optional_sysctls),
         "servers": [dataclasses.asdict(s) for s in node.servers],
-        "firewall": {t.name: [{"name": c.name, "builtin": c.builtin, "policy": c.policy,
-                               "rules": [r.render() for r in c.rules]} for c in t.chains.values()]
-                     for t in node.firewall.tables.values()},
+        "firewall": _tables_to_dict(node.firewall.tables),
+        "firewall6": _tables_to_dict(node.firewall.tables6),
+        "nftables": list(node.firewall.nft),
     }
+
+
+def _tables_to_dict(tables: dict) -> dict[str, Any]:
+    return {t.name: [{"name": c.name, "builtin": c.builtin, "policy": c.policy,
+                      "rules": [r.render() for r in c.rules]} for c in t.chains.values()]
+            for t in tables.values()}
 
 
 def lab_from_dict(data: Any) -> Lab:
@@ -91,7 +97,7 @@ def _lab_from_dict(d: dict) -> Lab:
 
 def _node_from_dict(d: dict) -> Node:
     _keys(d, "node", {"name", "interfaces", "addresses", "routes", "sysctls", "optional_sysctls",
-                      "servers", "firewall"})
+                      "servers", "firewall", "firewall6", "nftables"})
     node = Node(_str(d["name"]))
     node.interfaces = {}
     for i in d["interfaces"]:
@@ -103,8 +109,17 @@ def _node_from_dict(d: dict) -> Node:
     node.optional_sysctls = {_str(k) for k in d["optional_sysctls"]}
     node.servers = [_make(Server, s) for s in d["servers"]]
     fw = Firewall()
-    for tname, chains in d["firewall"].items():
-        table = fw.table(_str(tname))  # refuses unknown tables
+    for family, key in ((4, "firewall"), (6, "firewall6")):
+        _tables_from_dict(fw, family, d[key])
+    for ruleset in d["nftables"]:
+        fw.nftables(_str(ruleset))
+    node.firewall = fw
+    return node
+
+
+def _tables_from_dict(fw: Firewall, family: int, tables: dict) -> None:
+    for tname, chains in tables.items():
+        table = fw.table(_str(tname), family)  # refuses unknown tables
         for cd in chains:
             _keys(cd, "chain", {"name", "builtin", "policy", "rules"})
             name = _str(cd["name"])
@@ -118,8 +133,6 @@ def _node_from_dict(d: dict) -> Node:
                 if cd["builtin"] or cd["policy"] is not None:
                     raise ValueError(f"chain {name} of table {table.name} is no builtin chain")
             chain.rules = [parse_rule(_str(r)) for r in cd["rules"]]
-    node.firewall = fw
-    return node
 
 
 def _make(cls: type, d: dict) -> Any:

@@ -33,6 +33,7 @@ done
 # The host node's firewall, as the distribution's iptables shows it (nsbox's
 # rules go there by default), and the forwarding switch.
 iptables-save > "$out/host.iptables-save" 2> "$out/host.iptables-save.err"
+ip6tables-save > "$out/host.ip6tables-save" 2> "$out/host.ip6tables-save.err"
 sysctl -n net.ipv4.ip_forward > "$out/host.ip_forward" 2>&1
 
 echo "dump_lab: done"
