@@ -155,8 +155,40 @@ def _restore(node: str, firewall: Firewall) -> None:
     if prog is None:
         raise InstallError("iptables-nft-restore is not installed (apt install iptables), or use --iptables legacy")
     done = subprocess.run([prog], input=restore_text(firewall), capture_output=True, text=True, check=False)
+    if done.returncode != 0 and "Message too long" in done.stderr:
+        # The whole ruleset is one nf_tables batch. iptables-nft raises its socket's send
+        # buffer with SO_SNDBUFFORCE, which needs CAP_NET_ADMIN in the initial user
+        # namespace: inside the sandbox the batch is capped at net.core.wmem_default
+        # (~208 KB, ~1,000 rules). Then the tables go in as several restores: the
+        # chains and policies first, the rules appended in chunks (--noflush).
+        for text, flags in restore_chunks(firewall):
+            done = subprocess.run([prog, *flags], input=text, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                break
     if done.returncode != 0:
         raise KernelError(f"{node}: iptables-nft-restore: {' '.join(done.stderr.split()) or done.returncode}")
+
+
+RESTORE_CHUNK = 400  # rules per restore when one batch is too big (well under wmem_default)
+
+
+def restore_chunks(firewall: Firewall) -> list[tuple[str, list[str]]]:
+    """FIREWALL as several iptables-restore inputs, in order: (text, extra flags)."""
+    heads, rules = [], []
+    for model in firewall.used_tables():
+        lines = model.save_lines()
+        heads += [f"*{model.name}", *[l for l in lines if l.startswith(":")], "COMMIT"]
+        rules += [(model.name, l) for l in lines if not l.startswith(":")]
+    out = [("\n".join(heads) + "\n", [])]
+    for i in range(0, len(rules), RESTORE_CHUNK):
+        chunk, text, table = rules[i:i + RESTORE_CHUNK], [], None
+        for name, line in chunk:
+            if name != table:
+                text += (["COMMIT"] if table else []) + [f"*{name}"]
+                table = name
+            text.append(line)
+        out.append(("\n".join(text + ["COMMIT"]) + "\n", ["--noflush"]))
+    return out
 
 
 def drop_counters(path: str, firewall: Firewall, flavour: str = "legacy") -> dict[tuple[str, str, str], int]:
