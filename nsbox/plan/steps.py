@@ -82,7 +82,7 @@ class Plan:
 def plan_lab(lab: Lab) -> Plan:
     plan = Plan(lab)
     for node in lab.nodes.values():
-        plan.add(node.name, f"ip netns add {node.name}", Netns(), "a network namespace for the node")
+        plan.add(node.name, f"ip netns add {node.name}", Netns())
     created_up: dict[str, set[str]] = {n: set() for n in lab.nodes}
     for node in lab.nodes.values():
         _links(plan, lab, node, created_up[node.name])
