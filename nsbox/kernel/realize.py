@@ -47,10 +47,11 @@ class _Steps:
         limit = os.environ.get(FAULT_ENV)
         self.left = int(limit) if limit else None
 
-    def tick(self, what: str) -> None:
+    def tick(self, step: Step) -> None:
         if self.left is not None:
             self.left -= 1
             if self.left < 0:
+                what = f"{step.node}: {step.text.splitlines()[0]}"
                 raise KernelError(f"injected fault before {what} ({FAULT_ENV})")
 
 
@@ -83,7 +84,7 @@ def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
             if session is not None and (not isinstance(a, Netlink) or session.node != step.node):
                 session.close()
                 session = None
-            steps.tick(f"{step.node}: {step.text.splitlines()[0]}")
+            steps.tick(step)
             if isinstance(a, Netns):
                 # Recorded by create itself, only once the name is provably this lab's:
                 # a name that exists already is an error, and teardown leaves it alone.
@@ -136,7 +137,7 @@ class _Session:
         return self.fds[node]
 
     def send(self, step: Step, a: Netlink) -> None:
-        self.nl.nl.queue(step.text.replace("\n", "; "), a.encode(self), a.msg_type, a.flags)
+        self.nl.nl.queue(step.text if "\n" not in step.text else step.text.replace("\n", "; "), a.encode(self), a.msg_type, a.flags)
 
     def close(self) -> None:
         try:
