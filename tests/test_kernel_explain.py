@@ -28,10 +28,11 @@ def shipped_recipes() -> list[str]:
     return sorted(r.name for r in cat.recipes.values() if Path(r.path).resolve().parent == REPO / "recipes")
 
 
-def run_script_and_verify(script: str, recipe: str, tmp_path, sets: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_script_and_verify(script: str, recipe: str, tmp_path, sets: tuple[str, ...] = (),
+                          recipes_dir: str = "") -> subprocess.CompletedProcess:
     (tmp_path / "lab.sh").write_text(script)
     inner = (f"mount -t tmpfs tmpfs /run && bash {tmp_path / 'lab.sh'} && "
-             f"PYTHONPATH={REPO} {REPO_PYTHON} {VERIFY} {recipe} {' '.join(sets)}")
+             f"NSBOX_TEST_RECIPES={recipes_dir} PYTHONPATH={REPO} {REPO_PYTHON} {VERIFY} {recipe} {' '.join(sets)}")
     return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork",
                            "--kill-child", "--mount-proc", "sh", "-c", inner],
                           capture_output=True, text=True, timeout=300, start_new_session=True)

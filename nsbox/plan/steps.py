@@ -15,7 +15,9 @@ from typing import Any, Callable, Protocol, Union
 
 from nsbox.kernel import rtnl
 from nsbox.kernel.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from nsbox.kinds import links as kinds
 from nsbox.model import Lab, Node
+from nsbox.model.lab import Link
 from nsbox.model.firewall import Firewall as FirewallModel
 
 
@@ -86,6 +88,8 @@ def plan_lab(lab: Lab) -> Plan:
     created_up: dict[str, set[str]] = {n: set() for n in lab.nodes}
     for node in lab.nodes.values():
         _links(plan, lab, node, created_up[node.name])
+    for link in lab.links:
+        _kind_link(plan, link)
     for pair in lab.veths:
         created_up[pair.b_node].add(pair.b_name)
     for node in lab.nodes.values():
@@ -110,6 +114,20 @@ def _links(plan: Plan, lab: Lab, node: Node, created_up: set[str]) -> None:
         plan.add(node.name, text,
                  Netlink(encode, RTM_NEWLINK, creates=(pair.b_name,), needs=(b.master,) if b.master else ()),
                  f"a veth pair: {pair.b_name} here, its peer {pair.a_name} in {pair.a_node}")
+
+
+def _kind_link(plan: Plan, link: Link) -> None:
+    """A link of a registered kind, in declaration order (a parent or `dev` is always
+    declared, hence created, before what needs it)."""
+    k = kinds.get(link.kind)
+    needs = ((link.parent[1],) if link.parent else ()) + k.depends(link.spec())
+    creates = (link.name,) if link.made_in == link.node else ()
+    comment = f"{link.kind} {link.name} of {link.node}" + (
+        f", made on {link.parent[0]}'s {link.parent[1]} and moved into {link.node}"
+        if link.parent and link.made_in != link.node else "")
+    plan.add(link.made_in, kinds.ip_text(link),
+             Netlink(lambda ctx, link=link: kinds.encode(link, ctx), RTM_NEWLINK, creates=creates, needs=needs),
+             comment)
 
 
 def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:

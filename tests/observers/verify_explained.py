@@ -5,6 +5,7 @@ those pins (no realize: nothing here builds anything), starts the recipe's
 servers and runs its checks. Prints one line per check; exit 0 when all pass.
 """
 
+import os
 import sys
 
 from nsbox.cli import load_labs, parse_sets
@@ -13,8 +14,9 @@ from nsbox.kernel.journal import Journal
 from nsbox.kernel.realize import Realized
 from nsbox.verify.verifier import start_servers, verify
 
-name, *sets = sys.argv[1:]
-lab = load_labs((name,), parse_sets(tuple(sets)), ())[0]
+name, *sets = sys.argv[1:]  # NSBOX_TEST_RECIPES: extra recipe directories, ':'-separated
+dirs = tuple(d for d in os.environ.get("NSBOX_TEST_RECIPES", "").split(":") if d)
+lab = load_labs((name,), parse_sets(tuple(sets)), dirs)[0]
 built = Realized(lab, Journal(), {n: f"/run/netns/{n}" for n in lab.nodes}, iptables.resolve_flavour("auto"))
 servers = start_servers(built)
 try:
