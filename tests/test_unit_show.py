@@ -81,3 +81,19 @@ def test_dot_is_accepted_by_graphviz(lab):
     assert sorted(clusters) == sorted(f"cluster_{n}" for n in lab.nodes)
     edges = [g for g in svg.iter(f"{{{ns['s']}}}g") if g.get("class") == "edge"]
     assert len(edges) == len(lab.veths) + 3
+
+
+def test_macvlan_children_point_to_their_parent():
+    from nsbox.model import Lab
+
+    lab = Lab("t")
+    lan = lab.node("lan")
+    lan.bridge("br0")
+    lab.veth(lab.host, "eth0", lan, "p0", b_master="br0")
+    lab.macvlan(lab.node("c1"), "eth0", parent=(lab.host, "eth0"))
+    assert "  eth0 (macvlan) on host:eth0" in render(lab, "text")
+    groups, nodes, edges = parse_mermaid(render(lab, "mermaid"))
+    assert ("c1_eth0", "host_eth0") in edges
+    if shutil.which("dot"):
+        done = subprocess.run(["dot", "-Tsvg"], input=render(lab, "dot"), capture_output=True, text=True)
+        assert done.returncode == 0 and not done.stderr, done.stderr

@@ -33,6 +33,7 @@ def text(lab: Lab) -> str:
     for p in lab.veths:
         peers[(p.a_node, p.a_name)] = (p.b_node, p.b_name)
         peers[(p.b_node, p.b_name)] = (p.a_node, p.a_name)
+    parents = {(k.node, k.name): k.parent for k in lab.links if k.parent}
     for node in lab.nodes.values():
         tags = [t for t, on in (("NAT", _nat(node)),) if on]
         out.append(f"\nnode {node.name}" + (f"  [{', '.join(tags)}]" if tags else ""))
@@ -42,6 +43,9 @@ def text(lab: Lab) -> str:
             line = f"  {iface.name} ({iface.kind})"
             if iface.master:
                 line += f" in bridge {iface.master}"
+            if (node.name, iface.name) in parents:
+                pn, pi = parents[(node.name, iface.name)]
+                line += f" on {pn}:{pi}"
             if (node.name, iface.name) in peers:
                 pn, pi = peers[(node.name, iface.name)]
                 line += f" <-> {pn}:{pi}"
@@ -79,6 +83,9 @@ def mermaid(lab: Lab) -> str:
                 out.append(f"  {_id(node.name, iface.name)} --- {_id(node.name, iface.master)}")
     for p in lab.veths:
         out.append(f"  {_id(p.a_node, p.a_name)} <-->|veth| {_id(p.b_node, p.b_name)}")
+    for k in lab.links:
+        if k.parent:
+            out.append(f"  {_id(k.node, k.name)} -->|{k.kind}| {_id(*k.parent)}")
     return "\n".join(out) + "\n"
 
 
@@ -101,5 +108,8 @@ def dot(lab: Lab) -> str:
                 out.append(f"  {_id(node.name, iface.name)} -- {_id(node.name, iface.master)} [style=dashed];")
     for p in lab.veths:
         out.append(f'  {_id(p.a_node, p.a_name)} -- {_id(p.b_node, p.b_name)} [label="veth"];')
+    for k in lab.links:
+        if k.parent:
+            out.append(f'  {_id(k.node, k.name)} -- {_id(*k.parent)} [label="{k.kind}", style=dotted];')
     out.append("}")
     return "\n".join(out) + "\n"
