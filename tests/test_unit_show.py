@@ -21,7 +21,7 @@ def lab():
 ID = r"[A-Za-z_][A-Za-z0-9_]*"
 NODE = re.compile(rf'^({ID})(\[\["[^"]*"\]\]|\["[^"]*"\])$')
 SUBGRAPH = re.compile(rf'^subgraph ({ID})\["[^"]*"\]$')
-EDGE = re.compile(rf"^({ID}) (---|<-->\|[^|]+\||-->) ({ID})$")
+EDGE = re.compile(rf"^({ID}) (?:---|<-->|-->)(\|[^|\"]+\|)? ({ID})$")  # A --> B, A -->|label| B
 
 
 def parse_mermaid(text: str) -> tuple[dict[str, list[str]], set[str], list[tuple[str, str]]]:
