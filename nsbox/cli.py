@@ -333,3 +333,36 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     except NsboxError as e:
         _fail(e)
     sys.exit(exit_code(results))
+
+
+@main.command("explain")
+@click.argument("recipe")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter, e.g. containers=3.")
+@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Also look for recipes in DIR.")
+def explain_cmd(recipe: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
+    """Print a bash script that rebuilds RECIPE's lab by hand (ip, sysctl, iptables-restore)."""
+    from nsbox.plan.explain import script
+
+    try:
+        lab = load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs)[0]
+    except NsboxError as e:
+        _fail(e)
+    click.echo(script(lab, " ".join(["nsbox explain", recipe, *(f"--set {s}" for s in sets)])), nl=False)
+
+
+@main.command("show")
+@click.argument("recipe")
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter.")
+@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Also look for recipes in DIR.")
+def show_cmd(recipe: str, fmt: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
+    """Print RECIPE's topology: nodes, interfaces, bridges, addresses, veth pairs, NAT points."""
+    from nsbox.plan.show import render
+
+    try:
+        lab = load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs)[0]
+    except NsboxError as e:
+        _fail(e)
+    click.echo(render(lab, fmt), nl=False)

@@ -338,3 +338,11 @@ def test_clean_removes_a_killed_on_host_lab_and_spares_a_live_one(kernel, nsbox,
             _stop(live)  # SIGKILL: its journal is stale now
         nsbox.run("clean")
     host_unchanged.assert_clean()
+
+
+def test_fault_names_the_plan_step(nsbox, host_unchanged) -> None:
+    """Steps 1-4 make bridge-mode's namespaces; the 5th is `ip link add docker0`."""
+    run = nsbox.run("run", "bridge-mode", "--format", "json", env={"NSBOX_FAULT_AFTER_STEPS": "4"})
+    assert run.returncode == 1, run.describe()
+    assert "injected fault before host: ip link add docker0 type bridge" in run.result["error"], run.result
+    host_unchanged.assert_clean(within=2)

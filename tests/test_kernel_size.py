@@ -35,3 +35,15 @@ def test_two_hundred_bridges_in_one_node(nsbox, tmp_path):
     import json
     bridges = {link["ifname"] for link in json.loads(out.read_text())}
     assert bridges == {f"br{i}" for i in range(200)}
+
+
+def test_a_thousand_containers_nft(nsbox, tmp_path):
+    """1,000 containers = 1,000 raw DROP rules: one nf_tables batch is bigger than the
+    send buffer a sandbox may have (EMSGSIZE); the rules must still all be there."""
+    out = tmp_path / "raw.txt"
+    run = nsbox.run("run", "bridge-mode", "--set", "containers=1000", "--iptables", "nft", "--format", "json",
+                    "--then", f"iptables-nft-save -t raw > {out}", timeout=600)
+    assert run.returncode == 0, run.describe()
+    drops = [line for line in out.read_text().splitlines() if line.startswith("-A PREROUTING") and "DROP" in line]
+    assert len(drops) == 1000
+    assert drops[0].startswith("-A PREROUTING -d 172.17.0.2/32 ! -i docker0") and "172.17.3.233/32" in drops[-1]

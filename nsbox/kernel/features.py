@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal
 
 from nsbox.errors import REINSTALL, InstallError, missing_module
 from nsbox.kernel import netns
+from nsbox.kinds import links as _link_kinds
 from nsbox.model.lab import FEATURES
 
 Probe = Callable[[Any], None]  # gets an IPRoute inside the scratch namespace
@@ -102,6 +103,10 @@ PROBES: dict[str, Probe] = {
     "ipv6": _proc("/proc/sys/net/ipv6/conf/lo/disable_ipv6"),
     "nftables": _nftables,
 }
+# Link kinds bring their own probe (nsbox/kinds/links/): a new kind needs no line here.
+for _k in _link_kinds.KINDS.values():
+    if _k.probe is not None:
+        PROBES[_k.name] = (_child if _k.needs_parent else _link)(_k.name, **_k.probe)
 assert set(PROBES) == set(FEATURES), "every feature a recipe may require has a probe"
 
 

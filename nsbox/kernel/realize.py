@@ -8,13 +8,14 @@ removes the lab: teardown follows the journal and touches nothing else.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from nsbox.errors import KernelError
 from nsbox.kernel import iptables, links, netns, nftables, onhost, sysctl
 from nsbox.kernel.journal import Journal
-from nsbox.model import Lab, Node
+from nsbox.kernel import rtnl
+from nsbox.model import Lab
+from nsbox.plan import Firewall, Netlink, Netns, Plan, Step, Sysctl, plan_lab
 
 # Testing hook: fail after this many kernel steps, to prove teardown after a
 # failure in the middle of a build leaves nothing behind.
@@ -46,10 +47,11 @@ class _Steps:
         limit = os.environ.get(FAULT_ENV)
         self.left = int(limit) if limit else None
 
-    def tick(self, what: str) -> None:
+    def tick(self, step: Step) -> None:
         if self.left is not None:
             self.left -= 1
             if self.left < 0:
+                what = f"{step.node}: {step.text.splitlines()[0]}"
                 raise KernelError(f"injected fault before {what} ({FAULT_ENV})")
 
 
@@ -63,74 +65,85 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptable
         done = Realized(lab, Journal())
     done.iptables = iptables.resolve_flavour(iptables_flavour)
     try:
-        for node in lab.nodes.values():
-            steps.tick(f"netns {node.name}")
-            # Recorded by create itself, only once the name is provably this lab's:
-            # a name that exists already is an error, and teardown leaves it alone.
-            done.paths[node.name] = netns.create(prefix + node.name, done.journal.record_pin)
-        _create_links(lab, done, steps)
-        created_up: dict[str, set[str]] = defaultdict(set)
-        for pair in lab.veths:
-            created_up[pair.b_node].add(pair.b_name)
-        for node in lab.nodes.values():
-            _configure(node, done.path(node.name), created_up[node.name], steps, done.iptables)
+        apply_plan(plan_lab(lab), done, prefix, steps)
     except BaseException:
         done.teardown()
         raise
     return done
 
 
-def _create_links(lab: Lab, done: Realized, steps: _Steps) -> None:
-    # A veth pair is created from its b side (where the bridge usually is), the
-    # peer going straight into the a namespace: one request per pair.
-    by_b = defaultdict(list)
-    for pair in lab.veths:
-        by_b[pair.b_node].append(pair)
+def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
+    """Apply PLAN's steps in order. Consecutive netlink steps of one node share one
+    batched rtnetlink socket (kernel/rtnl.py): they go out together, and an error
+    names the step the kernel refused by its `ip` text."""
     fds: dict[str, int] = {}
+    session: _Session | None = None
     try:
-        for node in lab.nodes.values():
-            bridges = [i for i in node.interfaces.values() if i.kind == "bridge"]
-            if not bridges and not by_b[node.name]:
-                continue
-            with links.in_node(node.name, done.path(node.name)) as nl:
-                for br in bridges:
-                    steps.tick(f"bridge {br.name}")
-                    nl.add_bridge(br.name, br.mtu)
-                for pair in by_b[node.name]:
-                    steps.tick(f"veth {pair.b_name}")
-                    if pair.a_node not in fds:
-                        fds[pair.a_node] = os.open(done.path(pair.a_node), os.O_RDONLY)
-                    b = node.interfaces[pair.b_name]
-                    nl.add_veth(pair.b_name, pair.a_name, fds[pair.a_node], pair.a_node, b.master, b.mtu)
+        for i, step in enumerate(plan.steps):
+            a = step.action
+            if session is not None and (not isinstance(a, Netlink) or session.node != step.node):
+                session.close()
+                session = None
+            steps.tick(step)
+            if isinstance(a, Netns):
+                # Recorded by create itself, only once the name is provably this lab's:
+                # a name that exists already is an error, and teardown leaves it alone.
+                done.paths[step.node] = netns.create(prefix + step.node, done.journal.record_pin)
+            elif isinstance(a, Netlink):
+                if session is None:
+                    session = _Session(step.node, done, fds, plan, i)
+                session.send(step, a)
+            elif isinstance(a, Sysctl):
+                with netns.entered(done.path(step.node)):
+                    sysctl.write(step.node, a.key, a.value, optional=a.optional)
+            elif isinstance(a, Firewall):
+                with netns.entered(done.path(step.node)):
+                    if a.firewall.used_tables(4) or a.firewall.used_tables(6):
+                        iptables.apply(step.node, a.firewall, done.iptables)
+                    if a.firewall.nft:
+                        nftables.apply(step.node, a.firewall.nft)
+        if session is not None:
+            session.close()
+            session = None
     finally:
+        if session is not None:
+            session.nl.nl.close()
         for fd in fds.values():
             os.close(fd)
 
 
-def _configure(node: Node, path: str, created_up: set[str], steps: _Steps, flavour: str) -> None:
-    # Sysctls first: some must be set before an interface comes up (disable_ipv6).
-    if node.sysctls:
-        with netns.entered(path):
-            for key, value in node.sysctls.items():
-                steps.tick(f"{node.name} sysctl {key}")
-                sysctl.write(node.name, key, value, optional=key in node.optional_sysctls)
-    with links.in_node(node.name, path) as nl:
-        nl.resolve([name for name in node.interfaces if name not in created_up])
-        for iface in node.interfaces.values():
-            if iface.name not in created_up:
-                steps.tick(f"{node.name} {iface.name} up")
-                nl.up(iface.name)
-        for a in node.addresses:
-            steps.tick(f"{node.name} address {a.cidr}")
-            nl.add_address(a.iface, a.cidr)
-        for r in node.routes:
-            steps.tick(f"{node.name} route {r.dst}")
-            nl.add_route(r.dst, r.via, r.dev)
-    if node.firewall.used_tables(4) or node.firewall.used_tables(6):
-        with netns.entered(path):
-            steps.tick(f"{node.name} iptables")
-            iptables.apply(node.name, node.firewall, flavour)
-    if node.firewall.nft:
-        with netns.entered(path):
-            steps.tick(f"{node.name} nftables")
-            nftables.apply(node.name, node.firewall.nft)
+class _Session:
+    """A run of netlink steps in one node: one socket, ifindexes looked up in batches."""
+
+    def __init__(self, node: str, done: Realized, fds: dict[str, int], plan: Plan, first: int) -> None:
+        self.node = node
+        self.done = done
+        self.fds = fds
+        self.nl = links.NodeLinks(node, rtnl.Rtnl(node, done.path(node)))
+        # Interfaces this run needs but does not create exist already: look them
+        # all up in one round trip rather than one at a time.
+        created: set[str] = set()
+        wanted: list[str] = []
+        for step in plan.steps[first:]:
+            if step.node != node or not isinstance(step.action, Netlink):
+                break
+            wanted += [n for n in step.action.needs if n not in created and n not in wanted]
+            created.update(step.action.creates)
+        self.nl.resolve(wanted)
+
+    def index(self, ifname: str) -> int:
+        return self.nl.index(ifname)
+
+    def netns_fd(self, node: str) -> int:
+        if node not in self.fds:
+            self.fds[node] = os.open(self.done.path(node), os.O_RDONLY)
+        return self.fds[node]
+
+    def send(self, step: Step, a: Netlink) -> None:
+        self.nl.nl.queue(step.text if "\n" not in step.text else step.text.replace("\n", "; "), a.encode(self), a.msg_type, a.flags)
+
+    def close(self) -> None:
+        try:
+            self.nl.nl.flush()
+        finally:
+            self.nl.nl.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from nsbox.errors import ValidationError
 from nsbox.model.checks import Check, ConntrackCheck, ReachCheck
@@ -28,7 +28,7 @@ FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "ge
 @dataclass
 class Interface:
     name: str
-    kind: Literal["veth", "bridge", "lo"]
+    kind: str  # "veth", "bridge", "lo", or a kind of nsbox.kinds.links
     master: str | None = None  # bridge this port is enslaved to
     mtu: int | None = None
 
@@ -160,6 +160,29 @@ class VethPair:
     b_name: str
 
 
+@dataclass(frozen=True)
+class Link:
+    """A link of a registered kind (nsbox.kinds.links): macvlan, ipvlan, vlan, vxlan, dummy.
+
+    parent: (node, interface) it is created on (macvlan, ipvlan, vlan); the link is
+    made in the parent's node and moved into NODE in the same request."""
+
+    kind: str
+    node: str
+    name: str
+    parent: tuple[str, str] | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def spec(self) -> Any:
+        """The kind's validated Options."""
+        from nsbox.kinds import links
+        return links.get(self.kind).options(dict(self.options))
+
+    @property
+    def made_in(self) -> str:
+        return self.parent[0] if self.parent else self.node
+
+
 @dataclass
 class Lab:
     name: str
@@ -169,6 +192,7 @@ class Lab:
     checks: list[Check] = field(default_factory=list)
     requires: set[str] = field(default_factory=set)  # kernel features, see kernel/features.py
     matrices: list[Matrix] = field(default_factory=list)  # all-pairs groups of reach checks
+    links: list[Link] = field(default_factory=list)  # links of registered kinds, in creation order
 
     def __post_init__(self) -> None:
         self.nodes.setdefault(HOST, Node(HOST))
@@ -192,6 +216,56 @@ class Lab:
         pair = VethPair(a.name, a_name, b.name, b_name)
         self.veths.append(pair)
         return pair
+
+    def link(self, kind: str, node: Node | str, name: str, *, parent: tuple[Node | str, str] | None = None,
+             **options: Any) -> Link:
+        """`ip link add NAME [link PARENT netns NODE] type KIND OPTIONS…` (see nsbox.kinds.links).
+
+        The kind's kernel feature becomes a requirement: a kernel without it SKIPs."""
+        from nsbox.kinds import links
+
+        k = links.get(kind)
+        n = self.nodes[node] if isinstance(node, str) else node
+        where = f"node {n.name}: {kind} {name}"
+        if k.needs_parent != (parent is not None):
+            raise ValidationError(f"{where}: " + ("needs parent=(node, interface)" if k.needs_parent
+                                                  else "takes no parent"))
+        par = None
+        if parent is not None:
+            pnode = parent[0] if isinstance(parent[0], str) else parent[0].name
+            if pnode not in self.nodes or parent[1] not in self.nodes[pnode].interfaces:
+                raise ValidationError(f"{where}: parent {parent[1]} is no interface of node {pnode}")
+            par = (pnode, parent[1])
+        try:
+            spec = k.options(dict(options))
+        except TypeError as e:
+            raise ValidationError(f"{where}: {e}") from None
+        made_in = self.nodes[par[0]] if par else n
+        for dep in k.depends(spec):
+            if dep not in made_in.interfaces:
+                raise ValidationError(f"{where}: device {dep} is no interface of node {made_in.name}")
+        n._new_iface(Interface(name, kind))
+        link = Link(kind, n.name, name, par, tuple(sorted(options.items())))
+        self.links.append(link)
+        self.requires.add(kind)
+        return link
+
+    def macvlan(self, node: Node | str, name: str, parent: tuple[Node | str, str], mode: str = "bridge") -> Link:
+        """A macvlan child NAME in NODE on PARENT=(node, interface)."""
+        return self.link("macvlan", node, name, parent=parent, mode=mode)
+
+    def ipvlan(self, node: Node | str, name: str, parent: tuple[Node | str, str], mode: str = "l2") -> Link:
+        return self.link("ipvlan", node, name, parent=parent, mode=mode)
+
+    def vlan(self, node: Node | str, name: str, parent: tuple[Node | str, str], id: int) -> Link:
+        return self.link("vlan", node, name, parent=parent, id=id)
+
+    def vxlan(self, node: Node | str, name: str, vni: int, **options: Any) -> Link:
+        """options: port (4789), local, remote, dev, learning (True)."""
+        return self.link("vxlan", node, name, vni=vni, **options)
+
+    def dummy(self, node: Node | str, name: str) -> Link:
+        return self.link("dummy", node, name)
 
     def require(self, *features: str) -> None:
         """Declare kernel features the lab needs; missing ones make the recipe SKIP."""

@@ -16,7 +16,7 @@ from nsbox.errors import RecipeError, ValidationError
 from nsbox.model.checks import ConntrackCheck, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
-from nsbox.model.lab import Address, Interface, Lab, Node, Route, Server, VethPair
+from nsbox.model.lab import Address, Interface, Lab, Link, Node, Route, Server, VethPair
 from nsbox.model.rules import parse_rule
 
 _CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck}
@@ -33,6 +33,7 @@ def lab_to_dict(lab: Lab) -> dict[str, Any]:
         "veths": [dataclasses.asdict(v) for v in lab.veths],
         "checks": [{"type": _check_type(c), **dataclasses.asdict(c)} for c in lab.checks],
         "matrices": [dataclasses.asdict(m) for m in lab.matrices],
+        "links": [dataclasses.asdict(link) for link in lab.links],
     }
 
 
@@ -73,7 +74,7 @@ def lab_from_dict(data: Any) -> Lab:
 
 
 def _lab_from_dict(d: dict) -> Lab:
-    _keys(d, "lab", {"name", "description", "source", "sets", "requires", "nodes", "veths", "checks", "matrices"})
+    _keys(d, "lab", {"name", "description", "source", "sets", "requires", "nodes", "veths", "checks", "matrices", "links"})
     lab = Lab(_str(d["name"]), _str(d["description"]))
     lab.source = _str(d.get("source", ""))  # type: ignore[attr-defined]
     lab.sets = {_str(k): _str(v) for k, v in d.get("sets", {}).items()}  # type: ignore[attr-defined]
@@ -92,6 +93,13 @@ def _lab_from_dict(d: dict) -> Lab:
         lab.checks.append(_make(cls, c))
     lab.requires = {_str(f) for f in d["requires"]}
     lab.matrices = [_make(Matrix, m) for m in d.get("matrices", [])]
+    for ld in d.get("links", []):
+        link = _make(Link, ld)
+        link.spec()  # the kind's own validation, again on this side
+        iface = lab.nodes[link.node].interfaces.get(link.name)
+        if iface is None or iface.kind != link.kind:
+            raise ValueError(f"link {link.name} is no {link.kind} interface of node {link.node}")
+        lab.links.append(link)
     return lab
 
 

@@ -1,0 +1,115 @@
+"""`nsbox show`: the lab's topology as text, Mermaid or Graphviz dot.
+
+Nodes (namespaces) with their interfaces and addresses, bridges with their
+ports, veth pairs as edges between namespaces, routes, and NAT points (nodes
+whose nat table has rules). Built from the validated model only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nsbox.model import Lab, Node
+
+FORMATS = ("text", "mermaid", "dot")
+
+
+def render(lab: Lab, fmt: str = "text") -> str:
+    return {"text": text, "mermaid": mermaid, "dot": dot}[fmt](lab)
+
+
+def _nat(node: Node) -> bool:
+    nat = node.firewall.tables.get("nat")
+    return nat is not None and any(c.rules for c in nat.chains.values())
+
+
+def _addrs(node: Node, iface: str) -> str:
+    return ", ".join(a.cidr for a in node.addresses_of(iface))
+
+
+def text(lab: Lab) -> str:
+    out = [f"{lab.name}: {lab.description}".rstrip(": ")]
+    peers = {}
+    for p in lab.veths:
+        peers[(p.a_node, p.a_name)] = (p.b_node, p.b_name)
+        peers[(p.b_node, p.b_name)] = (p.a_node, p.a_name)
+    parents = {(k.node, k.name): k.parent for k in lab.links if k.parent}
+    for node in lab.nodes.values():
+        tags = [t for t, on in (("NAT", _nat(node)),) if on]
+        out.append(f"\nnode {node.name}" + (f"  [{', '.join(tags)}]" if tags else ""))
+        for iface in node.interfaces.values():
+            if iface.name == "lo" and not node.addresses_of("lo"):
+                continue
+            line = f"  {iface.name} ({iface.kind})"
+            if iface.master:
+                line += f" in bridge {iface.master}"
+            if (node.name, iface.name) in parents:
+                pn, pi = parents[(node.name, iface.name)]
+                line += f" on {pn}:{pi}"
+            if (node.name, iface.name) in peers:
+                pn, pi = peers[(node.name, iface.name)]
+                line += f" <-> {pn}:{pi}"
+            if _addrs(node, iface.name):
+                line += f"  {_addrs(node, iface.name)}"
+            out.append(line)
+        for r in node.routes:
+            out.append(f"  route {r.dst}" + (f" via {r.via}" if r.via else "") + (f" dev {r.dev}" if r.dev else ""))
+        if node.servers:
+            out.append("  serves " + ", ".join(f"{s.kind}/{s.port}" for s in node.servers))
+    return "\n".join(out) + "\n"
+
+
+def _id(*parts: str) -> str:
+    """A Mermaid/dot identifier: letters, digits and underscores only."""
+    return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p) for p in parts)
+
+
+def mermaid(lab: Lab) -> str:
+    out = ["flowchart LR"]
+    for node in lab.nodes.values():
+        label = node.name + (" (NAT)" if _nat(node) else "")
+        out.append(f'  subgraph {_id("ns", node.name)}["{label}"]')
+        for iface in node.interfaces.values():
+            if iface.name == "lo":
+                continue
+            addr = _addrs(node, iface.name)
+            text_ = iface.name + (f"<br/>{addr}" if addr else "")
+            shape = ('[["', '"]]') if iface.kind == "bridge" else ('["', '"]')
+            out.append(f"    {_id(node.name, iface.name)}{shape[0]}{text_}{shape[1]}")
+        out.append("  end")
+    for node in lab.nodes.values():
+        for iface in node.interfaces.values():
+            if iface.master:
+                out.append(f"  {_id(node.name, iface.name)} --- {_id(node.name, iface.master)}")
+    for p in lab.veths:
+        out.append(f"  {_id(p.a_node, p.a_name)} <-->|veth| {_id(p.b_node, p.b_name)}")
+    for k in lab.links:
+        if k.parent:
+            out.append(f"  {_id(k.node, k.name)} -->|{k.kind}| {_id(*k.parent)}")
+    return "\n".join(out) + "\n"
+
+
+def dot(lab: Lab) -> str:
+    out = [f'graph "{lab.name}" {{', "  rankdir=LR;", '  node [shape=box, fontname="monospace"];']
+    for node in lab.nodes.values():
+        label = node.name + (" (NAT)" if _nat(node) else "")
+        out += [f"  subgraph cluster_{_id(node.name)} {{", f'    label="{label}";']
+        for iface in node.interfaces.values():
+            if iface.name == "lo":
+                continue
+            addr = _addrs(node, iface.name)
+            shape = ", shape=box3d" if iface.kind == "bridge" else ""
+            out.append(f'    {_id(node.name, iface.name)} [label="{iface.name}' + (f"\\n{addr}" if addr else "")
+                       + f'"{shape}];')
+        out.append("  }")
+    for node in lab.nodes.values():
+        for iface in node.interfaces.values():
+            if iface.master:
+                out.append(f"  {_id(node.name, iface.name)} -- {_id(node.name, iface.master)} [style=dashed];")
+    for p in lab.veths:
+        out.append(f'  {_id(p.a_node, p.a_name)} -- {_id(p.b_node, p.b_name)} [label="veth"];')
+    for k in lab.links:
+        if k.parent:
+            out.append(f'  {_id(k.node, k.name)} -- {_id(*k.parent)} [label="{k.kind}", style=dotted];')
+    out.append("}")
+    return "\n".join(out) + "\n"

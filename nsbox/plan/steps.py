@@ -1,0 +1,161 @@
+"""Plan steps and the planner: a validated Lab -> an ordered list of Steps.
+
+The order is the one the kernel needs: every namespace first; then, node by
+node, the links a node creates (bridges before the veths enslaved to them; a
+veth pair is created from its b side, where the bridge usually is, its peer
+going straight into the a namespace); then, node by node, sysctls (some must be
+set before an interface comes up: disable_ipv6), links up, addresses, routes
+and last the node's firewall in one restore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Union
+
+from nsbox.kernel import rtnl
+from nsbox.kernel.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from nsbox.kinds import links as kinds
+from nsbox.model import Lab, Node
+from nsbox.model.lab import Link
+from nsbox.model.firewall import Firewall as FirewallModel
+
+
+class Context(Protocol):
+    """What a netlink step needs from the applier while it is being encoded."""
+
+    def index(self, ifname: str) -> int: ...        # ifindex in the step's node
+    def netns_fd(self, node: str) -> int: ...       # an open fd of another node's netns
+
+
+@dataclass(frozen=True)
+class Netns:
+    """`ip netns add NODE`: a new namespace pinned at /run/netns/NODE."""
+
+
+@dataclass(frozen=True)
+class Netlink:
+    """One rtnetlink request, encoded when it is sent (ifindexes are known only then)."""
+
+    encode: Callable[[Context], Any]   # -> a pyroute2 message
+    msg_type: int
+    flags: int = rtnl._CREATE
+    creates: tuple[str, ...] = ()       # interfaces this request makes in the step's node
+    needs: tuple[str, ...] = ()         # interfaces whose ifindex it needs
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    key: str
+    value: str
+    optional: bool = False  # skipped where this kernel lacks the key
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """The node's iptables tables, applied in one go (kernel/iptables.apply)."""
+
+    firewall: FirewallModel
+
+
+Action = Union[Netns, Netlink, Sysctl, Firewall]
+
+
+@dataclass(frozen=True)
+class Step:
+    node: str
+    text: str          # what a person types inside the node: `ip link add …`, `sysctl -w …`
+    action: Action
+    comment: str = ""  # why, for `nsbox explain`
+
+    def __str__(self) -> str:
+        return f"{self.node}: {self.text}"
+
+
+@dataclass
+class Plan:
+    lab: Lab
+    steps: list[Step] = field(default_factory=list)
+
+    def add(self, node: str, text: str, action: Action, comment: str = "") -> None:
+        self.steps.append(Step(node, text, action, comment))
+
+
+def plan_lab(lab: Lab) -> Plan:
+    plan = Plan(lab)
+    for node in lab.nodes.values():
+        plan.add(node.name, f"ip netns add {node.name}", Netns())
+    created_up: dict[str, set[str]] = {n: set() for n in lab.nodes}
+    for node in lab.nodes.values():
+        _links(plan, lab, node, created_up[node.name])
+    for link in lab.links:
+        _kind_link(plan, link)
+    for pair in lab.veths:
+        created_up[pair.b_node].add(pair.b_name)
+    for node in lab.nodes.values():
+        _configure(plan, node, created_up[node.name])
+    return plan
+
+
+def _links(plan: Plan, lab: Lab, node: Node, created_up: set[str]) -> None:
+    for br in (i for i in node.interfaces.values() if i.kind == "bridge"):
+        plan.add(node.name, f"ip link add {br.name}" + (f" mtu {br.mtu}" if br.mtu else "") + " type bridge",
+                 Netlink(lambda ctx, br=br: rtnl.bridge(br.name, br.mtu), RTM_NEWLINK, creates=(br.name,)))
+    for pair in (p for p in lab.veths if p.b_node == node.name):
+        b = node.interfaces[pair.b_name]
+        mtu = f" mtu {b.mtu}" if b.mtu else ""
+        text = (f"ip link add {pair.b_name}{mtu} type veth peer name {pair.a_name}{mtu} netns {pair.a_node}\n"
+                f"ip link set {pair.b_name}" + (f" master {b.master}" if b.master else "") + " up")
+
+        def encode(ctx: Context, pair=pair, b=b):
+            master = ctx.index(b.master) if b.master else None
+            return rtnl.veth(pair.b_name, pair.a_name, ctx.netns_fd(pair.a_node), master, b.mtu)
+
+        plan.add(node.name, text,
+                 Netlink(encode, RTM_NEWLINK, creates=(pair.b_name,), needs=(b.master,) if b.master else ()),
+                 f"a veth pair: {pair.b_name} here, its peer {pair.a_name} in {pair.a_node}")
+
+
+def _kind_link(plan: Plan, link: Link) -> None:
+    """A link of a registered kind, in declaration order (a parent or `dev` is always
+    declared, hence created, before what needs it)."""
+    k = kinds.get(link.kind)
+    needs = ((link.parent[1],) if link.parent else ()) + k.depends(link.spec())
+    creates = (link.name,) if link.made_in == link.node else ()
+    comment = f"{link.kind} {link.name} of {link.node}" + (
+        f", made on {link.parent[0]}'s {link.parent[1]} and moved into {link.node}"
+        if link.parent and link.made_in != link.node else "")
+    plan.add(link.made_in, kinds.ip_text(link),
+             Netlink(lambda ctx, link=link: kinds.encode(link, ctx), RTM_NEWLINK, creates=creates, needs=needs),
+             comment)
+
+
+def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
+    for key, value in node.sysctls.items():
+        optional = key in node.optional_sysctls
+        plan.add(node.name, f"sysctl -w {key}={value}", Sysctl(key, value, optional),
+                 "skipped where this kernel lacks the key" if optional else "")
+    for iface in node.interfaces.values():
+        if iface.name not in created_up:
+            plan.add(node.name, f"ip link set {iface.name} up",
+                     Netlink(lambda ctx, n=iface.name: rtnl.link_up(ctx.index(n)), RTM_NEWLINK,
+                             NLM_F_REQUEST | NLM_F_ACK, needs=(iface.name,)))
+    for a in node.addresses:
+        brd = " brd +" if ":" not in a.cidr and a.network.prefixlen < 31 else ""
+        plan.add(node.name, f"ip addr add {a.cidr}{brd} dev {a.iface}",
+                 Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr), RTM_NEWADDR, needs=(a.iface,)))
+    for r in node.routes:
+        text = f"ip route add {r.dst}" + (f" via {r.via}" if r.via else "") + (f" dev {r.dev}" if r.dev else "")
+        plan.add(node.name, text,
+                 Netlink(lambda ctx, r=r: rtnl.route(r.dst, r.via, ctx.index(r.dev) if r.dev else None),
+                         RTM_NEWROUTE, needs=(r.dev,) if r.dev else ()))
+    fw = node.firewall
+    if fw.used_tables(4) or fw.used_tables(6) or fw.nft:
+        from nsbox.kernel.iptables import restore_text
+
+        text = []
+        for family, cmd in ((4, "iptables-restore"), (6, "ip6tables-restore")):
+            if fw.used_tables(family):
+                text.append(f"{cmd} <<'EOF'\n" + restore_text(fw, family) + "EOF")
+        text += ["nft -f - <<'EOF'\n" + ruleset.rstrip("\n") + "\nEOF" for ruleset in fw.nft]
+        plan.add(node.name, "\n".join(text), Firewall(fw), "the node's firewall, one restore per family")

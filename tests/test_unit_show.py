@@ -1,0 +1,99 @@
+"""`nsbox show`: text, Mermaid and dot pictures of a lab, read back by parsers
+that are not nsbox's (a Mermaid flowchart grammar subset written here from the
+Mermaid docs; Graphviz's own `dot`)."""
+
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from nsbox import recipe
+from nsbox.plan.show import render
+
+
+@pytest.fixture(scope="module")
+def lab():
+    return recipe.get("bridge-mode").build({"containers": "3"})
+
+
+ID = r"[A-Za-z_][A-Za-z0-9_]*"
+NODE = re.compile(rf'^({ID})(\[\["[^"]*"\]\]|\["[^"]*"\])$')
+SUBGRAPH = re.compile(rf'^subgraph ({ID})\["[^"]*"\]$')
+EDGE = re.compile(rf"^({ID}) (?:---|<-->|-->)(\|[^|\"]+\|)? ({ID})$")  # A --> B, A -->|label| B
+
+
+def parse_mermaid(text: str) -> tuple[dict[str, list[str]], set[str], list[tuple[str, str]]]:
+    """-> subgraph id -> member node ids, all node ids, edges. Raises on anything else."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert lines[0] == "flowchart LR", lines[0]
+    groups: dict[str, list[str]] = {}
+    nodes: set[str] = set()
+    edges: list[tuple[str, str]] = []
+    current = None
+    for line in lines[1:]:
+        if m := SUBGRAPH.match(line):
+            assert current is None, "nested subgraph"
+            current = m.group(1)
+            groups[current] = []
+        elif line == "end":
+            assert current is not None, "end without subgraph"
+            current = None
+        elif m := NODE.match(line):
+            assert m.group(1) not in nodes, f"node {m.group(1)} declared twice"
+            nodes.add(m.group(1))
+            if current:
+                groups[current].append(m.group(1))
+        elif m := EDGE.match(line):
+            edges.append((m.group(1), m.group(3)))
+        else:
+            raise AssertionError(f"not Mermaid flowchart syntax: {line!r}")
+    assert current is None, "unclosed subgraph"
+    return groups, nodes, edges
+
+
+def test_mermaid_parses_and_matches_the_lab(lab):
+    groups, nodes, edges = parse_mermaid(render(lab, "mermaid"))
+    assert len(groups) == len(lab.nodes)            # one box per namespace
+    for a, b in edges:
+        assert a in nodes and b in nodes, (a, b)   # no edge to an undeclared node
+    assert len(edges) == len(lab.veths) + 3         # veth pairs + 3 docker0 ports
+    assert ("host_veth5ef6e37", "host_docker0") in edges
+    assert 'host_docker0[["docker0<br/>172.17.0.1/16"]]' in render(lab, "mermaid")
+    assert 'subgraph ns_host["host (NAT)"]' in render(lab, "mermaid")
+
+
+def test_text_names_nodes_bridges_addresses_and_nat(lab):
+    out = render(lab, "text")
+    assert "node host  [NAT]" in out and "node internet\n" in out
+    assert "  docker0 (bridge)  172.17.0.1/16" in out
+    assert "  eth0 (veth) <-> host:veth5ef6e37  172.17.0.2/16" in out
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs graphviz's dot (apt install graphviz)")
+def test_dot_is_accepted_by_graphviz(lab):
+    done = subprocess.run(["dot", "-Tsvg"], input=render(lab, "dot"), capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    svg = ET.fromstring(done.stdout)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    clusters = [g.find("s:title", ns).text for g in svg.iter(f"{{{ns['s']}}}g") if g.get("class") == "cluster"]
+    assert sorted(clusters) == sorted(f"cluster_{n}" for n in lab.nodes)
+    edges = [g for g in svg.iter(f"{{{ns['s']}}}g") if g.get("class") == "edge"]
+    assert len(edges) == len(lab.veths) + 3
+
+
+def test_macvlan_children_point_to_their_parent():
+    from nsbox.model import Lab
+
+    lab = Lab("t")
+    lan = lab.node("lan")
+    lan.bridge("br0")
+    lab.veth(lab.host, "eth0", lan, "p0", b_master="br0")
+    lab.macvlan(lab.node("c1"), "eth0", parent=(lab.host, "eth0"))
+    assert "  eth0 (macvlan) on host:eth0" in render(lab, "text")
+    groups, nodes, edges = parse_mermaid(render(lab, "mermaid"))
+    assert ("c1_eth0", "host_eth0") in edges
+    if shutil.which("dot"):
+        done = subprocess.run(["dot", "-Tsvg"], input=render(lab, "dot"), capture_output=True, text=True)
+        assert done.returncode == 0 and not done.stderr, done.stderr
