@@ -126,9 +126,43 @@ def apply(node: str, firewall: Firewall, flavour: str = "legacy") -> None:
             continue
         prog = program(family, flavour, "restore")
         done = subprocess.run([prog], input=text, capture_output=True, text=True, check=False)
+        if done.returncode != 0 and "Message too long" in done.stderr:
+            # The whole ruleset is one nf_tables batch. iptables-nft raises its socket's
+            # send buffer with SO_SNDBUFFORCE, which needs CAP_NET_ADMIN in the initial
+            # user namespace: inside the sandbox a batch is capped at
+            # net.core.wmem_default (~208 KB, ~1,000 rules). Then the tables go in as
+            # several restores: chains and policies first, rules in chunks (--noflush).
+            for chunk, flags in restore_chunks(firewall, family):
+                done = subprocess.run([prog, *flags], input=chunk, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    break
         if done.returncode != 0:
             detail = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
             raise KernelError(f"{node}: {os.path.basename(prog)}: {detail}")
+
+
+RESTORE_CHUNK = 400  # rules per restore when one batch is too big (well under wmem_default)
+
+
+def restore_chunks(firewall: Firewall, family: int = 4) -> list[tuple[str, list[str]]]:
+    """FIREWALL's FAMILY tables as several restore inputs, in order: (text, extra flags)."""
+    heads: list[str] = []
+    rules: list[tuple[str, str]] = []
+    for model in firewall.used_tables(family):
+        lines = model.save_lines()
+        heads += [f"*{model.name}", *[ln for ln in lines if ln.startswith(":")], "COMMIT"]
+        rules += [(model.name, ln) for ln in lines if not ln.startswith(":")]
+    out = [("\n".join(heads) + "\n", [])]
+    for i in range(0, len(rules), RESTORE_CHUNK):
+        text: list[str] = []
+        table = None
+        for name, line in rules[i:i + RESTORE_CHUNK]:
+            if name != table:
+                text += (["COMMIT"] if table else []) + [f"*{name}"]
+                table = name
+            text.append(line)
+        out.append(("\n".join(text + ["COMMIT"]) + "\n", ["--noflush"]))
+    return out
 
 
 def saved_counters(text: str, only_drops: bool = False) -> dict[tuple[str, str], list[tuple[str, int]]]:
