@@ -341,8 +341,12 @@ def test_clean_removes_a_killed_on_host_lab_and_spares_a_live_one(kernel, nsbox,
 
 
 def test_fault_names_the_plan_step(nsbox, host_unchanged) -> None:
-    """Steps 1-4 make bridge-mode's namespaces; the 5th is `ip link add docker0`."""
-    run = nsbox.run("run", "bridge-mode", "--format", "json", env={"NSBOX_FAULT_AFTER_STEPS": "4"})
+    """The plan makes every namespace first; the step after them is `ip link add docker0`
+    (the bridge comes before its ports), and the fault names it by its ip text."""
+    from nsbox import recipe
+
+    nodes = len(recipe.get("bridge-mode").build().nodes)
+    run = nsbox.run("run", "bridge-mode", "--format", "json", env={"NSBOX_FAULT_AFTER_STEPS": str(nodes)})
     assert run.returncode == 1, run.describe()
     assert "injected fault before host: ip link add docker0 type bridge" in run.result["error"], run.result
     host_unchanged.assert_clean(within=2)
