@@ -167,7 +167,7 @@ def test_conntrack_check_agrees_with_conntrack_tool(lab: Observed) -> None:
 def test_direct_routing_is_dropped_by_the_raw_rule(lab: Observed) -> None:
     routes = json.loads(lab.text("route-internet.out"))
     assert any(r["dst"] == "172.17.0.0/16" and r.get("gateway") == "203.0.113.2" for r in routes), routes
-    assert lab.rc("curl-internet-c1") != 0 and lab.text("curl-internet-c1.out") == ""
+    assert lab.rc("curl-internet-c1") == 28, lab.text("curl-internet-c1.err")  # timed out: dropped
     raw = re.search(r"^\[(\d+):\d+\] -A PREROUTING -d 172\.17\.0\.2/32 ! -i docker0 -j DROP$",
                     lab.text("raw-counters.out"), re.M)
     assert raw and int(raw.group(1)) >= 1, lab.text("raw-counters.out")
@@ -180,7 +180,8 @@ def test_host_forwards_nothing_between_internet_and_lan(lab: Observed) -> None:
     routes = json.loads(lab.text("route-internet.out"))
     assert any(r["dst"] == "198.51.100.0/24" and r.get("gateway") == "203.0.113.2" for r in routes), routes
     assert lab.inet("host", "eth1") == ["198.51.100.1/24"] and lab.inet("lan", "eth0") == ["198.51.100.2/24"]
-    assert lab.rc("curl-internet-lan") != 0 and lab.text("curl-internet-lan.out") == ""
+    # 28: curl timed out (dropped), not refused (7) nor unable to enter the netns (255)
+    assert lab.rc("curl-internet-lan") == 28, lab.text("curl-internet-lan.err")
     # the curl moved FORWARD's policy counter (saved just before and after it)
     policy = [re.search(r"^:FORWARD DROP \[(\d+):\d+\]$", lab.text(f"filter-counters-{w}.out"), re.M)
               for w in ("before", "after")]
@@ -246,11 +247,12 @@ def test_on_host_journal_names_every_namespace(onhost_lab: Observed, kernel) -> 
     ns = lab.run.result["namespaces"]
     prefix = ns["host"][: -len("host")]
     # during --then: one journal, naming every namespace of the lab
-    journals = [f for f in lab.text("run-nsbox.ls").split() if f.endswith(".journal")]
+    # (other on-host runs on this machine may have journals of their own there)
+    journals = [f for f in lab.text("run-nsbox.ls").split() if f.endswith(".journal") and f.startswith(prefix)]
     assert journals == [f"{prefix}bridge-mode.journal"]
     entries = [json.loads(ln) for ln in lab.text("run-nsbox.journal").splitlines() if ln.strip()]
     listed = {ln.split()[0] for ln in lab.text("ip-netns-list.txt").splitlines() if ln.strip()}
-    assert sorted(e["path"] for e in entries if e.get("kind") == "netns") == \
+    assert sorted(e["path"] for e in entries if e.get("kind") == "netns" and f"/{prefix}" in e["path"]) == \
         sorted(f"/run/netns/{name}" for name in listed if name.startswith(prefix))
     # after the run: none of it is left on the real host
     assert not [n for n in kernel.netns_list() if n.startswith(prefix)]
