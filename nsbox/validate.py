@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from nsbox.errors import ValidationError
@@ -10,6 +9,7 @@ from nsbox.model import ConntrackCheck, Lab, Node, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.names import ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
+from nsbox.validate_routing import check_routing
 
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+( [A-Za-z0-9_.:-]+)*$")
@@ -20,7 +20,6 @@ def validate(lab: Lab) -> None:
     """Raise ValidationError for the first problem found."""
     for node in lab.nodes.values():
         _check_node(lab, node)
-    _check_duplicate_addresses(lab)
     _check_checks(lab)
 
 
@@ -45,31 +44,14 @@ def _check_node(lab: Lab, node: Node) -> None:
     for a in node.addresses:
         if a.iface not in node.interfaces:
             raise ValidationError(f"node {node.name}: address {a.cidr} on unknown interface {a.iface}")
-    # Two interfaces of one node in overlapping subnets make routing ambiguous.
-    nets = [(a.network, a) for a in node.addresses if a.iface != "lo"]
-    for i, (n1, a1) in enumerate(nets):
-        for n2, a2 in nets[i + 1:]:
-            if a1.iface != a2.iface and n1.version == n2.version and n1.overlaps(n2):
-                raise ValidationError(f"node {node.name}: subnets {a1.cidr} ({a1.iface}) and "
-                                      f"{a2.cidr} ({a2.iface}) overlap")
-    routes: dict[str, object] = {}
-    for r in node.routes:
-        _check_route(node, r)
-        if r.dst == "default":
-            v6 = r.via is not None and ipaddress.ip_address(r.via).version == 6
-            dst = "::/0" if v6 else "0.0.0.0/0"
-        else:
-            dst = str(ipaddress.ip_network(r.dst))
-        if dst in routes:
-            # Same destination, table and metric: the kernel answers EEXIST.
-            raise ValidationError(f"node {node.name}: two routes to {r.dst}")
-        routes[dst] = r
     for key, value in node.sysctls.items():
         if not _SYSCTL_RE.match(key) or any(not part.strip("/") for part in key.split(".")):
             raise ValidationError(f"node {node.name}: sysctl {key!r} is not a per-namespace net.* key")
         if not _SYSCTL_VALUE_RE.match(value):
             raise ValidationError(f"node {node.name}: sysctl {key} value {value!r} is not a number, a word "
                                   f"or numbers separated by spaces")
+    # Addresses, routes, rules, neighbour/FDB entries, per-interface sysctls: as the kernel judges them.
+    check_routing(node)
     _check_firewall(node)
     seen: set[tuple[str, int]] = set()
     for s in node.servers:
@@ -79,28 +61,6 @@ def _check_node(lab: Lab, node: Node) -> None:
         if (l4, s.port) in seen:
             raise ValidationError(f"node {node.name}: two servers on {l4}/{s.port}")
         seen.add((l4, s.port))
-
-
-def _check_route(node: Node, r) -> None:
-    if r.dst != "default":
-        try:
-            ipaddress.ip_network(r.dst)
-        except ValueError:
-            raise ValidationError(f"node {node.name}: bad route destination {r.dst!r} "
-                                  f"(a network such as 10.0.0.0/24, host bits clear, or 'default')") from None
-    if r.dev is not None and r.dev not in node.interfaces:
-        raise ValidationError(f"node {node.name}: route {r.dst} via unknown device {r.dev}")
-    if r.via is None and r.dev is None:
-        raise ValidationError(f"node {node.name}: route {r.dst} needs a gateway or a device")
-    if r.via is not None:
-        try:
-            gw = ipaddress.ip_address(r.via)
-        except ValueError:
-            raise ValidationError(f"node {node.name}: bad gateway {r.via!r} for route {r.dst}") from None
-        # The kernel refuses a gateway that no connected subnet reaches (ENETUNREACH).
-        if not any(gw in a.network for a in node.addresses if r.dev in (None, a.iface)):
-            raise ValidationError(f"node {node.name}: gateway {r.via} of route {r.dst} is on no "
-                                  f"connected subnet of this node")
 
 
 def _check_firewall(node: Node) -> None:
@@ -139,17 +99,6 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
     rendered = parse_rule(spec).render()
     if not any(r.render() == rendered for r in ch.rules):
         raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}")
-
-
-def _check_duplicate_addresses(lab: Lab) -> None:
-    owners: dict[str, str] = {}
-    for node in lab.nodes.values():
-        for a in node.addresses:
-            if a.iface == "lo":
-                continue
-            if a.ip in owners:
-                raise ValidationError(f"address {a.ip} is assigned twice ({owners[a.ip]} and {node.name}/{a.iface})")
-            owners[a.ip] = f"{node.name}/{a.iface}"
 
 
 def _check_checks(lab: Lab) -> None:

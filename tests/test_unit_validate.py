@@ -122,10 +122,11 @@ def test_bad_address_is_refused_by_the_builder(cidr, words):
         lab.host.address("br0", cidr)
 
 
-def test_overlapping_subnets_on_two_interfaces_of_one_node():
+def test_overlapping_subnets_on_two_interfaces_of_one_node_are_fine():
+    """The kernel accepts them (each interface gets its prefix route): tests/test_kernel_routing.py."""
     lab = two_nodes()
     lab.host.bridge("br1", "10.0.0.129/25")
-    assert_invalid(lab, "overlap", "br0", "br1")
+    validate(lab)
 
 
 def test_two_addresses_on_one_interface_may_overlap():
@@ -134,12 +135,20 @@ def test_two_addresses_on_one_interface_may_overlap():
     validate(lab)
 
 
-def test_duplicate_address_across_nodes():
+def test_one_address_in_two_nodes_is_fine_but_ambiguous_as_a_probe_target():
     lab = two_nodes()
     b = lab.node("b")
     lab.veth(b, "eth0", lab.host, "veth-b", b_master="br0")
     b.address("eth0", "10.0.0.2/24")
-    assert_invalid(lab, "10.0.0.2", "assigned twice")
+    validate(lab)
+    lab.expect("host", "10.0.0.2", "icmp")
+    assert_invalid(lab, "10.0.0.2", "several nodes", "a, b")
+
+
+def test_the_same_address_twice_on_one_interface():
+    lab = two_nodes()
+    lab.host.address("br0", "10.0.0.1/24")
+    assert_invalid(lab, "10.0.0.1/24", "br0 twice", "EEXIST")
 
 
 # -- routes --
@@ -147,16 +156,22 @@ def test_duplicate_address_across_nodes():
 def test_route_gateway_on_no_connected_subnet():
     lab = two_nodes()
     lab.nodes["a"].route("192.168.0.0/16", via="10.9.9.9")
-    assert_invalid(lab, "10.9.9.9", "no connected subnet")
+    assert_invalid(lab, "10.9.9.9", "reachable through no address or device route")
 
 
 def test_route_gateway_must_be_on_the_given_device():
     lab = two_nodes()
     lab.nodes["a"].route("192.168.0.0/16", via="10.0.0.1", dev="lo")
-    assert_invalid(lab, "no connected subnet")
+    assert_invalid(lab, "reachable through no address or device route out of lo")
 
 
-@pytest.mark.parametrize("dst", ["10.1.0.1/16", "nonsense", "10.1.0.0/33"])
+def test_route_destination_with_host_bits():
+    lab = two_nodes()
+    lab.nodes["a"].route("10.1.0.1/16", via="10.0.0.1")
+    assert_invalid(lab, "host bits set", "10.1.0.0/16")
+
+
+@pytest.mark.parametrize("dst", ["nonsense", "10.1.0.0/33"])
 def test_bad_route_destination(dst):
     lab = two_nodes()
     lab.nodes["a"].route(dst, via="10.0.0.1")
@@ -164,7 +179,7 @@ def test_bad_route_destination(dst):
 
 
 @pytest.mark.parametrize("route, message", [
-    ({"dev": "eth7"}, "unknown device eth7"),
+    ({"dev": "eth7"}, "no device eth7"),
     ({}, "needs a gateway or a device"),
     ({"via": "10.0.0.x"}, "bad gateway"),
 ])

@@ -1,4 +1,4 @@
-"""Links, addresses and routes in one namespace, as `ip` would make them.
+"""Links, addresses, routes, rules, neighbour and FDB entries in one namespace, as `ip` would make them.
 
 Each method queues one request on the node's batched rtnetlink socket
 (kernel/rtnl.py); the batch goes out when an index is needed or the block ends.
@@ -9,8 +9,9 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from nsbox.kernel import rtnl
-from nsbox.kernel.rtnl import RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE, NLM_F_ACK, NLM_F_REQUEST
+from nsbox.kernel import routing, rtnl
+from nsbox.kernel.rtnl import RTM_NEWLINK, RTM_NEWADDR, NLM_F_ACK, NLM_F_REQUEST
+from nsbox.model.lab import Fdb, Neigh, PolicyRule, Route
 
 
 class NodeLinks:
@@ -51,9 +52,12 @@ class NodeLinks:
     def add_address(self, ifname: str, cidr: str) -> None:
         self.nl.queue(f"ip addr add {cidr} dev {ifname}", rtnl.address(self.index(ifname), cidr), RTM_NEWADDR)
 
-    def add_route(self, dst: str, via: str | None, dev: str | None) -> None:
-        text = f"ip route add {dst}" + (f" via {via}" if via else "") + (f" dev {dev}" if dev else "")
-        self.nl.queue(text, rtnl.route(dst, via, self.index(dev) if dev else None), RTM_NEWROUTE)
+    def add_route(self, route: Route) -> None:
+        self.add(route)
+
+    def add(self, obj: Route | PolicyRule | Neigh | Fdb) -> None:
+        """`ip route add …`, `ip rule add …`, `ip neigh add …` or `bridge fdb add …`."""
+        self.nl.queue(routing.ip_text(obj), routing.encode(obj, self.index), routing.msg_type(obj))
 
 
 @contextmanager

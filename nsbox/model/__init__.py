@@ -2,10 +2,10 @@
 
 from nsbox.model.checks import Check, ConntrackCheck, ReachCheck
 from nsbox.model.firewall import Chain, Firewall, Table
-from nsbox.model.lab import HOST, Address, Interface, Lab, Node, Route, Server, VethPair
+from nsbox.model.lab import HOST, Address, Fdb, Interface, Lab, Neigh, Node, PolicyRule, Route, Server, VethPair
 from nsbox.model.rules import Rule, parse_rule
 
 __all__ = [
     "HOST", "Address", "Chain", "Check", "ConntrackCheck", "Firewall", "Interface", "Lab", "Node",
-    "ReachCheck", "Route", "Rule", "Server", "Table", "VethPair", "parse_rule",
+    "ReachCheck", "Route", "PolicyRule", "Neigh", "Fdb", "Rule", "Server", "Table", "VethPair", "parse_rule",
 ]

@@ -49,9 +49,59 @@ class Address:
 
 @dataclass(frozen=True)
 class Route:
+    """`ip route add DST [via VIA] [dev DEV] [src SRC] [scope S] [onlink] [metric M] [table T] [proto P]`.
+
+    Unset fields are left to the kernel, as `ip` leaves them: scope link for a
+    route without a gateway, universe with one; metric 0 (IPv4) or 1024 (IPv6);
+    table main; proto boot. Encoded by nsbox/kernel/routing.py."""
+
     dst: str  # "default" or a CIDR
     via: str | None = None
     dev: str | None = None
+    src: str | None = None      # preferred source address: an address of this node
+    scope: str | None = None    # global, site, link, host or 0-255
+    onlink: bool = False        # the gateway is on DEV's link, whatever the subnets say
+    metric: int | None = None
+    table: str | None = None    # main, local, default or 1-4294967295
+    proto: str | None = None    # boot, static, kernel, dhcp, ... or 0-255
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """`ip rule add [pref N] [not] [from SRC] [to DST] [iif IF] [oif IF] [fwmark M[/MASK]] table T`."""
+
+    table: str
+    priority: int | None = None  # unset: the kernel picks one just below the first rule
+    src: str | None = None       # "from"
+    dst: str | None = None       # "to"
+    iif: str | None = None       # an interface name; need not exist (the rule waits for it)
+    oif: str | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    invert: bool = False         # "not"
+
+
+@dataclass(frozen=True)
+class Neigh:
+    """`ip neigh add IP [lladdr MAC] dev DEV nud STATE`, or `ip neigh add proxy IP dev DEV`."""
+
+    dev: str
+    ip: str
+    lladdr: str | None = None
+    state: str = "permanent"  # permanent, noarp, reachable, stale
+    proxy: bool = False
+
+
+@dataclass(frozen=True)
+class Fdb:
+    """`bridge fdb add MAC dev DEV [master|self] [static|permanent|dynamic] [dst IP] [vlan N]`."""
+
+    dev: str
+    mac: str
+    master: bool = True          # the bridge's table (dev is a port), else the device's own (self)
+    state: str = "static"        # static, permanent, dynamic
+    dst: str | None = None       # remote endpoint (vxlan)
+    vlan: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +124,9 @@ class Node:
     interfaces: dict[str, Interface] = field(default_factory=dict)
     addresses: list[Address] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
+    rules: list[PolicyRule] = field(default_factory=list)
+    neighs: list[Neigh] = field(default_factory=list)
+    fdbs: list[Fdb] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
     optional_sysctls: set[str] = field(default_factory=set)  # skipped where the kernel lacks them
     firewall: Firewall = field(default_factory=Firewall)
@@ -101,9 +154,35 @@ class Node:
         self.addresses.append(Address(iface, cidr))
         return self
 
-    def route(self, dst: str, via: str | None = None, dev: str | None = None) -> Node:
-        """`ip route add DST [via GW] [dev DEV]`"""
-        self.routes.append(Route(dst, via, dev))
+    def route(self, dst: str, via: str | None = None, dev: str | None = None, *, src: str | None = None,
+              scope: str | int | None = None, onlink: bool = False, metric: int | None = None,
+              table: str | int | None = None, proto: str | int | None = None) -> Node:
+        """`ip route add DST [via GW] [dev DEV] [src SRC] [scope S] [onlink] [metric M] [table T] [proto P]`
+
+        Routes go in in the order given: a gateway must be reachable through an
+        address or a route declared before it (Calico: `169.254.1.1 dev eth0 scope
+        link`, then `default via 169.254.1.1`)."""
+        self.routes.append(Route(dst, via, dev, src, _opt_str(scope), onlink, metric, _opt_str(table),
+                                 _opt_str(proto)))
+        return self
+
+    def rule(self, table: str | int, *, priority: int | None = None, src: str | None = None,
+             dst: str | None = None, iif: str | None = None, oif: str | None = None,
+             fwmark: int | None = None, fwmask: int | None = None, invert: bool = False) -> Node:
+        """`ip rule add [pref PRIORITY] [not] [from SRC] [to DST] [iif IIF] [oif OIF] [fwmark M[/MASK]] table TABLE`"""
+        self.rules.append(PolicyRule(str(table), priority, src, dst, iif, oif, fwmark, fwmask, invert))
+        return self
+
+    def neigh(self, dev: str, ip: str, lladdr: str | None = None, *, state: str = "permanent",
+              proxy: bool = False) -> Node:
+        """`ip neigh add IP lladdr LLADDR dev DEV nud STATE` (proxy: `ip neigh add proxy IP dev DEV`)"""
+        self.neighs.append(Neigh(dev, ip, lladdr, state, proxy))
+        return self
+
+    def fdb(self, dev: str, mac: str, *, master: bool = True, state: str = "static", dst: str | None = None,
+            vlan: int | None = None) -> Node:
+        """`bridge fdb add MAC dev DEV master|self STATE [dst DST] [vlan VLAN]`"""
+        self.fdbs.append(Fdb(dev, mac, master, state, dst, vlan))
         return self
 
     def sysctl(self, key: str, value: int | str, *, optional: bool = False) -> Node:
@@ -339,11 +418,21 @@ class Lab:
             ipaddress.ip_address(target)
         except ValueError:
             raise ValidationError(f"unknown node {target!r}") from None
+        owners = [n.name for n in self.nodes.values() if any(a.ip == target for a in n.addresses)]
+        if len(owners) > 1:
+            # The kernel lets every node hold the address (each Kubernetes node's
+            # 169.254.1.1 or docker0 gateway); which one a probe means is not said.
+            raise ValidationError(f"{target} is an address of several nodes ({', '.join(owners)}); "
+                                  f"probe one of them by node name")
         owner = self.owner_of(target)
         if owner is None:
             # Traffic stays in the lab: never probe an address no lab namespace owns.
             raise ValidationError(f"{target} belongs to no node of the lab; probes only target lab addresses")
         return owner, target
+
+
+def _opt_str(v: str | int | None) -> str | None:
+    return None if v is None else str(v)
 
 
 def _reach_name(src: str, dst: str, proto: str, port: int | None) -> str:

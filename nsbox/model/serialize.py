@@ -16,7 +16,7 @@ from nsbox.errors import RecipeError, ValidationError
 from nsbox.model.checks import ConntrackCheck, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
-from nsbox.model.lab import Address, Interface, Lab, Link, Node, Route, Server, VethPair
+from nsbox.model.lab import Address, Fdb, Interface, Lab, Link, Neigh, Node, PolicyRule, Route, Server, VethPair
 from nsbox.model.rules import parse_rule
 
 _CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck}
@@ -50,6 +50,9 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         "interfaces": [dataclasses.asdict(i) for i in node.interfaces.values()],
         "addresses": [dataclasses.asdict(a) for a in node.addresses],
         "routes": [dataclasses.asdict(r) for r in node.routes],
+        "rules": [dataclasses.asdict(r) for r in node.rules],
+        "neighs": [dataclasses.asdict(n) for n in node.neighs],
+        "fdbs": [dataclasses.asdict(f) for f in node.fdbs],
         "sysctls": dict(node.sysctls),
         "optional_sysctls": sorted(node.optional_sysctls),
         "servers": [dataclasses.asdict(s) for s in node.servers],
@@ -104,7 +107,7 @@ def _lab_from_dict(d: dict) -> Lab:
 
 
 def _node_from_dict(d: dict) -> Node:
-    _keys(d, "node", {"name", "interfaces", "addresses", "routes", "sysctls", "optional_sysctls",
+    _keys(d, "node", {"name", "interfaces", "addresses", "routes", "rules", "neighs", "fdbs", "sysctls", "optional_sysctls",
                       "servers", "firewall", "firewall6", "nftables"})
     node = Node(_str(d["name"]))
     node.interfaces = {}
@@ -113,6 +116,9 @@ def _node_from_dict(d: dict) -> Node:
         node.interfaces[iface.name] = iface
     node.addresses = [_make(Address, a) for a in d["addresses"]]
     node.routes = [_make(Route, r) for r in d["routes"]]
+    node.rules = [_make(PolicyRule, r) for r in d.get("rules", [])]
+    node.neighs = [_make(Neigh, n) for n in d.get("neighs", [])]
+    node.fdbs = [_make(Fdb, f) for f in d.get("fdbs", [])]
     node.sysctls = {_str(k): _str(v) for k, v in d["sysctls"].items()}
     node.optional_sysctls = {_str(k) for k in d["optional_sysctls"]}
     node.servers = [_make(Server, s) for s in d["servers"]]

@@ -53,7 +53,8 @@ def _shell(step: Step) -> list[str]:
     if isinstance(a, Netns):
         return [step.text]
     if isinstance(a, Netlink):
-        return [f"ip -n {node} " + line[len("ip "):] for line in step.text.splitlines()]
+        # `ip -n NODE …`, and `bridge -n NODE fdb …` for FDB entries
+        return [f"{line.split(' ', 1)[0]} -n {node} {line.split(' ', 1)[1]}" for line in step.text.splitlines()]
     if isinstance(a, Sysctl):
         line = f"ip netns exec {node} sysctl -qw {shlex.quote(f'{a.key}={a.value}')}"
         return [line + " 2>/dev/null || true" if a.optional else line]

@@ -4,8 +4,9 @@ The order is the one the kernel needs: every namespace first; then, node by
 node, the links a node creates (bridges before the veths enslaved to them; a
 veth pair is created from its b side, where the bridge usually is, its peer
 going straight into the a namespace); then, node by node, sysctls (some must be
-set before an interface comes up: disable_ipv6), links up, addresses, routes
-and last the node's firewall in one restore.
+set before an interface comes up: disable_ipv6; per-interface keys need the
+interface, which exists by then), links up, addresses, routes, policy rules,
+neighbour and FDB entries, and last the node's firewall in one restore.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Union
 
-from nsbox.kernel import rtnl
-from nsbox.kernel.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from nsbox.kernel import routing, rtnl
+from nsbox.kernel.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK
 from nsbox.kinds import links as kinds
 from nsbox.model import Lab, Node
 from nsbox.model.lab import Link
@@ -144,11 +145,12 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
         brd = " brd +" if ":" not in a.cidr and a.network.prefixlen < 31 else ""
         plan.add(node.name, f"ip addr add {a.cidr}{brd} dev {a.iface}",
                  Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr), RTM_NEWADDR, needs=(a.iface,)))
-    for r in node.routes:
-        text = f"ip route add {r.dst}" + (f" via {r.via}" if r.via else "") + (f" dev {r.dev}" if r.dev else "")
-        plan.add(node.name, text,
-                 Netlink(lambda ctx, r=r: rtnl.route(r.dst, r.via, ctx.index(r.dev) if r.dev else None),
-                         RTM_NEWROUTE, needs=(r.dev,) if r.dev else ()))
+    # Routes in declaration order (a gateway needs the route that reaches it first),
+    # then policy rules, neighbour and FDB entries: each self-describing (kernel/routing.py).
+    for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
+        plan.add(node.name, routing.ip_text(obj),
+                 Netlink(lambda ctx, obj=obj: routing.encode(obj, ctx.index), routing.msg_type(obj),
+                         needs=routing.needs(obj)))
     fw = node.firewall
     if fw.used_tables(4) or fw.used_tables(6) or fw.nft:
         from nsbox.kernel.iptables import restore_text
