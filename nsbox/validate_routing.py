@@ -303,6 +303,9 @@ def _check_fdbs(node: Node) -> None:
         if f.master and iface.master is None:
             raise ValidationError(f"{where}: master=True, but {f.dev} is no bridge port (the kernel: EOPNOTSUPP; "
                                   f"master=False writes the device's own table)")
+        if iface.kind == "bridge" and not f.master and f.state != "permanent":
+            raise ValidationError(f"{where}: an entry of the bridge itself must be state='permanent' "
+                                  f"(the kernel: EINVAL, RTM_NEWNEIGH without NUD_PERMANENT)")
         if f.vlan is not None:
             raise ValidationError(f"{where}: vlan needs a VLAN-filtering bridge, and nsbox builds none yet "
                                   f"(the kernel: EINVAL)")

@@ -34,9 +34,11 @@ def read(key: str) -> str:
         return f.read().strip()
 
 
-# Per-interface keys name an interface the throwaway netns does not have; its
-# 'default' entry takes the same values.
-_PER_IFACE = re.compile(r"^(net\.ipv[46]\.(?:conf|neigh))\.([^.]+)\.(.+)$")
+# Per-interface keys name an interface the throwaway netns does not have. Its
+# 'default' conf entry takes the same values; neigh has no 'default' outside the
+# initial namespace (net.ipv4.neigh.default.* is init_net's only), so neigh keys
+# are tried on lo, which every namespace has.
+_PER_IFACE = re.compile(r"^(net\.ipv[46]\.(conf|neigh))\.([^.]+)\.(.+)$")
 
 
 def check_lab(lab) -> None:
@@ -50,8 +52,8 @@ def check_lab(lab) -> None:
         for key, value in node.sysctls.items():
             probe_key = key
             m = _PER_IFACE.match(key)
-            if m and m.group(2) not in ("all", "default"):
-                probe_key = f"{m.group(1)}.default.{m.group(3)}"
+            if m and m.group(3) not in ("all", "default"):
+                probe_key = f"{m.group(1)}.{'default' if m.group(2) == 'conf' else 'lo'}.{m.group(4)}"
             wanted.setdefault((probe_key, value), (f"node {node.name}: sysctl {key}={value}",
                                                    key in node.optional_sysctls))
     if not wanted:
