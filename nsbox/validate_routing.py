@@ -293,8 +293,8 @@ def _check_fdbs(node: Node) -> None:
         where = f"node {node.name}: fdb {f.mac} dev {f.dev}"
         if not _MAC_RE.match(f.mac):
             raise ValidationError(f"{where}: {f.mac!r} is not a MAC address such as 02:42:ac:11:00:02")
-        if int(f.mac[:2], 16) & 1 or f.mac.strip("0:") == "":
-            raise ValidationError(f"{where}: not a unicast MAC (the kernel: EINVAL)")
+        if f.mac.strip("0:") == "":
+            raise ValidationError(f"{where}: the all-zero MAC (the kernel: EINVAL)")
         iface = node.interfaces.get(f.dev)
         if iface is None:
             raise ValidationError(f"{where}: no device {f.dev} in this node (the kernel: ENODEV)")
@@ -303,9 +303,11 @@ def _check_fdbs(node: Node) -> None:
         if f.master and iface.master is None:
             raise ValidationError(f"{where}: master=True, but {f.dev} is no bridge port (the kernel: EOPNOTSUPP; "
                                   f"master=False writes the device's own table)")
-        if iface.kind == "bridge" and not f.master and f.state != "permanent":
-            raise ValidationError(f"{where}: an entry of the bridge itself must be state='permanent' "
-                                  f"(the kernel: EINVAL, RTM_NEWNEIGH without NUD_PERMANENT)")
+        # The device's own table (self): only vxlan takes static/dynamic entries; a
+        # bridge (its own entries) and every other device (its unicast list) want permanent.
+        if not f.master and iface.kind != "vxlan" and f.state != "permanent":
+            raise ValidationError(f"{where}: an entry in the {iface.kind} device's own table (master=False) "
+                                  f"must be state='permanent' (the kernel: EINVAL)")
         if f.vlan is not None:
             raise ValidationError(f"{where}: vlan needs a VLAN-filtering bridge, and nsbox builds none yet "
                                   f"(the kernel: EINVAL)")
