@@ -172,6 +172,9 @@ ACCEPTED: list[Accepted] = [
     ("rule-with-host-bits", lambda lab: lab.nodes["a"].rule(100, src="10.0.0.1/24")),
     ("same-rule-twice-without-priority", lambda lab: lab.nodes["a"].rule(100, src="10.0.0.0/24")
      .rule(100, src="10.0.0.0/24")),
+    ("ipv6-default-via-link-local", lambda lab: lab.nodes["a"].route("default", via="fe80::1", dev="eth0")),
+    ("ipv6-gateway-through-a-device-route", lambda lab: lab.nodes["a"].route("fd00:9::/64", dev="eth0")
+     .route("fd00:10::/64", via="fd00:9::1")),
     ("neighbour-outside-every-subnet", lambda lab: lab.nodes["a"].neigh("eth0", "192.0.2.9", "02:00:00:00:00:09")),
     ("ipv6-link-local-neighbour", lambda lab: lab.nodes["a"].neigh("eth0", "fe80::9", "02:00:00:00:00:09")),
     ("multicast-fdb-entry", lambda lab: lab.host.fdb("p0", "01:00:5e:00:00:01")),
