@@ -168,3 +168,9 @@ def test_input_ip_would_not_parse(add, words):
     with pytest.raises(ValidationError) as e:
         validate(lab)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_message_types_are_pyroute2s_without_importing_it_for_validation():
+    from pyroute2.netlink import rtnl
+    assert (routing.RTM_NEWROUTE, routing.RTM_NEWNEIGH, routing.RTM_NEWRULE) == \
+        (rtnl.RTM_NEWROUTE, rtnl.RTM_NEWNEIGH, rtnl.RTM_NEWRULE)

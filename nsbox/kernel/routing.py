@@ -14,12 +14,11 @@ import ipaddress
 import socket
 from typing import Callable
 
-from pyroute2.netlink.rtnl import RTM_NEWNEIGH, RTM_NEWROUTE, RTM_NEWRULE
-from pyroute2.netlink.rtnl.fibmsg import fibmsg
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
 from nsbox.model.lab import Fdb, Neigh, PolicyRule, Route
+
+# pyroute2 is imported only by the encoders: validation uses the names and
+# numbers below and must run (and say what is missing) without it.
+RTM_NEWROUTE, RTM_NEWNEIGH, RTM_NEWRULE = 24, 28, 32  # linux/rtnetlink.h
 
 # iproute2's /usr/share/iproute2/rt_tables, rt_scopes, rt_protos: the names `ip` knows.
 TABLES = {"default": 253, "main": 254, "local": 255}
@@ -115,8 +114,10 @@ def route_text(r: Route) -> str:
     return " ".join(words)
 
 
-def route_msg(r: Route, index: IndexOf) -> rtmsg:
+def route_msg(r: Route, index: IndexOf):
     """The RTM_NEWROUTE `ip route add` sends (iproute.c: iproute_modify)."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
     v6 = route_family(r) == 6
     net = route_dst(r)
     m = rtmsg()
@@ -174,8 +175,10 @@ def rule_text(r: PolicyRule) -> str:
     return " ".join(words)
 
 
-def rule_msg(r: PolicyRule) -> fibmsg:
+def rule_msg(r: PolicyRule):
     """The RTM_NEWRULE `ip rule add` sends (iprule.c: iprule_modify)."""
+    from pyroute2.netlink.rtnl.fibmsg import fibmsg
+
     m = fibmsg()
     m["family"] = socket.AF_INET6 if rule_family(r) == 6 else socket.AF_INET
     m["action"] = FR_ACT_TO_TBL
@@ -216,8 +219,10 @@ def neigh_text(n: Neigh) -> str:
     return f"ip neigh add {n.ip}{lladdr} dev {n.dev} nud {n.state}"
 
 
-def neigh_msg(n: Neigh, index: IndexOf) -> ndmsg:
+def neigh_msg(n: Neigh, index: IndexOf):
     """The RTM_NEWNEIGH `ip neigh add` sends (ipneigh.c: ipneigh_modify)."""
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
     m = ndmsg()
     m["family"] = socket.AF_INET6 if ":" in n.ip else socket.AF_INET
     m["ifindex"] = index(n.dev)
@@ -241,10 +246,12 @@ def fdb_text(f: Fdb) -> str:
     return " ".join(words)
 
 
-def fdb_msg(f: Fdb, index: IndexOf) -> ndmsg:
+def fdb_msg(f: Fdb, index: IndexOf):
     """The RTM_NEWNEIGH `bridge fdb add` sends (bridge/fdb.c: fdb_modify): state starts
     as NUD_NOARP; static adds NUD_REACHABLE, permanent NUD_PERMANENT, dynamic is
     NUD_REACHABLE alone."""
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
     m = ndmsg()
     m["family"] = AF_BRIDGE
     m["ifindex"] = index(f.dev)
