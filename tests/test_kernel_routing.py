@@ -319,3 +319,16 @@ def test_encoder_and_ip_text_build_the_same_kernel_state(nsbox, tmp_path):
     assert fdb["02:00:00:00:aa:01"]["ifname"] == "pa" and fdb["02:00:00:00:aa:01"]["state"] == "static"
     assert fdb["02:00:00:00:aa:02"]["state"] == "permanent"
     assert fdb["02:00:00:00:aa:03"]["ifname"] == "br0"
+
+
+def test_the_pre_build_sysctl_probe_takes_per_interface_conf_and_neigh_keys():
+    """check_lab writes each key in a throwaway netns first: per-interface conf keys on
+    'default', neigh keys on lo (a netns has no net.ipv4.neigh.default)."""
+    from nsbox.kernel.sysctl import check_lab
+
+    lab = _base()
+    lab.host.sysctl("net.ipv4.conf.p0.proxy_arp", 1).sysctl("net.ipv4.neigh.p0.proxy_delay", 0)
+    check_lab(lab)
+    lab.host.sysctl("net.ipv4.neigh.p0.proxy_delay", "banana")
+    with pytest.raises(ValidationError, match="net.ipv4.neigh.p0.proxy_delay=banana: the kernel refuses it"):
+        check_lab(lab)
