@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from nsbox.kernel import routing
 from nsbox.model import Lab, Node
 
 FORMATS = ("text", "mermaid", "dot")
@@ -52,8 +53,10 @@ def text(lab: Lab) -> str:
             if _addrs(node, iface.name):
                 line += f"  {_addrs(node, iface.name)}"
             out.append(line)
-        for r in node.routes:
-            out.append(f"  route {r.dst}" + (f" via {r.via}" if r.via else "") + (f" dev {r.dev}" if r.dev else ""))
+        # routes with all their options, then rules, neighbour and FDB entries, as `ip`/`bridge` words
+        for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
+            words = routing.ip_text(obj).split()
+            out.append("  " + " ".join(w for w in words if w not in ("ip", "bridge", "-6", "add")))
         if node.servers:
             out.append("  serves " + ", ".join(f"{s.kind}/{s.port}" for s in node.servers))
     return "\n".join(out) + "\n"
