@@ -102,6 +102,8 @@ PROBES: dict[str, Probe] = {
     "conntrack": _proc("/proc/sys/net/netfilter/nf_conntrack_max"),
     "ipv6": _proc("/proc/sys/net/ipv6/conf/lo/disable_ipv6"),
     "nftables": _nftables,
+    # CONFIG_BRIDGE_VLAN_FILTERING: without it the kernel refuses `vlan_filtering 1` (EOPNOTSUPP)
+    "vlan_filtering": _link("bridge", br_vlan_filtering=1),
 }
 # Link kinds bring their own probe (nsbox/kinds/links/): a new kind needs no line here.
 for _k in _link_kinds.KINDS.values():

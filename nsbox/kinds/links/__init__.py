@@ -59,10 +59,11 @@ def no_extra(kind: str, raw: dict[str, Any], allowed: set[str]) -> None:
         raise ValidationError(f"{kind}: unknown option(s) {', '.join(extra)} (options: {', '.join(sorted(allowed)) or 'none'})")
 
 
-def ip_text(link: Any) -> str:
-    """The `ip` command, run in the node the link is made in (the parent's, for children)."""
+def ip_text(link: Any, words: str = "") -> str:
+    """The `ip` command, run in the node the link is made in (the parent's, for children).
+    WORDS: link options (` address MAC mtu N txqueuelen N`, nsbox/model/linkopts.py)."""
     k = get(link.kind)
-    out = f"ip link add {link.name}"
+    out = f"ip link add {link.name}{words}"
     if link.parent:
         out += f" link {link.parent[1]}"
         if link.parent[0] != link.node:
@@ -71,7 +72,7 @@ def ip_text(link: Any) -> str:
     return out + f" type {link.kind}" + (f" {args}" if args else "")
 
 
-def encode(link: Any, ctx: Any) -> Any:
+def encode(link: Any, ctx: Any, link_attrs: list | None = None) -> Any:
     """The RTM_NEWLINK request (a pyroute2 ifinfmsg) for LINK. CTX resolves ifindexes in
     the node the request is sent in and opens other nodes' netns fds."""
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -79,7 +80,7 @@ def encode(link: Any, ctx: Any) -> Any:
     k = get(link.kind)
     spec = link.spec()
     m = ifinfmsg()
-    attrs: list = [("IFLA_IFNAME", link.name)]
+    attrs: list = [("IFLA_IFNAME", link.name)] + list(link_attrs or [])
     if link.parent:
         attrs.append(("IFLA_LINK", ctx.index(link.parent[1])))
         if link.parent[0] != link.node:
