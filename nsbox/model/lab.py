@@ -96,9 +96,12 @@ class Node:
                vlan_filtering: bool | None = None, up: bool = True) -> Node:
         """`ip link add NAME [address MAC] type bridge [stp_state 1] [vlan_filtering 1];
         ip addr add ADDRESS dev NAME; ip link set NAME up`"""
-        iface = Interface(name, "bridge", mtu=mtu, stp=stp, vlan_filtering=vlan_filtering)
+        iface = Interface(name, "bridge", mtu=mtu, mac=mac, txqueuelen=txqueuelen, stp=stp,
+                          vlan_filtering=vlan_filtering, up=up)
         self._new_iface(iface)
-        self.set_link(name, mac=mac, txqueuelen=txqueuelen, up=up)
+        if (mac, txqueuelen, stp, vlan_filtering, up) != (None, None, None, None, True):
+            from nsbox.model import linkopts
+            linkopts.check(self.name, iface)  # else validate() checks the MTU, as it always did
         if address:
             self.address(name, address)
         return self

@@ -9,7 +9,7 @@ BRIDGE_MAC = "02:42:0a:0b:0c:01"
 def link_options(lab):
     """A bridge with a fixed MAC, one with STP; isolated and hairpin ports; a veth left down, lo left down."""
     host = lab.host
-    host.bridge("br0", "10.7.0.1/24", mac=BRIDGE_MAC, txqueuelen=0, mtu=1400)
+    host.bridge("br0", "10.7.0.1/24", mac=BRIDGE_MAC, txqueuelen=100, mtu=1400)
     # STP on: its ports would wait 2 x forward_delay (listening, learning) before
     # forwarding, so the STP bridge here carries no traffic; the test reads stp_state.
     host.bridge("br1", stp=True)
