@@ -157,3 +157,13 @@ def test_ip_text_of_a_kind_link_takes_the_words():
     lab = _lab()
     assert kinds.ip_text(lab.links[0], " address 02:00:00:00:00:0b").startswith(
         "ip link add vx0 address 02:00:00:00:00:0b type vxlan id 42")
+
+
+def test_show_lists_options_and_what_is_left_down():
+    from nsbox.plan import show
+
+    out = show.text(_lab())
+    assert "  br0 (bridge)  10.0.0.1/24  [address 02:42:AC:11:00:01 txqueuelen 100 stp_state 1]\n" in out
+    assert "  va (veth) in bridge br0 <-> a:eth0  [mtu 1400 txqueuelen 0 hairpin on isolated on]\n" in out
+    assert "  vb (veth) in bridge br0 <-> b:eth0  [down]\n" in out
+    assert "  lo (lo)  [mtu 1500 down]\n" in out
