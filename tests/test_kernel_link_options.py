@@ -67,6 +67,13 @@ def test_veth_peer_options_in_the_kernel(lab_dump):
     assert eth0["address"] == "02:00:00:00:07:01" and eth0["txqlen"] == 500 and eth0["mtu"] == 1400
 
 
+def test_kind_link_options_in_the_kernel(lab_dump):
+    _, links = lab_dump
+    vx0 = links["host"]["vx0"]
+    assert vx0["linkinfo"]["info_kind"] == "vxlan"
+    assert (vx0["address"], vx0["mtu"], vx0["txqlen"]) == ("02:00:00:00:42:01", 1450, 10)
+
+
 def test_admin_state_left_down(lab_dump):
     _, links = lab_dump
     assert "UP" not in links["d"]["lo"]["flags"]
