@@ -264,6 +264,8 @@ class Lab:
         k = links.get(kind)
         n = self.nodes[node] if isinstance(node, str) else node
         where = f"node {n.name}: {kind} {name}"
+        if k.builder:
+            return self._built_link(k, n, name, parent, options, where)
         if k.needs_parent != (parent is not None):
             raise ValidationError(f"{where}: " + ("needs parent=(node, interface)" if k.needs_parent
                                                   else "takes no parent"))
@@ -286,6 +288,25 @@ class Lab:
         self.links.append(link)
         self.requires.add(kind)
         return link
+
+    def _built_link(self, k: Any, n: Node, name: str, parent: Any, options: dict[str, Any], where: str) -> Any:
+        """lab.link() for veth and bridge: validated by their kind, made by their builder."""
+        if parent is not None:
+            raise ValidationError(f"{where}: takes no parent")
+        try:
+            spec = k.options(dict(options))
+        except TypeError as e:
+            raise ValidationError(f"{where}: {e}") from None
+        if k.name == "bridge":
+            n.bridge(name, stp=spec.stp, vlan_filtering=spec.vlan_filtering)
+            if spec.vlan_filtering:
+                self.requires.add("vlan_filtering")
+            return n.interfaces[name]
+        pnode, pname = spec.peer
+        other = self.nodes.get(pnode if isinstance(pnode, str) else pnode.name)
+        if other is None:
+            raise ValidationError(f"{where}: peer node {pnode!r} is no node of the lab")
+        return self.veth(other, pname, n, name, b_master=spec.master, mtu=spec.mtu)
 
     def macvlan(self, node: Node | str, name: str, parent: tuple[Node | str, str], mode: str = "bridge") -> Link:
         """A macvlan child NAME in NODE on PARENT=(node, interface)."""

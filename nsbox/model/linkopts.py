@@ -72,22 +72,15 @@ def link_attrs(iface) -> list:
 
 
 def bridge_words(iface) -> str:
-    """`stp_state 1 vlan_filtering 1` after `type bridge`."""
-    out = ""
-    if iface.stp is not None:
-        out += f" stp_state {int(iface.stp)}"
-    if iface.vlan_filtering is not None:
-        out += f" vlan_filtering {int(iface.vlan_filtering)}"
-    return out
+    """` stp_state 1 vlan_filtering 1` after `type bridge` (nsbox/kinds/links/bridge.py)."""
+    from nsbox.kinds.links import bridge
+    args = bridge.ip_args(bridge.Options(iface.stp, iface.vlan_filtering))
+    return f" {args}" if args else ""
 
 
 def bridge_data(iface) -> list:
-    data: list = []
-    if iface.stp is not None:
-        data.append(("IFLA_BR_STP_STATE", int(iface.stp)))
-    if iface.vlan_filtering is not None:
-        data.append(("IFLA_BR_VLAN_FILTERING", int(iface.vlan_filtering)))
-    return data
+    from nsbox.kinds.links import bridge
+    return bridge.info_data(bridge.Options(iface.stp, iface.vlan_filtering))
 
 
 def port_words(iface) -> str:

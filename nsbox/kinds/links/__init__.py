@@ -6,6 +6,8 @@ kernel is out of reach) and of `nsbox explain` (its `ip` text); the netlink
 encoding is one function beside them, importing pyroute2 only when called.
 A new kind is one module here (Options dataclass, `options()` validation,
 `ip_args()`, `info_data()`, the feature probe's arguments) plus its test.
+veth and bridge are registered too (options, ip words, probe), but made by their
+own builders, lab.veth and node.bridge, which `lab.link("veth"|"bridge", …)` calls.
 
 macvlan, ipvlan and vlan are children of a parent device: like Docker, nsbox
 creates them in the parent's namespace and moves them into the child's in the
@@ -29,6 +31,9 @@ class LinkKind:
     needs_parent: bool = False                  # macvlan, ipvlan, vlan: `link PARENT`
     depends: Callable[[Any], tuple[str, ...]] = lambda o: ()  # other interfaces of the node it needs
     probe: dict[str, Any] | None = None         # pyroute2 IPRoute.link("add", kind=…, **probe)
+    # veth and bridge are made by their own builders (lab.veth: a pair across two
+    # nodes; node.bridge: before its ports), which lab.link() hands them to.
+    builder: str | None = None
 
 
 KINDS: dict[str, LinkKind] = {}
@@ -94,4 +99,4 @@ def encode(link: Any, ctx: Any, link_attrs: list | None = None) -> Any:
     return m
 
 
-from nsbox.kinds.links import dummy, ipvlan, macvlan, vlan, vxlan  # noqa: E402,F401  (registration)
+from nsbox.kinds.links import bridge, dummy, ipvlan, macvlan, veth, vlan, vxlan  # noqa: E402,F401  (registration)
