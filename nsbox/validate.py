@@ -97,6 +97,10 @@ def _check_route(node: Node, r) -> None:
         raise ValidationError(f"node {node.name}: route {r.dst} via unknown device {r.dev}")
     if r.via is None and r.dev is None:
         raise ValidationError(f"node {node.name}: route {r.dst} needs a gateway or a device")
+    # The kernel refuses a route through a device that is down ("Device for nexthop is not up").
+    if r.dev is not None and not node.interfaces[r.dev].up:
+        raise ValidationError(f"node {node.name}: route {r.dst} through {r.dev}, which is left down "
+                              f"(the kernel refuses a route through a device that is not up)")
     if r.via is not None:
         try:
             gw = ipaddress.ip_address(r.via)
@@ -106,6 +110,11 @@ def _check_route(node: Node, r) -> None:
         if not any(gw in a.network for a in node.addresses if r.dev in (None, a.iface)):
             raise ValidationError(f"node {node.name}: gateway {r.via} of route {r.dst} is on no "
                                   f"connected subnet of this node")
+        # A subnet on a device left down is not connected (no route for it in the kernel).
+        if not any(gw in a.network for a in node.addresses
+                   if r.dev in (None, a.iface) and node.interfaces[a.iface].up):
+            raise ValidationError(f"node {node.name}: gateway {r.via} of route {r.dst} is only on a "
+                                  f"subnet of a device left down (the kernel refuses it)")
 
 
 def _check_firewall(node: Node) -> None:

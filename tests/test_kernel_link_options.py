@@ -164,3 +164,17 @@ def test_refused_macs_are_refused_by_the_kernel_too(nsbox, tmp_path, mac):
     run = nsbox.run("run", "bad-mac", "--recipes", str(tmp_path))
     assert run.returncode == 2, run.describe()
     assert "multicast or zero" in run.stderr + run.stdout
+
+
+def test_the_kernel_refuses_routes_through_a_device_that_is_down():
+    """The two validation rules of tests/test_unit_link_options.py, in the kernel:
+    a route through a down device and a gateway only on a down device's subnet fail,
+    and both succeed once the device is up."""
+    script = ("ip link add x0 type veth peer name x1 && ip addr add 10.0.0.1/24 dev x0 && "
+              "if ip route add 10.1.0.0/24 dev x0; then exit 10; fi; "
+              "if ip route add 10.2.0.0/24 via 10.0.0.2; then exit 11; fi; "
+              "ip link set x0 up && ip route add 10.1.0.0/24 dev x0 && ip route add 10.2.0.0/24 via 10.0.0.2")
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "sh", "-c", script],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "not up" in done.stderr and "invalid gateway" in done.stderr

@@ -167,3 +167,21 @@ def test_show_lists_options_and_what_is_left_down():
     assert "  va (veth) in bridge br0 <-> a:eth0  [mtu 1400 txqueuelen 0 hairpin on isolated on]\n" in out
     assert "  vb (veth) in bridge br0 <-> b:eth0  [down]\n" in out
     assert "  lo (lo)  [mtu 1500 down]\n" in out
+
+
+@pytest.mark.parametrize("route, message", [
+    (dict(dst="10.1.0.0/24", dev="eth0"), "through eth0, which is left down"),
+    (dict(dst="10.2.0.0/24", via="10.0.0.2"), "only on a subnet of a device left down"),
+])
+def test_routes_through_a_device_left_down_are_refused(route, message):
+    """tests/test_kernel_link_options.py shows the kernel refusing both."""
+    lab = Lab("down")
+    a, b = lab.node("a"), lab.node("b")
+    lab.veth(a, "eth0", b, "eth0")
+    a.address("eth0", "10.0.0.1/24")
+    a.set_link("eth0", up=False)
+    a.route(**route)
+    with pytest.raises(ValidationError, match=message):
+        validate(lab)
+    a.set_link("eth0", up=True)
+    validate(lab)
