@@ -178,7 +178,7 @@ def run_nsbox(n: int) -> dict:
     built = realize.realize(lab)
     t4, c1 = now(), cpu_ms()
     try:
-        verify_bridge(n, n + 2)  # + host, internet
+        verify_bridge(n, n + 3)  # + host, internet, lan
     except BaseException:
         built.teardown()
         raise

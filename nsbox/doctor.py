@@ -208,6 +208,8 @@ def _probe_in_child(paths: dict[str, str | None]) -> list[Item]:
 
 
 def _feature_fix(feature: str) -> str:
+    if feature == "vlan_filtering":  # built into the bridge module or not: no module to load
+        return "a kernel built with CONFIG_BRIDGE_VLAN_FILTERING"
     module = {"vlan": "8021q", "nat": "iptable_nat", "conntrack": "nf_conntrack"}.get(feature, feature)
     return f"modprobe {module}, or a kernel built with it"
 

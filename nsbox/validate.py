@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from nsbox.errors import ValidationError
-from nsbox.model import ConntrackCheck, Lab, Node, ReachCheck
+from nsbox.model import ConntrackCheck, Lab, LinkCheck, Node, ReachCheck
+from nsbox.model import linkopts
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.names import ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
@@ -41,6 +42,10 @@ def _check_node(lab: Lab, node: Node) -> None:
                                       f"which is not a bridge in that node")
         if iface.mtu is not None and not 68 <= iface.mtu <= 65535:
             raise ValidationError(f"node {node.name}: MTU {iface.mtu} of {iface.name} out of range 68-65535")
+        linkopts.check(node.name, iface)
+        if iface.vlan_filtering and "vlan_filtering" not in lab.requires:
+            raise ValidationError(f"node {node.name}: bridge {iface.name} uses vlan_filtering; "
+                                  f"declare it with lab.require(\"vlan_filtering\") (kernels without it SKIP)")
     for a in node.addresses:
         if a.iface not in node.interfaces:
             raise ValidationError(f"node {node.name}: address {a.cidr} on unknown interface {a.iface}")
@@ -132,6 +137,12 @@ def _check_checks(lab: Lab) -> None:
                 if c.proto == "icmp" or not c.allow:
                     raise ValidationError(f"check {c.name!r}: seen_from needs an allowed tcp/udp/http check")
                 lab.resolve(c.seen_from)
+        elif isinstance(c, LinkCheck):
+            if c.node not in lab.nodes or c.iface not in lab.nodes[c.node].interfaces:
+                raise ValidationError(f"check {c.name!r}: {c.iface} is no interface of node {c.node!r}")
+            if c.state not in linkopts.OPERSTATES:
+                raise ValidationError(f"check {c.name!r}: unknown link state {c.state!r} "
+                                      f"({', '.join(linkopts.OPERSTATES)})")
         elif isinstance(c, ConntrackCheck):
             if c.node not in lab.nodes:
                 raise ValidationError(f"check {c.name!r}: unknown node {c.node!r}")

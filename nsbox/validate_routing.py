@@ -91,13 +91,18 @@ class _Tables:
                 self.broadcast[iface.network.broadcast_address] = a.iface
             # The prefix route the kernel adds with the address: IPv4 none for a /32,
             # metric 0; IPv6 metric 256 (none for a /128).
-            if iface.network.prefixlen < iface.max_prefixlen:
+            # A device left down has no prefix route (the kernel adds it at `link set up`).
+            if iface.network.prefixlen < iface.max_prefixlen and self._up(a.iface):
                 # (appended: two interfaces in one subnet each get theirs, as in the kernel)
                 self.entries.append(_Entry(routing.TABLES["main"], iface.network, 0 if iface.version == 4 else 256,
                                            a.iface, routing.SCOPES["link"], False,
                                            f"the prefix route of address {a.cidr}"))
         # 127.0.0.0/8 and ::1 are local through lo in every namespace.
         self.loopback = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_address("::1"))
+
+    def _up(self, name: str) -> bool:
+        iface = self.node.interfaces.get(name)
+        return iface is None or getattr(iface, "up", True)
 
     def _put(self, e: _Entry) -> None:
         for old in self.entries:
@@ -120,6 +125,9 @@ class _Tables:
             raise ValidationError(f"{where}: no device {r.dev} in this node (the kernel: ENODEV)")
         if r.via is None and r.dev is None:
             raise ValidationError(f"{where} needs a gateway or a device (via= or dev=; the kernel: ENODEV)")
+        if r.dev is not None and not self._up(r.dev):
+            raise ValidationError(f"{where}: through {r.dev}, which is left down (the kernel refuses a route "
+                                  f"through a device that is not up: ENETDOWN)")
         if r.src is not None:
             self._check_src(r, where)
         if r.via is not None:
@@ -180,6 +188,10 @@ class _Tables:
                         and e.scope >= routing.SCOPES["link"] and r.dev in (None, e.dev):
                     return
         dev = f" out of {r.dev}" if r.dev else ""
+        for a in self.node.addresses:
+            if not self._up(a.iface) and gw in ipaddress.ip_interface(a.cidr).network:
+                raise ValidationError(f"{where}: gateway {gw} is only on a subnet of a device left down "
+                                      f"({a.iface}; the kernel: ENETUNREACH, it has no prefix route until up)")
         raise ValidationError(f"{where}: gateway {gw} is reachable through no address or device route{dev} "
                               f"declared before it (the kernel: ENETUNREACH, nexthop has invalid gateway; "
                               f"add e.g. `route('{gw}', dev=…)` first, or onlink=True)")

@@ -21,6 +21,7 @@ UPSTREAM = "203.0.113.1"    # the node "internet": the host's upstream router
 LAN_SUBNET = "198.51.100.0/24"  # a second network on the host's eth1
 LAN_HOST = "198.51.100.1"   # the host's address there
 LAN_PEER = "198.51.100.2"   # the node "lan"
+DOCKER0_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, unicast); fixed here
 
 
 MATRIX_MAX = 16             # containers in the all-pairs matrix (see build)
@@ -65,14 +66,19 @@ def build(lab: Lab, containers: int) -> None:
     lan.serve("http", 80)
     internet.route(LAN_SUBNET, via=UPLINK)
 
-    # dockerd: bridge docker0 with the gateway address, forwarding on.
-    host.bridge("docker0", f"{GATEWAY}/16")
+    # dockerd: bridge docker0 with the gateway address, forwarding on. dockerd gives
+    # docker0 a random MAC when it creates it, so the gateway MAC containers have in
+    # their ARP caches stays put as ports come and go (a bridge without one takes
+    # the lowest port MAC). No router advertisements are accepted on it.
+    host.bridge("docker0", f"{GATEWAY}/16", mac=DOCKER0_MAC)
     host.sysctl("net.ipv4.ip_forward", 1)
+    host.sysctl("net.ipv6.conf.docker0.accept_ra", 0, optional=True)
 
     # docker run, once per container: veth pair, eth0 inside, default via docker0.
     for i in range(1, containers + 1):
         c = lab.node(f"c{i}")
         lab.veth(c, "eth0", host, veth_name(i), b_master="docker0")
+        host.set_link(veth_name(i), txqueuelen=0)  # libnetwork creates the host end with TxQLen 0
         # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
         c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
         c.address("eth0", f"{container_ip(i)}/16")

@@ -81,7 +81,8 @@ def test_host_has_docker0_gateway_and_forwarding(lab2):
     host = lab2.host
     assert host.interfaces["docker0"].kind == "bridge"
     assert [a.cidr for a in host.addresses_of("docker0")] == ["172.17.0.1/16"]
-    assert host.sysctls == {"net.ipv4.ip_forward": "1"}
+    assert host.sysctls == {"net.ipv4.ip_forward": "1", "net.ipv6.conf.docker0.accept_ra": "0"}
+    assert host.interfaces["docker0"].mac == "b2:7c:4e:1a:9d:30"
 
 
 def test_containers_have_eth0_and_default_route_via_gateway(lab2):

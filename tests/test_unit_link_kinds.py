@@ -23,7 +23,44 @@ def _lab() -> Lab:
 
 
 def test_registry_has_every_kind_of_the_issue():
-    assert {"macvlan", "ipvlan", "vlan", "vxlan", "dummy"} <= set(links.KINDS)
+    assert {"veth", "bridge", "macvlan", "ipvlan", "vlan", "vxlan", "dummy"} <= set(links.KINDS)
+
+
+def test_every_kind_brings_its_feature_probe():
+    from nsbox.kernel import features
+
+    assert set(links.KINDS) <= set(features.PROBES)
+
+
+def test_generic_link_builds_veth_and_bridge_like_their_builders():
+    by_builder, generic = Lab("t"), Lab("t")
+    for lab in (by_builder, generic):
+        lab.node("c1")
+    by_builder.host.bridge("br0", stp=True)
+    by_builder.veth(by_builder.nodes["c1"], "eth0", by_builder.host, "v1", b_master="br0", mtu=1400)
+    generic.link("bridge", "host", "br0", stp=True)
+    generic.link("veth", "host", "v1", peer=("c1", "eth0"), master="br0", mtu=1400)
+    texts = [[s.text for s in plan_lab(lab).steps] for lab in (by_builder, generic)]
+    assert texts[0] == texts[1]
+    assert "ip link add br0 type bridge stp_state 1" in texts[1]
+    assert "ip link add v1 mtu 1400 type veth peer name eth0 mtu 1400 netns c1\nip link set v1 master br0 up" in texts[1]
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda lab: lab.link("veth", "host", "v1"), "veth needs peer=\\(node, interface\\)"),
+    (lambda lab: lab.link("veth", "host", "v1", peer=("nope", "eth0")), "peer node 'nope'"),
+    (lambda lab: lab.link("bridge", "host", "br0", stp=1), "bridge stp must be True or False"),
+    (lambda lab: lab.link("bridge", "host", "br0", hairpin=True), "unknown option\\(s\\) hairpin"),
+])
+def test_generic_veth_and_bridge_refusals(build, message):
+    with pytest.raises(ValidationError, match=message):
+        build(Lab("t"))
+
+
+def test_generic_vlan_filtering_bridge_becomes_a_requirement():
+    lab = Lab("t")
+    lab.link("bridge", "host", "br0", vlan_filtering=True)
+    assert "vlan_filtering" in lab.requires
 
 
 @pytest.mark.parametrize("build, message", [

@@ -13,7 +13,7 @@ def test_namespaces_first_then_bridge_before_its_ports_then_configuration():
     kinds = [type(s.action) for s in steps]
     assert kinds[:4] == [Netns] * 4
     texts = [f"{s.node}: {s.text}" for s in steps]
-    bridge = texts.index("host: ip link add docker0 type bridge")
+    bridge = texts.index("host: ip link add docker0 address b2:7c:4e:1a:9d:30 type bridge")
     port = next(i for i, t in enumerate(texts) if "master docker0 up" in t)
     assert 4 <= bridge < port
     # addresses come after every link exists; the firewall ends the host's part

@@ -3,7 +3,7 @@ and the host node (where the forwarding rules live)."""
 
 from __future__ import annotations
 
-from nsbox.model import HOST, Check, ConntrackCheck, Lab, ReachCheck
+from nsbox.model import HOST, Check, ConntrackCheck, Lab, LinkCheck, ReachCheck
 
 
 def involved_nodes(lab: Lab, check: Check) -> list[str]:
@@ -11,6 +11,8 @@ def involved_nodes(lab: Lab, check: Check) -> list[str]:
     if isinstance(check, ReachCheck):
         owner, _ = lab.resolve(check.dst)
         nodes = [check.src, owner.name, HOST]
+    elif isinstance(check, LinkCheck):
+        nodes = [check.node]
     else:
         assert isinstance(check, ConntrackCheck)
         of = next(c for c in lab.checks if c.name == check.of)

@@ -89,8 +89,6 @@ class KernelRefused(Exception):
 
 
 PROBES: dict[str, Probe] = {
-    "veth": _link("veth", peer="nsbprobe9"),
-    "bridge": _link("bridge"),
     "macvlan": _child("macvlan", macvlan_mode="bridge"),
     "ipvlan": _child("ipvlan", ipvlan_mode=0),
     "vlan": _child("vlan", vlan_id=50),
@@ -102,8 +100,11 @@ PROBES: dict[str, Probe] = {
     "conntrack": _proc("/proc/sys/net/netfilter/nf_conntrack_max"),
     "ipv6": _proc("/proc/sys/net/ipv6/conf/lo/disable_ipv6"),
     "nftables": _nftables,
+    # CONFIG_BRIDGE_VLAN_FILTERING: without it the kernel refuses `vlan_filtering 1` (EOPNOTSUPP)
+    "vlan_filtering": _link("bridge", br_vlan_filtering=1),
 }
-# Link kinds bring their own probe (nsbox/kinds/links/): a new kind needs no line here.
+# Link kinds bring their own probe (nsbox/kinds/links/, veth and bridge included):
+# a new kind needs no line here.
 for _k in _link_kinds.KINDS.values():
     if _k.probe is not None:
         PROBES[_k.name] = (_child if _k.needs_parent else _link)(_k.name, **_k.probe)

@@ -137,34 +137,83 @@ def link_up(index: int) -> ifinfmsg:
     return m
 
 
-def bridge(name: str, mtu: int | None) -> ifinfmsg:
+def bridge(name: str, mtu: int | None, attrs: list | None = None, data: list | None = None) -> ifinfmsg:
+    """`ip link add NAME [address/txqueuelen: ATTRS] type bridge [stp_state/vlan_filtering: DATA]`."""
     m = ifinfmsg()
-    attrs: list = [("IFLA_IFNAME", name)]
+    a: list = [("IFLA_IFNAME", name)]
     if mtu:
-        attrs.append(("IFLA_MTU", mtu))
-    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}))
-    m["attrs"] = attrs
+        a.append(("IFLA_MTU", mtu))
+    a += [x for x in attrs or [] if x[0] != "IFLA_MTU"]
+    info: list = [("IFLA_INFO_KIND", "bridge")]
+    if data:
+        info.append(("IFLA_INFO_DATA", {"attrs": data}))
+    a.append(("IFLA_LINKINFO", {"attrs": info}))
+    m["attrs"] = a
     return m
 
 
-def veth(name: str, peer: str, peer_netns_fd: int, master: int | None, mtu: int | None) -> ifinfmsg:
-    """NAME here, up and enslaved to MASTER; PEER created directly in the other namespace."""
+def veth(name: str, peer: str, peer_netns_fd: int, master: int | None, mtu: int | None,
+         attrs: list | None = None, peer_attrs: list | None = None, up: bool = True) -> ifinfmsg:
+    """NAME here, up (unless UP is False) and enslaved to MASTER; PEER created directly in
+    the other namespace. ATTRS / PEER_ATTRS: each side's IFLA_ADDRESS, IFLA_MTU, IFLA_TXQLEN."""
     m = ifinfmsg()
-    m["flags"] = IFF_UP
-    m["change"] = IFF_UP
-    attrs: list = [("IFLA_IFNAME", name)]
-    peer_attrs: list = [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd)]
+    if up:
+        m["flags"] = IFF_UP
+        m["change"] = IFF_UP
+    a: list = [("IFLA_IFNAME", name)]
+    p: list = [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd)]
     if mtu:
-        attrs.append(("IFLA_MTU", mtu))
-        peer_attrs.append(("IFLA_MTU", mtu))
+        a.append(("IFLA_MTU", mtu))
+        p.append(("IFLA_MTU", mtu))
+    a += [x for x in attrs or [] if x[0] != "IFLA_MTU"]
+    p += [x for x in peer_attrs or [] if x[0] != "IFLA_MTU"]
     if master:
-        attrs.append(("IFLA_MASTER", master))
-    attrs.append(("IFLA_LINKINFO", {"attrs": [
+        a.append(("IFLA_MASTER", master))
+    a.append(("IFLA_LINKINFO", {"attrs": [
         ("IFLA_INFO_KIND", "veth"),
-        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
+        ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": p})]}),
     ]}))
+    m["attrs"] = a
+    return m
+
+
+def link_set(index: int, attrs: list) -> ifinfmsg:
+    """`ip link set DEV mtu N txqueuelen N` on an existing link (the loopback device)."""
+    m = ifinfmsg()
+    m["index"] = index
     m["attrs"] = attrs
     return m
+
+
+def bridge_port(index: int, data: list) -> ifinfmsg:
+    """`ip link set DEV type bridge_slave hairpin on isolated on`: the port's options."""
+    m = ifinfmsg()
+    m["index"] = index
+    m["attrs"] = [("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"),
+                                               ("IFLA_INFO_SLAVE_DATA", {"attrs": data})]})]
+    return m
+
+
+def operstate(path: str, ifname: str) -> str:
+    """The kernel's operstate of IFNAME in the netns at PATH ("UP", "DOWN",
+    "LOWERLAYERDOWN", ...), read with RTM_GETLINK: what `ip link` shows after `state`."""
+    nl = Rtnl("operstate", path)
+    try:
+        m = ifinfmsg()
+        m["attrs"] = [("IFLA_IFNAME", ifname), ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)]
+        nl.seq += 1
+        m["header"].update({"type": RTM_GETLINK, "flags": NLM_F_REQUEST, "sequence_number": nl.seq})
+        m.encode()
+        seq = nl.seq
+        replies = nl._round_trip([(seq, ifname, m.data)])
+        msg_type, body = replies[seq]
+        if msg_type != RTM_NEWLINK:
+            raise KernelError(f"no interface {ifname}: {os.strerror(_error(body))}")
+        reply = ifinfmsg(_HDR.pack(_HDR.size + len(body), msg_type, 0, seq, 0) + body)
+        reply.decode()
+        return str(reply.get_attr("IFLA_OPERSTATE"))
+    finally:
+        nl.close()
 
 
 def address(index: int, cidr: str) -> ifaddrmsg:

@@ -50,4 +50,19 @@ class ConntrackCheck:
         return f"entry, reply to {self.reply_dst}"
 
 
-Check = Union[ReachCheck, ConntrackCheck]
+@dataclass(frozen=True)
+class LinkCheck:
+    """IFACE of NODE is in operational state STATE ("UP", "DOWN", "LOWERLAYERDOWN", ...),
+    read from the kernel (IFLA_OPERSTATE, what `ip link` prints after `state`)."""
+
+    name: str
+    node: str
+    iface: str
+    state: str
+
+    @property
+    def expected(self) -> str:
+        return f"state {self.state}"
+
+
+Check = Union[ReachCheck, ConntrackCheck, LinkCheck]

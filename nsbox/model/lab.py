@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nsbox.errors import ValidationError
-from nsbox.model.checks import Check, ConntrackCheck, ReachCheck
+from nsbox.model.checks import Check, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
 from nsbox.model.matrix import Expected, Matrix, expected_of
 
@@ -22,7 +22,7 @@ ServerKind = Literal["http", "tcp", "udp"]
 
 # Kernel features a recipe may require (lab.require); each is probed for real.
 FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
-            "nat", "conntrack", "ipv6", "nftables")
+            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering")
 
 
 @dataclass
@@ -31,6 +31,14 @@ class Interface:
     kind: str  # "veth", "bridge", "lo", or a kind of nsbox.kinds.links
     master: str | None = None  # bridge this port is enslaved to
     mtu: int | None = None
+    # Link options (nsbox/model/linkopts.py validates them; None = the kernel's default).
+    mac: str | None = None          # fixed MAC, set at creation (`address MAC`)
+    txqueuelen: int | None = None
+    up: bool = True                 # admin state: False leaves it down (`lo` included)
+    stp: bool | None = None         # bridges: stp_state
+    vlan_filtering: bool | None = None  # bridges
+    hairpin: bool | None = None     # bridge ports: send frames back out the port they came in on
+    isolated: bool | None = None    # bridge ports: no traffic to other isolated ports
 
 
 @dataclass(frozen=True)
@@ -136,11 +144,38 @@ class Node:
         self.interfaces.setdefault("lo", Interface("lo", "lo"))
 
     # -- builder steps, each one line of `ip` / `sysctl` / `iptables` --
-    def bridge(self, name: str, address: str | None = None, mtu: int | None = None) -> Node:
-        """`ip link add NAME type bridge; ip addr add ADDRESS dev NAME; ip link set NAME up`"""
-        self._new_iface(Interface(name, "bridge", mtu=mtu))
+    def bridge(self, name: str, address: str | None = None, mtu: int | None = None, *,
+               mac: str | None = None, txqueuelen: int | None = None, stp: bool | None = None,
+               vlan_filtering: bool | None = None, up: bool = True) -> Node:
+        """`ip link add NAME [address MAC] type bridge [stp_state 1] [vlan_filtering 1];
+        ip addr add ADDRESS dev NAME; ip link set NAME up`"""
+        iface = Interface(name, "bridge", mtu=mtu, mac=mac, txqueuelen=txqueuelen, stp=stp,
+                          vlan_filtering=vlan_filtering, up=up)
+        self._new_iface(iface)
+        if (mac, txqueuelen, stp, vlan_filtering, up) != (None, None, None, None, True):
+            from nsbox.model import linkopts
+            linkopts.check(self.name, iface)  # else validate() checks the MTU, as it always did
         if address:
             self.address(name, address)
+        return self
+
+    def set_link(self, iface: str, *, mac: str | None = None, mtu: int | None = None,
+                 txqueuelen: int | None = None, up: bool | None = None,
+                 hairpin: bool | None = None, isolated: bool | None = None) -> Node:
+        """Options of an interface declared already (`lo` included), as `ip link` sets them:
+        mac, mtu, txqueuelen at creation; up=False leaves it down (a veth whose peer is
+        down shows NO-CARRIER, its state LOWERLAYERDOWN); hairpin and isolated on a
+        bridge port (`ip link set IFACE type bridge_slave hairpin on isolated on`)."""
+        from nsbox.model import linkopts
+
+        if iface not in self.interfaces:
+            raise ValidationError(f"node {self.name}: set_link on unknown interface {iface}")
+        i = self.interfaces[iface]
+        for key, value in (("mac", mac), ("mtu", mtu), ("txqueuelen", txqueuelen), ("up", up),
+                           ("hairpin", hairpin), ("isolated", isolated)):
+            if value is not None:
+                setattr(i, key, value)
+        linkopts.check(self.name, i)
         return self
 
     def address(self, iface: str, cidr: str) -> Node:
@@ -289,7 +324,9 @@ class Lab:
 
     def veth(self, a: Node, a_name: str, b: Node, b_name: str, *, b_master: str | None = None,
              mtu: int | None = None) -> VethPair:
-        """`ip link add A_NAME netns A type veth peer name B_NAME netns B` (+ `master`)."""
+        """`ip link add A_NAME netns A type veth peer name B_NAME netns B` (+ `master`).
+
+        Per-side options (mac, txqueuelen, up, hairpin, ...): NODE.set_link(NAME, ...)."""
         a._new_iface(Interface(a_name, "veth", mtu=mtu))
         b._new_iface(Interface(b_name, "veth", master=b_master, mtu=mtu))
         pair = VethPair(a.name, a_name, b.name, b_name)
@@ -306,6 +343,8 @@ class Lab:
         k = links.get(kind)
         n = self.nodes[node] if isinstance(node, str) else node
         where = f"node {n.name}: {kind} {name}"
+        if k.builder:
+            return self._built_link(k, n, name, parent, options, where)
         if k.needs_parent != (parent is not None):
             raise ValidationError(f"{where}: " + ("needs parent=(node, interface)" if k.needs_parent
                                                   else "takes no parent"))
@@ -328,6 +367,25 @@ class Lab:
         self.links.append(link)
         self.requires.add(kind)
         return link
+
+    def _built_link(self, k: Any, n: Node, name: str, parent: Any, options: dict[str, Any], where: str) -> Any:
+        """lab.link() for veth and bridge: validated by their kind, made by their builder."""
+        if parent is not None:
+            raise ValidationError(f"{where}: takes no parent")
+        try:
+            spec = k.options(dict(options))
+        except TypeError as e:
+            raise ValidationError(f"{where}: {e}") from None
+        if k.name == "bridge":
+            n.bridge(name, stp=spec.stp, vlan_filtering=spec.vlan_filtering)
+            if spec.vlan_filtering:
+                self.requires.add("vlan_filtering")
+            return n.interfaces[name]
+        pnode, pname = spec.peer
+        other = self.nodes.get(pnode if isinstance(pnode, str) else pnode.name)
+        if other is None:
+            raise ValidationError(f"{where}: peer node {pnode!r} is no node of the lab")
+        return self.veth(other, pname, n, name, b_master=spec.master, mtu=spec.mtu)
 
     def macvlan(self, node: Node | str, name: str, parent: tuple[Node | str, str], mode: str = "bridge") -> Link:
         """A macvlan child NAME in NODE on PARENT=(node, interface)."""
@@ -373,6 +431,14 @@ class Lab:
         """NODE's conntrack holds OF's connection, with the reply tuple addressed to REPLY_DST."""
         check = ConntrackCheck(node=node, of=of.name, reply_dst=reply_dst,
                                name=name or f"conntrack {node}: {of.name}")
+        self._add_check(check)
+        return check
+
+    def expect_link(self, node: Node | str, iface: str, state: str = "UP", name: str | None = None) -> LinkCheck:
+        """IFACE of NODE is in operational state STATE: UP, DOWN, LOWERLAYERDOWN (a veth
+        whose peer is down: NO-CARRIER), UNKNOWN (lo when up), ... as `ip link` shows it."""
+        n = node if isinstance(node, str) else node.name
+        check = LinkCheck(name=name or f"link {n}/{iface} {state}", node=n, iface=iface, state=state)
         self._add_check(check)
         return check
 

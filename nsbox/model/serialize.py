@@ -13,13 +13,13 @@ import dataclasses
 from typing import Any
 
 from nsbox.errors import RecipeError, ValidationError
-from nsbox.model.checks import ConntrackCheck, ReachCheck
+from nsbox.model.checks import ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
 from nsbox.model.lab import Address, Fdb, Interface, Lab, Link, Neigh, Node, PolicyRule, Route, Server, VethPair
 from nsbox.model.rules import parse_rule
 
-_CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck}
+_CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck, "link": LinkCheck}
 
 
 def lab_to_dict(lab: Lab) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def script(lab: Lab, command: str = "") -> str:
 def _section(step: Step) -> str:
     if isinstance(step.action, Netns):
         return "namespaces: one per node (lo starts down in each)"
-    if isinstance(step.action, Netlink) and step.text.startswith("ip link add"):
+    if isinstance(step.action, Netlink) and (step.text.startswith("ip link add") or " type bridge_slave " in step.text):
         return "links: bridges, veth pairs (made from the bridge side), then macvlan/vxlan/… in declaration order"
     return f"node {step.node}: sysctls, links up, addresses, routes, firewall"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from nsbox.kernel import routing
-from nsbox.model import Lab, Node
+from nsbox.model import Lab, Node, linkopts
 
 FORMATS = ("text", "mermaid", "dot")
 
@@ -39,7 +39,7 @@ def text(lab: Lab) -> str:
         tags = [t for t, on in (("NAT", _nat(node)),) if on]
         out.append(f"\nnode {node.name}" + (f"  [{', '.join(tags)}]" if tags else ""))
         for iface in node.interfaces.values():
-            if iface.name == "lo" and not node.addresses_of("lo"):
+            if iface.name == "lo" and not node.addresses_of("lo") and not _options(iface):
                 continue
             line = f"  {iface.name} ({iface.kind})"
             if iface.master:
@@ -52,6 +52,9 @@ def text(lab: Lab) -> str:
                 line += f" <-> {pn}:{pi}"
             if _addrs(node, iface.name):
                 line += f"  {_addrs(node, iface.name)}"
+            opts = _options(iface)
+            if opts:
+                line += f"  [{opts}]"
             out.append(line)
         # routes with all their options, then rules, neighbour and FDB entries, as `ip`/`bridge` words
         for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
@@ -116,3 +119,13 @@ def dot(lab: Lab) -> str:
             out.append(f'  {_id(k.node, k.name)} -- {_id(*k.parent)} [label="{k.kind}", style=dotted];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _options(iface) -> str:
+    """Link options that differ from the kernel's defaults, as `ip` words: the MAC,
+    MTU, qlen, STP, port flags, and `down` for an interface left down."""
+    words = linkopts.link_words(iface).strip() + linkopts.bridge_words(iface)
+    words += (" " + linkopts.port_words(iface)) if linkopts.port_words(iface) else ""
+    if not iface.up:
+        words += " down"
+    return words.strip()

@@ -18,6 +18,7 @@ from nsbox.kernel import routing, rtnl
 from nsbox.kernel.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK
 from nsbox.kinds import links as kinds
 from nsbox.model import Lab, Node
+from nsbox.model import linkopts
 from nsbox.model.lab import Link
 from nsbox.model.firewall import Firewall as FirewallModel
 
@@ -100,21 +101,31 @@ def plan_lab(lab: Lab) -> Plan:
 
 def _links(plan: Plan, lab: Lab, node: Node, created_up: set[str]) -> None:
     for br in (i for i in node.interfaces.values() if i.kind == "bridge"):
-        plan.add(node.name, f"ip link add {br.name}" + (f" mtu {br.mtu}" if br.mtu else "") + " type bridge",
-                 Netlink(lambda ctx, br=br: rtnl.bridge(br.name, br.mtu), RTM_NEWLINK, creates=(br.name,)))
+        plan.add(node.name, f"ip link add {br.name}{linkopts.link_words(br)} type bridge{linkopts.bridge_words(br)}",
+                 Netlink(lambda ctx, br=br: rtnl.bridge(br.name, br.mtu, linkopts.link_attrs(br),
+                                                        linkopts.bridge_data(br)),
+                         RTM_NEWLINK, creates=(br.name,)))
     for pair in (p for p in lab.veths if p.b_node == node.name):
         b = node.interfaces[pair.b_name]
-        mtu = f" mtu {b.mtu}" if b.mtu else ""
-        text = (f"ip link add {pair.b_name}{mtu} type veth peer name {pair.a_name}{mtu} netns {pair.a_node}\n"
-                f"ip link set {pair.b_name}" + (f" master {b.master}" if b.master else "") + " up")
+        a = lab.nodes[pair.a_node].interfaces[pair.a_name]
+        text = (f"ip link add {pair.b_name}{linkopts.link_words(b)} type veth "
+                f"peer name {pair.a_name}{linkopts.link_words(a)} netns {pair.a_node}")
+        if b.master or b.up:
+            text += f"\nip link set {pair.b_name}" + (f" master {b.master}" if b.master else "") + (" up" if b.up else "")
 
-        def encode(ctx: Context, pair=pair, b=b):
+        def encode(ctx: Context, pair=pair, a=a, b=b):
             master = ctx.index(b.master) if b.master else None
-            return rtnl.veth(pair.b_name, pair.a_name, ctx.netns_fd(pair.a_node), master, b.mtu)
+            return rtnl.veth(pair.b_name, pair.a_name, ctx.netns_fd(pair.a_node), master, b.mtu,
+                             linkopts.link_attrs(b), linkopts.link_attrs(a), up=b.up)
 
         plan.add(node.name, text,
                  Netlink(encode, RTM_NEWLINK, creates=(pair.b_name,), needs=(b.master,) if b.master else ()),
                  f"a veth pair: {pair.b_name} here, its peer {pair.a_name} in {pair.a_node}")
+        if linkopts.port_words(b):
+            plan.add(node.name, f"ip link set {pair.b_name} type bridge_slave {linkopts.port_words(b)}",
+                     Netlink(lambda ctx, b=b: rtnl.bridge_port(ctx.index(b.name), linkopts.port_data(b)),
+                             RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, needs=(b.name,)),
+                     f"options of {b.name} as a port of {b.master}")
 
 
 def _kind_link(plan: Plan, link: Link) -> None:
@@ -126,8 +137,10 @@ def _kind_link(plan: Plan, link: Link) -> None:
     comment = f"{link.kind} {link.name} of {link.node}" + (
         f", made on {link.parent[0]}'s {link.parent[1]} and moved into {link.node}"
         if link.parent and link.made_in != link.node else "")
-    plan.add(link.made_in, kinds.ip_text(link),
-             Netlink(lambda ctx, link=link: kinds.encode(link, ctx), RTM_NEWLINK, creates=creates, needs=needs),
+    iface = plan.lab.nodes[link.node].interfaces[link.name]
+    plan.add(link.made_in, kinds.ip_text(link, linkopts.link_words(iface)),
+             Netlink(lambda ctx, link=link: kinds.encode(link, ctx, linkopts.link_attrs(iface)), RTM_NEWLINK,
+                     creates=creates, needs=needs),
              comment)
 
 
@@ -136,7 +149,14 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
         optional = key in node.optional_sysctls
         plan.add(node.name, f"sysctl -w {key}={value}", Sysctl(key, value, optional),
                  "skipped where this kernel lacks the key" if optional else "")
+    lo = node.interfaces["lo"]
+    if linkopts.link_words(lo):  # the loopback exists already: its options are set, not created
+        plan.add(node.name, f"ip link set lo{linkopts.link_words(lo)}",
+                 Netlink(lambda ctx, lo=lo: rtnl.link_set(1, linkopts.link_attrs(lo)), RTM_NEWLINK,
+                         NLM_F_REQUEST | NLM_F_ACK))
     for iface in node.interfaces.values():
+        if not iface.up:
+            continue  # left down on purpose: the book's intermediate states (NO-CARRIER, lo down)
         if iface.name not in created_up:
             plan.add(node.name, f"ip link set {iface.name} up",
                      Netlink(lambda ctx, n=iface.name: rtnl.link_up(ctx.index(n)), RTM_NEWLINK,

@@ -25,7 +25,8 @@ class CheckResult:
     """One check.
 
     name         the check's name, unique within its recipe ("tcp/7 c1->c2")
-    kind         "reach" (traffic was sent) or "conntrack" (a conntrack table was read)
+    kind         "reach" (traffic was sent), "conntrack" (a conntrack table was read) or
+                 "link" (an interface's operstate was read)
     expected     what the recipe expects, as text: "allow", "deny", "allow, seen from IP",
                  "entry, reply to IP"
     observed     what happened, in the same words ("deny", "allow, seen from IP", "no entry",
@@ -46,11 +47,12 @@ class CheckResult:
                  (null for icmp, and when the connection did not happen)
     seen         {"ip", "port"}: the peer address the server saw for this very probe
                  (differs from local when NAT rewrote the source; null when not recorded)
-    node         conntrack checks: the node whose conntrack table was read
+    node         conntrack checks: the node whose conntrack table was read; link checks: the
+                 interface's node
     """
 
     name: str
-    kind: Literal["reach", "conntrack"]
+    kind: Literal["reach", "conntrack", "link"]
     expected: str
     observed: str
     passed: bool

@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nsbox.errors import KernelError
-from nsbox.kernel import conntrack, iptables
+from nsbox.kernel import conntrack, iptables, rtnl
 from nsbox.kernel.realize import Realized
-from nsbox.model import ConntrackCheck, ReachCheck
+from nsbox.model import ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.checks import describe_rule
 from nsbox.model.rules import parse_rule
 from nsbox.verify.probes import ProbeResult, probe
@@ -67,6 +67,8 @@ def verify(built: Realized, servers: ServerSet, timing: Timing = Timing()) -> li
     for c in lab.checks:
         if isinstance(c, ConntrackCheck):
             results[c.name] = _run_conntrack(built, c, reach, probes)
+        elif isinstance(c, LinkCheck):
+            results[c.name] = _run_link(built, c, timing)
     return [results[c.name] for c in lab.checks]
 
 
@@ -124,6 +126,23 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
                        round((time.monotonic() - start) * 1000, 1),
                        src=c.src, dst=built.lab.resolve(c.dst)[0].name, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None), p
+
+
+def _run_link(built: Realized, c: LinkCheck, timing: Timing) -> CheckResult:
+    """Read IFACE's operstate from the kernel; re-read while it differs, within the
+    deadline: carrier changes reach operstate through the kernel's linkwatch, up to
+    a second later."""
+    start = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        state = rtnl.operstate(built.path(c.node), c.iface)
+        if state == c.state or time.monotonic() - start + timing.interval > timing.deadline:
+            break
+        time.sleep(timing.interval)
+    return CheckResult(c.name, "link", c.expected, f"state {state}", state == c.state,
+                       f"{c.node}: {c.iface} operstate {state}", attempts,
+                       round((time.monotonic() - start) * 1000, 1), node=c.node)
 
 
 def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None) -> tuple[str, bool]:

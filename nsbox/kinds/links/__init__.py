@@ -6,6 +6,8 @@ kernel is out of reach) and of `nsbox explain` (its `ip` text); the netlink
 encoding is one function beside them, importing pyroute2 only when called.
 A new kind is one module here (Options dataclass, `options()` validation,
 `ip_args()`, `info_data()`, the feature probe's arguments) plus its test.
+veth and bridge are registered too (options, ip words, probe), but made by their
+own builders, lab.veth and node.bridge, which `lab.link("veth"|"bridge", …)` calls.
 
 macvlan, ipvlan and vlan are children of a parent device: like Docker, nsbox
 creates them in the parent's namespace and moves them into the child's in the
@@ -29,6 +31,9 @@ class LinkKind:
     needs_parent: bool = False                  # macvlan, ipvlan, vlan: `link PARENT`
     depends: Callable[[Any], tuple[str, ...]] = lambda o: ()  # other interfaces of the node it needs
     probe: dict[str, Any] | None = None         # pyroute2 IPRoute.link("add", kind=…, **probe)
+    # veth and bridge are made by their own builders (lab.veth: a pair across two
+    # nodes; node.bridge: before its ports), which lab.link() hands them to.
+    builder: str | None = None
 
 
 KINDS: dict[str, LinkKind] = {}
@@ -59,10 +64,11 @@ def no_extra(kind: str, raw: dict[str, Any], allowed: set[str]) -> None:
         raise ValidationError(f"{kind}: unknown option(s) {', '.join(extra)} (options: {', '.join(sorted(allowed)) or 'none'})")
 
 
-def ip_text(link: Any) -> str:
-    """The `ip` command, run in the node the link is made in (the parent's, for children)."""
+def ip_text(link: Any, words: str = "") -> str:
+    """The `ip` command, run in the node the link is made in (the parent's, for children).
+    WORDS: link options (` address MAC mtu N txqueuelen N`, nsbox/model/linkopts.py)."""
     k = get(link.kind)
-    out = f"ip link add {link.name}"
+    out = f"ip link add {link.name}{words}"
     if link.parent:
         out += f" link {link.parent[1]}"
         if link.parent[0] != link.node:
@@ -71,7 +77,7 @@ def ip_text(link: Any) -> str:
     return out + f" type {link.kind}" + (f" {args}" if args else "")
 
 
-def encode(link: Any, ctx: Any) -> Any:
+def encode(link: Any, ctx: Any, link_attrs: list | None = None) -> Any:
     """The RTM_NEWLINK request (a pyroute2 ifinfmsg) for LINK. CTX resolves ifindexes in
     the node the request is sent in and opens other nodes' netns fds."""
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -79,7 +85,7 @@ def encode(link: Any, ctx: Any) -> Any:
     k = get(link.kind)
     spec = link.spec()
     m = ifinfmsg()
-    attrs: list = [("IFLA_IFNAME", link.name)]
+    attrs: list = [("IFLA_IFNAME", link.name)] + list(link_attrs or [])
     if link.parent:
         attrs.append(("IFLA_LINK", ctx.index(link.parent[1])))
         if link.parent[0] != link.node:
@@ -93,4 +99,4 @@ def encode(link: Any, ctx: Any) -> Any:
     return m
 
 
-from nsbox.kinds.links import dummy, ipvlan, macvlan, vlan, vxlan  # noqa: E402,F401  (registration)
+from nsbox.kinds.links import bridge, dummy, ipvlan, macvlan, veth, vlan, vxlan  # noqa: E402,F401  (registration)
