@@ -231,14 +231,16 @@ def clean_cmd(dry_run: bool) -> None:
 @click.option("--timeout", type=_Timeout(0.1, 60), default=1.0, show_default=True,
               help="Seconds one probe waits; an expected deny costs this much.")
 @click.option("--then", "then", metavar="CMD",
-              help="Before teardown, run CMD with sh inside the host node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
+              help="Before teardown, run CMD with sh inside a node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
+@click.option("--then-in", "then_in", metavar="NODE", default="host", show_default=True,
+              help="The node (or container) whose netns --then runs in.")
 @click.option("--iptables", "iptables_flavour", type=click.Choice(["auto", "nft", "legacy"]), default="auto",
               show_default=True, help="Where rules go: auto = what this system's `iptables` is (nft on Debian 12).")
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
             sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, then: str | None,
-            iptables_flavour: str, artifacts: str | None) -> None:
+            then_in: str, iptables_flavour: str, artifacts: str | None) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -267,10 +269,15 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
             sandbox.setup_inside()
             labs = load_labs(recipes, parsed_sets, recipe_dirs)
         _refuse_what_the_kernel_would(labs)
+        if then is not None:
+            for lab in labs:
+                if then_in not in lab.nodes and then_in not in lab.containers:
+                    raise UsageError(f"--then-in {then_in}: no node or container {then_in!r} in {lab.name}")
     except NsboxError as e:
         _fail(e)
     _run(labs, fmt, on_host, timeout, then, artifacts, output,
-         rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs), iptables_flavour=iptables_flavour)
+         rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs), iptables_flavour=iptables_flavour,
+         then_in=then_in)
 
 
 def _rerun_flags(on_host: bool, timeout: float, recipe_dirs: tuple[str, ...]) -> list[str]:
@@ -311,7 +318,7 @@ def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
          artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None,
-         iptables_flavour: str = "auto") -> None:
+         iptables_flavour: str = "auto", then_in: str = "host") -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
@@ -320,7 +327,7 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
 
     opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=max(4.0, 4 * timeout)),
                       then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
-                      artifacts_dir=artifacts, iptables=iptables_flavour)
+                      artifacts_dir=artifacts, iptables=iptables_flavour, then_in=then_in)
     results = []
     try:
         for lab in labs:
@@ -333,6 +340,36 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     except NsboxError as e:
         _fail(e)
     sys.exit(exit_code(results))
+
+
+@main.command("validate")
+@click.argument("recipes", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Validate every recipe.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter.")
+@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Also look for recipes in DIR.")
+def validate_cmd(recipes: tuple[str, ...], run_all: bool, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
+    """Check RECIPE's lab as `run` would before it builds anything, and build nothing.
+
+    The recipe runs in the recipe jail; the model is validated; sysctl keys and
+    values are tried in a throwaway netns and nft rulesets with `nft -c`, as `run` does.
+    Exit 0 with one line per recipe, or one error line and exit 2."""
+    if not recipes and not run_all:
+        raise click.UsageError("Missing argument 'RECIPES...' (or --all).")
+    if run_all:
+        recipes = (ALL, *recipes)
+    try:
+        labs = load_labs_jailed(recipes, parse_sets(sets), recipe_dirs)
+        _refuse_what_the_kernel_would(labs)
+    except NsboxError as e:
+        _fail(e)
+    for lab in labs:
+        links = len(lab.veths) + len(lab.links) + sum(
+            1 for n in lab.nodes.values() for i in n.interfaces.values() if i.kind == "bridge")
+        rules = sum(len(c.rules) for n in lab.nodes.values()
+                    for t in [*n.firewall.tables.values(), *n.firewall.tables6.values()] for c in t.chains.values())
+        click.echo(f"ok  {lab.name}: {len(lab.nodes)} nodes, {links} links, {rules} rules, "
+                   f"{len(lab.checks)} checks")
 
 
 @main.command("explain")

@@ -14,7 +14,7 @@ from nsbox.errors import KernelError
 from nsbox.kernel import features, netns, onhost
 from nsbox.kernel.onhost import JOURNAL_DIR
 from nsbox.kernel.realize import Realized, realize
-from nsbox.model import HOST, Lab
+from nsbox.model import Lab
 from nsbox.verify.matrix import tables as matrix_tables
 from nsbox.verify.results import RecipeResult
 from nsbox.verify.verifier import Timing, start_servers, verify
@@ -34,6 +34,7 @@ class RunOptions:
     then_stdout_to_stderr: bool = False
     artifacts_dir: str | None = None  # absolute; failed checks leave state dumps and a capture here
     iptables: str = "auto"  # where rules go: auto (the system's iptables), nft or legacy
+    then_in: str = "host"  # the node (or container) whose netns --then runs in
 
 
 def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
@@ -57,6 +58,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         return result
     result.build_ms = round((time.monotonic() - t0) * 1000, 1)
     result.namespaces = built.netns_names()
+    result.machines = {m.name: list(m.nodes) for m in lab.machines}
     try:
         servers = start_servers(built)
         try:
@@ -104,17 +106,25 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     Returns the command's exit status as a shell reports it (128+N if signal N
     ended it); results.exit_code() passes it through when no check failed."""
     passed = sum(c.passed for c in result.checks)
-    print(f"nsbox: {built.lab.name}: {passed} of {len(result.checks)} checks passed; the lab is up. "
-          f"Running {opts.then!r} in node {HOST} (netns {built.netns_names()[HOST]}; "
+    lab = built.lab
+    where = lab.netns_of(opts.then_in).name
+    names = built.netns_names()
+    print(f"nsbox: {lab.name}: {passed} of {len(result.checks)} checks passed; the lab is up. "
+          f"Running {opts.then!r} in {opts.then_in} (netns {names[where]}; "
           f"'ip netns exec NODE ...' reaches the others). The lab is torn down when it ends.",
           file=sys.stderr, flush=True)
     env = dict(os.environ)
-    for node, name in built.netns_names().items():
-        env[f"NSBOX_NETNS_{node.upper().replace('-', '_').replace('.', '_')}"] = name
+    # NSBOX_NETNS_<NODE or CONTAINER>: the netns name; NSBOX_MACHINE_<M>: its nodes' netns names
+    for node, name in names.items():
+        env[_var("NSBOX_NETNS_", node)] = name
+    for c in lab.containers.values():
+        env[_var("NSBOX_NETNS_", c.name)] = names[c.node]
+    for m in lab.machines:
+        env[_var("NSBOX_MACHINE_", m.name)] = " ".join(names[n] for n in m.nodes)
     # The command gets a pid namespace of its own, whose unshare dies with nsbox
     # (--pdeathsig) and takes the namespace's every process with it (--kill-child):
     # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
-    argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(HOST)}",
+    argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
             tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
             tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
     done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
@@ -122,6 +132,10 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     if status != 0:
         print(f"nsbox: --then exited with status {status}", file=sys.stderr)
     return status
+
+
+def _var(prefix: str, name: str) -> str:
+    return prefix + name.upper().replace("-", "_").replace(".", "_")
 
 
 signals_deferred = deferred  # the name the pytest plugin imports

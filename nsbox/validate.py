@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from nsbox.errors import ValidationError
@@ -21,6 +22,7 @@ def validate(lab: Lab) -> None:
     """Raise ValidationError for the first problem found."""
     for node in lab.nodes.values():
         _check_node(lab, node)
+    _check_virtuals(lab)
     _check_checks(lab)
 
 
@@ -58,14 +60,17 @@ def _check_node(lab: Lab, node: Node) -> None:
     # Addresses, routes, rules, neighbour/FDB entries, per-interface sysctls: as the kernel judges them.
     check_routing(node)
     _check_firewall(node)
-    seen: set[tuple[str, int]] = set()
+    seen: dict[tuple[str, int], set[str]] = {}
     for s in node.servers:
         if not 1 <= s.port <= 65535:
             raise ValidationError(f"node {node.name}: server port {s.port} out of range 1-65535")
         l4 = "udp" if s.kind == "udp" else "tcp"
         if (l4, s.port) in seen:
-            raise ValidationError(f"node {node.name}: two servers on {l4}/{s.port}")
-        seen.add((l4, s.port))
+            # one netns, one listener per port: the second bind() gets EADDRINUSE
+            raise ValidationError(f"node {node.name}: two servers on {l4}/{s.port} in one netns "
+                                  f"({', '.join(sorted(seen[(l4, s.port)] | {node.server_name(s)}))}; "
+                                  f"the second bind gets EADDRINUSE)")
+        seen[(l4, s.port)] = {node.server_name(s)}
 
 
 def _check_firewall(node: Node) -> None:
@@ -106,6 +111,46 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
         raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}")
 
 
+def _check_virtuals(lab: Lab) -> None:
+    """A virtual address is one no interface owns; a virtual port one no server listens on."""
+    for v in lab.virtuals:
+        owners = [n for n in lab.nodes.values() if any(a.ip == v.ip for a in n.addresses)]
+        where = f"virtual {v.ip}" + (f":{v.port}/{v.proto}" if v.port else "")
+        if v.port is None and owners:
+            raise ValidationError(f"{where}: the address is on an interface of {owners[0].name}, so the kernel "
+                                  f"answers it; declare one port of it (proto=, port=) instead")
+        if v.port is not None and not owners and not ipaddress.ip_address(v.ip).is_loopback:
+            raise ValidationError(f"{where}: no node owns {v.ip}; declare the whole address (no proto/port)")
+        if v.node is not None and owners and v.node not in {n.name for n in owners}:
+            raise ValidationError(f"{where}: {v.ip} is no address of node {v.node}")
+        if v.port is not None:
+            for n in ([lab.nodes[v.node]] if v.node else owners):
+                kinds = {"tcp": ("tcp", "http"), "udp": ("udp",)}[v.proto or "tcp"]
+                if any(s.port == v.port and s.kind in kinds for s in n.servers):
+                    raise ValidationError(f"{where}: a server of {n.name} listens there, so it is not virtual")
+
+
+def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, virtual) -> None:
+    if not c.allow or c.proto == "icmp":
+        raise ValidationError(f"check {c.name!r}: answered_by needs an allowed tcp/udp/http check")
+    kinds = {"http": {"http"}, "tcp": {"tcp", "http"}, "udp": {"udp"}}[c.proto]
+    for name in sorted(c.answered_by):
+        try:
+            netns = lab.netns_of(name)
+        except ValidationError:
+            raise ValidationError(f"check {c.name!r}: answered_by names {name!r}, no node or container") from None
+        # the ports a DNAT may land on are the recipe's business; the container must serve the kind
+        mine = [s for s in netns.servers if netns.server_name(s) == name and s.kind in kinds]
+        if virtual is None:
+            mine = [s for s in mine if s.port == c.port]
+            if dst_node is not None and netns.name != dst_node.name:
+                raise ValidationError(f"check {c.name!r}: {name} is not in {dst_node.name}'s netns, and "
+                                      f"{c.dst} is no virtual address, so it cannot answer")
+        if not mine:
+            raise ValidationError(f"check {c.name!r}: answered_by {name}, which serves no "
+                                  f"{'/'.join(sorted(kinds))}" + ("" if virtual else f" on port {c.port}"))
+
+
 def _check_checks(lab: Lab) -> None:
     reach = {c.name: c for c in lab.checks if isinstance(c, ReachCheck)}
     for m in lab.matrices:
@@ -115,9 +160,11 @@ def _check_checks(lab: Lab) -> None:
                 raise ValidationError(f"matrix {m.name!r}: cell {src}->{dst} has no matching check")
     for c in lab.checks:
         if isinstance(c, ReachCheck):
-            if c.src not in lab.nodes:
+            if c.src not in lab.nodes and c.src not in lab.containers:
                 raise ValidationError(f"check {c.name!r}: unknown source node {c.src!r}")
-            dst_node, _ = lab.resolve(c.dst)
+            target = lab.target(c.src, c.dst, c.proto, c.port)
+            virtual = lab.virtual_for(target, c.proto, c.port)
+            dst_node = target.node
             if c.proto not in ("icmp", "tcp", "udp", "http"):
                 raise ValidationError(f"check {c.name!r}: unknown protocol {c.proto!r} (icmp, tcp, udp, http)")
             if c.proto == "icmp":
@@ -127,10 +174,16 @@ def _check_checks(lab: Lab) -> None:
                 if c.port is None or not 1 <= c.port <= 65535:
                     raise ValidationError(f"check {c.name!r}: {c.proto} needs a port 1-65535")
                 kinds = {"http": {"http"}, "tcp": {"tcp", "http"}, "udp": {"udp"}}[c.proto]
-                # Without a listener a 'deny' would be a refused port, not a blocked path.
-                if not any(s.port == c.port and s.kind in kinds for s in dst_node.servers):
+                # Without a listener a 'deny' would be a refused port, not a blocked path. A
+                # virtual address or port has none: rules send the packets on (answered_by says where).
+                if virtual is None and dst_node is not None and \
+                        not any(s.port == c.port and s.kind in kinds for s in dst_node.servers):
                     raise ValidationError(f"check {c.name!r}: no {'/'.join(sorted(kinds))} server on "
-                                          f"{dst_node.name} port {c.port}")
+                                          f"{target.label} port {c.port}" +
+                                          (" (a published port or Service: declare it with lab.virtual)"
+                                           if c.allow else ""))
+            if c.answered_by is not None:
+                _check_answered_by(lab, c, dst_node, virtual)
             if c.dropped_by is not None:
                 _check_dropped_by(lab, c)
             if c.seen_from is not None:

@@ -10,11 +10,11 @@ from nsbox.report import json_report, text
 from nsbox.verify.results import CheckResult, RecipeResult, exit_code, summarize
 
 CHECK_KEYS = {"name", "kind", "expected", "observed", "passed", "detail", "attempts", "duration_ms", "artifacts",
-              "src", "dst", "dst_ip", "proto", "port", "local", "seen", "node"}
+              "src", "dst", "dst_ip", "proto", "port", "local", "seen", "node", "answered_by"}
 RESULT_KEYS = {"recipe", "status", "duration_s", "skip_reason", "error", "description", "checks",
-               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms", "artifacts_dir", "then_status", "rerun"}
+               "namespaces", "build_ms", "teardown_ms", "matrices", "verify_ms", "artifacts_dir", "then_status", "rerun", "machines"}
 STRUCTURED_NONE = {"src": None, "dst": None, "dst_ip": None, "proto": None, "port": None, "local": None,
-                   "seen": None, "node": None}
+                   "seen": None, "node": None, "answered_by": None}
 
 
 def passed_check(name="icmp c1->c2"):

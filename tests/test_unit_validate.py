@@ -295,7 +295,7 @@ def test_check_with_unknown_source_node():
 def test_check_with_unknown_destination_node():
     lab = two_nodes()
     lab.expect("host", "ghost", "icmp")
-    assert_invalid(lab, "unknown node 'ghost'")
+    assert_invalid(lab, "unknown node or container 'ghost'")
 
 
 @pytest.mark.parametrize("dst", ["8.8.8.8", "10.0.0.99", "203.0.113.1"])

@@ -20,11 +20,18 @@ class ReachCheck:
     # deny checks: the rule that must drop the probe, as (node, table, chain, spec);
     # spec is the rule as the recipe wrote it, or "policy" for the chain's policy.
     dropped_by: tuple[str, str, str, str] | None = None
+    # allow checks: the container (one of the set) whose server must answer
+    answered_by: frozenset[str] | None = None
 
     @property
     def expected(self) -> str:
-        if self.allow and self.seen_from:
-            return f"allow, seen from {self.seen_from}"
+        if self.allow and (self.seen_from or self.answered_by):
+            parts = []
+            if self.answered_by:
+                parts.append("answered by " + "|".join(sorted(self.answered_by)))
+            if self.seen_from:
+                parts.append(f"seen from {self.seen_from}")
+            return "allow, " + ", ".join(parts)
         if self.dropped_by:
             return f"deny, dropped by {describe_rule(self.dropped_by)}"
         return "allow" if self.allow else "deny"

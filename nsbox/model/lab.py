@@ -8,6 +8,7 @@ methods below, each one the equivalent of a line you could type by hand.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -122,6 +123,63 @@ class Server:
 
     kind: ServerKind
     port: int
+    container: str | None = None  # the container serving it; None: the one named after the node
+
+
+@dataclass(frozen=True)
+class Container:
+    """A named process group in a node's netns (`docker run --network container:c1`, a pod's
+    containers). Several containers share one netns: same interfaces and addresses, each with
+    its own servers, and its own name in answered_by."""
+
+    name: str
+    node: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine (a Docker host, a Kubernetes node, a LAN router) and the namespaces it holds."""
+
+    name: str
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Virtual:
+    """An address, or one port of an address, that rules answer for and no interface or
+    server owns: a Service ClusterIP (`lab.virtual("10.96.0.10")`), a published host port
+    (`lab.virtual(UPLINK, proto="tcp", port=8080)`), a port DNAT'ed on a node's loopback."""
+
+    ip: str
+    proto: str | None = None   # "tcp" or "udp": only this protocol and port are virtual
+    port: int | None = None
+    node: str | None = None    # the node whose rules answer (its own address or loopback)
+    name: str | None = None    # what reports call it ("service web")
+
+    def covers(self, ip: str, l4: str | None, port: int | None, node: str | None) -> bool:
+        if ipaddress.ip_address(ip) != ipaddress.ip_address(self.ip):
+            return False
+        if self.node is not None and node is not None and node != self.node:
+            return False
+        if self.port is None:
+            return True
+        return (l4, port) == (self.proto, self.port)
+
+    @property
+    def label(self) -> str:
+        where = f"{self.ip}:{self.port}/{self.proto}" if self.port else self.ip
+        return self.name or f"virtual {where}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a probe goes: the address, and the namespace that owns it (None for a virtual
+    address no namespace owns), as a check resolves its dst."""
+
+    ip: str
+    node: Node | None
+    label: str             # the name reports give the destination
+    loopback: bool = False
 
 
 @dataclass
@@ -244,9 +302,13 @@ class Node:
         return self
 
     def serve(self, kind: ServerKind, port: int) -> Node:
-        """Run a server (http, tcp echo, udp echo) on PORT in this node."""
+        """Run a server (http, tcp echo, udp echo) on PORT in this node (its container is
+        the one named after the node)."""
         self.servers.append(Server(kind, port))
         return self
+
+    def server_name(self, server: Server) -> str:
+        return server.container or self.name
 
     # -- queries --
     def addresses_of(self, iface: str) -> list[Address]:
@@ -307,13 +369,86 @@ class Lab:
     requires: set[str] = field(default_factory=set)  # kernel features, see kernel/features.py
     matrices: list[Matrix] = field(default_factory=list)  # all-pairs groups of reach checks
     links: list[Link] = field(default_factory=list)  # links of registered kinds, in creation order
+    containers: dict[str, Container] = field(default_factory=dict)  # beside the one per node
+    machines: list[Machine] = field(default_factory=list)
+    virtuals: list[Virtual] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # Every lab has a node named `host`: the machine the lab stands for (the Docker
+        # host, the node under a cluster). It is a node like any other.
         self.nodes.setdefault(HOST, Node(HOST))
 
     @property
     def host(self) -> Node:
         return self.nodes[HOST]
+
+    def container(self, name: str, node: Node | str) -> ContainerHandle:
+        """A container NAME sharing NODE's netns (`docker run --name NAME --network
+        container:NODE`, a pod's second container): same interfaces and addresses, its own
+        servers (`.serve(kind, port)`), and its own name as a probe source or target and
+        in answered_by."""
+        n = self._node(node, f"container {name}")
+        if not _NODE_RE.match(name):
+            raise ValidationError(f"bad container name {name!r} (letters, digits, '-', '_', '.'; at most 32)")
+        if name in self.nodes or name in self.containers:
+            raise ValidationError(f"container {name}: the name is taken by a node or a container")
+        self.containers[name] = Container(name, n.name)
+        return ContainerHandle(n, name)
+
+    def machine(self, name: str, nodes: list[Node | str]) -> Machine:
+        """A machine NAME that holds NODES (its root namespace and those of its containers or
+        pods): reports, --then's NSBOX_MACHINE_* variables and `nsbox show` group by it."""
+        names = tuple(self._node(n, f"machine {name}").name for n in nodes)
+        if not _NODE_RE.match(name):
+            raise ValidationError(f"bad machine name {name!r} (letters, digits, '-', '_', '.'; at most 32)")
+        if not names or len(set(names)) != len(names):
+            raise ValidationError(f"machine {name}: needs distinct nodes, got {list(names)}")
+        for m in self.machines:
+            if m.name == name:
+                raise ValidationError(f"machine {name} defined twice")
+            both = set(m.nodes) & set(names)
+            if both:
+                raise ValidationError(f"machine {name}: node {sorted(both)[0]} is already in machine {m.name}")
+        machine = Machine(name, names)
+        self.machines.append(machine)
+        return machine
+
+    def machine_of(self, node: str) -> str | None:
+        return next((m.name for m in self.machines if node in m.nodes), None)
+
+    def virtual(self, ip: str, *, proto: str | None = None, port: int | None = None,
+                node: Node | str | None = None, name: str | None = None) -> Virtual:
+        """An address that rules answer for though no interface owns it (a Service ClusterIP),
+        or PROTO/PORT of an address a node owns where no server listens but DNAT sends the
+        packets on (a published port; NODE's loopback with node=). Probes may target it;
+        answered_by= says who must answer."""
+        where = f"virtual {ip}" + (f":{port}" if port is not None else "")
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValidationError(f"{where}: bad address {ip!r}") from None
+        if (proto is None) != (port is None):
+            raise ValidationError(f"{where}: give proto and port together (a published port), or neither "
+                                  f"(the whole address)")
+        if proto is not None and proto not in ("tcp", "udp"):
+            raise ValidationError(f"{where}: proto is tcp or udp, not {proto!r}")
+        if port is not None and not (type(port) is int and 1 <= port <= 65535):
+            raise ValidationError(f"{where}: port {port!r} out of range 1-65535")
+        n = self._node(node, where).name if node is not None else None
+        if addr.is_loopback and (n is None or port is None):
+            raise ValidationError(f"{where}: a loopback address is virtual only as one port of one node "
+                                  f"(proto=, port=, node=)")
+        v = Virtual(str(addr), proto, port, n, name)
+        if v in self.virtuals:
+            raise ValidationError(f"{where} declared twice")
+        self.virtuals.append(v)
+        return v
+
+    def _node(self, node: Node | str | None, where: str) -> Node:
+        name = node if isinstance(node, str) else getattr(node, "name", None)
+        if name not in self.nodes:
+            raise ValidationError(f"{where}: {name!r} is no node of the lab")
+        return self.nodes[name]
 
     def node(self, name: str) -> Node:
         """`ip netns add NAME` (lo is brought up with it)."""
@@ -414,16 +549,25 @@ class Lab:
     # -- expectations --
     def expect(self, src: str, dst: str, proto: Literal["icmp", "tcp", "udp", "http"], port: int | None = None,
                *, allow: bool = True, seen_from: str | None = None, name: str | None = None,
-               dropped_by: tuple[str, str, str, str] | None = None) -> ReachCheck:
+               dropped_by: tuple[str, str, str, str] | None = None,
+               answered_by: str | Node | set[str] | frozenset[str] | list[str] | None = None) -> ReachCheck:
         """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
 
         seen_from: the source address the server must have seen (proves NAT).
         dropped_by: (node, table, chain, rule spec or "policy"): the deny must be that
-        rule's doing -- its packet counter rises while the probe is dropped."""
+        rule's doing -- its packet counter rises while the probe is dropped.
+        answered_by: the container (or one of a set) whose server must answer: proves where
+        DNAT sent the connection (a published port, a Service's endpoints)."""
         if dropped_by is not None:
             dropped_by = tuple(dropped_by)  # type: ignore[assignment]
+        src, dst = _name(src), _name(dst)
+        answered: frozenset[str] | None = None
+        if answered_by is not None:
+            answered = frozenset([_name(answered_by)] if isinstance(answered_by, (str, Node, ContainerHandle))
+                                 else (_name(a) for a in answered_by))
         check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
-                           name=name or _reach_name(src, dst, proto, port), dropped_by=dropped_by)
+                           name=name or _reach_name(src, dst, proto, port), dropped_by=dropped_by,
+                           answered_by=answered)
         self._add_check(check)
         return check
 
@@ -473,8 +617,48 @@ class Lab:
                 return node
         return None
 
+    def netns_of(self, name: str) -> Node:
+        """The node (netns) of a node or container name."""
+        if name in self.nodes:
+            return self.nodes[name]
+        if name in self.containers:
+            return self.nodes[self.containers[name].node]
+        raise ValidationError(f"unknown node or container {name!r}")
+
+    def target(self, src: str, dst: str, proto: str, port: int | None) -> Target:
+        """Where a probe from SRC to DST goes: a lab address, a declared virtual one, or SRC's
+        own loopback. Anything else is refused: traffic stays in the lab."""
+        l4 = None if proto == "icmp" else ("udp" if proto == "udp" else "tcp")
+        if dst in self.containers:
+            dst = self.containers[dst].node
+        if dst not in self.nodes:
+            try:
+                addr = ipaddress.ip_address(dst)
+            except ValueError:
+                raise ValidationError(f"unknown node or container {dst!r}") from None
+            src_node = self.netns_of(src)
+            if addr.is_loopback:  # 127.0.0.0/8 or ::1: the source's own netns
+                return Target(str(addr), src_node, f"{src_node.name} loopback", loopback=True)
+            owners = [n for n in self.nodes.values() if any(a.ip == str(addr) for a in n.addresses)]
+            if not owners:
+                v = next((v for v in self.virtuals if v.covers(str(addr), l4, port, None) and v.port is None), None)
+                if v is None:
+                    raise ValidationError(f"{dst} belongs to no node of the lab and is declared no virtual "
+                                          f"address (lab.virtual); probes only target lab addresses")
+                return Target(str(addr), self.nodes.get(v.node) if v.node else None, v.label)
+        node, ip = self.resolve(dst)
+        return Target(ip, node, node.name)
+
+    def virtual_for(self, t: Target, proto: str, port: int | None) -> Virtual | None:
+        """The declared virtual address or port the probe to T goes to, if any."""
+        l4 = None if proto == "icmp" else ("udp" if proto == "udp" else "tcp")
+        node = t.node.name if t.node is not None else None
+        return next((v for v in self.virtuals if v.covers(t.ip, l4, port, node)), None)
+
     def resolve(self, target: str) -> tuple[Node, str]:
         """A probe target (node name or address) -> (owning node, address)."""
+        if target in self.containers:
+            target = self.containers[target].node
         if target in self.nodes:
             node = self.nodes[target]
             if node.primary_ip is None:
@@ -495,6 +679,25 @@ class Lab:
             # Traffic stays in the lab: never probe an address no lab namespace owns.
             raise ValidationError(f"{target} belongs to no node of the lab; probes only target lab addresses")
         return owner, target
+
+
+class ContainerHandle:
+    """What lab.container() returns: serve() adds a server of that container."""
+
+    def __init__(self, node: Node, name: str) -> None:
+        self.node, self.name = node, name
+
+    def serve(self, kind: ServerKind, port: int) -> ContainerHandle:
+        self.node.servers.append(Server(kind, port, self.name))
+        return self
+
+
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+
+
+def _name(x: Any) -> Any:
+    """A node, a container handle or a name -> the name (recipes may pass either)."""
+    return x.name if isinstance(x, (Node, ContainerHandle)) else x
 
 
 def _opt_str(v: str | int | None) -> str | None:

@@ -16,7 +16,8 @@ from nsbox.errors import RecipeError, ValidationError
 from nsbox.model.checks import ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
-from nsbox.model.lab import Address, Fdb, Interface, Lab, Link, Neigh, Node, PolicyRule, Route, Server, VethPair
+from nsbox.model.lab import (Address, Container, Fdb, Interface, Lab, Link, Machine, Neigh, Node, PolicyRule, Route,
+                             Server, VethPair, Virtual)
 from nsbox.model.rules import parse_rule
 
 _CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck, "link": LinkCheck}
@@ -31,10 +32,20 @@ def lab_to_dict(lab: Lab) -> dict[str, Any]:
         "requires": sorted(lab.requires),
         "nodes": [_node_to_dict(n) for n in lab.nodes.values()],
         "veths": [dataclasses.asdict(v) for v in lab.veths],
-        "checks": [{"type": _check_type(c), **dataclasses.asdict(c)} for c in lab.checks],
+        "checks": [_check_to_dict(c) for c in lab.checks],
         "matrices": [dataclasses.asdict(m) for m in lab.matrices],
         "links": [dataclasses.asdict(link) for link in lab.links],
+        "containers": [dataclasses.asdict(c) for c in lab.containers.values()],
+        "machines": [dataclasses.asdict(m) for m in lab.machines],
+        "virtuals": [dataclasses.asdict(v) for v in lab.virtuals],
     }
+
+
+def _check_to_dict(c: Any) -> dict[str, Any]:
+    d = {"type": _check_type(c), **dataclasses.asdict(c)}
+    if d.get("answered_by") is not None:
+        d["answered_by"] = sorted(d["answered_by"])  # JSON has no sets
+    return d
 
 
 def _check_type(check: Any) -> str:
@@ -77,7 +88,8 @@ def lab_from_dict(data: Any) -> Lab:
 
 
 def _lab_from_dict(d: dict) -> Lab:
-    _keys(d, "lab", {"name", "description", "source", "sets", "requires", "nodes", "veths", "checks", "matrices", "links"})
+    _keys(d, "lab", {"name", "description", "source", "sets", "requires", "nodes", "veths", "checks", "matrices", "links",
+                   "containers", "machines", "virtuals"})
     lab = Lab(_str(d["name"]), _str(d["description"]))
     lab.source = _str(d.get("source", ""))  # type: ignore[attr-defined]
     lab.sets = {_str(k): _str(v) for k, v in d.get("sets", {}).items()}  # type: ignore[attr-defined]
@@ -93,7 +105,10 @@ def _lab_from_dict(d: dict) -> Lab:
         cls = _CHECKS.get(c.pop("type", None))
         if cls is None:
             raise ValueError("unknown check type")
-        lab.checks.append(_make(cls, c))
+        check = _make(cls, c)
+        if getattr(check, "answered_by", None) is not None:
+            check = dataclasses.replace(check, answered_by=frozenset(_str(x) for x in check.answered_by))
+        lab.checks.append(check)
     lab.requires = {_str(f) for f in d["requires"]}
     lab.matrices = [_make(Matrix, m) for m in d.get("matrices", [])]
     for ld in d.get("links", []):
@@ -103,6 +118,16 @@ def _lab_from_dict(d: dict) -> Lab:
         if iface is None or iface.kind != link.kind:
             raise ValueError(f"link {link.name} is no {link.kind} interface of node {link.node}")
         lab.links.append(link)
+    # containers, machines and virtual addresses go through their builders: same checks as in the recipe
+    for cd in d.get("containers", []):
+        c = _make(Container, cd)
+        lab.container(_str(c.name), _str(c.node))
+    for md in d.get("machines", []):
+        m = _make(Machine, md)
+        lab.machine(_str(m.name), [_str(n) for n in m.nodes])
+    for vd in d.get("virtuals", []):
+        v = _make(Virtual, vd)
+        lab.virtual(_str(v.ip), proto=v.proto, port=v.port, node=v.node, name=v.name)
     return lab
 
 

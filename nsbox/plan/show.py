@@ -37,6 +37,9 @@ def text(lab: Lab) -> str:
     parents = {(k.node, k.name): k.parent for k in lab.links if k.parent}
     for node in lab.nodes.values():
         tags = [t for t, on in (("NAT", _nat(node)),) if on]
+        machine = lab.machine_of(node.name)
+        if machine is not None and machine != node.name:
+            tags.append(f"machine {machine}")
         out.append(f"\nnode {node.name}" + (f"  [{', '.join(tags)}]" if tags else ""))
         for iface in node.interfaces.values():
             if iface.name == "lo" and not node.addresses_of("lo") and not _options(iface):
@@ -60,8 +63,15 @@ def text(lab: Lab) -> str:
         for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
             words = routing.ip_text(obj).split()
             out.append("  " + " ".join(w for w in words if w not in ("ip", "bridge", "-6", "add")))
-        if node.servers:
-            out.append("  serves " + ", ".join(f"{s.kind}/{s.port}" for s in node.servers))
+        for name in [node.name, *(c.name for c in lab.containers.values() if c.node == node.name)]:
+            mine = [f"{s.kind}/{s.port}" for s in node.servers if node.server_name(s) == name]
+            who = "" if name == node.name else f"container {name} (this netns) "
+            if mine or who:
+                out.append(f"  {who}serves " + (", ".join(mine) or "nothing"))
+    for v in lab.virtuals:
+        where = f" on {v.node}" if v.node else ""
+        out.append(f"\nvirtual {v.ip}" + (f" {v.proto}/{v.port}" if v.port else "") + where
+                   + (f"  ({v.name})" if v.name else "") + ": answered by rules, no interface or server")
     return "\n".join(out) + "\n"
 
 

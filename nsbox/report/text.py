@@ -24,6 +24,8 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
             nodes = ", ".join(r.namespaces.values())
             out.print(f"  built {len(r.namespaces)} namespaces ({escape(_shorten(nodes))}) in {r.build_ms:.0f} ms; "
                       f"torn down in {r.teardown_ms:.0f} ms")
+        for machine, nodes in r.machines.items():
+            out.print(f"  machine {escape(machine)}: {escape(_shorten(', '.join(nodes)))}")
         in_matrix = {f"{m['name']}: " for m in r.matrices}
         shown = [c for c in r.checks if not c.passed or not any(c.name.startswith(p) for p in in_matrix)]
         for m in r.matrices:

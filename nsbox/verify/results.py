@@ -49,6 +49,7 @@ class CheckResult:
                  (differs from local when NAT rewrote the source; null when not recorded)
     node         conntrack checks: the node whose conntrack table was read; link checks: the
                  interface's node
+    answered_by  the container whose server took this very probe (null when not recorded)
     """
 
     name: str
@@ -68,6 +69,7 @@ class CheckResult:
     local: Endpoint | None = None
     seen: Endpoint | None = None
     node: str | None = None
+    answered_by: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -85,6 +87,7 @@ class RecipeResult:
     description  the recipe's one-line description
     checks       the CheckResults, in the recipe's order
     namespaces   node -> the netns name it had while the lab existed
+    machines     machine -> the nodes it holds (lab.machine), {} when the lab declares none
     build_ms, teardown_ms, verify_ms  time to realize, to tear down, to run the checks
     matrices     all-pairs truth tables (nsbox/verify/matrix.py tables())
     artifacts_dir  where --artifacts put this run's files, else null
@@ -99,6 +102,7 @@ class RecipeResult:
     description: str = ""
     checks: list[CheckResult] = field(default_factory=list)
     namespaces: dict[str, str] = field(default_factory=dict)  # node -> netns name while it existed
+    machines: dict[str, list[str]] = field(default_factory=dict)  # machine -> its nodes
     build_ms: float = 0.0
     teardown_ms: float = 0.0
     matrices: list[dict] = field(default_factory=list)  # verify/matrix.py tables()

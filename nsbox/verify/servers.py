@@ -38,6 +38,7 @@ class ServerSet:
     """All servers of one lab, stopped by close()."""
 
     seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # token -> peer (ip, port)
+    served_by: dict[str, str] = field(default_factory=dict)  # token -> the container that answered
     _sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
     _thread: threading.Thread | None = None
     _stop_r: int = -1
@@ -45,6 +46,8 @@ class ServerSet:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def listen(self, node: str, path: str, ip: str, kind: str, port: int) -> None:
+        """Serve KIND on PORT in the netns at PATH; NODE is the name the server answers
+        with (the container's: several containers may share one netns)."""
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         s = netns.socket_in(path, family, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
         try:
@@ -69,6 +72,11 @@ class ServerSet:
     def peer_for(self, token: str) -> tuple[str, int] | None:
         with self._lock:
             return self.seen.get(token)
+
+    def server_for(self, token: str) -> str | None:
+        """The container whose server took the connection carrying TOKEN."""
+        with self._lock:
+            return self.served_by.get(token)
 
     def close(self) -> None:
         if self._thread is not None:
@@ -107,7 +115,7 @@ class ServerSet:
     def _on_listener(self, s: socket.socket, node: str, ip: str, kind: str) -> None:
         if kind == "udp":
             payload, peer = s.recvfrom(65535)
-            self._record(payload, peer)
+            self._record(payload, peer, node)
             s.sendto(payload, peer)
             return
         conn, peer = s.accept()
@@ -121,7 +129,7 @@ class ServerSet:
             return
         if c.kind == "tcp":
             if not c.buf:
-                self._record(chunk, c.peer)
+                self._record(chunk, c.peer, c.node)
             c.buf = b"-"  # only the first chunk carries the token
             s.sendall(chunk)
             return
@@ -130,7 +138,7 @@ class ServerSet:
             if len(c.buf) < len(ECHO_PREFIX):
                 return
             # A plain TCP probe of an HTTP port: answer it as an echo server would.
-            self._record(c.buf, c.peer)
+            self._record(c.buf, c.peer, c.node)
             c.kind = "tcp"
             s.sendall(c.buf)
             return
@@ -151,6 +159,7 @@ class ServerSet:
             if name.strip().lower() == TOKEN_HEADER.lower():
                 with self._lock:
                     self.seen[value.strip()] = c.peer
+                    self.served_by[value.strip()] = c.node
         if path == "/":
             status, body = "200 OK", "Hello\n"
         elif path == "/host":
@@ -162,11 +171,12 @@ class ServerSet:
         return (f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
                 f"Connection: close\r\n\r\n{body}").encode()
 
-    def _record(self, payload: bytes, peer: tuple) -> None:
+    def _record(self, payload: bytes, peer: tuple, name: str) -> None:
         if payload.startswith(ECHO_PREFIX):
             token = payload[len(ECHO_PREFIX):].split(b"\n", 1)[0].decode("ascii", "replace").strip()
             with self._lock:
                 self.seen[token] = (peer[0], peer[1])
+                self.served_by[token] = name
 
     def _drop(self, s: socket.socket) -> None:
         self._sel.unregister(s)

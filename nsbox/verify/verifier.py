@@ -37,7 +37,8 @@ def start_servers(built: Realized) -> ServerSet:
         for node in built.lab.nodes.values():
             for s in node.servers:
                 try:
-                    servers.listen(node.name, built.path(node.name), node.primary_ip or "0.0.0.0", s.kind, s.port)
+                    servers.listen(node.server_name(s), built.path(node.name), node.primary_ip or "0.0.0.0",
+                                   s.kind, s.port)
                 except OSError as e:
                     raise KernelError(f"{node.name}: cannot serve {s.kind} on port {s.port}: {e.strerror}") from None
         servers.start()
@@ -72,15 +73,22 @@ def verify(built: Realized, servers: ServerSet, timing: Timing = Timing()) -> li
     return [results[c.name] for c in lab.checks]
 
 
+def _src_path(built: Realized, src: str) -> str:
+    """The netns a probe from SRC (a node or a container) leaves from."""
+    return built.path(built.lab.netns_of(src).name)
+
+
 def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
-    _, dst_ip = built.lab.resolve(c.dst)
+    target = built.lab.target(c.src, c.dst, c.proto, c.port)
+    dst_ip = target.ip
     start = time.monotonic()
     attempts = 0
     while True:
         attempts += 1
-        p = probe(c.proto, built.path(c.src), dst_ip, c.port, timing.probe_timeout)
+        p = probe(c.proto, _src_path(built, c.src), dst_ip, c.port, timing.probe_timeout)
         seen = servers.peer_for(p.token) if p.reachable and c.proto != "icmp" else None
-        observed, passed = _judge(c, p, seen)
+        by = servers.server_for(p.token) if p.reachable and c.proto != "icmp" else None
+        observed, passed = _judge(c, p, seen, by)
         if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
             break
         time.sleep(timing.interval)
@@ -88,12 +96,15 @@ def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timin
     detail = f"{p.detail}{where}"
     if p.local:
         detail += f" from {p.local[0]}:{p.local[1]}"
+    if by:
+        detail += f"; answered by {by}"
     if seen:
         detail += f"; server saw {seen[0]}:{seen[1]}"
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
                        round((time.monotonic() - start) * 1000, 1),
-                       src=c.src, dst=built.lab.resolve(c.dst)[0].name, dst_ip=dst_ip, proto=c.proto, port=c.port,
-                       local=Endpoint(*p.local) if p.local else None, seen=Endpoint(*seen) if seen else None), p
+                       src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
+                       local=Endpoint(*p.local) if p.local else None, seen=Endpoint(*seen) if seen else None,
+                       answered_by=by), p
 
 
 def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
@@ -102,13 +113,14 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
     node, table, chain, spec = c.dropped_by  # type: ignore[misc]
     firewall = built.lab.nodes[node].firewall
     want = (table, chain, "policy" if spec == "policy" else parse_rule(spec).render())
-    _, dst_ip = built.lab.resolve(c.dst)
+    target = built.lab.target(c.src, c.dst, c.proto, c.port)
+    dst_ip = target.ip
     start = time.monotonic()
     attempts = 0
     while True:
         attempts += 1
         before = iptables.drop_counters(built.path(node), firewall, built.iptables)
-        p = probe(c.proto, built.path(c.src), dst_ip, c.port, timing.probe_timeout)
+        p = probe(c.proto, _src_path(built, c.src), dst_ip, c.port, timing.probe_timeout)
         after = iptables.drop_counters(built.path(node), firewall, built.iptables)
         rose = [k for k, v in after.items() if v > before.get(k, 0)]
         if p.reachable:
@@ -124,7 +136,7 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
     detail = f"{p.detail} to {dst_ip}" + (f":{c.port}" if c.port else "")
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
                        round((time.monotonic() - start) * 1000, 1),
-                       src=c.src, dst=built.lab.resolve(c.dst)[0].name, dst_ip=dst_ip, proto=c.proto, port=c.port,
+                       src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None), p
 
 
@@ -145,14 +157,19 @@ def _run_link(built: Realized, c: LinkCheck, timing: Timing) -> CheckResult:
                        round((time.monotonic() - start) * 1000, 1), node=c.node)
 
 
-def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None) -> tuple[str, bool]:
+def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str | None) -> tuple[str, bool]:
     if not p.reachable:
         return "deny", not c.allow
-    if c.seen_from is None:
+    if c.seen_from is None and c.answered_by is None:
         return "allow", c.allow
-    if seen is None:
-        return "allow, source not recorded", False
-    return f"allow, seen from {seen[0]}", seen[0] == c.seen_from
+    parts, passed = [], c.allow
+    if c.answered_by is not None:
+        parts.append(f"answered by {by}" if by else "answerer not recorded")
+        passed = passed and by in c.answered_by
+    if c.seen_from is not None:
+        parts.append(f"seen from {seen[0]}" if seen else "source not recorded")
+        passed = passed and seen is not None and seen[0] == c.seen_from
+    return "allow, " + ", ".join(parts), passed
 
 
 def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
@@ -163,7 +180,7 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     if not p.reachable or p.local is None:
         return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
                            f"{c.of!r} did not connect, so there is no connection to look up", **_conn_fields(built, c, of, p))
-    _, dst_ip = built.lab.resolve(of.dst)
+    dst_ip = built.lab.target(of.src, of.dst, of.proto, of.port).ip
     l4 = "udp" if of.proto == "udp" else "tcp"
     entries = conntrack.dump(built.path(c.node))
     match = [e for e in entries if e.proto == l4 and e.orig.src == p.local[0] and e.orig.sport == p.local[1]
@@ -180,6 +197,6 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
 
 def _conn_fields(built: Realized, c: ConntrackCheck, of: ReachCheck, p: ProbeResult) -> dict:
     """The structured fields of a conntrack check: those of the connection it looks up."""
-    owner, dst_ip = built.lab.resolve(of.dst)
-    return {"src": of.src, "dst": owner.name, "dst_ip": dst_ip, "proto": of.proto, "port": of.port,
+    target = built.lab.target(of.src, of.dst, of.proto, of.port)
+    return {"src": of.src, "dst": target.label, "dst_ip": target.ip, "proto": of.proto, "port": of.port,
             "local": Endpoint(*p.local) if p.local else None, "node": c.node}

@@ -1,0 +1,136 @@
+"""Validation of virtual addresses, answered_by, loopback probes, containers and machines."""
+
+from __future__ import annotations
+
+import pytest
+
+from nsbox.errors import ValidationError
+from nsbox.model import Lab
+from nsbox.model.serialize import lab_from_dict, lab_to_dict
+from nsbox.validate import validate
+
+
+def _lab() -> Lab:
+    lab = Lab("v")
+    a, b = lab.node("a"), lab.node("b")
+    lab.veth(a, "eth0", b, "eth0")
+    a.address("eth0", "10.0.0.1/24")
+    b.address("eth0", "10.0.0.2/24")
+    b.serve("http", 80)
+    return lab
+
+
+def _invalid(lab: Lab, words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        validate(lab)
+
+
+def test_a_probe_to_an_undeclared_address_is_refused():
+    lab = _lab()
+    lab.expect("a", "10.96.0.10", "http", 80)
+    _invalid(lab, "belongs to no node of the lab and is declared no virtual address")
+
+
+def test_a_declared_virtual_address_may_be_probed_without_a_server():
+    lab = _lab()
+    lab.virtual("10.96.0.10")
+    lab.expect("a", "10.96.0.10", "http", 80, answered_by="b")
+    validate(lab)
+
+
+def test_a_published_port_needs_declaring():
+    lab = _lab()
+    lab.expect("a", "10.0.0.2", "tcp", 8080)
+    _invalid(lab, r"no http/tcp server on b port 8080 \(a published port or Service: declare it with lab.virtual\)")
+    lab.virtual("10.0.0.2", proto="tcp", port=8080, node="b")
+    validate(lab)
+
+
+@pytest.mark.parametrize("declare, words", [
+    (lambda lab: lab.virtual("10.0.0.2"), "the kernel answers it"),
+    (lambda lab: lab.virtual("10.9.9.9", proto="tcp", port=80), "no node owns 10.9.9.9"),
+    (lambda lab: lab.virtual("10.0.0.2", proto="tcp", port=80), "a server of b listens there"),
+    (lambda lab: lab.virtual("10.0.0.2", proto="tcp", port=81, node="a"), "is no address of node a"),
+])
+def test_virtual_refusals(declare, words):
+    lab = _lab()
+    declare(lab)
+    _invalid(lab, words)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(ip="10.96.0.10", proto="tcp"), "give proto and port together"),
+    (dict(ip="10.96.0.10", proto="sctp", port=1), "proto is tcp or udp"),
+    (dict(ip="10.96.0.x"), "bad address"),
+    (dict(ip="127.0.0.1"), "loopback address is virtual only as one port of one node"),
+    (dict(ip="10.96.0.10", node="ghost"), "'ghost' is no node of the lab"),
+])
+def test_virtual_builder_refusals(kwargs, words):
+    with pytest.raises(ValidationError, match=words):
+        _lab().virtual(**kwargs)
+
+
+def test_answered_by_refusals():
+    lab = _lab()
+    lab.expect("a", "b", "icmp", answered_by="b")
+    _invalid(lab, "answered_by needs an allowed tcp/udp/http check")
+    lab = _lab()
+    lab.expect("b", "a", "http", 80, answered_by="a")
+    _invalid(lab, "no http server on a port 80")
+    lab = _lab()
+    lab.node("c").serve("http", 80)
+    lab.expect("a", "b", "http", 80, answered_by="c")
+    _invalid(lab, "c is not in b's netns")
+
+
+def test_loopback_targets_the_source_itself():
+    lab = _lab()
+    lab.expect("b", "127.0.0.1", "http", 80)
+    validate(lab)
+    t = lab.target("b", "127.0.0.1", "http", 80)
+    assert t.node is lab.nodes["b"] and t.loopback
+    lab = _lab()
+    lab.expect("a", "127.0.0.1", "http", 80)
+    _invalid(lab, "no http server on a loopback port 80")
+
+
+def test_containers_share_a_netns_and_not_a_port():
+    lab = _lab()
+    side = lab.container("side", "b").serve("tcp", 7)
+    lab.expect("a", "side", "tcp", 7, answered_by=side)
+    validate(lab)
+    assert lab.target("a", "side", "tcp", 7).ip == "10.0.0.2"
+    lab.container("other", "b").serve("tcp", 7)
+    _invalid(lab, r"two servers on tcp/7 in one netns \(other, side; the second bind gets EADDRINUSE\)")
+
+
+def test_container_name_clashes():
+    lab = _lab()
+    with pytest.raises(ValidationError, match="taken by a node or a container"):
+        lab.container("a", "b")
+    lab.container("x", "b")
+    with pytest.raises(ValidationError, match="taken by a node or a container"):
+        lab.container("x", "a")
+
+
+def test_machines():
+    lab = _lab()
+    lab.machine("m1", ["a", lab.nodes["b"]])
+    assert lab.machine_of("b") == "m1"
+    with pytest.raises(ValidationError, match="already in machine m1"):
+        lab.machine("m2", ["b"])
+    with pytest.raises(ValidationError, match="needs distinct nodes"):
+        lab.machine("m3", [])
+
+
+def test_hand_over_keeps_containers_machines_virtuals_and_answered_by():
+    lab = _lab()
+    lab.container("side", "b").serve("tcp", 7)
+    lab.machine("m", ["a", "b"])
+    lab.virtual("10.96.0.10", name="svc")
+    lab.expect("a", "10.96.0.10", "tcp", 80, answered_by={"b", "side"})
+    back = lab_from_dict(lab_to_dict(lab))
+    validate(back)
+    assert back.containers == lab.containers and back.machines == lab.machines and back.virtuals == lab.virtuals
+    assert back.checks == lab.checks
+    assert back.nodes["b"].servers == lab.nodes["b"].servers
