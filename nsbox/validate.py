@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 from nsbox.errors import ValidationError
-from nsbox.model import ConntrackCheck, Lab, LinkCheck, Node, ReachCheck
+from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.names import ifname_problem
@@ -196,6 +196,17 @@ def _check_checks(lab: Lab) -> None:
             if c.state not in linkopts.OPERSTATES:
                 raise ValidationError(f"check {c.name!r}: unknown link state {c.state!r} "
                                       f"({', '.join(linkopts.OPERSTATES)})")
+        elif isinstance(c, BindCheck):
+            if c.proto not in ("tcp", "udp") or not (type(c.port) is int and 1 <= c.port <= 65535):
+                raise ValidationError(f"check {c.name!r}: a port conflict is on tcp or udp, port 1-65535")
+            me, holder = lab.netns_of(c.container), lab.netns_of(c.held_by)
+            if me.name != holder.name:
+                raise ValidationError(f"check {c.name!r}: {c.container} and {c.held_by} are in different "
+                                      f"netns ({me.name}, {holder.name}); a port conflicts only within one")
+            kinds = ("udp",) if c.proto == "udp" else ("tcp", "http")
+            if not any(s.port == c.port and s.kind in kinds and holder.server_name(s) == c.held_by
+                       for s in holder.servers):
+                raise ValidationError(f"check {c.name!r}: {c.held_by} serves no {c.proto}/{c.port}")
         elif isinstance(c, ConntrackCheck):
             if c.node not in lab.nodes:
                 raise ValidationError(f"check {c.name!r}: unknown node {c.node!r}")

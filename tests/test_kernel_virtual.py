@@ -32,7 +32,8 @@ def test_virtual_lab_passes_and_the_kernel_agrees(nsbox):
     then = ("ip netns exec $NSBOX_NETNS_CLIENT curl -s --max-time 2 http://10.96.0.10/host; echo; "
             "ip netns exec $NSBOX_NETNS_CLIENT curl -s --max-time 2 http://10.96.0.10/host; echo; "
             "conntrack -L -p tcp --orig-port-dst 8080 2>/dev/null; "
-            "echo MACHINE=$NSBOX_MACHINE_NODE1; echo SIDE=$NSBOX_NETNS_SIDE P1=$NSBOX_NETNS_P1")
+            "echo MACHINE=$NSBOX_MACHINE_NODE1; echo SIDE=$NSBOX_NETNS_SIDE P1=$NSBOX_NETNS_P1; "
+            "ip netns exec $NSBOX_NETNS_P1 ss -Hltn 'sport = :9090'")
     r = _run(nsbox, "--then-in", "node1", "--then", then)
     assert r.returncode == 0, r.describe()
     checks = r.checks()
@@ -51,6 +52,10 @@ def test_virtual_lab_passes_and_the_kernel_agrees(nsbox):
     assert f"MACHINE={ns['node1']} {ns['p1']} {ns['p2']}" in out, out
     # a container's netns is its node's
     assert f"SIDE={ns['p1']} P1={ns['p1']}" in out, out
+    # ss: the port `late` could not take has a listener in p1's netns
+    assert re.search(r"LISTEN\s+\d+\s+\d+\s+0\.0\.0\.0:9090", out), out
+    bind = checks["tcp/9090 late port conflict"]
+    assert bind["kind"] == "bind" and bind["observed"] == "port taken by side" and "EADDRINUSE" in bind["detail"]
 
 
 def test_then_in_enters_that_netns(nsbox):

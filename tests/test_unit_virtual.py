@@ -134,3 +134,16 @@ def test_hand_over_keeps_containers_machines_virtuals_and_answered_by():
     assert back.containers == lab.containers and back.machines == lab.machines and back.virtuals == lab.virtuals
     assert back.checks == lab.checks
     assert back.nodes["b"].servers == lab.nodes["b"].servers
+
+
+def test_port_conflict_checks():
+    lab = _lab()
+    side = lab.container("side", "b").serve("tcp", 7)
+    lab.container("late", "b")
+    lab.expect_port_conflict("late", "tcp", 7, held_by=side)
+    validate(lab)
+    lab.expect_port_conflict("a", "tcp", 7, held_by="side", name="x")
+    _invalid(lab, "are in different netns")
+    lab = _lab()
+    lab.expect_port_conflict("b", "udp", 80, held_by="b")
+    _invalid(lab, "b serves no udp/80")

@@ -78,14 +78,15 @@ def _fresh_dir(base_dir: str, recipe: str) -> str:
 
 
 def _capture(built: Realized, check: ReachCheck, root: str, timing: Timing) -> dict:
-    owner, dst_ip = built.lab.resolve(check.dst)
-    nodes = [check.src] + ([owner.name] if owner.name != check.src else [])
+    target = built.lab.target(check.src, check.dst, check.proto, check.port)
+    dst_ip, src = target.ip, built.lab.netns_of(check.src).name
+    nodes = [src] + ([target.node.name] if target.node is not None and target.node.name != src else [])
     where = [(n, built.path(n), os.path.join(root, slug(n), f"capture-{slug(check.name)}.pcap")) for n in nodes]
     for n in nodes:
         os.makedirs(os.path.join(root, slug(n)), exist_ok=True)
     flt = capture.Filter(dst_ip, check.proto, check.port)
     running = capture.start(where, flt)
-    p = probe(check.proto, built.path(check.src), dst_ip, check.port, timing.probe_timeout)
+    p = probe(check.proto, built.path(src), dst_ip, check.port, timing.probe_timeout)
     outcomes = running.stop()
     where_to = f"{dst_ip}:{check.port}" if check.port else dst_ip
     return {"probe": f"re-ran {check.proto} {check.src} -> {where_to}: "

@@ -3,16 +3,18 @@ and the host node (where the forwarding rules live)."""
 
 from __future__ import annotations
 
-from nsbox.model import HOST, Check, ConntrackCheck, Lab, LinkCheck, ReachCheck
+from nsbox.model import HOST, BindCheck, Check, ConntrackCheck, Lab, LinkCheck, ReachCheck
 
 
 def involved_nodes(lab: Lab, check: Check) -> list[str]:
     """Node names in a stable order: source, destination owner, then host."""
     if isinstance(check, ReachCheck):
-        owner, _ = lab.resolve(check.dst)
-        nodes = [check.src, owner.name, HOST]
+        target = lab.target(check.src, check.dst, check.proto, check.port)
+        nodes = [lab.netns_of(check.src).name, *([target.node.name] if target.node else []), HOST]
     elif isinstance(check, LinkCheck):
         nodes = [check.node]
+    elif isinstance(check, BindCheck):
+        nodes = [lab.netns_of(check.container).name]
     else:
         assert isinstance(check, ConntrackCheck)
         of = next(c for c in lab.checks if c.name == check.of)

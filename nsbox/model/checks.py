@@ -72,4 +72,20 @@ class LinkCheck:
         return f"state {self.state}"
 
 
-Check = Union[ReachCheck, ConntrackCheck, LinkCheck]
+@dataclass(frozen=True)
+class BindCheck:
+    """CONTAINER cannot listen on PROTO/PORT because HELD_BY's server already does in the same
+    netns (the kernel's EADDRINUSE): a second `docker run --network host` on a taken port."""
+
+    name: str
+    container: str
+    proto: Literal["tcp", "udp"]
+    port: int
+    held_by: str
+
+    @property
+    def expected(self) -> str:
+        return f"port taken by {self.held_by}"
+
+
+Check = Union[ReachCheck, ConntrackCheck, LinkCheck, BindCheck]

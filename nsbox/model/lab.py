@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nsbox.errors import ValidationError
-from nsbox.model.checks import Check, ConntrackCheck, LinkCheck, ReachCheck
+from nsbox.model.checks import BindCheck, Check, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
 from nsbox.model.matrix import Expected, Matrix, expected_of
 
@@ -583,6 +583,17 @@ class Lab:
         whose peer is down: NO-CARRIER), UNKNOWN (lo when up), ... as `ip link` shows it."""
         n = node if isinstance(node, str) else node.name
         check = LinkCheck(name=name or f"link {n}/{iface} {state}", node=n, iface=iface, state=state)
+        self._add_check(check)
+        return check
+
+    def expect_port_conflict(self, container: str | Node | ContainerHandle, proto: Literal["tcp", "udp"],
+                             port: int, held_by: str | Node | ContainerHandle,
+                             name: str | None = None) -> BindCheck:
+        """CONTAINER's server on PROTO/PORT cannot start: HELD_BY, in the same netns, has the
+        port (the bind fails with EADDRINUSE, as a second host-mode container's does)."""
+        c, h = _name(container), _name(held_by)
+        check = BindCheck(name=name or f"{proto}/{port} {c} port conflict", container=c, proto=proto,
+                          port=port, held_by=h)
         self._add_check(check)
         return check
 

@@ -26,7 +26,7 @@ class CheckResult:
 
     name         the check's name, unique within its recipe ("tcp/7 c1->c2")
     kind         "reach" (traffic was sent), "conntrack" (a conntrack table was read) or
-                 "link" (an interface's operstate was read)
+                 "link" (an interface's operstate was read) or "bind" (a listen was tried)
     expected     what the recipe expects, as text: "allow", "deny", "allow, seen from IP",
                  "entry, reply to IP"
     observed     what happened, in the same words ("deny", "allow, seen from IP", "no entry",
@@ -53,7 +53,7 @@ class CheckResult:
     """
 
     name: str
-    kind: Literal["reach", "conntrack", "link"]
+    kind: Literal["reach", "conntrack", "link", "bind"]
     expected: str
     observed: str
     passed: bool

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from nsbox.errors import KernelError
 from nsbox.kernel import conntrack, iptables, rtnl
 from nsbox.kernel.realize import Realized
-from nsbox.model import ConntrackCheck, LinkCheck, ReachCheck
+from nsbox.model import BindCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.checks import describe_rule
 from nsbox.model.rules import parse_rule
 from nsbox.verify.probes import ProbeResult, probe
@@ -70,6 +70,8 @@ def verify(built: Realized, servers: ServerSet, timing: Timing = Timing()) -> li
             results[c.name] = _run_conntrack(built, c, reach, probes)
         elif isinstance(c, LinkCheck):
             results[c.name] = _run_link(built, c, timing)
+        elif isinstance(c, BindCheck):
+            results[c.name] = _run_bind(built, c)
     return [results[c.name] for c in lab.checks]
 
 
@@ -155,6 +157,39 @@ def _run_link(built: Realized, c: LinkCheck, timing: Timing) -> CheckResult:
     return CheckResult(c.name, "link", c.expected, f"state {state}", state == c.state,
                        f"{c.node}: {c.iface} operstate {state}", attempts,
                        round((time.monotonic() - start) * 1000, 1), node=c.node)
+
+
+def _run_bind(built: Realized, c: BindCheck) -> CheckResult:
+    """Try to listen as CONTAINER's server would (wildcard address, SO_REUSEADDR for tcp):
+    the kernel must refuse with EADDRINUSE while HELD_BY's server has the port."""
+    import errno
+    import socket
+
+    from nsbox.kernel import netns
+
+    start = time.monotonic()
+    node = built.lab.netns_of(c.container).name
+    s = netns.socket_in(built.path(node), socket.AF_INET, socket.SOCK_DGRAM if c.proto == "udp"
+                        else socket.SOCK_STREAM)
+    try:
+        if c.proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", c.port))
+        if c.proto == "tcp":
+            s.listen(1)
+        observed, detail = "port free", f"{c.container}: listening on {c.proto}/{c.port} worked"
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            observed = f"port taken by {c.held_by}"
+            detail = (f"{c.container}: bind {c.proto} 0.0.0.0:{c.port} in netns {node}: "
+                      f"EADDRINUSE (Address already in use); {c.held_by}'s server holds it")
+        else:
+            observed, detail = f"bind failed: {e.strerror}", f"{c.container}: {e}"
+    finally:
+        s.close()
+    return CheckResult(c.name, "bind", c.expected, observed, observed == c.expected, detail,
+                       duration_ms=round((time.monotonic() - start) * 1000, 1), node=node,
+                       proto=c.proto, port=c.port)
 
 
 def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str | None) -> tuple[str, bool]:

@@ -63,3 +63,6 @@ def build(lab: Lab, dnat: int, wrong: int) -> None:
     lab.expect("p1", "127.0.0.1", "tcp", 7, answered_by="side", name="tcp p1->127.0.0.1:7 (loopback)")
     lab.expect("side", "p2", "http", 8080, answered_by="p2", name="http side->p2")
     lab.expect("client", "10.0.0.2", "tcp", 9090, allow=False, name="tcp client->p1 direct (no route)")
+    # a third container of p1 wants side's port: the kernel refuses its listen
+    lab.container("late", pods[0])
+    lab.expect_port_conflict("late", "tcp", 9090, held_by=side)
