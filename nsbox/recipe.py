@@ -47,9 +47,12 @@ class Param:
     help: str = ""
     min: int | None = None
     max: int | None = None
+    choices: tuple[str, ...] | None = None  # text parameters: the values allowed
 
     def parse(self, text: str) -> int | str | bool:
         kind = type(self.default)
+        if self.choices is not None and text not in self.choices:
+            raise UsageError(f"--set {self.name}={text}: must be one of {', '.join(self.choices)}")
         if kind is bool:
             if text.lower() in _BOOLS:
                 return _BOOLS[text.lower()]
@@ -69,7 +72,8 @@ class Param:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "default": self.default, "type": type(self.default).__name__,
-                "help": self.help, "min": self.min, "max": self.max}
+                "help": self.help, "min": self.min, "max": self.max,
+                **({"choices": list(self.choices)} if self.choices is not None else {})}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ def validate(lab: Lab) -> None:
     """Raise ValidationError for the first problem found."""
     for node in lab.nodes.values():
         _check_node(lab, node)
+    _check_macvlan_parents(lab)
     _check_virtuals(lab)
     _check_checks(lab)
 
@@ -109,6 +110,22 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
     rendered = parse_rule(spec).render()
     if not any(r.render() == rendered for r in ch.rules):
         raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}")
+
+
+def _check_macvlan_parents(lab: Lab) -> None:
+    """A passthru macvlan takes its parent over: the kernel refuses any other macvlan on that
+    parent (EINVAL), and a passthru child on a parent that already has one. (Other modes
+    mix: each child has its own.)"""
+    by_parent: dict[tuple[str, str], list] = {}
+    for link in lab.links:
+        if link.kind == "macvlan" and link.parent is not None:
+            by_parent.setdefault(link.parent, []).append(link)
+    for (pnode, pname), children in by_parent.items():
+        modes = [dict(c.options).get("mode", "bridge") for c in children]
+        if "passthru" in modes and len(children) > 1:
+            names = ", ".join(f"{c.node}:{c.name} ({m})" for c, m in zip(children, modes))
+            raise ValidationError(f"node {pnode}: {pname} has a passthru macvlan and other macvlans "
+                                  f"({names}); passthru takes the parent over (the kernel: EINVAL)")
 
 
 def _check_virtuals(lab: Lab) -> None:
