@@ -2,7 +2,7 @@
 # Install what nsbox needs on Debian 12 / Ubuntu 24.04, as root (or with sudo):
 #   - kernel tools it uses and the tests observe with (iproute2, iptables, conntrack, ping, curl, util-linux,
 #     tcpdump for the packet captures of `run --artifacts`, nftables for recipes with native nft
-#     rulesets, graphviz to test `show --format dot`)
+#     rulesets, graphviz to test `show --format dot`, dig to observe the DNS servers)
 #   - a world-readable virtualenv at /opt/nsbox/venv made from the distribution's Python
 #     (so an unprivileged user can run nsbox too), with nsbox installed editable from this checkout
 #   - /usr/local/bin/nsbox
@@ -20,7 +20,7 @@ fi
 need=""
 for pair in ip:iproute2 iptables-legacy-save:iptables conntrack:conntrack ping:iputils-ping \
             curl:curl unshare:util-linux nsenter:util-linux setpriv:util-linux tcpdump:tcpdump \
-            nft:nftables dot:graphviz; do
+            nft:nftables dot:graphviz dig:bind9-dnsutils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
 done
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need="$need python3-venv"

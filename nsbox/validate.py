@@ -8,6 +8,7 @@ import re
 from nsbox.errors import ValidationError
 from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
+from nsbox.model.lab import ANSWERS, SERVER_KINDS
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.names import ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
@@ -63,9 +64,21 @@ def _check_node(lab: Lab, node: Node) -> None:
     _check_firewall(node)
     seen: dict[tuple[str, int], set[str]] = {}
     for s in node.servers:
-        if not 1 <= s.port <= 65535:
+        if s.kind not in SERVER_KINDS:
+            raise ValidationError(f"node {node.name}: unknown server kind {s.kind!r} ({', '.join(SERVER_KINDS)})")
+        if not (type(s.port) is int and 1 <= s.port <= 65535):
             raise ValidationError(f"node {node.name}: server port {s.port} out of range 1-65535")
-        l4 = "udp" if s.kind == "udp" else "tcp"
+        if s.address is not None:
+            try:
+                ip = ipaddress.ip_address(s.address)
+            except ValueError:
+                raise ValidationError(f"node {node.name}: server address {s.address!r} is no address") from None
+            # bind() of an address the netns does not have: EADDRNOTAVAIL (this kernel lets
+            # it pass while lo is down, with no local routes at all: so do we)
+            if not ip.is_loopback and all(a.ip != s.address for a in node.addresses) and node.interfaces["lo"].up:
+                raise ValidationError(f"node {node.name}: a server binds {s.address}, which is no address of "
+                                      f"this node (the kernel: EADDRNOTAVAIL)")
+        l4 = s.l4
         if (l4, s.port) in seen:
             # one netns, one listener per port: the second bind() gets EADDRINUSE
             raise ValidationError(f"node {node.name}: two servers on {l4}/{s.port} in one netns "
@@ -150,7 +163,7 @@ def _check_virtuals(lab: Lab) -> None:
 def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, virtual) -> None:
     if not c.allow or c.proto == "icmp":
         raise ValidationError(f"check {c.name!r}: answered_by needs an allowed tcp/udp/http check")
-    kinds = {"http": {"http"}, "tcp": {"tcp", "http"}, "udp": {"udp"}}[c.proto]
+    kinds = set(ANSWERS[c.proto])
     for name in sorted(c.answered_by):
         try:
             netns = lab.netns_of(name)
@@ -182,15 +195,17 @@ def _check_checks(lab: Lab) -> None:
             target = lab.target(c.src, c.dst, c.proto, c.port)
             virtual = lab.virtual_for(target, c.proto, c.port)
             dst_node = target.node
-            if c.proto not in ("icmp", "tcp", "udp", "http"):
-                raise ValidationError(f"check {c.name!r}: unknown protocol {c.proto!r} (icmp, tcp, udp, http)")
+            if c.proto not in ("icmp", "tcp", "udp", "http", "dns"):
+                raise ValidationError(f"check {c.name!r}: unknown protocol {c.proto!r} (icmp, tcp, udp, http, dns)")
+            if (c.proto == "dns") != (c.query is not None):
+                raise ValidationError(f"check {c.name!r}: a dns check asks for a name (lab.expect_dns)")
             if c.proto == "icmp":
                 if c.port is not None:
                     raise ValidationError(f"check {c.name!r}: icmp takes no port")
             else:
                 if c.port is None or not 1 <= c.port <= 65535:
                     raise ValidationError(f"check {c.name!r}: {c.proto} needs a port 1-65535")
-                kinds = {"http": {"http"}, "tcp": {"tcp", "http"}, "udp": {"udp"}}[c.proto]
+                kinds = set(ANSWERS[c.proto])
                 # Without a listener a 'deny' would be a refused port, not a blocked path. A
                 # virtual address or port has none: rules send the packets on (answered_by says where).
                 if virtual is None and dst_node is not None and \

@@ -147,3 +147,30 @@ def test_port_conflict_checks():
     lab = _lab()
     lab.expect_port_conflict("b", "udp", 80, held_by="b")
     _invalid(lab, "b serves no udp/80")
+
+
+def test_dns_answers_records_and_nxdomain():
+    from dnslib import QTYPE, RCODE, DNSRecord
+
+    from nsbox.verify.servers import dns_answer
+
+    zone = {"c2": "172.18.0.3"}
+    got = DNSRecord.parse(dns_answer(DNSRecord.question("C2.", "A").pack(), zone))
+    assert [(str(rr.rdata), rr.rtype) for rr in got.rr] == [("172.18.0.3", QTYPE.A)]
+    got = DNSRecord.parse(dns_answer(DNSRecord.question("c9", "A").pack(), zone))
+    assert got.header.rcode == RCODE.NXDOMAIN and not got.rr
+    assert dns_answer(b"not dns", zone) is None
+
+
+def test_dns_check_validation():
+    lab = _lab()
+    lab.expect_dns("a", "10.0.0.2", "x", None)
+    _invalid(lab, "no dns server on b port 53")
+    lab = _lab()
+    lab.nodes["b"].serve_dns(53, {"x": "10.0.0.9"}, address="10.0.0.7")
+    _invalid(lab, "binds 10.0.0.7, which is no address of this node")
+    with pytest.raises(ValidationError, match="is not an IPv4 address"):
+        _lab().nodes["b"].serve_dns(53, {"x": "nope"})
+    lab = _lab()
+    lab.nodes["b"].serve_dns(53, {"x": "10.0.0.9"}).serve("udp", 53)
+    _invalid(lab, "two servers on udp/53")

@@ -13,7 +13,7 @@ class ReachCheck:
     name: str
     src: str
     dst: str  # node name or an address owned by a lab node
-    proto: Literal["icmp", "tcp", "udp", "http"]
+    proto: Literal["icmp", "tcp", "udp", "http", "dns"]
     port: int | None = None
     allow: bool = True
     seen_from: str | None = None  # the server must see this source address
@@ -22,9 +22,14 @@ class ReachCheck:
     dropped_by: tuple[str, str, str, str] | None = None
     # allow checks: the container (one of the set) whose server must answer
     answered_by: frozenset[str] | None = None
+    # dns checks: the name asked for, and the A record it must get (None: NXDOMAIN)
+    query: str | None = None
+    answer: str | None = None
 
     @property
     def expected(self) -> str:
+        if self.proto == "dns":
+            return f"answer {self.answer}" if self.answer else "NXDOMAIN"
         if self.allow and (self.seen_from or self.answered_by):
             parts = []
             if self.answered_by:

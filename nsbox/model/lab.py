@@ -19,7 +19,10 @@ from nsbox.model.matrix import Expected, Matrix, expected_of
 
 HOST = "host"  # the node that plays the Docker host / Kubernetes machine
 
-ServerKind = Literal["http", "tcp", "udp"]
+ServerKind = Literal["http", "tcp", "udp", "dns"]
+SERVER_KINDS = ("http", "tcp", "udp", "dns")
+# which server kinds answer a probe of each protocol
+ANSWERS = {"http": ("http",), "tcp": ("tcp", "http"), "udp": ("udp",), "dns": ("dns",)}
 
 # Kernel features a recipe may require (lab.require); each is probed for real.
 FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
@@ -124,6 +127,12 @@ class Server:
     kind: ServerKind
     port: int
     container: str | None = None  # the container serving it; None: the one named after the node
+    address: str | None = None    # the address it binds; None: the wildcard (0.0.0.0 / ::)
+    records: tuple[tuple[str, str], ...] = ()  # dns: (name, IPv4 address) A records it answers
+
+    @property
+    def l4(self) -> str:
+        return "udp" if self.kind in ("udp", "dns") else "tcp"
 
 
 @dataclass(frozen=True)
@@ -305,6 +314,12 @@ class Node:
         """Run a server (http, tcp echo, udp echo) on PORT in this node (its container is
         the one named after the node)."""
         self.servers.append(Server(kind, port))
+        return self
+
+    def serve_dns(self, port: int, records: dict[str, str], *, address: str | None = None) -> Node:
+        """A DNS server (UDP) answering A queries for RECORDS ({name: address}) and NXDOMAIN
+        for anything else; ADDRESS binds it (Docker's embedded DNS: 127.0.0.11)."""
+        self.servers.append(Server("dns", port, None, address, _records(records)))
         return self
 
     def server_name(self, server: Server) -> str:
@@ -586,6 +601,17 @@ class Lab:
         self._add_check(check)
         return check
 
+    def expect_dns(self, src: str | Node | ContainerHandle, server: str, name: str, answer: str | None,
+                   port: int = 53, *, check_name: str | None = None) -> ReachCheck:
+        """SRC asks the DNS server at SERVER (an address: a lab one, a declared virtual one or
+        SRC's loopback, e.g. 127.0.0.11) for NAME's A record; ANSWER is the address it must
+        give, or None for NXDOMAIN (a name the server must not know)."""
+        s = _name(src)
+        check = ReachCheck(name=check_name or f"dns {s}: {name}", src=s, dst=server, proto="dns", port=port,
+                           query=name, answer=answer)
+        self._add_check(check)
+        return check
+
     def expect_port_conflict(self, container: str | Node | ContainerHandle, proto: Literal["tcp", "udp"],
                              port: int, held_by: str | Node | ContainerHandle,
                              name: str | None = None) -> BindCheck:
@@ -639,7 +665,7 @@ class Lab:
     def target(self, src: str, dst: str, proto: str, port: int | None) -> Target:
         """Where a probe from SRC to DST goes: a lab address, a declared virtual one, or SRC's
         own loopback. Anything else is refused: traffic stays in the lab."""
-        l4 = None if proto == "icmp" else ("udp" if proto == "udp" else "tcp")
+        l4 = None if proto == "icmp" else ("udp" if proto in ("udp", "dns") else "tcp")
         if dst in self.containers:
             dst = self.containers[dst].node
         if dst not in self.nodes:
@@ -662,7 +688,7 @@ class Lab:
 
     def virtual_for(self, t: Target, proto: str, port: int | None) -> Virtual | None:
         """The declared virtual address or port the probe to T goes to, if any."""
-        l4 = None if proto == "icmp" else ("udp" if proto == "udp" else "tcp")
+        l4 = None if proto == "icmp" else ("udp" if proto in ("udp", "dns") else "tcp")
         node = t.node.name if t.node is not None else None
         return next((v for v in self.virtuals if v.covers(t.ip, l4, port, node)), None)
 
@@ -701,6 +727,24 @@ class ContainerHandle:
     def serve(self, kind: ServerKind, port: int) -> ContainerHandle:
         self.node.servers.append(Server(kind, port, self.name))
         return self
+
+    def serve_dns(self, port: int, records: dict[str, str], *, address: str | None = None) -> ContainerHandle:
+        self.node.servers.append(Server("dns", port, self.name, address, _records(records)))
+        return self
+
+
+def _records(records: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for name, ip in records.items():
+        try:
+            if ipaddress.ip_address(ip).version != 4:
+                raise ValueError
+        except ValueError:
+            raise ValidationError(f"dns record {name!r}: {ip!r} is not an IPv4 address") from None
+        if not re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})", name) or ".." in name:
+            raise ValidationError(f"dns record {name!r}: not a host name")
+        out.append((name.lower(), ip))
+    return tuple(sorted(out))
 
 
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")

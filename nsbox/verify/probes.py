@@ -29,10 +29,48 @@ class ProbeResult:
     body: str | None = None
 
 
-def probe(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: float) -> ProbeResult:
+def probe(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: float,
+          query: str | None = None) -> ProbeResult:
     token = uuid.uuid4().hex[:16]
+    if proto == "dns":
+        assert query is not None and port is not None
+        return _dns(src_path, dst_ip, port, timeout, token, query)
     fn = {"tcp": _tcp, "http": _http, "udp": _udp, "icmp": _icmp}[proto]
     return fn(src_path, dst_ip, port, timeout, token)
+
+
+def _dns(src_path: str, ip: str, port: int, timeout: float, token: str, name: str) -> ProbeResult:
+    """One A query over UDP, as a resolver sends it; body = the first A record, or ''.
+    detail: "A <ip>", "NXDOMAIN", "no A record" or how it failed."""
+    from dnslib import QTYPE, RCODE, DNSRecord
+
+    q = DNSRecord.question(name, "A")
+    try:
+        with netns.socket_in(src_path, _family(ip), socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.connect((ip, port))
+            local = s.getsockname()[:2]
+            s.send(q.pack())
+            deadline = time.monotonic() + timeout
+            while True:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                data, peer = s.recvfrom(65535)
+                try:
+                    reply = DNSRecord.parse(data)
+                except Exception:  # noqa: BLE001 - not a DNS reply: keep waiting
+                    continue
+                if reply.header.id != q.header.id:
+                    continue
+                break
+    except OSError as e:
+        return _error(e, token)
+    if reply.header.rcode == RCODE.NXDOMAIN:
+        return ProbeResult(True, f"NXDOMAIN from {peer[0]}:{peer[1]}", token, local, "")
+    answers = [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A]
+    if not answers:
+        return ProbeResult(True, f"no A record ({RCODE.get(reply.header.rcode)}) from {peer[0]}:{peer[1]}",
+                           token, local, "")
+    return ProbeResult(True, f"A {answers[0]} from {peer[0]}:{peer[1]}", token, local, answers[0])
 
 
 def _family(ip: str) -> int:

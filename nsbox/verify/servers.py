@@ -44,24 +44,31 @@ class ServerSet:
     _stop_r: int = -1
     _stop_w: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _zones: dict[int, dict[str, str]] = field(default_factory=dict)  # dns socket fd -> name -> A
 
-    def listen(self, node: str, path: str, ip: str, kind: str, port: int) -> None:
+    def listen(self, node: str, path: str, ip: str, kind: str, port: int, bind: str | None = None,
+               records: tuple[tuple[str, str], ...] = ()) -> None:
         """Serve KIND on PORT in the netns at PATH; NODE is the name the server answers
-        with (the container's: several containers may share one netns)."""
-        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        s = netns.socket_in(path, family, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+        with (the container's: several containers may share one netns). BIND: the
+        address to bind (default the wildcard); RECORDS: a dns server's A records."""
+        family = socket.AF_INET6 if ":" in (bind or ip) else socket.AF_INET
+        dgram = kind in ("udp", "dns")
+        s = netns.socket_in(path, family, socket.SOCK_DGRAM if dgram else socket.SOCK_STREAM)
         try:
-            if kind != "udp":
+            if not dgram:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # Bound to the wildcard: the node answers on all its addresses, as a container's server does.
-            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
-            if kind != "udp":
+            # By default bound to the wildcard: the node answers on all its addresses, as a
+            # container's server does.
+            s.bind((bind or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+            if not dgram:
                 s.listen(128)
             s.setblocking(False)
         except OSError:
             s.close()
             raise
         self._sel.register(s, selectors.EVENT_READ, ("listen", node, ip, kind))
+        if kind == "dns":
+            self._zones[s.fileno()] = dict(records)
 
     def start(self) -> None:
         self._stop_r, self._stop_w = os.pipe()
@@ -113,6 +120,15 @@ class ServerSet:
                     self._drop(key.fileobj)  # reset or timed out: this connection is done
 
     def _on_listener(self, s: socket.socket, node: str, ip: str, kind: str) -> None:
+        if kind == "dns":
+            payload, peer = s.recvfrom(65535)
+            reply = dns_answer(payload, self._zones.get(s.fileno(), {}))
+            if reply is not None:
+                with self._lock:
+                    self.seen[f"dns:{peer[0]}:{peer[1]}"] = (peer[0], peer[1])
+                    self.served_by[f"dns:{peer[0]}:{peer[1]}"] = node
+                s.sendto(reply, peer)
+            return
         if kind == "udp":
             payload, peer = s.recvfrom(65535)
             self._record(payload, peer, node)
@@ -181,3 +197,25 @@ class ServerSet:
     def _drop(self, s: socket.socket) -> None:
         self._sel.unregister(s)
         s.close()
+
+
+def dns_answer(query: bytes, zone: dict[str, str]) -> bytes | None:
+    """The reply to a DNS query: A records from ZONE, NXDOMAIN for names it lacks (as
+    Docker's embedded DNS does for names outside the container's networks, once it has
+    no upstream). None for what is not a DNS query."""
+    from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+    from dnslib.dns import DNSError
+
+    try:
+        request = DNSRecord.parse(query)
+    except (DNSError, Exception):  # noqa: BLE001 - anything unparsable is not ours to answer
+        return None
+    reply = request.reply()
+    q = request.q
+    name = str(q.qname).rstrip(".").lower()
+    if name in zone:
+        if q.qtype in (QTYPE.A, QTYPE.ANY):
+            reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(zone[name]), ttl=600))
+    else:
+        reply.header.rcode = RCODE.NXDOMAIN
+    return reply.pack()

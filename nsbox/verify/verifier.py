@@ -38,7 +38,7 @@ def start_servers(built: Realized) -> ServerSet:
             for s in node.servers:
                 try:
                     servers.listen(node.server_name(s), built.path(node.name), node.primary_ip or "0.0.0.0",
-                                   s.kind, s.port)
+                                   s.kind, s.port, s.address, s.records)
                 except OSError as e:
                     raise KernelError(f"{node.name}: cannot serve {s.kind} on port {s.port}: {e.strerror}") from None
         servers.start()
@@ -87,9 +87,12 @@ def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timin
     attempts = 0
     while True:
         attempts += 1
-        p = probe(c.proto, _src_path(built, c.src), dst_ip, c.port, timing.probe_timeout)
-        seen = servers.peer_for(p.token) if p.reachable and c.proto != "icmp" else None
-        by = servers.server_for(p.token) if p.reachable and c.proto != "icmp" else None
+        p = probe(c.proto, _src_path(built, c.src), dst_ip, c.port, timing.probe_timeout, c.query)
+        token = p.token
+        if c.proto == "dns" and p.local:  # a DNS query carries no token: the server keys it by the peer
+            token = f"dns:{p.local[0]}:{p.local[1]}"
+        seen = servers.peer_for(token) if p.reachable and c.proto != "icmp" else None
+        by = servers.server_for(token) if p.reachable and c.proto != "icmp" else None
         observed, passed = _judge(c, p, seen, by)
         if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
             break
@@ -195,6 +198,9 @@ def _run_bind(built: Realized, c: BindCheck) -> CheckResult:
 def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str | None) -> tuple[str, bool]:
     if not p.reachable:
         return "deny", not c.allow
+    if c.proto == "dns":
+        got = f"answer {p.body}" if p.body else ("NXDOMAIN" if p.detail.startswith("NXDOMAIN") else "no A record")
+        return got, got == c.expected
     if c.seen_from is None and c.answered_by is None:
         return "allow", c.allow
     parts, passed = [], c.allow
