@@ -17,13 +17,10 @@ The 802.1q variant (parent eth0.50) needs the kernel's 8021q module.
 Reference: dataplane.md section 2; docs.docker.com/network/drivers/macvlan.
 """
 
+from nsbox.kits.lan import GATEWAY, Lan
 from nsbox.model import Lab
 from nsbox.recipe import Param, recipe
 
-SUBNET = "192.168.50.0/24"
-GATEWAY = "192.168.50.1"    # the LAN router
-HOST_IP = "192.168.50.2"    # the Docker host's eth0
-LANHOST = "192.168.50.3"
 SHIM_IP = "192.168.50.20"   # the host's own macvlan (shim=true)
 MODES = ("bridge", "private", "vepa", "passthru")
 
@@ -40,32 +37,12 @@ def container_ip(i: int) -> str:
 ])
 def build(lab: Lab, mode: str, shim: bool, hairpin: bool, vlan: int) -> None:
     """Docker's macvlan driver: containers on the LAN with their own MACs; the host cannot reach them."""
-    lab.require("veth", "bridge", "macvlan")
+    lab.require("macvlan")
     host = lab.host
-    switch = lab.node("switch")
-    switch.bridge("br0")
-    lan_if = "eth0"
-    if vlan:
-        lab.require("vlan")
-        lan_if = f"eth0.{vlan}"
-
-    def on_lan(node, port: str, ip: str) -> None:
-        """A machine with eth0 on a switch port (tagged with VLAN when vlan is set)."""
-        lab.veth(node, "eth0", switch, port, b_master="br0")
-        if vlan:
-            lab.vlan(node, lan_if, parent=(node, "eth0"), id=vlan)
-        node.address(lan_if, f"{ip}/24")
-
-    router, lanhost = lab.node("router"), lab.node("lanhost")
-    on_lan(router, "p-router", GATEWAY)
-    on_lan(lanhost, "p-lanhost", LANHOST)
-    on_lan(host, "p-host", HOST_IP)
-    host.route("default", via=GATEWAY)
-    lanhost.route("default", via=GATEWAY)
+    lan = Lan.build(lab, host, vlan)
+    lan_if = lan.parent
     if hairpin:  # the switch reflects frames to the port they came in on (802.1Qbg "reflective relay")
-        switch.set_link("p-host", hairpin=True)
-    for n in (router, lanhost, host):
-        n.serve("tcp", 7)
+        lan.switch.set_link("p-host", hairpin=True)
 
     # docker run --network macnet: a macvlan child of the parent, moved into the container.
     count = 1 if mode == "passthru" else 2  # passthru: one child takes the parent over
