@@ -85,6 +85,23 @@ def _check_node(lab: Lab, node: Node) -> None:
                                   f"({', '.join(sorted(seen[(l4, s.port)] | {node.server_name(s)}))}; "
                                   f"the second bind gets EADDRINUSE)")
         seen[(l4, s.port)] = {node.server_name(s)}
+    for p in node.proxies:
+        where = f"node {node.name}: {p.name} {p.proto} {p.host_ip}:{p.host_port}"
+        if p.proto not in ("tcp", "udp"):
+            raise ValidationError(f"{where}: proto is tcp or udp")
+        for port in (p.host_port, p.container_port):
+            if not (type(port) is int and 1 <= port <= 65535):
+                raise ValidationError(f"{where}: port {port!r} out of range 1-65535")
+        for ip in (p.host_ip, p.container_ip):
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ValidationError(f"{where}: {ip!r} is no address") from None
+        key = (p.proto, p.host_port)
+        if key in seen:  # the wildcard bind collides with any other listener on the port
+            raise ValidationError(f"{where}: the port is taken by {', '.join(sorted(seen[key]))} "
+                                  f"(the kernel: EADDRINUSE)")
+        seen[key] = {p.name}
 
 
 def _check_firewall(node: Node) -> None:
@@ -199,6 +216,7 @@ def _check_checks(lab: Lab) -> None:
                 raise ValidationError(f"check {c.name!r}: unknown protocol {c.proto!r} (icmp, tcp, udp, http, dns)")
             if (c.proto == "dns") != (c.query is not None):
                 raise ValidationError(f"check {c.name!r}: a dns check asks for a name (lab.expect_dns)")
+            proxied = False
             if c.proto == "icmp":
                 if c.port is not None:
                     raise ValidationError(f"check {c.name!r}: icmp takes no port")
@@ -208,14 +226,17 @@ def _check_checks(lab: Lab) -> None:
                 kinds = set(ANSWERS[c.proto])
                 # Without a listener a 'deny' would be a refused port, not a blocked path. A
                 # virtual address or port has none: rules send the packets on (answered_by says where).
-                if virtual is None and dst_node is not None and \
+                proxied = dst_node is not None and any(
+                    p.host_port == c.port and p.proto == ("udp" if c.proto in ("udp", "dns") else "tcp")
+                    for p in dst_node.proxies)
+                if virtual is None and dst_node is not None and not proxied and \
                         not any(s.port == c.port and s.kind in kinds for s in dst_node.servers):
                     raise ValidationError(f"check {c.name!r}: no {'/'.join(sorted(kinds))} server on "
                                           f"{target.label} port {c.port}" +
                                           (" (a published port or Service: declare it with lab.virtual)"
                                            if c.allow else ""))
             if c.answered_by is not None:
-                _check_answered_by(lab, c, dst_node, virtual)
+                _check_answered_by(lab, c, dst_node, virtual or (True if c.proto != "icmp" and proxied else None))
             if c.dropped_by is not None:
                 _check_dropped_by(lab, c)
             if c.seen_from is not None:

@@ -174,3 +174,15 @@ def test_dns_check_validation():
     lab = _lab()
     lab.nodes["b"].serve_dns(53, {"x": "10.0.0.9"}).serve("udp", 53)
     _invalid(lab, "two servers on udp/53")
+
+
+def test_proxy_validation():
+    lab = _lab()
+    lab.nodes["a"].proxy("tcp", 8080, "10.0.0.2", 80)
+    lab.expect("a", "127.0.0.1", "http", 8080, answered_by="b")  # relayed: b may answer
+    validate(lab)
+    lab.nodes["a"].serve("tcp", 8080)
+    _invalid(lab, "docker-proxy tcp 0.0.0.0:8080: the port is taken by a")
+    lab = _lab()
+    lab.nodes["a"].proxy("tcp", 8080, "10.0.0.x", 80)
+    _invalid(lab, "'10.0.0.x' is no address")

@@ -136,6 +136,19 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Proxy:
+    """A userland proxy process in the node (docker-proxy): listens on HOST_IP:HOST_PORT and
+    relays each connection to CONTAINER_IP:CONTAINER_PORT (nsbox/verify/proxy.py)."""
+
+    proto: Literal["tcp", "udp"]
+    host_ip: str
+    host_port: int
+    container_ip: str
+    container_port: int
+    name: str = "docker-proxy"
+
+
+@dataclass(frozen=True)
 class Container:
     """A named process group in a node's netns (`docker run --network container:c1`, a pod's
     containers). Several containers share one netns: same interfaces and addresses, each with
@@ -206,6 +219,7 @@ class Node:
     optional_sysctls: set[str] = field(default_factory=set)  # skipped where the kernel lacks them
     firewall: Firewall = field(default_factory=Firewall)
     servers: list[Server] = field(default_factory=list)
+    proxies: list[Proxy] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.interfaces.setdefault("lo", Interface("lo", "lo"))
@@ -321,6 +335,18 @@ class Node:
         for anything else; ADDRESS binds it (Docker's embedded DNS: 127.0.0.11)."""
         self.servers.append(Server("dns", port, None, address, _records(records)))
         return self
+
+    def proxy(self, proto: Literal["tcp", "udp"], host_port: int, container_ip: str, container_port: int, *,
+              host_ip: str = "0.0.0.0", name: str = "docker-proxy") -> Node:
+        """A userland proxy process (`docker-proxy -proto P -host-ip HOST_IP -host-port HOST_PORT
+        -container-ip IP -container-port PORT`) running in this node."""
+        self.proxies.append(Proxy(proto, host_ip, host_port, container_ip, container_port, name))
+        return self
+
+    def listens(self, l4: str, port: int) -> bool:
+        """A server or a proxy of this node listens on L4/PORT."""
+        return any(s.l4 == l4 and s.port == port for s in self.servers) or \
+            any(p.proto == l4 and p.host_port == port for p in self.proxies)
 
     def server_name(self, server: Server) -> str:
         return server.container or self.name

@@ -17,7 +17,7 @@ from nsbox.model.checks import BindCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
 from nsbox.model.lab import (Address, Container, Fdb, Interface, Lab, Link, Machine, Neigh, Node, PolicyRule, Route,
-                             Server, VethPair, Virtual)
+                             Proxy, Server, VethPair, Virtual)
 from nsbox.model.rules import parse_rule
 
 _CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck, "link": LinkCheck, "bind": BindCheck}
@@ -67,6 +67,7 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         "sysctls": dict(node.sysctls),
         "optional_sysctls": sorted(node.optional_sysctls),
         "servers": [dataclasses.asdict(s) for s in node.servers],
+        "proxies": [dataclasses.asdict(p) for p in node.proxies],
         "firewall": _tables_to_dict(node.firewall.tables),
         "firewall6": _tables_to_dict(node.firewall.tables6),
         "nftables": list(node.firewall.nft),
@@ -133,7 +134,7 @@ def _lab_from_dict(d: dict) -> Lab:
 
 def _node_from_dict(d: dict) -> Node:
     _keys(d, "node", {"name", "interfaces", "addresses", "routes", "rules", "neighs", "fdbs", "sysctls", "optional_sysctls",
-                      "servers", "firewall", "firewall6", "nftables"})
+                      "servers", "proxies", "firewall", "firewall6", "nftables"})
     node = Node(_str(d["name"]))
     node.interfaces = {}
     for i in d["interfaces"]:
@@ -147,6 +148,7 @@ def _node_from_dict(d: dict) -> Node:
     node.sysctls = {_str(k): _str(v) for k, v in d["sysctls"].items()}
     node.optional_sysctls = {_str(k) for k in d["optional_sysctls"]}
     node.servers = [_make(Server, s) for s in d["servers"]]
+    node.proxies = [_make(Proxy, p) for p in d.get("proxies", [])]
     fw = Firewall()
     for family, key in ((4, "firewall"), (6, "firewall6")):
         _tables_from_dict(fw, family, d[key])

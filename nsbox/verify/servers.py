@@ -45,6 +45,7 @@ class ServerSet:
     _stop_w: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _zones: dict[int, dict[str, str]] = field(default_factory=dict)  # dns socket fd -> name -> A
+    _procs: list = field(default_factory=list)  # proxy processes (subprocess.Popen)
 
     def listen(self, node: str, path: str, ip: str, kind: str, port: int, bind: str | None = None,
                records: tuple[tuple[str, str], ...] = ()) -> None:
@@ -76,6 +77,27 @@ class ServerSet:
         self._thread = threading.Thread(target=self._loop, name="nsbox-servers", daemon=True)
         self._thread.start()
 
+    def start_proxy(self, node: str, path: str, p) -> None:
+        """Start a userland proxy process (nsbox/verify/proxy.py) in the netns at PATH and
+        wait until it listens; close() ends it."""
+        import subprocess
+        import sys
+
+        from nsbox.errors import KernelError
+
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        argv = [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {here!r}); "
+                "from nsbox.verify.proxy import main; main()",
+                "-netns", path, "-proto", p.proto, "-host-ip", p.host_ip, "-host-port", str(p.host_port),
+                "-container-ip", p.container_ip, "-container-port", str(p.container_port),
+                "-parent", str(os.getpid()), "-name", p.name]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        self._procs.append(proc)
+        line = proc.stdout.readline().strip() if proc.stdout else ""
+        if line != "ready":
+            raise KernelError(f"{node}: {p.name} {p.proto} {p.host_ip}:{p.host_port} did not start: "
+                              f"{line or 'exited ' + str(proc.wait())}")
+
     def peer_for(self, token: str) -> tuple[str, int] | None:
         with self._lock:
             return self.seen.get(token)
@@ -86,6 +108,17 @@ class ServerSet:
             return self.served_by.get(token)
 
     def close(self) -> None:
+        for proc in self._procs:  # ours, by pid
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - it ignores SIGTERM: it cannot ignore this
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+        self._procs.clear()
         if self._thread is not None:
             os.write(self._stop_w, b"x")
             self._thread.join(timeout=5)

@@ -42,6 +42,9 @@ def start_servers(built: Realized) -> ServerSet:
                 except OSError as e:
                     raise KernelError(f"{node.name}: cannot serve {s.kind} on port {s.port}: {e.strerror}") from None
         servers.start()
+        for node in built.lab.nodes.values():
+            for p in node.proxies:
+                servers.start_proxy(node.name, built.path(node.name), p)
     except BaseException:
         servers.close()
         raise

@@ -1,0 +1,165 @@
+"""A userland proxy, as docker-proxy is: one process per published port, listening on the
+host's HOST_IP:HOST_PORT inside the given netns and relaying each TCP connection (or UDP
+flow) to CONTAINER_IP:CONTAINER_PORT. Started with docker-proxy's own flags:
+
+    python -I -m nsbox.verify.proxy -netns PATH -proto tcp -host-ip 0.0.0.0 -host-port 8080 \
+        -container-ip 172.17.0.2 -container-port 80
+
+It enters the netns first, so every socket it opens is the lab's; it dies with its parent
+(PR_SET_PDEATHSIG) and on SIGTERM. It prints "ready" on stdout once it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_CLONE_NEWNET = 0x40000000
+_UDP_IDLE = 30.0  # docker-proxy's UDP connection tracking timeout is 90 s; labs are short
+
+
+def _enter(path: str, parent: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the line above
+        sys.exit(1)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns {path}: {os.strerror(e)}")
+    finally:
+        os.close(fd)
+
+
+def _family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
+def serve_tcp(listener: socket.socket, upstream: tuple[str, int]) -> None:
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, None)
+    peers: dict[socket.socket, socket.socket] = {}
+
+    def close(s: socket.socket) -> None:
+        other = peers.pop(s, None)
+        for x in (s, other):
+            if x is not None:
+                try:
+                    sel.unregister(x)
+                except (KeyError, ValueError):
+                    pass
+                peers.pop(x, None)
+                x.close()
+
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            if s is listener:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    continue
+                backend = socket.socket(_family(upstream[0]), socket.SOCK_STREAM)
+                backend.settimeout(5)
+                try:
+                    backend.connect(upstream)
+                except OSError:
+                    backend.close()
+                    client.close()  # as docker-proxy: the client sees the connection end
+                    continue
+                for x in (client, backend):
+                    x.setblocking(False)
+                peers[client], peers[backend] = backend, client
+                sel.register(client, selectors.EVENT_READ, None)
+                sel.register(backend, selectors.EVENT_READ, None)
+                continue
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                close(s)
+                continue
+            try:
+                peers[s].setblocking(True)
+                peers[s].sendall(data)
+                peers[s].setblocking(False)
+            except (OSError, KeyError):
+                close(s)
+
+
+def serve_udp(listener: socket.socket, upstream: tuple[str, int]) -> None:
+    """One upstream socket per client address; replies go back from the listener."""
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, None)
+    flows: dict[tuple, socket.socket] = {}
+    last: dict[tuple, float] = {}
+    while True:
+        for key, _ in sel.select(timeout=1.0):
+            s = key.fileobj
+            if s is listener:
+                data, client = listener.recvfrom(65535)
+                up = flows.get(client)
+                if up is None:
+                    up = socket.socket(_family(upstream[0]), socket.SOCK_DGRAM)
+                    up.connect(upstream)
+                    flows[client] = up
+                    sel.register(up, selectors.EVENT_READ, client)
+                last[client] = time.monotonic()
+                try:
+                    up.send(data)
+                except OSError:
+                    pass
+            else:
+                try:
+                    listener.sendto(s.recv(65535), key.data)
+                except OSError:
+                    pass
+        now = time.monotonic()
+        for client in [c for c, t in last.items() if now - t > _UDP_IDLE]:
+            sel.unregister(flows[client])
+            flows.pop(client).close()
+            del last[client]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="nsbox-proxy", description=__doc__.split("\n\n")[0])
+    p.add_argument("-netns", required=True)
+    p.add_argument("-proto", choices=("tcp", "udp"), default="tcp")
+    p.add_argument("-host-ip", default="0.0.0.0")
+    p.add_argument("-host-port", type=int, required=True)
+    p.add_argument("-container-ip", required=True)
+    p.add_argument("-container-port", type=int, required=True)
+    p.add_argument("-parent", type=int, default=None, help="the pid that started it (it dies with it)")
+    p.add_argument("-name", default="docker-proxy", help="the process name ps and ss -p show")
+    a = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    ctypes.CDLL(None).prctl(_PR_SET_NAME, a.name.encode()[:15], 0, 0, 0)
+    _enter(a.netns, a.parent if a.parent is not None else os.getppid())
+    kind = socket.SOCK_STREAM if a.proto == "tcp" else socket.SOCK_DGRAM
+    listener = socket.socket(_family(a.host_ip), kind)
+    if a.proto == "tcp":
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((a.host_ip, a.host_port))
+        if a.proto == "tcp":
+            listener.listen(128)
+    except OSError as e:
+        print(f"error: listen {a.proto} {a.host_ip}:{a.host_port}: {e.strerror}", flush=True)
+        sys.exit(1)
+    print("ready", flush=True)
+    upstream = (a.container_ip, a.container_port)
+    (serve_tcp if a.proto == "tcp" else serve_udp)(listener, upstream)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The userland proxy (nsbox/verify/proxy.py, docker-proxy's part) against the real kernel:
+`ss -p` sees a docker-proxy process listening in the host node; DNAT'ed traffic reaches the
+container with the client's address while the proxy's arrives from the gateway; without
+the DNAT rule the outside check fails (the proxy answers instead: a mutation); no proxy
+process outlives the lab (conftest's snapshot checks processes)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import IS_ROOT, NEEDS_ROOT
+
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT), pytest.mark.tools("ss")]
+
+RECIPES = str(Path(__file__).resolve().parent / "data" / "proxy")
+
+
+@pytest.mark.parametrize("mode", [[], ["--on-host"]], ids=["sandbox", "on-host"])
+def test_proxy_lab(nsbox, mode):
+    r = nsbox.run("run", "proxy-lab", "--recipes", RECIPES, *mode, "--format", "json",
+                  "--then", "ss -Hltnup 'sport = :8080 or sport = :5353'")
+    assert r.returncode == 0, r.describe()
+    assert re.search(r'tcp\s+LISTEN.*0\.0\.0\.0:8080 .*users:\(\("docker-proxy",pid=\d+', r.stderr), r.stderr
+    assert re.search(r'udp\s+UNCONN.*0\.0\.0\.0:5353 .*users:\(\("docker-proxy",pid=\d+', r.stderr), r.stderr
+    checks = r.checks()
+    assert checks["http outside->host:8080 (DNAT, the client seen)"]["seen"]["ip"] == "203.0.113.1"
+    assert checks["http host->127.0.0.1:8080 (docker-proxy)"]["seen"]["ip"] == "192.0.2.1"
+
+
+def test_without_dnat_the_proxy_answers_and_the_check_fails(nsbox):
+    r = nsbox.run("run", "proxy-lab", "--recipes", RECIPES, "--set", "dnat=0", "--timeout", "0.3", "--format", "json")
+    assert r.returncode == 1, r.describe()
+    c = r.checks()["http outside->host:8080 (DNAT, the client seen)"]
+    assert not c["passed"] and c["observed"] == "allow, answered by c1, seen from 192.0.2.1", c
