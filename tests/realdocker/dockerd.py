@@ -126,6 +126,7 @@ def _descendants(root: int) -> list[int]:
 @dataclass
 class RealDocker:
     userland_proxy: bool = True
+    storage_driver: str = "overlay2"
     state: Path = field(init=False)
     cgroup_parent: str = field(init=False)
     flavour: str = field(init=False, default="")    # what Debian's `iptables` is: nft or legacy
@@ -166,7 +167,7 @@ class RealDocker:
              "--propagation", "private", "bash", str(SCRIPT), str(self.state), self.cgroup_parent,
              "true" if self.userland_proxy else "false"],
             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+            env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "STORAGE_DRIVER": self.storage_driver})
         out.close()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -299,6 +300,17 @@ class RealDocker:
         """`iptables-<flavour>-save` in NODE: the backend dockerd wrote to (Debian's alternative)."""
         tool = f"{'ip6' if family == 6 else 'ip'}tables-{self.flavour}-save"
         return self.in_netns(node, tool)
+
+    def remove_all(self) -> None:
+        """`docker rm -f` every container and remove every user network: back to a
+        daemon that has just started (what each rules scenario starts from)."""
+        ids = self.docker("ps", "-aq").split()
+        if ids:
+            self.docker("rm", "-f", *ids)
+        self.containers.clear()
+        nets = [n for n in self.docker("network", "ls", "-q", "--filter", "type=custom").split() if n]
+        if nets:
+            self.docker("network", "rm", *nets)
 
     def dockerd_log(self) -> str:
         return (self.state / "dockerd.log").read_text()
