@@ -145,3 +145,14 @@ def test_flavour_and_static_busybox_detection():
     with pytest.raises(ValueError):
         flavour_of("")
     assert not is_static("/usr/bin/env")  # dynamically linked on Debian
+
+
+def test_missing_software_is_a_reason_naming_the_packages(monkeypatch):
+    import realdocker.dockerd as rd
+
+    monkeypatch.setattr(rd, "DOCKERD", "/nonexistent/dockerd")
+    why = rd.missing_software()
+    assert why is not None and "/nonexistent/dockerd" in why and "apt-get install docker.io busybox-static" in why
+    monkeypatch.setattr(rd, "DOCKERD", "/usr/bin/env")
+    monkeypatch.setattr(rd, "BUSYBOX", "/usr/bin/env")  # executable, but dynamically linked
+    assert "busybox-static" in (rd.missing_software() or "")

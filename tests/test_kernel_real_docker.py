@@ -1,0 +1,221 @@
+"""nsbox beside the real Docker (issue 7, "Against the real Docker").
+
+The real dockerd 20.10 (Debian 12's docker.io) runs in a throwaway net+mount+pid
+namespace (tests/realdocker/): an "internet" netns routes to the Docker host over a
+veth uplink, a "lan" netns sits behind its eth1, as in recipes/bridge_mode.py.
+
+(a) nsbox's bridge-mode checks that hold for Docker 20.10 are run by nsbox's own
+    verifier against the real containers' namespaces (verify/external.py) and
+    against nsbox's own bridge-mode lab: the verdicts must be the same. Where the
+    cause differs (direct routing), each side names the rule that dropped it.
+(b) the real `iptables-save` of each scenario, normalised only where dockerd is
+    random, must equal tests/data/realdocker/: the reference nsbox's `docker=20.10`
+    layout is diffed against.
+(c) where the real Docker cannot run, every test SKIPs with the reason (dockerd's
+    own log line when it fails to start).
+
+One dockerd (userland proxy on) serves the module; a second, short-lived one has
+the proxy off. The last test stops the first and proves nothing is left: the host
+snapshot of tests/conftest.py, the cgroup folders runc made, the state folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nsbox.model import ReachCheck
+from nsbox.recipe import get
+from nsbox.verify.external import select, verify_external
+from realdocker import scenarios
+from realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, missing_software
+
+pytestmark = [pytest.mark.kernel]
+
+REGEN_ENV = "NSBOX_REGEN_REALDOCKER"  # =1: write tests/data/realdocker/ instead of comparing
+
+# nsbox's bridge-mode checks that apply to Docker 20.10 as they stand.
+SAME_CHECKS = [
+    "icmp c1->c2", "tcp/7 c1->c2", "udp/7 c2->c1", "icmp c1->docker0 gateway", "tcp/80 host->c1",
+    "http c1->internet (NAT)", "conntrack host: http c1->internet (NAT)", "http internet->lan (host is no router)",
+]
+# ...and the one whose verdict holds with another cause: 20.10 writes no raw table.
+DIRECT = "tcp/80 internet->c2 (direct routing)"
+DIRECT_2010 = ("host", "filter", "FORWARD", "policy")
+
+
+@dataclass
+class Session:
+    docker: RealDocker
+    guard: object  # conftest.HostGuard
+
+
+def _start(**kw) -> RealDocker:
+    why = missing_software()
+    if why:
+        pytest.skip(f"the real Docker cannot run here: {why}")
+    d = RealDocker(**kw)
+    try:
+        d.start()
+    except Unavailable as e:
+        pytest.skip(f"the real Docker cannot run here: {e}")
+    return d
+
+
+@pytest.fixture(scope="module")
+def real(kernel) -> Session:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: starts dockerd")
+    guard = kernel.HostGuard.now()  # before dockerd: test_nothing_left compares with it
+    d = _start(userland_proxy=True)
+    yield Session(d, guard)
+    d.stop()  # a no-op when test_nothing_left ran
+
+
+@pytest.fixture
+def docker(real: Session) -> RealDocker:
+    if real.docker._proc is None:
+        pytest.skip("the module's dockerd was already stopped")
+    yield real.docker
+    real.docker.remove_all()  # each test starts from a daemon with nothing running
+
+
+def _verb(observed: str) -> str:
+    return observed.split(",", 1)[0]
+
+
+# --------------------------------------------------------------------------- (a) verdicts
+
+def test_bridge_mode_verdicts_match_nsbox(docker: RealDocker, nsbox) -> None:
+    lab = get("bridge-mode").build()
+    for name in ("c1", "c2"):
+        c = docker.run(name)
+        assert c.ip == lab.nodes[name].primary_ip, f"dockerd gave {name} {c.ip}, the recipe has {lab.nodes[name].primary_ip}"
+    sub = select(lab, SAME_CHECKS + [DIRECT])
+    sub.checks = [dataclasses.replace(c, dropped_by=DIRECT_2010) if c.name == DIRECT else c for c in sub.checks]
+    host_rules = docker.iptables_save()
+    real = {r.name: r for r in verify_external(sub, docker.netns_map(), iptables=docker.flavour,
+                                               rules={"host": host_rules})}
+
+    run = nsbox.run("run", "bridge-mode", "--format", "json")
+    assert run.returncode == 0, run.describe()
+    ours = run.checks()
+
+    table = "\n".join(f"  {n:45} real: {real[n].observed:55} nsbox: {ours[n]['observed']}" for n in real)
+    for name in SAME_CHECKS + [DIRECT]:
+        assert real[name].passed, f"{name}: the real Docker: {real[name].observed} ({real[name].detail})\n{table}"
+        assert ours[name]["passed"], f"{name}: nsbox: {ours[name]['observed']}\n{table}"
+        assert _verb(real[name].observed) == _verb(ours[name]["observed"]), table
+    for name in SAME_CHECKS:  # same verdict, same NAT'd source, same conntrack reply address
+        assert real[name].observed == ours[name]["observed"], table
+    # Direct routing: dropped on both, by different rules. nsbox (Docker 29) drops it in
+    # raw PREROUTING; 20.10 has no raw rule, so the packet is forwarded towards docker0,
+    # passes DOCKER-USER and DOCKER-ISOLATION-STAGE-1 (RETURN), finds no ACCEPT in the
+    # DOCKER chain (c2 publishes nothing) and falls to FORWARD's DROP policy.
+    assert real[DIRECT].observed == "deny, dropped by host filter FORWARD policy", table
+    assert ours[DIRECT]["observed"].startswith("deny, dropped by host raw -A PREROUTING -d 172.17.0.3/32"), table
+    assert "*raw" not in host_rules, "Docker 20.10 wrote a raw table"  # the cause, seen by iptables-save
+
+
+def test_bridge_mode_seen_by_independent_tools(docker: RealDocker) -> None:
+    """The same facts without nsbox's probes or servers: busybox ping inside the real
+    containers, and conntrack(8) in the real Docker host showing the MASQUERADE."""
+    c1 = docker.run("c1")
+    c2 = docker.run("c2")
+    ping = docker.docker("exec", "c1", "ping", "-c", "1", "-W", "2", c2.ip, check=False)
+    assert "1 packets received" in ping, ping
+    ping = docker.docker("exec", "c1", "ping", "-c", "1", "-W", "2", "203.0.113.1", check=False)
+    assert "1 packets received" in ping, ping
+    # Egress NAT: the echo request's entry has its reply addressed to the host's uplink.
+    ct = docker.in_netns("host", "conntrack", "-L", "-p", "icmp", check=False)
+    entry = next((ln for ln in ct.splitlines() if f"src={c1.ip} dst=203.0.113.1 " in ln), "")
+    assert "src=203.0.113.1 dst=203.0.113.2 " in entry, f"no MASQUERADE'd entry for {c1.ip} in:\n{ct}"
+
+# --------------------------------------------------------------------------- (b) the rules
+
+def _compare(found: dict[str, str]) -> None:
+    if os.environ.get(REGEN_ENV) == "1":
+        scenarios.DATA.mkdir(parents=True, exist_ok=True)
+        for name, text in found.items():
+            (scenarios.DATA / name).write_text(text)
+        return
+    for name, text in found.items():
+        path = scenarios.DATA / name
+        assert path.exists(), f"no reference {path}: run with {REGEN_ENV}=1"
+        want = path.read_text()
+        assert text == want, f"{name}: the real dockerd now writes (- reference, + now):\n" + "".join(
+            difflib.unified_diff(want.splitlines(True), text.splitlines(True), "reference", "now"))
+
+
+@pytest.mark.parametrize("scenario", list(scenarios.PROXY_ON))
+def test_rules_equal_the_reference(docker: RealDocker, scenario: str) -> None:
+    _compare(scenarios.PROXY_ON[scenario](docker))
+
+
+def test_modes_share_namespaces_as_documented(docker: RealDocker) -> None:
+    """host/none/container: the netns each container's init is in (inode numbers)."""
+    def ino(path: str) -> int:
+        return os.stat(path).st_ino
+
+    c1 = docker.run("c1")
+    cm = docker.run("cm", "--network", "container:c1")
+    h1 = docker.run("h1", "--network", "host")
+    n1 = docker.run("n1", "--network", "none")
+    assert ino(cm.netns) == ino(c1.netns)
+    assert ino(h1.netns) == ino(docker.netns("host"))
+    assert ino(n1.netns) not in (ino(c1.netns), ino(docker.netns("host")))
+    links = docker.in_netns("n1", "ip", "-o", "link").splitlines()
+    assert [ln.split(":")[1].strip() for ln in links] == ["lo"], links
+
+
+def test_publish_with_the_userland_proxy_off(kernel) -> None:
+    """A second dockerd, --userland-proxy=false: DNAT without `! -i docker0`, OUTPUT
+    without `! -d 127.0.0.0/8`, MASQUERADE of local sources, route_localnet on docker0."""
+    d = _start(userland_proxy=False)
+    cgroup = d.cgroup_parent
+    try:
+        found = scenarios.run_all(d, scenarios.PROXY_OFF)
+        d.run("web", "-p", "8080:80")
+        assert d.in_netns("host", "sysctl", "-n", "net.ipv4.conf.docker0.route_localnet").strip() == "1"
+    finally:
+        problems = d.stop()
+    assert not problems, problems
+    assert not cgroup_dirs(cgroup), cgroup_dirs(cgroup)
+    _compare(found)
+
+
+# --------------------------------------------------------------------------- (c) skips
+
+def test_a_dockerd_that_cannot_start_is_a_skip_with_its_log_line(kernel) -> None:
+    why = missing_software()
+    if why:
+        pytest.skip(why)
+    d = RealDocker(storage_driver="nsbox-no-such-driver")
+    with pytest.raises(Unavailable) as e:
+        d.start()
+    msg = str(e.value)
+    assert msg.startswith("dockerd did not start: ") and "failed to start daemon" in msg, msg
+    assert "\n" not in msg
+    assert not cgroup_dirs(d.cgroup_parent) and not d.state.exists()
+
+
+# --------------------------------------------------------------------------- nothing left
+
+def test_nothing_left(real: Session) -> None:
+    """Last: stop the module's dockerd; the host is as before it started."""
+    d = real.docker
+    cgroup, state = d.cgroup_parent, d.state
+    d.run("last")  # a running container at the end: stop() must take it down too
+    assert cgroup_dirs(cgroup), "runc made no cgroup folders: the cgroup check below would prove nothing"
+    problems = d.stop()
+    assert not problems, problems
+    assert not cgroup_dirs(cgroup), cgroup_dirs(cgroup)
+    assert not state.exists()
+    found = real.guard.problems(within=5.0)
+    assert not found, "\n".join(found)
