@@ -32,7 +32,8 @@ import pytest
 
 from nsbox.model import ReachCheck
 from nsbox.recipe import get
-from nsbox.verify.external import select, verify_external
+from nsbox.errors import UsageError
+from nsbox.verify.external import prepare, select, verify_external
 from realdocker import scenarios
 from realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, missing_software
 
@@ -121,6 +122,19 @@ def test_bridge_mode_verdicts_match_nsbox(docker: RealDocker, nsbox) -> None:
     assert real[DIRECT].observed == "deny, dropped by host filter FORWARD policy", table
     assert ours[DIRECT]["observed"].startswith("deny, dropped by host raw -A PREROUTING -d 172.17.0.3/32"), table
     assert "*raw" not in host_rules, "Docker 20.10 wrote a raw table"  # the cause, seen by iptables-save
+
+
+def test_external_refuses_a_netns_without_the_address_it_probes(docker: RealDocker) -> None:
+    """Traffic targets only what the real system owns: a netns map that puts c2 where
+    Docker numbered it differently is refused before any probe is sent."""
+    lab = get("bridge-mode").build()
+    docker.run("c1")
+    docker.run("c2")
+    paths = {**docker.netns_map(), "c2": docker.netns("c1")}  # c1's netns has 172.17.0.2, not .3
+    with pytest.raises(UsageError, match=r"c2 has no address 172\.17\.0\.3"):
+        prepare(select(lab, ["tcp/7 c1->c2"]), paths, docker.flavour)
+    with pytest.raises(UsageError, match="no netns path for node c2"):
+        prepare(select(lab, ["tcp/7 c1->c2"]), {"c1": docker.netns("c1")}, docker.flavour)
 
 
 def test_bridge_mode_seen_by_independent_tools(docker: RealDocker) -> None:

@@ -84,8 +84,9 @@ def nodes_named(lab: Lab, checks: list[Check]) -> set[str]:
     for c in checks:
         if isinstance(c, ReachCheck):
             out.add(lab.netns_of(c.src).name)
-            if c.dst in lab.nodes or c.dst in lab.containers:
-                out.add(lab.netns_of(c.dst).name)
+            target = lab.target(c.src, c.dst, c.proto, c.port)
+            if target.node is not None:  # None: a virtual address only rules answer for
+                out.add(target.node.name)
             if c.dropped_by:
                 out.add(c.dropped_by[0])
         elif isinstance(c, (ConntrackCheck, LinkCheck)):
@@ -138,12 +139,10 @@ def _check_target(built: ExternalLab, c: ReachCheck) -> None:
     """A probe's destination must be an address of the namespace it names, in the real
     system too (Docker hands out addresses itself): binding to it there proves it."""
     lab = built.lab
-    if not (c.dst in lab.nodes or c.dst in lab.containers):
-        return  # an address, a virtual one or loopback: lab.target() already vets it
-    ip = lab.target(c.src, c.dst, c.proto, c.port).ip
-    node = lab.netns_of(c.dst).name
-    if ip.startswith("127.") or ip == "::1":
-        return
+    target = lab.target(c.src, c.dst, c.proto, c.port)
+    if target.node is None or target.loopback or lab.virtual_for(target, c.proto, c.port) is not None:
+        return  # loopback, or an address or port that only rules answer for
+    ip, node = target.ip, target.node.name
     s = netns.socket_in(built.path(node), socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.bind((ip, 0))
