@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from nsbox.model import ReachCheck
 from nsbox.recipe import get
 from nsbox.errors import UsageError
 from nsbox.verify.external import prepare, select, verify_external
-from realdocker import scenarios
+from realdocker import labs, scenarios
 from realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, missing_software
 
 pytestmark = [pytest.mark.kernel]
@@ -124,6 +123,25 @@ def test_bridge_mode_verdicts_match_nsbox(docker: RealDocker, nsbox) -> None:
     assert "*raw" not in host_rules, "Docker 20.10 wrote a raw table"  # the cause, seen by iptables-save
 
 
+def _publish_verdicts(d: RealDocker) -> None:
+    lab = labs.publish_lab(d.userland_proxy)
+    web = d.run("web", "-p", "8080:80")
+    assert web.ip == labs.WEB
+    results = verify_external(lab, d.netns_map(), iptables=d.flavour, rules={"host": d.iptables_save()})
+    table = "\n".join(f"  {r.name:60} {'ok ' if r.passed else 'BAD'} {r.observed:45} {r.detail}" for r in results)
+    assert all(r.passed for r in results), table
+
+
+def test_publish_verdicts_with_the_userland_proxy(docker: RealDocker) -> None:
+    """-p 8080:80, proxy on: from outside, from the host's loopback (docker-proxy), [::1]
+    (docker-proxy on ::), and straight to the container's port from outside (20.10 lets it in)."""
+    _publish_verdicts(docker)
+    # Independent observer: the proxy processes this dockerd started, one per address family.
+    proxies = [Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+               for p in docker.processes() if Path(f"/proc/{p}/exe").resolve().name == "docker-proxy"]
+    assert sorted("-host-ip :: " in a for a in proxies) == [False, True], proxies
+
+
 def test_external_refuses_a_netns_without_the_address_it_probes(docker: RealDocker) -> None:
     """Traffic targets only what the real system owns: a netns map that puts c2 where
     Docker numbered it differently is refused before any probe is sent."""
@@ -195,7 +213,7 @@ def test_publish_with_the_userland_proxy_off(kernel) -> None:
     cgroup = d.cgroup_parent
     try:
         found = scenarios.run_all(d, scenarios.PROXY_OFF)
-        d.run("web", "-p", "8080:80")
+        _publish_verdicts(d)  # [::1]:8080 refused now: no proxy, no ip6tables rules
         assert d.in_netns("host", "sysctl", "-n", "net.ipv4.conf.docker0.route_localnet").strip() == "1"
     finally:
         problems = d.stop()

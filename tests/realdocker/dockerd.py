@@ -279,6 +279,11 @@ class RealDocker:
             time.sleep(0.02)
         raise RuntimeError(f"no process is pid {inner} in dockerd's pid namespace")
 
+    def processes(self) -> list[int]:
+        """Host pids of every process in the namespace (dockerd, its proxies, containers...)."""
+        assert self._proc is not None
+        return _descendants(self._proc.pid)
+
     def netns(self, node: str) -> str:
         """/proc/PID/ns/net of NODE: host (dockerd's), internet, lan, or a container."""
         if node in self.containers:
