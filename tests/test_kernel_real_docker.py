@@ -206,6 +206,29 @@ def test_modes_share_namespaces_as_documented(docker: RealDocker) -> None:
     assert [ln.split(":")[1].strip() for ln in links] == ["lo"], links
 
 
+def test_mode_verdicts(docker: RealDocker) -> None:
+    """nsbox's checks for container, host and none mode and a user network, on the real
+    containers; the isolation deny is counted on the real DOCKER-ISOLATION-STAGE-2 rule."""
+    docker.run("c1")
+    docker.run("c2")
+    docker.run("cm", "--network", "container:c1")
+    docker.run("h1", "--network", "host")
+    docker.run("n1", "--network", "none")
+    docker.docker("network", "create", "--subnet", scenarios.USER_SUBNET, "mynet")
+    docker.run("u1", "--network", "mynet")
+    docker.run("u2", "--network", "mynet")
+    results = verify_external(labs.modes_lab(), docker.netns_map(), iptables=docker.flavour,
+                              rules={"host": docker.iptables_save()})
+    table = "\n".join(f"  {r.name:45} {'ok ' if r.passed else 'BAD'} {r.observed:60} {r.detail}" for r in results)
+    assert all(r.passed for r in results), table
+    # Embedded DNS, asked with busybox nslookup inside u2: the name u1 is u1's address.
+    answer = docker.docker("exec", "u2", "nslookup", "u1", "127.0.0.11", check=False)
+    assert f"Address: {labs.U1}" in answer, answer
+    # A netns map that breaks the sharing the lab declares is refused.
+    with pytest.raises(UsageError, match="container cm: .* is not the netns of c1"):
+        prepare(labs.modes_lab(), {**docker.netns_map(), "cm": docker.netns("c2")}, docker.flavour)
+
+
 def test_publish_with_the_userland_proxy_off(kernel) -> None:
     """A second dockerd, --userland-proxy=false: DNAT without `! -i docker0`, OUTPUT
     without `! -d 127.0.0.0/8`, MASQUERADE of local sources, route_localnet on docker0."""

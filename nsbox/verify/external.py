@@ -17,6 +17,7 @@ that is not there is refused before any probe is sent.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ def prepare(lab: Lab, paths: dict[str, str], iptables: str = "nft",
     if missing:
         raise UsageError(f"no netns path for node{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
                          f"which the checks use")
+    _check_shared(lab, paths)
     lab = copy.deepcopy(lab)
     # Only the given namespaces serve: a node nobody mapped is not part of the real system.
     for name, node in lab.nodes.items():
@@ -133,6 +135,16 @@ def prepare(lab: Lab, paths: dict[str, str], iptables: str = "nft",
             if c.dropped_by and rules and c.dropped_by[0] in rules:
                 _check_rule_exists(lab, c)
     return built
+
+
+def _check_shared(lab: Lab, paths: dict[str, str]) -> None:
+    """A container the model puts in another's netns (`--network container:`, a pod's
+    second container) must be in that very netns in the real system, if it is given."""
+    for c in lab.containers.values():
+        if c.name in paths and c.node in paths:
+            if os.stat(paths[c.name]).st_ino != os.stat(paths[c.node]).st_ino:
+                raise UsageError(f"container {c.name}: {paths[c.name]} is not the netns of {c.node} "
+                                 f"({paths[c.node]}), which the lab says it shares")
 
 
 def _check_target(built: ExternalLab, c: ReachCheck) -> None:

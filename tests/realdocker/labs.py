@@ -47,3 +47,42 @@ def publish_lab(proxy: bool) -> Lab:
     lab.expect("host", "::1", "http", 8080, allow=proxy, **({"answered_by": "web"} if proxy else {}),
                name="http host->[::1]:8080")
     return lab
+
+
+USER_SUBNET_GW = "10.99.0.1"
+U1, U2 = "10.99.0.2", "10.99.0.3"
+C1, C2 = "172.17.0.2", "172.17.0.3"
+
+
+def modes_lab() -> Lab:
+    """The other network modes side by side on one real dockerd: c1, c2 on docker0; cm
+    with `--network container:c1`; h1 with `--network host`; n1 with `--network none`;
+    u1, u2 on a user network (`docker network create --subnet 10.99.0.0/24 mynet`)."""
+    lab = Lab("real-docker-20.10-modes", "container, host and none modes and a user network on dockerd 20.10")
+    host = lab.host
+    host.address("eth0", f"{UPLINK}/24")
+    host.address("docker0", f"{GATEWAY}/16")
+    lab.node("internet").address("eth0", f"{UPSTREAM}/24")
+    c1 = lab.node("c1").address("eth0", f"{C1}/16")
+    lab.node("c2").address("eth0", f"{C2}/16")
+    lab.node("n1")  # only lo
+    u1 = lab.node("u1").address("eth0", f"{U1}/24")
+    lab.node("u2").address("eth0", f"{U2}/24")
+    u1.serve("tcp", 7)
+    c1.serve("tcp", 7)
+    lab.container("cm", "c1").serve("tcp", 9000)
+    lab.container("h1", "host").serve("tcp", 9001)
+
+    # --network container:c1: cm's server is reached at c1's address; cm's own probes leave from c1's netns.
+    lab.expect("c2", "cm", "tcp", 9000, answered_by="cm", name="tcp c2->cm:9000 (container mode)")
+    lab.expect("cm", "c1", "tcp", 7, answered_by="c1", name="tcp cm->c1:7 (same netns)")
+    # --network host: h1 listens in the host's netns, on its uplink address.
+    lab.expect("internet", "h1", "tcp", 9001, answered_by="h1", name="tcp internet->h1:9001 (host mode)")
+    # --network none: only lo, no route anywhere.
+    lab.expect("n1", UPSTREAM, "icmp", allow=False, name="icmp n1->internet (none mode)")
+    # A user network: its members reach each other; DOCKER-ISOLATION-STAGE-2 drops
+    # what crosses from one Docker bridge to another.
+    lab.expect("u2", "u1", "tcp", 7, answered_by="u1", name="tcp u2->u1 (user network)")
+    lab.expect("u2", "c1", "tcp", 7, allow=False, name="tcp u2->c1 (isolation)",
+               dropped_by=("host", "filter", "DOCKER-ISOLATION-STAGE-2", "-o docker0 -j DROP"))
+    return lab
