@@ -35,7 +35,7 @@ from nsbox.recipe import get
 from nsbox.errors import UsageError
 from nsbox.verify.external import prepare, select, verify_external
 from realdocker import labs, scenarios
-from realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, missing_software
+from realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, missing_software, preload_kernel_modules
 
 pytestmark = [pytest.mark.kernel]
 
@@ -67,6 +67,13 @@ def _start(**kw) -> RealDocker:
     except Unavailable as e:
         pytest.skip(f"the real Docker cannot run here: {e}")
     return d
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _modules() -> None:
+    """Before any host snapshot: the kernel module dockerd would load (see preload_kernel_modules)."""
+    if os.geteuid() == 0:
+        preload_kernel_modules()
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,21 @@ def missing_software() -> str | None:
     return None
 
 
+def preload_kernel_modules() -> list[str]:
+    """Load br_netfilter where it is a module and not loaded yet; returns what was loaded.
+
+    dockerd runs `modprobe br_netfilter` itself (so bridged traffic passes iptables, as
+    on every Docker host), and a kernel module is host-global: it cannot be scoped to
+    the throwaway namespace. Loading it before the host snapshot is taken keeps the
+    snapshot about what the test leaves behind (the module adds net.bridge.* sysctls to
+    every netns). Where bridge netfilter is built in (this project's kernel), nothing
+    happens."""
+    if os.path.isdir("/proc/sys/net/bridge") or shutil.which("modprobe") is None:
+        return []
+    done = subprocess.run(["modprobe", "br_netfilter"], capture_output=True, text=True, check=False)
+    return ["br_netfilter"] if done.returncode == 0 else []
+
+
 def is_static(path: str) -> bool:
     """An ELF executable without a PT_INTERP program header (no dynamic loader)."""
     with open(path, "rb") as f:
