@@ -65,7 +65,7 @@ def missing_software() -> str | None:
         return f"needs {', '.join(need)} (apt-get install docker.io busybox-static)"
     if not is_static(BUSYBOX):
         return f"{BUSYBOX} is dynamically linked: the container image needs busybox-static"
-    for tool in ("unshare", "nsenter", "ip"):
+    for tool in ("unshare", "nsenter", "setpriv", "ip"):
         if shutil.which(tool) is None:
             return f"needs {tool} on PATH"
     if os.geteuid() != 0:
@@ -176,9 +176,10 @@ class RealDocker:
         t0 = time.monotonic()
         out = open(self.state / "script.out", "w")
         # --kill-child: should this unshare be killed, its child (pid 1 inside) is
-        # killed too, and with it every process of the pid namespace.
+        # killed too, and with it every process of the pid namespace; --pdeathsig:
+        # unshare is killed when the thread that started it ends (pytest SIGKILLed).
         self._proc = subprocess.Popen(
-            ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
+            ["setpriv", "--pdeathsig", "KILL", "unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc",
              "--propagation", "private", "bash", str(SCRIPT), str(self.state), self.cgroup_parent,
              "true" if self.userland_proxy else "false"],
             stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, text=True,
