@@ -10,7 +10,8 @@
 # Network layout (the addresses of recipes/bridge_mode.py):
 #   this netns  = the Docker host: eth0 203.0.113.2/24 (uplink), eth1 198.51.100.1/24
 #   "internet"  = an `unshare --net sleep` here: eth0 203.0.113.1/24, routes the
-#                 container subnet and the LAN via the host (direct routing)
+#                 container subnet and the LAN via the host (direct routing); the
+#                 containers' upstream DNS server (resolv.conf)
 #   "lan"       = likewise: eth0 198.51.100.2/24, default via the host
 # It prints "pids host=.. internet=.. lan=.." (pids in THIS pid namespace) and
 # "ready", then waits for EOF on stdin, then stops dockerd and exits.
@@ -19,6 +20,14 @@ S=$1; CG=$2; PROXY=$3
 
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /etc/docker
+# Containers' upstream DNS is the lab's "internet" node, not the machine's resolver:
+# dockerd copies /etc/resolv.conf into containers, and its embedded DNS forwards
+# the names it does not know there. (Mounted on the file the link points to, if it
+# is one: under /run, that is the tmpfs above.)
+printf 'nameserver 203.0.113.1\n' >"$S/resolv.conf"
+RESOLV=$(readlink -f /etc/resolv.conf)
+case "$RESOLV" in /run/*) mkdir -p "$(dirname "$RESOLV")"; : >"$RESOLV";; esac
+mount --bind "$S/resolv.conf" "$RESOLV"
 ip link set lo up
 
 pin() { unshare --net -- sleep infinity </dev/null >/dev/null 2>&1 & echo $!; }

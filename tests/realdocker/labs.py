@@ -52,6 +52,7 @@ def publish_lab(proxy: bool) -> Lab:
 USER_SUBNET_GW = "10.99.0.1"
 U1, U2 = "10.99.0.2", "10.99.0.3"
 C1, C2 = "172.17.0.2", "172.17.0.3"
+EXAMPLE = "198.18.0.80"  # an A record of the lab's upstream DNS server; nobody owns it, nothing probes it
 
 
 def modes_lab() -> Lab:
@@ -62,7 +63,7 @@ def modes_lab() -> Lab:
     host = lab.host
     host.address("eth0", f"{UPLINK}/24")
     host.address("docker0", f"{GATEWAY}/16")
-    lab.node("internet").address("eth0", f"{UPSTREAM}/24")
+    lab.node("internet").address("eth0", f"{UPSTREAM}/24").serve_dns(53, {"www.example.test": EXAMPLE})
     c1 = lab.node("c1").address("eth0", f"{C1}/16")
     lab.node("c2").address("eth0", f"{C2}/16")
     lab.node("n1")  # only lo
@@ -85,4 +86,13 @@ def modes_lab() -> Lab:
     lab.expect("u2", "u1", "tcp", 7, answered_by="u1", name="tcp u2->u1 (user network)")
     lab.expect("u2", "c1", "tcp", 7, allow=False, name="tcp u2->c1 (isolation)",
                dropped_by=("host", "filter", "DOCKER-ISOLATION-STAGE-2", "-o docker0 -j DROP"))
+    # Embedded DNS, asked with nsbox's own DNS probe: 127.0.0.11:53 in u2's netns is
+    # DNATed by u2's own nat table to dockerd's resolver, which knows u1 and not c1
+    # (names resolve on user networks only, and only within the network).
+    # Names it does not know it forwards to the upstream in resolv.conf (dockerns.sh makes
+    # that the "internet" node, where nsbox's DNS server answers), from u2's netns
+    # through the host's MASQUERADE; an NXDOMAIN from there comes back as it is.
+    lab.expect_dns("u2", "127.0.0.11", "u1", U1, check_name="dns u2: u1 (embedded DNS)")
+    lab.expect_dns("u2", "127.0.0.11", "www.example.test", EXAMPLE, check_name="dns u2: www.example.test (forwarded)")
+    lab.expect_dns("u2", "127.0.0.11", "c1", None, check_name="dns u2: c1 unknown (another network)")
     return lab
