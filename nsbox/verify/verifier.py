@@ -11,16 +11,27 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from nsbox.errors import KernelError
 from nsbox.kernel import conntrack, iptables, rtnl
 from nsbox.kernel.realize import Realized
-from nsbox.model import BindCheck, ConntrackCheck, LinkCheck, ReachCheck
+from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, ReachCheck
 from nsbox.model.checks import describe_rule
 from nsbox.model.rules import parse_rule
 from nsbox.verify.probes import ProbeResult, probe
 from nsbox.verify.results import CheckResult, Endpoint
 from nsbox.verify.servers import ServerSet
+
+
+class Built(Protocol):
+    """What the verifier needs of a built lab: a Realized, or namespaces someone else
+    built (verify/external.py: the real dockerd's)."""
+
+    lab: Lab
+    iptables: str  # the backend the rules are in: nft or legacy
+
+    def path(self, node: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -31,7 +42,7 @@ class Timing:
     workers: int = 8
 
 
-def start_servers(built: Realized) -> ServerSet:
+def start_servers(built: Built) -> ServerSet:
     servers = ServerSet()
     try:
         for node in built.lab.nodes.values():
@@ -51,7 +62,7 @@ def start_servers(built: Realized) -> ServerSet:
     return servers
 
 
-def verify(built: Realized, servers: ServerSet, timing: Timing = Timing()) -> list[CheckResult]:
+def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[CheckResult]:
     lab = built.lab
     reach = [c for c in lab.checks if isinstance(c, ReachCheck)]
     concurrent = [c for c in reach if c.dropped_by is None]

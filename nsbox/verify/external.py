@@ -1,0 +1,193 @@
+"""Run a Lab's checks against namespaces nsbox did not build.
+
+A differential test builds the same thing twice: once with nsbox, once with the
+real software (the real dockerd, the real CNI plugins). To judge the real one by
+the same rules, this module takes the Lab's checks and `{node: netns path}` for
+the real namespaces (e.g. /proc/<pid>/ns/net of a container's init), starts the
+Lab's servers inside them (the server process is this one; the netns is the real
+system's), and runs the very verify() of a normal run. Nothing is created in the
+kernel but those listening sockets, and nothing is torn down but them.
+
+A `dropped_by` check reads the packet counters of the rule it names. In a netns
+nsbox did not build, the rules are the real system's: pass their `iptables-save`
+text as `rules={node: text}` and the check must name one of THOSE rules; a rule
+that is not there is refused before any probe is sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import socket
+from dataclasses import dataclass
+
+from nsbox.errors import UsageError, ValidationError
+from nsbox.kernel import netns
+from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, ReachCheck
+from nsbox.model.checks import Check, describe_rule
+from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
+from nsbox.verify.results import CheckResult
+from nsbox.verify.verifier import Timing, start_servers, verify
+
+
+@dataclass
+class ExternalLab:
+    """What the verifier needs of a built lab (`lab`, `path(node)`, `iptables`), for
+    namespaces someone else built."""
+
+    lab: Lab
+    paths: dict[str, str]
+    iptables: str = "nft"  # the backend the real system's rules are in (Debian 12: nft)
+
+    def path(self, node: str) -> str:
+        try:
+            return self.paths[node]
+        except KeyError:
+            raise UsageError(f"no netns path given for node {node!r}") from None
+
+
+def firewall_from_save(text: str) -> Firewall:
+    """`iptables-save` (or `-c`) TEXT as nsbox's Firewall model, so that a check's
+    `dropped_by` can name a real rule and drop_counters() can find it."""
+    fw = Firewall()
+    table = None
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = re.sub(r"^\[\d+:\d+\]\s+", "", raw.strip())  # -c counters
+        if not line or line.startswith("#") or line == "COMMIT":
+            continue
+        try:
+            if line.startswith("*"):
+                table = fw.table(line[1:].strip())
+            elif table is None:
+                raise ValidationError("rule outside a table")
+            elif line.startswith(":"):
+                name, policy = line[1:].split()[:2]
+                if name in BUILTIN_CHAINS[table.name]:
+                    if policy == "DROP":
+                        table.policy(name, "DROP")
+                else:
+                    table.new_chain(name)
+            elif line.startswith("-A "):
+                chain, _, spec = line[3:].partition(" ")
+                table.append(chain, spec)
+            else:
+                raise ValidationError("not a table, chain or -A line")
+        except ValidationError as e:
+            raise UsageError(f"iptables-save line {n}: {e}: {raw.strip()!r}") from None
+    return fw
+
+
+def nodes_named(lab: Lab, checks: list[Check]) -> set[str]:
+    """The nodes (netns) whose path a run of CHECKS needs: where probes leave from,
+    whom they target, whose conntrack, links or rule counters are read."""
+    out: set[str] = set()
+    for c in checks:
+        if isinstance(c, ReachCheck):
+            out.add(lab.netns_of(c.src).name)
+            target = lab.target(c.src, c.dst, c.proto, c.port)
+            if target.node is not None:  # None: a virtual address only rules answer for
+                out.add(target.node.name)
+            if c.dropped_by:
+                out.add(c.dropped_by[0])
+        elif isinstance(c, (ConntrackCheck, LinkCheck)):
+            out.add(c.node)
+        elif isinstance(c, BindCheck):
+            out.add(lab.netns_of(c.container).name)
+    return out
+
+
+def select(lab: Lab, names: list[str]) -> Lab:
+    """A copy of LAB with only the checks called NAMES (a conntrack check keeps the reach
+    check it reads); the model itself is untouched."""
+    have = {c.name: c for c in lab.checks}
+    unknown = [n for n in names if n not in have]
+    if unknown:
+        raise UsageError(f"lab {lab.name} has no check {unknown[0]!r}")
+    keep = set(names) | {have[n].of for n in names if isinstance(have[n], ConntrackCheck)}
+    out = copy.deepcopy(lab)
+    out.checks = [c for c in out.checks if c.name in keep]
+    out.matrices = [m for m in out.matrices if all(m.cell_name(a, b) in keep for a, b, _ in m.cells)]
+    return out
+
+
+def prepare(lab: Lab, paths: dict[str, str], iptables: str = "nft",
+            rules: dict[str, str] | None = None) -> ExternalLab:
+    """Check that PATHS cover the nodes the checks need and that the lab's addresses are
+    really there; put the real rules in place of the model's. Bad input: UsageError."""
+    needed = nodes_named(lab, lab.checks)
+    missing = sorted(needed - set(paths))
+    if missing:
+        raise UsageError(f"no netns path for node{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                         f"which the checks use")
+    _check_shared(lab, paths)
+    lab = copy.deepcopy(lab)
+    # Only the given namespaces serve: a node nobody mapped is not part of the real system.
+    for name, node in lab.nodes.items():
+        if name not in paths:
+            node.servers = []
+    for node, text in (rules or {}).items():
+        lab.nodes[node].firewall = firewall_from_save(text)
+    built = ExternalLab(lab, dict(paths), iptables)
+    for c in lab.checks:
+        if isinstance(c, ReachCheck):
+            _check_target(built, c)
+            if c.dropped_by and rules and c.dropped_by[0] in rules:
+                _check_rule_exists(lab, c)
+    return built
+
+
+def _check_shared(lab: Lab, paths: dict[str, str]) -> None:
+    """A container the model puts in another's netns (`--network container:`, a pod's
+    second container) must be in that very netns in the real system, if it is given."""
+    for c in lab.containers.values():
+        if c.name in paths and c.node in paths:
+            if os.stat(paths[c.name]).st_ino != os.stat(paths[c.node]).st_ino:
+                raise UsageError(f"container {c.name}: {paths[c.name]} is not the netns of {c.node} "
+                                 f"({paths[c.node]}), which the lab says it shares")
+
+
+def _check_target(built: ExternalLab, c: ReachCheck) -> None:
+    """A probe's destination must be an address of the namespace it names, in the real
+    system too (Docker hands out addresses itself): binding to it there proves it."""
+    lab = built.lab
+    target = lab.target(c.src, c.dst, c.proto, c.port)
+    if target.node is None or target.loopback or lab.virtual_for(target, c.proto, c.port) is not None:
+        return  # loopback, or an address or port that only rules answer for
+    ip, node = target.ip, target.node.name
+    s = netns.socket_in(built.path(node), socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((ip, 0))
+    except OSError:
+        raise UsageError(f"check {c.name!r}: {node} has no address {ip} in {built.path(node)}: "
+                         f"the real system numbered it differently") from None
+    finally:
+        s.close()
+
+
+def _check_rule_exists(lab: Lab, c: ReachCheck) -> None:
+    node, table, chain, spec = c.dropped_by  # type: ignore[misc]
+    t = lab.nodes[node].firewall.tables.get(table)
+    ch = t.chains.get(chain) if t else None
+    if ch is not None:
+        if spec == "policy" and ch.policy == "DROP":
+            return
+        if spec != "policy":
+            from nsbox.model.rules import parse_rule
+
+            if parse_rule(spec).render() in (r.render() for r in ch.rules):
+                return
+    raise UsageError(f"check {c.name!r}: the real {node} has no {describe_rule(c.dropped_by)}")
+
+
+def verify_external(lab: Lab, paths: dict[str, str], *, iptables: str = "nft", rules: dict[str, str] | None = None,
+                    timing: Timing = Timing()) -> list[CheckResult]:
+    """LAB's checks, run with the same verifier as `nsbox run`, in the namespaces at PATHS
+    ({node: netns path}); RULES ({node: iptables-save text}) are the real rule sets that
+    `dropped_by` checks name. Returns one CheckResult per check, in the lab's order."""
+    built = prepare(lab, paths, iptables, rules)
+    servers = start_servers(built)
+    try:
+        return verify(built, servers, timing)
+    finally:
+        servers.close()
