@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 from nsbox.errors import ValidationError
-from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, Node, ReachCheck
+from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
 from nsbox.model.lab import ANSWERS, SERVER_KINDS
 from nsbox.model.firewall import BUILTIN_CHAINS
@@ -249,6 +249,10 @@ def _check_checks(lab: Lab) -> None:
             if c.state not in linkopts.OPERSTATES:
                 raise ValidationError(f"check {c.name!r}: unknown link state {c.state!r} "
                                       f"({', '.join(linkopts.OPERSTATES)})")
+        elif isinstance(c, InterfacesCheck):
+            lab.netns_of(c.node)
+            for n in c.names:
+                check_ifname(n, f"check {c.name!r}")
         elif isinstance(c, BindCheck):
             if c.proto not in ("tcp", "udp") or not (type(c.port) is int and 1 <= c.port <= 65535):
                 raise ValidationError(f"check {c.name!r}: a port conflict is on tcp or udp, port 1-65535")

@@ -54,6 +54,7 @@ def test_virtual_lab_passes_and_the_kernel_agrees(nsbox):
     assert f"SIDE={ns['p1']} P1={ns['p1']}" in out, out
     # ss: the port `late` could not take has a listener in p1's netns
     assert re.search(r"LISTEN\s+\d+\s+\d+\s+0\.0\.0\.0:9090", out), out
+    assert checks["interfaces of side"]["observed"] == "interfaces eth0, lo"
     bind = checks["tcp/9090 late port conflict"]
     assert bind["kind"] == "bind" and bind["observed"] == "port taken by side" and "EADDRINUSE" in bind["detail"]
 

@@ -186,3 +186,15 @@ def test_proxy_validation():
     lab = _lab()
     lab.nodes["a"].proxy("tcp", 8080, "10.0.0.x", 80)
     _invalid(lab, "'10.0.0.x' is no address")
+
+
+def test_interfaces_check():
+    lab = _lab()
+    lab.container("side", "b")
+    lab.expect_interfaces("side", ["lo", "eth0"])
+    validate(lab)
+    back = lab_from_dict(lab_to_dict(lab))
+    assert back.checks == lab.checks
+    assert lab.checks[0].expected == "interfaces eth0, lo"
+    lab.expect_interfaces("ghost", ["lo"])
+    _invalid(lab, "unknown node or container 'ghost'")

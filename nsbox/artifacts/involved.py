@@ -3,7 +3,7 @@ and the host node (where the forwarding rules live)."""
 
 from __future__ import annotations
 
-from nsbox.model import HOST, BindCheck, Check, ConntrackCheck, Lab, LinkCheck, ReachCheck
+from nsbox.model import HOST, BindCheck, InterfacesCheck, Check, ConntrackCheck, Lab, LinkCheck, ReachCheck
 
 
 def involved_nodes(lab: Lab, check: Check) -> list[str]:
@@ -15,6 +15,8 @@ def involved_nodes(lab: Lab, check: Check) -> list[str]:
         nodes = [check.node]
     elif isinstance(check, BindCheck):
         nodes = [lab.netns_of(check.container).name]
+    elif isinstance(check, InterfacesCheck):
+        nodes = [lab.netns_of(check.node).name]
     else:
         assert isinstance(check, ConntrackCheck)
         of = next(c for c in lab.checks if c.name == check.of)

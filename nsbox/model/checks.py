@@ -93,4 +93,18 @@ class BindCheck:
         return f"port taken by {self.held_by}"
 
 
-Check = Union[ReachCheck, ConntrackCheck, LinkCheck, BindCheck]
+@dataclass(frozen=True)
+class InterfacesCheck:
+    """The netns of NODE (a node or a container) holds exactly the interfaces NAMES: what
+    `ip link` lists there (a --network none container: lo alone)."""
+
+    name: str
+    node: str
+    names: tuple[str, ...]
+
+    @property
+    def expected(self) -> str:
+        return "interfaces " + ", ".join(sorted(self.names))
+
+
+Check = Union[ReachCheck, ConntrackCheck, LinkCheck, BindCheck, InterfacesCheck]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nsbox.errors import ValidationError
-from nsbox.model.checks import BindCheck, Check, ConntrackCheck, LinkCheck, ReachCheck
+from nsbox.model.checks import BindCheck, Check, InterfacesCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
 from nsbox.model.matrix import Expected, Matrix, expected_of
 
@@ -635,6 +635,14 @@ class Lab:
         s = _name(src)
         check = ReachCheck(name=check_name or f"dns {s}: {name}", src=s, dst=server, proto="dns", port=port,
                            query=name, answer=answer)
+        self._add_check(check)
+        return check
+
+    def expect_interfaces(self, node: str | Node | ContainerHandle, names: list[str],
+                          name: str | None = None) -> InterfacesCheck:
+        """NODE's netns holds exactly the interfaces NAMES, as the kernel lists them."""
+        n = _name(node)
+        check = InterfacesCheck(name=name or f"interfaces of {n}", node=n, names=tuple(sorted(names)))
         self._add_check(check)
         return check
 

@@ -26,7 +26,8 @@ class CheckResult:
 
     name         the check's name, unique within its recipe ("tcp/7 c1->c2")
     kind         "reach" (traffic was sent), "conntrack" (a conntrack table was read) or
-                 "link" (an interface's operstate was read) or "bind" (a listen was tried)
+                 "link" (an interface's operstate was read), "bind" (a listen was tried) or
+                 "interfaces" (a netns's interfaces were listed)
     expected     what the recipe expects, as text: "allow", "deny", "allow, seen from IP",
                  "entry, reply to IP"
     observed     what happened, in the same words ("deny", "allow, seen from IP", "no entry",
@@ -53,7 +54,7 @@ class CheckResult:
     """
 
     name: str
-    kind: Literal["reach", "conntrack", "link", "bind"]
+    kind: Literal["reach", "conntrack", "link", "bind", "interfaces"]
     expected: str
     observed: str
     passed: bool

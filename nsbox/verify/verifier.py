@@ -16,7 +16,7 @@ from typing import Protocol
 from nsbox.errors import KernelError
 from nsbox.kernel import conntrack, iptables, rtnl
 from nsbox.kernel.realize import Realized
-from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, ReachCheck
+from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, ReachCheck
 from nsbox.model.checks import describe_rule
 from nsbox.model.rules import parse_rule
 from nsbox.verify.probes import ProbeResult, probe
@@ -86,6 +86,8 @@ def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[
             results[c.name] = _run_link(built, c, timing)
         elif isinstance(c, BindCheck):
             results[c.name] = _run_bind(built, c)
+        elif isinstance(c, InterfacesCheck):
+            results[c.name] = _run_interfaces(built, c)
     return [results[c.name] for c in lab.checks]
 
 
@@ -207,6 +209,22 @@ def _run_bind(built: Realized, c: BindCheck) -> CheckResult:
     return CheckResult(c.name, "bind", c.expected, observed, observed == c.expected, detail,
                        duration_ms=round((time.monotonic() - start) * 1000, 1), node=node,
                        proto=c.proto, port=c.port)
+
+
+def _run_interfaces(built: Realized, c: InterfacesCheck) -> CheckResult:
+    """List the netns's interfaces with if_nameindex(3) from inside it (netlink in that netns)."""
+    import socket
+
+    from nsbox.kernel import netns
+
+    start = time.monotonic()
+    node = built.lab.netns_of(c.node).name
+    with netns.entered(built.path(node)):
+        found = sorted(name for _, name in socket.if_nameindex())
+    observed = "interfaces " + ", ".join(found)
+    return CheckResult(c.name, "interfaces", c.expected, observed, observed == c.expected,
+                       f"{c.node}: netns {node} has {len(found)} interface(s)",
+                       duration_ms=round((time.monotonic() - start) * 1000, 1), node=node)
 
 
 def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str | None) -> tuple[str, bool]:

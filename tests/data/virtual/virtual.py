@@ -66,3 +66,4 @@ def build(lab: Lab, dnat: int, wrong: int) -> None:
     # a third container of p1 wants side's port: the kernel refuses its listen
     lab.container("late", pods[0])
     lab.expect_port_conflict("late", "tcp", 9090, held_by=side)
+    lab.expect_interfaces("side", ["lo", "eth0"])  # p1's netns: side shares it
