@@ -271,3 +271,7 @@ def _check_checks(lab: Lab) -> None:
             if of is None or of.proto == "icmp" or not of.allow:
                 raise ValidationError(f"check {c.name!r}: {c.of!r} is not an allowed tcp/udp/http check")
             lab.resolve(c.reply_dst)
+            if c.reply_src is not None:
+                lab.resolve(c.reply_src)
+            if c.reply_sport is not None and not (type(c.reply_sport) is int and 1 <= c.reply_sport <= 65535):
+                raise ValidationError(f"check {c.name!r}: reply_sport {c.reply_sport!r} out of range 1-65535")

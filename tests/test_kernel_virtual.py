@@ -55,6 +55,8 @@ def test_virtual_lab_passes_and_the_kernel_agrees(nsbox):
     # ss: the port `late` could not take has a listener in p1's netns
     assert re.search(r"LISTEN\s+\d+\s+\d+\s+0\.0\.0\.0:9090", out), out
     assert checks["interfaces of side"]["observed"] == "interfaces eth0, lo"
+    ct = checks["conntrack node1: tcp client->node1:8080 (published)"]
+    assert ct["observed"] == "entry, reply from 10.0.0.2:9090 to 192.0.2.2", ct
     bind = checks["tcp/9090 late port conflict"]
     assert bind["kind"] == "bind" and bind["observed"] == "port taken by side" and "EADDRINUSE" in bind["detail"]
 

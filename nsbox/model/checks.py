@@ -56,10 +56,16 @@ class ConntrackCheck:
     node: str
     of: str
     reply_dst: str
+    # DNAT: the reply comes from this address (and port), the endpoint the DNAT chose
+    reply_src: str | None = None
+    reply_sport: int | None = None
 
     @property
     def expected(self) -> str:
-        return f"entry, reply to {self.reply_dst}"
+        src = ""
+        if self.reply_src:
+            src = f" from {self.reply_src}" + (f":{self.reply_sport}" if self.reply_sport else "")
+        return f"entry, reply{src} to {self.reply_dst}"
 
 
 @dataclass(frozen=True)

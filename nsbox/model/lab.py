@@ -612,10 +612,14 @@ class Lab:
         self._add_check(check)
         return check
 
-    def expect_conntrack(self, node: str, of: ReachCheck, reply_dst: str, name: str | None = None) -> ConntrackCheck:
-        """NODE's conntrack holds OF's connection, with the reply tuple addressed to REPLY_DST."""
-        check = ConntrackCheck(node=node, of=of.name, reply_dst=reply_dst,
-                               name=name or f"conntrack {node}: {of.name}")
+    def expect_conntrack(self, node: str | Node, of: ReachCheck, reply_dst: str, name: str | None = None, *,
+                         reply_src: str | None = None, reply_sport: int | None = None) -> ConntrackCheck:
+        """NODE's conntrack holds OF's connection, with the reply tuple addressed to REPLY_DST
+        (the NAT'd source); REPLY_SRC[:REPLY_SPORT]: the reply comes from there (where a DNAT
+        sent the connection: original destination host:8080, reply source c1:80)."""
+        node = _name(node)
+        check = ConntrackCheck(node=node, of=of.name, reply_dst=reply_dst, reply_src=reply_src,
+                               reply_sport=reply_sport, name=name or f"conntrack {node}: {of.name}")
         self._add_check(check)
         return check
 

@@ -264,7 +264,11 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
                            f"{len(entries)} entries in {c.node}, none for {l4} {p.local[0]}:{p.local[1]} -> "
                            f"{dst_ip}:{of.port}", duration_ms=ms, **_conn_fields(built, c, of, p))
     e = match[0]
-    return CheckResult(c.name, "conntrack", c.expected, f"entry, reply to {e.reply.dst}", e.reply.dst == c.reply_dst,
+    src = ""
+    if c.reply_src:
+        src = f" from {e.reply.src}" + (f":{e.reply.sport}" if c.reply_sport else "")
+    observed = f"entry, reply{src} to {e.reply.dst}"
+    return CheckResult(c.name, "conntrack", c.expected, observed, observed == c.expected,
                        e.render(), duration_ms=ms, **_conn_fields(built, c, of, p))
 
 

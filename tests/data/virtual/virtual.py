@@ -59,7 +59,7 @@ def build(lab: Lab, dnat: int, wrong: int) -> None:
     lab.expect("node1", "10.96.0.10", "http", 80, answered_by={"p1", "p2"}, name="http node1->service")
     pub = lab.expect("client", "192.0.2.1", "tcp", 8080, answered_by=side, seen_from="192.0.2.2",
                      name="tcp client->node1:8080 (published)")
-    lab.expect_conntrack("node1", pub, reply_dst="192.0.2.2")
+    lab.expect_conntrack("node1", pub, reply_dst="192.0.2.2", reply_src="10.0.0.2", reply_sport=9090)
     lab.expect("p1", "127.0.0.1", "tcp", 7, answered_by="side", name="tcp p1->127.0.0.1:7 (loopback)")
     lab.expect("side", "p2", "http", 8080, answered_by="p2", name="http side->p2")
     lab.expect("client", "10.0.0.2", "tcp", 9090, allow=False, name="tcp client->p1 direct (no route)")
