@@ -1,0 +1,18 @@
+"""Docker 29's bridge-network firewall as pure renderers.
+
+A port of moby's `daemon/libnetwork/drivers/bridge/internal/{iptabler,nftabler}` (moby
+b985e2313a, the commit Docker's golden test outputs in shared/reference/docker29 come from):
+given what dockerd knows (daemon options, networks, endpoints, port bindings) they return the
+text `iptables-save` / `nft list table` prints once dockerd has installed its rules. No model,
+no kernel: the docker kit applies the text, tests compare it with Docker's own goldens.
+
+- `config`: what dockerd knows, named as moby's `firewaller` package names it.
+- `iptables.render(...)`: per-table `iptables-save` lines (the iptabler), plus
+  `iptables.daemon_rules(...)` for the parts other parts of dockerd add (DOCKER-USER, FORWARD
+  policy DROP), and the Docker 20.10 layout (`layout="20.10"`).
+- `nftables.render(...)`: `nft list table ip|ip6 docker-bridges` (the nftabler).
+"""
+
+from nsbox.kits.dockerfw.config import DaemonConfig, Endpoint, NetworkConfig, PortBinding
+
+__all__ = ["DaemonConfig", "Endpoint", "NetworkConfig", "PortBinding"]
