@@ -262,10 +262,11 @@ def setup_internal_network_rules(rs: Ruleset, br: str, prefix: IPNetwork, icc: b
 
 
 def _fwmark(val: str) -> str:
-    """moby iptablesFwMark: mark[/mask] with the numbers in decimal."""
+    """moby iptablesFwMark (mark[/mask], any Go integer syntax), as iptables-save prints
+    it back: hex."""
     mark, _, mask = val.partition("/")
-    out = str(int(mark, 0))
-    return f"{out}/{int(mask, 0)}" if mask else out
+    out = hex(int(mark, 0))
+    return f"{out}/{hex(int(mask, 0))}" if mask else out
 
 
 # --- endpoint.go -----------------------------------------------------------------------

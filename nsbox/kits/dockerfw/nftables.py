@@ -93,7 +93,7 @@ class Table:
             lines = [f"\tmap {name} {{", "\t\ttype ifname : verdict"]
             if elements:
                 # nft puts one element per line, continuation lines aligned under the first.
-                items = [f'"{k}" : {v}' for k, v in elements]
+                items = [f'"{k}" : {v}' for k, v in sorted(elements, key=lambda e: ifname_order(e[0]))]
                 lines.append("\t\telements = { " + ",\n\t\t\t     ".join(items) + " }")
             lines.append("\t}")
             blocks.append("\n".join(lines))
@@ -118,6 +118,13 @@ class Batch:
 
     def rule(self, chain: str, group: int, text: str, *, ignore_exist: bool = False) -> None:
         self.rules.append((chain, group, text, ignore_exist))
+
+
+def ifname_order(name: str) -> bytes:
+    """nft lists a set's elements sorted by value, an ifname being a 16-byte (IFNAMSIZ)
+    zero-padded string compared as a host-order (little-endian) integer: so by the last
+    bytes first ("b" < "c" < "a1" < "br-b" < "docker0"). Checked against nft 1.0.6."""
+    return name.encode().ljust(16, b"\0")[::-1]
 
 
 def _ip(family: int) -> str:
@@ -248,7 +255,9 @@ def add_endpoint(t: Table, daemon: DaemonConfig, nc: NetworkConfig, ep: Endpoint
     # anywhere but its bridge (and trusted interfaces); the host reaches it over the bridge.
     if nc.internal or conf.unprotected or conf.routed or daemon.allow_direct_routing:
         return
-    ifnames = [nc.bridge, *nc.trusted_host_interfaces]
+    # moby writes `iifname != { br, trusted... }`; nft lists a one-element set as the bare
+    # value and a longer one sorted (ifname_order).
+    ifnames = sorted({nc.bridge, *nc.trusted_host_interfaces}, key=ifname_order)
     iif = _q(nc.bridge) if len(ifnames) == 1 else "{ " + ", ".join(_q(i) for i in ifnames) + " }"
     b = Batch()
     b.rule(RAW_PREROUTING_CHAIN, RAW_PREROUTING_PORTS,
@@ -314,6 +323,23 @@ def add_ports(t: Table, daemon: DaemonConfig, nc: NetworkConfig, pbs: Sequence[P
 
 
 # --- entry point -----------------------------------------------------------------------
+
+# nft before 1.0.7 or so refuses the symbolic `dstnat` priority on a nat *output* hook
+# ("invalid priority expression value in this context") and lists it as -100; moby's own
+# nftabler test replaces one with the other for the same reason.
+_OUTPUT_PRIORITY = ("type nat hook output priority dstnat", "type nat hook output priority -100")
+
+
+def loadable(text: str) -> str:
+    """`render()` text as `nft -f` input any nft accepts (-100 is dstnat's value)."""
+    return text.replace(*_OUTPUT_PRIORITY)
+
+
+def listed(text: str) -> str:
+    """`nft list` output with the numeric output-hook priority spelt as newer nft prints it
+    (moby nftabler_test.go's only normalisation)."""
+    return text.replace(_OUTPUT_PRIORITY[1], _OUTPUT_PRIORITY[0])
+
 
 def render(daemon: DaemonConfig, networks: Iterable[Network] = (), family: Family = 4) -> str:
     """`nft list table ip|ip6 docker-bridges` after Docker's nftabler created its table, then
