@@ -180,3 +180,55 @@ def test_bad_config_is_refused() -> None:
         PortBinding("icmp", EP4, 1, EP4, 1)
     with pytest.raises(ValueError, match="family"):
         ipt.render(DaemonConfig(), [], 5)  # type: ignore[arg-type]
+
+
+# ------------------------------------- Docker 20.10 layout against the real dockerd 20.10
+
+REALDOCKER = Path(__file__).resolve().parent / "data" / "realdocker"
+# tests/realdocker/scenarios.py: what each dump's daemon had (a fresh daemon per scenario
+# set, containers removed between scenarios). dockerd 20.10 writes no ip6tables rules:
+# --ip6tables is experimental and off.
+PROXY_ON_2010 = DaemonConfig(ipv6=False)
+PROXY_OFF_2010 = DaemonConfig(ipv6=False, userland_proxy=False)
+DOCKER0_ONLY: list[ipt.Network] = [(DOCKER0, [], [])]
+WEB = ipaddress.ip_address("172.17.0.2")
+# `-p 8080:80` binds 0.0.0.0 and ::; the :: one goes to an IPv4 container: docker-proxy only.
+PUBLISH_WEB = [PortBinding("tcp", ipaddress.ip_address("0.0.0.0"), 8080, WEB, 80),
+               PortBinding("tcp", ipaddress.ip_address("::"), 8080, WEB, 80)]
+MYNET = NetworkConfig("br-0123456789ab", ipv4=ipaddress.ip_network("10.99.0.0/24"))  # normalised to br-<net1>
+U1 = PortBinding("tcp", ipaddress.ip_address("0.0.0.0"), 9090, ipaddress.ip_address("10.99.0.2"), 80)
+SCENARIOS_2010: dict[str, tuple[DaemonConfig, list[ipt.Network]]] = {
+    "daemon": (PROXY_ON_2010, DOCKER0_ONLY),
+    "bridge-mode": (PROXY_ON_2010, DOCKER0_ONLY),  # endpoints add no rule in 20.10
+    "host-mode": (PROXY_ON_2010, DOCKER0_ONLY),
+    "none-mode": (PROXY_ON_2010, DOCKER0_ONLY),
+    "container-mode": (PROXY_ON_2010, DOCKER0_ONLY),
+    "publish-proxy-on": (PROXY_ON_2010, [(DOCKER0, [Endpoint(WEB)], PUBLISH_WEB)]),
+    "publish-proxy-off": (PROXY_OFF_2010, [(DOCKER0, [Endpoint(WEB)], PUBLISH_WEB)]),
+    "user-network": (PROXY_ON_2010, [(DOCKER0, [], []), (MYNET, [Endpoint(U1.container_ip)], [U1])]),
+}
+
+
+def test_every_real_host_dump_has_a_scenario() -> None:
+    hosts = sorted(p.name.removesuffix(".host.rules") for p in REALDOCKER.glob("*.host.rules"))
+    assert hosts == sorted(SCENARIOS_2010)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS_2010))
+def test_layout_2010_equals_the_real_dockerd(name: str) -> None:
+    """The real dockerd 20.10.24's iptables-save (tests/data/realdocker, normalised by
+    tests/realdocker/normalize.py: counters, comments, random bridge ids) equals the
+    20.10 layout rendered for the same scenario, with FORWARD DROP (dockerd turned on
+    ip_forward in its fresh namespace)."""
+    from tests.realdocker.normalize import normalize
+
+    daemon, networks = SCENARIOS_2010[name]
+    got = normalize(ipt.save_text(ipt.forward_drop(ipt.render(daemon, networks, 4, layout="20.10"))))
+    assert got.splitlines() == (REALDOCKER / f"{name}.host.rules").read_text().splitlines()
+    assert ipt.render(daemon, networks, 6, layout="20.10") == {}
+
+
+def test_layout_2010_refuses_gateway_modes() -> None:
+    routed = NetworkConfig("br-x", ipv4=SUBNET4, gateway_mode_ipv4="routed")
+    with pytest.raises(ValueError, match="20.10 has no gateway modes"):
+        ipt.render(DaemonConfig(), [(routed, [], [])], 4, layout="20.10")

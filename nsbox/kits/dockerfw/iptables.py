@@ -34,6 +34,7 @@ BUILTIN: dict[str, tuple[str, ...]] = {
     "raw": ("PREROUTING", "OUTPUT"),
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),  # 20.10's sctp rule
 }
 
 DOCKER = "DOCKER"
@@ -54,7 +55,7 @@ class Ruleset:
     the text after `-A CHAIN `), plus built-in chain policies."""
 
     chains: dict[str, dict[str, list[str]]] = field(
-        default_factory=lambda: {t: {c: [] for c in BUILTIN[t]} for t in TABLES}
+        default_factory=lambda: {t: {c: [] for c in BUILTIN[t]} for t in BUILTIN}
     )
     policies: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -95,8 +96,8 @@ class Ruleset:
             out += [f"-A {chain} {rule}" for rule in self.chains[table][chain]]
         return out
 
-    def tables(self) -> dict[str, list[str]]:
-        return {t: self.lines(t) for t in TABLES}
+    def tables(self, names: Iterable[str] = TABLES) -> dict[str, list[str]]:
+        return {t: self.lines(t) for t in names}
 
     @classmethod
     def parse(cls, tables: dict[str, list[str]]) -> "Ruleset":
@@ -116,12 +117,14 @@ class Ruleset:
 
 
 def save_text(tables: dict[str, list[str]]) -> str:
-    """The three tables as `iptables-save -t raw; -t filter; -t nat` print them (comments
-    stripped), i.e. the layout of Docker's golden files."""
+    """TABLES as `iptables-save -t raw; -t filter; -t nat` print them (comments stripped):
+    the layout of Docker's golden files. Tables not in TABLES (20.10 has no raw table)
+    are not printed, as iptables-save prints no table nothing ever used."""
     out: list[str] = []
-    for table in TABLES:
-        out += [f"*{table}", *tables.get(table, []), "COMMIT"]
-    return "\n".join(out) + "\n"
+    for table in (*TABLES, *sorted(set(tables) - set(TABLES))):
+        if table in tables:
+            out += [f"*{table}", *tables[table], "COMMIT"]
+    return "\n".join(out) + "\n" if out else ""
 
 
 # --- spelling helpers: what iptables-save prints for an address / a port match ---------
@@ -385,7 +388,15 @@ def daemon_rules(tables: dict[str, list[str]], *, forward_drop: bool) -> dict[st
     rs.ensure_jump("filter", "FORWARD", DOCKER_USER)
     if forward_drop:
         rs.policies[("filter", "FORWARD")] = "DROP"
-    return rs.tables()
+    return rs.tables(tables)
+
+
+def forward_drop(tables: dict[str, list[str]]) -> dict[str, list[str]]:
+    """FORWARD policy DROP: what dockerd (29 and 20.10) sets when it turned on ip_forward
+    itself (setupIPForwarding), not when the host already forwarded."""
+    rs = Ruleset.parse(tables)
+    rs.policies[("filter", "FORWARD")] = "DROP"
+    return rs.tables(tables)
 
 
 def parse_addr(text: str) -> IPAddress:
