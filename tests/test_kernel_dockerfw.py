@@ -157,3 +157,19 @@ def test_a_wrong_rule_is_seen(flavour: str, tmp_path: Path) -> None:
         "-A DOCKER -d 192.168.0.2/32 ! -i br-dummy -o br-dummy -p tcp -m tcp --dport 80 -j ACCEPT",
         "-A DOCKER -d 192.168.0.2/32 ! -i br-dummy -o br-dummy -p tcp -m tcp --dport 81 -j ACCEPT",
     }
+
+
+@pytest.mark.parametrize("name", ["bridge-mode", "publish-proxy-on", "publish-proxy-off", "user-network"])
+def test_layout_2010_round_trips_to_the_real_dump(name: str, flavour: str, tmp_path: Path) -> None:
+    """The 20.10 layout, applied and read back by iptables-<flavour>-save, is still the
+    real dockerd 20.10's dump (tests/data/realdocker, same normaliser)."""
+    from tests.realdocker.normalize import normalize
+    from tests.test_unit_dockerfw import REALDOCKER, SCENARIOS_2010
+
+    daemon, networks = SCENARIOS_2010[name]
+    tables = ipt.forward_drop(ipt.render(daemon, networks, 4, layout="20.10"))
+    restore_file = tmp_path / "rules"
+    restore_file.write_text(ipt.save_text(tables))
+    restore, save = program(4, flavour, "restore"), program(4, flavour, "save")
+    back = in_netns(f"{restore} < '{restore_file}'; {save} -t filter; {save} -t nat")
+    assert normalize(back).splitlines() == (REALDOCKER / f"{name}.host.rules").read_text().splitlines()

@@ -10,9 +10,11 @@ no kernel: the docker kit applies the text, tests compare it with Docker's own g
 - `iptables.render(...)`: per-table `iptables-save` lines (the iptabler), plus
   `iptables.daemon_rules(...)` for the parts other parts of dockerd add (DOCKER-USER, FORWARD
   policy DROP), and the Docker 20.10 layout (`layout="20.10"`).
-- `nftables.render(...)`: `nft list table ip|ip6 docker-bridges` (the nftabler).
+- `legacy`: the 20.10 layout behind `iptables.render(..., layout="20.10")`.
+- `nftables.render(...)`: `nft list table ip|ip6 docker-bridges` (the nftabler);
+  `nftables.loadable()` for `nft -f` on nft < 1.0.7.
 """
 
-from nsbox.kits.dockerfw.config import DaemonConfig, Endpoint, NetworkConfig, PortBinding
+from nsbox.kits.dockerfw.config import DaemonConfig, Endpoint, Network, NetworkConfig, PortBinding
 
-__all__ = ["DaemonConfig", "Endpoint", "NetworkConfig", "PortBinding"]
+__all__ = ["DaemonConfig", "Endpoint", "Network", "NetworkConfig", "PortBinding"]

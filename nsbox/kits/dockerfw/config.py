@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -116,7 +116,8 @@ class PortBinding:
             raise ValueError(f"unknown protocol {self.proto!r} (tcp, udp or sctp)")
 
 
-Network = tuple[NetworkConfig, "list[Endpoint] | tuple[Endpoint, ...]", "list[PortBinding] | tuple[PortBinding, ...]"]
+# One network as the renderers take it: its config, its containers, their published ports.
+Network = tuple[NetworkConfig, Sequence[Endpoint], Sequence[PortBinding]]
 
 
 def addr(text: str) -> IPAddress:

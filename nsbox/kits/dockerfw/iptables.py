@@ -14,9 +14,8 @@ older layout (DOCKER-ISOLATION-STAGE-1/2).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal
 
 from nsbox.kits.dockerfw.config import (
     DaemonConfig,
@@ -24,6 +23,7 @@ from nsbox.kits.dockerfw.config import (
     FamConfig,
     IPAddress,
     IPNetwork,
+    Network,
     NetworkConfig,
     PortBinding,
 )
@@ -45,8 +45,6 @@ DOCKER_INTERNAL = "DOCKER-INTERNAL"
 DOCKER_USER = "DOCKER-USER"
 ISOLATION_1 = "DOCKER-ISOLATION-STAGE-1"
 ISOLATION_2 = "DOCKER-ISOLATION-STAGE-2"
-
-Network = tuple[NetworkConfig, Sequence[Endpoint], Sequence[PortBinding]]
 
 
 @dataclass
@@ -397,7 +395,3 @@ def forward_drop(tables: dict[str, list[str]]) -> dict[str, list[str]]:
     rs = Ruleset.parse(tables)
     rs.policies[("filter", "FORWARD")] = "DROP"
     return rs.tables(tables)
-
-
-def parse_addr(text: str) -> IPAddress:
-    return ipaddress.ip_address(text)

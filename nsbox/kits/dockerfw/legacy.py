@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from nsbox.kits.dockerfw.config import DaemonConfig, IPNetwork, NetworkConfig, PortBinding
+from nsbox.kits.dockerfw.config import DaemonConfig, IPNetwork, Network, NetworkConfig, PortBinding
 from nsbox.kits.dockerfw.iptables import (
     DOCKER,
     DOCKER_USER,
     ISOLATION_1,
     ISOLATION_2,
-    Network,
     Ruleset,
     _dport,
     _host,

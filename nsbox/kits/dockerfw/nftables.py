@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
-from nsbox.kits.dockerfw.config import DaemonConfig, Endpoint, IPAddress, NetworkConfig, PortBinding
+from nsbox.kits.dockerfw.config import DaemonConfig, Endpoint, IPAddress, Network, NetworkConfig, PortBinding
 
 Family = Literal[4, 6]
 TABLE = "docker-bridges"
@@ -46,8 +46,6 @@ FWD_IN_FINAL = 5
 RAW_PREROUTING_PORTS = 1
 
 COUNTER = "counter packets 0 bytes 0"
-
-Network = tuple[NetworkConfig, Sequence[Endpoint], Sequence[PortBinding]]
 
 
 @dataclass
