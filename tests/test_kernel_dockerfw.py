@@ -173,3 +173,21 @@ def test_layout_2010_round_trips_to_the_real_dump(name: str, flavour: str, tmp_p
     restore, save = program(4, flavour, "restore"), program(4, flavour, "save")
     back = in_netns(f"{restore} < '{restore_file}'; {save} -t filter; {save} -t nat")
     assert normalize(back).splitlines() == (REALDOCKER / f"{name}.host.rules").read_text().splitlines()
+
+
+def test_embedded_dns_rules_round_trip(flavour: str, tmp_path: Path) -> None:
+    """The resolver's rules, both backends, are accepted and listed back as rendered. (No
+    Docker golden exists for the nft ones: this shows the kernel's spelling only.)"""
+    from nsbox.kits.dockerfw import resolver
+
+    rules = tmp_path / "dns.rules"
+    rules.write_text(ipt.save_text(resolver.iptables_rules(udp_port=43210, tcp_port=40000)))
+    restore, save = program(4, flavour, "restore"), program(4, flavour, "save")
+    back = strip_comments(in_netns(f"{restore} < '{rules}'; {save} -t nat"))
+    assert back == rules.read_text()
+
+    want = resolver.nftables_rules(udp_port=43210, tcp_port=40000)
+    nft_file = tmp_path / "dns.nft"
+    nft_file.write_text(nft.loadable(want))
+    back = nft.listed(in_netns(f"nft -f '{nft_file}'; nft list table ip {resolver.NFT_TABLE}"))
+    assert back == want

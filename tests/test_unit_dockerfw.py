@@ -232,3 +232,15 @@ def test_layout_2010_refuses_gateway_modes() -> None:
     routed = NetworkConfig("br-x", ipv4=SUBNET4, gateway_mode_ipv4="routed")
     with pytest.raises(ValueError, match="20.10 has no gateway modes"):
         ipt.render(DaemonConfig(), [(routed, [], [])], 4, layout="20.10")
+
+
+def test_embedded_dns_rules_equal_the_real_containers() -> None:
+    """u2's own nat table on the real dockerd 20.10 (user network): the resolver's
+    DOCKER_OUTPUT / DOCKER_POSTROUTING rules, random ports normalised by the same
+    normaliser (so any two ports do)."""
+    from tests.realdocker.normalize import normalize
+
+    from nsbox.kits.dockerfw import resolver
+
+    got = normalize(ipt.save_text(resolver.iptables_rules(udp_port=43210, tcp_port=40000)))
+    assert got.splitlines() == (REALDOCKER / "user-network.u2.rules").read_text().splitlines()
