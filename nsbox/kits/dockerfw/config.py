@@ -102,7 +102,10 @@ class Endpoint:
 @dataclass(frozen=True)
 class PortBinding:
     """moby `types.PortBinding`: `IP` is the container's address (`container_ip`), `HostIP`
-    the address the port is published on (0.0.0.0 / :: for all)."""
+    the address the port is published on (0.0.0.0 / :: for all). One binding per host
+    port: the firewallers use `HostPort` only (dockerd's port mapper expands a range into
+    single bindings), so `host_port_end` is informational. `host_port=0`: no NAT (routed
+    networks' bindings)."""
 
     proto: str
     host_ip: IPAddress

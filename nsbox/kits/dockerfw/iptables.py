@@ -380,7 +380,10 @@ def daemon_rules(tables: dict[str, list[str]], *, forward_drop: bool) -> dict[st
       libnetwork/firewall_linux.go setupUserChain: EnsureJumpRule, so it is FORWARD's first
       rule; since v28.2.2 the chain is empty, no `-j RETURN`);
     - FORWARD policy DROP when dockerd turned on ip_forward itself (`forward_drop`; the
-      bridge driver's FilterForwardDrop), ACCEPT when the host already forwarded."""
+      bridge driver's setupIPv4Forwarding → FilterForwardDrop), ACCEPT when the host
+      already forwarded. For ip6tables only when an IPv6 network made dockerd turn on
+      IPv6 forwarding. (The nftables backend has no FilterForwardDrop and no DOCKER-USER:
+      dockerd then refuses a network while forwarding is off, unless --ip-forward=false.)"""
     rs = Ruleset.parse(tables)
     rs.new_chain("filter", DOCKER_USER)
     rs.ensure_jump("filter", "FORWARD", DOCKER_USER)
