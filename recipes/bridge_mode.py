@@ -3,26 +3,37 @@
 Mirrors `docker run` on a fresh dockerd: docker0 172.17.0.1/16, one veth pair
 per container with eth0 inside, the DOCKER-* filter chains, MASQUERADE for
 traffic leaving the bridge, and the Docker 28+ raw-table guard against direct
-routing. Reference: shared/reference/dataplane.md, section 1a.
+routing. Reference: shared/reference/dataplane.md, section 1a. Built on the
+docker kit (nsbox/kits/docker/): the daemon, the network and `docker run` write
+the links, addresses and rules, each rule in one place.
 
 Around the Docker host: "internet", its upstream router, which also tries to
 route straight to the containers (a LAN neighbour with a route to 172.17.0.0/16
 via the host), and "lan", a second network on the host's eth1, so the host
 would be a router between the two if Docker's FORWARD policy let it.
+
+`--set ipv6=true` is `dockerd --ipv6 --fixed-cidr-v6 2001:db8:1::/64`: docker0 and
+the containers get IPv6 addresses too, and the same promises are checked over
+IPv6 (NAT66 by ip6tables MASQUERADE, the raw DROP per container address).
+`--set docker=20.10` rebuilds the rules of the book's dockerd instead.
 """
 
+from nsbox.kits import docker as kit
 from nsbox.model import HOST, Lab
 from nsbox.recipe import Param, recipe
 
-SUBNET = "172.17.0.0/16"
+SUBNET = kit.DEFAULT_SUBNET
 GATEWAY = "172.17.0.1"
 UPLINK = "203.0.113.2"      # the Docker host's address on the outside network
 UPSTREAM = "203.0.113.1"    # the node "internet": the host's upstream router
 LAN_SUBNET = "198.51.100.0/24"  # a second network on the host's eth1
 LAN_HOST = "198.51.100.1"   # the host's address there
 LAN_PEER = "198.51.100.2"   # the node "lan"
-DOCKER0_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, unicast); fixed here
-
+# IPv6 (ipv6=true): docker0's --fixed-cidr-v6 and the outside network's prefix.
+SUBNET6 = kit.DEFAULT_SUBNET6
+GATEWAY6 = "2001:db8:1::1"
+UPLINK6 = "2001:db8:ff::2"
+UPSTREAM6 = "2001:db8:ff::1"
 
 MATRIX_MAX = 16             # containers in the all-pairs matrix (see build)
 
@@ -33,13 +44,19 @@ def container_ip(i: int) -> str:
     return f"172.17.{n // 256}.{n % 256}"
 
 
-def veth_name(i: int) -> str:
-    """Host ends are `veth` + 7 hex digits in Docker (random there, stable here)."""
-    return f"veth{(0x5eed000 + i * 0x9e37) & 0xfffffff:07x}"
+def container_ip6(i: int) -> str:
+    return f"2001:db8:1::{i + 1:x}"
 
 
-@recipe("bridge-mode", params=[Param("containers", 2, "number of containers on docker0", min=2, max=1000)])
-def build(lab: Lab, containers: int) -> None:
+veth_name = kit.veth_name
+
+
+@recipe("bridge-mode", params=[
+    Param("containers", 2, "number of containers on docker0", min=2, max=1000),
+    Param("ipv6", False, "dockerd --ipv6: docker0 and the containers dual-stack, checks over IPv6 too"),
+    Param("docker", "29", "the dockerd whose rules are rebuilt", choices=kit.LAYOUTS),
+])
+def build(lab: Lab, containers: int, ipv6: bool = False, docker: str = "29") -> None:
     """Docker's default bridge (docker0): veth pairs, MASQUERADE, DOCKER-* chains (Docker 29, iptables)."""
     host = lab.host
     lab.require("veth", "bridge", "nat", "conntrack")
@@ -54,6 +71,14 @@ def build(lab: Lab, containers: int) -> None:
     # A LAN neighbour that tries direct routing to the containers through the
     # host: what Docker 28's raw-table DROP exists to stop.
     internet.route(SUBNET, via=UPLINK)
+    if ipv6:
+        # The same outside network in IPv6; DAD off so the addresses are usable at once.
+        for node in (host, internet):
+            node.sysctl("net.ipv6.conf.eth0.accept_dad", 0)
+        host.address("eth0", f"{UPLINK6}/64")
+        internet.address("eth0", f"{UPSTREAM6}/64")
+        host.route("::/0", via=UPSTREAM6)
+        internet.route(SUBNET6, via=UPLINK6)
 
     # A second network behind the host (eth1), which internet also routes via
     # the host: a host that forwards is a router between the two -- unless
@@ -66,66 +91,18 @@ def build(lab: Lab, containers: int) -> None:
     lan.serve("http", 80)
     internet.route(LAN_SUBNET, via=UPLINK)
 
-    # dockerd: bridge docker0 with the gateway address, forwarding on. dockerd gives
-    # docker0 a random MAC when it creates it, so the gateway MAC containers have in
-    # their ARP caches stays put as ports come and go (a bridge without one takes
-    # the lowest port MAC). No router advertisements are accepted on it.
-    host.bridge("docker0", f"{GATEWAY}/16", mac=DOCKER0_MAC)
-    host.sysctl("net.ipv4.ip_forward", 1)
-    host.sysctl("net.ipv6.conf.docker0.accept_ra", 0, optional=True)
+    # dockerd starts: ip_forward on (so FORWARD's policy DROP), bridge-nf-call-iptables
+    # as a stock host has it (off: bridged traffic skips iptables), the DOCKER-*
+    # skeleton in iptables and ip6tables, then the default network docker0 (fixed
+    # MAC, accept_ra=0, its gateway address and rules).
+    d = kit.Daemon(lab, host, layout=docker, ipv6=ipv6)
+    net = d.default_bridge()
 
-    # docker run, once per container: veth pair, eth0 inside, default via docker0.
+    # docker run, once per container: veth pair, eth0 inside, default via docker0,
+    # and the raw-table DROP for its address (Docker 28+).
     for i in range(1, containers + 1):
-        c = lab.node(f"c{i}")
-        lab.veth(c, "eth0", host, veth_name(i), b_master="docker0")
-        host.set_link(veth_name(i), txqueuelen=0)  # libnetwork creates the host end with TxQLen 0
-        # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
-        c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
-        c.address("eth0", f"{container_ip(i)}/16")
-        c.route("default", via=GATEWAY)
+        c = d.run(f"c{i}", net)
         c.serve("http", 80).serve("tcp", 7).serve("udp", 7)
-
-    # raw: Docker 28+ drops packets for a container that did not come in on docker0.
-    raw = host.iptables("raw")
-    for i in range(1, containers + 1):
-        raw.append("PREROUTING", f"-d {container_ip(i)}/32 ! -i docker0 -j DROP")
-
-    # filter: dockerd enabled ip_forward itself, so it sets FORWARD's policy to DROP.
-    flt = host.iptables("filter")
-    flt.policy("FORWARD", "DROP")
-    for chain in ("DOCKER", "DOCKER-BRIDGE", "DOCKER-CT", "DOCKER-FORWARD", "DOCKER-INTERNAL", "DOCKER-USER"):
-        flt.new_chain(chain)
-    flt.append("FORWARD", "-j DOCKER-USER")
-    flt.append("FORWARD", "-j DOCKER-FORWARD")
-    flt.append("DOCKER", "! -i docker0 -o docker0 -j DROP")          # unpublished ports
-    flt.append("DOCKER-BRIDGE", "-o docker0 -j DOCKER")
-    flt.append("DOCKER-CT", "-o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
-    flt.append("DOCKER-FORWARD", "-j DOCKER-CT")
-    flt.append("DOCKER-FORWARD", "-j DOCKER-INTERNAL")
-    flt.append("DOCKER-FORWARD", "-j DOCKER-BRIDGE")
-    flt.append("DOCKER-FORWARD", "-i docker0 -j ACCEPT")              # icc=true, and egress
-
-    # nat: port publishing hooks, and masquerade for traffic leaving docker0.
-    nat = host.iptables("nat")
-    nat.new_chain("DOCKER")
-    nat.append("PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER")
-    nat.append("OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER")
-    nat.append("POSTROUTING", f"-s {SUBNET} ! -o docker0 -j MASQUERADE")
-
-    # ip6tables (--ip6tables defaults to true): the same chain skeleton and jumps,
-    # even though docker0 is IPv4-only; FORWARD stays ACCEPT (dockerd did not turn
-    # IPv6 forwarding on) and nat OUTPUT excludes ::1 instead of 127.0.0.0/8.
-    flt6 = host.ip6tables("filter")
-    for chain in ("DOCKER", "DOCKER-BRIDGE", "DOCKER-CT", "DOCKER-FORWARD", "DOCKER-INTERNAL", "DOCKER-USER"):
-        flt6.new_chain(chain)
-    flt6.append("FORWARD", "-j DOCKER-USER")
-    flt6.append("FORWARD", "-j DOCKER-FORWARD")
-    for chain in ("DOCKER-CT", "DOCKER-INTERNAL", "DOCKER-BRIDGE"):
-        flt6.append("DOCKER-FORWARD", f"-j {chain}")
-    nat6 = host.ip6tables("nat")
-    nat6.new_chain("DOCKER")
-    nat6.append("PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKER")
-    nat6.append("OUTPUT", "! -d ::1/128 -m addrtype --dst-type LOCAL -j DOCKER")
 
     # icc=true: every container reaches every other one (all ordered pairs). Capped
     # at MATRIX_MAX: the kernel's ARP table is shared by all namespaces (gc_thresh3 =
@@ -147,10 +124,24 @@ def build(lab: Lab, containers: int) -> None:
     # writes one such rule per container, so for a container's address the filter
     # DOCKER DROP and the FORWARD policy never see the packet (defence in depth;
     # tests/test_kernel_mutations.py takes the layers away one after the other).
+    # dockerd 20.10 has no raw rule: there the FORWARD policy drops it.
+    raw_drop = (HOST, "raw", "PREROUTING", f"-d {container_ip(2)}/32 ! -i docker0 -j DROP")
     lab.expect("internet", container_ip(2), "tcp", 80, allow=False, name="tcp/80 internet->c2 (direct routing)",
-               dropped_by=(HOST, "raw", "PREROUTING", f"-d {container_ip(2)}/32 ! -i docker0 -j DROP"))
+               dropped_by=raw_drop if docker == "29" else (HOST, "filter", "FORWARD", "policy"))
     # dockerd turned ip_forward on itself, so it set FORWARD's policy to DROP: the
     # host forwards Docker's traffic and nothing else -- it is no router between
     # internet and lan (Docker's docs: "Docker on a router").
     lab.expect("internet", "lan", "http", 80, allow=False, name="http internet->lan (host is no router)",
                dropped_by=(HOST, "filter", "FORWARD", "policy"))
+
+    if ipv6:
+        # The same promises over IPv6, by address.
+        c1_6, c2_6 = container_ip6(1), container_ip6(2)
+        lab.expect("c1", c2_6, "icmp", name="icmp6 c1->c2")
+        lab.expect("c1", c2_6, "tcp", 7, name="tcp6/7 c1->c2")
+        lab.expect("c1", GATEWAY6, "icmp", name="icmp6 c1->docker0 gateway")
+        egress6 = lab.expect("c1", UPSTREAM6, "http", 80, seen_from=UPLINK6, name="http6 c1->internet (NAT66)")
+        lab.expect_conntrack("host", egress6, reply_dst=UPLINK6)
+        lab.expect("internet", c2_6, "tcp", 80, allow=False, name="tcp6/80 internet->c2 (direct routing)",
+                   dropped_by=(HOST, "raw", "PREROUTING", f"-d {c2_6}/128 ! -i docker0 -j DROP"))
+        del c1_6

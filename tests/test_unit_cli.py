@@ -42,7 +42,7 @@ def test_unknown_recipe_suggests_bridge_mode():
     ("containers=abc", "expected an integer, got 'abc'"),
     ("containers=1", "must be between 2 and 1000"),
     ("containers=1001", "must be between 2 and 1000"),
-    ("nope=1", "no recipe given has a parameter 'nope' (parameters: containers)"),
+    ("nope=1", "no recipe given has a parameter 'nope' (parameters: containers, docker, ipv6)"),
     ("novalue", "--set expects KEY=VALUE, got 'novalue'"),
     ("=5", "--set expects KEY=VALUE"),
 ])
@@ -101,7 +101,7 @@ def test_list_shows_bridge_mode():
     assert p.stderr == ""
     (line,) = [ln for ln in p.stdout.splitlines() if ln.startswith("bridge-mode ")]
     assert "Docker's default bridge (docker0)" in line
-    assert line.endswith("[containers=2]")
+    assert line.endswith("[containers=2 ipv6=False docker=29]")
 
 
 def test_list_includes_extra_dir(tmp_path):
@@ -266,7 +266,7 @@ def test_list_json_has_parameters_ranges_and_help():
     data = json.loads(p.stdout)
     assert data["schema_version"] == 1 and data["broken"] == []
     (bm,) = [r for r in data["recipes"] if r["name"] == "bridge-mode"]
-    assert bm["params"] == [{"name": "containers", "default": 2, "type": "int", "min": 2, "max": 1000,
+    assert bm["params"][:1] == [{"name": "containers", "default": 2, "type": "int", "min": 2, "max": 1000,
                              "help": "number of containers on docker0"}]
 
 

@@ -50,7 +50,7 @@ def test_discover_finds_bridge_mode():
     assert r.description.startswith("Docker's default bridge (docker0)")
     assert "\n" not in r.description
     assert Path(r.path) == REPO / "recipes" / "bridge_mode.py"
-    (p,) = r.params
+    p = r.params[0]  # containers (then ipv6, docker: the docker kit's switches)
     assert (p.name, p.default, p.min, p.max) == ("containers", 2, 2, 1000)
 
 
@@ -139,7 +139,7 @@ def test_build_with_override():
     ({"containers": "1"}, "containers=1: must be between 2 and 1000"),
     ({"containers": "1001"}, "must be between 2 and 1000"),
     ({"containers": "-5"}, "must be between 2 and 1000"),
-    ({"nope": "1"}, "recipe bridge-mode has no parameter 'nope' (parameters: containers)"),
+    ({"nope": "1"}, "recipe bridge-mode has no parameter 'nope' (parameters: containers, ipv6, docker)"),
 ])
 def test_bad_set_values_raise_usage_error(overrides, words):
     with pytest.raises(UsageError) as e:

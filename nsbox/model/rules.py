@@ -34,7 +34,7 @@ BUILTIN_TARGETS = {
     "CONNMARK", "NOTRACK", "CT", "TCPMSS",
 }
 
-_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "sctp", "all"}
+_PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "ipv6-icmp", "sctp", "all"}  # ip6tables-save prints ipv6-icmp
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,308 @@
+"""A Docker host as builder steps: the daemon, `docker network create`, `docker run`.
+
+    d = Daemon(lab, lab.host)                        # dockerd starts: sysctls, chain skeleton
+    net = d.default_bridge()                         # docker0 172.17.0.1/16
+    c1 = d.run("c1", net, publish=["8080:80"])       # netns, veth, address, route, rules
+
+Every kernel object is made with the model's own builder steps (node.bridge,
+lab.veth, node.address, ...), and every iptables rule comes from one function per
+dockerd event and layout (rules_iptables.py), applied with the same -A/-I dockerd
+uses, so a rule lives in one place and recipes stay short.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from nsbox.errors import ValidationError
+from nsbox.kits.docker import rules_iptables
+from nsbox.kits.docker.rules_iptables import Op
+from nsbox.model import Lab, Node
+from nsbox.model.firewall import Table
+from nsbox.model.rules import parse_rule
+
+GatewayMode = Literal["nat", "nat-unprotected", "routed"]
+GATEWAY_MODES = ("nat", "nat-unprotected", "routed")
+
+DEFAULT_SUBNET = "172.17.0.0/16"
+DEFAULT_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, unicast); fixed here
+# Docker's docs (daemon.json "fixed-cidr-v6") show this prefix for the default bridge.
+DEFAULT_SUBNET6 = "2001:db8:1::/64"
+_BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
+_PUBLISH = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d{1,5}):(?P<ctr>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    layout: str = "29"
+    ipv6: bool = False             # --ipv6: the default bridge gets an IPv6 subnet
+    userland_proxy: bool = True    # --userland-proxy
+    iptables: bool = True          # --iptables
+    ip6tables: bool = True         # --ip6tables (default true since Docker 27)
+    docker_user: bool = True       # DOCKER-USER and its jump (added by another part of dockerd)
+    host_forwarding: bool = False  # the host forwarded already: dockerd leaves FORWARD's policy alone
+
+    def forward_drop(self, family: int) -> bool:
+        """dockerd sets FORWARD's policy to DROP when it turned forwarding on itself:
+        for IPv4 always (here), for IPv6 when an IPv6 network made it turn it on."""
+        if self.host_forwarding:
+            return False
+        return family == 4 or self.ipv6
+
+
+@dataclass(frozen=True)
+class Port:
+    """`-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]`; no HOST_IP: 0.0.0.0 and ::."""
+
+    proto: str
+    host_port: int
+    container_port: int
+    host_ip: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Port:
+        m = _PUBLISH.match(text)
+        if not m or not (0 < int(m["host"]) < 65536 and 0 < int(m["ctr"]) < 65536):
+            raise ValidationError(f"bad -p {text!r}: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")
+        ip = m["ip"].strip("[]") if m["ip"] else None
+        if ip is not None:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ValidationError(f"bad -p {text!r}: {ip!r} is no address") from None
+        return cls(m["proto"] or "tcp", int(m["host"]), int(m["ctr"]), ip)
+
+    def host_ip_of(self, family: int) -> str | None:
+        if self.host_ip is None:
+            return "0.0.0.0" if family == 4 else "::"
+        return self.host_ip if (":" in self.host_ip) == (family == 6) else None
+
+
+@dataclass
+class Endpoint:
+    """A container's interface on a network."""
+
+    name: str
+    node: Node
+    ip: str
+    ip6: str | None
+    veth: str
+    ports: list[Port] = field(default_factory=list)
+
+    def ip_of(self, family: int) -> str | None:
+        return self.ip if family == 4 else self.ip6
+
+
+@dataclass
+class Network:
+    """A bridge network (`docker network create -d bridge`)."""
+
+    name: str
+    bridge: str
+    subnet: str
+    gateway: str
+    internal: bool = False
+    icc: bool = True
+    masquerade: bool = True
+    gateway_mode: GatewayMode = "nat"
+    subnet6: str | None = None
+    gateway6: str | None = None
+    host_ipv4: str | None = None   # com.docker.network.host_ipv4: SNAT instead of MASQUERADE
+    host_ipv6: str | None = None
+    endpoints: list[Endpoint] = field(default_factory=list)
+    _next: int = 0                 # IPAM: offset of the next address handed out
+    _next6: int = 0
+
+    def subnet_of(self, family: int) -> str | None:
+        return self.subnet if family == 4 else self.subnet6
+
+    def snat_of(self, family: int) -> str | None:
+        return self.host_ipv4 if family == 4 else self.host_ipv6
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+    def allocate(self, family: int) -> str:
+        """Docker's IPAM: the next free address after the gateway, in order."""
+        net = ipaddress.ip_network(self.subnet_of(family))
+        gw = ipaddress.ip_address(self.gateway if family == 4 else self.gateway6)
+        while True:
+            if family == 4:
+                self._next += 1
+                addr = net.network_address + self._next
+            else:
+                self._next6 += 1
+                addr = net.network_address + self._next6
+            if addr not in net or (family == 4 and addr == net.broadcast_address):
+                raise ValidationError(f"network {self.name}: no address left in {net}")
+            if addr != gw:
+                return str(addr)
+
+
+def veth_name(i: int) -> str:
+    """Host ends are `veth` + 7 hex digits in Docker (random there, stable here)."""
+    return f"veth{(0x5eed000 + i * 0x9e37) & 0xfffffff:07x}"
+
+
+class Daemon:
+    """dockerd on HOST. Its constructor is the daemon starting: forwarding on, and the
+    daemon-level chain skeleton (moby's `cleaned` golden, plus DOCKER-USER and FORWARD's
+    policy). The daemon owns HOST's raw, filter and nat tables in both families."""
+
+    def __init__(self, lab: Lab, host: Node, *, layout: str = "29", ipv6: bool = False,
+                 userland_proxy: bool = True, iptables: bool = True, ip6tables: bool = True,
+                 docker_user: bool = True, host_forwarding: bool = False) -> None:
+        if layout not in rules_iptables.RULES:
+            raise ValidationError(f"unknown Docker layout {layout!r} (known: {', '.join(rules_iptables.LAYOUTS)})")
+        self.lab, self.host = lab, host
+        self.opts = DaemonOptions(layout, ipv6, userland_proxy, iptables, ip6tables, docker_user, host_forwarding)
+        self.networks: dict[str, Network] = {}
+        self._endpoints = 0
+        self._daemon, self._network, self._endpoint, self._port = rules_iptables.RULES[layout]
+        host.sysctl("net.ipv4.ip_forward", 1)
+        if ipv6:
+            lab.require("ipv6")
+            host.sysctl("net.ipv6.conf.all.forwarding", 1)
+        # br_netfilter: a stock Debian/Ubuntu host has it unloaded, so bridged traffic
+        # (container to container on one bridge) skips iptables; dockerd loads it only
+        # when a network needs it (icc=false, userland-proxy=false: network_create).
+        # Kernels that build it in (this project's) turn it on in every new netns
+        # (per-netns keys since Linux 5.3), so the stock value is set explicitly;
+        # optional: where the kernel has no br_netfilter the keys are absent, which
+        # behaves the same.
+        for key in _BR_NF:
+            host.sysctl(key, 0, optional=True)
+        # Tables in the order a host shows them being made (raw first: Docker 28+ uses it).
+        if iptables and layout == "29":
+            host.iptables("raw")
+        for family in self._families():
+            self._apply(family, self._daemon(self.opts, family))
+
+    def _families(self) -> list[int]:
+        out = [4] if self.opts.iptables else []
+        if self.opts.ip6tables and self.opts.iptables:
+            out.append(6)
+        return out
+
+    # ---------------------------------------------------------------- networks
+
+    def default_bridge(self, *, subnet: str = DEFAULT_SUBNET, mac: str = DEFAULT_MAC,
+                       subnet6: str | None = None) -> Network:
+        """The network `bridge` (docker0) dockerd makes at start; with --ipv6 it gets
+        --fixed-cidr-v6 (SUBNET6, Docker's docs' prefix by default)."""
+        if self.opts.ipv6 and subnet6 is None:
+            subnet6 = DEFAULT_SUBNET6
+        return self.network_create("bridge", subnet=subnet, bridge="docker0", mac=mac, ipv6_subnet=subnet6)
+
+    def network_create(self, name: str, *, subnet: str, gateway: str | None = None, bridge: str | None = None,
+                       internal: bool = False, icc: bool = True, masquerade: bool = True,
+                       gateway_mode: GatewayMode = "nat", ipv6_subnet: str | None = None,
+                       ipv6_gateway: str | None = None, host_ipv4: str | None = None,
+                       host_ipv6: str | None = None, mac: str | None = None) -> Network:
+        """`docker network create [--internal] [--subnet S --gateway G] [--ipv6 --subnet S6]
+        -o com.docker.network.bridge.name=BRIDGE -o ...enable_icc=ICC -o ...enable_ip_masquerade=M
+        -o ...gateway_mode_ipv4=MODE NAME`: the bridge with its gateway address, accept_ra=0,
+        and the network's rules."""
+        if name in self.networks:
+            raise ValidationError(f"docker network {name} exists already")
+        if gateway_mode not in GATEWAY_MODES:
+            raise ValidationError(f"network {name}: gateway_mode must be one of {', '.join(GATEWAY_MODES)}")
+        try:
+            net4 = ipaddress.IPv4Network(subnet)
+            net6 = ipaddress.IPv6Network(ipv6_subnet) if ipv6_subnet else None
+        except ValueError as e:
+            raise ValidationError(f"network {name}: bad subnet: {e}") from None
+        gateway = gateway or str(net4.network_address + 1)
+        if net6 is not None:
+            ipv6_gateway = ipv6_gateway or str(net6.network_address + 1)
+        net = Network(name, bridge or f"br-{name}"[:15], str(net4), gateway, internal, icc, masquerade,
+                      gateway_mode, str(net6) if net6 else None, ipv6_gateway, host_ipv4, host_ipv6)
+        h = self.host
+        # dockerd gives the bridge a random MAC at creation, so the gateway MAC containers
+        # hold in their ARP caches stays put as ports come and go.
+        h.bridge(net.bridge, f"{gateway}/{net4.prefixlen}", mac=mac)
+        h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_ra", 0, optional=True)
+        if net6 is not None:
+            self.lab.require("ipv6")
+            # moby adds the bridge's IPv6 address with IFA_F_NODAD: no DAD, never tentative.
+            h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_dad", 0)
+            h.address(net.bridge, f"{ipv6_gateway}/{net6.prefixlen}")
+        if not icc or not self.opts.userland_proxy:
+            # dockerd's enableBrNfCallIptables: the DROP between containers of one
+            # bridge (icc=false) and hairpin NAT need bridged frames to see iptables.
+            # Not optional then: without br_netfilter those rules would silently not apply.
+            for key in _BR_NF[:1] + (_BR_NF[1:] if net6 is not None else ()):
+                h.sysctl(key, 1)
+                h.optional_sysctls.discard(key)
+        self.networks[name] = net
+        for family in self._families():
+            if family == 4 or net6 is not None or self.opts.layout != "29":
+                self._apply(family, self._network(self.opts, net, family))
+        return net
+
+    # ---------------------------------------------------------------- containers
+
+    def run(self, name: str, network: Network | None = None, *, publish: list[str] | tuple[str, ...] = (),
+            ip: str | None = None, ip6: str | None = None) -> Node:
+        """`docker run --network NETWORK [--ip IP] [-p ...] --name NAME`: the container's netns,
+        a veth pair (host end `veth…` with txqueuelen 0 on the bridge, eth0 inside), its
+        addresses and default routes, the rules for it and its ports. Returns its node."""
+        net = network or self.networks.get("bridge")
+        if net is None:
+            raise ValidationError(f"docker run {name}: no network given and no default bridge")
+        ports = [Port.parse(p) for p in publish]
+        self._endpoints += 1
+        veth = veth_name(self._endpoints)
+        c = self.lab.node(name)
+        self.lab.veth(c, "eth0", self.host, veth, b_master=net.bridge)
+        self.host.set_link(veth, txqueuelen=0)  # libnetwork creates the host end with TxQLen 0
+        if net.subnet6 is None:
+            # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
+            c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
+        else:
+            # moby adds the container's IPv6 address with IFA_F_NODAD; accept_dad=0 has the
+            # kernel skip DAD the same way (the address is usable at once, not tentative).
+            c.sysctl("net.ipv6.conf.eth0.accept_dad", 0)
+        addr = ip or net.allocate(4)
+        c.address("eth0", f"{addr}/{net.prefixlen}")
+        addr6 = None
+        if net.subnet6 is not None:
+            addr6 = ip6 or net.allocate(6)
+            c.address("eth0", f"{addr6}/{ipaddress.ip_network(net.subnet6).prefixlen}")
+        if not net.internal:
+            c.route("default", via=net.gateway)
+            if net.gateway6:
+                c.route("::/0", via=net.gateway6)
+        ep = Endpoint(name, c, addr, addr6, veth, ports)
+        net.endpoints.append(ep)
+        for family in self._families():
+            self._apply(family, self._endpoint(self.opts, net, ep, family))
+            for port in ports:
+                self._apply(family, self._port(self.opts, net, ep, port, family))
+        return c
+
+    def endpoint(self, name: str) -> Endpoint:
+        for net in self.networks.values():
+            for ep in net.endpoints:
+                if ep.name == name:
+                    return ep
+        raise ValidationError(f"no container {name} on any docker network")
+
+    # ---------------------------------------------------------------- rules
+
+    def _apply(self, family: int, ops: list[Op]) -> None:
+        """Replay dockerd's iptables commands on the host's Firewall model."""
+        for op in ops:
+            table: Table = self.host.firewall.table(op.table, family)
+            if op.verb == "N":
+                table.new_chain(op.chain)
+            elif op.verb == "P":
+                table.policy(op.chain, op.arg)
+            elif op.verb == "A":
+                table.append(op.chain, op.arg)
+            else:
+                table._chain(op.chain).rules.insert(0, parse_rule(op.arg))
