@@ -1,0 +1,148 @@
+"""bridge-mode built on the docker kit, in the kernel.
+
+- Its host's rules, read by the system's own iptables-save / ip6tables-save from
+  inside the live lab, equal those of bridge-mode as it was before the kit (the model
+  dumped to tests/data/kits/ then), table for table, in both families.
+- bridge-nf-call-iptables/ip6tables read 0 in the lab's host netns (cat of /proc),
+  while a fresh netns on this kernel reads 1: the explicit stock value is what makes
+  the difference (negative control).
+- `--set ipv6=true`: `ip -j addr` shows docker0's and the containers' IPv6 addresses,
+  none tentative (DAD off, as moby's IFA_F_NODAD); ip6tables-save shows the raw DROP
+  per container address and NAT66's MASQUERADE; the IPv4 checks still pass, and so do
+  the IPv6 ones the verifier can carry (ICMPv6, the direct-routing deny).
+- `--set docker=20.10` equals the real dockerd 20.10's rules (tests/data/realdocker/),
+  and its checks pass with the FORWARD policy, not a raw rule, dropping direct routing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import IS_ROOT, NEEDS_ROOT
+from golden import parse_save
+
+from nsbox.kernel.iptables import restore_text
+from nsbox.model.serialize import lab_from_dict
+
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
+              pytest.mark.tools("iptables-save", "ip6tables-save")]
+
+DATA = Path(__file__).parent / "data"
+# From inside the live lab: the host's rules and br_netfilter keys, c1's and the
+# host's addresses as ip -j sees them, each between markers.
+DUMP = ('ns=$NSBOX_NETNS_HOST; echo "@@ rules4"; ip netns exec "$ns" iptables-save; '
+        'echo "@@ rules6"; ip netns exec "$ns" ip6tables-save; '
+        'echo "@@ brnf"; ip netns exec "$ns" cat /proc/sys/net/bridge/bridge-nf-call-iptables '
+        '/proc/sys/net/bridge/bridge-nf-call-ip6tables; '
+        'echo "@@ addr_host"; ip -n "$ns" -j addr show dev docker0; '
+        'echo "@@ addr_c1"; ip -n "$NSBOX_NETNS_C1" -j addr show dev eth0; '
+        'echo "@@ addr_c2"; ip -n "$NSBOX_NETNS_C2" -j addr show dev eth0')
+
+
+def _sections(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        m = re.fullmatch(r"@@ (\S+)", line)
+        if m:
+            key = m.group(1)
+            out[key] = ""
+        elif key is not None:
+            out[key] += line + "\n"
+    return out
+
+
+def _used(tables: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Tables with a rule, a user chain or a non-ACCEPT policy (an empty one may or may not exist)."""
+    return {t: ls for t, ls in tables.items() if any(not ln.startswith(":") or not ln.endswith(" ACCEPT") for ln in ls)}
+
+
+def _run(nsbox, *sets: str):
+    args = [a for s in sets for a in ("--set", s)]
+    return nsbox.run("run", "bridge-mode", *args, "--format", "json", "--then", DUMP, timeout=180)
+
+
+def test_bridge_mode_on_the_kit_has_the_rules_it_had_before(nsbox) -> None:
+    r = _run(nsbox)
+    assert r.returncode == 0, r.describe()
+    dump = _sections(r.stderr)
+    before = lab_from_dict(json.loads((DATA / "kits" / "bridge-mode.c2.json").read_text()))
+    fw = before.nodes["host"].firewall
+    for family in (4, 6):
+        kernel = _used(parse_save(dump[f"rules{family}"]))
+        want = _used(parse_save(restore_text(fw, family)))
+        assert kernel == want, f"IPv{family}: the kit's host rules differ from bridge-mode's before the kit"
+    assert sum(len(v) for v in _used(parse_save(dump["rules4"])).values()) >= 25  # not two empty dumps
+    # The report: same checks, same order, all passing.
+    names = [c["name"] for c in r.result["checks"]]
+    assert names == [c.name for c in before.checks] and all(c["passed"] for c in r.result["checks"])
+
+
+def test_bridge_nf_call_iptables_is_a_stock_hosts_zero(nsbox) -> None:
+    r = _run(nsbox)
+    assert r.returncode == 0, r.describe()
+    assert _sections(r.stderr)["brnf"].split() == ["0", "0"]
+    # Negative control: on this kernel a fresh netns starts with both on, so without the
+    # explicit sysctl the lab would differ from a stock host (where br_netfilter is unloaded).
+    fresh = subprocess.run(["unshare", "--net", "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables",
+                            "/proc/sys/net/bridge/bridge-nf-call-ip6tables"], capture_output=True, text=True)
+    if fresh.returncode != 0:
+        pytest.skip(f"no br_netfilter on this kernel: {fresh.stderr.strip()}")
+    assert fresh.stdout.split() == ["1", "1"]
+
+
+def _v6(addr_json: str) -> list[dict]:
+    (link,) = json.loads(addr_json)
+    return [a for a in link["addr_info"] if a["family"] == "inet6" and a.get("scope") == "global"]
+
+
+# IPv6 checks that need the verifier's IPv6 servers (the ipv6 branch): until it lands the
+# server does not listen on IPv6, so the probe is refused (RST) -- that and only that is
+# an expected failure here.
+NEEDS_V6_SERVERS = {"tcp6/7 c1->c2", "http6 c1->internet (NAT66)", "conntrack host: http6 c1->internet (NAT66)"}
+
+
+def test_dual_stack_bridge_mode(nsbox) -> None:
+    r = _run(nsbox, "ipv6=true")
+    assert r.returncode in (0, 1), r.describe()
+    dump = _sections(r.stderr)
+    # Addresses, non-tentative: usable at once (moby: IFA_F_NODAD; here accept_dad=0).
+    for key, want in (("addr_host", "2001:db8:1::1"), ("addr_c1", "2001:db8:1::2"), ("addr_c2", "2001:db8:1::3")):
+        addrs = _v6(dump[key])
+        assert [a["local"] for a in addrs] == [want] and addrs[0]["prefixlen"] == 64, dump[key]
+        assert not addrs[0].get("tentative") and not addrs[0].get("dadfailed"), addrs
+    rules6 = parse_save(dump["rules6"])
+    assert rules6["raw"][-2:] == ["-A PREROUTING -d 2001:db8:1::2/128 ! -i docker0 -j DROP",
+                                  "-A PREROUTING -d 2001:db8:1::3/128 ! -i docker0 -j DROP"]
+    assert "-A POSTROUTING -s 2001:db8:1::/64 ! -o docker0 -j MASQUERADE" in rules6["nat"]
+    assert ":FORWARD DROP" in rules6["filter"]  # dockerd turned IPv6 forwarding on itself
+    checks = r.checks()
+    failed = {n: c for n, c in checks.items() if not c["passed"]}
+    unexpected = {n: c["detail"] for n, c in failed.items()
+                  if n not in NEEDS_V6_SERVERS or not ("refused" in c["detail"] or "did not connect" in c["detail"])}
+    assert not unexpected, r.describe()
+    for name in ("icmp6 c1->c2", "icmp6 c1->docker0 gateway", "tcp6/80 internet->c2 (direct routing)",
+                 "http c1->internet (NAT)", "tcp/80 internet->c2 (direct routing)"):
+        assert checks[name]["passed"], checks[name]
+    # The deny is a timeout (dropped), not a refusal: the packet never reached c2.
+    assert "timeout" in checks["tcp6/80 internet->c2 (direct routing)"]["detail"]
+    if failed:
+        pytest.xfail(f"needs IPv6 servers in the verifier (ipv6 branch): {sorted(failed)}")
+
+
+def test_docker_2010_layout(nsbox) -> None:
+    r = _run(nsbox, "docker=20.10")
+    assert r.returncode == 0, r.describe()
+    dump = _sections(r.stderr)
+    want = parse_save((DATA / "realdocker" / "bridge-mode.host.rules").read_text())
+    assert _used(parse_save(dump["rules4"])) == _used(want)
+    assert _used(parse_save(dump["rules6"])) == {}
+    checks = r.checks()
+    # 20.10 has no raw table: the check passes only if FORWARD's policy counter rose (dropped_by).
+    assert all(c["passed"] for c in checks.values()), r.describe()
+    assert checks["tcp/80 internet->c2 (direct routing)"]["observed"] == "deny, dropped by host filter FORWARD policy"
