@@ -146,3 +146,41 @@ def test_docker_2010_layout(nsbox) -> None:
     # 20.10 has no raw table: the check passes only if FORWARD's policy counter rose (dropped_by).
     assert all(c["passed"] for c in checks.values()), r.describe()
     assert checks["tcp/80 internet->c2 (direct routing)"]["observed"] == "deny, dropped by host filter FORWARD policy"
+
+
+# ------------------------------------------------------------------ the k8s kit
+
+K8S_LAB = DATA / "kits" / "k8s_service.py"
+K8S_DUMP = ('for n in NODE1 NODE2; do eval ns=\\$NSBOX_NETNS_$n; echo "@@ nat_$n"; '
+            'ip netns exec "$ns" iptables-save -t nat; done; '
+            'echo "@@ ct"; ip netns exec "$NSBOX_NETNS_NODE1" conntrack -L -p tcp -d 10.96.100.10 2>/dev/null')
+
+
+def test_k8s_service_on_the_kit(nsbox) -> None:
+    from nsbox.recipe import get_file
+
+    r = nsbox.run("run", str(K8S_LAB), "--format", "json", "--then", K8S_DUMP, timeout=180)
+    assert r.returncode == 0, r.describe()
+    dump = _sections(r.stderr)
+    lab = get_file(str(K8S_LAB)).build()
+    for node in ("NODE1", "NODE2"):
+        kernel = parse_save(dump[f"nat_{node}"])["nat"]
+        want = parse_save(restore_text(lab.nodes[node.lower()].firewall, 4))["nat"]
+        # iptables-save quotes comments like the model; compare without quotes to stay
+        # independent of the iptables version's quoting.
+        assert [ln.replace('"', "") for ln in kernel] == [ln.replace('"', "") for ln in want], node
+    # The kernel's own record of the DNAT: original destination the ClusterIP, reply
+    # from a pod's address on port 8080 (conntrack -L, not nsbox's report).
+    ct = [ln for ln in dump["ct"].splitlines() if "dst=10.96.100.10" in ln]
+    assert ct, dump["ct"]
+    assert all(re.search(r"src=10\.244\.[12]\.\d+ dst=\S+ sport=8080 ", ln) for ln in ct), ct
+
+
+def test_k8s_service_answers_from_its_only_endpoint(nsbox) -> None:
+    """Negative control of answered_by: with p3 as the only endpoint every ClusterIP
+    probe is served by p3, also the ones from node1's pods (DNAT across nodes)."""
+    r = nsbox.run("run", str(K8S_LAB), "--set", "endpoints=p3", "--format", "json", timeout=180)
+    assert r.returncode == 0, r.describe()
+    served = {n: c["answered_by"] for n, c in r.checks().items() if "ClusterIP" in n}
+    assert served == {"http p1->web ClusterIP": "p3", "http p3->web ClusterIP": "p3",
+                      "http node1->web ClusterIP": "p3"}, served

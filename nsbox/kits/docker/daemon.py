@@ -238,6 +238,9 @@ class Daemon:
             for key in _BR_NF[:1] + (_BR_NF[1:] if net6 is not None else ()):
                 h.sysctl(key, 1)
                 h.optional_sysctls.discard(key)
+        if not self.opts.userland_proxy:
+            # setupLoopbackAddressesRouting: DNAT'd host-loopback traffic may leave by the bridge.
+            h.sysctl(f"net.ipv4.conf.{net.bridge}.route_localnet", 1)
         self.networks[name] = net
         for family in self._families():
             if family == 4 or net6 is not None or self.opts.layout != "29":
@@ -259,7 +262,9 @@ class Daemon:
         veth = veth_name(self._endpoints)
         c = self.lab.node(name)
         self.lab.veth(c, "eth0", self.host, veth, b_master=net.bridge)
-        self.host.set_link(veth, txqueuelen=0)  # libnetwork creates the host end with TxQLen 0
+        # libnetwork creates the host end with TxQLen 0; without the userland proxy the
+        # port hairpins, so a container reaches its own published port through the host.
+        self.host.set_link(veth, txqueuelen=0, hairpin=True if not self.opts.userland_proxy else None)
         if net.subnet6 is None:
             # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
             c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
@@ -278,6 +283,18 @@ class Daemon:
             if net.gateway6:
                 c.route("::/0", via=net.gateway6)
         ep = Endpoint(name, c, addr, addr6, veth, ports)
+        if self.opts.userland_proxy:
+            for port in ports:
+                # docker-proxy answers for the published port on the host (loopback and
+                # hairpin traffic, which DNAT does not take). One per port: Docker runs a
+                # second one for IPv6, which one netns cannot hold beside it in nsbox's
+                # model (the wildcard binds collide), so the IPv4 one stands for both.
+                v4 = port.host_ip_of(4)
+                if v4 is not None:
+                    self.host.proxy(port.proto, port.host_port, addr, port.container_port, host_ip=v4)  # type: ignore[arg-type]
+                elif addr6 is not None:
+                    self.host.proxy(port.proto, port.host_port, addr6, port.container_port,  # type: ignore[arg-type]
+                                    host_ip=port.host_ip_of(6) or "::")
         net.endpoints.append(ep)
         for family in self._families():
             self._apply(family, self._endpoint(self.opts, net, ep, family))
