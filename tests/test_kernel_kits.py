@@ -184,3 +184,36 @@ def test_k8s_service_answers_from_its_only_endpoint(nsbox) -> None:
     served = {n: c["answered_by"] for n, c in r.checks().items() if "ClusterIP" in n}
     assert served == {"http p1->web ClusterIP": "p3", "http p3->web ClusterIP": "p3",
                       "http node1->web ClusterIP": "p3"}, served
+
+
+# ------------------------------------------------------------------ docker kit: -p 8080:80
+
+PUBLISH_LAB = DATA / "kits" / "docker_publish.py"
+PUBLISH_DUMP = ('ns=$NSBOX_NETNS_HOST; echo "@@ rules4"; ip netns exec "$ns" iptables-save; '
+                'echo "@@ ss"; ip netns exec "$ns" ss -Htlnp "sport = :8080"; '
+                'echo "@@ link"; ip -n "$ns" -j -d link show master docker0; '
+                'echo "@@ sysctl"; ip netns exec "$ns" cat /proc/sys/net/ipv4/conf/docker0/route_localnet '
+                '/proc/sys/net/bridge/bridge-nf-call-iptables; '
+                'echo "@@ ct"; ip netns exec "$ns" conntrack -L -p tcp --orig-dst 203.0.113.2 2>/dev/null')
+
+
+@pytest.mark.parametrize("proxy", [True, False], ids=["proxy", "noproxy"])
+def test_docker_kit_publish(nsbox, proxy: bool) -> None:
+    from nsbox.recipe import get_file
+
+    r = nsbox.run("run", str(PUBLISH_LAB), "--set", f"proxy={str(proxy).lower()}", "--format", "json",
+                  "--then", PUBLISH_DUMP, timeout=180)
+    assert r.returncode == 0, r.describe()
+    dump = _sections(r.stderr)
+    lab = get_file(str(PUBLISH_LAB)).build({"proxy": str(proxy).lower()})
+    assert _used(parse_save(dump["rules4"])) == _used(parse_save(restore_text(lab.host.firewall, 4)))
+    ports = json.loads(dump["link"])
+    hairpin = {p["ifname"]: p["linkinfo"]["info_slave_data"]["hairpin"] for p in ports}
+    assert len(hairpin) == 2 and set(hairpin.values()) == {not proxy}, hairpin
+    assert dump["sysctl"].split() == (["0", "0"] if proxy else ["1", "1"])
+    listeners = dump["ss"]
+    assert ("docker-proxy" in listeners) == proxy, listeners  # ss -p names the process
+    # The kernel's DNAT record of the outside client's connection: to the host's 8080,
+    # answered by c1's 80.
+    assert re.search(r"src=203\.0\.113\.1 dst=203\.0\.113\.2 sport=\d+ dport=8080 src=172\.17\.0\.2 "
+                     r"dst=203\.0\.113\.1 sport=80 ", dump["ct"]), dump["ct"]

@@ -197,3 +197,26 @@ def test_docker29_golden(path: Path) -> None:
 
 def test_every_golden_is_covered() -> None:
     assert len(GOLDEN_FILES) >= 200, f"expected Docker's ~200 iptables goldens under {GOLDENS}"
+
+
+def test_publish_with_the_proxy_runs_docker_proxy_and_declares_nothing_virtual() -> None:
+    lab = _lab()
+    d = docker.Daemon(lab, lab.host)
+    d.run("c1", d.default_bridge(), publish=["8080:80", "127.0.0.1:5353:53/udp"])
+    assert [(p.proto, p.host_ip, p.host_port, p.container_ip, p.container_port) for p in lab.host.proxies] == [
+        ("tcp", "0.0.0.0", 8080, "172.17.0.2", 80), ("udp", "127.0.0.1", 5353, "172.17.0.2", 53)]
+    assert lab.virtuals == []
+    assert not any(i.hairpin for i in lab.host.interfaces.values())
+
+
+def test_publish_without_the_proxy_hairpins_and_declares_the_hosts_ports() -> None:
+    lab = _lab()
+    lab.host.address("lo", "127.0.0.1/8")  # ignored: loopback is declared once, by the kit
+    d = docker.Daemon(lab, lab.host, userland_proxy=False)
+    net = d.default_bridge()
+    d.run("c1", net, publish=["8080:80"])
+    assert lab.host.proxies == []
+    assert lab.host.interfaces[docker.veth_name(1)].hairpin is True
+    assert lab.host.sysctls["net.ipv4.conf.docker0.route_localnet"] == "1"
+    assert lab.host.sysctls[BR_NF[0]] == "1"
+    assert sorted((v.ip, v.port) for v in lab.virtuals) == [("127.0.0.1", 8080), ("172.17.0.1", 8080)]

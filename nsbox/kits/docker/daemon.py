@@ -283,6 +283,8 @@ class Daemon:
             if net.gateway6:
                 c.route("::/0", via=net.gateway6)
         ep = Endpoint(name, c, addr, addr6, veth, ports)
+        if not self.opts.userland_proxy:
+            self._declare_published(ports)
         if self.opts.userland_proxy:
             for port in ports:
                 # docker-proxy answers for the published port on the host (loopback and
@@ -301,6 +303,26 @@ class Daemon:
             for port in ports:
                 self._apply(family, self._port(self.opts, net, ep, port, family))
         return c
+
+    def _declare_published(self, ports: list[Port]) -> None:
+        """Without the proxy nothing listens on a published port: DNAT answers for it. Each
+        address the host has now (loopback included: OUTPUT DNAT plus route_localnet) is
+        declared a virtual port, so probes may target it and answered_by says who served."""
+        from nsbox.model.lab import Virtual
+
+        for port in ports:
+            for family in (4, 6):
+                bind = port.host_ip_of(family)
+                if bind is None:
+                    continue
+                local = [a.ip for a in self.host.addresses if (":" in a.ip) == (family == 6)]
+                if family == 4:
+                    local.append("127.0.0.1")  # Docker DNATs host loopback only for IPv4
+                for ip in local:
+                    if bind not in ("0.0.0.0", "::") and ip != bind:
+                        continue
+                    if Virtual(ip, port.proto, port.host_port, self.host.name, None) not in self.lab.virtuals:
+                        self.lab.virtual(ip, proto=port.proto, port=port.host_port, node=self.host)
 
     def endpoint(self, name: str) -> Endpoint:
         for net in self.networks.values():
