@@ -25,7 +25,7 @@ from nsbox.errors import UsageError, ValidationError
 from nsbox.kits import docker
 from nsbox.model import Lab
 from nsbox.model.firewall import Table
-from nsbox.model.serialize import lab_to_dict
+from nsbox.model.serialize import lab_from_dict, lab_to_dict
 from nsbox.plan.explain import script
 from nsbox.validate import validate
 
@@ -40,8 +40,10 @@ BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tab
 
 
 def _with_stock_br_netfilter(old: dict) -> dict:
-    """The pre-kit dump plus the one deliberate change: the host sets both br_netfilter
-    keys to 0, optional, right after ip_forward."""
+    """The pre-kit dump, read by today's model (lab_from_dict gives fields added to the
+    model since, e.g. a check's reply_src, their defaults), plus the one deliberate change:
+    the host sets both br_netfilter keys to 0, optional, right after ip_forward."""
+    old = json.loads(json.dumps(lab_to_dict(lab_from_dict(old))))
     host = next(n for n in old["nodes"] if n["name"] == "host")
     sysctls = {}
     for k, v in host["sysctls"].items():

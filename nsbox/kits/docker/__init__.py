@@ -1,9 +1,8 @@
 """The Docker kit: a Docker host (dockerd, `docker network create`, `docker run`) as
-builder steps; see daemon.py. Rules per layout live in rules_iptables.py."""
+builder steps; see daemon.py. The rules come from nsbox.kits.dockerfw (moby's firewallers)."""
 
-from nsbox.kits.docker.daemon import (DEFAULT_SUBNET, DEFAULT_SUBNET6, Daemon, DaemonOptions, Endpoint, Network,
-                                      Port, veth_name)
-from nsbox.kits.docker.rules_iptables import LAYOUTS
+from nsbox.kits.docker.daemon import (DEFAULT_SUBNET, DEFAULT_SUBNET6, LAYOUTS, Daemon, DaemonOptions, Endpoint,
+                                      Network, Port, veth_name)
 
 __all__ = ["DEFAULT_SUBNET", "DEFAULT_SUBNET6", "Daemon", "DaemonOptions", "Endpoint", "LAYOUTS", "Network", "Port",
            "veth_name"]

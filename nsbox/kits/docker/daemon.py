@@ -5,9 +5,11 @@
     c1 = d.run("c1", net, publish=["8080:80"])       # netns, veth, address, route, rules
 
 Every kernel object is made with the model's own builder steps (node.bridge,
-lab.veth, node.address, ...), and every iptables rule comes from one function per
-dockerd event and layout (rules_iptables.py), applied with the same -A/-I dockerd
-uses, so a rule lives in one place and recipes stay short.
+lab.veth, node.address, ...). Every iptables rule comes from nsbox.kits.dockerfw, the
+port of moby's firewallers (checked against all of Docker 29's goldens): the daemon
+replays dockerd's events on it (daemon start, network create, endpoint join, port
+publish), with moby's insert/append semantics, on one Ruleset per family, and copies
+each changed chain into the host's Firewall model. A rule lives in one place.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nsbox.errors import ValidationError
-from nsbox.kits.docker import rules_iptables
-from nsbox.kits.docker.rules_iptables import Op
+from nsbox.kits.dockerfw import config as fw
+from nsbox.kits.dockerfw import iptables as fw4
+from nsbox.kits.dockerfw import legacy as fw2010
 from nsbox.model import Lab, Node
-from nsbox.model.firewall import Table
-from nsbox.model.rules import parse_rule
+from nsbox.model.firewall import BUILTIN_CHAINS
+from nsbox.model.rules import Rule, parse_rule
 
-GatewayMode = Literal["nat", "nat-unprotected", "routed"]
-GATEWAY_MODES = ("nat", "nat-unprotected", "routed")
+GatewayMode = Literal["nat", "nat-unprotected", "routed", "isolated"]
+GATEWAY_MODES = fw.GATEWAY_MODES
+LAYOUTS = ("29", "20.10")
 
 DEFAULT_SUBNET = "172.17.0.0/16"
 DEFAULT_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, unicast); fixed here
@@ -41,7 +45,7 @@ class DaemonOptions:
     ipv6: bool = False             # --ipv6: the default bridge gets an IPv6 subnet
     userland_proxy: bool = True    # --userland-proxy
     iptables: bool = True          # --iptables
-    ip6tables: bool = True         # --ip6tables (default true since Docker 27)
+    ip6tables: bool = True         # --ip6tables (default true since Docker 27; off in 20.10)
     docker_user: bool = True       # DOCKER-USER and its jump (added by another part of dockerd)
     host_forwarding: bool = False  # the host forwarded already: dockerd leaves FORWARD's policy alone
 
@@ -113,6 +117,7 @@ class Network:
     host_ipv4: str | None = None   # com.docker.network.host_ipv4: SNAT instead of MASQUERADE
     host_ipv6: str | None = None
     endpoints: list[Endpoint] = field(default_factory=list)
+    firewall: fw.NetworkConfig | None = None  # what dockerd's firewaller knows of it
     _next: int = 0                 # IPAM: offset of the next address handed out
     _next6: int = 0
 
@@ -154,15 +159,22 @@ class Daemon:
     policy). The daemon owns HOST's raw, filter and nat tables in both families."""
 
     def __init__(self, lab: Lab, host: Node, *, layout: str = "29", ipv6: bool = False,
-                 userland_proxy: bool = True, iptables: bool = True, ip6tables: bool = True,
+                 userland_proxy: bool = True, iptables: bool = True, ip6tables: bool | None = None,
                  docker_user: bool = True, host_forwarding: bool = False) -> None:
-        if layout not in rules_iptables.RULES:
-            raise ValidationError(f"unknown Docker layout {layout!r} (known: {', '.join(rules_iptables.LAYOUTS)})")
+        if layout not in LAYOUTS:
+            raise ValidationError(f"unknown Docker layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        if ip6tables is None:
+            # --ip6tables: on by default since Docker 27; experimental and off in 20.10.
+            ip6tables = layout != "20.10"
         self.lab, self.host = lab, host
         self.opts = DaemonOptions(layout, ipv6, userland_proxy, iptables, ip6tables, docker_user, host_forwarding)
+        self.fw = fw.DaemonConfig(userland_proxy=userland_proxy, ipv4=iptables, ipv6=iptables and ip6tables)
         self.networks: dict[str, Network] = {}
         self._endpoints = 0
-        self._daemon, self._network, self._endpoint, self._port = rules_iptables.RULES[layout]
+        # One moby-style ruleset per family, and what of it the model holds already.
+        self._rs: dict[int, fw4.Ruleset] = {f: fw4.Ruleset() for f in (4, 6)}
+        self._synced: dict[tuple[int, str, str], list[str]] = {}
+        self._parsed: dict[str, Rule] = {}
         host.sysctl("net.ipv4.ip_forward", 1)
         if ipv6:
             lab.require("ipv6")
@@ -180,7 +192,19 @@ class Daemon:
         if iptables and layout == "29":
             host.iptables("raw")
         for family in self._families():
-            self._apply(family, self._daemon(self.opts, family))
+            rs = self._rs[family]
+            if layout == "29":
+                fw4.setup_ip_chains(rs, family, self.fw)
+                if docker_user:  # another part of dockerd adds it (fw4.daemon_rules)
+                    rs.new_chain("filter", fw4.DOCKER_USER)
+                    rs.ensure_jump("filter", "FORWARD", fw4.DOCKER_USER)
+            else:
+                fw2010.setup_ip_chains(rs)
+                if family == 4:
+                    fw2010.arrange_user_filter_rule(rs)
+            if self.opts.forward_drop(family):
+                rs.policies[("filter", "FORWARD")] = "DROP"
+            self._sync(family)
 
     def _families(self) -> list[int]:
         out = [4] if self.opts.iptables else []
@@ -219,8 +243,18 @@ class Daemon:
         gateway = gateway or str(net4.network_address + 1)
         if net6 is not None:
             ipv6_gateway = ipv6_gateway or str(net6.network_address + 1)
+        if self.opts.layout == "20.10" and gateway_mode != "nat":
+            raise ValidationError(f"network {name}: Docker 20.10 has no gateway modes (only nat)")
+        try:
+            h4 = ipaddress.IPv4Address(host_ipv4) if host_ipv4 else None
+            h6 = ipaddress.IPv6Address(host_ipv6) if host_ipv6 else None
+        except ValueError as e:
+            raise ValidationError(f"network {name}: bad host IP: {e}") from None
         net = Network(name, bridge or f"br-{name}"[:15], str(net4), gateway, internal, icc, masquerade,
                       gateway_mode, str(net6) if net6 else None, ipv6_gateway, host_ipv4, host_ipv6)
+        net.firewall = fw.NetworkConfig(net.bridge, ipv4=net4, ipv6=net6, internal=internal, icc=icc,
+                                  masquerade=masquerade, host_ipv4=h4, host_ipv6=h6,
+                                  gateway_mode_ipv4=gateway_mode, gateway_mode_ipv6=gateway_mode)
         h = self.host
         # dockerd gives the bridge a random MAC at creation, so the gateway MAC containers
         # hold in their ARP caches stays put as ports come and go.
@@ -243,8 +277,18 @@ class Daemon:
             h.sysctl(f"net.ipv4.conf.{net.bridge}.route_localnet", 1)
         self.networks[name] = net
         for family in self._families():
-            if family == 4 or net6 is not None or self.opts.layout != "29":
-                self._apply(family, self._network(self.opts, net, family))
+            rs = self._rs[family]
+            if self.opts.layout == "29":
+                fw4.setup_network(rs, family, self.fw, net.firewall)
+            else:
+                prefix = net4 if family == 4 else net6
+                if prefix is not None:
+                    fw2010.setup_ip_tables(rs, family, self.fw, net.firewall, prefix)
+                if not internal:
+                    fw2010.set_inc(rs, net.bridge)
+                if family == 4:
+                    fw2010.arrange_user_filter_rule(rs)
+            self._sync(family)
         return net
 
     # ---------------------------------------------------------------- containers
@@ -298,11 +342,30 @@ class Daemon:
                     self.host.proxy(port.proto, port.host_port, addr6, port.container_port,  # type: ignore[arg-type]
                                     host_ip=port.host_ip_of(6) or "::")
         net.endpoints.append(ep)
+        fw_ep = fw.Endpoint(ipaddress.IPv4Address(addr), ipaddress.IPv6Address(addr6) if addr6 else None)
         for family in self._families():
-            self._apply(family, self._endpoint(self.opts, net, ep, family))
-            for port in ports:
-                self._apply(family, self._port(self.opts, net, ep, port, family))
+            rs = self._rs[family]
+            if self.opts.layout == "29":
+                fw4.add_endpoint(rs, family, self.fw, net.firewall, fw_ep)
+            for pb in self._bindings(ep, family):
+                if self.opts.layout == "29":
+                    fw4.add_port(rs, family, self.fw, net.firewall, pb)
+                elif not net.internal:
+                    fw2010.forward(rs, self.fw, net.firewall, pb)
+            self._sync(family)
         return c
+
+    @staticmethod
+    def _bindings(ep: Endpoint, family: int) -> list[fw.PortBinding]:
+        """dockerd's port bindings of EP in FAMILY: `-p 8080:80` binds 0.0.0.0 and ::, each
+        to the container's address of that family."""
+        out = []
+        for port in ep.ports:
+            host_ip, ctr_ip = port.host_ip_of(family), ep.ip_of(family)
+            if host_ip is not None and ctr_ip is not None:
+                out.append(fw.PortBinding(port.proto, ipaddress.ip_address(host_ip), port.host_port,
+                                          ipaddress.ip_address(ctr_ip), port.container_port))
+        return out
 
     def _declare_published(self, ports: list[Port]) -> None:
         """Without the proxy nothing listens on a published port: DNAT answers for it. Each
@@ -333,15 +396,34 @@ class Daemon:
 
     # ---------------------------------------------------------------- rules
 
-    def _apply(self, family: int, ops: list[Op]) -> None:
-        """Replay dockerd's iptables commands on the host's Firewall model."""
-        for op in ops:
-            table: Table = self.host.firewall.table(op.table, family)
-            if op.verb == "N":
-                table.new_chain(op.chain)
-            elif op.verb == "P":
-                table.policy(op.chain, op.arg)
-            elif op.verb == "A":
-                table.append(op.chain, op.arg)
-            else:
-                table._chain(op.chain).rules.insert(0, parse_rule(op.arg))
+    def _sync(self, family: int) -> None:
+        """Copy what changed in FAMILY's ruleset into the host's Firewall model: new user
+        chains (by name, as iptables-save lists them), policies, and each chain whose rules
+        differ from what was copied last (rules parsed once each: 1,000 containers add one
+        raw rule each, and the other chains stay as they were)."""
+        rs = self._rs[family]
+        for tname in ("raw", "filter", "nat", "mangle"):
+            chains = rs.chains[tname]
+            policies = {c: p for (t, c), p in rs.policies.items() if t == tname}
+            user = sorted(c for c in chains if c not in BUILTIN_CHAINS[tname])
+            if not user and not policies and not any(chains.values()) and \
+                    tname not in self.host.firewall.family(family):
+                continue
+            table = self.host.firewall.table(tname, family)
+            for c in user:
+                if c not in table.chains:
+                    table.new_chain(c)
+            for c, p in policies.items():
+                if table.chains[c].policy != p:
+                    table.policy(c, p)
+            for c, rules in chains.items():
+                key = (family, tname, c)
+                if self._synced.get(key, []) != rules:
+                    table.chains[c].rules = [self._rule(r) for r in rules]
+                    self._synced[key] = list(rules)
+
+    def _rule(self, spec: str) -> Rule:
+        rule = self._parsed.get(spec)
+        if rule is None:
+            rule = self._parsed[spec] = parse_rule(spec)
+        return rule
