@@ -19,21 +19,22 @@ IPv6 (NAT66 by ip6tables MASQUERADE, the raw DROP per container address).
 """
 
 from nsbox.kits import docker as kit
+from nsbox.kits.docker import outside
 from nsbox.model import HOST, Lab
 from nsbox.recipe import Param, recipe
 
 SUBNET = kit.DEFAULT_SUBNET
 GATEWAY = "172.17.0.1"
-UPLINK = "203.0.113.2"      # the Docker host's address on the outside network
-UPSTREAM = "203.0.113.1"    # the node "internet": the host's upstream router
+UPLINK = outside.UPLINK      # the Docker host's address on the outside network
+UPSTREAM = outside.UPSTREAM  # the node "internet": the host's upstream router
 LAN_SUBNET = "198.51.100.0/24"  # a second network on the host's eth1
 LAN_HOST = "198.51.100.1"   # the host's address there
 LAN_PEER = "198.51.100.2"   # the node "lan"
 # IPv6 (ipv6=true): docker0's --fixed-cidr-v6 and the outside network's prefix.
 SUBNET6 = kit.DEFAULT_SUBNET6
 GATEWAY6 = "2001:db8:1::1"
-UPLINK6 = "2001:db8:ff::2"
-UPSTREAM6 = "2001:db8:ff::1"
+UPLINK6 = outside.UPLINK6
+UPSTREAM6 = outside.UPSTREAM6
 
 MATRIX_MAX = 16             # containers in the all-pairs matrix (see build)
 
@@ -61,24 +62,10 @@ def build(lab: Lab, containers: int, ipv6: bool = False, docker: str = "29") -> 
     host = lab.host
     lab.require("veth", "bridge", "nat", "conntrack")
 
-    # The host's uplink: eth0 on an outside network whose other end is "internet".
-    internet = lab.node("internet")
-    lab.veth(host, "eth0", internet, "eth0")
-    host.address("eth0", f"{UPLINK}/24")
-    internet.address("eth0", f"{UPSTREAM}/24")
-    host.route("default", via=UPSTREAM)
-    internet.serve("http", 80)
-    # A LAN neighbour that tries direct routing to the containers through the
+    # The host's uplink: eth0 on an outside network whose other end is "internet", a
+    # LAN neighbour that also tries direct routing to the containers through the
     # host: what Docker 28's raw-table DROP exists to stop.
-    internet.route(SUBNET, via=UPLINK)
-    if ipv6:
-        # The same outside network in IPv6; DAD off so the addresses are usable at once.
-        for node in (host, internet):
-            node.sysctl("net.ipv6.conf.eth0.accept_dad", 0)
-        host.address("eth0", f"{UPLINK6}/64")
-        internet.address("eth0", f"{UPSTREAM6}/64")
-        host.route("::/0", via=UPSTREAM6)
-        internet.route(SUBNET6, via=UPLINK6)
+    internet = outside.internet(lab, host, routes=(SUBNET,), routes6=(SUBNET6,), ipv6=ipv6)
 
     # A second network behind the host (eth1), which internet also routes via
     # the host: a host that forwards is a router between the two -- unless

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from nsbox.errors import ValidationError
 from nsbox.kits.dockerfw import config as fw
@@ -171,6 +171,7 @@ class Daemon:
         self.fw = fw.DaemonConfig(userland_proxy=userland_proxy, ipv4=iptables, ipv6=iptables and ip6tables)
         self.networks: dict[str, Network] = {}
         self._endpoints = 0
+        self._others: list[str] = []  # --network none containers: nodes on no network
         # One moby-style ruleset per family, and what of it the model holds already.
         self._rs: dict[int, fw4.Ruleset] = {f: fw4.Ruleset() for f in (4, 6)}
         self._synced: dict[tuple[int, str, str], list[str]] = {}
@@ -293,11 +294,17 @@ class Daemon:
 
     # ---------------------------------------------------------------- containers
 
-    def run(self, name: str, network: Network | None = None, *, publish: list[str] | tuple[str, ...] = (),
-            ip: str | None = None, ip6: str | None = None) -> Node:
+    def run(self, name: str, network: Network | str | None = None, *, publish: list[str] | tuple[str, ...] = (),
+            ip: str | None = None, ip6: str | None = None) -> Any:
         """`docker run --network NETWORK [--ip IP] [-p ...] --name NAME`: the container's netns,
         a veth pair (host end `veth…` with txqueuelen 0 on the bridge, eth0 inside), its
-        addresses and default routes, the rules for it and its ports. Returns its node."""
+        addresses and default routes, the rules for it and its ports. Returns its node.
+
+        NETWORK "none": a netns with lo alone (the node); "host": a container in the host's
+        own netns; "container:OTHER": a container in OTHER's netns (a ContainerHandle, with
+        .serve() for its own servers). Neither of these gets a rule or a link."""
+        if isinstance(network, str):
+            return self._run_mode(name, network, publish)
         net = network or self.networks.get("bridge")
         if net is None:
             raise ValidationError(f"docker run {name}: no network given and no default bridge")
@@ -354,6 +361,30 @@ class Daemon:
                     fw2010.forward(rs, self.fw, net.firewall, pb)
             self._sync(family)
         return c
+
+    def machine(self, name: str = "docker-host") -> None:
+        """Group the host and every container netns made so far as one machine (NAME)."""
+        nodes = [self.host.name] + [ep.node.name for net in self.networks.values() for ep in net.endpoints]
+        nodes += [n for n in self._others if n not in nodes]
+        self.lab.machine(name, nodes)
+
+    def _run_mode(self, name: str, mode: str, publish: list[str] | tuple[str, ...]) -> Any:
+        if publish:
+            # dockerd: "published ports are discarded when using host network mode"; with
+            # none or container: it refuses ("conflicting options: port publishing and the
+            # container type network mode")
+            raise ValidationError(f"docker run {name} --network {mode}: -p has no meaning in this mode")
+        if mode == "none":
+            self._others.append(name)
+            return self.lab.node(name)
+        if mode == "host":
+            return self.lab.container(name, self.host)
+        if mode.startswith("container:"):
+            return self.lab.container(name, mode.split(":", 1)[1])
+        if mode in self.networks:
+            return self.run(name, self.networks[mode])
+        raise ValidationError(f"docker run {name}: unknown network {mode!r} (none, host, container:NAME "
+                              f"or one of {', '.join(self.networks)})")
 
     @staticmethod
     def _bindings(ep: Endpoint, family: int) -> list[fw.PortBinding]:
