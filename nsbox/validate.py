@@ -128,18 +128,22 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
     if len(c.dropped_by) != 4 or not all(isinstance(x, str) for x in c.dropped_by):
         raise ValidationError(f"check {c.name!r}: dropped_by is (node, table, chain, rule spec or 'policy')")
     node, table, chain, spec = c.dropped_by
+    # An IPv6 probe only meets ip6tables rules: the probe's family picks the tables.
+    family = 6 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 4
     n = lab.nodes.get(node)
-    t = n.firewall.tables.get(table) if n else None
+    t = n.firewall.family(family).get(table) if n else None
     ch = t.chains.get(chain) if t else None
+    where = f"in node {node}" + (" (ip6tables: the probe is IPv6)" if family == 6 else "")
     if ch is None:
-        raise ValidationError(f"check {c.name!r}: dropped_by names no chain {chain} of table {table} in node {node}")
+        raise ValidationError(f"check {c.name!r}: dropped_by names no chain {chain} of table {table} {where}")
     if spec == "policy":
         if ch.policy != "DROP":
-            raise ValidationError(f"check {c.name!r}: the policy of {table} {chain} in {node} is not DROP")
+            raise ValidationError(f"check {c.name!r}: the policy of {table} {chain} {where} is not DROP")
         return
     rendered = parse_rule(spec).render()
     if not any(r.render() == rendered for r in ch.rules):
-        raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}")
+        raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}"
+                              + (" of ip6tables (the probe is IPv6)" if family == 6 else ""))
 
 
 def _check_macvlan_parents(lab: Lab) -> None:
@@ -209,7 +213,7 @@ def _check_checks(lab: Lab) -> None:
         if isinstance(c, ReachCheck):
             if c.src not in lab.nodes and c.src not in lab.containers:
                 raise ValidationError(f"check {c.name!r}: unknown source node {c.src!r}")
-            target = lab.target(c.src, c.dst, c.proto, c.port)
+            target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
             virtual = lab.virtual_for(target, c.proto, c.port)
             dst_node = target.node
             if c.proto not in ("icmp", "tcp", "udp", "http", "dns"):

@@ -78,7 +78,7 @@ def _fresh_dir(base_dir: str, recipe: str) -> str:
 
 
 def _capture(built: Realized, check: ReachCheck, root: str, timing: Timing) -> dict:
-    target = built.lab.target(check.src, check.dst, check.proto, check.port)
+    target = built.lab.target(check.src, check.dst, check.proto, check.port, check.family)
     dst_ip, src = target.ip, built.lab.netns_of(check.src).name
     nodes = [src] + ([target.node.name] if target.node is not None and target.node.name != src else [])
     where = [(n, built.path(n), os.path.join(root, slug(n), f"capture-{slug(check.name)}.pcap")) for n in nodes]

@@ -9,7 +9,7 @@ from nsbox.model import HOST, BindCheck, InterfacesCheck, Check, ConntrackCheck,
 def involved_nodes(lab: Lab, check: Check) -> list[str]:
     """Node names in a stable order: source, destination owner, then host."""
     if isinstance(check, ReachCheck):
-        target = lab.target(check.src, check.dst, check.proto, check.port)
+        target = lab.target(check.src, check.dst, check.proto, check.port, check.family)
         nodes = [lab.netns_of(check.src).name, *([target.node.name] if target.node else []), HOST]
     elif isinstance(check, LinkCheck):
         nodes = [check.node]

@@ -5,11 +5,14 @@ namespace, so it is bound there. Not pyroute2's Conntrack(): in 0.9 it either
 opens its socket on another thread (which stays in the caller's netns) or, with
 netns=..., forks a helper process; that helper inherited nsbox's signal
 handlers and could unwind a copy of nsbox, tearing the lab down under it.
-pyroute2 still decodes the messages.
+pyroute2 still decodes the messages, IPv4 and IPv6 alike (nfgen_family AF_INET6
+selects the IPv6 table, as `conntrack -L -f ipv6` does; its decoder reads
+CTA_IP_V6_* and the ICMPv6 tuple).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import struct
@@ -26,7 +29,9 @@ from nsbox.kernel import netns
 NETLINK_NETFILTER = 12
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 _HDR = struct.Struct("=IHHII")
-_PROTO = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp"}
+_PROTO = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp",
+          socket.IPPROTO_ICMPV6: "icmpv6"}
+FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,14 @@ class Tuple:
     dst: str
     sport: int | None
     dport: int | None
+    icmp: tuple[int, int, int] | None = None  # icmp/icmpv6: (type, code, id)
+
+    def render(self) -> str:
+        """As conntrack-tools prints a tuple: addresses in inet_ntop's form (IPv6
+        compressed), then ports, or type/code/id for ICMP."""
+        l4 = (f"type={self.icmp[0]} code={self.icmp[1]} id={self.icmp[2]}" if self.icmp is not None
+              else f"sport={self.sport} dport={self.dport}")
+        return f"src={self.src} dst={self.dst} {l4}"
 
 
 @dataclass(frozen=True)
@@ -45,13 +58,12 @@ class Entry:
     state: str | None  # TCP state, e.g. ESTABLISHED
 
     def render(self) -> str:
-        def t(x: Tuple) -> str:
-            return f"src={x.src} dst={x.dst} sport={x.sport} dport={x.dport}"
-        return " ".join(p for p in (self.proto, self.state, t(self.orig), t(self.reply)) if p)
+        return " ".join(p for p in (self.proto, self.state, self.orig.render(), self.reply.render()) if p)
 
 
 def dump(path: str, family: int = socket.AF_INET) -> list[Entry]:
-    """All entries of FAMILY in the namespace pinned at PATH."""
+    """All entries of FAMILY (AF_INET, AF_INET6, or 4 / 6) in the namespace pinned at PATH."""
+    family = FAMILIES.get(family, family)
     sock = netns.socket_in(path, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.bind((0, 0))
@@ -87,7 +99,15 @@ def _replies(sock: socket.socket):
 
 
 def _tuple(t) -> Tuple:
-    return Tuple(str(t.saddr), str(t.daddr), t.sport, t.dport)
+    icmp = None
+    if t.proto in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6):
+        icmp = (t.icmp_type, t.icmp_code, t.icmp_id)
+    return Tuple(_ntop(t.saddr), _ntop(t.daddr), t.sport, t.dport, icmp)
+
+
+def _ntop(ip) -> str:
+    """The address in conntrack-tools' (inet_ntop's) form: IPv6 compressed, lower case."""
+    return str(ipaddress.ip_address(str(ip)))
 
 
 def _entry(msg) -> Entry:

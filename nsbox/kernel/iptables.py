@@ -189,23 +189,26 @@ def saved_counters(text: str, only_drops: bool = False) -> dict[tuple[str, str],
     return out
 
 
-def drop_counters(path: str, firewall: Firewall, flavour: str = "legacy") -> dict[tuple[str, str, str], int]:
-    """Packet counters of every DROP/REJECT rule and DROP policy of FIREWALL, read in
-    the netns at PATH with `iptables-<flavour>-save -c`: (table, chain, rule spec as
-    rendered, or "policy") -> packets.
+def drop_counters(path: str, firewall: Firewall, flavour: str = "legacy",
+                  family: int = 4) -> dict[tuple[str, str, str], int]:
+    """Packet counters of every DROP/REJECT rule and DROP policy of FIREWALL's FAMILY
+    tables (4: iptables, 6: ip6tables), read in the netns at PATH with
+    `{ip,ip6}tables-<flavour>-save -c`: (table, chain, rule spec as rendered, or
+    "policy") -> packets. An IPv6 packet only ever moves ip6tables counters, so a
+    probe's family says which tables to read.
 
     A kernel rule is matched to the model's by its text (both rendered by
     nsbox/model/rules.py), the k-th copy of a text to the k-th."""
     from nsbox.kernel import netns
 
-    prog = program(4, flavour, "save")
+    prog = program(family, flavour, "save")
     with netns.entered(path):
         done = subprocess.run([prog, "-c"], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise KernelError(f"{os.path.basename(prog)} -c: {' '.join(done.stderr.split()) or done.returncode}")
     saved = saved_counters(done.stdout, only_drops=True)
     out: dict[tuple[str, str, str], int] = {}
-    for model in firewall.used_tables():
+    for model in firewall.used_tables(family):
         for chain in model.chains.values():
             kernel = saved.get((model.name, chain.name), [])
             seen: dict[str, int] = {}

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from nsbox.errors import KernelError
-from nsbox.kernel import iptables, links, netns, nftables, onhost, sysctl
+from nsbox.kernel import dad, iptables, links, netns, nftables, onhost, sysctl
 from nsbox.kernel.journal import Journal
 from nsbox.kernel import rtnl
 from nsbox.model import Lab
@@ -66,6 +66,12 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptable
     done.iptables = iptables.resolve_flavour(iptables_flavour)
     try:
         apply_plan(plan_lab(lab), done, prefix, steps)
+        for node in lab.nodes.values():
+            # Addresses the recipe wants DAD on are unusable until it ends: wait, so the
+            # verifier's first probe does not meet a tentative address.
+            waiting = {a.ip for a in node.addresses if a.dad and ":" in a.cidr}
+            if waiting:
+                dad.wait(done.path(node.name), node.name, waiting)
     except BaseException:
         done.teardown()
         raise

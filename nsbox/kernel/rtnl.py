@@ -216,10 +216,15 @@ def operstate(path: str, ifname: str) -> str:
         nl.close()
 
 
-def address(index: int, cidr: str) -> ifaddrmsg:
-    """Like `ip addr add CIDR dev X`, plus the broadcast Docker's netlink library sets."""
+IFA_F_NODAD = 0x02
+
+
+def address(index: int, cidr: str, nodad: bool = False) -> ifaddrmsg:
+    """Like `ip addr add CIDR dev X [nodad]`, plus the broadcast Docker's netlink library sets."""
     iface = ipaddress.ip_interface(cidr)
     m = ifaddrmsg()
+    if nodad:
+        m["flags"] = IFA_F_NODAD  # no duplicate address detection: usable at once
     m["family"] = socket.AF_INET6 if iface.version == 6 else socket.AF_INET
     m["prefixlen"] = iface.network.prefixlen
     m["index"] = index

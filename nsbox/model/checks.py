@@ -25,6 +25,8 @@ class ReachCheck:
     # dns checks: the name asked for, and the A record it must get (None: NXDOMAIN)
     query: str | None = None
     answer: str | None = None
+    # a node-name target: probe its first address of this family (4 or 6); None: its first
+    family: int | None = None
 
     @property
     def expected(self) -> str:

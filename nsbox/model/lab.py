@@ -49,6 +49,14 @@ class Interface:
 class Address:
     iface: str
     cidr: str  # e.g. "172.17.0.2/16"
+    # IPv6 only: run duplicate address detection. Off by default (`ip addr add ... nodad`,
+    # IFA_F_NODAD), as moby's libnetwork adds container and bridge IPv6 addresses: a
+    # tentative address cannot be used for about a second. With DAD on, realize waits.
+    dad: bool = False
+
+    @property
+    def nodad(self) -> bool:
+        return not self.dad and ":" in self.cidr
 
     @property
     def ip(self) -> str:
@@ -259,15 +267,16 @@ class Node:
         linkopts.check(self.name, i)
         return self
 
-    def address(self, iface: str, cidr: str) -> Node:
-        """`ip addr add CIDR dev IFACE`"""
+    def address(self, iface: str, cidr: str, *, dad: bool = False) -> Node:
+        """`ip addr add CIDR dev IFACE` (IPv6: `... nodad`, as Docker adds them, unless DAD=True:
+        then the kernel runs duplicate address detection and the lab waits for it)."""
         try:
             ipaddress.ip_interface(cidr)
         except ValueError:
             raise ValidationError(f"{self.name}: bad address {cidr!r} for {iface}") from None
         if "/" not in cidr:
             raise ValidationError(f"{self.name}: address {cidr!r} needs a prefix length, e.g. {cidr}/24")
-        self.addresses.append(Address(iface, cidr))
+        self.addresses.append(Address(iface, cidr, dad))
         return self
 
     def route(self, dst: str, via: str | None = None, dev: str | None = None, *, src: str | None = None,
@@ -362,6 +371,11 @@ class Node:
             if a.iface != "lo":
                 return a.ip
         return None
+
+    def first_ip(self, family: int) -> str | None:
+        """The first address of FAMILY (4 or 6) on a non-loopback interface."""
+        return next((a.ip for a in self.addresses
+                     if a.iface != "lo" and a.network.version == family), None)
 
     def _new_iface(self, iface: Interface) -> None:
         if iface.name in self.interfaces:
@@ -591,14 +605,19 @@ class Lab:
     def expect(self, src: str, dst: str, proto: Literal["icmp", "tcp", "udp", "http"], port: int | None = None,
                *, allow: bool = True, seen_from: str | None = None, name: str | None = None,
                dropped_by: tuple[str, str, str, str] | None = None,
-               answered_by: str | Node | set[str] | frozenset[str] | list[str] | None = None) -> ReachCheck:
+               answered_by: str | Node | set[str] | frozenset[str] | list[str] | None = None,
+               family: int | None = None) -> ReachCheck:
         """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
 
         seen_from: the source address the server must have seen (proves NAT).
         dropped_by: (node, table, chain, rule spec or "policy"): the deny must be that
         rule's doing -- its packet counter rises while the probe is dropped.
         answered_by: the container (or one of a set) whose server must answer: proves where
-        DNAT sent the connection (a published port, a Service's endpoints)."""
+        DNAT sent the connection (a published port, a Service's endpoints).
+        family: 4 or 6, the address of a node-name DST to probe (default its first address).
+        A dropped_by rule is one of the probe's family: ip6tables for an IPv6 destination."""
+        if family not in (None, 4, 6):
+            raise ValidationError(f"expect {src} -> {dst}: family must be 4 or 6, not {family!r}")
         if dropped_by is not None:
             dropped_by = tuple(dropped_by)  # type: ignore[assignment]
         src, dst = _name(src), _name(dst)
@@ -607,8 +626,9 @@ class Lab:
             answered = frozenset([_name(answered_by)] if isinstance(answered_by, (str, Node, ContainerHandle))
                                  else (_name(a) for a in answered_by))
         check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
-                           name=name or _reach_name(src, dst, proto, port), dropped_by=dropped_by,
-                           answered_by=answered)
+                           name=name or _reach_name(src, dst, proto, port) + (f" (IPv{family})" if family else ""),
+                           dropped_by=dropped_by,
+                           answered_by=answered, family=family)
         self._add_check(check)
         return check
 
@@ -700,9 +720,10 @@ class Lab:
             return self.nodes[self.containers[name].node]
         raise ValidationError(f"unknown node or container {name!r}")
 
-    def target(self, src: str, dst: str, proto: str, port: int | None) -> Target:
+    def target(self, src: str, dst: str, proto: str, port: int | None, family: int | None = None) -> Target:
         """Where a probe from SRC to DST goes: a lab address, a declared virtual one, or SRC's
-        own loopback. Anything else is refused: traffic stays in the lab."""
+        own loopback. Anything else is refused: traffic stays in the lab. FAMILY picks a
+        node-name DST's address of that family."""
         l4 = None if proto == "icmp" else ("udp" if proto in ("udp", "dns") else "tcp")
         if dst in self.containers:
             dst = self.containers[dst].node
@@ -711,6 +732,8 @@ class Lab:
                 addr = ipaddress.ip_address(dst)
             except ValueError:
                 raise ValidationError(f"unknown node or container {dst!r}") from None
+            if family is not None and addr.version != family:
+                raise ValidationError(f"{dst} is an IPv{addr.version} address, but the check asks for family {family}")
             src_node = self.netns_of(src)
             if addr.is_loopback:  # 127.0.0.0/8 or ::1: the source's own netns
                 return Target(str(addr), src_node, f"{src_node.name} loopback", loopback=True)
@@ -721,7 +744,7 @@ class Lab:
                     raise ValidationError(f"{dst} belongs to no node of the lab and is declared no virtual "
                                           f"address (lab.virtual); probes only target lab addresses")
                 return Target(str(addr), self.nodes.get(v.node) if v.node else None, v.label)
-        node, ip = self.resolve(dst)
+        node, ip = self.resolve(dst, family)
         return Target(ip, node, node.name)
 
     def virtual_for(self, t: Target, proto: str, port: int | None) -> Virtual | None:
@@ -730,15 +753,18 @@ class Lab:
         node = t.node.name if t.node is not None else None
         return next((v for v in self.virtuals if v.covers(t.ip, l4, port, node)), None)
 
-    def resolve(self, target: str) -> tuple[Node, str]:
-        """A probe target (node name or address) -> (owning node, address)."""
+    def resolve(self, target: str, family: int | None = None) -> tuple[Node, str]:
+        """A probe target (node name or address) -> (owning node, address); a node name
+        means its first address (of FAMILY, if given)."""
         if target in self.containers:
             target = self.containers[target].node
         if target in self.nodes:
             node = self.nodes[target]
-            if node.primary_ip is None:
-                raise ValidationError(f"node {target} has no address to probe")
-            return node, node.primary_ip
+            ip = node.primary_ip if family is None else node.first_ip(family)
+            if ip is None:
+                what = "address" if family is None else f"IPv{family} address"
+                raise ValidationError(f"node {target} has no {what} to probe")
+            return node, ip
         try:
             ipaddress.ip_address(target)
         except ValueError:

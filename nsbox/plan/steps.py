@@ -163,8 +163,10 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
                              NLM_F_REQUEST | NLM_F_ACK, needs=(iface.name,)))
     for a in node.addresses:
         brd = " brd +" if ":" not in a.cidr and a.network.prefixlen < 31 else ""
-        plan.add(node.name, f"ip addr add {a.cidr}{brd} dev {a.iface}",
-                 Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr), RTM_NEWADDR, needs=(a.iface,)))
+        nodad = " nodad" if a.nodad else ""
+        plan.add(node.name, f"ip addr add {a.cidr}{brd} dev {a.iface}{nodad}",
+                 Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr, a.nodad), RTM_NEWADDR,
+                         needs=(a.iface,)))
     # Routes in declaration order (a gateway needs the route that reaches it first),
     # then policy rules, neighbour and FDB entries: each self-describing (kernel/routing.py).
     for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:

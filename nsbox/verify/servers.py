@@ -52,15 +52,14 @@ class ServerSet:
         """Serve KIND on PORT in the netns at PATH; NODE is the name the server answers
         with (the container's: several containers may share one netns). BIND: the
         address to bind (default the wildcard); RECORDS: a dns server's A records."""
-        family = socket.AF_INET6 if ":" in (bind or ip) else socket.AF_INET
         dgram = kind in ("udp", "dns")
-        s = netns.socket_in(path, family, socket.SOCK_DGRAM if dgram else socket.SOCK_STREAM)
+        s = _listener(path, bind, socket.SOCK_DGRAM if dgram else socket.SOCK_STREAM)
         try:
             if not dgram:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # By default bound to the wildcard: the node answers on all its addresses, as a
-            # container's server does.
-            s.bind((bind or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+            # container's server does, in both families when it has IPv6 (see _listener).
+            s.bind((bind or ("::" if s.family == socket.AF_INET6 else "0.0.0.0"), port))
             if not dgram:
                 s.listen(128)
             s.setblocking(False)
@@ -157,9 +156,10 @@ class ServerSet:
             payload, peer = s.recvfrom(65535)
             reply = dns_answer(payload, self._zones.get(s.fileno(), {}))
             if reply is not None:
+                ip = unmapped(peer[0])
                 with self._lock:
-                    self.seen[f"dns:{peer[0]}:{peer[1]}"] = (peer[0], peer[1])
-                    self.served_by[f"dns:{peer[0]}:{peer[1]}"] = node
+                    self.seen[f"dns:{ip}:{peer[1]}"] = (ip, peer[1])
+                    self.served_by[f"dns:{ip}:{peer[1]}"] = node
                 s.sendto(reply, peer)
             return
         if kind == "udp":
@@ -169,7 +169,8 @@ class ServerSet:
             return
         conn, peer = s.accept()
         conn.setblocking(False)
-        self._sel.register(conn, selectors.EVENT_READ, ("conn", _Conn(conn, node, ip, kind, peer[:2])))
+        self._sel.register(conn, selectors.EVENT_READ,
+                           ("conn", _Conn(conn, node, ip, kind, (unmapped(peer[0]), peer[1]))))
 
     def _on_conn(self, s: socket.socket, c: _Conn) -> None:
         chunk = s.recv(4096)
@@ -224,12 +225,43 @@ class ServerSet:
         if payload.startswith(ECHO_PREFIX):
             token = payload[len(ECHO_PREFIX):].split(b"\n", 1)[0].decode("ascii", "replace").strip()
             with self._lock:
-                self.seen[token] = (peer[0], peer[1])
+                self.seen[token] = (unmapped(peer[0]), peer[1])
                 self.served_by[token] = name
 
     def _drop(self, s: socket.socket) -> None:
         self._sel.unregister(s)
         s.close()
+
+
+def _listener(path: str, bind: str | None, kind: int) -> socket.socket:
+    """The socket a server listens on, made in the netns at PATH.
+
+    Bound to an address: a socket of that address's family. Bound to the wildcard:
+    one dual-stack `::` socket (IPV6_V6ONLY=0, whatever net.ipv6.bindv6only says), so
+    the server answers IPv4 and IPv6 on one port, as a container's server bound to
+    `::` does; IPv4 peers then show as ::ffff:a.b.c.d (see unmapped). Where the
+    kernel has no IPv6 (ipv6.disable=1: EAFNOSUPPORT), the IPv4 wildcard."""
+    if bind is not None:
+        return netns.socket_in(path, socket.AF_INET6 if ":" in bind else socket.AF_INET, kind)
+    try:
+        s = netns.socket_in(path, socket.AF_INET6, kind)
+    except OSError:
+        return netns.socket_in(path, socket.AF_INET, kind)
+    try:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def unmapped(ip: str) -> str:
+    """An IPv4-mapped IPv6 peer (::ffff:10.0.0.2, how a dual-stack socket sees an IPv4
+    client) as the IPv4 address it is, so seen_from and conntrack (which tracks the
+    IPv4 connection) name it alike; any other address unchanged."""
+    if ip.startswith("::ffff:") and "." in ip:
+        return ip[len("::ffff:"):]
+    return ip
 
 
 def dns_answer(query: bytes, zone: dict[str, str]) -> bytes | None:

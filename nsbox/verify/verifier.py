@@ -97,7 +97,7 @@ def _src_path(built: Realized, src: str) -> str:
 
 
 def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
-    target = built.lab.target(c.src, c.dst, c.proto, c.port)
+    target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
     dst_ip = target.ip
     start = time.monotonic()
     attempts = 0
@@ -134,15 +134,16 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
     node, table, chain, spec = c.dropped_by  # type: ignore[misc]
     firewall = built.lab.nodes[node].firewall
     want = (table, chain, "policy" if spec == "policy" else parse_rule(spec).render())
-    target = built.lab.target(c.src, c.dst, c.proto, c.port)
+    target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
     dst_ip = target.ip
+    family = 6 if ":" in dst_ip else 4  # an IPv6 packet only moves ip6tables counters
     start = time.monotonic()
     attempts = 0
     while True:
         attempts += 1
-        before = iptables.drop_counters(built.path(node), firewall, built.iptables)
+        before = iptables.drop_counters(built.path(node), firewall, built.iptables, family)
         p = probe(c.proto, _src_path(built, c.src), dst_ip, c.port, timing.probe_timeout)
-        after = iptables.drop_counters(built.path(node), firewall, built.iptables)
+        after = iptables.drop_counters(built.path(node), firewall, built.iptables, family)
         rose = [k for k, v in after.items() if v > before.get(k, 0)]
         if p.reachable:
             observed = "allow"
@@ -155,6 +156,8 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
             break
         time.sleep(timing.interval)
     detail = f"{p.detail} to {dst_ip}" + (f":{c.port}" if c.port else "")
+    if family == 6:
+        detail += f"; counters of {node}'s ip6tables rules"
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
                        round((time.monotonic() - start) * 1000, 1),
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
@@ -241,7 +244,7 @@ def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str 
         passed = passed and by in c.answered_by
     if c.seen_from is not None:
         parts.append(f"seen from {seen[0]}" if seen else "source not recorded")
-        passed = passed and seen is not None and seen[0] == c.seen_from
+        passed = passed and seen is not None and _same_ip(seen[0], c.seen_from)
     return "allow, " + ", ".join(parts), passed
 
 
@@ -253,11 +256,11 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     if not p.reachable or p.local is None:
         return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
                            f"{c.of!r} did not connect, so there is no connection to look up", **_conn_fields(built, c, of, p))
-    dst_ip = built.lab.target(of.src, of.dst, of.proto, of.port).ip
+    dst_ip = built.lab.target(of.src, of.dst, of.proto, of.port, of.family).ip
     l4 = "udp" if of.proto == "udp" else "tcp"
-    entries = conntrack.dump(built.path(c.node))
-    match = [e for e in entries if e.proto == l4 and e.orig.src == p.local[0] and e.orig.sport == p.local[1]
-             and e.orig.dst == dst_ip and e.orig.dport == of.port]
+    entries = conntrack.dump(built.path(c.node), 6 if ":" in dst_ip else 4)  # the probe's family's table
+    match = [e for e in entries if e.proto == l4 and _same_ip(e.orig.src, p.local[0]) and e.orig.sport == p.local[1]
+             and _same_ip(e.orig.dst, dst_ip) and e.orig.dport == of.port]
     ms = round((time.monotonic() - start) * 1000, 1)
     if not match:
         return CheckResult(c.name, "conntrack", c.expected, "no entry", False,
@@ -268,12 +271,25 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     if c.reply_src:
         src = f" from {e.reply.src}" + (f":{e.reply.sport}" if c.reply_sport else "")
     observed = f"entry, reply{src} to {e.reply.dst}"
-    return CheckResult(c.name, "conntrack", c.expected, observed, observed == c.expected,
+    # addresses compared as addresses: fd00:0::1 in a recipe is conntrack's fd00::1
+    passed = _same_ip(e.reply.dst, c.reply_dst) and (not c.reply_src or (
+        _same_ip(e.reply.src, c.reply_src) and (not c.reply_sport or e.reply.sport == c.reply_sport)))
+    return CheckResult(c.name, "conntrack", c.expected, observed, passed,
                        e.render(), duration_ms=ms, **_conn_fields(built, c, of, p))
+
+
+def _same_ip(a: str, b: str) -> bool:
+    """One address however it is written (fd00:0::1 and fd00::1 are the same)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
 
 
 def _conn_fields(built: Realized, c: ConntrackCheck, of: ReachCheck, p: ProbeResult) -> dict:
     """The structured fields of a conntrack check: those of the connection it looks up."""
-    target = built.lab.target(of.src, of.dst, of.proto, of.port)
+    target = built.lab.target(of.src, of.dst, of.proto, of.port, of.family)
     return {"src": of.src, "dst": target.label, "dst_ip": target.ip, "proto": of.proto, "port": of.port,
             "local": Endpoint(*p.local) if p.local else None, "node": c.node}
