@@ -113,14 +113,14 @@ def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timin
         if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
             break
         time.sleep(timing.interval)
-    where = f" to {dst_ip}" + (f":{c.port}" if c.port else "")
+    where = f" to {_hostport(dst_ip, c.port)}"
     detail = f"{p.detail}{where}"
     if p.local:
-        detail += f" from {p.local[0]}:{p.local[1]}"
+        detail += f" from {_hostport(*p.local)}"
     if by:
         detail += f"; answered by {by}"
     if seen:
-        detail += f"; server saw {seen[0]}:{seen[1]}"
+        detail += f"; server saw {_hostport(*seen)}"
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
                        round((time.monotonic() - start) * 1000, 1),
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
@@ -155,7 +155,7 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
         if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
             break
         time.sleep(timing.interval)
-    detail = f"{p.detail} to {dst_ip}" + (f":{c.port}" if c.port else "")
+    detail = f"{p.detail} to {_hostport(dst_ip, c.port)}"
     if family == 6:
         detail += f"; counters of {node}'s ip6tables rules"
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
@@ -264,8 +264,8 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     ms = round((time.monotonic() - start) * 1000, 1)
     if not match:
         return CheckResult(c.name, "conntrack", c.expected, "no entry", False,
-                           f"{len(entries)} entries in {c.node}, none for {l4} {p.local[0]}:{p.local[1]} -> "
-                           f"{dst_ip}:{of.port}", duration_ms=ms, **_conn_fields(built, c, of, p))
+                           f"{len(entries)} entries in {c.node}, none for {l4} {_hostport(*p.local)} -> "
+                           f"{_hostport(dst_ip, of.port)}", duration_ms=ms, **_conn_fields(built, c, of, p))
     e = match[0]
     src = ""
     if c.reply_src:
@@ -276,6 +276,13 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
         _same_ip(e.reply.src, c.reply_src) and (not c.reply_sport or e.reply.sport == c.reply_sport)))
     return CheckResult(c.name, "conntrack", c.expected, observed, passed,
                        e.render(), duration_ms=ms, **_conn_fields(built, c, of, p))
+
+
+def _hostport(ip: str, port: int | None) -> str:
+    """ip:port as URLs write it: an IPv6 address in brackets ([fd00::2]:80)."""
+    if port is None:
+        return ip
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _same_ip(a: str, b: str) -> bool:
