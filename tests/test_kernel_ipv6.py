@@ -209,3 +209,16 @@ def test_on_host_too(kernel, nsbox) -> None:
         guard.clean_up()
     assert not found, found
     assert run.returncode == 0, run.describe()
+
+
+def test_explained_script_adds_ipv6_addresses_nodad_and_rebuilds_a_lab_that_verifies(nsbox, tmp_path) -> None:
+    from test_kernel_explain import run_script_and_verify
+
+    explained = nsbox.run("explain", "dual-stack", "--recipes", RECIPES)
+    assert explained.returncode == 0, explained.describe()
+    assert "ip -n c1 addr add fd00:10::2/64 dev eth0 nodad" in explained.stdout, explained.stdout
+    assert re.search(r"addr add 10\.10\.0\.2/24 brd \+ dev eth0$", explained.stdout, re.M), explained.stdout
+    done = run_script_and_verify(explained.stdout, "dual-stack", tmp_path, recipes_dir=RECIPES)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 14 and all(line.startswith("PASS ") for line in lines), done.stdout

@@ -59,7 +59,13 @@ def _shell(step: Step) -> list[str]:
         line = f"ip netns exec {node} sysctl -qw {shlex.quote(f'{a.key}={a.value}')}"
         return [line + " 2>/dev/null || true" if a.optional else line]
     if isinstance(a, Firewall):
-        return [f"ip netns exec {node} " + step.text]
+        # One command per family (and per nft ruleset), each with its here-document:
+        # every command, not only the first, runs in the node (ip6tables-restore too).
+        out, in_doc = [], False
+        for line in step.text.splitlines():
+            out.append(line if in_doc else f"ip netns exec {node} {line}")
+            in_doc = (line != "EOF") if in_doc else line.endswith("<<'EOF'")
+        return ["\n".join(out)]
     raise AssertionError(f"no shell form for {a!r}")
 
 
