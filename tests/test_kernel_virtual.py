@@ -52,8 +52,9 @@ def test_virtual_lab_passes_and_the_kernel_agrees(nsbox):
     assert f"MACHINE={ns['node1']} {ns['p1']} {ns['p2']}" in out, out
     # a container's netns is its node's
     assert f"SIDE={ns['p1']} P1={ns['p1']}" in out, out
-    # ss: the port `late` could not take has a listener in p1's netns
-    assert re.search(r"LISTEN\s+\d+\s+\d+\s+0\.0\.0\.0:9090", out), out
+    # ss: the port `late` could not take has a listener in p1's netns (`*`: the dual-stack
+    # wildcard, IPv4 included, where servers listen since they answer both families)
+    assert re.search(r"LISTEN\s+\d+\s+\d+\s+\*:9090", out), out
     assert checks["interfaces of side"]["observed"] == "interfaces eth0, lo"
     ct = checks["conntrack node1: tcp client->node1:8080 (published)"]
     assert ct["observed"] == "entry, reply from 10.0.0.2:9090 to 192.0.2.2", ct
