@@ -85,7 +85,7 @@ def nodes_named(lab: Lab, checks: list[Check]) -> set[str]:
     for c in checks:
         if isinstance(c, ReachCheck):
             out.add(lab.netns_of(c.src).name)
-            target = lab.target(c.src, c.dst, c.proto, c.port)
+            target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
             if target.node is not None:  # None: a virtual address only rules answer for
                 out.add(target.node.name)
             if c.dropped_by:
@@ -151,7 +151,7 @@ def _check_target(built: ExternalLab, c: ReachCheck) -> None:
     """A probe's destination must be an address of the namespace it names, in the real
     system too (Docker hands out addresses itself): binding to it there proves it."""
     lab = built.lab
-    target = lab.target(c.src, c.dst, c.proto, c.port)
+    target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
     if target.node is None or target.loopback or lab.virtual_for(target, c.proto, c.port) is not None:
         return  # loopback, or an address or port that only rules answer for
     ip, node = target.ip, target.node.name
