@@ -64,9 +64,10 @@ def built(kernel, nsbox, tmp_path_factory):
         if extra not in cache:
             obs = tmp_path_factory.mktemp("ipv6")
             guard = kernel.HostGuard.now()
+            flavour = extra[extra.index("--iptables") + 1] if "--iptables" in extra else "auto"
             run = nsbox.run("run", "dual-stack", "--recipes", RECIPES, "--format", "json", *extra,
                             "--then", f"sh {OBSERVER}",
-                            env={"NSBOX_OBS_DIR": str(obs), "NSBOX_OBS_FLAVOUR": resolve_flavour("auto")})
+                            env={"NSBOX_OBS_DIR": str(obs), "NSBOX_OBS_FLAVOUR": resolve_flavour(flavour)})
             found = guard.problems()
             if found:
                 guard.clean_up()
@@ -143,7 +144,11 @@ def test_conntrack_check_renders_the_entry_as_conntrack_tools_does(lab: Observed
     assert [w for w in ours if "=" in w] == [w for w in words if "=" in w], (ours, words)
 
 
-def test_dropped_by_an_ip6tables_rule(lab: Observed) -> None:
+@pytest.mark.parametrize("flavour", ["auto", "nft", "legacy"])
+def test_dropped_by_an_ip6tables_rule(built, flavour: str) -> None:
+    # the rules go in, and their counters are read, with ip6tables-<flavour>-restore / -save
+    lab = built() if flavour == "auto" else built("--iptables", flavour)
+    assert lab.run.returncode == 0, lab.run.describe()
     checks = lab.run.checks()
     c = checks[V6_DROPPED]
     assert c["passed"] and c["observed"] == f"deny, dropped by host filter {DROP}", c
