@@ -80,7 +80,7 @@ COMMIT
 -A DOCKER-FORWARD -i docker0 -j ACCEPT
 COMMIT
 EOF
-ip6tables-restore <<'EOF'
+ip netns exec host ip6tables-restore <<'EOF'
 *nat
 :PREROUTING ACCEPT
 :INPUT ACCEPT
