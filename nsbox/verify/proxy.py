@@ -22,6 +22,7 @@ import time
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux <netinet/in.h>; Python does not export it
 _CLONE_NEWNET = 0x40000000
 _UDP_IDLE = 30.0  # docker-proxy's UDP connection tracking timeout is 90 s; labs are short
 
@@ -97,17 +98,51 @@ def serve_tcp(listener: socket.socket, upstream: tuple[str, int]) -> None:
                 close(s)
 
 
+def _pktinfo_on(sock: socket.socket) -> None:
+    """Have recvmsg() say which address each datagram was sent to."""
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+
+
+def _dst_of(ancdata: list, family: int) -> bytes | None:
+    """The destination address of a received datagram, from its PKTINFO."""
+    for level, kind, data in ancdata:
+        if family == socket.AF_INET6 and (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO):
+            return data[:16]
+        if family == socket.AF_INET and (level, kind) == (socket.IPPROTO_IP, _IP_PKTINFO):
+            return data[8:12]  # struct in_pktinfo: ifindex, spec_dst, addr
+    return None
+
+
+def _reply_from(dst: bytes | None, family: int) -> list:
+    """Ancillary data that makes sendmsg() use DST as the source address."""
+    if dst is None:
+        return []
+    if family == socket.AF_INET6:
+        return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, dst + b"\0\0\0\0")]
+    return [(socket.IPPROTO_IP, _IP_PKTINFO, b"\0\0\0\0" + dst + b"\0\0\0\0")]
+
+
 def serve_udp(listener: socket.socket, upstream: tuple[str, int]) -> None:
-    """One upstream socket per client address; replies go back from the listener."""
+    """One upstream socket per client address. Replies leave from the address the client
+    wrote to (IP_PKTINFO), as docker-proxy's UDP proxy does: a wildcard listener would
+    otherwise answer from whatever address the route picks, and a client that connected
+    its socket would drop the reply."""
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ, None)
+    _pktinfo_on(listener)
     flows: dict[tuple, socket.socket] = {}
+    origin: dict[tuple, bytes | None] = {}
     last: dict[tuple, float] = {}
+    space = socket.CMSG_SPACE(20)
     while True:
         for key, _ in sel.select(timeout=1.0):
             s = key.fileobj
             if s is listener:
-                data, client = listener.recvfrom(65535)
+                data, anc, _, client = listener.recvmsg(65535, space)
+                origin[client] = _dst_of(anc, listener.family)
                 up = flows.get(client)
                 if up is None:
                     up = socket.socket(_family(upstream[0]), socket.SOCK_DGRAM)
@@ -120,8 +155,9 @@ def serve_udp(listener: socket.socket, upstream: tuple[str, int]) -> None:
                 except OSError:
                     pass
             else:
+                client = key.data
                 try:
-                    listener.sendto(s.recv(65535), key.data)
+                    listener.sendmsg([s.recv(65535)], _reply_from(origin.get(client), listener.family), 0, client)
                 except OSError:
                     pass
         now = time.monotonic()
@@ -129,6 +165,7 @@ def serve_udp(listener: socket.socket, upstream: tuple[str, int]) -> None:
             sel.unregister(flows[client])
             flows.pop(client).close()
             del last[client]
+            origin.pop(client, None)
 
 
 def main(argv: list[str] | None = None) -> None:

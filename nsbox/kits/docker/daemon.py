@@ -36,6 +36,8 @@ DEFAULT_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, uni
 # Docker's docs (daemon.json "fixed-cidr-v6") show this prefix for the default bridge.
 DEFAULT_SUBNET6 = "2001:db8:1::/64"
 _BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
+_RANGE = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<h0>\d{1,5})-(?P<h1>\d{1,5}):(?P<c0>\d{1,5})-(?P<c1>\d{1,5})"
+                    r"(?:/(?P<proto>tcp|udp))?$")
 _PUBLISH = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d{1,5}):(?P<ctr>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
 
 
@@ -78,6 +80,20 @@ class Port:
             except ValueError:
                 raise ValidationError(f"bad -p {text!r}: {ip!r} is no address") from None
         return cls(m["proto"] or "tcp", int(m["host"]), int(m["ctr"]), ip)
+
+    @classmethod
+    def parse_all(cls, text: str) -> list[Port]:
+        """`-p` with ranges (`8080-8081:80-81`) as dockerd expands them: one binding per port,
+        host and container ranges of one length."""
+        m = _RANGE.match(text)
+        if not m:
+            return [cls.parse(text)]
+        h0, h1, c0, c1 = (int(m[k]) for k in ("h0", "h1", "c0", "c1"))
+        if h1 < h0 or c1 < c0 or h1 - h0 != c1 - c0:
+            raise ValidationError(f"bad -p {text!r}: the host and container ranges must have one length")
+        prefix = f"{m['ip']}:" if m["ip"] else ""
+        suffix = f"/{m['proto']}" if m["proto"] else ""
+        return [cls.parse(f"{prefix}{h0 + i}:{c0 + i}{suffix}") for i in range(h1 - h0 + 1)]
 
     def host_ip_of(self, family: int) -> str | None:
         if self.host_ip is None:
@@ -308,7 +324,7 @@ class Daemon:
         net = network or self.networks.get("bridge")
         if net is None:
             raise ValidationError(f"docker run {name}: no network given and no default bridge")
-        ports = [Port.parse(p) for p in publish]
+        ports = [port for p in publish for port in Port.parse_all(p)]
         self._endpoints += 1
         veth = veth_name(self._endpoints)
         c = self.lab.node(name)
