@@ -217,3 +217,42 @@ def test_docker_kit_publish(nsbox, proxy: bool) -> None:
     # answered by c1's 80.
     assert re.search(r"src=203\.0\.113\.1 dst=203\.0\.113\.2 sport=\d+ dport=8080 src=172\.17\.0\.2 "
                      r"dst=203\.0\.113\.1 sport=80 ", dump["ct"]), dump["ct"]
+
+
+def test_docker_29_nftables_layout(nsbox) -> None:
+    """docker=29-nftables: nft lists the kit's docker-bridges tables (counters aside), there
+    is no iptables rule, and the direct-routing deny is the raw DROP's doing: its nft
+    counter rose (read with nft list, as dropped_by cannot read nft counters). The host
+    routes internet->lan: the nftables backend sets no FORWARD policy."""
+    from nsbox.kits import docker as kit
+    from nsbox.model import Lab
+
+    dump_cmd = ('ns=$NSBOX_NETNS_HOST; echo "@@ rules4"; ip netns exec "$ns" iptables-save; '
+                'echo "@@ rules6"; ip netns exec "$ns" ip6tables-save; '
+                'for f in ip ip6; do echo "@@ nft_$f"; ip netns exec "$ns" nft list table $f docker-bridges; done')
+    r = nsbox.run("run", "bridge-mode", "--set", "docker=29-nftables", "--format", "json", "--then", dump_cmd,
+                  timeout=180)
+    if r.returncode == 4:
+        pytest.skip(r.result["skip_reason"])
+    assert r.returncode == 0, r.describe()
+    dump = _sections(r.stderr)
+    assert _used(parse_save(dump["rules4"])) == {} and _used(parse_save(dump["rules6"])) == {}
+    # What the kit renders for the same daemon, network and containers.
+    lab = Lab("t")
+    d = kit.Daemon(lab, lab.host, layout="29-nftables")
+    net = d.default_bridge()
+    d.run("c1", net)
+    d.run("c2", net)
+    zero = re.compile(r"counter packets \d+ bytes \d+")
+    for fam, family in (("ip", 4), ("ip6", 6)):
+        listed = zero.sub("counter packets 0 bytes 0", dump[f"nft_{fam}"])
+        assert listed.replace("priority -100", "priority dstnat") == d.nft_text(family), fam
+    drop = re.search(r'ip daddr 172\.17\.0\.3 iifname != "docker0" counter packets (\d+) bytes \d+ drop',
+                     dump["nft_ip"])
+    assert drop and int(drop.group(1)) > 0, dump["nft_ip"]
+    # Negative control: c1's rule, which no probe aimed at, counted nothing.
+    other = re.search(r'ip daddr 172\.17\.0\.2 iifname != "docker0" counter packets (\d+) ', dump["nft_ip"])
+    assert other and int(other.group(1)) == 0, dump["nft_ip"]
+    checks = r.checks()
+    assert all(c["passed"] for c in checks.values()), r.describe()
+    assert "http internet->lan (host routes: nftables sets no policy)" in checks

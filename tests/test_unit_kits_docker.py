@@ -135,7 +135,7 @@ def test_unknown_layout_and_gateway_mode_are_refused() -> None:
 
 
 def test_bridge_mode_docker_parameter_is_checked_before_building() -> None:
-    with pytest.raises(UsageError, match="must be one of 29, 20.10"):
+    with pytest.raises(UsageError, match="must be one of 29, 29-nftables, 20.10"):
         recipe.get("bridge-mode").build({"docker": "19.03"})
 
 
@@ -163,14 +163,14 @@ def _options(stem: str) -> dict[str, str]:
     return dict(kv.split("=") for kv in stem.split(","))
 
 
-def render_golden(stem: str, family: int) -> str:
-    """The kit's rendering of one golden file's scenario (see goldens/README.md)."""
+def golden_daemon(stem: str, layout: str = "29") -> tuple[Lab, docker.Daemon]:
+    """The kit's Docker host for one golden file's scenario (see goldens/README.md)."""
     lab = _lab()
     if stem == "no":
-        d = docker.Daemon(lab, lab.host, iptables=False, docker_user=False, host_forwarding=True)
+        d = docker.Daemon(lab, lab.host, layout=layout, iptables=False, docker_user=False, host_forwarding=True)
     else:
         o = _options(stem.replace("cleaned,", ""))
-        d = docker.Daemon(lab, lab.host, userland_proxy=o["hairpin"] == "false", docker_user=False,
+        d = docker.Daemon(lab, lab.host, layout=layout, userland_proxy=o["hairpin"] == "false", docker_user=False,
                           host_forwarding=True)
         if not stem.startswith("cleaned"):
             internal = o["internal"] == "true"
@@ -182,6 +182,11 @@ def render_golden(stem: str, family: int) -> str:
                                    host_ipv6="fd34:d0d4:672f::123" if o.get("snat") == "true" else None)
             publish = ["127.0.0.1:8080:80", "[::1]:8080:80"] if o.get("bindlh") == "true" else ["8080:80"]
             d.run("c1", net, ip="192.168.0.2", ip6="fd49:efd7:54aa::1", publish=publish)
+    return lab, d
+
+
+def render_golden(stem: str, family: int) -> str:
+    lab, _ = golden_daemon(stem)
     out = []
     for name in ("raw", "filter", "nat"):
         table = lab.host.firewall.family(family).get(name) or Table(name)
@@ -225,3 +230,20 @@ def test_publish_without_the_proxy_hairpins_and_declares_the_hosts_ports() -> No
     assert lab.host.sysctls["net.ipv4.conf.docker0.route_localnet"] == "1"
     assert lab.host.sysctls[BR_NF[0]] == "1"
     assert sorted((v.ip, v.port) for v in lab.virtuals) == [("127.0.0.1", 8080), ("172.17.0.1", 8080)]
+
+
+NFT_FILES = sorted((REFERENCE / "goldens" / "nftables").glob("*.golden")) if GOLDENS.is_dir() else []
+
+
+@pytest.mark.parametrize("path", NFT_FILES, ids=[p.name for p in NFT_FILES])
+def test_docker29_nftables_golden(path: Path) -> None:
+    """docker=29-nftables: the kit's docker-bridges table equals Docker's file."""
+    stem, fam = path.name.removesuffix(".golden").rsplit("__", 1)
+    lab, d = golden_daemon(stem, "29-nftables")
+    family = 6 if fam == "ip6" else 4
+    assert (d.nft_text(family) if family in d._nft else "") == path.read_text()
+    assert not lab.host.firewall.used_tables(4) and not lab.host.firewall.used_tables(6)  # no iptables at all
+
+
+def test_every_nftables_golden_is_covered() -> None:
+    assert len(NFT_FILES) >= 200

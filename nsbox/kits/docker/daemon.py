@@ -23,13 +23,14 @@ from nsbox.errors import ValidationError
 from nsbox.kits.dockerfw import config as fw
 from nsbox.kits.dockerfw import iptables as fw4
 from nsbox.kits.dockerfw import legacy as fw2010
+from nsbox.kits.dockerfw import nftables as fwnft
 from nsbox.model import Lab, Node
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.rules import Rule, parse_rule
 
 GatewayMode = Literal["nat", "nat-unprotected", "routed", "isolated"]
 GATEWAY_MODES = fw.GATEWAY_MODES
-LAYOUTS = ("29", "20.10")
+LAYOUTS = ("29", "29-nftables", "20.10")
 
 DEFAULT_SUBNET = "172.17.0.0/16"
 DEFAULT_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, unicast); fixed here
@@ -192,6 +193,9 @@ class Daemon:
         self._rs: dict[int, fw4.Ruleset] = {f: fw4.Ruleset() for f in (4, 6)}
         self._synced: dict[tuple[int, str, str], list[str]] = {}
         self._parsed: dict[str, Rule] = {}
+        # 29-nftables: one `docker-bridges` table per family, and its index in the host's
+        # nftables rulesets (rewritten after each event: nft -f loads it in one go).
+        self._nft: dict[int, tuple[fwnft.Table, int]] = {}
         host.sysctl("net.ipv4.ip_forward", 1)
         if ipv6:
             lab.require("ipv6")
@@ -208,6 +212,15 @@ class Daemon:
         # Tables in the order a host shows them being made (raw first: Docker 28+ uses it).
         if iptables and layout == "29":
             host.iptables("raw")
+        if layout == "29-nftables":
+            # --firewall-backend=nftables: no iptables rules, no DOCKER-USER, no FORWARD
+            # policy (dockerd refuses a network unless the host forwards already).
+            lab.require("nftables")
+            for family in self._families():
+                self._nft[family] = (fwnft.init_table(family, self.fw), len(host.firewall.nft))
+                host.firewall.nftables("# placeholder")  # replaced by _sync_nft
+                self._sync_nft(family)
+            return
         for family in self._families():
             rs = self._rs[family]
             if layout == "29":
@@ -275,9 +288,12 @@ class Daemon:
         h = self.host
         # dockerd gives the bridge a random MAC at creation, so the gateway MAC containers
         # hold in their ARP caches stays put as ports come and go.
-        h.bridge(net.bridge, f"{gateway}/{net4.prefixlen}", mac=mac)
+        # gateway_mode isolated: the bridge gets no gateway address (moby isolates the
+        # network that way, not by a rule): containers have no way off the bridge.
+        isolated = gateway_mode == "isolated"
+        h.bridge(net.bridge, None if isolated else f"{gateway}/{net4.prefixlen}", mac=mac)
         h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_ra", 0, optional=True)
-        if net6 is not None:
+        if net6 is not None and not isolated:
             self.lab.require("ipv6")
             # moby adds the bridge's IPv6 address with IFA_F_NODAD: no DAD, never tentative.
             h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_dad", 0)
@@ -295,6 +311,10 @@ class Daemon:
         self.networks[name] = net
         for family in self._families():
             rs = self._rs[family]
+            if family in self._nft:
+                fwnft.add_network(self._nft[family][0], self.fw, net.firewall)
+                self._sync_nft(family)
+                continue
             if self.opts.layout == "29":
                 fw4.setup_network(rs, family, self.fw, net.firewall)
             else:
@@ -345,7 +365,7 @@ class Daemon:
         if net.subnet6 is not None:
             addr6 = ip6 or net.allocate(6)
             c.address("eth0", f"{addr6}/{ipaddress.ip_network(net.subnet6).prefixlen}")
-        if not net.internal:
+        if not net.internal and net.gateway_mode != "isolated":
             c.route("default", via=net.gateway)
             if net.gateway6:
                 c.route("::/0", via=net.gateway6)
@@ -368,6 +388,13 @@ class Daemon:
         fw_ep = fw.Endpoint(ipaddress.IPv4Address(addr), ipaddress.IPv6Address(addr6) if addr6 else None)
         for family in self._families():
             rs = self._rs[family]
+            if family in self._nft:
+                table = self._nft[family][0]
+                fwnft.add_endpoint(table, self.fw, net.firewall, fw_ep)
+                # Each family's table takes the bindings of both (moby's nftabler skips the others).
+                fwnft.add_ports(table, self.fw, net.firewall, self._bindings(ep, 4) + self._bindings(ep, 6))
+                self._sync_nft(family)
+                continue
             if self.opts.layout == "29":
                 fw4.add_endpoint(rs, family, self.fw, net.firewall, fw_ep)
             for pb in self._bindings(ep, family):
@@ -468,6 +495,14 @@ class Daemon:
                 if self._synced.get(key, []) != rules:
                     table.chains[c].rules = [self._rule(r) for r in rules]
                     self._synced[key] = list(rules)
+
+    def nft_text(self, family: int) -> str:
+        """The `docker-bridges` table of FAMILY as `nft list table` prints it (29-nftables)."""
+        return self._nft[family][0].text()
+
+    def _sync_nft(self, family: int) -> None:
+        table, index = self._nft[family]
+        self.host.firewall.nft[index] = fwnft.loadable(table.text())
 
     def _rule(self, spec: str) -> Rule:
         rule = self._parsed.get(spec)
