@@ -15,9 +15,13 @@ would be a router between the two if Docker's FORWARD policy let it.
 `--set ipv6=true` is `dockerd --ipv6 --fixed-cidr-v6 2001:db8:1::/64`: docker0 and
 the containers get IPv6 addresses too, and the same promises are checked over
 IPv6 (NAT66 by ip6tables MASQUERADE, the raw DROP per container address).
-`--set docker=20.10` rebuilds the rules of the book's dockerd instead.
+`--set docker=20.10` rebuilds the rules of the book's dockerd instead (DOCKER-ISOLATION
+stages, no raw table: the FORWARD policy drops direct routing), `--set docker=29-nftables`
+those of Docker 29's nftables backend (table docker-bridges; no FORWARD policy, so the
+host routes internet->lan there, as a real one does).
 """
 
+from nsbox.errors import ValidationError
 from nsbox.kits import docker as kit
 from nsbox.kits.docker import outside
 from nsbox.model import HOST, Lab
@@ -59,6 +63,9 @@ veth_name = kit.veth_name
 ])
 def build(lab: Lab, containers: int, ipv6: bool = False, docker: str = "29") -> None:
     """Docker's default bridge (docker0): veth pairs, MASQUERADE, DOCKER-* chains (Docker 29, iptables)."""
+    if ipv6 and docker == "20.10":
+        # dockerd 20.10's --ip6tables is experimental and off: nothing would filter IPv6.
+        raise ValidationError("ipv6=true needs docker=29 or 29-nftables (dockerd 20.10 writes no ip6tables rules)")
     host = lab.host
     lab.require("veth", "bridge", "nat", "conntrack")
 

@@ -134,6 +134,11 @@ def test_unknown_layout_and_gateway_mode_are_refused() -> None:
         d.network_create("n", subnet="10.0.0.0/24", gateway_mode="bogus")  # type: ignore[arg-type]
 
 
+def test_bridge_mode_ipv6_with_docker_2010_is_refused() -> None:
+    with pytest.raises(ValidationError, match="ipv6=true needs docker=29"):
+        recipe.get("bridge-mode").build({"docker": "20.10", "ipv6": "true"})
+
+
 def test_bridge_mode_docker_parameter_is_checked_before_building() -> None:
     with pytest.raises(UsageError, match="must be one of 29, 29-nftables, 20.10"):
         recipe.get("bridge-mode").build({"docker": "19.03"})
