@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -252,3 +250,18 @@ def test_docker29_nftables_golden(path: Path) -> None:
 
 def test_every_nftables_golden_is_covered() -> None:
     assert len(NFT_FILES) >= 200
+
+
+def test_docker_user_rules_survive_dockers_own_rewrites() -> None:
+    lab = _lab()
+    d = docker.Daemon(lab, lab.host)
+    d.docker_user("-s 198.51.100.0/24 -j DROP")
+    net = d.default_bridge()
+    d.run("c1", net)
+    d.network_create("n2", subnet="172.18.0.0/16")
+    assert [r.render() for r in lab.host.iptables("filter").chains["DOCKER-USER"].rules] == ["-s 198.51.100.0/24 -j DROP"]
+    with pytest.raises(ValidationError, match="bad address"):
+        d.docker_user("-s banana -j DROP")
+    nft_lab = _lab()
+    with pytest.raises(ValidationError, match="DOCKER-USER: no such chain"):
+        docker.Daemon(nft_lab, nft_lab.host, layout="29-nftables").docker_user("-j DROP")

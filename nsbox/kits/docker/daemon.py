@@ -461,6 +461,20 @@ class Daemon:
                     if Virtual(ip, port.proto, port.host_port, self.host.name, None) not in self.lab.virtuals:
                         self.lab.virtual(ip, proto=port.proto, port=port.host_port, node=self.host)
 
+    def docker_user(self, spec: str, family: int = 4) -> Daemon:
+        """`iptables -I DOCKER-USER SPEC`: the admin's own filter rule, where Docker's docs put
+        it (dockerd never touches DOCKER-USER's rules). The daemon owns the host's raw, filter
+        and nat tables: a rule written there directly is overwritten when dockerd rewrites the
+        chain, as on a real host."""
+        if self.opts.layout == "29-nftables" or not self.opts.docker_user or family not in self._families():
+            raise ValidationError(f"DOCKER-USER: no such chain for IPv{family} with this daemon "
+                                  f"(layout {self.opts.layout}, iptables/ip6tables and docker_user on)")
+        rs = self._rs[family]
+        parse_rule(spec)  # refuse a bad rule here, with the rule's own message
+        rs.insert("filter", fw4.DOCKER_USER, spec)
+        self._sync(family)
+        return self
+
     def endpoint(self, name: str) -> Endpoint:
         for net in self.networks.values():
             for ep in net.endpoints:
