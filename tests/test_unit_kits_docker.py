@@ -109,7 +109,7 @@ def test_ipam_hands_out_addresses_in_order_after_the_gateway() -> None:
     assert [a.cidr for a in c1.addresses] == ["172.17.0.2/16", "2001:db8:1::2/64"]
     assert [a.cidr for a in c2.addresses] == ["172.17.0.3/16", "2001:db8:1::3/64"]
     assert "net.ipv6.conf.eth0.disable_ipv6" not in c1.sysctls
-    assert c1.sysctls["net.ipv6.conf.eth0.accept_dad"] == "0"
+    assert c1.addresses[1].nodad and lab.host.addresses_of("docker0")[1].nodad  # IFA_F_NODAD, as moby
     assert lab.host.firewall.table("filter", 6).chains["FORWARD"].policy == "DROP"
     assert [r.render() for r in lab.host.firewall.table("raw", 6).chains["PREROUTING"].rules] == [
         "-d 2001:db8:1::2/128 ! -i docker0 -j DROP", "-d 2001:db8:1::3/128 ! -i docker0 -j DROP"]

@@ -295,8 +295,8 @@ class Daemon:
         h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_ra", 0, optional=True)
         if net6 is not None and not isolated:
             self.lab.require("ipv6")
-            # moby adds the bridge's IPv6 address with IFA_F_NODAD: no DAD, never tentative.
-            h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_dad", 0)
+            # moby adds the bridge's IPv6 address with IFA_F_NODAD: so does the model by
+            # default (Address.dad=False), never tentative.
             h.address(net.bridge, f"{ipv6_gateway}/{net6.prefixlen}")
         if not icc or not self.opts.userland_proxy:
             # dockerd's enableBrNfCallIptables: the DROP between containers of one
@@ -355,10 +355,6 @@ class Daemon:
         if net.subnet6 is None:
             # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
             c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
-        else:
-            # moby adds the container's IPv6 address with IFA_F_NODAD; accept_dad=0 has the
-            # kernel skip DAD the same way (the address is usable at once, not tentative).
-            c.sysctl("net.ipv6.conf.eth0.accept_dad", 0)
         addr = ip or net.allocate(4)
         c.address("eth0", f"{addr}/{net.prefixlen}")
         addr6 = None
