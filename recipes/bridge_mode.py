@@ -129,6 +129,6 @@ def build(lab: Lab, containers: int, ipv6: bool = False, docker: str = "29") -> 
         lab.expect("c1", GATEWAY6, "icmp", name="icmp6 c1->docker0 gateway")
         egress6 = lab.expect("c1", UPSTREAM6, "http", 80, seen_from=UPLINK6, name="http6 c1->internet (NAT66)")
         lab.expect_conntrack("host", egress6, reply_dst=UPLINK6)
-        # Denied by ip6tables' raw rule `-d <c2>/128 ! -i docker0 -j DROP`; dropped_by
-        # cannot name it yet (it reads IPv4 counters only), so only the verdict is checked.
-        lab.expect("internet", c2_6, "tcp", 80, allow=False, name="tcp6/80 internet->c2 (direct routing)")
+        # Denied by ip6tables' raw rule (dropped_by reads the counters of the probe's family).
+        lab.expect("internet", c2_6, "tcp", 80, allow=False, name="tcp6/80 internet->c2 (direct routing)",
+                   dropped_by=(HOST, "raw", "PREROUTING", f"-d {c2_6}/128 ! -i docker0 -j DROP"))
