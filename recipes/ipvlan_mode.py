@@ -10,6 +10,7 @@ reach its children (Documentation/networking/ipvlan.rst; Docker's ipvlan docs).
 Needs the kernel's ipvlan module: a kernel without it SKIPs with the reason.
 """
 
+from nsbox.kits import docker as kit
 from nsbox.kits.lan import GATEWAY, HOST_IP, Lan
 from nsbox.model import Lab
 from nsbox.recipe import Param, recipe
@@ -24,12 +25,16 @@ def container_ip(mode: str, i: int) -> str:
 @recipe("ipvlan-mode", params=[
     Param("mode", "l2", "ipvlan mode", choices=("l2", "l3")),
     Param("vlan", 0, "802.1q: the parent is eth0.VLAN (0: eth0 itself)", min=0, max=4094),
+    Param("docker", "29", "the dockerd whose rules are rebuilt (a macvlan/ipvlan network adds none)",
+          choices=kit.LAYOUTS),
 ])
-def build(lab: Lab, mode: str, vlan: int) -> None:
+def build(lab: Lab, mode: str, vlan: int, docker: str) -> None:
     """Docker's ipvlan driver, L2 or L3: containers share the host's MAC; the host cannot reach them."""
     lab.require("ipvlan")
     host = lab.host
     lan = Lan.build(lab, host, vlan)
+    # dockerd runs as always: docker0 and its rules; the macvlan/ipvlan network adds none.
+    kit.Daemon(lab, host, layout=docker).default_bridge()
     for i in (1, 2):
         c = lab.node(f"c{i}")
         lab.ipvlan(c, "eth0", parent=(host, lan.parent), mode=mode)

@@ -17,6 +17,7 @@ The 802.1q variant (parent eth0.50) needs the kernel's 8021q module.
 Reference: dataplane.md section 2; docs.docker.com/network/drivers/macvlan.
 """
 
+from nsbox.kits import docker as kit
 from nsbox.kits.lan import GATEWAY, Lan
 from nsbox.model import Lab
 from nsbox.recipe import Param, recipe
@@ -34,12 +35,16 @@ def container_ip(i: int) -> str:
     Param("shim", False, "give the host a macvlan on eth0 with routes to the containers"),
     Param("hairpin", False, "the switch sends frames back out of the host's port (vepa needs it)"),
     Param("vlan", 0, "802.1q: the parent is eth0.VLAN (0: eth0 itself)", min=0, max=4094),
+    Param("docker", "29", "the dockerd whose rules are rebuilt (a macvlan/ipvlan network adds none)",
+          choices=kit.LAYOUTS),
 ])
-def build(lab: Lab, mode: str, shim: bool, hairpin: bool, vlan: int) -> None:
+def build(lab: Lab, mode: str, shim: bool, hairpin: bool, vlan: int, docker: str) -> None:
     """Docker's macvlan driver: containers on the LAN with their own MACs; the host cannot reach them."""
     lab.require("macvlan")
     host = lab.host
     lan = Lan.build(lab, host, vlan)
+    # dockerd runs as always: docker0 and its rules; the macvlan/ipvlan network adds none.
+    kit.Daemon(lab, host, layout=docker).default_bridge()
     lan_if = lan.parent
     if hairpin:  # the switch reflects frames to the port they came in on (802.1Qbg "reflective relay")
         lan.switch.set_link("p-host", hairpin=True)

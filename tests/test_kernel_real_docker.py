@@ -271,11 +271,21 @@ def _tables(text: str) -> dict[str, list[str]]:
     return out
 
 
-def test_nsbox_docker_2010_layout_equals_the_real_rules(nsbox, tmp_path) -> None:
-    """nsbox's `bridge-mode --set docker=20.10` (the kits branch), in the kernel, dumped
-    with the same iptables-save as dockerd's, equals the real dockerd's bridge-mode."""
-    if "docker" not in {p.name for p in get("bridge-mode").params}:
-        pytest.skip("bridge-mode has no docker= parameter yet (the docker=20.10 layout is on the kits branch)")
+# nsbox's recipe (with its --set) for each real scenario dumped under tests/data/realdocker/
+LAYOUT_2010 = [
+    ("bridge-mode", "bridge-mode", ("containers=2",)),
+    ("publish-proxy-on", "port-publish", ()),
+    ("publish-proxy-off", "port-publish", ("proxy=false",)),
+    ("host-mode", "host-mode", ()),
+    ("none-mode", "none-mode", ()),
+    ("container-mode", "container-mode", ()),
+]
+
+
+@pytest.mark.parametrize("scenario, recipe, sets", LAYOUT_2010, ids=[s for s, _, _ in LAYOUT_2010])
+def test_nsbox_docker_2010_layout_equals_the_real_rules(nsbox, tmp_path, scenario, recipe, sets) -> None:
+    """nsbox's RECIPE `--set docker=20.10`, in the kernel, dumped with the same
+    iptables-save as dockerd's, equals the real dockerd's SCENARIO."""
     from realdocker.dockerd import flavour_of
     from realdocker.normalize import normalize
 
@@ -284,15 +294,16 @@ def test_nsbox_docker_2010_layout_equals_the_real_rules(nsbox, tmp_path) -> None
     if flavour_of(version) == "legacy":
         tool = "iptables-legacy-save"
     out = tmp_path / "host.rules"
-    run = nsbox.run("run", "bridge-mode", "--set", "docker=20.10", "--set", "containers=2", "--format", "json",
+    args = [a for kv in ("docker=20.10", *sets) for a in ("--set", kv)]
+    run = nsbox.run("run", recipe, *args, "--timeout", "0.3", "--format", "json",
                     "--then", f"{tool} > {out} && {tool.replace('iptables', 'ip6tables')} > {out}6")
     assert run.returncode == 0, run.describe()
     assert normalize(Path(f"{out}6").read_text()) == "\n", "dockerd 20.10 writes no ip6tables rules"
-    want = _tables((scenarios.DATA / "bridge-mode.host.rules").read_text())
+    want = _tables((scenarios.DATA / f"{scenario}.host.rules").read_text())
     got = _tables(normalize(out.read_text()))
     assert got == want, "".join(difflib.unified_diff(
         [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
-        [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], "real dockerd 20.10", "nsbox docker=20.10"))
+        [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], "real dockerd 20.10", f"nsbox {recipe} docker=20.10"))
 
 
 # --------------------------------------------------------------------------- (c) skips
