@@ -25,9 +25,7 @@ def internet(lab: Lab, host: Node, *, routes: tuple[str, ...] = (), routes6: tup
     for r in routes:
         net.route(r, via=UPLINK)
     if ipv6:
-        # The same outside network in IPv6; DAD off so the addresses are usable at once.
-        for node in (host, net):
-            node.sysctl("net.ipv6.conf.eth0.accept_dad", 0)
+        # The same outside network in IPv6 (addresses go in with nodad: usable at once).
         host.address("eth0", f"{UPLINK6}/64")
         net.address("eth0", f"{UPSTREAM6}/64")
         host.route("::/0", via=UPSTREAM6)
