@@ -230,6 +230,9 @@ def clean_cmd(dry_run: bool) -> None:
               help="Also look for recipes in DIR.")
 @click.option("--timeout", type=_Timeout(0.1, 60), default=1.0, show_default=True,
               help="Seconds one probe waits; an expected deny costs this much.")
+@click.option("--settle", type=_Timeout(0, 600), default=None, metavar="S",
+              help="Seconds a check whose result differs from the expected one is re-probed, in case the "
+                   "lab is still settling (default: 4, or 4 x --timeout if larger). 0: judge the first probe.")
 @click.option("--then", "then", metavar="CMD",
               help="Before teardown, run CMD with sh inside a node (e.g. 'ip netns exec c1 ping -c1 172.17.0.3').")
 @click.option("--then-in", "then_in", metavar="NODE", default="host", show_default=True,
@@ -239,8 +242,8 @@ def clean_cmd(dry_run: bool) -> None:
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
-            sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, then: str | None,
-            then_in: str, iptables_flavour: str, artifacts: str | None) -> None:
+            sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, settle: float | None,
+            then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -276,14 +279,17 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
     except NsboxError as e:
         _fail(e)
     _run(labs, fmt, on_host, timeout, then, artifacts, output,
-         rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs), iptables_flavour=iptables_flavour,
-         then_in=then_in)
+         rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs, settle), iptables_flavour=iptables_flavour,
+         then_in=then_in, settle=settle)
 
 
-def _rerun_flags(on_host: bool, timeout: float, recipe_dirs: tuple[str, ...]) -> list[str]:
+def _rerun_flags(on_host: bool, timeout: float, recipe_dirs: tuple[str, ...],
+                 settle: float | None = None) -> list[str]:
     flags = ["--on-host"] if on_host else []
     if timeout != 1.0:
         flags += ["--timeout", f"{timeout:g}"]
+    if settle is not None:
+        flags += ["--settle", f"{settle:g}"]
     for d in recipe_dirs:
         flags += ["--recipes", os.path.abspath(d)]
     return flags
@@ -318,14 +324,15 @@ def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
          artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None,
-         iptables_flavour: str = "auto", then_in: str = "host") -> None:
+         iptables_flavour: str = "auto", then_in: str = "host", settle: float | None = None) -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
     from nsbox.verify.results import exit_code
     from nsbox.verify.verifier import Timing
 
-    opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=max(4.0, 4 * timeout)),
+    deadline = max(4.0, 4 * timeout) if settle is None else settle
+    opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=deadline),
                       then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
                       artifacts_dir=artifacts, iptables=iptables_flavour, then_in=then_in)
     results = []

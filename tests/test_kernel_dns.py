@@ -31,7 +31,7 @@ def test_embedded_dns_answers_through_dockers_nat_chains(nsbox):
 
 
 def test_without_the_dnat_port_53_is_closed(nsbox):
-    r = nsbox.run("run", "embedded-dns", "--recipes", RECIPES, "--set", "dnat=0", "--timeout", "0.3",
+    r = nsbox.run("run", "embedded-dns", "--recipes", RECIPES, "--set", "dnat=0", "--timeout", "0.3", "--settle", "0.5",
                   "--format", "json", "--then-in", "c1", "--then", DIG)
     assert r.returncode == 1, r.describe()
     for name in ("dns c1: c2", "dns c1: web (alias)", "dns c1: c9 (on no network of c1)"):

@@ -118,7 +118,7 @@ def test_json_structured_fields_from_a_real_run(nsbox):
 
 
 def test_a_failing_lab_reads_not_ok_and_failure_and_exits_1(nsbox, tmp_path, schema, no_route_dir):
-    args = ("run", "fmt-no-route", "--recipes", str(no_route_dir), "--timeout", "0.3")
+    args = ("run", "fmt-no-route", "--recipes", str(no_route_dir), "--timeout", "0.3", "--settle", "0.5")
     as_json = nsbox.run(*args, "--format", "json")
     as_junit = nsbox.run(*args, "--format", "junit")
     as_ktap = nsbox.run(*args, "--format", "ktap")
@@ -164,7 +164,7 @@ def test_then_exit_status_passes_through(nsbox, no_route_dir):
     ok = nsbox.run("run", "bridge-mode", "--then", "true")
     assert ok.returncode == 0, ok.describe()
     # A failed check is the more important news: it wins over --then's status.
-    failed = nsbox.run("run", "fmt-no-route", "--recipes", str(no_route_dir), "--timeout", "0.3",
+    failed = nsbox.run("run", "fmt-no-route", "--recipes", str(no_route_dir), "--timeout", "0.3", "--settle", "0.5",
                        "--then", "exit 3", "--format", "json")
     assert failed.returncode == 1, failed.describe()
     assert failed.result["then_status"] == 3
@@ -192,14 +192,14 @@ def test_run_all_with_a_skipped_recipe_in_every_format(nsbox, tmp_path, schema):
     if not features.missing(frozenset({"vlan"})):
         pytest.skip("this kernel has 802.1q: the recipe would not be skipped")
     junit = tmp_path / "all.xml"
-    run = nsbox.run("run", "--all", "--recipes", str(d), "--format", "junit", "--output", str(junit))
+    run = nsbox.run("run", "--all", "--recipes", str(d), "--timeout", "0.3", "--format", "junit", "--output", str(junit))
     assert run.returncode == 0, run.describe()
     schema.validate(str(junit))
     suites = {s.name: s for s in junitparser.JUnitXml.fromfile(str(junit))}
     assert set(suites) >= {"bridge-mode", "needs-vlan"}
     assert suites["bridge-mode"].failures == 0 and suites["bridge-mode"].tests >= 8
     assert suites["needs-vlan"].skipped == 1
-    ktap = nsbox.run("run", "--all", "--recipes", str(d), "--format", "ktap")
+    ktap = nsbox.run("run", "--all", "--recipes", str(d), "--timeout", "0.3", "--format", "ktap")
     assert ktap.returncode == 0, ktap.describe()
     doc = ktap_parser.parse(ktap.stdout)
     by_name = {t.description: t for t in doc.tests}

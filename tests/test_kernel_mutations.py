@@ -123,7 +123,7 @@ def run_mutant(nsbox, kernel, tmp_path, tag: str, raw=False, docker=False, polic
     obs.mkdir()
     (recipes / "mutant.py").write_text(textwrap.dedent(MUTANT.format(tag=tag, raw=raw, docker=docker, policy=policy)))
     run = nsbox.run("run", f"bridge-mode-mut-{tag}", "--recipes", str(recipes), "--format", "json",
-                    "--timeout", "0.5", "--then", f"sh {kernel.OBSERVERS}/forward_layers.sh",
+                    "--timeout", "0.5", "--settle", "0.5", "--then", f"sh {kernel.OBSERVERS}/forward_layers.sh",
                     env={"NSBOX_OBS_DIR": str(obs)})
     assert (obs / "save2.txt").exists(), run.describe()
     return Mutant(run, obs)

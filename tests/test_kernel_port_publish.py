@@ -29,7 +29,7 @@ VARIANTS = [
 
 @pytest.mark.parametrize("args", VARIANTS, ids=lambda a: "+".join(x for x in a if x != "--set") or "default")
 def test_port_publish(nsbox, args):
-    r = nsbox.run("run", "port-publish", *args, "--timeout", "0.3", "--format", "json", "--then", THEN)
+    r = nsbox.run("run", "port-publish", *args, "--timeout", "0.3", "--settle", "0.5", "--format", "json", "--then", THEN)
     assert r.returncode == 0, r.describe()
     sets = dict(a.split("=") for a in args if "=" in a)
     proxy = sets.get("proxy", "true") == "true"
@@ -67,7 +67,7 @@ def test_without_the_dnat_the_outside_check_fails(nsbox, tmp_path):
             for chain in lab.host.iptables("nat").chains.values():
                 chain.rules = [r for r in chain.rules if "DNAT" not in r.render()]
     '''))
-    r = nsbox.run("run", "publish-no-dnat", "--recipes", str(tmp_path), "--timeout", "0.3", "--format", "json")
+    r = nsbox.run("run", "publish-no-dnat", "--recipes", str(tmp_path), "--timeout", "0.3", "--settle", "0.5", "--format", "json")
     assert r.returncode == 1, r.describe()
     c = r.checks()["http internet->host:8080 (DNAT, client seen)"]
     # docker-proxy still answers: c1 sees the gateway, not the client

@@ -31,7 +31,7 @@ def test_proxy_lab(nsbox, mode):
 
 
 def test_without_dnat_the_proxy_answers_and_the_check_fails(nsbox):
-    r = nsbox.run("run", "proxy-lab", "--recipes", RECIPES, "--set", "dnat=0", "--timeout", "0.3", "--format", "json")
+    r = nsbox.run("run", "proxy-lab", "--recipes", RECIPES, "--set", "dnat=0", "--timeout", "0.3", "--settle", "0.5", "--format", "json")
     assert r.returncode == 1, r.describe()
     c = r.checks()["http outside->host:8080 (DNAT, the client seen)"]
     assert not c["passed"] and c["observed"] == "allow, answered by c1, seen from 192.0.2.1", c

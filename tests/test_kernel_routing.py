@@ -243,7 +243,7 @@ def test_calico_gateway_answered_by_proxy_arp(nsbox, tmp_path):
 def test_calico_without_proxy_arp_fails(nsbox):
     """The negative control: the same layout with proxy_arp=0 carries no traffic."""
     run = nsbox.run("run", "calico", "--recipes", RECIPES, "--format", "json", "--set", "proxy_arp=0",
-                    "--timeout", "1")
+                    "--timeout", "1", "--settle", "0")
     assert run.returncode == 1, run.describe()
     assert not any(c["passed"] for c in run.result["checks"]), run.result
 

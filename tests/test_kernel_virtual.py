@@ -25,7 +25,7 @@ RECIPES = str(Path(__file__).resolve().parent / "data" / "virtual")
 
 
 def _run(nsbox, *args: str):
-    return nsbox.run("run", "virtual-lab", "--recipes", RECIPES, "--timeout", "0.3", "--format", "json", *args)
+    return nsbox.run("run", "virtual-lab", "--recipes", RECIPES, "--timeout", "0.3", "--settle", "0.5", "--format", "json", *args)
 
 
 def test_virtual_lab_passes_and_the_kernel_agrees(nsbox):

@@ -259,6 +259,20 @@ def test_timeout_must_be_finite(value):
     assert "Traceback" not in p.stderr and "--timeout" in p.stderr
 
 
+@pytest.mark.parametrize("value", ["nan", "-1", "601", "soon"])
+def test_settle_must_be_seconds_in_range(value):
+    p = nsbox("run", "bridge-mode", "--settle", value)
+    assert p.returncode == 2 and p.stdout == ""
+    assert "Traceback" not in p.stderr and "--settle" in p.stderr
+
+
+def test_rerun_flags_carry_settle():
+    from nsbox.cli import _rerun_flags
+
+    assert _rerun_flags(False, 1.0, (), 0.5) == ["--settle", "0.5"]
+    assert _rerun_flags(True, 0.3, ()) == ["--on-host", "--timeout", "0.3"]
+
+
 def test_list_json_has_parameters_ranges_and_help():
     import json
     p = nsbox("list", "--format", "json")
