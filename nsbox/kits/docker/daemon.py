@@ -189,6 +189,7 @@ class Daemon:
         self.networks: dict[str, Network] = {}
         self._endpoints = 0
         self._others: list[str] = []  # --network none containers: nodes on no network
+        self._aliases: dict[str, tuple[str, ...]] = {}  # docker run --network-alias
         # One moby-style ruleset per family, and what of it the model holds already.
         self._rs: dict[int, fw4.Ruleset] = {f: fw4.Ruleset() for f in (4, 6)}
         self._synced: dict[tuple[int, str, str], list[str]] = {}
@@ -331,7 +332,7 @@ class Daemon:
     # ---------------------------------------------------------------- containers
 
     def run(self, name: str, network: Network | str | None = None, *, publish: list[str] | tuple[str, ...] = (),
-            ip: str | None = None, ip6: str | None = None) -> Any:
+            ip: str | None = None, ip6: str | None = None, aliases: tuple[str, ...] = ()) -> Any:
         """`docker run --network NETWORK [--ip IP] [-p ...] --name NAME`: the container's netns,
         a veth pair (host end `veth…` with txqueuelen 0 on the bridge, eth0 inside), its
         addresses and default routes, the rules for it and its ports. Returns its node.
@@ -366,6 +367,7 @@ class Daemon:
             if net.gateway6:
                 c.route("::/0", via=net.gateway6)
         ep = Endpoint(name, c, addr, addr6, veth, ports)
+        self._aliases[name] = tuple(aliases)
         if not self.opts.userland_proxy:
             self._declare_published(ports)
         if self.opts.userland_proxy:
@@ -400,6 +402,47 @@ class Daemon:
                     fw2010.forward(rs, self.fw, net.firewall, pb)
             self._sync(family)
         return c
+
+    def embedded_dns(self) -> dict[str, str]:
+        """dockerd's embedded DNS in every container on a user-defined network (the default
+        bridge has none): a resolver in the container's netns on 127.0.0.11 at a port of
+        its own, the container's nat rules that send :53 there and back (dockerfw.resolver,
+        or its nftables table under 29-nftables), and A records for the names and aliases of
+        the containers on the same network, nothing else. Call it once, after the last
+        `run`. Names outside the network get NXDOMAIN here; the real dockerd forwards them
+        to the host's resolvers, which a lab does not have. Returns container -> resolver.
+        Only UDP is served (the TCP rule is written as dockerd writes it)."""
+        from nsbox.kits.dockerfw import resolver
+
+        made: dict[str, str] = {}
+        for net in self.networks.values():
+            if net.name == "bridge":
+                continue
+            records = {}
+            for ep in net.endpoints:
+                for n in (ep.name, *self._aliases.get(ep.name, ())):
+                    records[n] = ep.ip
+            for i, ep in enumerate(net.endpoints):
+                udp, tcp = 40000 + 2 * len(made), 40001 + 2 * len(made)
+                dns = self.lab.container(f"{ep.name}-dns", ep.node)
+                dns.serve_dns(udp, records, address=resolver.RESOLVER_IP)
+                if self.opts.layout == "29-nftables":
+                    self.lab.require("nftables")
+                    ep.node.nftables(fwnft.loadable(resolver.nftables_rules(udp, tcp)))
+                else:
+                    nat = ep.node.iptables("nat")
+                    for line in resolver.iptables_rules(udp, tcp)["nat"]:
+                        if line.startswith(":"):
+                            chain = line[1:].split()[0]
+                            if chain not in BUILTIN_CHAINS["nat"] and chain not in nat.chains:
+                                nat.new_chain(chain)
+                        elif line.startswith("-A "):
+                            chain, spec = line[3:].split(" ", 1)
+                            nat.append(chain, spec)
+                self.lab.virtual(resolver.RESOLVER_IP, proto="udp", port=resolver.DNS_PORT, node=ep.node,
+                                 name=f"{ep.name}'s embedded DNS")
+                made[ep.name] = dns.name
+        return made
 
     def machine(self, name: str = "docker-host") -> None:
         """Group the host and every container netns made so far as one machine (NAME)."""

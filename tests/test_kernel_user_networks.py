@@ -1,0 +1,80 @@
+"""user-networks against the real kernel: every layout, dig and iptables-save inside the
+live lab as observers, and mutations (icc=false without bridge-nf-call-iptables; the
+embedded DNS without its DNAT) that must fail the checks they name."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+
+from conftest import IS_ROOT, NEEDS_ROOT, REPO
+
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT), pytest.mark.tools("dig")]
+
+DIG = ("echo A2=$(ip netns exec $NSBOX_NETNS_A1 dig +short +time=1 +tries=1 @127.0.0.11 a2); "
+       "echo WEB=$(ip netns exec $NSBOX_NETNS_A1 dig +short +time=1 +tries=1 @127.0.0.11 web); "
+       "ip netns exec $NSBOX_NETNS_A1 dig +time=1 +tries=1 @127.0.0.11 b1 | grep -o 'status: [A-Z]*'")
+
+
+@pytest.mark.parametrize("sets", [["docker=29"], ["docker=20.10"], ["docker=29-nftables"], ["docker=29", "icc=false"],
+                                  ["docker=20.10", "icc=false"]], ids="+".join)
+def test_user_networks(nsbox, sets):
+    args = [a for kv in sets for a in ("--set", kv)]
+    r = nsbox.run("run", "user-networks", *args, "--timeout", "0.3", "--settle", "0.5", "--format", "json",
+                  "--then", DIG)
+    assert r.returncode == 0, r.describe()
+    assert all(c["passed"] for c in r.result["checks"]), r.describe()
+    # dig, not nsbox: the embedded DNS answers a1's network's names and aliases only
+    assert "A2=172.18.0.3" in r.stderr and "WEB=172.18.0.3" in r.stderr, r.stderr
+    assert "status: NXDOMAIN" in r.stderr
+
+
+def test_user_networks_on_host(nsbox):
+    r = nsbox.run("run", "user-networks", "--on-host", "--timeout", "0.3", "--format", "json")
+    assert r.returncode == 0, r.describe()
+
+
+def _mutant(tmp_path, body: str) -> str:
+    (tmp_path / "m.py").write_text(textwrap.dedent(f'''
+        import importlib.util
+
+        from nsbox.recipe import recipe
+
+        spec = importlib.util.spec_from_file_location("un", "{REPO}/recipes/user_networks.py")
+        un = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(un)
+
+
+        @recipe("user-networks-mutant")
+        def build(lab):
+            """user-networks, changed."""
+    ''') + textwrap.indent(textwrap.dedent(body), " " * 4))
+    return str(tmp_path)
+
+
+def test_icc_false_needs_bridge_nf_call_iptables(nsbox, tmp_path):
+    d = _mutant(tmp_path, '''
+        un.build(lab, "29", False)
+        lab.host.sysctl("net.bridge.bridge-nf-call-iptables", 0)
+    ''')
+    r = nsbox.run("run", "user-networks-mutant", "--recipes", d, "--timeout", "0.3", "--settle", "0.5",
+                  "--format", "json")
+    assert r.returncode == 1, r.describe()
+    c = r.checks()["tcp/7 a1->a2 (same network, icc=false)"]
+    assert not c["passed"] and c["observed"] == "allow", c  # bridged traffic never met the DROP
+
+
+def test_embedded_dns_without_its_dnat_fails(nsbox, tmp_path):
+    d = _mutant(tmp_path, '''
+        un.build(lab, "29", True)
+        out = lab.nodes["a1"].iptables("nat").chains["DOCKER_OUTPUT"]
+        out.rules = [r for r in out.rules if "udp" not in r.render()]
+    ''')
+    r = nsbox.run("run", "user-networks-mutant", "--recipes", d, "--timeout", "0.3", "--settle", "0.5",
+                  "--format", "json")
+    assert r.returncode == 1, r.describe()
+    for name in ("dns a1: a2", "dns a1: web (a2's alias)", "dns a1: b1 (another network)"):
+        assert r.checks()[name]["observed"] == "deny", r.checks()[name]
+    assert r.checks()["dns i1: i2 (internal too)"]["passed"]
