@@ -128,6 +128,9 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
     if len(c.dropped_by) != 4 or not all(isinstance(x, str) for x in c.dropped_by):
         raise ValidationError(f"check {c.name!r}: dropped_by is (node, table, chain, rule spec or 'policy')")
     node, table, chain, spec = c.dropped_by
+    if table == "nft":
+        _check_dropped_by_nft(lab, c)
+        return
     # An IPv6 probe only meets ip6tables rules: the probe's family picks the tables.
     family = 6 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 4
     n = lab.nodes.get(node)
@@ -144,6 +147,26 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
     if not any(r.render() == rendered for r in ch.rules):
         raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}"
                               + (" of ip6tables (the probe is IPv6)" if family == 6 else ""))
+
+
+def _check_dropped_by_nft(lab: Lab, c: ReachCheck) -> None:
+    """dropped_by=(node, "nft", "FAMILY TABLE CHAIN", rule text): the node's nftables rulesets
+    must have that chain, and a drop rule in it whose text holds the given text."""
+    node, _, chain, spec = c.dropped_by
+    words = chain.split()
+    if len(words) != 3 or words[0] not in ("ip", "ip6", "inet", "bridge", "arp", "netdev"):
+        raise ValidationError(f"check {c.name!r}: an nft dropped_by names its chain as 'FAMILY TABLE CHAIN' "
+                              f"(e.g. 'ip docker-bridges raw-PREROUTING'), not {chain!r}")
+    n = lab.nodes.get(node)
+    text = "\n".join(n.firewall.nft) if n else ""
+    family, table, name = words
+    m = re.search(rf"^table {re.escape(family)} {re.escape(table)} \{{(.*?)^\}}", text, re.S | re.M)
+    body = re.search(rf"^\s*chain {re.escape(name)} \{{(.*?)^\s*\}}", m.group(1), re.S | re.M) if m else None
+    if body is None:
+        raise ValidationError(f"check {c.name!r}: node {node} has no nftables chain {chain}")
+    if not any(spec in ln and re.search(r"\b(drop|reject)\b", ln) for ln in body.group(1).splitlines()):
+        raise ValidationError(f"check {c.name!r}: no drop rule in nftables chain {chain} of node {node} "
+                              f"holds {spec!r}")
 
 
 def _check_macvlan_parents(lab: Lab) -> None:

@@ -119,10 +119,11 @@ def build(lab: Lab, containers: int, ipv6: bool = False, docker: str = "29") -> 
     # DOCKER DROP and the FORWARD policy never see the packet (defence in depth;
     # tests/test_kernel_mutations.py takes the layers away one after the other).
     # dockerd 20.10 has no raw rule: there the FORWARD policy drops it.
-    # With the nftables backend the drop is nft's raw-PREROUTING rule, whose counter
-    # dropped_by cannot read: the verdict alone is checked there.
+    # With the nftables backend the drop is the docker-bridges table's raw-PREROUTING rule.
     direct = {"29": (HOST, "raw", "PREROUTING", f"-d {container_ip(2)}/32 ! -i docker0 -j DROP"),
-              "20.10": (HOST, "filter", "FORWARD", "policy"), "29-nftables": None}[docker]
+              "20.10": (HOST, "filter", "FORWARD", "policy"),
+              "29-nftables": (HOST, "nft", "ip docker-bridges raw-PREROUTING",
+                              f'ip daddr {container_ip(2)} iifname != "docker0"')}[docker]
     lab.expect("internet", container_ip(2), "tcp", 80, allow=False, name="tcp/80 internet->c2 (direct routing)",
                dropped_by=direct)
     # dockerd turned ip_forward on itself, so it set FORWARD's policy to DROP: the
@@ -145,8 +146,8 @@ def build(lab: Lab, containers: int, ipv6: bool = False, docker: str = "29") -> 
         lab.expect("c1", GATEWAY6, "icmp", name="icmp6 c1->docker0 gateway")
         egress6 = lab.expect("c1", UPSTREAM6, "http", 80, seen_from=UPLINK6, name="http6 c1->internet (NAT66)")
         lab.expect_conntrack("host", egress6, reply_dst=UPLINK6)
-        # Denied by ip6tables' raw rule, whose counter rises (nft's, under 29-nftables,
-        # which dropped_by cannot read: the verdict alone there).
-        direct6 = (HOST, "raw", "PREROUTING", f"-d {c2_6}/128 ! -i docker0 -j DROP") if docker == "29" else None
+        # Denied by ip6tables' raw rule (nft's under 29-nftables), whose counter rises.
+        direct6 = (HOST, "raw", "PREROUTING", f"-d {c2_6}/128 ! -i docker0 -j DROP") if docker == "29" else \
+            (HOST, "nft", "ip6 docker-bridges raw-PREROUTING", f'ip6 daddr {c2_6} iifname != "docker0"')
         lab.expect("internet", c2_6, "tcp", 80, allow=False, name="tcp6/80 internet->c2 (direct routing)",
                    dropped_by=direct6)

@@ -198,3 +198,16 @@ def test_interfaces_check():
     assert lab.checks[0].expected == "interfaces eth0, lo"
     lab.expect_interfaces("ghost", ["lo"])
     _invalid(lab, "unknown node or container 'ghost'")
+
+
+def test_nft_listed_rules_and_matching():
+    from nsbox.kernel.nftables import listed_rules, matching
+
+    text = ('table ip t {\n\tchain c {\n\t\ttype filter hook prerouting priority raw; policy accept;\n'
+            '\t\tip daddr 10.0.0.2 iifname != "br0" counter packets 3 bytes 180 drop comment "X"\n'
+            '\t\tip daddr 10.0.0.3 counter packets 0 bytes 0 accept\n\t}\n}\n')
+    rules = listed_rules(text)
+    assert rules == [("ip t c", 'ip daddr 10.0.0.2 iifname != "br0" drop comment "X"', 3),
+                     ("ip t c", "ip daddr 10.0.0.3 accept", 0)]
+    assert matching(rules, "ip t c", "ip daddr 10.0.0.2") == [0]
+    assert matching(rules, "ip t c", "ip daddr 10.0.0.3") == []  # accepts: no drop rule

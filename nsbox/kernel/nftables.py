@@ -8,6 +8,7 @@ built, so a syntax or kernel error is one line and exit 2."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from nsbox.errors import InstallError, KernelError, ValidationError
@@ -75,3 +76,47 @@ def probe() -> str | None:
     if done.returncode != 0:
         return f"nft list tables: {_first_error(done.stderr)}"
     return None
+
+
+_COUNTER = re.compile(r"\s*counter packets (\d+) bytes \d+")
+
+
+def listed_rules(text: str) -> list[tuple[str, str, int | None]]:
+    """`nft list ruleset` text -> (chain as "FAMILY TABLE CHAIN", rule text without its counter,
+    packets or None for a rule without a counter), in order."""
+    out: list[tuple[str, str, int | None]] = []
+    family = table = chain = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = re.match(r"^table (\S+) (\S+) \{$", line)
+        if m:
+            family, table, chain = m.group(1), m.group(2), None
+            continue
+        m = re.match(r"^chain (\S+) \{$", line)
+        if m:
+            chain = m.group(1)
+            continue
+        if line == "}" or not line or chain is None or line.startswith(("type ", "policy ")):
+            if line == "}" and chain is not None:
+                chain = None
+            continue
+        c = _COUNTER.search(line)
+        out.append((f"{family} {table} {chain}", _COUNTER.sub("", line).strip(), int(c.group(1)) if c else None))
+    return out
+
+
+def rule_counters(path: str) -> list[tuple[str, str, int | None]]:
+    """listed_rules() of the netns at PATH, read with `nft list ruleset` inside it."""
+    from nsbox.kernel import netns
+
+    with netns.entered(path):
+        done = subprocess.run([nft(), "list", "ruleset"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise KernelError(f"nft list ruleset: {_first_error(done.stderr) or done.returncode}")
+    return listed_rules(done.stdout)
+
+
+def matching(rules: list[tuple[str, str, int | None]], chain: str, spec: str) -> list[int]:
+    """Indexes of the rules of CHAIN ("FAMILY TABLE CHAIN") whose text holds SPEC and that drop."""
+    return [i for i, (ch, text, _) in enumerate(rules)
+            if ch == chain and spec in text and re.search(r"\b(drop|reject)\b", text)]

@@ -8,6 +8,7 @@ wrong one is given time to settle before it is reported.
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,6 +133,8 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
     """A deny check that names the rule that must drop it: the kernel's packet
     counters of the node's DROP rules and policies, read before and after the probe."""
     node, table, chain, spec = c.dropped_by  # type: ignore[misc]
+    if table == "nft":
+        return _run_dropped_nft(built, c, timing)
     firewall = built.lab.nodes[node].firewall
     want = (table, chain, "policy" if spec == "policy" else parse_rule(spec).render())
     target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
@@ -160,6 +163,43 @@ def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Tim
         detail += f"; counters of {node}'s ip6tables rules"
     return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
                        round((time.monotonic() - start) * 1000, 1),
+                       src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
+                       local=Endpoint(*p.local) if p.local else None), p
+
+
+def _run_dropped_nft(built: Realized, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
+    """dropped_by=(node, "nft", "FAMILY TABLE CHAIN", text of the rule): the packet counter of
+    that nftables rule (as `nft list ruleset` prints it in the node) rose while the probe
+    was dropped."""
+    from nsbox.kernel import nftables
+
+    node, _, chain, spec = c.dropped_by  # type: ignore[misc]
+    target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
+    dst_ip, path = target.ip, built.path(node)
+    start = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        before = nftables.rule_counters(path)
+        p = probe(c.proto, _src_path(built, c.src), dst_ip, c.port, timing.probe_timeout)
+        after = nftables.rule_counters(path)
+        rose = [i for i, (ch, text, n) in enumerate(after)
+                if n is not None and i < len(before) and before[i][:2] == (ch, text) and n > (before[i][2] or 0)
+                and re.search(r"\b(drop|reject)\b", text)]
+        wanted = set(nftables.matching(after, chain, spec))
+        if p.reachable:
+            observed = "allow"
+        elif rose:
+            observed = "deny, dropped by " + "; ".join(f"{node} nft {after[i][0]}: {after[i][1]}" for i in rose)
+        else:
+            observed = f"deny, but no nftables drop rule of {node} counted it"
+        passed = not p.reachable and bool(wanted & set(rose))
+        if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
+            break
+        time.sleep(timing.interval)
+    return CheckResult(c.name, "reach", c.expected, observed, passed,
+                       f"{p.detail} to {_hostport(dst_ip, c.port)}; counters of {node}'s nftables rules",
+                       attempts, round((time.monotonic() - start) * 1000, 1),
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None), p
 
