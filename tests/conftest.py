@@ -535,3 +535,11 @@ class Kernel:
 @pytest.fixture(scope="session")
 def kernel() -> type[Kernel]:
     return Kernel
+
+
+def shipped_recipe_import(alias: str, recipe_file: str) -> str:
+    """The lines a test's own recipe file starts with to build on a shipped recipe (a
+    mutant): import recipes/RECIPE_FILE by path as ALIAS, and nsbox's @recipe."""
+    return (f"import importlib.util\n\nfrom nsbox.recipe import recipe\n\n"
+            f"spec = importlib.util.spec_from_file_location({alias!r}, {str(REPO / 'recipes' / recipe_file)!r})\n"
+            f"{alias} = importlib.util.module_from_spec(spec)\nspec.loader.exec_module({alias})\n\n\n")

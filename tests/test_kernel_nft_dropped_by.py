@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import IS_ROOT, NEEDS_ROOT, REPO
+from conftest import IS_ROOT, NEEDS_ROOT, REPO, shipped_recipe_import
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT), pytest.mark.tools("nft")]
 
@@ -29,16 +29,7 @@ def test_the_nft_rule_counts_the_dropped_probe(nsbox):
 
 
 def test_a_raw_rule_that_no_longer_matches_fails_the_check(nsbox, tmp_path):
-    (tmp_path / "m.py").write_text(textwrap.dedent(f'''
-        import importlib.util
-
-        from nsbox.recipe import recipe
-
-        spec = importlib.util.spec_from_file_location("bm", "{REPO}/recipes/bridge_mode.py")
-        bm = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bm)
-
-
+    (tmp_path / "m.py").write_text(shipped_recipe_import("bm", "bridge_mode.py") + textwrap.dedent(f'''
         @recipe("bridge-mode-nft-mutant")
         def build(lab):
             """bridge-mode on nftables, c2's raw rule watching the wrong interface."""
@@ -58,16 +49,7 @@ def test_a_raw_rule_that_no_longer_matches_fails_the_check(nsbox, tmp_path):
 
 
 def test_nft_dropped_by_is_validated_in_one_line(nsbox, tmp_path):
-    (tmp_path / "v.py").write_text(textwrap.dedent(f'''
-        import importlib.util
-
-        from nsbox.recipe import recipe
-
-        spec = importlib.util.spec_from_file_location("bm", "{REPO}/recipes/bridge_mode.py")
-        bm = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bm)
-
-
+    (tmp_path / "v.py").write_text(shipped_recipe_import("bm", "bridge_mode.py") + textwrap.dedent(f'''
         @recipe("nft-bad-chain")
         def build(lab):
             """names a chain that is not there."""

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from conftest import IS_ROOT, NEEDS_ROOT, REPO
+from conftest import IS_ROOT, NEEDS_ROOT, REPO, shipped_recipe_import
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT), pytest.mark.tools("dig")]
 
@@ -37,16 +37,7 @@ def test_user_networks_on_host(nsbox):
 
 
 def _mutant(tmp_path, body: str) -> str:
-    (tmp_path / "m.py").write_text(textwrap.dedent(f'''
-        import importlib.util
-
-        from nsbox.recipe import recipe
-
-        spec = importlib.util.spec_from_file_location("un", "{REPO}/recipes/user_networks.py")
-        un = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(un)
-
-
+    (tmp_path / "m.py").write_text(shipped_recipe_import("un", "user_networks.py") + textwrap.dedent(f'''
         @recipe("user-networks-mutant")
         def build(lab):
             """user-networks, changed."""
