@@ -30,7 +30,7 @@ def build(lab: Lab, docker: str, icc: bool) -> None:
     front = d.network_create("front", subnet="172.18.0.0/16", icc=icc)
     back = d.network_create("back", subnet="172.19.0.0/16")
     vault = d.network_create("vault", subnet="172.20.0.0/16", internal=True)
-    out = internet(lab, host, routes=(front.subnet, back.subnet, vault.subnet))
+    internet(lab, host, routes=(front.subnet, back.subnet, vault.subnet))
     a1, a2 = d.run("a1", front), d.run("a2", front, aliases=("web",))
     b1 = d.run("b1", back)
     i1, i2 = d.run("i1", vault), d.run("i2", vault)

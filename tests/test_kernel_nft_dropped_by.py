@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import IS_ROOT, NEEDS_ROOT, REPO, shipped_recipe_import
+from conftest import IS_ROOT, NEEDS_ROOT, shipped_recipe_import
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT), pytest.mark.tools("nft")]
 
@@ -49,7 +49,7 @@ def test_a_raw_rule_that_no_longer_matches_fails_the_check(nsbox, tmp_path):
 
 
 def test_nft_dropped_by_is_validated_in_one_line(nsbox, tmp_path):
-    (tmp_path / "v.py").write_text(shipped_recipe_import("bm", "bridge_mode.py") + textwrap.dedent(f'''
+    (tmp_path / "v.py").write_text(shipped_recipe_import("bm", "bridge_mode.py") + textwrap.dedent('''
         @recipe("nft-bad-chain")
         def build(lab):
             """names a chain that is not there."""

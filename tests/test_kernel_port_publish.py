@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import IS_ROOT, NEEDS_ROOT, REPO, shipped_recipe_import
+from conftest import IS_ROOT, NEEDS_ROOT, shipped_recipe_import
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
               pytest.mark.tools("curl", "ss", "conntrack", "iptables-save")]
@@ -50,7 +50,7 @@ def test_port_publish(nsbox, args):
 
 
 def test_without_the_dnat_the_outside_check_fails(nsbox, tmp_path):
-    (tmp_path / "m.py").write_text(shipped_recipe_import("pp", "port_publish.py") + textwrap.dedent(f'''
+    (tmp_path / "m.py").write_text(shipped_recipe_import("pp", "port_publish.py") + textwrap.dedent('''
         @recipe("publish-no-dnat")
         def build(lab):
             """port-publish with its DNAT rule taken out of the model."""

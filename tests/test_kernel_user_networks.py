@@ -4,12 +4,11 @@ embedded DNS without its DNAT) that must fail the checks they name."""
 
 from __future__ import annotations
 
-import re
 import textwrap
 
 import pytest
 
-from conftest import IS_ROOT, NEEDS_ROOT, REPO, shipped_recipe_import
+from conftest import IS_ROOT, NEEDS_ROOT, shipped_recipe_import
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT), pytest.mark.tools("dig")]
 
@@ -37,7 +36,7 @@ def test_user_networks_on_host(nsbox):
 
 
 def _mutant(tmp_path, body: str) -> str:
-    (tmp_path / "m.py").write_text(shipped_recipe_import("un", "user_networks.py") + textwrap.dedent(f'''
+    (tmp_path / "m.py").write_text(shipped_recipe_import("un", "user_networks.py") + textwrap.dedent('''
         @recipe("user-networks-mutant")
         def build(lab):
             """user-networks, changed."""
