@@ -335,3 +335,45 @@ def test_nothing_left(real: Session) -> None:
     assert not state.exists()
     found = real.guard.problems(within=5.0)
     assert not found, "\n".join(found)
+
+
+USER_NETWORK_LAB = '''
+from nsbox.kits import docker as kit
+from nsbox.recipe import recipe
+
+
+@recipe("realdocker-user-network")
+def build(lab):
+    """The real scenario user-network on the kit, docker=20.10: mynet 10.99.0.0/24, u1 -p 9090:80, u2."""
+    d = kit.Daemon(lab, lab.host, layout="20.10")
+    d.default_bridge()
+    net = d.network_create("mynet", subnet="10.99.0.0/24")
+    u1 = d.run("u1", net, publish=["9090:80"])
+    u2 = d.run("u2", net)
+    u1.serve("http", 80)
+    d.embedded_dns()
+    lab.expect_dns(u2, "127.0.0.11", "u1", u1.primary_ip)
+'''
+
+
+def test_nsbox_docker_2010_user_network_equals_the_real_rules(nsbox, tmp_path) -> None:
+    """The user-network scenario: the host's rules and u2's own nat table (its embedded DNS)
+    built by the kit equal the real dockerd's. The bridge is br-mynet in nsbox, br-<id> in
+    Docker: both normalise to br-<net1>, as the normaliser does for the real id."""
+    from realdocker.dockerd import flavour_of
+    from realdocker.normalize import normalize
+
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "un.py").write_text(USER_NETWORK_LAB)
+    tool = "iptables-legacy-save" if flavour_of(subprocess.run(["iptables", "-V"], capture_output=True,
+                                                                 text=True).stdout) == "legacy" else "iptables-nft-save"
+    host, u2 = tmp_path / "host.rules", tmp_path / "u2.rules"
+    run = nsbox.run("run", "realdocker-user-network", "--recipes", str(tmp_path / "r"), "--format", "json",
+                    "--then", f"{tool} > {host} && ip netns exec $NSBOX_NETNS_U2 {tool} > {u2}")
+    assert run.returncode == 0, run.describe()
+    for got_file, real in ((host, "user-network.host.rules"), (u2, "user-network.u2.rules")):
+        want = _tables((scenarios.DATA / real).read_text())
+        got = _tables(normalize(got_file.read_text().replace("br-mynet", "br-<net1>")))
+        assert got == want, "".join(difflib.unified_diff(
+            [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
+            [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], f"real dockerd 20.10 {real}", "nsbox"))
