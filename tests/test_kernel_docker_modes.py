@@ -20,7 +20,7 @@ IDS = ["docker29", "docker20.10"]
 
 
 def _run(nsbox, recipe, args, then):
-    r = nsbox.run("run", recipe, *args, "--timeout", "0.3", "--settle", "0.5", "--format", "json", "--then", then)
+    r = nsbox.run("run", recipe, *args, "--timeout", "0.3", "--format", "json", "--then", then)
     assert r.returncode == 0, r.describe()
     assert all(c["passed"] for c in r.result["checks"]), r.describe()
     return r

@@ -20,7 +20,7 @@ THEN = ('echo "DIRECT $(ip netns exec $NSBOX_NETNS_INTERNET curl -s --max-time 1
 @pytest.mark.parametrize("mode", ["nat", "nat-unprotected", "routed", "isolated"])
 def test_gateway_mode(nsbox, mode, docker):
     r = nsbox.run("run", "gateway-modes", "--set", f"mode={mode}", "--set", f"docker={docker}",
-                  "--timeout", "0.3", "--settle", "0.5", "--format", "json", "--then", THEN)
+                  "--timeout", "0.3", "--format", "json", "--then", THEN)
     assert r.returncode == 0, r.describe()
     assert all(c["passed"] for c in r.result["checks"]), r.describe()
     direct = re.search(r"^DIRECT (.*)$", r.stderr, re.M).group(1)

@@ -41,7 +41,7 @@ CASES = [
 @pytest.mark.parametrize("sets, pings", CASES, ids=["+".join(s) for s, _ in CASES])
 def test_macvlan_mode(nsbox, sets, pings):
     args = [a for s in sets for a in ("--set", s)]
-    r = nsbox.run("run", "macvlan-mode", *args, "--timeout", "0.3", "--settle", "0.5", "--format", "json", "--then", PINGS)
+    r = nsbox.run("run", "macvlan-mode", *args, "--timeout", "0.3", "--format", "json", "--then", PINGS)
     assert r.returncode == 0, r.describe()
     assert all(c["passed"] for c in r.result["checks"]), r.describe()
     seen = dict(re.findall(r"^PING (\S+) (ok|fail)$", r.stderr, re.M))
@@ -62,7 +62,7 @@ def test_macvlan_mode(nsbox, sets, pings):
 
 
 def test_macvlan_mode_on_host(nsbox):
-    r = nsbox.run("run", "macvlan-mode", "--on-host", "--timeout", "0.3", "--settle", "0.5", "--format", "json")
+    r = nsbox.run("run", "macvlan-mode", "--on-host", "--timeout", "0.3", "--format", "json")
     assert r.returncode == 0, r.describe()
 
 

@@ -29,7 +29,7 @@ VARIANTS = [
 
 @pytest.mark.parametrize("args", VARIANTS, ids=lambda a: "+".join(x for x in a if x != "--set") or "default")
 def test_port_publish(nsbox, args):
-    r = nsbox.run("run", "port-publish", *args, "--timeout", "0.3", "--settle", "0.5", "--format", "json", "--then", THEN)
+    r = nsbox.run("run", "port-publish", *args, "--timeout", "0.3", "--format", "json", "--then", THEN)
     assert r.returncode == 0, r.describe()
     sets = dict(a.split("=") for a in args if "=" in a)
     proxy = sets.get("proxy", "true") == "true"

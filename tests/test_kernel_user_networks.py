@@ -21,7 +21,7 @@ DIG = ("echo A2=$(ip netns exec $NSBOX_NETNS_A1 dig +short +time=1 +tries=1 @127
                                   ["docker=20.10", "icc=false"]], ids="+".join)
 def test_user_networks(nsbox, sets):
     args = [a for kv in sets for a in ("--set", kv)]
-    r = nsbox.run("run", "user-networks", *args, "--timeout", "0.3", "--settle", "0.5", "--format", "json",
+    r = nsbox.run("run", "user-networks", *args, "--timeout", "0.3", "--format", "json",
                   "--then", DIG)
     assert r.returncode == 0, r.describe()
     assert all(c["passed"] for c in r.result["checks"]), r.describe()

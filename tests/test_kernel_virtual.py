@@ -25,7 +25,7 @@ RECIPES = str(Path(__file__).resolve().parent / "data" / "virtual")
 
 
 def _run(nsbox, *args: str):
-    return nsbox.run("run", "virtual-lab", "--recipes", RECIPES, "--timeout", "0.3", "--settle", "0.5", "--format", "json", *args)
+    return nsbox.run("run", "virtual-lab", "--recipes", RECIPES, "--timeout", "0.3", "--format", "json", *args)
 
 
 def test_virtual_lab_passes_and_the_kernel_agrees(nsbox):
@@ -76,7 +76,7 @@ def test_then_in_unknown_node_is_one_line_exit_2(nsbox):
 
 
 def test_without_the_dnat_the_published_check_fails(nsbox):
-    r = _run(nsbox, "--set", "dnat=0")
+    r = _run(nsbox, "--set", "dnat=0", "--settle", "0.5")
     assert r.returncode == 1, r.describe()
     c = r.checks()["tcp client->node1:8080 (published)"]
     assert not c["passed"] and c["observed"] == "deny", c
@@ -84,7 +84,7 @@ def test_without_the_dnat_the_published_check_fails(nsbox):
 
 
 def test_a_wrong_answerer_fails_and_names_who_answered(nsbox):
-    r = _run(nsbox, "--set", "wrong=1")
+    r = _run(nsbox, "--set", "wrong=1", "--settle", "0.5")
     assert r.returncode == 1, r.describe()
     c = r.checks()["http client->service"]
     assert not c["passed"]
