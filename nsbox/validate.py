@@ -204,7 +204,9 @@ def _check_virtuals(lab: Lab) -> None:
                     raise ValidationError(f"{where}: a server of {n.name} listens there, so it is not virtual")
 
 
-def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, virtual) -> None:
+def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, relayed: bool) -> None:
+    """RELAYED: rules (a virtual address or port) or a proxy send the connection on, so the
+    answer may come from another netns and another port."""
     if not c.allow or c.proto == "icmp":
         raise ValidationError(f"check {c.name!r}: answered_by needs an allowed tcp/udp/http check")
     kinds = set(ANSWERS[c.proto])
@@ -215,14 +217,14 @@ def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, virtual) -> None:
             raise ValidationError(f"check {c.name!r}: answered_by names {name!r}, no node or container") from None
         # the ports a DNAT may land on are the recipe's business; the container must serve the kind
         mine = [s for s in netns.servers if netns.server_name(s) == name and s.kind in kinds]
-        if virtual is None:
+        if not relayed:
             mine = [s for s in mine if s.port == c.port]
             if dst_node is not None and netns.name != dst_node.name:
                 raise ValidationError(f"check {c.name!r}: {name} is not in {dst_node.name}'s netns, and "
                                       f"{c.dst} is no virtual address, so it cannot answer")
         if not mine:
             raise ValidationError(f"check {c.name!r}: answered_by {name}, which serves no "
-                                  f"{'/'.join(sorted(kinds))}" + ("" if virtual else f" on port {c.port}"))
+                                  f"{'/'.join(sorted(kinds))}" + ("" if relayed else f" on port {c.port}"))
 
 
 def _check_checks(lab: Lab) -> None:
@@ -243,7 +245,7 @@ def _check_checks(lab: Lab) -> None:
                 raise ValidationError(f"check {c.name!r}: unknown protocol {c.proto!r} (icmp, tcp, udp, http, dns)")
             if (c.proto == "dns") != (c.query is not None):
                 raise ValidationError(f"check {c.name!r}: a dns check asks for a name (lab.expect_dns)")
-            proxied = False
+            relayed = False
             if c.proto == "icmp":
                 if c.port is not None:
                     raise ValidationError(f"check {c.name!r}: icmp takes no port")
@@ -253,17 +255,17 @@ def _check_checks(lab: Lab) -> None:
                 kinds = set(ANSWERS[c.proto])
                 # Without a listener a 'deny' would be a refused port, not a blocked path. A
                 # virtual address or port has none: rules send the packets on (answered_by says where).
-                proxied = dst_node is not None and any(
-                    p.host_port == c.port and p.proto == ("udp" if c.proto in ("udp", "dns") else "tcp")
-                    for p in dst_node.proxies)
-                if virtual is None and dst_node is not None and not proxied and \
+                l4 = "udp" if c.proto in ("udp", "dns") else "tcp"
+                relayed = virtual is not None or (dst_node is not None and any(
+                    p.proto == l4 and p.host_port == c.port for p in dst_node.proxies))
+                if not relayed and dst_node is not None and \
                         not any(s.port == c.port and s.kind in kinds for s in dst_node.servers):
                     raise ValidationError(f"check {c.name!r}: no {'/'.join(sorted(kinds))} server on "
                                           f"{target.label} port {c.port}" +
                                           (" (a published port or Service: declare it with lab.virtual)"
                                            if c.allow else ""))
             if c.answered_by is not None:
-                _check_answered_by(lab, c, dst_node, virtual or (True if c.proto != "icmp" and proxied else None))
+                _check_answered_by(lab, c, dst_node, relayed)
             if c.dropped_by is not None:
                 _check_dropped_by(lab, c)
             if c.seen_from is not None:

@@ -96,9 +96,10 @@ def listed_rules(text: str) -> list[tuple[str, str, int | None]]:
         if m:
             chain = m.group(1)
             continue
-        if line == "}" or not line or chain is None or line.startswith(("type ", "policy ")):
-            if line == "}" and chain is not None:
-                chain = None
+        if line == "}":
+            chain = None  # a chain's end (a table's end leaves no chain open either)
+            continue
+        if not line or chain is None or line.startswith(("type ", "policy ")):
             continue
         c = _COUNTER.search(line)
         out.append((f"{family} {table} {chain}", _COUNTER.sub("", line).strip(), int(c.group(1)) if c else None))

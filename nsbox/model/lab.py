@@ -352,11 +352,6 @@ class Node:
         self.proxies.append(Proxy(proto, host_ip, host_port, container_ip, container_port, name))
         return self
 
-    def listens(self, l4: str, port: int) -> bool:
-        """A server or a proxy of this node listens on L4/PORT."""
-        return any(s.l4 == l4 and s.port == port for s in self.servers) or \
-            any(p.proto == l4 and p.host_port == port for p in self.proxies)
-
     def server_name(self, server: Server) -> str:
         return server.container or self.name
 
