@@ -19,6 +19,7 @@ import secrets
 import shlex
 
 from nsbox.model import Lab
+from nsbox.textsafe import controls
 from nsbox.plan.steps import Firewall, Netlink, Netns, Plan, Step, Sysctl, plan_lab
 
 _PHASES = {Netns: "namespaces, one per node", Netlink: "", Sysctl: "", Firewall: ""}
@@ -92,11 +93,7 @@ def _here_doc(command: str, text: str) -> str:
 def _comment(text: str) -> str:
     """TEXT as one comment line: control characters (a newline would end the
     comment and start a command) shown escaped, as Python would write them."""
-    return "# " + escape_controls(text)
-
-
-def escape_controls(text: str) -> str:
-    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+    return "# " + controls(text)
 
 
 def _notes(plan: Plan) -> list[str]:
