@@ -130,6 +130,10 @@ def walk(path: str, *, allow_missing: bool = False) -> Walked:
                 stack.append((_open_dir(comp, fd), there))
             except OSError as e:  # swapped for a symlink or a file since the stat
                 raise UnsafePath(f"{there} changed while it was being opened ({e.strerror})") from None
+            # Never through /proc or /sys: their symlinks (/proc/self/fd/1…) lead anywhere.
+            kind = pseudo_fs(stack[-1][0], there)
+            if kind:
+                raise UnsafePath(f"{there} is on {kind}, a kernel interface, not a place for files")
         return _done(stack, [])
     except BaseException:
         for fd, _ in stack:
