@@ -106,6 +106,8 @@ def walk(path: str, *, allow_missing: bool = False) -> Walked:
             there = os.path.join(here, comp)
             try:
                 st = os.stat(comp, dir_fd=fd, follow_symlinks=False)
+            except PermissionError as e:
+                raise UnsafePath(f"{there}: {e.strerror}") from None
             except FileNotFoundError:
                 rest = [comp, *todo]
                 if not allow_missing:
@@ -118,7 +120,10 @@ def walk(path: str, *, allow_missing: bool = False) -> Walked:
                 if links > MAX_SYMLINKS:
                     raise UnsafePath(f"{there}: too many levels of symbolic links")
                 check_symlink(st, fd, there)
-                target = os.readlink(comp, dir_fd=fd)
+                try:
+                    target = os.readlink(comp, dir_fd=fd)
+                except OSError as e:
+                    raise UnsafePath(f"{there}: {e.strerror}") from None
                 if target.startswith("/"):
                     while len(stack) > 1:
                         os.close(stack.pop()[0])

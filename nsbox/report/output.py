@@ -102,6 +102,9 @@ def _open(path: str, directory: str, name: str) -> tuple[int, str, str]:
             st = os.stat(name, dir_fd=walked.fd, follow_symlinks=False)
         except FileNotFoundError:
             return walked.fd, walked.path, name
+        except OSError as e:
+            os.close(walked.fd)
+            raise UsageError(f"--output {path!r}: {e.strerror}") from None
         if not stat.S_ISLNK(st.st_mode):
             return walked.fd, walked.path, name
         try:
