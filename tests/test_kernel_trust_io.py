@@ -113,6 +113,8 @@ def test_free_text_cannot_leave_its_comment(tmp_path, where):
     text = script(lab, f"nsbox explain hostile --set a={payload}" if where == "command" else "")
     done = run_script(text, tmp_path, after="ip -n c1 -j link show")
     assert payloads(tmp_path) == [], text
+    if where == "comment":  # the name stays one quoted word, even split over two lines
+        assert "ip -n host link add 'v\nid>P9' type veth" in text, text
     if where != "comment":  # the script ran to its end
         assert "rc=0" in done.stdout and "eth0" in ifnames(done.stdout), done.stdout + done.stderr
 

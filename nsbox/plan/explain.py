@@ -63,7 +63,7 @@ def _shell(step: Step) -> list[str]:
         return [f"ip netns add {node}"]
     if isinstance(a, Netlink):
         # `ip -n NODE …`, and `bridge -n NODE fdb …` for FDB entries
-        return [f"{line.split(' ', 1)[0]} -n {node} {line.split(' ', 1)[1]}" for line in step.text.splitlines()]
+        return [f"{line.split(' ', 1)[0]} -n {node} {line.split(' ', 1)[1]}" for line in _commands(step.text)]
     if isinstance(a, Sysctl):
         line = f"ip netns exec {node} sysctl -qw {shlex.quote(f'{a.key}={a.value}')}"
         return [line + " 2>/dev/null || true" if a.optional else line]
@@ -78,6 +78,24 @@ def _shell(step: Step) -> list[str]:
         docs += [("nft -f -", ruleset.rstrip("\n") + "\n") for ruleset in fw.nft]
         return ["\n".join(_here_doc(f"ip netns exec {node} {cmd}", text) for cmd, text in docs)]
     raise AssertionError(f"no shell form for {a!r}")
+
+
+def _commands(text: str) -> list[str]:
+    """TEXT's command lines: split at newlines outside quotes (a quoted name may hold one)."""
+    out, start, quote, i = [], 0, "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "\\":
+            i += 1
+        elif ch == "\n":
+            out.append(text[start:i])
+            start = i + 1
+        i += 1
+    return out + [text[start:]]
 
 
 def _here_doc(command: str, text: str) -> str:
