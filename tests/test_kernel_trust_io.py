@@ -187,3 +187,91 @@ def test_root_refuses_what_an_unprivileged_user_planted(nsbox, arena, on_host, o
     st = (secret / "r.json").stat()
     assert (secret / "r.json").read_text() == "root only\n" and stat.S_IMODE(st.st_mode) == 0o600
     assert sorted(os.listdir(secret)) == ["r.json"]
+
+
+# ---------------------------------------------------------------------------- a user renames DIR mid-run
+
+RACE_RECIPE = '''
+import os
+import time
+
+from nsbox.recipe import recipe
+
+SYNC = {sync!r}
+
+
+@recipe("race-demo")
+def build(lab):
+    """c1 reaches c2's tcp/7, which the check says it must not: a failing check."""
+    # The test's hook, between nsbox's check of the paths and its writes: the
+    # attacker (uid 65534) moves its directory away now and plants a symlink.
+    open(os.path.join(SYNC, "ready"), "w").close()
+    for _ in range(400):
+        if os.path.exists(os.path.join(SYNC, "swapped")):
+            break
+        time.sleep(0.05)
+    lab.require("veth")
+    c1, c2 = lab.node("c1"), lab.node("c2")
+    lab.veth(c1, "eth0", c2, "eth0")
+    c1.address("eth0", "10.77.1.2/24")
+    c2.address("eth0", "10.77.1.3/24")
+    c2.serve("tcp", 7)
+    lab.expect("c1", "c2", "tcp", 7, allow=False)
+'''
+
+
+@pytest.fixture
+def race(tmp_path):
+    """top (root, 0755) / u (uid 65534) / home (uid 65534): the user's directory, and
+    top/secret (root, 0700) holding r.json (0600); top/sync (0777) for the handshake."""
+    top = Path(tempfile.mkdtemp(prefix="nsbox-trust-io."))
+    top.chmod(0o755)
+    try:
+        for name in ("u", "u/home"):
+            (top / name).mkdir()
+            os.chown(top / name, 65534, 65534)
+        secret = top / "secret"
+        secret.mkdir(mode=0o700)
+        (secret / "r.json").write_text("root only\n")
+        (secret / "r.json").chmod(0o600)
+        sync = top / "sync"
+        sync.mkdir()
+        sync.chmod(0o777)
+        recipes = tmp_path / "recipes"
+        recipes.mkdir()
+        (recipes / "race.py").write_text(RACE_RECIPE.format(sync=str(sync)))
+        yield top, str(recipes)
+    finally:
+        shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("on_host", [False, True])
+def test_a_user_renaming_its_directory_mid_run_cannot_redirect_roots_writes(nsbox, race, on_host):
+    top, recipes = race
+    home, secret, sync = top / "u" / "home", top / "secret", top / "sync"
+    if not on_host:
+        # The sandbox's root is the host's root only for files of mapped ids (root's):
+        # in a user's directory it writes only where anyone may (a shared workspace).
+        home.chmod(0o777)
+    attacker = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+         f"while [ ! -e {sync}/ready ]; do sleep 0.05; done; "
+         f"mv {home} {home}.moved && ln -s {secret} {home} && touch {sync}/swapped"])
+    try:
+        r = nsbox.run("run", "race-demo", "--recipes", recipes, "--format", "json", "--timeout", "0.5",
+                      "--settle", "0", "--output", str(home / "r.json"), "--artifacts", str(home / "arts"),
+                      *(["--on-host"] if on_host else []))
+    finally:
+        try:
+            attacker.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # nsbox never loaded the recipe: end the attacker we started
+            attacker.kill()
+            attacker.wait()
+    assert r.returncode == 1, r.describe()
+    assert attacker.returncode == 0 and (sync / "swapped").exists()
+    st = (secret / "r.json").stat()
+    assert (secret / "r.json").read_text() == "root only\n" and stat.S_IMODE(st.st_mode) == 0o600
+    assert sorted(os.listdir(secret)) == ["r.json"]
+    moved = Path(f"{home}.moved")
+    assert json.loads((moved / "r.json").read_text())["results"][0]["status"] == "fail"
+    assert (moved / "arts" / "race-demo" / "README.txt").is_file()
