@@ -14,6 +14,7 @@ maps only the caller, so it could not tell root's files from another user's.
 from __future__ import annotations
 
 import os
+import stat
 
 from nsbox import safefs
 from nsbox.errors import UsageError
@@ -62,6 +63,9 @@ def prepare_dir(path: str, *, sandboxed: bool) -> ArtifactsTarget:
                              "not a place for files")
         if not safefs.writable(walked.fd):
             raise UsageError(f"--artifacts {path}: {walked.path} is not writable")
+    except OSError as e:
+        os.close(walked.fd)
+        raise UsageError(f"--artifacts {path}: {e.strerror}") from None
     except BaseException:
         os.close(walked.fd)
         raise
@@ -84,8 +88,6 @@ def _from_outer() -> safefs.Walked | None:
     fd_text, _, rest = handed.partition(":")
     try:
         fd = int(fd_text)
-        import stat
-
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             return None
     except (ValueError, OSError):

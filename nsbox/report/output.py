@@ -79,6 +79,9 @@ def check_output_path(path: str, sandboxed: bool) -> OutputTarget:
         if sandboxed and any(real == p or real.startswith(p + "/") for p in _SANDBOX_PRIVATE):
             raise UsageError(f"--output {path!r}: {real} is private to the sandbox (a tmpfs there); "
                              f"write the report elsewhere, or use --on-host")
+    except OSError as e:
+        os.close(fd)
+        raise UsageError(f"--output {path!r}: {e.strerror}") from None
     except BaseException:
         os.close(fd)
         raise
