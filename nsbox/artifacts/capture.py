@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from nsbox import tools
 from nsbox.artifacts import pcap
+from nsbox.artifacts.folder import Folder
 from nsbox.kernel import netns
 
 MAX_PACKETS = 200
@@ -48,7 +49,7 @@ class Filter:
 
     @property
     def l4(self) -> int | None:
-        return {"tcp": 6, "http": 6, "udp": 17}.get(self.proto)
+        return {"tcp": 6, "http": 6, "udp": 17, "dns": 17}.get(self.proto)  # nsbox's DNS probe is UDP
 
     def bpf(self) -> str:
         always = "icmp or icmp6 or arp"
@@ -113,9 +114,9 @@ def _initial_userns() -> bool:
 
 
 class _Tcpdump:
-    def __init__(self, tcpdump: str, node: str, netns_path: str, flt: Filter, file: str) -> None:
-        self.outcome = Outcome(file, node, "tcpdump")
-        self._out: BinaryIO = open(file, "wb")
+    def __init__(self, tcpdump: str, node: str, netns_path: str, flt: Filter, folder: Folder, name: str) -> None:
+        self.outcome = Outcome(folder.join(name), node, "tcpdump")
+        self._out: BinaryIO = folder.create(name, read_back=True)  # read back to count the packets
         nsenter = tools.need("nsenter", "util-linux")
         # nsenter --net execs tcpdump in place: the pid we signal is tcpdump's.
         # -w - : the file is opened here, so tcpdump's own privilege drop cannot
@@ -158,6 +159,8 @@ class _Tcpdump:
         assert self._proc.stderr is not None
         self._err += self._proc.stderr.read()
         self._proc.stderr.close()
+        self._out.seek(0)
+        self.outcome.packets = _count(self._out)
         self._out.close()
         return self.outcome
 
@@ -166,8 +169,9 @@ class _PacketSocket:
     """What libpcap does for `-i any`: one AF_PACKET socket for every interface
     of the namespace, cooked (SOCK_DGRAM) so each packet starts at the network layer."""
 
-    def __init__(self, node: str, netns_path: str, flt: Filter, file: str) -> None:
-        self.outcome = Outcome(file, node, "nsbox (AF_PACKET)")
+    def __init__(self, node: str, netns_path: str, flt: Filter, folder: Folder, name: str) -> None:
+        self.outcome = Outcome(folder.join(name), node, "nsbox (AF_PACKET)")
+        self._folder, self._name = folder, name
         self._flt = flt
         self._packets: list[tuple[float, bytes]] = []
         self._stop = threading.Event()
@@ -196,7 +200,7 @@ class _PacketSocket:
         if self._thread.is_alive():
             self._thread.join(STOP_TIMEOUT)
         self._sock.close()
-        with open(self.outcome.file, "wb") as f:
+        with self._folder.create(self._name) as f:
             pcap.write_header(f)
             for ts, data in self._packets:
                 pcap.write_packet(f, ts, data)
@@ -213,21 +217,17 @@ class Capturing:
 
     def stop(self) -> list[Outcome]:
         time.sleep(SETTLE)
-        outcomes = [c.stop() for c in self.started]
-        for o in outcomes:
-            if o.by == "tcpdump" and os.path.exists(o.file):
-                o.packets = _count(o.file)
-        return outcomes
+        return [c.stop() for c in self.started]
 
 
-def start(where: list[tuple[str, str, str]], flt: Filter) -> Capturing:
-    """Start a capture per (node, netns path, file) and return once all are capturing."""
+def start(where: list[tuple[str, str, Folder, str]], flt: Filter) -> Capturing:
+    """Start a capture per (node, netns path, folder, file name) and return once all are capturing."""
     tcpdump, why = tcpdump_usable()
     run = Capturing(why_not_tcpdump=why)
     try:
-        for node, path, file in where:
-            run.started.append(_Tcpdump(tcpdump, node, path, flt, file) if tcpdump
-                               else _PacketSocket(node, path, flt, file))
+        for node, path, folder, name in where:
+            run.started.append(_Tcpdump(tcpdump, node, path, flt, folder, name) if tcpdump
+                               else _PacketSocket(node, path, flt, folder, name))
         for c in run.started:
             c.wait_ready()
     except BaseException:
@@ -237,10 +237,9 @@ def start(where: list[tuple[str, str, str]], flt: Filter) -> Capturing:
     return run
 
 
-def _count(file: str) -> int:
+def _count(f: BinaryIO) -> int:
     try:
-        with open(file, "rb") as f:
-            _, records = pcap.read(f)
-            return sum(1 for _ in records)
+        _, records = pcap.read(f)
+        return sum(1 for _ in records)
     except (OSError, ValueError):
         return 0

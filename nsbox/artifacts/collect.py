@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from nsbox.artifacts import capture
 from nsbox.artifacts.dumps import DUMPS, dump_node
+from nsbox.artifacts.folder import Folder
 from nsbox.artifacts.involved import involved_nodes, slug
 from nsbox.kernel.realize import Realized
 from nsbox.model import ConntrackCheck, ReachCheck
@@ -28,10 +29,32 @@ class _Entry:
 
 
 def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing) -> str:
-    """Write DIR/RECIPE[.N]/ for RESULT's failed checks; set each one's `artifacts`. Returns the folder."""
+    """Write DIR/RECIPE[.N]/ for RESULT's failed checks; set each one's `artifacts`. Returns the folder.
+
+    BASE_DIR is what target.prepare_dir returned (its directory already opened);
+    a plain path is checked and opened here."""
+    from nsbox.artifacts.target import ArtifactsTarget, prepare_dir
+
+    if not isinstance(base_dir, ArtifactsTarget):
+        base_dir = prepare_dir(base_dir, sandboxed=False)
     start = time.monotonic()
     lab = built.lab
-    root = _fresh_dir(base_dir, lab.name)
+    folder = _fresh_dir(base_dir, lab.name)
+    try:
+        return _collect(built, result, folder, timing, start)
+    finally:
+        folder.close()
+
+
+def _collect(built: Realized, result: RecipeResult, folder: Folder, timing: Timing, start: float) -> str:
+    lab = built.lab
+    root = folder.path
+    nodes: dict[str, Folder] = {}
+
+    def node_folder(node: str) -> Folder:
+        if node not in nodes:
+            nodes[node] = folder.sub(slug(node))
+        return nodes[node]
     by_name = {c.name: c for c in lab.checks}
     entries = [_Entry(r, involved_nodes(lab, by_name[r.name])) for r in result.checks if not r.passed]
 
@@ -39,7 +62,7 @@ def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing
     for e in entries:
         for node in e.nodes:
             if node not in dumped:
-                dumped[node] = dump_node(built.path(node), os.path.join(root, slug(node)))
+                dumped[node] = dump_node(built.path(node), node_folder(node))
             e.files += dumped[node]
 
     captured: dict[str, list[str]] = {}
@@ -47,7 +70,7 @@ def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing
         check = by_name[e.result.name]
         if isinstance(check, ReachCheck):
             if len(captured) < MAX_CAPTURES:
-                e.capture = _capture(built, check, root, timing)
+                e.capture = _capture(built, check, root, node_folder, timing)
                 captured[check.name] = [os.path.join(root, c["file"]) for c in e.capture["files"]]
                 e.files += captured[check.name]
             else:
@@ -59,34 +82,41 @@ def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing
 
     for e in entries:
         e.result.artifacts = list(e.files)
-    _write_summary(root, built, entries, time.monotonic() - start)
+    try:
+        _write_summary(folder, built, entries, time.monotonic() - start)
+    finally:
+        for f in nodes.values():
+            f.close()
     return root
 
 
-def _fresh_dir(base_dir: str, recipe: str) -> str:
-    """DIR/RECIPE, or DIR/RECIPE.2, .3, ... : never mix two runs, never delete what is there."""
-    os.makedirs(base_dir, exist_ok=True)
+def _fresh_dir(base_dir, recipe: str) -> Folder:
+    """DIR/RECIPE, or DIR/RECIPE.2, .3, ... : never mix two runs, never delete what is there.
+    DIR's missing directories are made now (mkdirat, through the fd prepare_dir opened)."""
+    from nsbox import safefs
+
+    fd, path = safefs.make_dirs(base_dir.walked)
+    base = Folder(fd, path)
     name = slug(recipe)
-    for n in range(1, 1000):
-        path = os.path.join(base_dir, name if n == 1 else f"{name}.{n}")
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{base_dir}: too many earlier runs of {recipe}")
+    try:
+        for n in range(1, 1000):
+            try:
+                return base.sub(name if n == 1 else f"{name}.{n}", fresh=True)
+            except FileExistsError:
+                continue
+    finally:
+        base.close()
+    raise FileExistsError(f"{path}: too many earlier runs of {recipe}")
 
 
-def _capture(built: Realized, check: ReachCheck, root: str, timing: Timing) -> dict:
+def _capture(built: Realized, check: ReachCheck, root: str, node_folder, timing: Timing) -> dict:
     target = built.lab.target(check.src, check.dst, check.proto, check.port, check.family)
     dst_ip, src = target.ip, built.lab.netns_of(check.src).name
     nodes = [src] + ([target.node.name] if target.node is not None and target.node.name != src else [])
-    where = [(n, built.path(n), os.path.join(root, slug(n), f"capture-{slug(check.name)}.pcap")) for n in nodes]
-    for n in nodes:
-        os.makedirs(os.path.join(root, slug(n)), exist_ok=True)
+    where = [(n, built.path(n), node_folder(n), f"capture-{slug(check.name)}.pcap") for n in nodes]
     flt = capture.Filter(dst_ip, check.proto, check.port)
     running = capture.start(where, flt)
-    p = probe(check.proto, built.path(src), dst_ip, check.port, timing.probe_timeout)
+    p = probe(check.proto, built.path(src), dst_ip, check.port, timing.probe_timeout, check.query)
     outcomes = running.stop()
     where_to = f"{dst_ip}:{check.port}" if check.port else dst_ip
     return {"probe": f"re-ran {check.proto} {check.src} -> {where_to}: "
@@ -97,7 +127,8 @@ def _capture(built: Realized, check: ReachCheck, root: str, timing: Timing) -> d
                        **({"note": o.note} if o.note else {})} for o in outcomes]}
 
 
-def _write_summary(root: str, built: Realized, entries: list[_Entry], seconds: float) -> None:
+def _write_summary(folder: Folder, built: Realized, entries: list[_Entry], seconds: float) -> None:
+    root = folder.path
     names = built.netns_names()
     rel = lambda f: os.path.relpath(f, root)  # noqa: E731
     summary = {
@@ -108,9 +139,8 @@ def _write_summary(root: str, built: Realized, entries: list[_Entry], seconds: f
                     "detail": e.result.detail, "nodes": e.nodes, "files": [rel(f) for f in e.files],
                     "capture": e.capture} for e in entries],
     }
-    with open(os.path.join(root, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
+    with folder.create("summary.json") as f:
+        f.write((json.dumps(summary, indent=2) + "\n").encode())
 
     tools_line = ", ".join(f"{d.file} ({' '.join(d.argv)})" for d in DUMPS)
     lines = [
@@ -137,5 +167,5 @@ def _write_summary(root: str, built: Realized, entries: list[_Entry], seconds: f
             lines.append(f"      note: {e.capture['note']}")
         lines.append("      files: " + " ".join(rel(f) for f in e.files))
         lines.append("")
-    with open(os.path.join(root, "README.txt"), "w") as f:
-        f.write("\n".join(lines))
+    with folder.create("README.txt") as f:
+        f.write("\n".join(lines).encode())

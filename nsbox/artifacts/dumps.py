@@ -8,11 +8,11 @@ observers independent of nsbox's own view of what it built.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 
 from nsbox import tools
+from nsbox.artifacts.folder import Folder
 
 TIMEOUT = 5.0
 
@@ -45,19 +45,19 @@ DUMPS = (
 )
 
 
-def dump_node(netns_path: str, folder: str) -> list[str]:
-    """Run every DUMP inside the namespace at NETNS_PATH; return the files written."""
-    os.makedirs(folder, exist_ok=True)
+def dump_node(netns_path: str, folder: Folder) -> list[str]:
+    """Run every DUMP inside the namespace at NETNS_PATH into FOLDER (files created
+    new, through its fd); return the paths of the files written."""
     nsenter = tools.find("nsenter")
     written = []
     for d in DUMPS:
-        target = os.path.join(folder, d.file)
+        target = d.file
         program = tools.find(d.argv[0])
         if nsenter is None or program is None:
             if d.optional and nsenter is not None:
                 continue
             missing = d.argv[0] if program is None else "nsenter"
-            written.append(_note(target, f"not dumped: '{missing}' is not installed "
+            written.append(_note(folder, target, f"not dumped: '{missing}' is not installed "
                                          f"(apt install {d.package if program is None else 'util-linux'})\n"))
             continue
         argv = [nsenter, f"--net={netns_path}", program, *d.argv[1:]]
@@ -65,20 +65,20 @@ def dump_node(netns_path: str, folder: str) -> list[str]:
             done = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, check=False,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            written.append(_note(target, f"not dumped: {' '.join(d.argv)} did not finish in {TIMEOUT:.0f} s\n"))
+            written.append(_note(folder, target, f"not dumped: {' '.join(d.argv)} did not finish in {TIMEOUT:.0f} s\n"))
             continue
-        with open(target, "wb") as f:
+        with folder.create(target) as f:
             f.write(done.stdout)
-        written.append(target)
+        written.append(folder.join(target))
         # conntrack prints its count on stderr ("N flow entries have been shown"): not an error.
         if done.returncode != 0:
-            written.append(_note(target, f"$ {' '.join(d.argv)}\nexit {done.returncode}\n"
+            written.append(_note(folder, target, f"$ {' '.join(d.argv)}\nexit {done.returncode}\n"
                                          f"{done.stderr.decode(errors='replace')}"))
     return written
 
 
-def _note(target: str, text: str) -> str:
-    path = target + ".error.txt"
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+def _note(folder: Folder, target: str, text: str) -> str:
+    name = target + ".error.txt"
+    with folder.create(name) as f:
+        f.write(text.encode())
+    return folder.join(name)

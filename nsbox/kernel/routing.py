@@ -11,6 +11,7 @@ compares what the kernel then holds.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import socket
 from typing import Callable
 
@@ -111,7 +112,7 @@ def route_text(r: Route) -> str:
         words += ["table", r.table]
     if r.proto is not None:
         words += ["proto", r.proto]
-    return " ".join(words)
+    return _shell(words)
 
 
 def route_msg(r: Route, index: IndexOf):
@@ -172,7 +173,7 @@ def rule_text(r: PolicyRule) -> str:
     if r.fwmark is not None:
         words += ["fwmark", f"{r.fwmark:#x}" + (f"/{r.fwmask:#x}" if r.fwmask is not None else "")]
     words += ["table", r.table]
-    return " ".join(words)
+    return _shell(words)
 
 
 def rule_msg(r: PolicyRule):
@@ -214,9 +215,9 @@ def rule_msg(r: PolicyRule):
 
 def neigh_text(n: Neigh) -> str:
     if n.proxy:
-        return f"ip neigh add proxy {n.ip} dev {n.dev}"
-    lladdr = f" lladdr {n.lladdr}" if n.lladdr else ""
-    return f"ip neigh add {n.ip}{lladdr} dev {n.dev} nud {n.state}"
+        return _shell(["ip", "neigh", "add", "proxy", n.ip, "dev", n.dev])
+    lladdr = ["lladdr", n.lladdr] if n.lladdr else []
+    return _shell(["ip", "neigh", "add", n.ip, *lladdr, "dev", n.dev, "nud", n.state])
 
 
 def neigh_msg(n: Neigh, index: IndexOf):
@@ -243,7 +244,7 @@ def fdb_text(f: Fdb) -> str:
         words += ["dst", f.dst]
     if f.vlan is not None:
         words += ["vlan", str(f.vlan)]
-    return " ".join(words)
+    return _shell(words)
 
 
 def fdb_msg(f: Fdb, index: IndexOf):
@@ -268,6 +269,11 @@ def fdb_msg(f: Fdb, index: IndexOf):
 
 
 # -- one interface for the planner: text, request, message type, interfaces needed --
+
+def _shell(words: list[str]) -> str:
+    """WORDS as one shell command line (`nsbox explain` runs these texts): each word quoted."""
+    return " ".join(shlex.quote(w) for w in words)
+
 
 def ip_text(obj: Route | PolicyRule | Neigh | Fdb) -> str:
     if isinstance(obj, Route):

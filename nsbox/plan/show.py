@@ -8,9 +8,11 @@ whose nat table has rules). Built from the validated model only.
 from __future__ import annotations
 
 import re
+import shlex
 
 from nsbox.kernel import routing
 from nsbox.model import Lab, Node, linkopts
+from nsbox.textsafe import controls as _e, dot_string, mermaid_text
 
 FORMATS = ("text", "mermaid", "dot")
 
@@ -29,7 +31,7 @@ def _addrs(node: Node, iface: str) -> str:
 
 
 def text(lab: Lab) -> str:
-    out = [f"{lab.name}: {lab.description}".rstrip(": ")]
+    out = [_e(f"{lab.name}: {lab.description}".rstrip(": "))]
     peers = {}
     for p in lab.veths:
         peers[(p.a_node, p.a_name)] = (p.b_node, p.b_name)
@@ -39,39 +41,39 @@ def text(lab: Lab) -> str:
         tags = [t for t, on in (("NAT", _nat(node)),) if on]
         machine = lab.machine_of(node.name)
         if machine is not None and machine != node.name:
-            tags.append(f"machine {machine}")
-        out.append(f"\nnode {node.name}" + (f"  [{', '.join(tags)}]" if tags else ""))
+            tags.append(f"machine {_e(machine)}")
+        out.append(f"\nnode {_e(node.name)}" + (f"  [{', '.join(tags)}]" if tags else ""))
         for iface in node.interfaces.values():
             if iface.name == "lo" and not node.addresses_of("lo") and not _options(iface):
                 continue
-            line = f"  {iface.name} ({iface.kind})"
+            line = f"  {_e(iface.name)} ({_e(iface.kind)})"
             if iface.master:
-                line += f" in bridge {iface.master}"
+                line += f" in bridge {_e(iface.master)}"
             if (node.name, iface.name) in parents:
                 pn, pi = parents[(node.name, iface.name)]
-                line += f" on {pn}:{pi}"
+                line += f" on {_e(pn)}:{_e(pi)}"
             if (node.name, iface.name) in peers:
                 pn, pi = peers[(node.name, iface.name)]
-                line += f" <-> {pn}:{pi}"
+                line += f" <-> {_e(pn)}:{_e(pi)}"
             if _addrs(node, iface.name):
-                line += f"  {_addrs(node, iface.name)}"
+                line += f"  {_e(_addrs(node, iface.name))}"
             opts = _options(iface)
             if opts:
-                line += f"  [{opts}]"
+                line += f"  [{_e(opts)}]"
             out.append(line)
         # routes with all their options, then rules, neighbour and FDB entries, as `ip`/`bridge` words
         for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
-            words = routing.ip_text(obj).split()
-            out.append("  " + " ".join(w for w in words if w not in ("ip", "bridge", "-6", "add")))
+            words = shlex.split(routing.ip_text(obj))  # quoted shell words: a name may hold spaces
+            out.append("  " + " ".join(_e(w) for w in words if w not in ("ip", "bridge", "-6", "add")))
         for name in [node.name, *(c.name for c in lab.containers.values() if c.node == node.name)]:
             mine = [f"{s.kind}/{s.port}" for s in node.servers if node.server_name(s) == name]
-            who = "" if name == node.name else f"container {name} (this netns) "
+            who = "" if name == node.name else f"container {_e(name)} (this netns) "
             if mine or who:
-                out.append(f"  {who}serves " + (", ".join(mine) or "nothing"))
+                out.append(f"  {who}serves " + (_e(", ".join(mine)) or "nothing"))
     for v in lab.virtuals:
         where = f" on {v.node}" if v.node else ""
-        out.append(f"\nvirtual {v.ip}" + (f" {v.proto}/{v.port}" if v.port else "") + where
-                   + (f"  ({v.name})" if v.name else "") + ": answered by rules, no interface or server")
+        out.append(_e(f"virtual {v.ip}" + (f" {v.proto}/{v.port}" if v.port else "") + where
+                      + (f"  ({v.name})" if v.name else "")).join(("\n", "")) + ": answered by rules, no interface or server")
     return "\n".join(out) + "\n"
 
 
@@ -83,13 +85,13 @@ def _id(*parts: str) -> str:
 def mermaid(lab: Lab) -> str:
     out = ["flowchart LR"]
     for node in lab.nodes.values():
-        label = node.name + (" (NAT)" if _nat(node) else "")
+        label = mermaid_text(node.name) + (" (NAT)" if _nat(node) else "")
         out.append(f'  subgraph {_id("ns", node.name)}["{label}"]')
         for iface in node.interfaces.values():
             if iface.name == "lo":
                 continue
             addr = _addrs(node, iface.name)
-            text_ = iface.name + (f"<br/>{addr}" if addr else "")
+            text_ = mermaid_text(iface.name) + (f"<br/>{mermaid_text(addr)}" if addr else "")
             shape = ('[["', '"]]') if iface.kind == "bridge" else ('["', '"]')
             out.append(f"    {_id(node.name, iface.name)}{shape[0]}{text_}{shape[1]}")
         out.append("  end")
@@ -101,22 +103,22 @@ def mermaid(lab: Lab) -> str:
         out.append(f"  {_id(p.a_node, p.a_name)} <-->|veth| {_id(p.b_node, p.b_name)}")
     for k in lab.links:
         if k.parent:
-            out.append(f"  {_id(k.node, k.name)} -->|{k.kind}| {_id(*k.parent)}")
+            out.append(f"  {_id(k.node, k.name)} -->|{mermaid_text(k.kind)}| {_id(*k.parent)}")
     return "\n".join(out) + "\n"
 
 
 def dot(lab: Lab) -> str:
-    out = [f'graph "{lab.name}" {{', "  rankdir=LR;", '  node [shape=box, fontname="monospace"];']
+    out = [f'graph {dot_string(lab.name)} {{', "  rankdir=LR;", '  node [shape=box, fontname="monospace"];']
     for node in lab.nodes.values():
-        label = node.name + (" (NAT)" if _nat(node) else "")
-        out += [f"  subgraph cluster_{_id(node.name)} {{", f'    label="{label}";']
+        label = dot_string(node.name + (" (NAT)" if _nat(node) else ""))
+        out += [f"  subgraph cluster_{_id(node.name)} {{", f"    label={label};"]
         for iface in node.interfaces.values():
             if iface.name == "lo":
                 continue
             addr = _addrs(node, iface.name)
             shape = ", shape=box3d" if iface.kind == "bridge" else ""
-            out.append(f'    {_id(node.name, iface.name)} [label="{iface.name}' + (f"\\n{addr}" if addr else "")
-                       + f'"{shape}];')
+            label = dot_string(iface.name)[:-1] + (dot_string(addr)[1:-1].join(("\\n", "")) if addr else "") + '"'
+            out.append(f"    {_id(node.name, iface.name)} [label={label}{shape}];")
         out.append("  }")
     for node in lab.nodes.values():
         for iface in node.interfaces.values():
@@ -126,7 +128,7 @@ def dot(lab: Lab) -> str:
         out.append(f'  {_id(p.a_node, p.a_name)} -- {_id(p.b_node, p.b_name)} [label="veth"];')
     for k in lab.links:
         if k.parent:
-            out.append(f'  {_id(k.node, k.name)} -- {_id(*k.parent)} [label="{k.kind}", style=dotted];')
+            out.append(f"  {_id(k.node, k.name)} -- {_id(*k.parent)} [label={dot_string(k.kind)}, style=dotted];")
     out.append("}")
     return "\n".join(out) + "\n"
 

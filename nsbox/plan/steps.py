@@ -12,6 +12,7 @@ neighbour and FDB entries, and last the node's firewall in one restore.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from shlex import quote as q  # step texts are shell commands (`nsbox explain`): every name is quoted
 from typing import Any, Callable, Protocol, Union
 
 from nsbox.kernel import routing, rtnl
@@ -86,7 +87,7 @@ class Plan:
 def plan_lab(lab: Lab) -> Plan:
     plan = Plan(lab)
     for node in lab.nodes.values():
-        plan.add(node.name, f"ip netns add {node.name}", Netns())
+        plan.add(node.name, f"ip netns add {q(node.name)}", Netns())
     created_up: dict[str, set[str]] = {n: set() for n in lab.nodes}
     for node in lab.nodes.values():
         _links(plan, lab, node, created_up[node.name])
@@ -101,17 +102,17 @@ def plan_lab(lab: Lab) -> Plan:
 
 def _links(plan: Plan, lab: Lab, node: Node, created_up: set[str]) -> None:
     for br in (i for i in node.interfaces.values() if i.kind == "bridge"):
-        plan.add(node.name, f"ip link add {br.name}{linkopts.link_words(br)} type bridge{linkopts.bridge_words(br)}",
+        plan.add(node.name, f"ip link add {q(br.name)}{linkopts.link_words(br)} type bridge{linkopts.bridge_words(br)}",
                  Netlink(lambda ctx, br=br: rtnl.bridge(br.name, br.mtu, linkopts.link_attrs(br),
                                                         linkopts.bridge_data(br)),
                          RTM_NEWLINK, creates=(br.name,)))
     for pair in (p for p in lab.veths if p.b_node == node.name):
         b = node.interfaces[pair.b_name]
         a = lab.nodes[pair.a_node].interfaces[pair.a_name]
-        text = (f"ip link add {pair.b_name}{linkopts.link_words(b)} type veth "
-                f"peer name {pair.a_name}{linkopts.link_words(a)} netns {pair.a_node}")
+        text = (f"ip link add {q(pair.b_name)}{linkopts.link_words(b)} type veth "
+                f"peer name {q(pair.a_name)}{linkopts.link_words(a)} netns {q(pair.a_node)}")
         if b.master or b.up:
-            text += f"\nip link set {pair.b_name}" + (f" master {b.master}" if b.master else "") + (" up" if b.up else "")
+            text += f"\nip link set {q(pair.b_name)}" + (f" master {q(b.master)}" if b.master else "") + (" up" if b.up else "")
 
         def encode(ctx: Context, pair=pair, a=a, b=b):
             master = ctx.index(b.master) if b.master else None
@@ -122,7 +123,7 @@ def _links(plan: Plan, lab: Lab, node: Node, created_up: set[str]) -> None:
                  Netlink(encode, RTM_NEWLINK, creates=(pair.b_name,), needs=(b.master,) if b.master else ()),
                  f"a veth pair: {pair.b_name} here, its peer {pair.a_name} in {pair.a_node}")
         if linkopts.port_words(b):
-            plan.add(node.name, f"ip link set {pair.b_name} type bridge_slave {linkopts.port_words(b)}",
+            plan.add(node.name, f"ip link set {q(pair.b_name)} type bridge_slave {linkopts.port_words(b)}",
                      Netlink(lambda ctx, b=b: rtnl.bridge_port(ctx.index(b.name), linkopts.port_data(b)),
                              RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, needs=(b.name,)),
                      f"options of {b.name} as a port of {b.master}")
@@ -147,7 +148,7 @@ def _kind_link(plan: Plan, link: Link) -> None:
 def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
     for key, value in node.sysctls.items():
         optional = key in node.optional_sysctls
-        plan.add(node.name, f"sysctl -w {key}={value}", Sysctl(key, value, optional),
+        plan.add(node.name, f"sysctl -w {q(f'{key}={value}')}", Sysctl(key, value, optional),
                  "skipped where this kernel lacks the key" if optional else "")
     lo = node.interfaces["lo"]
     if linkopts.link_words(lo):  # the loopback exists already: its options are set, not created
@@ -158,13 +159,13 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
         if not iface.up:
             continue  # left down on purpose: the book's intermediate states (NO-CARRIER, lo down)
         if iface.name not in created_up:
-            plan.add(node.name, f"ip link set {iface.name} up",
+            plan.add(node.name, f"ip link set {q(iface.name)} up",
                      Netlink(lambda ctx, n=iface.name: rtnl.link_up(ctx.index(n)), RTM_NEWLINK,
                              NLM_F_REQUEST | NLM_F_ACK, needs=(iface.name,)))
     for a in node.addresses:
         brd = " brd +" if ":" not in a.cidr and a.network.prefixlen < 31 else ""
         nodad = " nodad" if a.nodad else ""
-        plan.add(node.name, f"ip addr add {a.cidr}{brd} dev {a.iface}{nodad}",
+        plan.add(node.name, f"ip addr add {q(a.cidr)}{brd} dev {q(a.iface)}{nodad}",
                  Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr, a.nodad), RTM_NEWADDR,
                          needs=(a.iface,)))
     # Routes in declaration order (a gateway needs the route that reaches it first),

@@ -53,7 +53,8 @@ def _check_case(suite: ET.Element, r: RecipeResult, c: CheckResult) -> None:
     if c.attempts > 1:
         lines.append(f"after {c.attempts} probes")
     # Jenkins' junit-attachments convention: one [[ATTACHMENT|path]] per file, in system-out.
-    lines += [f"[[ATTACHMENT|{path}]]" for path in c.artifacts]
+    # one line each (a newline in a path would forge another attachment line)
+    lines += [f"[[ATTACHMENT|{' '.join(path.splitlines())}]]" for path in c.artifacts]
     ET.SubElement(case, "system-out").text = _text("\n".join(ln for ln in lines if ln))
 
 

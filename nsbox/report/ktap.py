@@ -44,7 +44,7 @@ def _check_lines(n: int, c: CheckResult) -> list[str]:
     if c.detail:
         lines.append(f"# {_one_line(c.detail)}")
     if c.artifacts:
-        lines.append("# artifacts: " + " ".join(c.artifacts))
+        lines.append("# artifacts: " + _one_line(" ".join(c.artifacts)))
     lines.append(f"{'ok' if c.passed else 'not ok'} {n} {description(c.name)}")
     return lines
 
@@ -61,7 +61,7 @@ def _recipe_block(r: RecipeResult, totals: dict[str, int]) -> list[str]:
         n += 1
         body.append(f"not ok {n} {error_case_name(r)} # ERROR {_one_line(r.error)}")
         totals["error"] += 1
-    head = [f"# artifacts_dir: {r.artifacts_dir}"] if r.artifacts_dir else []
+    head = [f"# artifacts_dir: {_one_line(r.artifacts_dir)}"] if r.artifacts_dir else []
     return [VERSION, f"1..{n}", *head, *body]
 
 

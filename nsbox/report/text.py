@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup
+
+from nsbox.textsafe import controls
 
 from nsbox.report.matrix import render as render_matrix
 from nsbox.verify.results import RecipeResult, summarize
@@ -11,6 +13,12 @@ from nsbox.verify.results import RecipeResult, summarize
 _NAME_WIDTH = 34  # longer names push the verdict along rather than every line
 _MARK = {True: "[green]PASS[/]", False: "[red bold]FAIL[/]"}
 _STATUS = {"pass": "[green bold]PASS[/]", "fail": "[red bold]FAIL[/]", "skip": "[yellow bold]SKIP[/]"}
+
+
+def escape(text: object) -> str:
+    """TEXT shown as it is: rich markup escaped, and on one line: a newline (or CR,
+    ESC…) in a check name must not print a line of its own, like a forged PASS."""
+    return _markup(controls(text))
 
 
 def print_report(results: list[RecipeResult], console: Console | None = None) -> None:
@@ -31,11 +39,11 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
         for m in r.matrices:
             for line in render_matrix(m):
                 out.print(f"  {escape(line)}")
-        width = min(max((len(c.name) for c in shown), default=0), _NAME_WIDTH)
+        width = min(max((len(controls(c.name)) for c in shown), default=0), _NAME_WIDTH)
         for c in shown:
             verdict = (f"{escape(c.observed)}, as expected" if c.passed
                        else f"[red]expected {escape(c.expected)}, observed {escape(c.observed)}[/]")
-            out.print(f"  {_MARK[c.passed]}  {escape(c.name.ljust(width))}  {verdict}")
+            out.print(f"  {_MARK[c.passed]}  {_markup(controls(c.name).ljust(width))}  {verdict}")
             out.print(f"        [dim]{escape(c.detail)}" + (f" (after {c.attempts} probes)" if c.attempts > 1 else "")
                       + "[/]")
         if r.error:
@@ -49,12 +57,12 @@ def print_report(results: list[RecipeResult], console: Console | None = None) ->
         out.print()
     if len(results) > 1:
         # Every recipe on one line, so a long --all run ends with what matters.
-        width = max(len(r.recipe) for r in results)
+        width = max(len(controls(r.recipe)) for r in results)
         out.print("[bold]Summary[/]")
         for r in results:
             what = (r.skip_reason or "" if r.status == "skip"
                     else f"{sum(c.passed for c in r.checks)} of {len(r.checks)} checks passed in {r.duration_s:.1f} s")
-            out.print(f"  {_STATUS[r.status]}  {escape(r.recipe.ljust(width))}  {escape(what)}")
+            out.print(f"  {_STATUS[r.status]}  {_markup(controls(r.recipe).ljust(width))}  {escape(what)}")
         out.print()
     s = summarize(results)
     out.print(f"{s['pass']} passed, {s['fail']} failed, {s['skip']} skipped")

@@ -16,6 +16,7 @@ same request (IFLA_NET_NS_FD), so the name only has to be free in the child.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -68,11 +69,12 @@ def ip_text(link: Any, words: str = "") -> str:
     """The `ip` command, run in the node the link is made in (the parent's, for children).
     WORDS: link options (` address MAC mtu N txqueuelen N`, nsbox/model/linkopts.py)."""
     k = get(link.kind)
-    out = f"ip link add {link.name}{words}"
+    q = shlex.quote  # a shell command (`nsbox explain`): names quoted
+    out = f"ip link add {q(link.name)}{words}"
     if link.parent:
-        out += f" link {link.parent[1]}"
+        out += f" link {q(link.parent[1])}"
         if link.parent[0] != link.node:
-            out += f" netns {link.node}"
+            out += f" netns {q(link.node)}"
     args = k.ip_args(link.spec())
     return out + f" type {link.kind}" + (f" {args}" if args else "")
 

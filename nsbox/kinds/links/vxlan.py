@@ -9,6 +9,7 @@ the underlay device in the same node; learning: learn remote MACs from traffic.
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ def ip_args(o: Options) -> str:
     out = f"id {o.vni} dstport {o.port}"
     out += f" local {o.local}" if o.local else ""
     out += f" remote {o.remote}" if o.remote else ""
-    out += f" dev {o.dev}" if o.dev else ""
+    out += f" dev {shlex.quote(o.dev)}" if o.dev else ""  # a shell word (`nsbox explain`)
     return out + ("" if o.learning else " nolearning")
 
 
