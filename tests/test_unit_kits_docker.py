@@ -173,8 +173,10 @@ def golden_daemon(stem: str, layout: str = "29") -> tuple[Lab, docker.Daemon]:
         d = docker.Daemon(lab, lab.host, layout=layout, iptables=False, docker_user=False, host_forwarding=True)
     else:
         o = _options(stem.replace("cleaned,", ""))
+        # port_mappers=False: moby's firewaller tests hand it HostPort 8080 even on a routed
+        # network (dockerd's routed port mapper would have dropped it first).
         d = docker.Daemon(lab, lab.host, layout=layout, userland_proxy=o["hairpin"] == "false", docker_user=False,
-                          host_forwarding=True)
+                          host_forwarding=True, port_mappers=False)
         if not stem.startswith("cleaned"):
             internal = o["internal"] == "true"
             net = d.network_create("dummy", bridge="br-dummy", subnet="192.168.0.0/24",

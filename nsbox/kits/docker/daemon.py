@@ -177,13 +177,17 @@ class Daemon:
 
     def __init__(self, lab: Lab, host: Node, *, layout: str = "29", ipv6: bool = False,
                  userland_proxy: bool = True, iptables: bool = True, ip6tables: bool | None = None,
-                 docker_user: bool = True, host_forwarding: bool = False) -> None:
+                 docker_user: bool = True, host_forwarding: bool = False, port_mappers: bool = True) -> None:
         if layout not in LAYOUTS:
             raise ValidationError(f"unknown Docker layout {layout!r} (known: {', '.join(LAYOUTS)})")
         if ip6tables is None:
             # --ip6tables: on by default since Docker 27; experimental and off in 20.10.
             ip6tables = layout != "20.10"
         self.lab, self.host = lab, host
+        # port_mappers=False: bindings reach the firewaller as given, as moby's iptabler and
+        # nftabler unit tests (Docker's goldens) call it; the daemon itself runs each binding
+        # through a port mapper first (routed: the host port dropped).
+        self._port_mappers = port_mappers
         self.opts = DaemonOptions(layout, ipv6, userland_proxy, iptables, ip6tables, docker_user, host_forwarding)
         self.fw = fw.DaemonConfig(userland_proxy=userland_proxy, ipv4=iptables, ipv6=iptables and ip6tables)
         self.networks: dict[str, Network] = {}
@@ -368,10 +372,13 @@ class Daemon:
                 c.route("::/0", via=net.gateway6)
         ep = Endpoint(name, c, addr, addr6, veth, ports)
         self._aliases[name] = tuple(aliases)
+        # Routed gateway mode: moby's `routed` port mapper drops the host port (no DNAT,
+        # no docker-proxy); the port is reached at the container's own address.
+        nat_ports = [] if net.gateway_mode == "routed" else ports
         if not self.opts.userland_proxy:
-            self._declare_published(ports)
+            self._declare_published(nat_ports)
         if self.opts.userland_proxy:
-            for port in ports:
+            for port in nat_ports:
                 # docker-proxy answers for the published port on the host (loopback and
                 # hairpin traffic, which DNAT does not take). One per port: Docker runs a
                 # second one for IPv6, which one netns cannot hold beside it in nsbox's
@@ -468,15 +475,20 @@ class Daemon:
         raise ValidationError(f"docker run {name}: unknown network {mode!r} (none, host, container:NAME "
                               f"or one of {', '.join(self.networks)})")
 
-    @staticmethod
-    def _bindings(ep: Endpoint, family: int) -> list[fw.PortBinding]:
+    def _bindings(self, ep: Endpoint, family: int) -> list[fw.PortBinding]:
         """dockerd's port bindings of EP in FAMILY: `-p 8080:80` binds 0.0.0.0 and ::, each
-        to the container's address of that family."""
+        to the container's address of that family. On a network whose gateway mode for
+        FAMILY is `routed`, moby's `routed` port mapper ignores the host port ("Host port
+        ignored, because NAT is disabled"): HostPort 0, so the firewaller opens the
+        container's port and writes no DNAT."""
+        net = next((n for n in self.networks.values() if ep in n.endpoints), None)
+        routed = self._port_mappers and net is not None and net.firewall is not None and \
+            net.firewall.fam(family).routed
         out = []
         for port in ep.ports:
             host_ip, ctr_ip = port.host_ip_of(family), ep.ip_of(family)
             if host_ip is not None and ctr_ip is not None:
-                out.append(fw.PortBinding(port.proto, ipaddress.ip_address(host_ip), port.host_port,
+                out.append(fw.PortBinding(port.proto, ipaddress.ip_address(host_ip), 0 if routed else port.host_port,
                                           ipaddress.ip_address(ctr_ip), port.container_port))
         return out
 
