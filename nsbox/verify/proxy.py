@@ -46,11 +46,17 @@ def _family(ip: str) -> int:
 
 
 def serve_tcp(listener: socket.socket, upstream: tuple[str, int]) -> None:
+    """Relay each accepted connection to UPSTREAM, both directions on their own, as
+    docker-proxy does: EOF on one side is passed on as a half-close (shutdown(SHUT_WR) of
+    the other socket) and the reverse direction keeps flowing until it ends too. A client
+    that sends its request and half-closes (`printf ... | nc -N`) still gets its answer."""
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ, None)
     peers: dict[socket.socket, socket.socket] = {}
+    ended: set[socket.socket] = set()  # sockets whose reading side hit EOF
 
     def close(s: socket.socket) -> None:
+        """An error on either side: the whole connection goes, as docker-proxy's io.Copy fails."""
         other = peers.pop(s, None)
         for x in (s, other):
             if x is not None:
@@ -59,7 +65,19 @@ def serve_tcp(listener: socket.socket, upstream: tuple[str, int]) -> None:
                 except (KeyError, ValueError):
                     pass
                 peers.pop(x, None)
+                ended.discard(x)
                 x.close()
+
+    def eof(s: socket.socket) -> None:
+        other = peers[s]
+        sel.unregister(s)
+        ended.add(s)
+        try:
+            other.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if other in ended:  # both directions done
+            close(s)
 
     while True:
         for key, _ in sel.select():
@@ -83,12 +101,17 @@ def serve_tcp(listener: socket.socket, upstream: tuple[str, int]) -> None:
                 sel.register(client, selectors.EVENT_READ, None)
                 sel.register(backend, selectors.EVENT_READ, None)
                 continue
+            if s not in peers:
+                continue  # closed earlier in this round
             try:
                 data = s.recv(65536)
+            except BlockingIOError:
+                continue
             except OSError:
-                data = b""
-            if not data:
                 close(s)
+                continue
+            if not data:
+                eof(s)
                 continue
             try:
                 peers[s].setblocking(True)
