@@ -101,6 +101,27 @@ def test_icc_false_turns_br_netfilter_on_and_not_optional() -> None:
     assert lab.host.sysctls[BR_NF[1]] == "0"  # IPv4-only network
 
 
+def test_br_netfilter_as_each_layout_has_it() -> None:
+    """20.10 loads br_netfilter at start (1) and sets it again only for icc=false; Docker
+    28+ leaves a stock host's 0 and sets 1 for icc=false or --userland-proxy=false
+    (moby db25b0dc and 0548fe25); br_netfilter= overrides the host's value."""
+    def brnf(layout: str, **kw: object) -> str:
+        lab = _lab()
+        net_kw = {"icc": kw.pop("icc")} if "icc" in kw else {}
+        d = docker.Daemon(lab, lab.host, layout=layout, **kw)  # type: ignore[arg-type]
+        d.network_create("n", subnet="172.18.0.0/16", **net_kw)  # type: ignore[arg-type]
+        return lab.host.sysctls[BR_NF[0]]
+
+    assert brnf("20.10") == "1"
+    assert brnf("20.10", br_netfilter=False) == "0"
+    assert brnf("20.10", br_netfilter=False, userland_proxy=False) == "0"  # 20.10: icc=false only
+    assert brnf("20.10", br_netfilter=False, icc=False) == "1"
+    assert brnf("29") == "0"
+    assert brnf("29", br_netfilter=True) == "1"
+    assert brnf("29", userland_proxy=False) == "1"
+    assert brnf("29", icc=False) == "1"
+
+
 def test_ipam_hands_out_addresses_in_order_after_the_gateway() -> None:
     lab = _lab()
     d = docker.Daemon(lab, lab.host, ipv6=True)

@@ -177,7 +177,8 @@ class Daemon:
 
     def __init__(self, lab: Lab, host: Node, *, layout: str = "29", ipv6: bool = False,
                  userland_proxy: bool = True, iptables: bool = True, ip6tables: bool | None = None,
-                 docker_user: bool = True, host_forwarding: bool = False, port_mappers: bool = True) -> None:
+                 docker_user: bool = True, host_forwarding: bool = False, port_mappers: bool = True,
+                 br_netfilter: bool | None = None) -> None:
         if layout not in LAYOUTS:
             raise ValidationError(f"unknown Docker layout {layout!r} (known: {', '.join(LAYOUTS)})")
         if ip6tables is None:
@@ -205,15 +206,25 @@ class Daemon:
         if ipv6:
             lab.require("ipv6")
             host.sysctl("net.ipv6.conf.all.forwarding", 1)
-        # br_netfilter: a stock Debian/Ubuntu host has it unloaded, so bridged traffic
-        # (container to container on one bridge) skips iptables; dockerd loads it only
-        # when a network needs it (icc=false, userland-proxy=false: network_create).
-        # Kernels that build it in (this project's) turn it on in every new netns
-        # (per-netns keys since Linux 5.3), so the stock value is set explicitly;
-        # optional: where the kernel has no br_netfilter the keys are absent, which
-        # behaves the same.
+        # br_netfilter (bridge-nf-call-ip{,6}tables: do bridged frames, container to
+        # container on one bridge, see iptables?). dockerd 20.10 modprobes br_netfilter at
+        # start whenever --iptables/--ip6tables is on (the module's default: 1), and sets
+        # the key again only for icc=false networks. Docker 28+ (moby db25b0dc, "Only
+        # enable bridge netfiltering when needed") loads it only when a network needs it
+        # (icc=false, or --userland-proxy=false: network_create), so a stock Debian/Ubuntu
+        # host (module unloaded) has bridged traffic skip iptables. BR_NETFILTER overrides
+        # the host's value before dockerd needs it: True, the module loaded by something
+        # else (a Kubernetes node, the kernel building it in); False, unloaded (or the
+        # admin's sysctl.d turned the keys off). Kernels that build it in (this
+        # project's) turn it on in every new netns (per-netns keys since Linux 5.3), so
+        # the value is always set explicitly; optional: where the kernel has no
+        # br_netfilter the keys are absent, which behaves as 0 (and as dockerd does when
+        # its modprobe fails, it goes on).
+        if br_netfilter is None:
+            br_netfilter = layout == "20.10" and iptables
+        self.br_netfilter = br_netfilter
         for key in _BR_NF:
-            host.sysctl(key, 0, optional=True)
+            host.sysctl(key, int(br_netfilter), optional=True)
         # Tables in the order a host shows them being made (raw first: Docker 28+ uses it).
         if iptables and layout == "29":
             host.iptables("raw")
@@ -303,9 +314,12 @@ class Daemon:
             # moby adds the bridge's IPv6 address with IFA_F_NODAD: so does the model by
             # default (Address.dad=False), never tentative.
             h.address(net.bridge, f"{ipv6_gateway}/{net6.prefixlen}")
-        if not icc or not self.opts.userland_proxy:
-            # dockerd's enableBrNfCallIptables: the DROP between containers of one
-            # bridge (icc=false) and hairpin NAT need bridged frames to see iptables.
+        # dockerd's enableBrNfCallIptables: the DROP between containers of one bridge
+        # (icc=false) and, since Docker 28, hairpin NAT (--userland-proxy=false) need
+        # bridged frames to see iptables. 20.10 does it for icc=false only (its
+        # `{!config.EnableICC && d.config.EnableIPTables, setupBridgeNetFiltering}`).
+        needs = not icc or (not self.opts.userland_proxy and self.opts.layout != "20.10")
+        if needs and self.opts.iptables:
             # Not optional then: without br_netfilter those rules would silently not apply.
             for key in _BR_NF[:1] + (_BR_NF[1:] if net6 is not None else ()):
                 h.sysctl(key, 1)
