@@ -231,6 +231,28 @@ def test_docker29_golden(path: Path) -> None:
     assert render_golden(stem, 6 if fam == "ip6tables" else 4) == path.read_text()
 
 
+def test_every_golden_scenario_is_a_valid_lab() -> None:
+    """bindlh=true publishes one port on 127.0.0.1 and ::1: two docker-proxy binds of one
+    port on distinct addresses, which the kernel allows (validate used to refuse them)."""
+    stems = sorted({p.name.rsplit("__", 1)[0] for p in GOLDEN_FILES})
+    for stem in stems:
+        lab, _ = golden_daemon(stem)
+        validate(lab)
+
+
+def test_one_port_on_two_addresses_of_one_family_and_the_wildcard() -> None:
+    lab = _lab()
+    lab.host.address("lo", "127.0.0.1/8")
+    d = docker.Daemon(lab, lab.host)
+    d.run("c1", d.default_bridge(), publish=["127.0.0.1:8080:80", "[::1]:8080:80"])
+    assert sorted((p.host_ip, p.container_ip) for p in lab.host.proxies) == [
+        ("127.0.0.1", "172.17.0.2"), ("::1", "172.17.0.2")]  # docker-proxy relays ::1 to the IPv4 container
+    validate(lab)
+    d.run("c2", d.networks["bridge"], publish=["8080:80"])  # 0.0.0.0:8080 beside 127.0.0.1:8080
+    with pytest.raises(ValidationError, match="EADDRINUSE"):
+        validate(lab)
+
+
 def test_every_golden_is_covered() -> None:
     assert len(GOLDEN_FILES) >= 200, f"expected Docker's ~200 iptables goldens under {GOLDENS}"
 

@@ -397,11 +397,13 @@ class Daemon:
                 # hairpin traffic, which DNAT does not take). One per port: Docker runs a
                 # second one for IPv6, which one netns cannot hold beside it in nsbox's
                 # model (the wildcard binds collide), so the IPv4 one stands for both.
+                # A port on an IPv6 host address of an IPv4-only container: docker-proxy
+                # relays it to the container's IPv4 address (no rule does).
                 v4 = port.host_ip_of(4)
                 if v4 is not None:
                     self.host.proxy(port.proto, port.host_port, addr, port.container_port, host_ip=v4)  # type: ignore[arg-type]
-                elif addr6 is not None:
-                    self.host.proxy(port.proto, port.host_port, addr6, port.container_port,  # type: ignore[arg-type]
+                else:
+                    self.host.proxy(port.proto, port.host_port, addr6 or addr, port.container_port,  # type: ignore[arg-type]
                                     host_ip=port.host_ip_of(6) or "::")
         net.endpoints.append(ep)
         fw_ep = fw.Endpoint(ipaddress.IPv4Address(addr), ipaddress.IPv6Address(addr6) if addr6 else None)
