@@ -21,6 +21,7 @@ import pytest
 from nsbox import recipe
 from nsbox.errors import UsageError, ValidationError
 from nsbox.kits import docker
+from nsbox.kits.docker.daemon import sort_port_map_2010
 from nsbox.model import Lab
 from nsbox.model.firewall import Table
 from nsbox.model.serialize import lab_from_dict, lab_to_dict
@@ -310,3 +311,25 @@ def test_docker_user_rules_survive_dockers_own_rewrites() -> None:
     nft_lab = _lab()
     with pytest.raises(ValidationError, match="DOCKER-USER: no such chain"):
         docker.Daemon(nft_lab, nft_lab.host, layout="29-nftables").docker_user("-j DROP")
+
+
+def test_docker_2010_writes_a_port_range_in_descending_order() -> None:
+    """dockerd 20.10's nat.SortPortMap: larger host port first (the real daemon writes
+    --dport 8081 before 8080, 81 before 80); Docker 29 keeps the range ascending."""
+    def dnat_ports(layout: str) -> list[str]:
+        lab = _lab()
+        d = docker.Daemon(lab, lab.host, layout=layout)
+        d.run("c1", d.default_bridge(), publish=["8080-8081:80-81"])
+        rules = [r.spec for r in lab.host.firewall.table("nat", 4).chains["DOCKER"].rules]
+        fil = [r.spec for r in lab.host.firewall.table("filter", 4).chains["DOCKER"].rules]
+        return [s.split("--dport ")[1].split()[0] for s in rules + fil if "--dport" in s]
+
+    assert dnat_ports("20.10") == ["8081", "8080", "81", "80"]
+    assert dnat_ports("29") == ["8080", "8081", "81", "80"]  # 29 inserts each filter ACCEPT at the top
+
+
+def test_sort_port_map_2010_replays_go_with_its_non_strict_less() -> None:
+    ports = [docker.Port.parse(t) for t in ("127.0.0.1:8080:80", "[::1]:8080:80", "53:53/udp", "9000:90")]
+    # 9000 first (largest host port), then 8080 (its two bindings swapped by the tcp tie), 53/udp
+    assert [(p.host_port, p.host_ip) for p in sort_port_map_2010(ports)] == [
+        (9000, None), (8080, "::1"), (8080, "127.0.0.1"), (53, None)]

@@ -165,6 +165,29 @@ class Network:
                 return str(addr)
 
 
+def sort_port_map_2010(ports: list[Port]) -> list[Port]:
+    """dockerd 20.10 orders a container's bindings with go-connections' nat.SortPortMap
+    before libnetwork writes their rules: larger host port first, then larger container
+    port, tcp before udp (so `-p 8080-8081:80-81` writes 8081 before 8080). Its Less is
+    no strict order (`hpi > hpj || pi > pj || (pi == pj && tcp)`), so the result is what
+    Go's sort does with it: insertion sort for up to 12 entries, replayed here; then the
+    entries grouped by container port in the order the ports first appear."""
+    def less(a: Port, b: Port) -> bool:
+        return a.host_port > b.host_port or a.container_port > b.container_port or \
+            (a.container_port == b.container_port and a.proto == "tcp")
+
+    s = list(ports)
+    for i in range(1, len(s)):
+        j = i
+        while j > 0 and less(s[j], s[j - 1]):
+            s[j], s[j - 1] = s[j - 1], s[j]
+            j -= 1
+    order: dict[tuple[int, str], list[Port]] = {}
+    for p in s:
+        order.setdefault((p.container_port, p.proto), []).append(p)
+    return [p for group in order.values() for p in group]
+
+
 def veth_name(i: int) -> str:
     """Host ends are `veth` + 7 hex digits in Docker (random there, stable here)."""
     return f"veth{(0x5eed000 + i * 0x9e37) & 0xfffffff:07x}"
@@ -364,6 +387,8 @@ class Daemon:
         if net is None:
             raise ValidationError(f"docker run {name}: no network given and no default bridge")
         ports = [port for p in publish for port in Port.parse_all(p)]
+        if self.opts.layout == "20.10":
+            ports = sort_port_map_2010(ports)
         self._endpoints += 1
         veth = veth_name(self._endpoints)
         c = self.lab.node(name)
