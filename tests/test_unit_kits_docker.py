@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,25 @@ BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tab
 
 def _with_stock_br_netfilter(old: dict) -> dict:
     """The pre-kit dump, read by today's model (lab_from_dict gives fields added to the
-    model since, e.g. a check's reply_src, their defaults), plus the one deliberate change:
-    the host sets both br_netfilter keys to 0, optional, right after ip_forward."""
+    model since, e.g. a check's reply_src, their defaults), plus the deliberate changes:
+    the host sets both br_netfilter keys to 0, optional, right after ip_forward (issue 6);
+    the container as Docker makes it (issue 14, item 7): docker0 and each container's eth0
+    with txqueuelen 0, eth0 with a MAC of Docker 29's kind (random, here a stable hash),
+    and the runtime's two sysctls (ping_group_range, ip_unprivileged_port_start) first."""
     old = json.loads(json.dumps(lab_to_dict(lab_from_dict(old))))
+    for node in old["nodes"]:
+        if node["name"] == "host":
+            for i in node["interfaces"]:
+                if i["name"] == "docker0":
+                    i["txqueuelen"] = 0
+        elif re.fullmatch(r"c\d+", node["name"]):
+            ip = next(a["cidr"].split("/")[0] for a in node["addresses"] if a["iface"] == "eth0")
+            for i in node["interfaces"]:
+                if i["name"] == "eth0":
+                    i["txqueuelen"] = 0
+                    i["mac"] = docker.Daemon.container_mac(_mac_daemon(), _NET, node["name"], ip)
+            node["sysctls"] = {**docker.CONTAINER_SYSCTLS, **node["sysctls"]}
+            node["optional_sysctls"] = sorted([*node["optional_sysctls"], *docker.CONTAINER_SYSCTLS])
     host = next(n for n in old["nodes"] if n["name"] == "host")
     sysctls = {}
     for k, v in host["sysctls"].items():
@@ -52,6 +69,14 @@ def _with_stock_br_netfilter(old: dict) -> dict:
     host["sysctls"] = sysctls
     host["optional_sysctls"] = sorted([*host["optional_sysctls"], *BR_NF])
     return old
+
+
+def _mac_daemon() -> docker.Daemon:
+    lab = Lab("mac")
+    return docker.Daemon(lab, lab.host)
+
+
+_NET = docker.Network("bridge", "docker0", docker.DEFAULT_SUBNET, "172.17.0.1")
 
 
 @pytest.mark.parametrize("containers", [2, 5])

@@ -34,6 +34,10 @@ LAYOUTS = ("29", "29-nftables", "20.10")
 
 DEFAULT_SUBNET = "172.17.0.0/16"
 DEFAULT_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, unicast); fixed here
+DEFAULT_MAC_2010 = "02:42:5e:ed:17:01"  # 20.10: random too, but always 02:42:xx:xx:xx:xx
+# What the runtime sets in every container with a netns of its own (moby oci_linux.go,
+# 20.10 and 29 alike): ping sockets for every group, every port bindable unprivileged.
+CONTAINER_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_unprivileged_port_start": "0"}
 # Docker's docs (daemon.json "fixed-cidr-v6") show this prefix for the default bridge.
 DEFAULT_SUBNET6 = "2001:db8:1::/64"
 _BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
@@ -163,6 +167,16 @@ class Network:
                 raise ValidationError(f"network {self.name}: no address left in {net}")
             if addr != gw:
                 return str(addr)
+
+
+def running_in_user_ns() -> bool:
+    """moby's userns.RunningInUserNS: /proc/self/uid_map is not the initial namespace's
+    `0 0 4294967295`."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def sort_port_map_2010(ports: list[Port]) -> list[Port]:
@@ -330,7 +344,10 @@ class Daemon:
         # gateway_mode isolated: the bridge gets no gateway address (moby isolates the
         # network that way, not by a rule): containers have no way off the bridge.
         isolated = gateway_mode == "isolated"
-        h.bridge(net.bridge, None if isolated else f"{gateway}/{net4.prefixlen}", mac=mac)
+        if self.opts.layout == "20.10" and mac == DEFAULT_MAC:
+            mac = DEFAULT_MAC_2010
+        # txqueuelen 0: libnetwork's netlink.Bridge has TxQLen 0, which netlink sends.
+        h.bridge(net.bridge, None if isolated else f"{gateway}/{net4.prefixlen}", mac=mac, txqueuelen=0)
         h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_ra", 0, optional=True)
         if net6 is not None and not isolated:
             self.lab.require("ipv6")
@@ -391,15 +408,28 @@ class Daemon:
             ports = sort_port_map_2010(ports)
         self._endpoints += 1
         veth = veth_name(self._endpoints)
+        addr = ip or net.allocate(4)
         c = self.lab.node(name)
         self.lab.veth(c, "eth0", self.host, veth, b_master=net.bridge)
-        # libnetwork creates the host end with TxQLen 0; without the userland proxy the
-        # port hairpins, so a container reaches its own published port through the host.
+        # libnetwork creates the veth with TxQLen 0, which netlink gives the peer too (both
+        # ends: 0); without the userland proxy the port hairpins, so a container reaches
+        # its own published port through the host.
         self.host.set_link(veth, txqueuelen=0, hairpin=True if not self.opts.userland_proxy else None)
+        c.set_link("eth0", txqueuelen=0, mac=self.container_mac(net, name, addr))
+        for key, value in CONTAINER_SYSCTLS.items():
+            # moby sets each where the kernel has it (optional), and ping_group_range only
+            # outside a user namespace (`!userns.RunningInUserNS()`): nsbox's sandbox is
+            # one (root alone mapped), where the kernel refuses the range with EINVAL.
+            if key == "net.ipv4.ping_group_range" and running_in_user_ns():
+                continue
+            c.sysctl(key, value, optional=True)
         if net.subnet6 is None:
-            # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
-            c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
-        addr = ip or net.allocate(4)
+            # IPv4-only network: Docker >= 26.0.2 turns IPv6 off on eth0 (osl setIPv6). The
+            # real dockerd 20.10 (Debian's docker.io, seen in a container here) leaves it
+            # off everywhere: all, default, lo and eth0 read 1.
+            keys = ("all", "default", "lo", "eth0") if self.opts.layout == "20.10" else ("eth0",)
+            for k in keys:
+                c.sysctl(f"net.ipv6.conf.{k}.disable_ipv6", 1, optional=True)
         c.address("eth0", f"{addr}/{net.prefixlen}")
         addr6 = None
         if net.subnet6 is not None:
@@ -450,6 +480,19 @@ class Daemon:
                     fw2010.forward(rs, self.fw, net.firewall, pb)
             self._sync(family)
         return c
+
+    def container_mac(self, net: Network, name: str, addr: str) -> str:
+        """eth0's MAC: 20.10 derives it from the IPv4 address (netutils.GenerateMACFromIP:
+        02:42 and the address's four bytes, 02:42:ac:11:00:02 for 172.17.0.2); Docker 28+
+        gives it a random locally administered unicast one (moby bc130f36), stable here:
+        from a hash of the network's and the container's names."""
+        if self.opts.layout == "20.10":
+            return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(addr).packed)
+        import hashlib
+
+        h = bytearray(hashlib.sha256(f"{net.name}/{name}".encode()).digest()[:6])
+        h[0] = (h[0] & 0xFE) | 0x02
+        return ":".join(f"{b:02x}" for b in h)
 
     def embedded_dns(self) -> dict[str, str]:
         """dockerd's embedded DNS in every container on a user-defined network (the default
