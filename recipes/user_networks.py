@@ -6,7 +6,8 @@ i1, i2), beside the default docker0. Containers on one network talk; across netw
 they do not; the internal network has no way out and no way in. Every container on a
 user network has dockerd's embedded DNS at 127.0.0.11 (reached through its own nat
 chains DOCKER_OUTPUT/DOCKER_POSTROUTING), which knows the names and aliases of its own
-network only. With `icc=false` (enable_icc on front), a1 and a2 no longer talk: a rule
+network and forwards every other name to the host's upstream resolver (a DNS server in
+`internet` here), over UDP and TCP. With `icc=false` (enable_icc on front), a1 and a2 no longer talk: a rule
 of the bridge's own, which only sees bridged traffic with bridge-nf-call-iptables=1,
 as dockerd sets it then.
 """
@@ -15,6 +16,8 @@ from nsbox.kits import docker as kit
 from nsbox.kits.docker.outside import UPLINK, UPSTREAM, internet
 from nsbox.model import HOST, Lab
 from nsbox.recipe import Param, recipe
+
+UPSTREAM_NAME = "www.example.test"  # a name only the upstream resolver (in internet) knows
 
 
 @recipe("user-networks", params=[
@@ -30,13 +33,15 @@ def build(lab: Lab, docker: str, icc: bool) -> None:
     front = d.network_create("front", subnet="172.18.0.0/16", icc=icc)
     back = d.network_create("back", subnet="172.19.0.0/16")
     vault = d.network_create("vault", subnet="172.20.0.0/16", internal=True)
-    internet(lab, host, routes=(front.subnet, back.subnet, vault.subnet))
+    inet = internet(lab, host, routes=(front.subnet, back.subnet, vault.subnet))
+    # The host's upstream resolver (its resolv.conf's nameserver): a DNS server in internet.
+    inet.serve_dns(53, {UPSTREAM_NAME: UPSTREAM})
     a1, a2 = d.run("a1", front), d.run("a2", front, aliases=("web",))
     b1 = d.run("b1", back)
     i1, i2 = d.run("i1", vault), d.run("i2", vault)
     for c in (a1, a2, b1, i1, i2):
         c.serve("tcp", 7).serve("http", 80)
-    d.embedded_dns()
+    d.embedded_dns(upstream=UPSTREAM)
     d.machine()
 
     # One network: the containers talk (unless icc=false).
@@ -60,4 +65,7 @@ def build(lab: Lab, docker: str, icc: bool) -> None:
     lab.expect_dns("a1", "127.0.0.11", "a2", a2.primary_ip, check_name="dns a1: a2")
     lab.expect_dns("a1", "127.0.0.11", "web", a2.primary_ip, check_name="dns a1: web (a2's alias)")
     lab.expect_dns("a1", "127.0.0.11", "b1", None, check_name="dns a1: b1 (another network)")
+    # Names of no network of a1's: forwarded, from a1's netns, to the host's upstream.
+    lab.expect_dns("a1", "127.0.0.11", UPSTREAM_NAME, UPSTREAM,
+                   check_name=f"dns a1: {UPSTREAM_NAME} (forwarded to internet's resolver)")
     lab.expect_dns("i1", "127.0.0.11", "i2", i2.primary_ip, check_name="dns i1: i2 (internal too)")

@@ -494,15 +494,19 @@ class Daemon:
         h[0] = (h[0] & 0xFE) | 0x02
         return ":".join(f"{b:02x}" for b in h)
 
-    def embedded_dns(self) -> dict[str, str]:
+    def embedded_dns(self, upstream: str | None = None) -> dict[str, str]:
         """dockerd's embedded DNS in every container on a user-defined network (the default
-        bridge has none): a resolver in the container's netns on 127.0.0.11 at a port of
-        its own, the container's nat rules that send :53 there and back (dockerfw.resolver,
-        or its nftables table under 29-nftables), and A records for the names and aliases of
-        the containers on the same network, nothing else. Call it once, after the last
-        `run`. Names outside the network get NXDOMAIN here; the real dockerd forwards them
-        to the host's resolvers, which a lab does not have. Returns container -> resolver.
-        Only UDP is served (the TCP rule is written as dockerd writes it)."""
+        bridge has none): a resolver in the container's netns on 127.0.0.11 at a UDP and a
+        TCP port of its own (a `dockerd` process, nsbox/verify/proxy.py -dns-local), the
+        container's nat rules that send :53 there and back (dockerfw.resolver, or its
+        nftables table under 29-nftables), and A records for the names and aliases of the
+        containers on the same network (a DNS server on 127.0.0.11 the resolver asks
+        first). Call it once, after the last `run`. Other names are forwarded, from the
+        container's netns, to UPSTREAM:53 (the host's resolver from its resolv.conf: give
+        one of the lab's, e.g. a DNS server in `internet`); when it is silent 20.10 sends
+        nothing and 28+ SERVFAIL. Without UPSTREAM they get NXDOMAIN (the real dockerd
+        would fall back to public resolvers, which a lab must not reach). Returns
+        container -> the container holding its DNS server."""
         from nsbox.kits.dockerfw import resolver
 
         made: dict[str, str] = {}
@@ -515,8 +519,13 @@ class Daemon:
                     records[n] = ep.ip
             for i, ep in enumerate(net.endpoints):
                 udp, tcp = 40000 + 2 * len(made), 40001 + 2 * len(made)
+                zone = 41000 + len(made)  # the names the resolver knows, asked over UDP
                 dns = self.lab.container(f"{ep.name}-dns", ep.node)
-                dns.serve_dns(udp, records, address=resolver.RESOLVER_IP)
+                dns.serve_dns(zone, records, address=resolver.RESOLVER_IP)
+                for proto, port in (("udp", udp), ("tcp", tcp)):
+                    ep.node.proxy(proto, port, upstream or "0.0.0.0", resolver.DNS_PORT,  # type: ignore[arg-type]
+                                  host_ip=resolver.RESOLVER_IP, name="dockerd", dns_local=zone,
+                                  dns_servfail=self.opts.layout != "20.10")
                 if self.opts.layout == "29-nftables":
                     self.lab.require("nftables")
                     ep.node.nftables(fwnft.loadable(resolver.nftables_rules(udp, tcp)))
