@@ -23,8 +23,9 @@ UPSTREAM_NAME = "www.example.test"  # a name only the upstream resolver (in inte
 @recipe("user-networks", params=[
     Param("docker", "29", "the dockerd whose rules are rebuilt", choices=kit.LAYOUTS),
     Param("icc", True, "enable_icc on the front network (false: its containers cannot talk)"),
+    Param("docker0", False, "also run d1 on the default bridge docker0 (isolated from the user networks)"),
 ])
-def build(lab: Lab, docker: str, icc: bool) -> None:
+def build(lab: Lab, docker: str, icc: bool, docker0: bool = False) -> None:
     """docker network create: same network talks, across networks not, --internal has no way out; embedded DNS."""
     lab.require("veth", "bridge", "nat", "conntrack")
     host = lab.host
@@ -39,7 +40,8 @@ def build(lab: Lab, docker: str, icc: bool) -> None:
     a1, a2 = d.run("a1", front), d.run("a2", front, aliases=("web",))
     b1 = d.run("b1", back)
     i1, i2 = d.run("i1", vault), d.run("i2", vault)
-    for c in (a1, a2, b1, i1, i2):
+    d1 = d.run("d1", d.networks["bridge"]) if docker0 else None
+    for c in (a1, a2, b1, i1, i2, *([d1] if d1 else [])):
         c.serve("tcp", 7).serve("http", 80)
     d.embedded_dns(upstream=UPSTREAM)
     d.machine()
@@ -57,6 +59,12 @@ def build(lab: Lab, docker: str, icc: bool) -> None:
               "20.10": (HOST, "filter", "DOCKER-ISOLATION-STAGE-2", f"-o {back.bridge} -j DROP")}.get(docker)
     lab.expect("a1", "b1", "tcp", 7, allow=False, dropped_by=across, name="tcp/7 a1->b1 (across networks)")
     lab.expect("b1", "i1", "tcp", 7, allow=False, name="tcp/7 b1->i1 (into the internal network)")
+    if d1 is not None:
+        # docker0 is a network like the others: isolated from the user networks both ways.
+        lab.expect("d1", "a1", "tcp", 7, allow=False, name="tcp/7 d1->a1 (docker0 to a user network)")
+        lab.expect("b1", "d1", "tcp", 7, allow=False, name="tcp/7 b1->d1 (a user network to docker0)")
+        lab.expect("d1", UPSTREAM, "http", 80, seen_from=UPLINK, name="http d1->internet (NAT)")
+        lab.expect_dns("a1", "127.0.0.11", "d1", None, check_name="dns a1: d1 (docker0 has no names)")
     # The way out: NAT for a user network, none for the internal one.
     lab.expect("a1", UPSTREAM, "http", 80, seen_from=UPLINK, name="http a1->internet (NAT)")
     lab.expect("i1", UPSTREAM, "http", 80, allow=False, name="http i1->internet (internal: no way out)")

@@ -150,14 +150,16 @@ def _reply_from(dst: bytes | None, family: int) -> list:
     return [(socket.IPPROTO_IP, _IP_PKTINFO, b"\0\0\0\0" + dst + b"\0\0\0\0")]
 
 
-def serve_udp(listener: socket.socket, upstream: tuple[str, int]) -> None:
+def serve_udp(listener: socket.socket, upstream: tuple[str, int], from_route: bool = False) -> None:
     """One upstream socket per client address. Replies leave from the address the client
-    wrote to (IP_PKTINFO), as docker-proxy's UDP proxy does: a wildcard listener would
-    otherwise answer from whatever address the route picks, and a client that connected
-    its socket would drop the reply."""
+    wrote to (IP_PKTINFO), as docker-proxy's UDP proxy does since Docker 28 (moby
+    6c6174b3): a wildcard listener would otherwise answer from whatever address the route
+    picks, and a client that connected its socket drops the reply. FROM_ROUTE: the older
+    docker-proxy (Docker <= 27, 20.10's), which does just that."""
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ, None)
-    _pktinfo_on(listener)
+    if not from_route:
+        _pktinfo_on(listener)
     flows: dict[tuple, socket.socket] = {}
     origin: dict[tuple, bytes | None] = {}
     last: dict[tuple, float] = {}
@@ -325,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="be dockerd's embedded DNS: answer from the DNS server at HOST_IP:DNS_LOCAL, "
                         "forward what it does not know to CONTAINER_IP:CONTAINER_PORT (0.0.0.0: nowhere)")
     p.add_argument("-dns-servfail", action="store_true", help="answer SERVFAIL when the upstream is silent")
+    p.add_argument("-udp-reply-from-route", action="store_true",
+                   help="UDP replies from the address the route picks (docker-proxy before Docker 28)")
     a = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     ctypes.CDLL(None).prctl(_PR_SET_NAME, a.name.encode()[:15], 0, 0, 0)
@@ -346,7 +350,9 @@ def main(argv: list[str] | None = None) -> None:
         local = (a.host_ip, a.dns_local)
         ext = None if a.container_ip in ("0.0.0.0", "::") else upstream
         (serve_dns_tcp if a.proto == "tcp" else serve_dns_udp)(listener, local, ext, a.dns_servfail)
-    (serve_tcp if a.proto == "tcp" else serve_udp)(listener, upstream)
+    if a.proto == "tcp":
+        serve_tcp(listener, upstream)
+    serve_udp(listener, upstream, a.udp_reply_from_route)
 
 
 if __name__ == "__main__":

@@ -454,12 +454,15 @@ class Daemon:
                 # model (the wildcard binds collide), so the IPv4 one stands for both.
                 # A port on an IPv6 host address of an IPv4-only container: docker-proxy
                 # relays it to the container's IPv4 address (no rule does).
+                # 20.10's docker-proxy answers UDP from the address the route picks.
+                legacy = port.proto == "udp" and self.opts.layout == "20.10"
                 v4 = port.host_ip_of(4)
                 if v4 is not None:
-                    self.host.proxy(port.proto, port.host_port, addr, port.container_port, host_ip=v4)  # type: ignore[arg-type]
+                    self.host.proxy(port.proto, port.host_port, addr, port.container_port, host_ip=v4,  # type: ignore[arg-type]
+                                    udp_reply_from_route=legacy)
                 else:
                     self.host.proxy(port.proto, port.host_port, addr6 or addr, port.container_port,  # type: ignore[arg-type]
-                                    host_ip=port.host_ip_of(6) or "::")
+                                    host_ip=port.host_ip_of(6) or "::", udp_reply_from_route=legacy)
         net.endpoints.append(ep)
         fw_ep = fw.Endpoint(ipaddress.IPv4Address(addr), ipaddress.IPv6Address(addr6) if addr6 else None)
         for family in self._families():
