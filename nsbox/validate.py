@@ -91,9 +91,11 @@ def _check_node(lab: Lab, node: Node) -> None:
         where = f"node {node.name}: {p.name} {p.proto} {p.host_ip}:{p.host_port}"
         if p.proto not in ("tcp", "udp"):
             raise ValidationError(f"{where}: proto is tcp or udp")
-        for port in (p.host_port, p.container_port):
+        for port in (p.host_port, p.container_port, *([p.dns_local] if p.dns_local is not None else [])):
             if not (type(port) is int and 1 <= port <= 65535):
                 raise ValidationError(f"{where}: port {port!r} out of range 1-65535")
+        if type(p.dns_servfail) is not bool or type(p.udp_reply_from_route) is not bool:
+            raise ValidationError(f"{where}: dns_servfail and udp_reply_from_route are true or false")
         for ip in (p.host_ip, p.container_ip):
             try:
                 ipaddress.ip_address(ip)

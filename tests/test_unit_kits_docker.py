@@ -358,3 +358,12 @@ def test_sort_port_map_2010_replays_go_with_its_non_strict_less() -> None:
     # 9000 first (largest host port), then 8080 (its two bindings swapped by the tcp tie), 53/udp
     assert [(p.host_port, p.host_ip) for p in sort_port_map_2010(ports)] == [
         (9000, None), (8080, "::1"), (8080, "127.0.0.1"), (53, None)]
+
+
+@pytest.mark.parametrize("bad", [{"dns_local": 0}, {"dns_local": "53"}, {"dns_servfail": "yes"},
+                                 {"udp_reply_from_route": 1}])
+def test_a_proxys_dns_and_udp_options_are_validated(bad: dict) -> None:
+    lab = _lab()
+    lab.host.proxy("udp", 40000, "0.0.0.0", 53, host_ip="127.0.0.1", **bad)
+    with pytest.raises(ValidationError, match="docker-proxy udp 127.0.0.1:40000"):
+        validate(lab)
