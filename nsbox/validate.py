@@ -62,7 +62,8 @@ def _check_node(lab: Lab, node: Node) -> None:
     # Addresses, routes, rules, neighbour/FDB entries, per-interface sysctls: as the kernel judges them.
     check_routing(node)
     _check_firewall(node)
-    seen: dict[tuple[str, int], set[str]] = {}
+    # (l4, port) -> [(bound address, None for the dual-stack wildcard), who]
+    seen: dict[tuple[str, int], list[tuple[str | None, str]]] = {}
     for s in node.servers:
         if s.kind not in SERVER_KINDS:
             raise ValidationError(f"node {node.name}: unknown server kind {s.kind!r} ({', '.join(SERVER_KINDS)})")
@@ -79,29 +80,48 @@ def _check_node(lab: Lab, node: Node) -> None:
                 raise ValidationError(f"node {node.name}: a server binds {s.address}, which is no address of "
                                       f"this node (the kernel: EADDRNOTAVAIL)")
         l4 = s.l4
-        if (l4, s.port) in seen:
-            # one netns, one listener per port: the second bind() gets EADDRINUSE
+        taken = [who for ip, who in seen.get((l4, s.port), []) if _binds_clash(ip, s.address)]
+        if taken:
+            # one netns, one listener per address and port: the second bind() gets EADDRINUSE
             raise ValidationError(f"node {node.name}: two servers on {l4}/{s.port} in one netns "
-                                  f"({', '.join(sorted(seen[(l4, s.port)] | {node.server_name(s)}))}; "
+                                  f"({', '.join(sorted({*taken, node.server_name(s)}))}; "
                                   f"the second bind gets EADDRINUSE)")
-        seen[(l4, s.port)] = {node.server_name(s)}
+        seen.setdefault((l4, s.port), []).append((s.address, node.server_name(s)))
     for p in node.proxies:
         where = f"node {node.name}: {p.name} {p.proto} {p.host_ip}:{p.host_port}"
         if p.proto not in ("tcp", "udp"):
             raise ValidationError(f"{where}: proto is tcp or udp")
-        for port in (p.host_port, p.container_port):
+        for port in (p.host_port, p.container_port, *([p.dns_local] if p.dns_local is not None else [])):
             if not (type(port) is int and 1 <= port <= 65535):
                 raise ValidationError(f"{where}: port {port!r} out of range 1-65535")
+        if type(p.dns_servfail) is not bool or type(p.udp_reply_from_route) is not bool:
+            raise ValidationError(f"{where}: dns_servfail and udp_reply_from_route are true or false")
         for ip in (p.host_ip, p.container_ip):
             try:
                 ipaddress.ip_address(ip)
             except ValueError:
                 raise ValidationError(f"{where}: {ip!r} is no address") from None
         key = (p.proto, p.host_port)
-        if key in seen:  # the wildcard bind collides with any other listener on the port
-            raise ValidationError(f"{where}: the port is taken by {', '.join(sorted(seen[key]))} "
+        taken = [who for ip, who in seen.get(key, []) if _binds_clash(ip, p.host_ip)]
+        if taken:  # a wildcard bind collides with any other listener on the port
+            raise ValidationError(f"{where}: the port is taken by {', '.join(sorted(set(taken)))} "
                                   f"(the kernel: EADDRINUSE)")
-        seen[key] = {p.name}
+        seen.setdefault(key, []).append((p.host_ip, p.name))
+
+
+def _binds_clash(a: str | None, b: str | None) -> bool:
+    """Would bind()s of one port to A and to B collide in one netns (EADDRINUSE)? None is
+    nsbox's dual-stack wildcard (`::` with IPV6_V6ONLY=0), which takes the port in both
+    families; `::` itself is dual-stack too (net.ipv6.bindv6only=0, the default); an
+    address of one family leaves the other family's addresses free
+    (`-p 127.0.0.1:8080:80 -p [::1]:8080:80`, or two host addresses of one family)."""
+    if a is None or b is None:
+        return True
+    x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    if x.version == y.version:
+        return x == y or x.is_unspecified or y.is_unspecified
+    v6 = x if x.version == 6 else y
+    return v6.is_unspecified
 
 
 def _check_firewall(node: Node) -> None:

@@ -7,7 +7,8 @@ Docker 28+: how the outside reaches the containers and how they go out.
   containers (no raw DROP, no unpublished-port DROP).
 - routed: no NAT at all: the containers go out with their own addresses (the outside
   routes their subnet back via the host); direct routing reaches published ports and
-  ICMP, other ports are dropped.
+  ICMP, other ports are dropped. The host port is ignored (moby's `routed` port mapper):
+  no DNAT, no docker-proxy: the host's own server on 8080 answers there.
 - isolated: no gateway address on the bridge and no default route in the containers:
   nothing in or out but the network itself.
 c1 publishes 8080:80 and also serves an unpublished port, 81.
@@ -50,8 +51,16 @@ def build(lab: Lab, mode: str, docker: str) -> None:
     # On the way out: MASQUERADE'd to the host's address, or (routed) the container's own.
     lab.expect("c1", UPSTREAM, "http", 80, seen_from=ip if mode == "routed" else UPLINK,
                name="http c1->internet (" + ("no NAT: its own address" if mode == "routed" else "MASQUERADE") + ")")
-    # Published: through the host's address (DNAT), the client seen.
-    lab.expect("internet", UPLINK, "http", 8080, answered_by=c1, seen_from=UPSTREAM, name="http internet->host:8080")
+    # Published: through the host's address (DNAT), the client seen. Routed: Docker ignores
+    # the host port (no DNAT, no docker-proxy): nothing answers at host:8080.
+    if mode == "routed":
+        # The host's 8080 stays free: a server of the host's own takes it and answers.
+        host.serve("http", 8080)
+        lab.expect("internet", UPLINK, "http", 8080, answered_by=host, seen_from=UPSTREAM,
+                   name="http internet->host:8080 (routed: host port ignored, the host's own server)")
+    else:
+        lab.expect("internet", UPLINK, "http", 8080, answered_by=c1, seen_from=UPSTREAM,
+                   name="http internet->host:8080")
     # Direct routing to the container itself.
     raw = (HOST, "raw", "PREROUTING", f"-d {ip}/32 ! -i {net.bridge} -j DROP") if iptables else None
     unpublished = (HOST, "filter", "DOCKER", f"! -i {net.bridge} -o {net.bridge} -j DROP") if iptables else None

@@ -35,3 +35,24 @@ def test_without_dnat_the_proxy_answers_and_the_check_fails(nsbox):
     assert r.returncode == 1, r.describe()
     c = r.checks()["http outside->host:8080 (DNAT, the client seen)"]
     assert not c["passed"] and c["observed"] == "allow, answered by c1, seen from 192.0.2.1", c
+
+
+HALF_CLOSE = ("ok=0; for i in $(seq 20); do "
+              "printf 'GET /host HTTP/1.0\\r\\n\\r\\n' | nc -N -w 3 {dst} 8080 | grep -q 'NODE: c1' && ok=$((ok+1)); "
+              "done; echo {tag}=$ok")
+
+
+@pytest.mark.tools("nc")
+def test_proxy_passes_a_half_close_on(nsbox):
+    """docker-proxy relays each direction on its own: a client that sends its request and
+    half-closes (nc -N: shutdown(SHUT_WR) at stdin's EOF) still gets the answer, from the
+    host's loopback and from the container through the gateway address (both the proxy's:
+    DNAT skips loopback and the bridge). A relay that closes both sides on the first EOF
+    answers none of them."""
+    then = (HALF_CLOSE.format(dst="127.0.0.1", tag="LOOPBACK") + "; "
+            + "ip netns exec $NSBOX_NETNS_C1 sh -c \"" + HALF_CLOSE.format(dst="192.0.2.1", tag="GATEWAY")
+            .replace('"', '\\"').replace("$", "\\$") + "\"")
+    r = nsbox.run("run", "proxy-lab", "--recipes", RECIPES, "--format", "json", "--then", then)
+    assert r.returncode == 0, r.describe()
+    assert re.search(r"^LOOPBACK=20$", r.stderr, re.M), r.stderr
+    assert re.search(r"^GATEWAY=20$", r.stderr, re.M), r.stderr

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from nsbox import recipe
 from nsbox.errors import UsageError, ValidationError
 from nsbox.kits import docker
+from nsbox.kits.docker.daemon import sort_port_map_2010
 from nsbox.model import Lab
 from nsbox.model.firewall import Table
 from nsbox.model.serialize import lab_from_dict, lab_to_dict
@@ -39,9 +41,25 @@ BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tab
 
 def _with_stock_br_netfilter(old: dict) -> dict:
     """The pre-kit dump, read by today's model (lab_from_dict gives fields added to the
-    model since, e.g. a check's reply_src, their defaults), plus the one deliberate change:
-    the host sets both br_netfilter keys to 0, optional, right after ip_forward."""
+    model since, e.g. a check's reply_src, their defaults), plus the deliberate changes:
+    the host sets both br_netfilter keys to 0, optional, right after ip_forward (issue 6);
+    the container as Docker makes it (issue 14, item 7): docker0 and each container's eth0
+    with txqueuelen 0, eth0 with a MAC of Docker 29's kind (random, here a stable hash),
+    and the runtime's two sysctls (ping_group_range, ip_unprivileged_port_start) first."""
     old = json.loads(json.dumps(lab_to_dict(lab_from_dict(old))))
+    for node in old["nodes"]:
+        if node["name"] == "host":
+            for i in node["interfaces"]:
+                if i["name"] == "docker0":
+                    i["txqueuelen"] = 0
+        elif re.fullmatch(r"c\d+", node["name"]):
+            ip = next(a["cidr"].split("/")[0] for a in node["addresses"] if a["iface"] == "eth0")
+            for i in node["interfaces"]:
+                if i["name"] == "eth0":
+                    i["txqueuelen"] = 0
+                    i["mac"] = docker.Daemon.container_mac(_mac_daemon(), _NET, node["name"], ip)
+            node["sysctls"] = {**docker.CONTAINER_SYSCTLS, **node["sysctls"]}
+            node["optional_sysctls"] = sorted([*node["optional_sysctls"], *docker.CONTAINER_SYSCTLS])
     host = next(n for n in old["nodes"] if n["name"] == "host")
     sysctls = {}
     for k, v in host["sysctls"].items():
@@ -51,6 +69,14 @@ def _with_stock_br_netfilter(old: dict) -> dict:
     host["sysctls"] = sysctls
     host["optional_sysctls"] = sorted([*host["optional_sysctls"], *BR_NF])
     return old
+
+
+def _mac_daemon() -> docker.Daemon:
+    lab = Lab("mac")
+    return docker.Daemon(lab, lab.host)
+
+
+_NET = docker.Network("bridge", "docker0", docker.DEFAULT_SUBNET, "172.17.0.1")
 
 
 @pytest.mark.parametrize("containers", [2, 5])
@@ -99,6 +125,27 @@ def test_icc_false_turns_br_netfilter_on_and_not_optional() -> None:
     d.network_create("noicc", subnet="172.18.0.0/16", icc=False)
     assert lab.host.sysctls[BR_NF[0]] == "1" and BR_NF[0] not in lab.host.optional_sysctls
     assert lab.host.sysctls[BR_NF[1]] == "0"  # IPv4-only network
+
+
+def test_br_netfilter_as_each_layout_has_it() -> None:
+    """20.10 loads br_netfilter at start (1) and sets it again only for icc=false; Docker
+    28+ leaves a stock host's 0 and sets 1 for icc=false or --userland-proxy=false
+    (moby db25b0dc and 0548fe25); br_netfilter= overrides the host's value."""
+    def brnf(layout: str, **kw: object) -> str:
+        lab = _lab()
+        net_kw = {"icc": kw.pop("icc")} if "icc" in kw else {}
+        d = docker.Daemon(lab, lab.host, layout=layout, **kw)  # type: ignore[arg-type]
+        d.network_create("n", subnet="172.18.0.0/16", **net_kw)  # type: ignore[arg-type]
+        return lab.host.sysctls[BR_NF[0]]
+
+    assert brnf("20.10") == "1"
+    assert brnf("20.10", br_netfilter=False) == "0"
+    assert brnf("20.10", br_netfilter=False, userland_proxy=False) == "0"  # 20.10: icc=false only
+    assert brnf("20.10", br_netfilter=False, icc=False) == "1"
+    assert brnf("29") == "0"
+    assert brnf("29", br_netfilter=True) == "1"
+    assert brnf("29", userland_proxy=False) == "1"
+    assert brnf("29", icc=False) == "1"
 
 
 def test_ipam_hands_out_addresses_in_order_after_the_gateway() -> None:
@@ -173,8 +220,10 @@ def golden_daemon(stem: str, layout: str = "29") -> tuple[Lab, docker.Daemon]:
         d = docker.Daemon(lab, lab.host, layout=layout, iptables=False, docker_user=False, host_forwarding=True)
     else:
         o = _options(stem.replace("cleaned,", ""))
+        # port_mappers=False: moby's firewaller tests hand it HostPort 8080 even on a routed
+        # network (dockerd's routed port mapper would have dropped it first).
         d = docker.Daemon(lab, lab.host, layout=layout, userland_proxy=o["hairpin"] == "false", docker_user=False,
-                          host_forwarding=True)
+                          host_forwarding=True, port_mappers=False)
         if not stem.startswith("cleaned"):
             internal = o["internal"] == "true"
             net = d.network_create("dummy", bridge="br-dummy", subnet="192.168.0.0/24",
@@ -206,6 +255,28 @@ GOLDEN_FILES = sorted(GOLDENS.glob("*.golden")) if GOLDENS.is_dir() else []
 def test_docker29_golden(path: Path) -> None:
     stem, fam = path.name.removesuffix(".golden").rsplit("__", 1)
     assert render_golden(stem, 6 if fam == "ip6tables" else 4) == path.read_text()
+
+
+def test_every_golden_scenario_is_a_valid_lab() -> None:
+    """bindlh=true publishes one port on 127.0.0.1 and ::1: two docker-proxy binds of one
+    port on distinct addresses, which the kernel allows (validate used to refuse them)."""
+    stems = sorted({p.name.rsplit("__", 1)[0] for p in GOLDEN_FILES})
+    for stem in stems:
+        lab, _ = golden_daemon(stem)
+        validate(lab)
+
+
+def test_one_port_on_two_addresses_of_one_family_and_the_wildcard() -> None:
+    lab = _lab()
+    lab.host.address("lo", "127.0.0.1/8")
+    d = docker.Daemon(lab, lab.host)
+    d.run("c1", d.default_bridge(), publish=["127.0.0.1:8080:80", "[::1]:8080:80"])
+    assert sorted((p.host_ip, p.container_ip) for p in lab.host.proxies) == [
+        ("127.0.0.1", "172.17.0.2"), ("::1", "172.17.0.2")]  # docker-proxy relays ::1 to the IPv4 container
+    validate(lab)
+    d.run("c2", d.networks["bridge"], publish=["8080:80"])  # 0.0.0.0:8080 beside 127.0.0.1:8080
+    with pytest.raises(ValidationError, match="EADDRINUSE"):
+        validate(lab)
 
 
 def test_every_golden_is_covered() -> None:
@@ -265,3 +336,34 @@ def test_docker_user_rules_survive_dockers_own_rewrites() -> None:
     nft_lab = _lab()
     with pytest.raises(ValidationError, match="DOCKER-USER: no such chain"):
         docker.Daemon(nft_lab, nft_lab.host, layout="29-nftables").docker_user("-j DROP")
+
+
+def test_docker_2010_writes_a_port_range_in_descending_order() -> None:
+    """dockerd 20.10's nat.SortPortMap: larger host port first (the real daemon writes
+    --dport 8081 before 8080, 81 before 80); Docker 29 keeps the range ascending."""
+    def dnat_ports(layout: str) -> list[str]:
+        lab = _lab()
+        d = docker.Daemon(lab, lab.host, layout=layout)
+        d.run("c1", d.default_bridge(), publish=["8080-8081:80-81"])
+        rules = [r.spec for r in lab.host.firewall.table("nat", 4).chains["DOCKER"].rules]
+        fil = [r.spec for r in lab.host.firewall.table("filter", 4).chains["DOCKER"].rules]
+        return [s.split("--dport ")[1].split()[0] for s in rules + fil if "--dport" in s]
+
+    assert dnat_ports("20.10") == ["8081", "8080", "81", "80"]
+    assert dnat_ports("29") == ["8080", "8081", "81", "80"]  # 29 inserts each filter ACCEPT at the top
+
+
+def test_sort_port_map_2010_replays_go_with_its_non_strict_less() -> None:
+    ports = [docker.Port.parse(t) for t in ("127.0.0.1:8080:80", "[::1]:8080:80", "53:53/udp", "9000:90")]
+    # 9000 first (largest host port), then 8080 (its two bindings swapped by the tcp tie), 53/udp
+    assert [(p.host_port, p.host_ip) for p in sort_port_map_2010(ports)] == [
+        (9000, None), (8080, "::1"), (8080, "127.0.0.1"), (53, None)]
+
+
+@pytest.mark.parametrize("bad", [{"dns_local": 0}, {"dns_local": "53"}, {"dns_servfail": "yes"},
+                                 {"udp_reply_from_route": 1}])
+def test_a_proxys_dns_and_udp_options_are_validated(bad: dict) -> None:
+    lab = _lab()
+    lab.host.proxy("udp", 40000, "0.0.0.0", 53, host_ip="127.0.0.1", **bad)
+    with pytest.raises(ValidationError, match="docker-proxy udp 127.0.0.1:40000"):
+        validate(lab)

@@ -13,7 +13,7 @@ def test_namespaces_first_then_bridge_before_its_ports_then_configuration():
     kinds = [type(s.action) for s in steps]
     assert kinds[:4] == [Netns] * 4
     texts = [f"{s.node}: {s.text}" for s in steps]
-    bridge = texts.index("host: ip link add docker0 address b2:7c:4e:1a:9d:30 type bridge")
+    bridge = texts.index("host: ip link add docker0 address b2:7c:4e:1a:9d:30 txqueuelen 0 type bridge")
     port = next(i for i, t in enumerate(texts) if "master docker0 up" in t)
     assert 4 <= bridge < port
     # addresses come after every link exists; the firewall ends the host's part
@@ -31,8 +31,9 @@ def test_sysctls_before_the_interface_comes_up():
 
 
 def test_step_count_grows_with_the_lab():
-    # per container: netns, veth, sysctl, lo up, eth0 up, address, route = 7
-    assert len(plan_lab(_lab(3)).steps) - len(plan_lab(_lab(2)).steps) == 7
+    # per container: netns, veth, 3 sysctls (the runtime's ping_group_range and
+    # ip_unprivileged_port_start, eth0's disable_ipv6), lo up, eth0 up, address, route = 9
+    assert len(plan_lab(_lab(3)).steps) - len(plan_lab(_lab(2)).steps) == 9
 
 
 def test_address_text_has_the_broadcast_nsbox_sets():

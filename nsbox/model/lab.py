@@ -154,6 +154,13 @@ class Proxy:
     container_ip: str
     container_port: int
     name: str = "docker-proxy"
+    # dockerd's embedded DNS resolver instead of a relay (nsbox/verify/proxy.py): answers
+    # from the DNS server at HOST_IP:DNS_LOCAL, forwards the rest to CONTAINER_IP:PORT.
+    dns_local: int | None = None
+    dns_servfail: bool = False
+    # UDP replies from the address the route picks, not the one the client wrote to (the
+    # docker-proxy of Docker <= 27, before moby 6c6174b3)
+    udp_reply_from_route: bool = False
 
 
 @dataclass(frozen=True)
@@ -346,10 +353,13 @@ class Node:
         return self
 
     def proxy(self, proto: Literal["tcp", "udp"], host_port: int, container_ip: str, container_port: int, *,
-              host_ip: str = "0.0.0.0", name: str = "docker-proxy") -> Node:
+              host_ip: str = "0.0.0.0", name: str = "docker-proxy", dns_local: int | None = None,
+              dns_servfail: bool = False, udp_reply_from_route: bool = False) -> Node:
         """A userland proxy process (`docker-proxy -proto P -host-ip HOST_IP -host-port HOST_PORT
-        -container-ip IP -container-port PORT`) running in this node."""
-        self.proxies.append(Proxy(proto, host_ip, host_port, container_ip, container_port, name))
+        -container-ip IP -container-port PORT`) running in this node. DNS_LOCAL: dockerd's
+        embedded DNS resolver instead (the docker kit's embedded_dns)."""
+        self.proxies.append(Proxy(proto, host_ip, host_port, container_ip, container_port, name,
+                                  dns_local, dns_servfail, udp_reply_from_route))
         return self
 
     def server_name(self, server: Server) -> str:

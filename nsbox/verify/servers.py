@@ -90,6 +90,10 @@ class ServerSet:
                 "-netns", path, "-proto", p.proto, "-host-ip", p.host_ip, "-host-port", str(p.host_port),
                 "-container-ip", p.container_ip, "-container-port", str(p.container_port),
                 "-parent", str(os.getpid()), "-name", p.name]
+        if getattr(p, "dns_local", None) is not None:  # dockerd's embedded DNS (proxy.py)
+            argv += ["-dns-local", str(p.dns_local)] + (["-dns-servfail"] if p.dns_servfail else [])
+        if getattr(p, "udp_reply_from_route", False):
+            argv.append("-udp-reply-from-route")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
         self._procs.append(proc)
         line = proc.stdout.readline().strip() if proc.stdout else ""

@@ -34,6 +34,10 @@ LAYOUTS = ("29", "29-nftables", "20.10")
 
 DEFAULT_SUBNET = "172.17.0.0/16"
 DEFAULT_MAC = "b2:7c:4e:1a:9d:30"  # random in Docker (locally administered, unicast); fixed here
+DEFAULT_MAC_2010 = "02:42:5e:ed:17:01"  # 20.10: random too, but always 02:42:xx:xx:xx:xx
+# What the runtime sets in every container with a netns of its own (moby oci_linux.go,
+# 20.10 and 29 alike): ping sockets for every group, every port bindable unprivileged.
+CONTAINER_SYSCTLS = {"net.ipv4.ping_group_range": "0 2147483647", "net.ipv4.ip_unprivileged_port_start": "0"}
 # Docker's docs (daemon.json "fixed-cidr-v6") show this prefix for the default bridge.
 DEFAULT_SUBNET6 = "2001:db8:1::/64"
 _BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
@@ -165,6 +169,39 @@ class Network:
                 return str(addr)
 
 
+def running_in_user_ns() -> bool:
+    """moby's userns.RunningInUserNS: /proc/self/uid_map is not the initial namespace's
+    `0 0 4294967295`."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def sort_port_map_2010(ports: list[Port]) -> list[Port]:
+    """dockerd 20.10 orders a container's bindings with go-connections' nat.SortPortMap
+    before libnetwork writes their rules: larger host port first, then larger container
+    port, tcp before udp (so `-p 8080-8081:80-81` writes 8081 before 8080). Its Less is
+    no strict order (`hpi > hpj || pi > pj || (pi == pj && tcp)`), so the result is what
+    Go's sort does with it: insertion sort for up to 12 entries, replayed here; then the
+    entries grouped by container port in the order the ports first appear."""
+    def less(a: Port, b: Port) -> bool:
+        return a.host_port > b.host_port or a.container_port > b.container_port or \
+            (a.container_port == b.container_port and a.proto == "tcp")
+
+    s = list(ports)
+    for i in range(1, len(s)):
+        j = i
+        while j > 0 and less(s[j], s[j - 1]):
+            s[j], s[j - 1] = s[j - 1], s[j]
+            j -= 1
+    order: dict[tuple[int, str], list[Port]] = {}
+    for p in s:
+        order.setdefault((p.container_port, p.proto), []).append(p)
+    return [p for group in order.values() for p in group]
+
+
 def veth_name(i: int) -> str:
     """Host ends are `veth` + 7 hex digits in Docker (random there, stable here)."""
     return f"veth{(0x5eed000 + i * 0x9e37) & 0xfffffff:07x}"
@@ -177,13 +214,18 @@ class Daemon:
 
     def __init__(self, lab: Lab, host: Node, *, layout: str = "29", ipv6: bool = False,
                  userland_proxy: bool = True, iptables: bool = True, ip6tables: bool | None = None,
-                 docker_user: bool = True, host_forwarding: bool = False) -> None:
+                 docker_user: bool = True, host_forwarding: bool = False, port_mappers: bool = True,
+                 br_netfilter: bool | None = None) -> None:
         if layout not in LAYOUTS:
             raise ValidationError(f"unknown Docker layout {layout!r} (known: {', '.join(LAYOUTS)})")
         if ip6tables is None:
             # --ip6tables: on by default since Docker 27; experimental and off in 20.10.
             ip6tables = layout != "20.10"
         self.lab, self.host = lab, host
+        # port_mappers=False: bindings reach the firewaller as given, as moby's iptabler and
+        # nftabler unit tests (Docker's goldens) call it; the daemon itself runs each binding
+        # through a port mapper first (routed: the host port dropped).
+        self._port_mappers = port_mappers
         self.opts = DaemonOptions(layout, ipv6, userland_proxy, iptables, ip6tables, docker_user, host_forwarding)
         self.fw = fw.DaemonConfig(userland_proxy=userland_proxy, ipv4=iptables, ipv6=iptables and ip6tables)
         self.networks: dict[str, Network] = {}
@@ -201,15 +243,25 @@ class Daemon:
         if ipv6:
             lab.require("ipv6")
             host.sysctl("net.ipv6.conf.all.forwarding", 1)
-        # br_netfilter: a stock Debian/Ubuntu host has it unloaded, so bridged traffic
-        # (container to container on one bridge) skips iptables; dockerd loads it only
-        # when a network needs it (icc=false, userland-proxy=false: network_create).
-        # Kernels that build it in (this project's) turn it on in every new netns
-        # (per-netns keys since Linux 5.3), so the stock value is set explicitly;
-        # optional: where the kernel has no br_netfilter the keys are absent, which
-        # behaves the same.
+        # br_netfilter (bridge-nf-call-ip{,6}tables: do bridged frames, container to
+        # container on one bridge, see iptables?). dockerd 20.10 modprobes br_netfilter at
+        # start whenever --iptables/--ip6tables is on (the module's default: 1), and sets
+        # the key again only for icc=false networks. Docker 28+ (moby db25b0dc, "Only
+        # enable bridge netfiltering when needed") loads it only when a network needs it
+        # (icc=false, or --userland-proxy=false: network_create), so a stock Debian/Ubuntu
+        # host (module unloaded) has bridged traffic skip iptables. BR_NETFILTER overrides
+        # the host's value before dockerd needs it: True, the module loaded by something
+        # else (a Kubernetes node, the kernel building it in); False, unloaded (or the
+        # admin's sysctl.d turned the keys off). Kernels that build it in (this
+        # project's) turn it on in every new netns (per-netns keys since Linux 5.3), so
+        # the value is always set explicitly; optional: where the kernel has no
+        # br_netfilter the keys are absent, which behaves as 0 (and as dockerd does when
+        # its modprobe fails, it goes on).
+        if br_netfilter is None:
+            br_netfilter = layout == "20.10" and iptables
+        self.br_netfilter = br_netfilter
         for key in _BR_NF:
-            host.sysctl(key, 0, optional=True)
+            host.sysctl(key, int(br_netfilter), optional=True)
         # Tables in the order a host shows them being made (raw first: Docker 28+ uses it).
         if iptables and layout == "29":
             host.iptables("raw")
@@ -292,16 +344,22 @@ class Daemon:
         # gateway_mode isolated: the bridge gets no gateway address (moby isolates the
         # network that way, not by a rule): containers have no way off the bridge.
         isolated = gateway_mode == "isolated"
-        h.bridge(net.bridge, None if isolated else f"{gateway}/{net4.prefixlen}", mac=mac)
+        if self.opts.layout == "20.10" and mac == DEFAULT_MAC:
+            mac = DEFAULT_MAC_2010
+        # txqueuelen 0: libnetwork's netlink.Bridge has TxQLen 0, which netlink sends.
+        h.bridge(net.bridge, None if isolated else f"{gateway}/{net4.prefixlen}", mac=mac, txqueuelen=0)
         h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_ra", 0, optional=True)
         if net6 is not None and not isolated:
             self.lab.require("ipv6")
             # moby adds the bridge's IPv6 address with IFA_F_NODAD: so does the model by
             # default (Address.dad=False), never tentative.
             h.address(net.bridge, f"{ipv6_gateway}/{net6.prefixlen}")
-        if not icc or not self.opts.userland_proxy:
-            # dockerd's enableBrNfCallIptables: the DROP between containers of one
-            # bridge (icc=false) and hairpin NAT need bridged frames to see iptables.
+        # dockerd's enableBrNfCallIptables: the DROP between containers of one bridge
+        # (icc=false) and, since Docker 28, hairpin NAT (--userland-proxy=false) need
+        # bridged frames to see iptables. 20.10 does it for icc=false only (its
+        # `{!config.EnableICC && d.config.EnableIPTables, setupBridgeNetFiltering}`).
+        needs = not icc or (not self.opts.userland_proxy and self.opts.layout != "20.10")
+        if needs and self.opts.iptables:
             # Not optional then: without br_netfilter those rules would silently not apply.
             for key in _BR_NF[:1] + (_BR_NF[1:] if net6 is not None else ()):
                 h.sysctl(key, 1)
@@ -346,17 +404,32 @@ class Daemon:
         if net is None:
             raise ValidationError(f"docker run {name}: no network given and no default bridge")
         ports = [port for p in publish for port in Port.parse_all(p)]
+        if self.opts.layout == "20.10":
+            ports = sort_port_map_2010(ports)
         self._endpoints += 1
         veth = veth_name(self._endpoints)
+        addr = ip or net.allocate(4)
         c = self.lab.node(name)
         self.lab.veth(c, "eth0", self.host, veth, b_master=net.bridge)
-        # libnetwork creates the host end with TxQLen 0; without the userland proxy the
-        # port hairpins, so a container reaches its own published port through the host.
+        # libnetwork creates the veth with TxQLen 0, which netlink gives the peer too (both
+        # ends: 0); without the userland proxy the port hairpins, so a container reaches
+        # its own published port through the host.
         self.host.set_link(veth, txqueuelen=0, hairpin=True if not self.opts.userland_proxy else None)
+        c.set_link("eth0", txqueuelen=0, mac=self.container_mac(net, name, addr))
+        for key, value in CONTAINER_SYSCTLS.items():
+            # moby sets each where the kernel has it (optional), and ping_group_range only
+            # outside a user namespace (`!userns.RunningInUserNS()`): nsbox's sandbox is
+            # one (root alone mapped), where the kernel refuses the range with EINVAL.
+            if key == "net.ipv4.ping_group_range" and running_in_user_ns():
+                continue
+            c.sysctl(key, value, optional=True)
         if net.subnet6 is None:
-            # Docker >= 26.0.2 turns IPv6 off on eth0 of a container on an IPv4-only network.
-            c.sysctl("net.ipv6.conf.eth0.disable_ipv6", 1, optional=True)
-        addr = ip or net.allocate(4)
+            # IPv4-only network: Docker >= 26.0.2 turns IPv6 off on eth0 (osl setIPv6). The
+            # real dockerd 20.10 (Debian's docker.io, seen in a container here) leaves it
+            # off everywhere: all, default, lo and eth0 read 1.
+            keys = ("all", "default", "lo", "eth0") if self.opts.layout == "20.10" else ("eth0",)
+            for k in keys:
+                c.sysctl(f"net.ipv6.conf.{k}.disable_ipv6", 1, optional=True)
         c.address("eth0", f"{addr}/{net.prefixlen}")
         addr6 = None
         if net.subnet6 is not None:
@@ -368,20 +441,28 @@ class Daemon:
                 c.route("::/0", via=net.gateway6)
         ep = Endpoint(name, c, addr, addr6, veth, ports)
         self._aliases[name] = tuple(aliases)
+        # Routed gateway mode: moby's `routed` port mapper drops the host port (no DNAT,
+        # no docker-proxy); the port is reached at the container's own address.
+        nat_ports = [] if net.gateway_mode == "routed" else ports
         if not self.opts.userland_proxy:
-            self._declare_published(ports)
+            self._declare_published(nat_ports)
         if self.opts.userland_proxy:
-            for port in ports:
+            for port in nat_ports:
                 # docker-proxy answers for the published port on the host (loopback and
                 # hairpin traffic, which DNAT does not take). One per port: Docker runs a
                 # second one for IPv6, which one netns cannot hold beside it in nsbox's
                 # model (the wildcard binds collide), so the IPv4 one stands for both.
+                # A port on an IPv6 host address of an IPv4-only container: docker-proxy
+                # relays it to the container's IPv4 address (no rule does).
+                # 20.10's docker-proxy answers UDP from the address the route picks.
+                legacy = port.proto == "udp" and self.opts.layout == "20.10"
                 v4 = port.host_ip_of(4)
                 if v4 is not None:
-                    self.host.proxy(port.proto, port.host_port, addr, port.container_port, host_ip=v4)  # type: ignore[arg-type]
-                elif addr6 is not None:
-                    self.host.proxy(port.proto, port.host_port, addr6, port.container_port,  # type: ignore[arg-type]
-                                    host_ip=port.host_ip_of(6) or "::")
+                    self.host.proxy(port.proto, port.host_port, addr, port.container_port, host_ip=v4,  # type: ignore[arg-type]
+                                    udp_reply_from_route=legacy)
+                else:
+                    self.host.proxy(port.proto, port.host_port, addr6 or addr, port.container_port,  # type: ignore[arg-type]
+                                    host_ip=port.host_ip_of(6) or "::", udp_reply_from_route=legacy)
         net.endpoints.append(ep)
         fw_ep = fw.Endpoint(ipaddress.IPv4Address(addr), ipaddress.IPv6Address(addr6) if addr6 else None)
         for family in self._families():
@@ -403,15 +484,32 @@ class Daemon:
             self._sync(family)
         return c
 
-    def embedded_dns(self) -> dict[str, str]:
+    def container_mac(self, net: Network, name: str, addr: str) -> str:
+        """eth0's MAC: 20.10 derives it from the IPv4 address (netutils.GenerateMACFromIP:
+        02:42 and the address's four bytes, 02:42:ac:11:00:02 for 172.17.0.2); Docker 28+
+        gives it a random locally administered unicast one (moby bc130f36), stable here:
+        from a hash of the network's and the container's names."""
+        if self.opts.layout == "20.10":
+            return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(addr).packed)
+        import hashlib
+
+        h = bytearray(hashlib.sha256(f"{net.name}/{name}".encode()).digest()[:6])
+        h[0] = (h[0] & 0xFE) | 0x02
+        return ":".join(f"{b:02x}" for b in h)
+
+    def embedded_dns(self, upstream: str | None = None) -> dict[str, str]:
         """dockerd's embedded DNS in every container on a user-defined network (the default
-        bridge has none): a resolver in the container's netns on 127.0.0.11 at a port of
-        its own, the container's nat rules that send :53 there and back (dockerfw.resolver,
-        or its nftables table under 29-nftables), and A records for the names and aliases of
-        the containers on the same network, nothing else. Call it once, after the last
-        `run`. Names outside the network get NXDOMAIN here; the real dockerd forwards them
-        to the host's resolvers, which a lab does not have. Returns container -> resolver.
-        Only UDP is served (the TCP rule is written as dockerd writes it)."""
+        bridge has none): a resolver in the container's netns on 127.0.0.11 at a UDP and a
+        TCP port of its own (a `dockerd` process, nsbox/verify/proxy.py -dns-local), the
+        container's nat rules that send :53 there and back (dockerfw.resolver, or its
+        nftables table under 29-nftables), and A records for the names and aliases of the
+        containers on the same network (a DNS server on 127.0.0.11 the resolver asks
+        first). Call it once, after the last `run`. Other names are forwarded, from the
+        container's netns, to UPSTREAM:53 (the host's resolver from its resolv.conf: give
+        one of the lab's, e.g. a DNS server in `internet`); when it is silent 20.10 sends
+        nothing and 28+ SERVFAIL. Without UPSTREAM they get NXDOMAIN (the real dockerd
+        would fall back to public resolvers, which a lab must not reach). Returns
+        container -> the container holding its DNS server."""
         from nsbox.kits.dockerfw import resolver
 
         made: dict[str, str] = {}
@@ -424,8 +522,13 @@ class Daemon:
                     records[n] = ep.ip
             for i, ep in enumerate(net.endpoints):
                 udp, tcp = 40000 + 2 * len(made), 40001 + 2 * len(made)
+                zone = 41000 + len(made)  # the names the resolver knows, asked over UDP
                 dns = self.lab.container(f"{ep.name}-dns", ep.node)
-                dns.serve_dns(udp, records, address=resolver.RESOLVER_IP)
+                dns.serve_dns(zone, records, address=resolver.RESOLVER_IP)
+                for proto, port in (("udp", udp), ("tcp", tcp)):
+                    ep.node.proxy(proto, port, upstream or "0.0.0.0", resolver.DNS_PORT,  # type: ignore[arg-type]
+                                  host_ip=resolver.RESOLVER_IP, name="dockerd", dns_local=zone,
+                                  dns_servfail=self.opts.layout != "20.10")
                 if self.opts.layout == "29-nftables":
                     self.lab.require("nftables")
                     ep.node.nftables(fwnft.loadable(resolver.nftables_rules(udp, tcp)))
@@ -468,15 +571,20 @@ class Daemon:
         raise ValidationError(f"docker run {name}: unknown network {mode!r} (none, host, container:NAME "
                               f"or one of {', '.join(self.networks)})")
 
-    @staticmethod
-    def _bindings(ep: Endpoint, family: int) -> list[fw.PortBinding]:
+    def _bindings(self, ep: Endpoint, family: int) -> list[fw.PortBinding]:
         """dockerd's port bindings of EP in FAMILY: `-p 8080:80` binds 0.0.0.0 and ::, each
-        to the container's address of that family."""
+        to the container's address of that family. On a network whose gateway mode for
+        FAMILY is `routed`, moby's `routed` port mapper ignores the host port ("Host port
+        ignored, because NAT is disabled"): HostPort 0, so the firewaller opens the
+        container's port and writes no DNAT."""
+        net = next((n for n in self.networks.values() if ep in n.endpoints), None)
+        routed = self._port_mappers and net is not None and net.firewall is not None and \
+            net.firewall.fam(family).routed
         out = []
         for port in ep.ports:
             host_ip, ctr_ip = port.host_ip_of(family), ep.ip_of(family)
             if host_ip is not None and ctr_ip is not None:
-                out.append(fw.PortBinding(port.proto, ipaddress.ip_address(host_ip), port.host_port,
+                out.append(fw.PortBinding(port.proto, ipaddress.ip_address(host_ip), 0 if routed else port.host_port,
                                           ipaddress.ip_address(ctr_ip), port.container_port))
         return out
 
