@@ -49,6 +49,18 @@ JOURNAL_DIR = Path("/run/nsbox")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel: builds real namespaces; needs root")
     config.addinivalue_line("markers", "tools(*names): skip the test unless these programs are on PATH")
+    _check_nsbox_is_this_checkout()
+
+
+def _check_nsbox_is_this_checkout() -> None:
+    """The suite tests this checkout's code, never an installed copy (install.sh installs a
+    copy, not an editable link): `python -m pytest` from the checkout imports its nsbox first,
+    a bare `pytest` script may not (its plugin entry point imports nsbox before any conftest)."""
+    import nsbox
+    where = Path(nsbox.__file__).resolve().parent
+    if where != REPO / "nsbox":
+        pytest.exit(f"the tests imported nsbox from {where}, not from this checkout ({REPO}): run "
+                    f"`python -m pytest` from {REPO} (or set PYTHONPATH={REPO})", returncode=2)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
