@@ -13,10 +13,13 @@ lease, conntrack entries expiring) does not count as a leak.
 
 The host is shared (another suite, a developer's live lab): a test judges and
 cleans only what it made. An --on-host lab whose nsbox runs and is not a
-descendant of this test process is another's (`foreign_labs`): its namespaces,
-journal and pins are ignored by the diff and never touched by the clean-up, and
-so are the items all labs share (/run/netns, its self-bind mount, /run/nsbox's
-markers) while such a lab is seen.
+descendant of this test process is another's (`foreign_labs`), and so is every
+lab already there when the test started: their namespaces, journals and pins
+are ignored by the diff and never touched by the clean-up, and so are the items
+all labs share (/run/netns, its self-bind mount, /run/nsbox's markers) while
+such a lab is seen. A lab that appears during the test and whose nsbox is gone
+counts as the test's own (a leak is never excused): the one case this misjudges
+is another user's lab killed with SIGKILL during the test.
 
 Unit tests (tests/test_unit_*.py) are not affected by anything here.
 """
@@ -371,6 +374,7 @@ class HostSnapshot:
     ordered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # compared line by line
     grow_only: dict[str, frozenset] = field(default_factory=dict)    # only new items count
     foreign: frozenset[str] = frozenset()  # other users' live labs then (foreign_labs): not judged
+    labs: frozenset[str] = frozenset()     # every on-host lab prefix present then (netns, journals)
 
     @classmethod
     def take(cls) -> HostSnapshot:
@@ -410,12 +414,15 @@ class HostSnapshot:
         if shutil.which("conntrack"):
             cp = _cmd(["conntrack", "-L"])
             grow["conntrack entries with lab addresses (conntrack -L)"] = lab_conntrack_keys(cp.stdout)
-        return cls(sets, ordered, grow, foreign_labs())
+        present = {_lab_of(i) for facet in ("named netns (ip netns list)", "/run/nsbox entries") for i in sets[facet]}
+        return cls(sets, ordered, grow, foreign_labs(), frozenset(present - {None}))
 
     def diff(self, after: HostSnapshot) -> list[str]:
         """Readable differences from SELF (before) to AFTER; empty when the host is unchanged."""
         out: list[str] = []
-        foreign = self.foreign | after.foreign
+        # Not judged: labs of others running now or then, and every lab that was already
+        # there before (a stale one may be removed by anybody's `nsbox clean` meanwhile).
+        foreign = self.foreign | after.foreign | self.labs
 
         def judged(facet: str, items: frozenset) -> frozenset:
             """Without other users' labs' items, and without the shared ones while any is seen."""
