@@ -275,6 +275,7 @@ def _lab_of(item: object) -> str | None:
 
 # Items every --on-host lab shares: whichever lab made them, the last one out removes them.
 _SHARED_FACETS = ("/run/netns directory",)
+_SHARED_MARKERS = ("netns-dir-created", "netns-mount-created")  # nsbox.kernel.onhost's markers
 
 
 def _shared(facet: str, item: object) -> bool:
@@ -282,7 +283,7 @@ def _shared(facet: str, item: object) -> bool:
         return True
     if facet.startswith("mounts") and isinstance(item, tuple) and item and item[0] == "/run/netns":
         return True  # /run/netns bound onto itself so that its pins propagate
-    return facet == "/run/nsbox entries" and isinstance(item, str) and not ONHOST_NETNS.match(item)
+    return facet == "/run/nsbox entries" and item in _SHARED_MARKERS
 
 
 # --------------------------------------------------------------------------- the host snapshot

@@ -182,3 +182,13 @@ def test_other_labs_and_what_labs_share_are_not_judged(kernel) -> None:
     # alone on the host, the shared items count again
     alone = snap(sets={**after.sets, netns: frozenset({f"{mine}-c1"})})
     assert "+ exists" in "\n".join(snap(sets={**before.sets}).diff(alone))
+
+
+def test_a_stray_file_in_run_nsbox_is_judged_beside_another_lab(kernel) -> None:
+    """Only nsbox's two markers are shared: any other new /run/nsbox entry still counts."""
+    snap, run = kernel.HostSnapshot, "/run/nsbox entries"
+    before = snap(sets={run: frozenset()})
+    after = snap(sets={run: frozenset({"nsbtest-x.journal", "netns-mount-created"})},
+                 foreign=frozenset({"nsb00000000000f"}))
+    found = "\n".join(before.diff(after))
+    assert "+ nsbtest-x.journal" in found and "netns-mount-created" not in found, found
