@@ -13,12 +13,15 @@ Exit 0 when nsbox itself is usable, 2 when its installation is broken.
 
 from __future__ import annotations
 
+import ast
 import ctypes
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Literal
 
 from nsbox import __version__, tools
@@ -49,6 +52,7 @@ class RecipeStatus:
 @dataclass
 class Report:
     python: list[Item] = field(default_factory=list)
+    install: list[Item] = field(default_factory=list)  # nsbox's own files: its modules, its shipped recipes
     features: list[Item] = field(default_factory=list)
     tools: list[Item] = field(default_factory=list)
     recipes: list[RecipeStatus] = field(default_factory=list)
@@ -57,7 +61,7 @@ class Report:
 
     @property
     def broken(self) -> list[Item]:
-        return [i for i in self.python + self.features + self.tools if i.state == "broken"]
+        return [i for i in self.python + self.install + self.features + self.tools if i.state == "broken"]
 
     @property
     def usable(self) -> bool:
@@ -68,6 +72,7 @@ class Report:
                           "usable": self.usable, "sandbox": self.sandbox or "available",
                           "broken": [f"{i.name}: {i.detail}" for i in self.broken]},
                 "python_packages": [asdict(i) for i in self.python],
+                "install": [asdict(i) for i in self.install],
                 "features": [asdict(i) for i in self.features],
                 "tools": [asdict(i) for i in self.tools],
                 "recipes": [asdict(r) for r in self.recipes]}
@@ -99,6 +104,93 @@ def _dist_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return ""
+
+
+# --------------------------------------------------------------------------- nsbox's own files
+
+FIX_INSTALL = f"pip install --force-reinstall nsbox, {REINSTALL}"
+
+def _nsbox_modules() -> Item:
+    """Every nsbox module that nsbox's own code or a shipped recipe imports can be found.
+
+    Read from the import statements (not by importing everything), so a subpackage left out of
+    an install is found even when only a command that is not run here imports it lazily
+    (`nsbox explain` needs nsbox.plan, every shipped recipe nsbox.kits)."""
+    import nsbox
+    from nsbox import recipe
+    package = Path(nsbox.__file__).resolve().parent
+    files = sorted(package.rglob("*.py")) + [f for d in recipe.builtin_dirs() for f in sorted(d.glob("*.py"))]
+    missing: dict[str, str] = {}
+    for f in files:
+        try:
+            tree = ast.parse(f.read_bytes(), str(f))
+        except (OSError, SyntaxError, ValueError) as e:
+            missing[str(f)] = f"does not parse: {e}"
+            continue
+        for name in sorted(_nsbox_imports(tree)):
+            dotted = name.replace(":", ".")
+            # one line per missing module: nsbox.kits missing says nsbox.kits.docker is too
+            if any(dotted == m or dotted.startswith(m + ".") for m in missing) or _module_exists(name):
+                continue
+            missing[dotted] = str(f.relative_to(package.parent) if f.is_relative_to(package.parent) else f)
+    if missing:
+        shown = "; ".join(f"{m} (imported by {by})" for m, by in list(missing.items())[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        return Item("nsbox modules", "broken", f"not installed: {shown}{more}", FIX_INSTALL, "nsbox")
+    return Item("nsbox modules", "present", f"{len(files)} files (nsbox and its shipped recipes), every nsbox import found")
+
+
+def _nsbox_imports(tree: ast.AST) -> set[str]:
+    """The nsbox modules a file names: `import nsbox.x`, `from nsbox.x import y` (nsbox.x, and
+    nsbox.x.y when y is not defined in nsbox.x itself: checked by _module_exists)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name == "nsbox" or a.name.startswith("nsbox.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                node.module == "nsbox" or node.module.startswith("nsbox.")):
+            out.add(node.module)
+            out |= {f"{node.module}:{a.name}" for a in node.names if a.name != "*"}
+    return out
+
+
+def _module_exists(name: str) -> bool:
+    """NAME is a module, or "MODULE:ATTR" where ATTR is a submodule or a name MODULE defines."""
+    module, _, attr = name.partition(":")
+    try:
+        if importlib.util.find_spec(module) is None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    except Exception:  # noqa: BLE001 - a parent package that fails to import: the recipes line says why
+        return True
+    if not attr:
+        return True
+    try:
+        if importlib.util.find_spec(f"{module}.{attr}") is not None:
+            return True
+    except Exception:  # noqa: BLE001 - MODULE is a plain module (no submodules): ATTR is a name in it
+        pass
+    try:  # a function or constant, not a submodule: the module must define it
+        return hasattr(importlib.import_module(module), attr)
+    except Exception:  # noqa: BLE001 - the module is there but does not import: the recipes line says why
+        return True
+
+
+def _shipped_recipes(built: list[BuiltRecipe]) -> Item:
+    """The recipes nsbox ships must all load and build: one that does not is a broken install
+    (a module it imports is missing), not a recipe that merely cannot run on this kernel."""
+    from nsbox import recipe
+    where = ", ".join(str(d) for d in recipe.builtin_dirs()) or "nowhere"
+    shipped = [b for b in built if b.shipped]
+    bad = [b for b in shipped if b.lab is None]
+    if bad:
+        return Item("shipped recipes", "broken", f"{len(bad)} of {len(shipped)} do not load or build "
+                    f"({', '.join(b.name for b in bad)}); the first: {bad[0].error}",
+                    FIX_INSTALL, "nsbox")
+    if not shipped:
+        return Item("shipped recipes", "broken", f"none found (looked in {where})", FIX_INSTALL, "nsbox")
+    return Item("shipped recipes", "present", f"{len(shipped)} load and build ({where})")
 
 
 # --------------------------------------------------------------------------- tools
@@ -265,6 +357,7 @@ class BuiltRecipe:
     name: str
     lab: Lab | None
     error: str = ""
+    shipped: bool = False  # one of nsbox's own recipes (recipe.builtin_dirs)
 
 
 def build_recipe_labs(recipe_dirs: tuple[str, ...] = ()) -> list[BuiltRecipe]:
@@ -281,9 +374,10 @@ def build_recipe_labs(recipe_dirs: tuple[str, ...] = ()) -> list[BuiltRecipe]:
     out = []
     for d in data:
         try:
-            out.append(BuiltRecipe(d["name"], lab_from_dict(d["lab"]) if d["lab"] else None, d["error"]))
+            out.append(BuiltRecipe(d["name"], lab_from_dict(d["lab"]) if d["lab"] else None, d["error"],
+                                   d.get("shipped", False)))
         except NsboxError as e:
-            out.append(BuiltRecipe(d["name"], None, str(e)))
+            out.append(BuiltRecipe(d["name"], None, str(e), d.get("shipped", False)))
     return out
 
 
@@ -293,14 +387,20 @@ def _build_all(recipe_dirs: tuple[str, ...]) -> list[dict]:
     from nsbox.model.serialize import lab_to_dict
     from nsbox.validate import validate
     cat = recipe.catalogue(recipe_dirs)
-    out = [{"name": os.path.basename(path), "lab": None, "error": error} for path, error in sorted(cat.broken.items())]
+    builtin = {str(d.resolve()) for d in recipe.builtin_dirs()}
+
+    def shipped(path: str) -> bool:
+        return str(Path(path).resolve().parent) in builtin
+    out = [{"name": os.path.basename(path), "lab": None, "error": error, "shipped": shipped(path)}
+           for path, error in sorted(cat.broken.items())]
     for name in sorted(cat.recipes):
+        is_shipped = shipped(cat.recipes[name].path) if cat.recipes[name].path else False
         try:
             lab = cat.recipes[name].build()
             validate(lab)
-            out.append({"name": name, "lab": lab_to_dict(lab), "error": ""})
+            out.append({"name": name, "lab": lab_to_dict(lab), "error": "", "shipped": is_shipped})
         except NsboxError as e:
-            out.append({"name": name, "lab": None, "error": str(e)})
+            out.append({"name": name, "lab": None, "error": str(e), "shipped": is_shipped})
     return out
 
 
@@ -333,10 +433,12 @@ def examine(recipe_dirs: tuple[str, ...] = (), build: Callable[..., list[BuiltRe
     report = Report(root=os.geteuid() == 0)
     report.python = _python_packages()
     report.tools = _tools()
+    built = build(recipe_dirs)
+    report.install = [_nsbox_modules(), _shipped_recipes(built)]
     host = _host_facts()
     report.sandbox = next((i.detail for i in host if i.name == "user namespaces" and i.state != "present"), "")
     report.features = host + [_blame(i, report.python) for i in _kernel_features()]
-    report.recipes = _recipes(build(recipe_dirs), report.features, report.sandbox, report.root)
+    report.recipes = _recipes(built, report.features, report.sandbox, report.root)
     return report
 
 
@@ -354,7 +456,8 @@ MARK = {"present": "ok", "missing": "--", "broken": "BROKEN", "unknown": "??"}
 
 def render_text(r: Report) -> str:
     lines = [f"nsbox {__version__} ({sys.executable}){'' if r.root else ', not root'}"]
-    for title, items, labels in (("Python packages", r.python, {}), ("Kernel features", r.features, FEATURE_LABELS),
+    for title, items, labels in (("Python packages", r.python, {}), ("nsbox's own files", r.install, {}),
+                                 ("Kernel features", r.features, FEATURE_LABELS),
                                  ("Tools", r.tools, {})):
         lines.append(f"\n{title}")
         width = max((len(labels.get(i.name, i.name)) for i in items), default=0)
@@ -372,7 +475,7 @@ def render_text(r: Report) -> str:
         lines.append("\nnsbox is usable here.")
     else:
         # the packages and tools are the cause; features they kept from being probed follow from them
-        causes = [i for i in r.python + r.tools if i.state == "broken"] or r.broken
+        causes = [i for i in r.python + r.install + r.tools if i.state == "broken"] or r.broken
         lines.append(f"\nnsbox's installation is broken: {', '.join(i.name for i in causes)} (see BROKEN above).")
     return "\n".join(lines)
 

@@ -11,6 +11,16 @@ Only sets of items are compared (iptables: lines in order), never counters,
 lifetimes or timestamps, so unrelated churn on the host (DHCP refreshing a
 lease, conntrack entries expiring) does not count as a leak.
 
+The host is shared (another suite, a developer's live lab): a test judges and
+cleans only what it made. An --on-host lab whose nsbox runs and is not a
+descendant of this test process is another's (`foreign_labs`), and so is every
+lab already there when the test started: their namespaces, journals and pins
+are ignored by the diff and never touched by the clean-up, and so are the items
+all labs share (/run/netns, its self-bind mount, /run/nsbox's markers) while
+such a lab is seen. A lab that appears during the test and whose nsbox is gone
+counts as the test's own (a leak is never excused): the one case this misjudges
+is another user's lab killed with SIGKILL during the test.
+
 Unit tests (tests/test_unit_*.py) are not affected by anything here.
 """
 
@@ -42,6 +52,8 @@ LAB_ADDRESS_PREFIXES = ("172.17.", "203.0.113.")
 # Names an --on-host lab gives its namespaces (netns.new_prefix: "nsb" + 12 hex + "-").
 ONHOST_NETNS = re.compile(r"^nsb[0-9a-f]{12}-")
 JOURNAL_DIR = Path("/run/nsbox")
+# The lab prefix a name starts with ("nsb" + 12 hex), anywhere in a path or a mount point.
+_LAB_PREFIX = re.compile(r"(?:^|/)(nsb[0-9a-f]{12})-")
 
 
 # --------------------------------------------------------------------------- markers
@@ -49,6 +61,18 @@ JOURNAL_DIR = Path("/run/nsbox")
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kernel: builds real namespaces; needs root")
     config.addinivalue_line("markers", "tools(*names): skip the test unless these programs are on PATH")
+    _check_nsbox_is_this_checkout()
+
+
+def _check_nsbox_is_this_checkout() -> None:
+    """The suite tests this checkout's code, never an installed copy (install.sh installs a
+    copy, not an editable link): `python -m pytest` from the checkout imports its nsbox first,
+    a bare `pytest` script may not (its plugin entry point imports nsbox before any conftest)."""
+    import nsbox
+    where = Path(nsbox.__file__).resolve().parent
+    if where != REPO / "nsbox":
+        pytest.exit(f"the tests imported nsbox from {where}, not from this checkout ({REPO}): run "
+                    f"`python -m pytest` from {REPO} (or set PYTHONPATH={REPO})", returncode=2)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -161,6 +185,107 @@ def wait_until(predicate, timeout: float, interval: float = 0.05):
         time.sleep(interval)
 
 
+# --------------------------------------------------------------------------- other users' labs
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _is_ours(pid: int, me: int) -> bool:
+    """PID is ME or a descendant of ME (followed up the parent chain)."""
+    seen = 0
+    while pid > 1 and seen < 512:
+        if pid == me:
+            return True
+        st = _stat(pid)
+        if st is None:
+            return False
+        pid, seen = st[1], seen + 1
+    return pid == me
+
+
+def _journal_owners(path: Path, locks: dict[int, set[int]]) -> set[int]:
+    """Living pids that own the journal PATH: the owner entry's pid where its start time still
+    matches (so a reused pid does not count), and whoever holds a lock on the file
+    (/proc/locks). Read only as far as needed: the journal format is nsbox's, not ours."""
+    owners = set()
+    try:
+        ino = path.stat().st_ino
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return owners
+    owners |= locks.get(ino, set())
+    for line in head.splitlines()[:4]:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and str(e.get("pid", "")).isdigit():
+            pid = int(e["pid"])
+            if _start_time(pid) is not None and str(e.get("start", "")) == _start_time(pid):
+                owners.add(pid)
+    return owners
+
+
+def _lock_holders() -> dict[int, set[int]]:
+    """inode -> pids holding a lock on it (/proc/locks: '1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...')."""
+    out: dict[int, set[int]] = {}
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 6 and f[4].lstrip("-").isdigit() and int(f[4]) > 0 and f[5].count(":") == 2:
+            out.setdefault(int(f[5].rsplit(":", 1)[1]), set()).add(int(f[4]))
+    return out
+
+
+def foreign_labs(me: int | None = None) -> frozenset[str]:
+    """Prefixes ("nsb" + 12 hex) of the --on-host labs under /run/nsbox that belong to someone
+    else: their nsbox still runs and is not ME (default: this process) or a descendant of it.
+
+    A lab whose owner is gone (left behind) is not foreign: if it appeared during a test it
+    is that test's leak. A lab of ours is told apart by ancestry, which holds for every nsbox
+    a test starts (directly, through sudo/setpriv, or orphaned: the test is a subreaper)."""
+    me = os.getpid() if me is None else me
+    out = set()
+    try:
+        journals = [p for p in JOURNAL_DIR.iterdir() if ONHOST_NETNS.match(p.name)]
+    except OSError:
+        return frozenset()
+    locks = _lock_holders() if journals else {}
+    for p in journals:
+        owners = _journal_owners(p, locks)
+        if owners and not any(_is_ours(pid, me) for pid in owners):
+            out.add(p.name[:15])
+    return frozenset(out)
+
+
+def _lab_of(item: object) -> str | None:
+    """The lab prefix an item of a snapshot names (a netns, a journal, a pin), if any."""
+    m = _LAB_PREFIX.search(item if isinstance(item, str) else " ".join(map(str, item))
+                           if isinstance(item, tuple) else str(item))
+    return m.group(1) if m else None
+
+
+# Items every --on-host lab shares: whichever lab made them, the last one out removes them.
+_SHARED_FACETS = ("/run/netns directory",)
+_SHARED_MARKERS = ("netns-dir-created", "netns-mount-created")  # nsbox.kernel.onhost's markers
+
+
+def _shared(facet: str, item: object) -> bool:
+    if facet in _SHARED_FACETS:
+        return True
+    if facet.startswith("mounts") and isinstance(item, tuple) and item and item[0] == "/run/netns":
+        return True  # /run/netns bound onto itself so that its pins propagate
+    return facet == "/run/nsbox entries" and item in _SHARED_MARKERS
+
+
 # --------------------------------------------------------------------------- the host snapshot
 
 _IPTABLES_SAVES = ("iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save", "ip6tables-nft-save")
@@ -249,6 +374,8 @@ class HostSnapshot:
     sets: dict[str, frozenset] = field(default_factory=dict)         # compared as sets
     ordered: dict[str, tuple[str, ...]] = field(default_factory=dict)  # compared line by line
     grow_only: dict[str, frozenset] = field(default_factory=dict)    # only new items count
+    foreign: frozenset[str] = frozenset()  # other users' live labs then (foreign_labs): not judged
+    labs: frozenset[str] = frozenset()     # every on-host lab prefix present then (netns, journals)
 
     @classmethod
     def take(cls) -> HostSnapshot:
@@ -288,13 +415,23 @@ class HostSnapshot:
         if shutil.which("conntrack"):
             cp = _cmd(["conntrack", "-L"])
             grow["conntrack entries with lab addresses (conntrack -L)"] = lab_conntrack_keys(cp.stdout)
-        return cls(sets, ordered, grow)
+        present = {_lab_of(i) for facet in ("named netns (ip netns list)", "/run/nsbox entries") for i in sets[facet]}
+        return cls(sets, ordered, grow, foreign_labs(), frozenset(present - {None}))
 
     def diff(self, after: HostSnapshot) -> list[str]:
         """Readable differences from SELF (before) to AFTER; empty when the host is unchanged."""
         out: list[str] = []
+        # Not judged: labs of others running now or then, and every lab that was already
+        # there before (a stale one may be removed by anybody's `nsbox clean` meanwhile).
+        foreign = self.foreign | after.foreign | self.labs
+
+        def judged(facet: str, items: frozenset) -> frozenset:
+            """Without other users' labs' items, and without the shared ones while any is seen."""
+            if not foreign:
+                return items
+            return frozenset(i for i in items if _lab_of(i) not in foreign and not _shared(facet, i))
         for facet in sorted(set(self.sets) | set(after.sets)):
-            b, a = self.sets.get(facet, frozenset()), after.sets.get(facet, frozenset())
+            b, a = judged(facet, self.sets.get(facet, frozenset())), judged(facet, after.sets.get(facet, frozenset()))
             if a != b:
                 out.append(f"{facet}:")
                 out += _capped([f"    + {x}" for x in sorted(a - b, key=str)])
@@ -344,17 +481,22 @@ def clean_up_leaks(before: HostSnapshot, procs_before: Iterable[int] = ()) -> No
             except ProcessLookupError:
                 pass
     wait_until(lambda: not [p for p in descendants() if p not in procs_before], 5)
+    # Never another's: its live labs now or at the start, and what all labs share while one runs.
+    foreign = before.foreign | foreign_labs()
     known = before.sets.get("named netns (ip netns list)", frozenset())
     for line in _lines(_cmd(["ip", "netns", "list"])):
         name = line.split()[0]
-        if name not in known and (ONHOST_NETNS.match(name) or name.startswith("nsbprobe-")
-                                  or name.startswith("nsbtest-")):
+        if name not in known and _lab_of(name) not in foreign and (
+                ONHOST_NETNS.match(name) or name.startswith("nsbprobe-") or name.startswith("nsbtest-")):
             _cmd(["ip", "netns", "delete", name])
     known_journal = before.sets.get("/run/nsbox entries", frozenset())
     if JOURNAL_DIR.is_dir():
         for p in JOURNAL_DIR.iterdir():
-            if p.name not in known_journal:
-                p.unlink(missing_ok=True)
+            if p.name in known_journal or _lab_of(p.name) in foreign:
+                continue
+            if foreign and _shared("/run/nsbox entries", p.name):
+                continue
+            p.unlink(missing_ok=True)
 
 
 def _failure_text(what: str, found: list[str]) -> str:
@@ -509,6 +651,7 @@ class Kernel:
     JOURNAL_DIR = JOURNAL_DIR
     HostGuard = HostGuard
     HostSnapshot = HostSnapshot
+    foreign_labs = staticmethod(foreign_labs)
     in_private_run = staticmethod(in_private_run)
     Nsbox = Nsbox
     NsboxRun = NsboxRun

@@ -1,4 +1,5 @@
-"""Docker 29's iptables-save for the default bridge, read from shared/reference/docker29/.
+"""Docker 29's iptables-save for the default bridge, read from tests/data/docker29/ (moby's
+own listings and goldens, vendored: SOURCE.md there names the commit and the licence).
 
 Not derived from the recipe, so the tests compare two independent texts:
 
@@ -16,10 +17,9 @@ bridge-mode publishes no port, so nothing else is added.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-REFERENCE = Path(os.environ.get("NSBOX_REFERENCE", "/work/shared/reference")) / "docker29"
+REFERENCE = Path(__file__).resolve().parent / "data" / "docker29"
 SUBNET_DEV = "docker0"
 
 

@@ -305,38 +305,62 @@ def test_bad_input_exit_2_and_host_untouched(case, mode, nsbox, host_unchanged) 
 
 # --------------------------------------------------------------------------- nsbox clean
 
-def test_clean_removes_a_killed_on_host_lab_and_spares_a_live_one(kernel, nsbox, host_unchanged) -> None:
+# Two on-host bridge-mode labs (53 namespaces each) in the private /run of in_private_run: the
+# first killed with SIGKILL (its leftovers are what clean is for), the second alive in --then.
+# `nsbox clean` only ever sees these two: it must never judge or remove another user's lab.
+CLEAN_SCENARIO = textwrap.dedent('''
+    start() {  # NAME: an on-host lab in a session of its own, up when its --then has run
+        setsid $NSBOX run bridge-mode --on-host --set containers=50 \\
+            --then "touch $OUT/$1.up; exec sleep 60" >"$OUT/$1.out" 2>&1 &
+        echo $! > "$OUT/$1.pid"
+        for _ in $(seq 600); do [ -e "$OUT/$1.up" ] && return 0; sleep 0.05; done
+        echo "$1 never reached --then"; cat "$OUT/$1.out"; return 1
+    }
+    netns() { ip -j netns list > "$OUT/netns.$1"; ls /run/nsbox > "$OUT/journals.$1"; }
+    start dead || exit 1
+    dead=$(cat "$OUT/dead.pid")
+    netns dead
+    kill -KILL "$dead"; wait "$dead"; kill -KILL -- "-$dead" 2>/dev/null  # and its --then
+    netns killed
+    start live || exit 1
+    live=$(cat "$OUT/live.pid")
+    netns live
+    $NSBOX clean --dry-run > "$OUT/dry.out" 2>&1; echo $? > "$OUT/dry.rc"
+    netns dry
+    $NSBOX clean > "$OUT/clean.out" 2>&1; echo $? > "$OUT/clean.rc"
+    netns cleaned
+    $NSBOX clean > "$OUT/again.out" 2>&1
+    kill -KILL -- "-$live"; wait "$live"
+    exit 0
+''')
+
+
+def test_clean_removes_a_killed_on_host_lab_and_spares_a_live_one(kernel, tmp_path, host_unchanged) -> None:
     """kill -9 --on-host leaves its namespaces (nothing can run teardown); `nsbox clean`
-    follows the dead run's journal and removes exactly those, leaving a running lab alone."""
-    dead, _ = _start_and_wait_for_then(kernel, nsbox, "on-host")
-    live = None
-    try:
-        dead_lab = {n for n in kernel.netns_list() if kernel.ONHOST_NETNS.match(n)}
-        os.kill(dead.pid, signal.SIGKILL)
-        dead.communicate(timeout=15)
-        # The leftovers are real before clean runs: this test could not pass on an empty host.
-        assert dead_lab <= set(kernel.netns_list())
-        assert len([f for f in _ls(str(kernel.JOURNAL_DIR)) if f.endswith(".journal")]) == 1
+    follows the dead run's journal and removes exactly those, leaving a running lab alone.
 
-        live, _ = _start_and_wait_for_then(kernel, nsbox, "on-host")
-        live_lab = {n for n in kernel.netns_list() if kernel.ONHOST_NETNS.match(n)} - dead_lab
-        assert len(live_lab) == 53
+    In a mount namespace of its own with an empty /run (kernel.in_private_run): the real
+    `nsbox clean` sees only the two labs this test made, never another user's or another
+    suite's (and the kernel frees whatever is left when the scenario ends)."""
+    done = kernel.in_private_run(CLEAN_SCENARIO, tmp_path)
+    assert done.returncode == 0, f"scenario failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
 
-        dry = nsbox.run("clean", "--dry-run")
-        assert dry.returncode == 0 and "would remove" in dry.stdout, dry.describe()
-        assert dead_lab <= set(kernel.netns_list()), "--dry-run removed something"
-
-        cleaned = nsbox.run("clean")
-        assert cleaned.returncode == 0, cleaned.describe()
-        left = set(kernel.netns_list())
-        assert not dead_lab & left, f"clean left {sorted(dead_lab & left)}"
-        assert live_lab <= left, "clean removed the namespaces of a lab whose nsbox still runs"
-        assert nsbox.run("clean").stdout.strip() == "nothing to clean"
-    finally:
-        _stop(dead)
-        if live is not None:
-            _stop(live)  # SIGKILL: its journal is stale now
-        nsbox.run("clean")
+    def names(tag: str) -> set[str]:
+        return {n["name"] for n in json.loads((tmp_path / f"netns.{tag}").read_text() or "[]")}
+    dead_lab = names("dead")
+    assert len(dead_lab) == 53 and all(kernel.ONHOST_NETNS.match(n) for n in dead_lab), dead_lab
+    # The leftovers are real before clean runs: this test could not pass on an empty host.
+    assert names("killed") == dead_lab
+    assert len([f for f in (tmp_path / "journals.killed").read_text().split() if f.endswith(".journal")]) == 1
+    live_lab = names("live") - dead_lab
+    assert len(live_lab) == 53
+    assert (tmp_path / "dry.rc").read_text().strip() == "0" and "would remove" in (tmp_path / "dry.out").read_text()
+    assert dead_lab <= names("dry"), "--dry-run removed something"
+    assert (tmp_path / "clean.rc").read_text().strip() == "0", (tmp_path / "clean.out").read_text()
+    left = names("cleaned")
+    assert not dead_lab & left, f"clean left {sorted(dead_lab & left)}"
+    assert live_lab <= left, "clean removed the namespaces of a lab whose nsbox still runs"
+    assert (tmp_path / "again.out").read_text().strip() == "nothing to clean"
     host_unchanged.assert_clean()
 
 

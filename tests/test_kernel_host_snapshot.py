@@ -159,3 +159,36 @@ def test_conntrack_keys_ignore_timers_and_state(kernel) -> None:
                "dst=203.0.113.2 sport=80 dport=5 mark=0 use=2\n")
     assert one == two == {"tcp src=172.17.0.2 dst=203.0.113.1 sport=5 dport=80 src=203.0.113.1 dst=203.0.113.2 "
                           "sport=80 dport=5"}
+
+
+def test_other_labs_and_what_labs_share_are_not_judged(kernel) -> None:
+    """Another user's live lab (foreign at either snapshot) and a lab already there before the
+    test are not judged, nor /run/netns and the markers while such a lab is seen; a lab that
+    appears during the test and is nobody else's is."""
+    snap, netns, run = kernel.HostSnapshot, "named netns (ip netns list)", "/run/nsbox entries"
+    mounts = "mounts (/proc/self/mountinfo: mount point, fs type, source)"
+    mine, theirs, old = "nsb000000000001", "nsb00000000000f", "nsb0000000000aa"
+    before = snap(sets={netns: frozenset({f"{old}-host"}), run: frozenset({f"{old}-x.journal"}),
+                        mounts: frozenset(), "/run/netns directory": frozenset()}, labs=frozenset({old}))
+    after = snap(sets={netns: frozenset({f"{theirs}-host", f"{mine}-c1"}),
+                       run: frozenset({f"{theirs}-y.journal", "netns-dir-created", f"{mine}-z.journal"}),
+                       mounts: frozenset({("/run/netns", "ext4", "/dev/vda"), (f"/run/netns/{theirs}-host", "nsfs", "nsfs"),
+                                          (f"/run/netns/{mine}-c1", "nsfs", "nsfs")}),
+                       "/run/netns directory": frozenset({"exists"})}, foreign=frozenset({theirs}))
+    found = "\n".join(before.diff(after))
+    assert theirs not in found and old not in found and "netns-dir-created" not in found, found
+    assert "'/run/netns', 'ext4'" not in found and "+ exists" not in found, found
+    assert f"+ {mine}-c1" in found and f"+ {mine}-z.journal" in found and f"/run/netns/{mine}-c1" in found
+    # alone on the host, the shared items count again
+    alone = snap(sets={**after.sets, netns: frozenset({f"{mine}-c1"})})
+    assert "+ exists" in "\n".join(snap(sets={**before.sets}).diff(alone))
+
+
+def test_a_stray_file_in_run_nsbox_is_judged_beside_another_lab(kernel) -> None:
+    """Only nsbox's two markers are shared: any other new /run/nsbox entry still counts."""
+    snap, run = kernel.HostSnapshot, "/run/nsbox entries"
+    before = snap(sets={run: frozenset()})
+    after = snap(sets={run: frozenset({"nsbtest-x.journal", "netns-mount-created"})},
+                 foreign=frozenset({"nsb00000000000f"}))
+    found = "\n".join(before.diff(after))
+    assert "+ nsbtest-x.journal" in found and "netns-mount-created" not in found, found

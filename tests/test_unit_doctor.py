@@ -65,3 +65,39 @@ def test_missing_module_names_only_our_dependencies() -> None:
     assert "pip install pyroute2" in str(err) and "install.sh" in str(err) and "\n" not in str(err)
     assert "python-iptables" in str(missing_module(ModuleNotFoundError("x", name="iptc.xtables")))
     assert missing_module(ModuleNotFoundError("No module named 'yaml'", name="yaml")) is None
+
+
+def test_a_shipped_recipe_that_does_not_load_is_a_broken_install() -> None:
+    """A shipped recipe that fails to import (a wheel without nsbox.kits) is nsbox's install
+    being broken, exit 2; a user's own broken recipe is only that recipe's problem."""
+    ok = BuiltRecipe("bridge-mode", _lab("bridge-mode", "veth"), shipped=True)
+    bad = BuiltRecipe("none_mode.py", None, "ModuleNotFoundError: No module named 'nsbox.kits'", shipped=True)
+    mine = BuiltRecipe("mine.py", None, "SyntaxError", shipped=False)
+    assert doctor._shipped_recipes([ok, mine]).state == "present"
+    item = doctor._shipped_recipes([ok, bad, mine])
+    assert item.state == "broken" and "none_mode.py" in item.detail and "nsbox.kits" in item.detail
+    assert not Report(install=[item]).usable
+    assert "BROKEN shipped recipes" in doctor.render_text(Report(install=[item]))
+    assert doctor._shipped_recipes([mine]).state == "broken"  # no shipped recipe found at all
+
+
+def test_every_shipped_recipe_is_found_loaded_and_marked_shipped() -> None:
+    from nsbox.recipe import builtin_dirs
+    shipped = {p.stem.replace("_", "-") for d in builtin_dirs() for p in d.glob("*.py")}
+    built = doctor._build_all(())
+    assert {b["name"] for b in built if b["shipped"]} == shipped
+    assert all(b["error"] == "" for b in built), [b for b in built if b["error"]]
+
+
+def test_nsbox_modules_reads_imports_and_finds_the_missing_ones() -> None:
+    import ast
+    tree = ast.parse("import nsbox.kits\nfrom nsbox.plan.explain import script\nfrom nsbox import nothere\n"
+                     "from nsbox.model.lab import FEATURES\nimport os\n")
+    names = doctor._nsbox_imports(tree)
+    assert names == {"nsbox.kits", "nsbox.plan.explain", "nsbox.plan.explain:script", "nsbox",
+                     "nsbox:nothere", "nsbox.model.lab", "nsbox.model.lab:FEATURES"}
+    assert all(doctor._module_exists(n) for n in names - {"nsbox:nothere"})
+    assert not doctor._module_exists("nsbox:nothere")
+    assert not doctor._module_exists("nsbox.kits.nothere")
+    assert not doctor._module_exists("nsbox.model.lab:NOTHERE")
+    assert doctor._nsbox_modules().state == "present"  # this checkout is complete

@@ -6,7 +6,7 @@
    dumps taken from the recipe before the rewrite (tests/data/kits/), but for the one
    deliberate change: bridge-nf-call-ip{,6}tables set to a stock host's 0 (issue 6,
    item 10).
-2. Docker's own firewall test matrix (shared/reference/docker29/goldens/iptables):
+2. Docker's own firewall test matrix (tests/data/docker29/goldens/iptables, vendored):
    every combination rendered with the kit equals Docker's file line for line, with
    no normalisation (counters are rendered as `[0:0]`, as the goldens have them).
 """

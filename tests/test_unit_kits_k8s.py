@@ -1,10 +1,12 @@
 """The k8s kit (nsbox/kits/k8s.py): kube-proxy's nat rules for a ClusterIP Service equal
-dataplane.md §4a's sample (computed independently there from kube-proxy's formulas),
+dataplane.md §4a's sample (computed independently there from kube-proxy's formulas; vendored
+as tests/data/kube-proxy/iptables-mode.md),
 chain names hash as kube-proxy's own test expects, and the model validates."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +15,7 @@ from nsbox.kits import k8s
 from nsbox.model import Lab
 from nsbox.validate import validate
 
-from golden import REFERENCE
-
-SAMPLE = (REFERENCE.parent / "dataplane.md")
+SAMPLE = Path(__file__).resolve().parent / "data" / "kube-proxy" / "iptables-mode.md"
 
 
 def _sample_nat() -> list[str]:
