@@ -12,6 +12,7 @@
 #     docker.service/docker.socket disabled
 #   - containernetworking-plugins: the real CNI plugins (bridge, host-local... 1.1.1 on Debian 12)
 #     that nsbox's Kubernetes/CNI labs are compared with
+#   - the tests' own tools: netcat-openbsd (nc -N), ruby, vagrant and shellcheck (the Vagrant lab's checks)
 #   - a world-readable virtualenv at /opt/nsbox/venv made from the distribution's Python
 #     (so an unprivileged user can run nsbox too), with nsbox and the test extras installed
 #     into it as a copy (not editable: the venv must not depend on the checkout, which may sit
@@ -59,6 +60,12 @@ have_dockerd || need="$need docker.io"
 # the container image of the real-Docker tests is a busybox that needs no libraries
 installed busybox-static || need="$need busybox-static"
 installed containernetworking-plugins || need="$need containernetworking-plugins"
+# the tests' own tools: netcat-openbsd's `nc -N` half-closes (the docker-proxy test); ruby,
+# vagrant and shellcheck check the Vagrant lab (vagrant/) without a hypervisor
+installed netcat-openbsd || need="$need netcat-openbsd"
+for pair in ruby:ruby vagrant:vagrant shellcheck:shellcheck; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
+done
 
 if [ -n "$dry" ]; then
     echo "apt:${need:- (nothing)}"

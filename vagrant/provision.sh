@@ -4,7 +4,8 @@
 #   2. `nsbox doctor`: what this kernel and these tools can do,
 #   3. `nsbox run --all`: every recipe, proven with real traffic (recipes whose
 #      kernel feature is missing are skipped with the reason; exit 4 = all skipped).
-# Runs as root (Vagrant's shell provisioner does). Safe to run again.
+# Runs as root (Vagrant's shell provisioner does). Safe to run again. NSBOX_VENV and
+# NSBOX_BIN_LINK pass through to install.sh; NSBOX_BIN is the nsbox it then runs.
 set -eu
 
 src=${NSBOX_SRC:-/nsbox}
