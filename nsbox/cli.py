@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import unicodedata
 from dataclasses import dataclass
 
 import click
@@ -61,6 +62,8 @@ def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         if key in out:
             raise UsageError(f"--set {key} given twice ({out[key]!r} and {value!r})")
+        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in item):
+            raise UsageError(f"--set {item!r}: control characters (newline, tab...) are not allowed")
         out[key] = value
     return out
 
@@ -211,6 +214,9 @@ class _Main(click.Group):
 def main() -> None:
     """Container networking rebuilt from namespaces, veth, bridges, iptables and
     conntrack, then proven with real traffic."""
+    from nsbox import tools
+
+    tools.sanitize_path()  # as root: only system directories on PATH for what nsbox spawns
 
 
 def _catalogue_data(recipe_dirs: tuple[str, ...]) -> dict:

@@ -59,6 +59,8 @@ class Param:
                 return _BOOLS[text.lower()]
             raise UsageError(f"--set {self.name}: expected true or false, got {text!r}")
         if kind is int:
+            if len(text) > 40:  # int() refuses > 4300 digits with a traceback; no parameter needs 40
+                raise UsageError(f"--set {self.name}: expected an integer, got {len(text)} characters")
             if not _INT_RE.match(text):
                 raise UsageError(f"--set {self.name}: expected an integer, got {text!r} (digits 0-9, optionally a leading '-')")
             value = int(text)
@@ -111,6 +113,10 @@ class Recipe:
         except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are recipe bugs too
             raise RecipeError(f"{_where(e.__traceback__, self.where)}: recipe {self.name} failed to build "
                               f"its model: {_describe(e)}") from None
+        if lab.name != self.name:
+            # the name makes netns and journal names; the recipe's name is the one that was checked
+            raise RecipeError(f"{self.where}: recipe {self.name} renamed its lab to {lab.name!r}; "
+                              "a lab keeps its recipe's name")
         if not lab.checks:
             raise RecipeError(f"{self.where}: recipe {self.name} defines no checks; "
                               "a lab that expects nothing cannot pass or fail")

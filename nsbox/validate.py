@@ -10,7 +10,7 @@ from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkChe
 from nsbox.model import linkopts
 from nsbox.model.lab import ANSWERS, SERVER_KINDS
 from nsbox.model.firewall import BUILTIN_CHAINS
-from nsbox.model.names import ifname_problem
+from nsbox.model.names import control_char, ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
 from nsbox.validate_routing import check_routing
 
@@ -21,11 +21,63 @@ _SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|bridge|netfilter|unix)\.[A-Za-z0
 
 def validate(lab: Lab) -> None:
     """Raise ValidationError for the first problem found."""
+    from nsbox.recipe import check_name
+
+    check_name(lab.name, "lab name: ")  # build() may have changed it: it names netns and journals
     for node in lab.nodes.values():
         _check_node(lab, node)
     _check_macvlan_parents(lab)
     _check_virtuals(lab)
     _check_checks(lab)
+    _check_texts(lab)  # last: the checks above say more precisely what is wrong
+
+
+def _check_texts(lab: Lab) -> None:
+    """The lab's name (it changes in build() too: it becomes netns and journal names), then
+    every name and value of the model: no control characters (a newline ends a line of
+    iptables-restore input, a report, a script). nft rulesets are multi-line text: they
+    are checked by nft itself (nsbox.kernel.nftables.check_lab) and for include here."""
+    from nsbox.model.serialize import lab_to_dict
+
+    if not isinstance(lab.description, str):
+        raise ValidationError(f"the lab's description is text, not {type(lab.description).__name__}")
+    for where, text in _strings(lab_to_dict(lab), "lab"):
+        bad = control_char(text)
+        if bad is not None:
+            raise ValidationError(f"{where}: {text!r} contains the control character {bad!r}")
+    for node in lab.nodes.values():
+        for ruleset in node.firewall.nft:
+            check_nft_ruleset(ruleset, f"node {node.name}")
+
+
+def _strings(value: object, where: str):
+    """(where, text) for every string in a lab_to_dict tree, nft rulesets left out."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        name = value.get("name")
+        here = f"{where} {name}" if isinstance(name, str) and not control_char(name) else where
+        for key, v in value.items():
+            if key != "nftables":
+                yield from _strings(key, here)
+                yield from _strings(v, f"{here} {key}" if key != "name" else here)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v, where)
+
+
+# nft statements that read files: `include "FILE"` (nft -c opens it as root, outside any
+# jail: a FIFO hangs validation, a device or /proc file is read). Ruleset text only.
+_NFT_INCLUDE_RE = re.compile(r"(^|[;{}\n])\s*include\b", re.M)
+
+
+def check_nft_ruleset(ruleset: str, where: str) -> None:
+    if _NFT_INCLUDE_RE.search(ruleset):
+        raise ValidationError(f"{where}: an nftables ruleset may not include files (`include`): "
+                              f"write the rules into the recipe")
+    bad = next((c for c in ruleset if c not in "\n\t" and control_char(c)), None)
+    if bad is not None:
+        raise ValidationError(f"{where}: an nftables ruleset holds the control character {bad!r}")
 
 
 def check_ifname(name: str, where: str) -> None:

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from nsbox.errors import ValidationError
-from nsbox.model.names import IFNAMSIZ, ifname_problem
+from nsbox.model.names import IFNAMSIZ, control_char, ifname_problem
 
 # Options that take no value (iptables extension flags).
 _FLAGS = {
@@ -122,6 +122,10 @@ def parse_rule(spec: str) -> Rule:
         raise ValidationError(f"cannot parse rule {spec!r}: {e}") from None
     if not tokens:
         raise ValidationError("empty iptables rule")
+    for tok in tokens:
+        if control_char(tok):
+            # iptables-restore reads lines: a newline in a value would start a line of its own
+            raise ValidationError(f"control character {control_char(tok)!r} in rule {spec!r}")
     base: dict[str, Negatable] = {}
     matches: list[Module] = []
     target: Module | None = None
