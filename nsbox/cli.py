@@ -113,8 +113,7 @@ def load_entries(names: tuple[str, ...], sets: dict[str, str],
             lab = r.build(own)
             lab.source = r.path  # type: ignore[attr-defined]
             lab.sets = own  # type: ignore[attr-defined]
-            validate(lab)
-            lab = lab_from_dict(lab_to_dict(lab))
+            lab = lab_from_dict(_as_json(lab_to_dict(lab)))
             validate(lab)
         except NsboxError as e:
             if len(recipes) == 1:
@@ -123,6 +122,18 @@ def load_entries(names: tuple[str, ...], sets: dict[str, str],
             continue
         out.append(lab)
     return out
+
+
+def _as_json(data: dict) -> dict:
+    """What the recipe jail's pipe carries: plain JSON, nothing else survives."""
+    import json
+
+    from nsbox.errors import RecipeError
+
+    try:
+        return json.loads(json.dumps(data))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise RecipeError(f"the lab holds something that is not plain data: {type(e).__name__}: {e}") from None
 
 
 def _resolve(name: str, recipe_dirs: tuple[str, ...]) -> list:
@@ -267,7 +278,12 @@ def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...]) -> None:
     """What this machine has (kernel features, tools, user namespaces), and which recipes can run.
 
     Exit 0 when nsbox is usable here, 2 when its installation is broken."""
-    from nsbox import doctor
+    from nsbox import doctor, recipe
+
+    try:
+        recipe.extra_dirs(recipe_dirs)  # a missing or untrusted DIR is a usage error, not a finding
+    except NsboxError as e:
+        _fail(e)
     sys.exit(doctor.main(fmt, recipe_dirs))
 
 
@@ -348,6 +364,7 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
             sandbox.setup_inside()
             labs = load_entries(recipes, parsed_sets, recipe_dirs)
         labs = _refuse_what_the_kernel_would(labs)
+        _import_what_labs_need(labs)
         if then is not None:
             for lab in (x for x in labs if isinstance(x, Lab)):
                 if then_in not in lab.nodes and then_in not in lab.containers:
@@ -387,6 +404,15 @@ def rerun_command(lab: Lab, flags: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv + ["--then", "bash"])
 
 
+def _import_what_labs_need(labs: list) -> None:
+    """dnslib is imported where a dns server or probe runs (a server thread): a missing one
+    must fail here, in one line through _Main (exit 2), before anything is built."""
+    if any(isinstance(lab, Lab) and (any(c.proto == "dns" for c in lab.checks if hasattr(c, "proto"))
+                                     or any(s.kind == "dns" for n in lab.nodes.values() for s in n.servers))
+           for lab in labs):
+        import dnslib  # noqa: F401
+
+
 def _check_recipe_sources(names: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
     """Trust checks of recipe directories and files (recipe.check_trusted) as the caller's
     real uid sees them: inside the unprivileged sandbox another user's files look like root's."""
@@ -402,7 +428,7 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
     """Sysctl keys and values, tried in a throwaway netns before anything is built
     (labs that will be skipped for a missing feature are not held to it). With several
     recipes, a refused one becomes Refused and the others go on."""
-    from nsbox.kernel import features, nftables, sysctl
+    from nsbox.kernel import features, iptables_check, nftables, sysctl
 
     out = []
     for lab in labs:
@@ -410,6 +436,7 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
             try:
                 sysctl.check_lab(lab)
                 nftables.check_lab(lab)
+                iptables_check.check_lab(lab)  # unknown extensions, bad target options
             except NsboxError as e:
                 if len(labs) == 1:
                     raise

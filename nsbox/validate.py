@@ -21,6 +21,14 @@ _SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|bridge|netfilter|unix)\.[A-Za-z0
 
 def validate(lab: Lab) -> None:
     """Raise ValidationError for the first problem found."""
+    try:
+        _validate(lab)
+    except (TypeError, AttributeError, KeyError, RecursionError) as e:
+        # a value of the wrong type (lab.node(123)) that no check above named: still one line
+        raise ValidationError(f"malformed lab model: {type(e).__name__}: {' '.join(str(e).split())}") from None
+
+
+def _validate(lab: Lab) -> None:
     from nsbox.recipe import check_name
 
     check_name(lab.name, "lab name: ")  # build() may have changed it: it names netns and journals

@@ -212,3 +212,145 @@ def test_a_file_with_several_recipes_runs_them_all_or_one_by_name(rdir):
                                         ("--timeout", "soon"), ("--settle", "inf"), ("--settle", "-0.5")])
 def test_a_bad_number_of_seconds_is_one_line(opt, value):
     one_line_error(nsbox("run", "bridge-mode", opt, value), opt)
+
+
+# -- items 3, 6, 7: one validation, control characters, names after build ----------------
+
+def recipe_file(d: Path, body: str, name: str = "bad") -> Path:
+    path = d / f"{name.replace('-', '_')}.py"
+    path.write_text("from nsbox.recipe import recipe\n\n"
+                    f"@recipe({name!r})\n"
+                    "def build(lab):\n"
+                    "    lab.host.bridge('br0', '10.0.0.1/24')\n"
+                    "    lab.expect('host', 'host', 'icmp')\n"
+                    + textwrap.indent(textwrap.dedent(body), "    "))
+    return path
+
+
+INJECTED_RULE = "lab.host.iptables('filter').append('INPUT', '-p tcp -m tcp --dport \"80\\nCOMMIT\\n*raw\\n-A PREROUTING -j DROP\" -j ACCEPT')"
+
+
+@pytest.mark.parametrize("body, words", [
+    (INJECTED_RULE, "control character"),
+    ("lab.host.iptables('filter').append('INPUT', '-m comment --comment \"a\\rb\" -j ACCEPT')", "control character"),
+    ("lab.host.iptables('filter').new_chain('X\\nY')", "bad chain name"),
+    ("lab.host.iptables('filter').new_chain('X\\x1bY')", "bad chain name"),
+    ("lab.host.bridge('b\\x01r', '10.1.0.1/24')", "control characters"),
+    ("lab.description = 'fine\\nPASS  forged 1 passed'", "control character"),
+    ("lab.expect('host', 'host', 'icmp', name='x\\n1 passed')", "control character"),
+    ("lab.name = '../x'", "renamed its lab"),
+    ("lab.name = 'other'", "renamed its lab"),
+    ("lab.host.nftables('include \"/etc/shadow\"')", "include"),
+    ("lab.host.nftables('table ip t { chain c { type filter hook input priority 0; }\\n}\\ninclude \"/x\"')",
+     "include"),
+])
+@pytest.mark.parametrize("mode", [["validate"], ["run"], ["run", "--on-host"], ["explain"], ["show"]])
+def test_the_same_refusal_in_every_mode(rdir, body, words, mode):
+    """Item 6: the sandbox validated the live model, --on-host the serialized one, so a
+    newline in a rule injected iptables-restore lines in the sandbox only. Now every mode
+    validates the serialized model; all refuse before the kernel (exit 2, one line)."""
+    recipe_file(rdir, body)
+    one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), words)
+
+
+def test_set_values_with_control_characters_are_refused(rdir):
+    one_line_error(nsbox("validate", "bridge-mode", "--set", "docker=29\n"), "control characters")
+    one_line_error(nsbox("explain", "bridge-mode", "--set", "docker=2\x1b9"), "control characters")
+
+
+def test_an_integer_of_5000_digits_is_one_line():
+    one_line_error(nsbox("validate", "bridge-mode", "--set", "containers=" + "9" * 5000), "5000 characters")
+
+
+def test_tools_are_found_in_system_dirs_only_and_path_is_sanitized(tmp_path, monkeypatch):
+    """Item 8: a user-owned `sh` (or any tool) early on root's PATH must not run as root."""
+    from nsbox import tools
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sh").write_text("#!/bin/true\n")
+    os.chmod(fake / "sh", 0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    assert tools.need("sh", "dash") in ("/usr/bin/sh", "/bin/sh")
+    tools.sanitize_path()
+    assert str(fake) not in os.environ["PATH"]
+    assert os.environ["PATH"] == tools.SAFE_PATH
+
+
+def test_then_runs_sh_by_an_absolute_path():
+    """runner builds --then's argv with tools.need('sh'): no bare 'sh' for PATH to resolve."""
+    import ast
+
+    src = (REPO / "nsbox" / "runner.py").read_text()
+    bare = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Constant) and n.value == "sh"]
+    assert len(bare) == 1  # the one in tools.need("sh", ...)
+
+
+# -- item 20: the rest, one line and exit 2 -------------------------------------------------
+
+@pytest.mark.parametrize("mode", [["validate"], ["run"], ["run", "--on-host"]])
+def test_a_node_named_by_a_number_is_one_line(rdir, mode):
+    recipe_file(rdir, "lab.node(123)")
+    one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), "a node name is text, not 123")
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e3", "9" * 5000])
+def test_a_bad_fault_injection_count_is_one_line(rdir, value):
+    recipe_file(rdir, "")
+    one_line_error(nsbox("run", "bad", "--recipes", str(rdir), env={"NSBOX_FAULT_AFTER_STEPS": value}),
+                   "NSBOX_FAULT_AFTER_STEPS")
+
+
+def test_a_jail_reply_of_nested_json_is_one_line(rdir):
+    """Recipe code shares the jail's pipe: it may write anything there and end the loader."""
+    recipe_file(rdir, """
+        import os, stat
+        for fd in range(3, 64):
+            try:
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    os.write(fd, b"[" * 200000 + b"]" * 200000)
+            except OSError:
+                pass
+        os._exit(0)
+        """)
+    line = one_line_error(nsbox("validate", "bad", "--recipes", str(rdir)))
+    assert "Traceback" not in line
+
+
+def test_a_deeply_nested_lab_is_one_line(rdir):
+    recipe_file(rdir, """
+        deep = []
+        for _ in range(100000):
+            deep = [deep]
+        lab.host.servers[0:0] = []
+        lab.requires = deep
+        """)
+    for mode in (["validate"], ["run"]):
+        one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)))
+
+
+def test_doctor_with_a_missing_recipe_dir_is_a_usage_error():
+    one_line_error(nsbox("doctor", "--recipes", "/nonexistent"), "/nonexistent")
+
+
+def test_a_missing_dnslib_is_one_line():
+    """dnslib is imported by the dns server and probe (a server thread): a lab with a dns
+    check must say it is missing before anything is built (here: --on-host, no lab made)."""
+    code = ("import sys; sys.modules['dnslib'] = None; sys.path.insert(0, %r); "
+            "from nsbox.entry import main; main()" % str(REPO))
+    p = subprocess.run([sys.executable, "-I", "-c", code, "run", "user-networks", "--on-host"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    one_line_error(p, "dnslib", "pip install dnslib")
+
+
+@pytest.mark.parametrize("rule, words", [
+    ("lab.host.iptables('filter').append('INPUT', '-m nosuchmatch -j ACCEPT')", "Couldn't load match"),
+    ("lab.host.iptables('nat').append('POSTROUTING', '-j MASQUERADE --bogus 1')", "--bogus"),
+    ("lab.host.iptables('filter').append('INPUT', '-p tcp -m tcp --dport 99999 -j ACCEPT')", "99999"),
+    ("lab.host.ip6tables('filter').append('INPUT', '-m nosuchmatch -j ACCEPT')", "ip6tables"),
+])
+@pytest.mark.parametrize("mode", [["validate"], ["run"]])
+def test_rules_iptables_refuses_are_refused_at_validation(rdir, rule, words, mode):
+    """They used to fail when the restore ran, with the lab half built (exit 1)."""
+    recipe_file(rdir, rule)
+    one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), words)

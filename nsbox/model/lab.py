@@ -502,6 +502,8 @@ class Lab:
 
     def node(self, name: str) -> Node:
         """`ip netns add NAME` (lo is brought up with it)."""
+        if not isinstance(name, str):
+            raise ValidationError(f"a node name is text, not {name!r}")
         if name in self.nodes:
             raise ValidationError(f"node {name} defined twice")
         self.nodes[name] = Node(name)
