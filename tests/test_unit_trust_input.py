@@ -354,3 +354,20 @@ def test_rules_iptables_refuses_are_refused_at_validation(rdir, rule, words, mod
     """They used to fail when the restore ran, with the lab half built (exit 1)."""
     recipe_file(rdir, rule)
     one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), words)
+
+
+# -- item 21: what iptables accepts, stored as iptables-save prints it -----------------------
+# (tests/test_kernel_trust_input.py checks these renders against the real iptables-save)
+
+@pytest.mark.parametrize("spec, saved", [
+    ("-p tcp --dport 8080 -j ACCEPT", "-p tcp -m tcp --dport 8080 -j ACCEPT"),
+    ("-p udp ! --dport 53 -j DROP", "-p udp -m udp ! --dport 53 -j DROP"),
+    ("-p icmp --icmp-type 8 -j ACCEPT", "-p icmp -m icmp --icmp-type 8 -j ACCEPT"),
+    ("-p ipv6-icmp --icmpv6-type 128 -j ACCEPT", "-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT"),
+    ("-p tcp -m tcp --dport 80 -j ACCEPT", "-p tcp -m tcp --dport 80 -j ACCEPT"),
+])
+def test_the_protocol_match_is_implicit_as_in_iptables(spec, saved):
+    from nsbox.model.rules import parse_rule
+
+    assert parse_rule(spec).render() == saved
+    assert parse_rule(saved).render() == saved
