@@ -35,6 +35,7 @@ def _validate(lab: Lab) -> None:
     for node in lab.nodes.values():
         _check_node(lab, node)
     _check_macvlan_parents(lab)
+    _check_duplicate_addresses(lab)
     _check_virtuals(lab)
     _check_checks(lab)
     _check_texts(lab)  # last: the checks above say more precisely what is wrong
@@ -229,6 +230,65 @@ def _check_dropped_by_nft(lab: Lab, c: ReachCheck) -> None:
                               f"holds {spec!r}")
 
 
+def l2_segments(lab: Lab) -> dict[tuple[str, str], tuple[str, str]]:
+    """(node, interface) -> a representative of its L2 segment: veth peers, bridge ports
+    and their bridge, macvlan/ipvlan children and their parent share one (frames go
+    between them); a vlan or vxlan is a segment of its own."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(x: tuple[str, str]) -> tuple[str, str]:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: tuple[str, str], b: tuple[str, str]) -> None:
+        parent[find(a)] = find(b)
+
+    for v in lab.veths:
+        union((v.a_node, v.a_name), (v.b_node, v.b_name))
+    for node in lab.nodes.values():
+        for iface in node.interfaces.values():
+            if iface.master is not None:
+                union((node.name, iface.name), (node.name, iface.master))
+    for link in lab.links:
+        if link.parent is not None and link.kind in ("macvlan", "ipvlan"):
+            union((link.node, link.name), tuple(link.parent))  # type: ignore[arg-type]
+    return {key: find(key) for node in lab.nodes.values() for key in ((node.name, i) for i in node.interfaces)}
+
+
+def _check_duplicate_addresses(lab: Lab) -> None:
+    """One address on two nodes of one L2 segment: ARP/ND answers from either, so traffic to
+    it goes to whichever answered first (the run then fails with "refused"). Refused unless
+    every holder declares it shared (Node.address(..., shared=True))."""
+    segments = l2_segments(lab)
+    seen: dict[tuple[tuple[str, str], str], tuple[str, str, bool]] = {}
+    for node in lab.nodes.values():
+        for a in node.addresses:
+            if a.iface == "lo":
+                continue
+            key = (segments.get((node.name, a.iface), (node.name, a.iface)), a.ip)
+            other = seen.get(key)
+            if other is not None and other[0] != node.name and not (other[2] and a.shared):
+                raise ValidationError(f"address {a.ip} is on {other[0]}:{other[1]} and on {node.name}:{a.iface}, "
+                                      f"one L2 segment: a duplicate address (an anycast/VIP address must be "
+                                      f"declared shared=True on every holder)")
+            seen.setdefault(key, (node.name, a.iface, a.shared))
+
+
+def _check_self_answer(lab: Lab, c: ReachCheck, target) -> None:
+    """A probe to an address its own netns holds is answered by that netns, never by DST: the
+    check would pass without a packet leaving the source. Only a check whose destination is
+    the source itself may do that; a shared (anycast) address is left to the verifier."""
+    src = lab.netns_of(c.src)
+    if target.node is None or target.node.name == src.name or target.loopback:
+        return
+    mine = [a for a in src.addresses if a.ip == target.ip]
+    if mine and not all(a.shared for a in mine):
+        raise ValidationError(f"check {c.name!r}: {c.src} holds {target.ip} itself, so its own netns would "
+                              f"answer the probe, not {target.label}")
+
+
 def _check_macvlan_parents(lab: Lab) -> None:
     """A passthru macvlan takes its parent over: the kernel refuses any other macvlan on that
     parent (EINVAL), and a passthru child on a parent that already has one. (Other modes
@@ -299,6 +359,7 @@ def _check_checks(lab: Lab) -> None:
             if c.src not in lab.nodes and c.src not in lab.containers:
                 raise ValidationError(f"check {c.name!r}: unknown source node {c.src!r}")
             target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
+            _check_self_answer(lab, c, target)
             virtual = lab.virtual_for(target, c.proto, c.port)
             dst_node = target.node
             if c.proto not in ("icmp", "tcp", "udp", "http", "dns"):

@@ -68,3 +68,81 @@ def test_implicit_protocol_matches_are_stored_as_iptables_save_prints_them(table
     assert done.returncode == 0, done.stderr
     saved = [ln[len(f"-A {chain} "):] for ln in done.stdout.splitlines() if ln.startswith(f"-A {chain} ")]
     assert saved == [parse_rule(spec).render()]
+
+
+TINY = '''
+from nsbox.recipe import recipe
+
+@recipe({name!r})
+def build(lab):
+    lab.host.bridge("br0", "10.0.0.1/24")
+    a = lab.node("a")
+    lab.veth(a, "eth0", lab.host, "veth-a", b_master="br0")
+    a.address("eth0", "10.0.0.2/24")
+    lab.expect("host", "a", "icmp")
+{extra}
+'''
+
+
+def recipes_dir(tmp_path: Path, **recipes: str) -> Path:
+    d = tmp_path / "recipes"
+    d.mkdir(exist_ok=True)
+    for name, extra in recipes.items():
+        (d / f"{name.replace('-', '_')}.py").write_text(TINY.format(name=name, extra=textwrap.indent(extra, "    ")))
+    return d
+
+
+@pytest.mark.parametrize("mode", [[], ["--on-host"]])
+def test_then_finds_nothing_on_the_callers_path(tmp_path, mode):
+    """Item 8: a user-owned `sh` (or `ip`) early on root's PATH ran as uid 0 on-host."""
+    d = recipes_dir(tmp_path, tiny="")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    marker = tmp_path / "marker"
+    for prog in ("sh", "ip", "true"):
+        (fake / prog).write_text(f"#!/bin/sh\necho ran > {marker}\n")
+        os.chmod(fake / prog, 0o755)
+    os.chown(fake, 65534, 65534)
+    seen = tmp_path / "path.txt"
+    p = nsbox("run", "tiny", "--recipes", str(d), *mode, "--then", f"true; echo \"$PATH\" > {seen}",
+              env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert p.returncode == 0, p.stderr
+    assert not marker.exists(), "a program from the caller's PATH ran as root"
+    assert str(fake) not in seen.read_text()
+
+
+def test_one_refused_recipe_among_several_is_reported_and_the_others_run(tmp_path):
+    """Item 19: a recipe refused by validation aborted the whole run."""
+    d = recipes_dir(tmp_path, good="", bad="lab.expect('host', 'a', 'tcp', port=99)  # no server there")
+    out = tmp_path / "report.json"
+    p = nsbox("run", "good", "bad", "--recipes", str(d), "--format", "json", "--output", str(out))
+    assert p.returncode == 2, p.stderr
+    results = {r["recipe"]: r for r in json.loads(out.read_text())["results"]}
+    assert results["good"]["status"] == "pass" and results["good"]["checks"]
+    assert results["bad"]["status"] == "fail" and "no http/tcp server" in results["bad"]["error"]
+    assert p.stderr.startswith("nsbox: error: bad: ")
+
+
+def test_a_probe_answered_by_its_own_source_fails(tmp_path):
+    """Item 22: b also holds a's address (declared shared, so validation lets it through):
+    b's ping to a is answered by b's own stack. The verifier must see that and fail it;
+    the same lab without b's copy passes (the check is not failing for another reason)."""
+    both = ("b = lab.node('b')\n"
+            "lab.veth(b, 'eth0', lab.host, 'veth-b', b_master='br0')\n"
+            "b.address('eth0', '10.0.0.3/24')\n"
+            "b.address('eth0', '10.0.0.2/24', shared=True)\n"
+            "a.addresses = [dataclasses.replace(x, shared=True) for x in a.addresses]\n"
+            "lab.expect('b', 'a', 'icmp', name='b->a')\n")
+    plain = ("b = lab.node('b')\n"
+             "lab.veth(b, 'eth0', lab.host, 'veth-b', b_master='br0')\n"
+             "b.address('eth0', '10.0.0.3/24')\n"
+             "lab.expect('b', 'a', 'icmp', name='b->a')\n")
+    d = recipes_dir(tmp_path, selfish=both, honest=plain)
+    src = (d / "selfish.py").read_text()
+    (d / "selfish.py").write_text("import dataclasses\n" + src)
+    p = nsbox("run", "selfish", "--recipes", str(d), "--format", "json", "--settle", "0")
+    assert p.returncode == 1, p.stderr
+    check = {c["name"]: c for c in json.loads(p.stdout)["results"][0]["checks"]}["b->a"]
+    assert check["observed"] == "answered by the source itself" and not check["passed"]
+    p = nsbox("run", "honest", "--recipes", str(d), "--format", "json")
+    assert p.returncode == 0, p.stderr
