@@ -371,3 +371,43 @@ def test_the_protocol_match_is_implicit_as_in_iptables(spec, saved):
 
     assert parse_rule(spec).render() == saved
     assert parse_rule(saved).render() == saved
+
+
+# -- item 22: duplicate addresses, probes answered by their own source ------------------------
+
+DUPLICATE = """
+    b = lab.node('b')
+    lab.veth(b, 'eth0', lab.host, 'veth-b', b_master='br0')
+    b.address('eth0', '10.0.0.2/24')
+    c = lab.node('c')
+    lab.veth(c, 'eth0', lab.host, 'veth-c', b_master='br0')
+    c.address('eth0', '10.0.0.2/24')
+    """
+
+
+@pytest.mark.parametrize("mode", [["validate"], ["run"], ["run", "--on-host"]])
+def test_the_same_address_on_two_nodes_of_one_bridge_is_refused(rdir, mode):
+    recipe_file(rdir, DUPLICATE)
+    one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), "10.0.0.2", "b:eth0", "c:eth0", "duplicate")
+
+
+def test_the_same_address_on_separate_segments_is_fine(rdir):
+    recipe_file(rdir, """
+        for n in ('b', 'c'):
+            node = lab.node(n)
+            lab.veth(node, 'eth0', lab.host, f'veth-{n}')  # point to point: a segment each
+            node.address('eth0', '10.9.0.2/24')
+        """)
+    p = nsbox("validate", "bad", "--recipes", str(rdir))
+    assert p.returncode == 0, p.stderr
+
+
+def test_a_check_from_a_node_that_holds_the_target_address_is_refused(rdir):
+    recipe_file(rdir, """
+        a = lab.node('a')
+        lab.veth(a, 'eth0', lab.host, 'veth-a', b_master='br0')
+        a.address('eth0', '10.0.0.2/24')
+        lab.host.address('lo', '10.0.0.2/32')  # not the bridge's segment: no duplicate there
+        lab.expect('host', 'a', 'icmp', name='host->a')
+        """)
+    one_line_error(nsbox("validate", "bad", "--recipes", str(rdir)), "host->a", "holds 10.0.0.2 itself")
