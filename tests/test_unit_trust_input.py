@@ -277,15 +277,6 @@ def test_tools_are_found_in_system_dirs_only_and_path_is_sanitized(tmp_path, mon
     assert os.environ["PATH"] == tools.SAFE_PATH
 
 
-def test_then_runs_sh_by_an_absolute_path():
-    """runner builds --then's argv with tools.need('sh'): no bare 'sh' for PATH to resolve."""
-    import ast
-
-    src = (REPO / "nsbox" / "runner.py").read_text()
-    bare = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Constant) and n.value == "sh"]
-    assert len(bare) == 1  # the one in tools.need("sh", ...)
-
-
 # -- item 20: the rest, one line and exit 2 -------------------------------------------------
 
 @pytest.mark.parametrize("mode", [["validate"], ["run"], ["run", "--on-host"]])
