@@ -146,3 +146,14 @@ def test_a_probe_answered_by_its_own_source_fails(tmp_path):
     assert check["observed"] == "answered by the source itself" and not check["passed"]
     p = nsbox("run", "honest", "--recipes", str(d), "--format", "json")
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("mode", [[], ["--on-host"]])
+def test_running_one_recipe_runs_no_other_file_of_its_dir(tmp_path, mode):
+    """Item 4: `--recipes DIR` used to execute every *.py in DIR, as root, whatever was asked for."""
+    d = recipes_dir(tmp_path, tiny="")
+    marker = tmp_path / "marker"
+    (d / "planted.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    p = nsbox("run", "tiny", "--recipes", str(d), *mode)
+    assert p.returncode == 0, p.stderr
+    assert not marker.exists(), "a recipe file nobody asked for ran"
