@@ -157,3 +157,21 @@ def test_running_one_recipe_runs_no_other_file_of_its_dir(tmp_path, mode):
     p = nsbox("run", "tiny", "--recipes", str(d), *mode)
     assert p.returncode == 0, p.stderr
     assert not marker.exists(), "a recipe file nobody asked for ran"
+
+
+def test_a_pattern_on_host_runs_every_recipe_it_matches(tmp_path):
+    """Item 19: --on-host counted the patterns, not the recipes they expand to ('did not
+    return one lab per recipe')."""
+    d = recipes_dir(tmp_path, **{"tiny-a": "", "tiny-b": ""})
+    p = nsbox("run", "tiny-*", "--recipes", str(d), "--on-host", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert [r["recipe"] for r in json.loads(p.stdout)["results"]] == ["tiny-a", "tiny-b"]
+
+
+@pytest.mark.parametrize("fmt, words", [("text", "bad"), ("junit", "no http/tcp server"),
+                                        ("ktap", "no http/tcp server")])
+def test_a_refused_recipe_is_in_every_format(tmp_path, fmt, words):
+    d = recipes_dir(tmp_path, good="", bad="lab.expect('host', 'a', 'tcp', port=99)")
+    p = nsbox("run", "good", "bad", "--recipes", str(d), "--format", fmt)
+    assert p.returncode == 2, p.stderr
+    assert words in p.stdout and "good" in p.stdout
