@@ -407,7 +407,9 @@ def rerun_command(lab: Lab, flags: list[str]) -> str:
 def _import_what_labs_need(labs: list) -> None:
     """dnslib is imported where a dns server or probe runs (a server thread): a missing one
     must fail here, in one line through _Main (exit 2), before anything is built."""
-    if any(isinstance(lab, Lab) and (any(c.proto == "dns" for c in lab.checks if hasattr(c, "proto"))
+    from nsbox.model import ReachCheck
+
+    if any(isinstance(lab, Lab) and (any(isinstance(c, ReachCheck) and c.proto == "dns" for c in lab.checks)
                                      or any(s.kind == "dns" for n in lab.nodes.values() for s in n.servers))
            for lab in labs):
         import dnslib  # noqa: F401
@@ -451,15 +453,13 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
-    from nsbox.verify.results import exit_code
+    from nsbox.verify.results import RecipeResult, exit_code
     from nsbox.verify.verifier import Timing
 
     deadline = max(4.0, 4 * timeout) if settle is None else settle
     opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=deadline),
                       then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
                       artifacts_dir=artifacts, iptables=iptables_flavour, then_in=then_in)
-    from nsbox.verify.results import RecipeResult
-
     results = []
     refused = False
     try:
@@ -511,7 +511,7 @@ def validate_cmd(recipes: tuple[str, ...], run_all: bool, sets: tuple[str, ...],
                     for t in [*n.firewall.tables.values(), *n.firewall.tables6.values()] for c in t.chains.values())
         click.echo(f"ok  {lab.name}: {len(lab.nodes)} nodes, {links} links, {rules} rules, "
                    f"{len(lab.checks)} checks")
-    sys.exit(max((x.exit_code for x in labs if isinstance(x, Refused)), default=0) and 2)
+    sys.exit(2 if any(isinstance(x, Refused) for x in labs) else 0)  # a refused recipe is bad input
 
 
 def _one(labs: list[Lab], name: str) -> Lab:
