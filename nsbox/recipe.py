@@ -157,11 +157,13 @@ def extra_dirs(extra: list[str] | tuple[str, ...] = ()) -> list[Path]:
             # wherever the caller happens to stand would run.
             raise UsageError(f"{RECIPE_PATH_ENV} entry {d!r} is relative; use absolute directories")
         dirs.append(Path(d))
+    out = []
     for d in dirs:
         if not d.is_dir():
             raise UsageError(f"recipe directory {str(d)!r} does not exist or is not a directory")
-        check_trusted(d, "recipe directory")
-    return dirs
+        # resolved once: a symlink someone else may swap is followed here, never again
+        out.append(check_trusted(d, "recipe directory"))
+    return out
 
 
 def _trusted_owners() -> set[int]:
@@ -172,13 +174,14 @@ def _trusted_owners() -> set[int]:
     return {os.geteuid(), *_root_uids()}
 
 
-def check_trusted(path: Path, what: str) -> None:
+def check_trusted(path: Path, what: str) -> Path:
     """Refuse to run code from PATH unless only root or the caller can change it: PATH and
     every directory above it owned by one of them and writable by no one else (a sticky
     directory such as /tmp may be: nobody can rename another's entry there). The same
-    rule as journals in /run/nsbox and OpenSSH's StrictModes."""
+    rule as journals in /run/nsbox and OpenSSH's StrictModes. Returns PATH resolved
+    (symlinks followed), the path to use from then on."""
     owners = _trusted_owners()
-    p = Path(os.path.abspath(path))
+    p = Path(os.path.realpath(path))
     try:
         st = os.stat(p)
     except OSError as e:
@@ -189,7 +192,7 @@ def check_trusted(path: Path, what: str) -> None:
     if st.st_mode & 0o022:
         raise UsageError(f"{what} {p} is group- or world-writable: nsbox does not run code "
                          "another user can change (chmod go-w)")
-    for parent in Path(os.path.realpath(p)).parents:
+    for parent in p.parents:
         try:
             pst = os.stat(parent)
         except OSError as e:
@@ -197,6 +200,7 @@ def check_trusted(path: Path, what: str) -> None:
         if pst.st_uid not in owners or (pst.st_mode & 0o022 and not pst.st_mode & 0o1000):
             raise UsageError(f"{what} {p} lies in {parent}, which another user can change "
                              "(owned by them, or group/world-writable and not sticky)")
+    return p
 
 
 @dataclass
@@ -239,10 +243,8 @@ def _load_dir(d: Path, found: Catalogue) -> list[Recipe]:
         if path.name.startswith("_"):
             continue
         try:
-            if d not in builtin_dirs():
-                check_trusted(path, "recipe file")
-            out += _load(path)
-        except RecipeError as e:
+            out += _load(path if d in builtin_dirs() else check_trusted(path, "recipe file"))
+        except UsageError as e:  # RecipeError, or a file another user can change: listed, hides nothing else
             found.broken[str(path)] = str(e)
     return out
 
@@ -334,7 +336,7 @@ def get(name: str, extra: list[str] | tuple[str, ...] = ()) -> Recipe:
                               + "; ".join(idx.broken.values()))
         raise UsageError(f"unknown recipe {name!r}{hint}")
     if path.parent not in builtin_dirs():
-        check_trusted(path, "recipe file")
+        path = check_trusted(path, "recipe file")
     for r in _load(path):
         if r.name == name:
             return r
@@ -347,8 +349,7 @@ def get_file(path: str) -> list[Recipe]:
     p = Path(file)
     if not p.is_file():
         raise UsageError(f"recipe file {file!r} does not exist")
-    check_trusted(p, "recipe file")
-    recipes = _load(p.resolve())
+    recipes = _load(check_trusted(p, "recipe file"))
     if name:
         recipes = [r for r in recipes if r.name == name]
         if not recipes:

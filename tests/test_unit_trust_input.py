@@ -128,6 +128,17 @@ def test_a_recipe_dir_below_a_directory_another_user_controls_is_refused(tmp_pat
     one_line_error(nsbox("validate", "mine", "--recipes", str(rdir)), str(theirs))
 
 
+def test_a_symlink_to_a_directory_another_user_owns_is_refused(tmp_path):
+    """The link is followed once, and what it points to is judged (then used)."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    tiny(theirs, "mine.py", "mine")
+    os.chown(theirs, NOBODY, NOBODY)
+    link = tmp_path / "link"
+    link.symlink_to(theirs)
+    one_line_error(nsbox("validate", "mine", "--recipes", str(link)), str(theirs), "owned by uid 65534")
+
+
 def test_a_sticky_world_writable_parent_is_fine(tmp_path):
     sticky = tmp_path / "sticky"
     sticky.mkdir()
