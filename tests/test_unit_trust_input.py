@@ -111,6 +111,36 @@ def test_a_recipe_file_of_another_user_is_refused(rdir, tmp_path):
     assert not marker.exists()
 
 
+def test_a_file_planted_by_nobody_in_a_sticky_world_writable_dir_never_runs():
+    """The original attack: uid 65534 plants a recipe in a world-writable directory (like
+    /tmp) that root then names with --recipes. Planted by a real process of uid 65534
+    (pytest's tmp_path lies in a root-only directory nobody cannot enter)."""
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="nsbox-trust-", dir="/tmp"))
+    try:
+        os.chmod(top, 0o755)
+        shared = top / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o1777)
+        marker = shared / "marker"
+        evil = shared / "bridge_mode2.py"
+        body = (f"open({str(marker)!r}, 'w').write('ran')\n"
+                "from nsbox.recipe import recipe\n@recipe('evil')\ndef b(lab): pass\n")
+        subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c",
+                        "import sys; open(sys.argv[1], 'w').write(sys.stdin.read())", str(evil)],
+                       input=body, text=True, check=True, timeout=30)
+        assert evil.stat().st_uid == NOBODY
+        one_line_error(nsbox("validate", "bridge-mode", "--recipes", str(shared)), "writable")
+        one_line_error(nsbox("validate", "evil", "--recipes", str(shared)), "writable")
+        one_line_error(nsbox("validate", str(evil)), "owned by uid 65534")
+        one_line_error(nsbox("run", str(evil)), "owned by uid 65534")
+        assert not marker.exists()
+    finally:
+        shutil.rmtree(top)
+
+
 def test_a_recipe_dir_owned_by_another_user_is_refused(rdir, tmp_path):
     tiny(rdir, "mine.py", "mine")
     os.chown(rdir, NOBODY, NOBODY)
