@@ -285,13 +285,20 @@ INJECTED_RULE = "lab.host.iptables('filter').append('INPUT', '-p tcp -m tcp --dp
     ("lab.host.nftables('table ip t { chain c { type filter hook input priority 0; }\\n}\\ninclude \"/x\"')",
      "include"),
 ])
-@pytest.mark.parametrize("mode", [["validate"], ["run"], ["run", "--on-host"], ["explain"], ["show"]])
+@pytest.mark.parametrize("mode", [["validate"], ["run"], ["run", "--on-host"]])  # explain, show: below
 def test_the_same_refusal_in_every_mode(rdir, body, words, mode):
     """Item 6: the sandbox validated the live model, --on-host the serialized one, so a
     newline in a rule injected iptables-restore lines in the sandbox only. Now every mode
     validates the serialized model; all refuse before the kernel (exit 2, one line)."""
     recipe_file(rdir, body)
     one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), words)
+
+
+@pytest.mark.parametrize("mode", [["explain"], ["show"]])
+def test_explain_and_show_refuse_the_same(rdir, mode):
+    """They load through the recipe jail as validate and --on-host do."""
+    recipe_file(rdir, INJECTED_RULE)
+    one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), "control character")
 
 
 def test_set_values_with_control_characters_are_refused(rdir):
