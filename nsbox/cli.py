@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+import unicodedata
+from dataclasses import dataclass
 
 import click
 
@@ -43,9 +45,11 @@ class _Timeout(click.ParamType):
             try:
                 number = float(str(value))
             except ValueError:
-                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+                _fail(UsageError(f"{param.opts[0] if param else 'seconds'} {str(value)!r}: not a number of seconds"))
         if not math.isfinite(number) or not self.low <= number <= self.high:
-            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds", param, ctx)
+            # one line, not click's four (usage, hint, blank, error)
+            _fail(UsageError(f"{param.opts[0] if param else 'seconds'} {str(value)!r}: not a number of seconds "
+                             f"between {self.low:g} and {self.high:g}"))
         return number
 
 
@@ -58,40 +62,97 @@ def parse_sets(sets: tuple[str, ...]) -> dict[str, str]:
             raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
         if key in out:
             raise UsageError(f"--set {key} given twice ({out[key]!r} and {value!r})")
+        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in item):
+            raise UsageError(f"--set {item!r}: control characters (newline, tab...) are not allowed")
         out[key] = value
     return out
 
 
-def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[str, ...]) -> list[Lab]:
-    """Resolve, build and validate every requested lab. Runs recipe code: call it
-    only inside the sandbox or the recipe jail."""
-    from nsbox import recipe
+@dataclass
+class Refused:
+    """A recipe of a multi-recipe command that failed to load or validate: reported as
+    that recipe's error while the others run (exit 2 overall: it was bad input)."""
 
-    recipes = [recipe.get(n, recipe_dirs) for n in select(names, recipe_dirs)]
+    name: str
+    error: str
+    exit_code: int = 2
+
+
+def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[str, ...]) -> list[Lab]:
+    """Resolve, build and validate every requested lab; the first refusal is raised. Runs
+    recipe code: call it only inside the sandbox or the recipe jail."""
+    return [_raise_refused(x) for x in load_entries(names, sets, recipe_dirs)]
+
+
+def _raise_refused(entry: Lab | Refused) -> Lab:
+    if isinstance(entry, Refused):
+        err = UsageError(entry.error)
+        err.exit_code = entry.exit_code
+        raise err
+    return entry
+
+
+def load_entries(names: tuple[str, ...], sets: dict[str, str],
+                 recipe_dirs: tuple[str, ...]) -> list[Lab | Refused]:
+    """One Lab, or the Refused error of that recipe, per recipe selected.
+
+    Every lab goes through its serialized form (lab_to_dict -> lab_from_dict) and is
+    validated there: the sandbox runs exactly what --on-host, validate, explain and show
+    receive from the recipe jail, so one validation holds in every mode."""
+    from nsbox.model.serialize import lab_from_dict, lab_to_dict
+
+    recipes = [r for n in select(names, recipe_dirs) for r in _resolve(n, recipe_dirs)]
     for key in sets:
         if not any(p.name == key for r in recipes for p in r.params):
             choices = sorted({p.name for r in recipes for p in r.params})
             raise UsageError(f"no recipe given has a parameter {key!r} (parameters: {', '.join(choices) or 'none'})")
-    labs = []
+    out: list[Lab | Refused] = []
     for r in recipes:
         own = {k: v for k, v in sets.items() if any(p.name == k for p in r.params)}
-        lab = r.build(own)
-        lab.source = r.path  # type: ignore[attr-defined]
-        lab.sets = own  # type: ignore[attr-defined]
-        validate(lab)
-        labs.append(lab)
-    return labs
+        try:
+            lab = r.build(own)
+            lab.source = r.path  # type: ignore[attr-defined]
+            lab.sets = own  # type: ignore[attr-defined]
+            lab = lab_from_dict(_as_json(lab_to_dict(lab)))
+            validate(lab)
+        except NsboxError as e:
+            if len(recipes) == 1:
+                raise
+            out.append(Refused(r.name, str(e), e.exit_code))
+            continue
+        out.append(lab)
+    return out
+
+
+def _as_json(data: dict) -> dict:
+    """What the recipe jail's pipe carries: plain JSON, nothing else survives."""
+    import json
+
+    from nsbox.errors import RecipeError
+
+    try:
+        return json.loads(json.dumps(data))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise RecipeError(f"the lab holds something that is not plain data: {type(e).__name__}: {e}") from None
+
+
+def _resolve(name: str, recipe_dirs: tuple[str, ...]) -> list:
+    """NAME's recipe; a recipe file's every recipe (FILE.py), or one of them (FILE.py:NAME)."""
+    from nsbox import recipe
+
+    return recipe.get_file(name) if recipe.is_path(name) else [recipe.get(name, recipe_dirs)]
 
 
 def select(patterns: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> list[str]:
-    """Recipe names for PATTERNS: names, files, shell-style patterns ('k8s-*'), or ALL."""
+    """Recipe names for PATTERNS: names, files, shell-style patterns ('k8s-*'), or ALL.
+    Patterns are matched against the recipe names read from the files' source (no file runs)."""
     import fnmatch
 
     from nsbox import recipe
 
     if not any(ch in p for p in patterns for ch in "*?[") and ALL not in patterns:
         return list(patterns)
-    known = sorted(recipe.catalogue(recipe_dirs).recipes)
+    known = sorted(recipe.index(recipe_dirs).files)
     out: list[str] = []
     for p in patterns:
         if p == ALL:
@@ -111,16 +172,38 @@ ALL = ":all"  # what --all stands for among the names
 
 def load_labs_jailed(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[str, ...]) -> list[Lab]:
     """load_labs() in the recipe jail; the labs come back as data and are validated again here."""
+    return [_raise_refused(x) for x in load_entries_jailed(names, sets, recipe_dirs)]
+
+
+def load_entries_jailed(names: tuple[str, ...], sets: dict[str, str],
+                        recipe_dirs: tuple[str, ...]) -> list[Lab | Refused]:
+    """load_entries() in the recipe jail; each lab comes back as data and is validated again here."""
     from nsbox.model.serialize import lab_from_dict, lab_to_dict
     from nsbox.sandbox import jail
 
-    data = jail.run(lambda: [lab_to_dict(lab) for lab in load_labs(names, sets, recipe_dirs)])
-    if not isinstance(data, list) or len(data) != len(names):
+    def inside() -> list[dict]:
+        return [{"refused": x.name, "error": x.error, "exit_code": x.exit_code} if isinstance(x, Refused)
+                else {"lab": lab_to_dict(x)} for x in load_entries(names, sets, recipe_dirs)]
+
+    data = jail.run(inside)
+    if not isinstance(data, list) or not data or not all(isinstance(d, dict) for d in data):
         raise UsageError("the recipe loader did not return one lab per recipe")
-    labs = [lab_from_dict(d) for d in data]
-    for lab in labs:
-        validate(lab)
-    return labs
+    out: list[Lab | Refused] = []
+    for d in data:
+        if "refused" in d:
+            code = d.get("exit_code") if d.get("exit_code") in (1, 2) else 2
+            out.append(Refused(str(d["refused"]), " ".join(str(d.get("error")).split()), code))
+            continue
+        lab = lab_from_dict(d.get("lab"))
+        try:
+            validate(lab)
+        except NsboxError as e:
+            if len(data) == 1:
+                raise
+            out.append(Refused(lab.name, str(e), e.exit_code))
+            continue
+        out.append(lab)
+    return out
 
 
 class _Main(click.Group):
@@ -142,6 +225,9 @@ class _Main(click.Group):
 def main() -> None:
     """Container networking rebuilt from namespaces, veth, bridges, iptables and
     conntrack, then proven with real traffic."""
+    from nsbox import tools
+
+    tools.sanitize_path()  # as root: only system directories on PATH for what nsbox spawns
 
 
 def _catalogue_data(recipe_dirs: tuple[str, ...]) -> dict:
@@ -192,7 +278,12 @@ def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...]) -> None:
     """What this machine has (kernel features, tools, user namespaces), and which recipes can run.
 
     Exit 0 when nsbox is usable here, 2 when its installation is broken."""
-    from nsbox import doctor
+    from nsbox import doctor, recipe
+
+    try:
+        recipe.extra_dirs(recipe_dirs)  # a missing or untrusted DIR is a usage error, not a finding
+    except NsboxError as e:
+        _fail(e)
     sys.exit(doctor.main(fmt, recipe_dirs))
 
 
@@ -264,16 +355,18 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
         if on_host:
             if os.geteuid() != 0:
                 raise UsageError("--on-host builds in the real host's namespaces and needs root")
-            labs = load_labs_jailed(recipes, parsed_sets, recipe_dirs)
+            labs = load_entries_jailed(recipes, parsed_sets, recipe_dirs)
         elif not sandbox.inside():
+            _check_recipe_sources(recipes, recipe_dirs)  # with the real uids, before the user namespace
             sandbox.preflight()
             sandbox.reexec(sys.argv[1:])
         else:
             sandbox.setup_inside()
-            labs = load_labs(recipes, parsed_sets, recipe_dirs)
-        _refuse_what_the_kernel_would(labs)
+            labs = load_entries(recipes, parsed_sets, recipe_dirs)
+        labs = _refuse_what_the_kernel_would(labs)
+        _import_what_labs_need(labs)
         if then is not None:
-            for lab in labs:
+            for lab in (x for x in labs if isinstance(x, Lab)):
                 if then_in not in lab.nodes and then_in not in lab.containers:
                     raise UsageError(f"--then-in {then_in}: no node or container {then_in!r} in {lab.name}")
     except NsboxError as e:
@@ -311,15 +404,47 @@ def rerun_command(lab: Lab, flags: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv + ["--then", "bash"])
 
 
-def _refuse_what_the_kernel_would(labs: list[Lab]) -> None:
-    """Sysctl keys and values, tried in a throwaway netns before anything is built
-    (labs that will be skipped for a missing feature are not held to it)."""
-    from nsbox.kernel import features, nftables, sysctl
+def _import_what_labs_need(labs: list) -> None:
+    """dnslib is imported where a dns server or probe runs (a server thread): a missing one
+    must fail here, in one line through _Main (exit 2), before anything is built."""
+    from nsbox.model import ReachCheck
 
+    if any(isinstance(lab, Lab) and (any(isinstance(c, ReachCheck) and c.proto == "dns" for c in lab.checks)
+                                     or any(s.kind == "dns" for n in lab.nodes.values() for s in n.servers))
+           for lab in labs):
+        import dnslib  # noqa: F401
+
+
+def _check_recipe_sources(names: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
+    """Trust checks of recipe directories and files (recipe.check_trusted) as the caller's
+    real uid sees them: inside the unprivileged sandbox another user's files look like root's."""
+    from nsbox import recipe
+
+    recipe.extra_dirs(recipe_dirs)
+    for n in names:
+        if recipe.is_path(n) and os.path.isfile(n.partition(":")[0]):
+            recipe.check_trusted(recipe.Path(n.partition(":")[0]), "recipe file")
+
+
+def _refuse_what_the_kernel_would(labs: list) -> list:
+    """Sysctl keys and values, tried in a throwaway netns before anything is built
+    (labs that will be skipped for a missing feature are not held to it). With several
+    recipes, a refused one becomes Refused and the others go on."""
+    from nsbox.kernel import features, iptables_check, nftables, sysctl
+
+    out = []
     for lab in labs:
-        if not features.missing(frozenset(lab.requires)):
-            sysctl.check_lab(lab)
-            nftables.check_lab(lab)
+        if isinstance(lab, Lab) and not features.missing(frozenset(lab.requires)):
+            try:
+                sysctl.check_lab(lab)
+                nftables.check_lab(lab)
+                iptables_check.check_lab(lab)  # unknown extensions, bad target options
+            except NsboxError as e:
+                if len(labs) == 1:
+                    raise
+                lab = Refused(lab.name, str(e), e.exit_code)
+        out.append(lab)
+    return out
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
@@ -328,7 +453,7 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
-    from nsbox.verify.results import exit_code
+    from nsbox.verify.results import RecipeResult, exit_code
     from nsbox.verify.verifier import Timing
 
     deadline = max(4.0, 4 * timeout) if settle is None else settle
@@ -336,8 +461,14 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
                       then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
                       artifacts_dir=artifacts, iptables=iptables_flavour, then_in=then_in)
     results = []
+    refused = False
     try:
         for lab in labs:
+            if isinstance(lab, Refused):  # reported as this recipe's error; the others run
+                click.echo(f"nsbox: error: {lab.name}: {lab.error}", err=True)
+                results.append(RecipeResult(lab.name, "fail", error=lab.error))
+                refused = True
+                continue
             results.append(run_lab(lab, opts))
             results[-1].rerun = rerun_command(lab, rerun_flags or [])
     except NsboxError as e:
@@ -346,7 +477,8 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
         report_output.emit(results, fmt, output)
     except NsboxError as e:
         _fail(e)
-    sys.exit(exit_code(results))
+    # A refused recipe was bad input: exit 2 even though the others ran (their results are in the report).
+    sys.exit(2 if refused else exit_code(results))
 
 
 @main.command("validate")
@@ -366,17 +498,26 @@ def validate_cmd(recipes: tuple[str, ...], run_all: bool, sets: tuple[str, ...],
     if run_all:
         recipes = (ALL, *recipes)
     try:
-        labs = load_labs_jailed(recipes, parse_sets(sets), recipe_dirs)
-        _refuse_what_the_kernel_would(labs)
+        labs = _refuse_what_the_kernel_would(load_entries_jailed(recipes, parse_sets(sets), recipe_dirs))
     except NsboxError as e:
         _fail(e)
     for lab in labs:
+        if isinstance(lab, Refused):
+            click.echo(f"nsbox: error: {lab.name}: {lab.error}", err=True)
+            continue
         links = len(lab.veths) + len(lab.links) + sum(
             1 for n in lab.nodes.values() for i in n.interfaces.values() if i.kind == "bridge")
         rules = sum(len(c.rules) for n in lab.nodes.values()
                     for t in [*n.firewall.tables.values(), *n.firewall.tables6.values()] for c in t.chains.values())
         click.echo(f"ok  {lab.name}: {len(lab.nodes)} nodes, {links} links, {rules} rules, "
                    f"{len(lab.checks)} checks")
+    sys.exit(2 if any(isinstance(x, Refused) for x in labs) else 0)  # a refused recipe is bad input
+
+
+def _one(labs: list[Lab], name: str) -> Lab:
+    if len(labs) != 1:
+        raise UsageError(f"{name}: defines {len(labs)} recipes; name one as {name}:NAME")
+    return labs[0]
 
 
 @main.command("explain")
@@ -389,7 +530,7 @@ def explain_cmd(recipe: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]
     from nsbox.plan.explain import script
 
     try:
-        lab = load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs)[0]
+        lab = _one(load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs), recipe)
     except NsboxError as e:
         _fail(e)
     click.echo(script(lab, " ".join(["nsbox explain", recipe, *(f"--set {s}" for s in sets)])), nl=False)
@@ -406,7 +547,7 @@ def show_cmd(recipe: str, fmt: str, sets: tuple[str, ...], recipe_dirs: tuple[st
     from nsbox.plan.show import render
 
     try:
-        lab = load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs)[0]
+        lab = _one(load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs), recipe)
     except NsboxError as e:
         _fail(e)
     click.echo(render(lab, fmt), nl=False)

@@ -11,6 +11,7 @@ jail (nsbox/sandbox/jail.py).
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib.util
 import os
@@ -58,6 +59,8 @@ class Param:
                 return _BOOLS[text.lower()]
             raise UsageError(f"--set {self.name}: expected true or false, got {text!r}")
         if kind is int:
+            if len(text) > 40:  # int() refuses > 4300 digits with a traceback; no parameter needs 40
+                raise UsageError(f"--set {self.name}: expected an integer, got {len(text)} characters")
             if not _INT_RE.match(text):
                 raise UsageError(f"--set {self.name}: expected an integer, got {text!r} (digits 0-9, optionally a leading '-')")
             value = int(text)
@@ -110,6 +113,10 @@ class Recipe:
         except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... are recipe bugs too
             raise RecipeError(f"{_where(e.__traceback__, self.where)}: recipe {self.name} failed to build "
                               f"its model: {_describe(e)}") from None
+        if lab.name != self.name:
+            # the name makes netns and journal names; the recipe's name is the one that was checked
+            raise RecipeError(f"{self.where}: recipe {self.name} renamed its lab to {lab.name!r}; "
+                              "a lab keeps its recipe's name")
         if not lab.checks:
             raise RecipeError(f"{self.where}: recipe {self.name} defines no checks; "
                               "a lab that expects nothing cannot pass or fail")
@@ -140,12 +147,60 @@ def builtin_dirs() -> list[Path]:
 
 
 def extra_dirs(extra: list[str] | tuple[str, ...] = ()) -> list[Path]:
+    """--recipes DIRs, then NSBOX_RECIPE_PATH's: each must exist and be trusted (check_trusted)."""
     dirs = [Path(d) for d in extra]
-    dirs += [Path(d) for d in os.environ.get(RECIPE_PATH_ENV, "").split(":") if d]
+    for d in os.environ.get(RECIPE_PATH_ENV, "").split(":"):
+        if not d:
+            continue
+        if not os.path.isabs(d):
+            # It would name a different directory in every working directory: code from
+            # wherever the caller happens to stand would run.
+            raise UsageError(f"{RECIPE_PATH_ENV} entry {d!r} is relative; use absolute directories")
+        dirs.append(Path(d))
+    out = []
     for d in dirs:
         if not d.is_dir():
             raise UsageError(f"recipe directory {str(d)!r} does not exist or is not a directory")
-    return dirs
+        # resolved once: a symlink someone else may swap is followed here, never again
+        out.append(check_trusted(d, "recipe directory"))
+    return out
+
+
+def _trusted_owners() -> set[int]:
+    """Root and the caller. In the unprivileged sandbox the real root is the overflow uid
+    (so is every unmapped user: the caller's side checked those before entering it)."""
+    from nsbox.tools import _root_uids
+
+    return {os.geteuid(), *_root_uids()}
+
+
+def check_trusted(path: Path, what: str) -> Path:
+    """Refuse to run code from PATH unless only root or the caller can change it: PATH and
+    every directory above it owned by one of them and writable by no one else (a sticky
+    directory such as /tmp may be: nobody can rename another's entry there). The same
+    rule as journals in /run/nsbox and OpenSSH's StrictModes. Returns PATH resolved
+    (symlinks followed), the path to use from then on."""
+    owners = _trusted_owners()
+    p = Path(os.path.realpath(path))
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise UsageError(f"{what} {str(p)!r}: {e.strerror}") from None
+    if st.st_uid not in owners:
+        raise UsageError(f"{what} {p} is owned by uid {st.st_uid}, neither root nor you: "
+                         "nsbox does not run code another user can change")
+    if st.st_mode & 0o022:
+        raise UsageError(f"{what} {p} is group- or world-writable: nsbox does not run code "
+                         "another user can change (chmod go-w)")
+    for parent in p.parents:
+        try:
+            pst = os.stat(parent)
+        except OSError as e:
+            raise UsageError(f"{what} {p}: {parent}: {e.strerror}") from None
+        if pst.st_uid not in owners or (pst.st_mode & 0o022 and not pst.st_mode & 0o1000):
+            raise UsageError(f"{what} {p} lies in {parent}, which another user can change "
+                             "(owned by them, or group/world-writable and not sticky)")
+    return p
 
 
 @dataclass
@@ -161,6 +216,8 @@ def discover(extra: list[str] | tuple[str, ...] = ()) -> dict[str, Recipe]:
 
 
 def catalogue(extra: list[str] | tuple[str, ...] = ()) -> Catalogue:
+    """Load every recipe file (`nsbox list`, doctor): runs them all, so every directory
+    passed check_trusted (extra_dirs)."""
     found = Catalogue()
     builtin = builtin_dirs()
     # A source checkout and the installed copy may both be present: the first wins, silently.
@@ -186,35 +243,118 @@ def _load_dir(d: Path, found: Catalogue) -> list[Recipe]:
         if path.name.startswith("_"):
             continue
         try:
-            out += _load(path)
-        except RecipeError as e:
+            out += _load(path if d in builtin_dirs() else check_trusted(path, "recipe file"))
+        except UsageError as e:  # RecipeError, or a file another user can change: listed, hides nothing else
             found.broken[str(path)] = str(e)
     return out
 
 
+@dataclass
+class Index:
+    """Recipe names -> the file that defines each, read without running any file."""
+
+    files: dict[str, Path] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)  # file -> why its names cannot be read
+
+
+def index(extra: list[str] | tuple[str, ...] = ()) -> Index:
+    """Which file defines which recipe, from the @recipe("NAME") decorators in the source
+    (ast): running a recipe loads its own file and no other."""
+    found = Index()
+    for d in builtin_dirs():
+        for path in sorted(d.glob("*.py")):
+            if not path.name.startswith("_"):
+                for name in _names_in(path, found):
+                    found.files.setdefault(name, path)
+    builtin = set(found.files)
+    for d in extra_dirs(extra):
+        for path in sorted(d.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            for name in _names_in(path, found):
+                if name in found.files:
+                    kind = "the shipped recipe" if name in builtin else "the recipe"
+                    raise UsageError(f"recipe {name} in {path} has the name of {kind} in {found.files[name]}; "
+                                     "rename one (a recipe may not replace another)")
+                found.files[name] = path
+    return found
+
+
+def _names_in(path: Path, found: Index) -> list[str]:
+    try:
+        return static_names(path)
+    except RecipeError as e:
+        found.broken[str(path)] = str(e)
+        return []
+
+
+def static_names(path: Path) -> list[str]:
+    """The names of @recipe("NAME", ...) / @recipe(name="NAME") decorators in PATH's source."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (SyntaxError, ValueError) as e:
+        line = getattr(e, "lineno", None)
+        raise RecipeError(f"{path}" + (f":{line}" if line else "") + f": cannot load recipe file: "
+                          f"{type(e).__name__}: {' '.join(str(getattr(e, 'msg', e)).split())}") from None
+    except (OSError, RecursionError, MemoryError) as e:
+        raise RecipeError(f"{path}: cannot read recipe file: {type(e).__name__}") from None
+    names = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for deco in node.decorator_list:
+            if not isinstance(deco, ast.Call):
+                continue
+            func = deco.func
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if called != "recipe":
+                continue
+            arg = deco.args[0] if deco.args else next((k.value for k in deco.keywords if k.arg == "name"), None)
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                names.append(check_name(arg.value, f"{path}:{deco.lineno}: "))
+    return names
+
+
+def is_path(name: str) -> bool:
+    """A recipe FILE.py or FILE.py:NAME rather than a recipe name (names have no '.')."""
+    return name.partition(":")[0].endswith(".py")
+
+
 def get(name: str, extra: list[str] | tuple[str, ...] = ()) -> Recipe:
-    if Path(name).suffix == ".py" and "/" in name:
-        return get_file(name)
-    cat = catalogue(extra)
-    if name in cat.recipes:
-        return cat.recipes[name]
-    close = difflib.get_close_matches(name, list(cat.recipes), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(cat.recipes))}"
-    if cat.broken:
-        raise RecipeError(f"unknown recipe {name!r}{hint}; these recipe files did not load: "
-                          + "; ".join(cat.broken.values()))
-    raise UsageError(f"unknown recipe {name!r}{hint}")
+    if is_path(name):
+        found = get_file(name)
+        if len(found) != 1:
+            raise RecipeError(f"{name}: defines {len(found)} recipes; name one as {name}:NAME")
+        return found[0]
+    idx = index(extra)
+    path = idx.files.get(name)
+    if path is None:
+        close = difflib.get_close_matches(name, list(idx.files), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(idx.files))}"
+        if idx.broken:
+            raise RecipeError(f"unknown recipe {name!r}{hint}; these recipe files did not load: "
+                              + "; ".join(idx.broken.values()))
+        raise UsageError(f"unknown recipe {name!r}{hint}")
+    if path.parent not in builtin_dirs():
+        path = check_trusted(path, "recipe file")
+    for r in _load(path):
+        if r.name == name:
+            return r
+    raise RecipeError(f"{path}: names recipe {name} in its source, but defines no recipe of that name when run")
 
 
-def get_file(path: str) -> Recipe:
-    """`nsbox run ./file.py`: the one recipe that file defines."""
-    p = Path(path)
+def get_file(path: str) -> list[Recipe]:
+    """`nsbox run ./file.py`: every recipe that file defines; `./file.py:NAME`: that one."""
+    file, _, name = path.partition(":")
+    p = Path(file)
     if not p.is_file():
-        raise UsageError(f"recipe file {path!r} does not exist")
-    recipes = _load(p.resolve())
-    if len(recipes) != 1:
-        raise RecipeError(f"{path}: defines {len(recipes)} recipes; name one with --recipes DIR NAME")
-    return recipes[0]
+        raise UsageError(f"recipe file {file!r} does not exist")
+    recipes = _load(check_trusted(p, "recipe file"))
+    if name:
+        recipes = [r for r in recipes if r.name == name]
+        if not recipes:
+            raise UsageError(f"{file} defines no recipe {name!r}")
+    return recipes
 
 
 def _load(path: Path) -> list[Recipe]:

@@ -114,6 +114,8 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
           f"'ip netns exec NODE ...' reaches the others). The lab is torn down when it ends.",
           file=sys.stderr, flush=True)
     env = dict(os.environ)
+    if tools.really_root():  # tools.sanitize_path() did this for the process; the command gets it too
+        env["PATH"] = tools.SAFE_PATH
     # NSBOX_NETNS_<NODE or CONTAINER>: the netns name; NSBOX_MACHINE_<M>: its nodes' netns names
     for node, name in names.items():
         env[_var("NSBOX_NETNS_", node)] = name
@@ -126,7 +128,7 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
     argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
             tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
-            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
+            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", tools.need("sh", "dash"), "-c", opts.then]
     done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
     status = done.returncode if done.returncode >= 0 else 128 - done.returncode
     if status != 0:

@@ -10,6 +10,23 @@ import os
 TRUSTED_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
+SAFE_PATH = ":".join(TRUSTED_DIRS)
+
+
+def sanitize_path() -> None:
+    """As root, PATH becomes the system directories for everything nsbox spawns (iptables-
+    restore's helpers, --then's command): a directory of the caller's PATH that a user can
+    write (sudo -E, a CI runner's tool cache) must not lend them a program run as uid 0.
+    An unprivileged caller's PATH is theirs to keep: they gain nothing from it."""
+    if really_root():
+        os.environ["PATH"] = SAFE_PATH
+
+
+def really_root() -> bool:
+    """uid 0 that is the real root (not the caller mapped to 0 in the unprivileged sandbox)."""
+    return os.geteuid() == 0 and _root_uids() == (0,)
+
+
 def find(name: str) -> str | None:
     """Absolute path of program NAME in a root-owned system directory, or None."""
     for d in TRUSTED_DIRS:

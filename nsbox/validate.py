@@ -10,7 +10,7 @@ from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkChe
 from nsbox.model import linkopts
 from nsbox.model.lab import ANSWERS, SERVER_KINDS
 from nsbox.model.firewall import BUILTIN_CHAINS
-from nsbox.model.names import ifname_problem
+from nsbox.model.names import control_char, ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
 from nsbox.validate_routing import check_routing
 
@@ -21,11 +21,72 @@ _SYSCTL_RE = re.compile(r"^net\.(ipv4|ipv6|core|bridge|netfilter|unix)\.[A-Za-z0
 
 def validate(lab: Lab) -> None:
     """Raise ValidationError for the first problem found."""
+    try:
+        _validate(lab)
+    except (TypeError, AttributeError, KeyError, RecursionError) as e:
+        # a value of the wrong type (lab.node(123)) that no check above named: still one line
+        raise ValidationError(f"malformed lab model: {type(e).__name__}: {' '.join(str(e).split())}") from None
+
+
+def _validate(lab: Lab) -> None:
+    from nsbox.recipe import check_name
+
+    check_name(lab.name, "lab name: ")  # build() may have changed it: it names netns and journals
     for node in lab.nodes.values():
         _check_node(lab, node)
     _check_macvlan_parents(lab)
+    _check_duplicate_addresses(lab)
     _check_virtuals(lab)
     _check_checks(lab)
+    _check_texts(lab)  # last: the checks above say more precisely what is wrong
+
+
+def _check_texts(lab: Lab) -> None:
+    """The lab's name (it changes in build() too: it becomes netns and journal names), then
+    every name and value of the model: no control characters (a newline ends a line of
+    iptables-restore input, a report, a script). nft rulesets are multi-line text: they
+    are checked by nft itself (nsbox.kernel.nftables.check_lab) and for include here."""
+    from nsbox.model.serialize import lab_to_dict
+
+    if not isinstance(lab.description, str):
+        raise ValidationError(f"the lab's description is text, not {type(lab.description).__name__}")
+    for where, text in _strings(lab_to_dict(lab), "lab"):
+        bad = control_char(text)
+        if bad is not None:
+            raise ValidationError(f"{where}: {text!r} contains the control character {bad!r}")
+    for node in lab.nodes.values():
+        for ruleset in node.firewall.nft:
+            check_nft_ruleset(ruleset, f"node {node.name}")
+
+
+def _strings(value: object, where: str):
+    """(where, text) for every string in a lab_to_dict tree, nft rulesets left out."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        name = value.get("name")
+        here = f"{where} {name}" if isinstance(name, str) and not control_char(name) else where
+        for key, v in value.items():
+            if key != "nftables":
+                yield from _strings(key, here)
+                yield from _strings(v, f"{here} {key}" if key != "name" else here)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v, where)
+
+
+# nft statements that read files: `include "FILE"` (nft -c opens it as root, outside any
+# jail: a FIFO hangs validation, a device or /proc file is read). Ruleset text only.
+_NFT_INCLUDE_RE = re.compile(r"(^|[;{}\n])\s*include\b", re.M)
+
+
+def check_nft_ruleset(ruleset: str, where: str) -> None:
+    if _NFT_INCLUDE_RE.search(ruleset):
+        raise ValidationError(f"{where}: an nftables ruleset may not include files (`include`): "
+                              f"write the rules into the recipe")
+    bad = next((c for c in ruleset if c not in "\n\t" and control_char(c)), None)
+    if bad is not None:
+        raise ValidationError(f"{where}: an nftables ruleset holds the control character {bad!r}")
 
 
 def check_ifname(name: str, where: str) -> None:
@@ -189,6 +250,65 @@ def _check_dropped_by_nft(lab: Lab, c: ReachCheck) -> None:
                               f"holds {spec!r}")
 
 
+def l2_segments(lab: Lab) -> dict[tuple[str, str], tuple[str, str]]:
+    """(node, interface) -> a representative of its L2 segment: veth peers, bridge ports
+    and their bridge, macvlan/ipvlan children and their parent share one (frames go
+    between them); a vlan or vxlan is a segment of its own."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(x: tuple[str, str]) -> tuple[str, str]:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: tuple[str, str], b: tuple[str, str]) -> None:
+        parent[find(a)] = find(b)
+
+    for v in lab.veths:
+        union((v.a_node, v.a_name), (v.b_node, v.b_name))
+    for node in lab.nodes.values():
+        for iface in node.interfaces.values():
+            if iface.master is not None:
+                union((node.name, iface.name), (node.name, iface.master))
+    for link in lab.links:
+        if link.parent is not None and link.kind in ("macvlan", "ipvlan"):
+            union((link.node, link.name), tuple(link.parent))  # type: ignore[arg-type]
+    return {key: find(key) for node in lab.nodes.values() for key in ((node.name, i) for i in node.interfaces)}
+
+
+def _check_duplicate_addresses(lab: Lab) -> None:
+    """One address on two nodes of one L2 segment: ARP/ND answers from either, so traffic to
+    it goes to whichever answered first (the run then fails with "refused"). Refused unless
+    every holder declares it shared (Node.address(..., shared=True))."""
+    segments = l2_segments(lab)
+    seen: dict[tuple[tuple[str, str], str], tuple[str, str, bool]] = {}
+    for node in lab.nodes.values():
+        for a in node.addresses:
+            if a.iface == "lo":
+                continue
+            key = (segments.get((node.name, a.iface), (node.name, a.iface)), a.ip)
+            other = seen.get(key)
+            if other is not None and other[0] != node.name and not (other[2] and a.shared):
+                raise ValidationError(f"address {a.ip} is on {other[0]}:{other[1]} and on {node.name}:{a.iface}, "
+                                      f"one L2 segment: a duplicate address (an anycast/VIP address must be "
+                                      f"declared shared=True on every holder)")
+            seen.setdefault(key, (node.name, a.iface, a.shared))
+
+
+def _check_self_answer(lab: Lab, c: ReachCheck, target) -> None:
+    """A probe to an address its own netns holds is answered by that netns, never by DST: the
+    check would pass without a packet leaving the source. Only a check whose destination is
+    the source itself may do that; a shared (anycast) address is left to the verifier."""
+    src = lab.netns_of(c.src)
+    if target.node is None or target.node.name == src.name or target.loopback:
+        return
+    mine = [a for a in src.addresses if a.ip == target.ip]
+    if mine and not all(a.shared for a in mine):
+        raise ValidationError(f"check {c.name!r}: {c.src} holds {target.ip} itself, so its own netns would "
+                              f"answer the probe, not {target.label}")
+
+
 def _check_macvlan_parents(lab: Lab) -> None:
     """A passthru macvlan takes its parent over: the kernel refuses any other macvlan on that
     parent (EINVAL), and a passthru child on a parent that already has one. (Other modes
@@ -259,6 +379,7 @@ def _check_checks(lab: Lab) -> None:
             if c.src not in lab.nodes and c.src not in lab.containers:
                 raise ValidationError(f"check {c.name!r}: unknown source node {c.src!r}")
             target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
+            _check_self_answer(lab, c, target)
             virtual = lab.virtual_for(target, c.proto, c.port)
             dst_node = target.node
             if c.proto not in ("icmp", "tcp", "udp", "http", "dns"):

@@ -209,7 +209,8 @@ def test_a_recipe_that_exits_or_raises_is_an_error_with_file_and_line(tmp_path, 
 
 
 def test_a_recipe_file_that_exits_while_loading_is_an_error(tmp_path):
-    _recipe_file(tmp_path, "import sys\nsys.exit(0)\n")
+    # the file names the recipe asked for (files that do not are never run: recipe.index)
+    _recipe_file(tmp_path, "import sys\nsys.exit(0)\n@recipe('anything')\ndef b(lab): pass\n")
     line = assert_one_line_error(nsbox("run", "anything", "--recipes", str(tmp_path)), "sys.exit(0)")
     assert f"{tmp_path / 'r.py'}:2" in line
 

@@ -237,7 +237,7 @@ def test_recipe_file_with_syntax_error(tmp_path):
 
 
 def test_recipe_file_that_fails_to_import(tmp_path):
-    path = write_recipe(tmp_path, "noimport.py", "import nsbox_no_such_module\n")
+    path = write_recipe(tmp_path, "noimport.py", "import nsbox_no_such_module\n@recipe('anything')\ndef b(lab): pass\n")
     with pytest.raises(UsageError, match=re.escape(f"{path}:1: cannot load recipe file: ModuleNotFoundError")):
         recipe.get("anything", [str(tmp_path)])
 

@@ -166,7 +166,7 @@ def test_spec_is_kept_but_not_compared():
     ("! -j ACCEPT", "'!' before -j"),
     ("! -m tcp --dport 80 -j ACCEPT", "'!' before -m"),
     ("--dport 80 -j ACCEPT", "outside -m/-j"),
-    ("-p tcp --dport 80 -j ACCEPT", "outside -m/-j"),
+    ("-p all --dport 80 -j ACCEPT", "outside -m/-j"),  # no protocol match to load implicitly
     ("-j ACCEPT -j DROP", "target"),
     ("-j ACCEPT -m tcp", "after the target"),
     ("-j ACCEPT -s 10.0.0.0/8", "-s after the target"),

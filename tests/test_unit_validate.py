@@ -1,5 +1,6 @@
 """validate(): every inconsistency in a Lab model is one ValidationError, before any kernel work."""
 
+import dataclasses
 import pytest
 
 from nsbox.errors import ValidationError
@@ -135,11 +136,16 @@ def test_two_addresses_on_one_interface_may_overlap():
     validate(lab)
 
 
-def test_one_address_in_two_nodes_is_fine_but_ambiguous_as_a_probe_target():
+def test_one_address_in_two_nodes_of_one_bridge_is_a_duplicate_unless_shared():
+    # issue 12 item 22: it used to pass here and fail at run time with "refused"
     lab = two_nodes()
     b = lab.node("b")
     lab.veth(b, "eth0", lab.host, "veth-b", b_master="br0")
     b.address("eth0", "10.0.0.2/24")
+    assert_invalid(lab, "10.0.0.2", "a:eth0", "b:eth0", "duplicate", "shared=True")
+    # declared shared (anycast/VIP) by both holders: allowed, but ambiguous as a probe target
+    for node in (lab.nodes["a"], b):
+        node.addresses = [dataclasses.replace(x, shared=True) if x.ip == "10.0.0.2" else x for x in node.addresses]
     validate(lab)
     lab.expect("host", "10.0.0.2", "icmp")
     assert_invalid(lab, "10.0.0.2", "several nodes", "a, b")

@@ -44,8 +44,7 @@ class Realized:
 
 class _Steps:
     def __init__(self) -> None:
-        limit = os.environ.get(FAULT_ENV)
-        self.left = int(limit) if limit else None
+        self.left = fault_limit()
 
     def tick(self, step: Step) -> None:
         if self.left is not None:
@@ -53,6 +52,17 @@ class _Steps:
             if self.left < 0:
                 what = f"{step.node}: {step.text.splitlines()[0]}"
                 raise KernelError(f"injected fault before {what} ({FAULT_ENV})")
+
+
+def fault_limit() -> int | None:
+    """NSBOX_FAULT_AFTER_STEPS: a count of steps (digits), or unset."""
+    limit = os.environ.get(FAULT_ENV, "")
+    if not limit:
+        return None
+    if not (limit.isascii() and limit.isdigit() and len(limit) <= 9):
+        from nsbox.errors import UsageError
+        raise UsageError(f"{FAULT_ENV}={limit!r}: expected a number of steps (digits 0-9)")
+    return int(limit)
 
 
 def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptables_flavour: str = "auto") -> Realized:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nsbox.errors import ValidationError
+from nsbox.model.names import control_char
 from nsbox.model.rules import Rule, parse_rule
 
 BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
@@ -41,8 +42,11 @@ class Table:
         """`iptables -t TABLE -N NAME`"""
         if name in self.chains:
             raise ValidationError(f"chain {name} already exists in table {self.name}")
-        if not name or len(name) > 28 or name.startswith("-") or " " in name:
-            raise ValidationError(f"bad chain name {name!r} (1-28 characters, no spaces)")
+        if not name or len(name) > 28 or name.startswith(("-", "!")) or any(c.isspace() for c in name) \
+                or control_char(name):
+            # iptables: "Invalid chain name" (a newline would also end the restore line early)
+            raise ValidationError(f"bad chain name {name!r} (1-28 characters, no spaces or control "
+                                  f"characters, not starting with '-' or '!')")
         self.chains[name] = Chain(name, builtin=False)
         return self
 

@@ -53,6 +53,10 @@ class Address:
     # IFA_F_NODAD), as moby's libnetwork adds container and bridge IPv6 addresses: a
     # tentative address cannot be used for about a second. With DAD on, realize waits.
     dad: bool = False
+    # An anycast or virtual IP held on purpose by several nodes of one L2 segment (VRRP,
+    # a Service VIP on every node): validation then allows the duplicate. Probes from a
+    # node that holds it are still never answered by that node itself (the verifier fails them).
+    shared: bool = False
 
     @property
     def nodad(self) -> bool:
@@ -274,16 +278,18 @@ class Node:
         linkopts.check(self.name, i)
         return self
 
-    def address(self, iface: str, cidr: str, *, dad: bool = False) -> Node:
+    def address(self, iface: str, cidr: str, *, dad: bool = False, shared: bool = False) -> Node:
         """`ip addr add CIDR dev IFACE` (IPv6: `... nodad`, as Docker adds them, unless DAD=True:
-        then the kernel runs duplicate address detection and the lab waits for it)."""
+        then the kernel runs duplicate address detection and the lab waits for it).
+        SHARED: another node of the same L2 segment holds it too, on purpose (anycast, a VIP);
+        without it such a duplicate is refused."""
         try:
             ipaddress.ip_interface(cidr)
         except ValueError:
             raise ValidationError(f"{self.name}: bad address {cidr!r} for {iface}") from None
         if "/" not in cidr:
             raise ValidationError(f"{self.name}: address {cidr!r} needs a prefix length, e.g. {cidr}/24")
-        self.addresses.append(Address(iface, cidr, dad))
+        self.addresses.append(Address(iface, cidr, dad, shared))
         return self
 
     def route(self, dst: str, via: str | None = None, dev: str | None = None, *, src: str | None = None,
@@ -512,6 +518,8 @@ class Lab:
 
     def node(self, name: str) -> Node:
         """`ip netns add NAME` (lo is brought up with it)."""
+        if not isinstance(name, str):
+            raise ValidationError(f"a node name is text, not {name!r}")
         if name in self.nodes:
             raise ValidationError(f"node {name} defined twice")
         self.nodes[name] = Node(name)

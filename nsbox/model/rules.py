@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from nsbox.errors import ValidationError
-from nsbox.model.names import IFNAMSIZ, ifname_problem
+from nsbox.model.names import IFNAMSIZ, control_char, ifname_problem
 
 # Options that take no value (iptables extension flags).
 _FLAGS = {
@@ -34,6 +34,9 @@ BUILTIN_TARGETS = {
     "CONNMARK", "NOTRACK", "CT", "TCPMSS",
 }
 
+# -p PROTO loads this match implicitly for options given without -m (libxtables' load_proto)
+_IMPLICIT_MATCH = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "icmp": "icmp", "icmpv6": "icmp6",
+                   "ipv6-icmp": "icmp6"}
 _PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "ipv6-icmp", "sctp", "all"}  # ip6tables-save prints ipv6-icmp
 
 
@@ -122,6 +125,10 @@ def parse_rule(spec: str) -> Rule:
         raise ValidationError(f"cannot parse rule {spec!r}: {e}") from None
     if not tokens:
         raise ValidationError("empty iptables rule")
+    for tok in tokens:
+        if control_char(tok):
+            # iptables-restore reads lines: a newline in a value would start a line of its own
+            raise ValidationError(f"control character {control_char(tok)!r} in rule {spec!r}")
     base: dict[str, Negatable] = {}
     matches: list[Module] = []
     target: Module | None = None
@@ -192,6 +199,11 @@ def parse_rule(spec: str) -> Rule:
             i += 2
             continue
         if tok.startswith("--"):
+            implicit = _IMPLICIT_MATCH.get(base["proto"].value) if "proto" in base and not base["proto"].invert else None
+            if current is None and implicit is not None:
+                # `-p tcp --dport 80`: iptables loads the protocol's match by itself and
+                # iptables-save prints it: `-p tcp -m tcp --dport 80`
+                current = (f"m:{implicit}", [])
             if current is None:
                 raise ValidationError(f"option {tok} outside -m/-j in rule {spec!r}")
             name = tok[2:]

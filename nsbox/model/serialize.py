@@ -84,8 +84,9 @@ def lab_from_dict(data: Any) -> Lab:
     """Rebuild a Lab from lab_to_dict's output. Raises RecipeError on anything malformed."""
     try:
         return _lab_from_dict(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise RecipeError(f"malformed lab from the recipe loader: {type(e).__name__}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+        raise RecipeError(f"malformed lab from the recipe loader: {type(e).__name__}: "
+                          f"{' '.join(str(e).split())}") from None
 
 
 def _lab_from_dict(d: dict) -> Lab:

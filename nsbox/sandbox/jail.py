@@ -126,7 +126,7 @@ def run(fn: Callable[[], Any]) -> Any:
     _, status = os.waitpid(pid, 0)
     try:
         reply = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # recipe code can write to the pipe too
         rc = os.waitstatus_to_exitcode(status)
         raise RecipeError(f"recipe code ended the loader without an answer (exit status {rc})") from None
     if not isinstance(reply, dict):

@@ -100,6 +100,7 @@ def _src_path(built: Realized, src: str) -> str:
 def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
     target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
     dst_ip = target.ip
+    itself = _source_holds(built, c, target)
     start = time.monotonic()
     attempts = 0
     while True:
@@ -111,6 +112,8 @@ def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timin
         seen = servers.peer_for(token) if p.reachable and c.proto != "icmp" else None
         by = servers.server_for(token) if p.reachable and c.proto != "icmp" else None
         observed, passed = _judge(c, p, seen, by)
+        if itself and p.reachable:  # the source's own stack answered: nothing reached DST
+            observed, passed = "answered by the source itself", False
         if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
             break
         time.sleep(timing.interval)
@@ -127,6 +130,28 @@ def _run_reach(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timin
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None, seen=Endpoint(*seen) if seen else None,
                        answered_by=by), p
+
+
+def _source_holds(built: Realized, c: ReachCheck, target) -> bool:
+    """Whether the kernel has the target address local in the probe's source netns (a bind to
+    it succeeds), when the check's destination is another netns: then any answer is the
+    source's own (issue 12 item 22; validation refuses it unless the address is shared)."""
+    import socket
+
+    from nsbox.kernel import netns
+
+    src = built.lab.netns_of(c.src)
+    if target.node is None or target.loopback or target.node.name == src.name:
+        return False
+    if not any(a.ip == target.ip for a in src.addresses):  # (a bind could also pass by ip_nonlocal_bind)
+        return False
+    family = socket.AF_INET6 if ":" in target.ip else socket.AF_INET
+    with netns.socket_in(_src_path(built, c.src), family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((target.ip, 0))
+        except OSError:
+            return False
+    return True
 
 
 def _run_dropped(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing) -> tuple[CheckResult, ProbeResult]:
