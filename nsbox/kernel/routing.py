@@ -34,6 +34,8 @@ NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
 AF_BRIDGE = 7
 RTN_UNICAST = 1
 RT_TABLE_UNSPEC = 0
+# Route types that drop (linux/rtnetlink.h): `ip route add blackhole|unreachable|prohibit DST`.
+ROUTE_TYPES = {"blackhole": 6, "unreachable": 7, "prohibit": 8}
 
 IndexOf = Callable[[str], int]  # interface name -> ifindex in the node
 
@@ -80,6 +82,8 @@ def route_scope(r: Route) -> int:
     """What the kernel gets: the given scope, else link without a gateway, universe with one."""
     if r.scope is not None:
         return scope_id(r.scope)
+    if r.type is not None:
+        return SCOPES["universe"]  # iproute2: only unicast routes without a gateway get scope link
     return SCOPES["universe"] if r.via else SCOPES["link"]
 
 
@@ -94,7 +98,7 @@ def route_metric(r: Route) -> int:
 
 def route_text(r: Route) -> str:
     words = ["ip", "-6"] if route_family(r) == 6 and r.dst == "default" and not r.via and not r.src else ["ip"]
-    words += ["route", "add", r.dst]
+    words += ["route", "add", *([r.type] if r.type else []), r.dst]
     if r.via:
         words += ["via", r.via]
     if r.dev:
@@ -132,7 +136,7 @@ def route_msg(r: Route, index: IndexOf):
         attrs.append(("RTA_TABLE", table))
     m["proto"] = proto_id(r.proto) if r.proto is not None else PROTOS["boot"]
     m["scope"] = route_scope(r)
-    m["type"] = RTN_UNICAST
+    m["type"] = ROUTE_TYPES[r.type] if r.type else RTN_UNICAST
     m["flags"] = RTNH_F_ONLINK if r.onlink else 0
     if net.prefixlen:
         attrs.append(("RTA_DST", str(net.network_address)))

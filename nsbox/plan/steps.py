@@ -164,8 +164,10 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
     for a in node.addresses:
         brd = " brd +" if ":" not in a.cidr and a.network.prefixlen < 31 else ""
         nodad = " nodad" if a.nodad else ""
+        nodad += " noprefixroute" if getattr(a, "noprefixroute", False) else ""
         plan.add(node.name, f"ip addr add {a.cidr}{brd} dev {a.iface}{nodad}",
-                 Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr, a.nodad), RTM_NEWADDR,
+                 Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr, a.nodad,
+                                                       getattr(a, "noprefixroute", False)), RTM_NEWADDR,
                          needs=(a.iface,)))
     # Routes in declaration order (a gateway needs the route that reaches it first),
     # then policy rules, neighbour and FDB entries: each self-describing (kernel/routing.py).
