@@ -113,7 +113,8 @@ class _Tables:
                 if old.what.startswith("the prefix route of address"):
                     # The CNI ptp plugin's pod: it deletes the kernel's prefix route, then routes
                     # the subnet via the gateway. nsbox writes the end state directly.
-                    hint = (f"; the CNI ptp plugin deletes that prefix route first: write the address "
+                    hint = (f"; the CNI ptp plugin deletes that prefix route first: write "
+                            f"delete_route('{e.net}', dev=...) before this route, or the address "
                             f"with noprefixroute=True (`ip addr add ... noprefixroute`)")
                 raise ValidationError(f"node {self.node.name}: two routes to {e.net} in table {table} with metric "
                                       f"{e.metric}: {old.what} and {e.what} (the kernel: EEXIST){hint}")
@@ -128,6 +129,9 @@ class _Tables:
         net = _route_syntax(node, r, where)
         family = net.version
         scope = routing.route_scope(r)
+        if r.delete:
+            self._delete(r, net, where)
+            return
         if r.type is not None:
             from nsbox.model.routes import check_typed_route
             check_typed_route(r, where)
@@ -156,6 +160,17 @@ class _Tables:
         table = routing.table_id(r.table)
         self._put(_Entry(table, net, routing.route_metric(r), r.dev, scope, r.via is not None,
                          f"'{routing.route_text(r)}'"))
+
+    def _delete(self, r: Route, net: IpNet, where: str) -> None:
+        """`ip route del`: the first route to NET in the table (out of DEV if given) goes."""
+        table = routing.table_id(r.table)
+        for e in self.entries:
+            if (e.table, e.net) == (table, net) and r.dev in (None, e.dev):
+                self.entries.remove(e)
+                return
+        dev = f" dev {r.dev}" if r.dev else ""
+        raise ValidationError(f"{where}: `ip route del {r.dst}{dev}` finds no such route (no address's prefix "
+                              f"route nor a route declared before it; the kernel: ESRCH, no such process)")
 
     def _check_src(self, r: Route, where: str) -> None:
         src = ipaddress.ip_address(r.src)

@@ -1,7 +1,8 @@
 """The model additions the CNI layouts need, in the kernel (tests/data/cni_model/).
 
-- ptp's pod written faithfully: `ip -j addr` shows the pod's /24 flagged noprefixroute
-  and `ip -j route` no connected 10.89.0.0/24 route, but `10.89.0.0/24 via 10.89.0.1`;
+- ptp's pod written faithfully, two ways: pod1 as the plugin does it (delete_route of the
+  kernel's prefix route), pod2 with a noprefixroute address (`ip -j addr` shows the flag);
+  for pod1 `ip -j route` no connected 10.89.0.0/24 route, but `10.89.0.0/24 via 10.89.0.1`;
   pod-to-pod traffic passes; expect_route checks pass.
 - Mutation: the kernel's prefix route kept instead of ptp's `SUBNET via GW` (the
   unfaithful recipe): the expect_route check judged by the kernel's lookup fails (the
@@ -34,7 +35,8 @@ def _run(nsbox, *args: str, then: str = ""):
 
 def test_ptp_pod_noprefixroute_and_route_types(nsbox, tmp_path):
     out = tmp_path
-    run = _run(nsbox, then=f"ip -n $NSBOX_NETNS_POD1 -j addr show dev eth0 > {out}/addr.json; "
+    run = _run(nsbox, then=f"ip -n $NSBOX_NETNS_POD2 -j addr show dev eth0 > {out}/addr.json; "
+                           f"ip -n $NSBOX_NETNS_POD1 -j addr show dev eth0 > {out}/addr1.json; "
                            f"ip -n $NSBOX_NETNS_POD1 -j route show > {out}/route.json; "
                            f"ip -n $NSBOX_NETNS_POD1 route get 10.89.0.3 > {out}/get.txt")
     assert run.returncode == 0, run.describe()
@@ -42,7 +44,11 @@ def test_ptp_pod_noprefixroute_and_route_types(nsbox, tmp_path):
     assert all(c["passed"] for c in checks), checks
     assert {c["kind"] for c in checks} == {"reach", "route"}
     [addr] = [a for i in json.loads((out / "addr.json").read_text()) for a in i["addr_info"] if a["family"] == "inet"]
-    assert (addr["local"], addr["prefixlen"], addr.get("noprefixroute")) == ("10.89.0.2", 24, True), addr
+    assert (addr["local"], addr["prefixlen"], addr.get("noprefixroute")) == ("10.89.0.3", 24, True), addr
+    # pod1: the plugin's way, a plain address whose prefix route was deleted.
+    [addr1] = [a for i in json.loads((out / "addr1.json").read_text()) for a in i["addr_info"]
+               if a["family"] == "inet"]
+    assert (addr1["local"], addr1["prefixlen"], addr1.get("noprefixroute")) == ("10.89.0.2", 24, None), addr1
     routes = json.loads((out / "route.json").read_text())
     by_dst = {r["dst"]: r for r in routes}
     assert "protocol" not in by_dst["10.89.0.0/24"] or by_dst["10.89.0.0/24"]["protocol"] != "kernel"

@@ -30,6 +30,7 @@ def test_ptp_route_over_the_prefix_route_explains_the_plugin() -> None:
         validate(lab)
     msg = str(e.value)
     assert "EEXIST" in msg and "ptp plugin deletes that prefix route" in msg and "noprefixroute=True" in msg
+    assert "delete_route('10.89.0.0/24', dev=...)" in msg
     assert "\n" not in msg
 
 
@@ -104,3 +105,26 @@ def test_expect_route_round_trips() -> None:
     again = lab_from_dict(lab_to_dict(lab))
     assert again.checks == [c]
     assert c.expected == "unicast direct dev eth0"
+
+
+def test_delete_route_as_ptp_does() -> None:
+    lab = _pod()
+    pod = lab.nodes["pod"]
+    pod.address("eth0", "10.89.0.2/24")
+    pod.route("default", via="10.89.0.1", dev="eth0")
+    pod.delete_route("10.89.0.0/24", dev="eth0")
+    pod.route("10.89.0.1", dev="eth0", scope="link", src="10.89.0.2")
+    pod.route("10.89.0.0/24", via="10.89.0.1", dev="eth0", src="10.89.0.2")
+    validate(lab)
+    d = pod.routes[1]
+    assert routing.route_text(d) == "ip route del 10.89.0.0/24 dev eth0"
+    assert routing.msg_type(d) == routing.RTM_DELROUTE
+    m = routing.route_msg(d, lambda name: 2)
+    assert (m["proto"], m["scope"]) == (0, 255)
+
+
+def test_delete_route_of_nothing_is_refused() -> None:
+    lab = _pod()
+    lab.nodes["pod"].delete_route("10.77.0.0/24", dev="eth0")
+    with pytest.raises(ValidationError, match="finds no such route .*ESRCH"):
+        validate(lab)

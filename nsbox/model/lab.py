@@ -91,6 +91,9 @@ class Route:
     # None: a unicast route; "blackhole", "unreachable" or "prohibit": `ip route add TYPE DST`,
     # a route that drops (silently, or with ICMP host unreachable / admin prohibited).
     type: str | None = None
+    # `ip route del DST [dev DEV] [table T]`: take away a route the kernel made (the prefix
+    # route of an address), as the CNI ptp plugin does in a pod. Node.delete_route writes it.
+    delete: bool = False
 
 
 @dataclass(frozen=True)
@@ -303,6 +306,13 @@ class Node:
         link`, then `default via 169.254.1.1`)."""
         self.routes.append(Route(dst, via, dev, src, _opt_str(scope), onlink, metric, _opt_str(table),
                                  _opt_str(proto), type))
+        return self
+
+    def delete_route(self, dst: str, dev: str | None = None, *, table: str | int | None = None) -> Node:
+        """`ip route del DST [dev DEV] [table T]`, in order with the routes: takes away a route
+        the kernel made or one declared before (the CNI ptp plugin deletes the pod's prefix
+        route, then adds `GW dev eth0 scope link` and `SUBNET via GW`)."""
+        self.routes.append(Route(dst, None, dev, table=_opt_str(table), delete=True))
         return self
 
     def rule(self, table: str | int, *, priority: int | None = None, src: str | None = None,

@@ -174,6 +174,8 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
     for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
         plan.add(node.name, routing.ip_text(obj),
                  Netlink(lambda ctx, obj=obj: routing.encode(obj, ctx.index), routing.msg_type(obj),
+                         # a delete: no CREATE|EXCL (0x200 is NLM_F_BULK there: EOPNOTSUPP)
+                         **({"flags": NLM_F_REQUEST | NLM_F_ACK} if getattr(obj, "delete", False) else {}),
                          needs=routing.needs(obj)))
     fw = node.firewall
     if fw.used_tables(4) or fw.used_tables(6) or fw.nft:

@@ -18,17 +18,26 @@ def ptp_pod(lab, broken):
         lab.veth(pod, "eth0", node, f"veth{i}")
         node.address(f"veth{i}", f"{gw}/32")
         node.route(f"{ip}/32", dev=f"veth{i}", scope="host")
-        pod.address("eth0", f"{ip}/24", noprefixroute=not broken)
+        # pod1 as the plugin does it (address, default route, delete the kernel's prefix
+        # route, gateway and subnet routes); pod2 with a noprefixroute address instead.
+        pod.address("eth0", f"{ip}/24", noprefixroute=(i == 2 and not broken))
+        if i == 1:
+            pod.route("default", via=gw, dev="eth0")
+            if not broken:
+                pod.delete_route("10.89.0.0/24", dev="eth0")
         pod.route(gw, dev="eth0", scope="link", src=ip)
         if not broken:
             pod.route("10.89.0.0/24", via=gw, dev="eth0", src=ip)
-        pod.route("default", via=gw, dev="eth0")
+        if i == 2:
+            pod.route("default", via=gw, dev="eth0")
         pod.serve("tcp", 7)
         # Dropping route types, each judged by the kernel's lookup.
         pod.route("10.200.0.0/16", type="blackhole")
         pod.route("10.201.0.0/16", type="unreachable")
         pod.route("10.202.0.0/16", type="prohibit")
     lab.expect("pod1", "pod2", "tcp", 7)
+    lab.expect("pod2", "pod1", "tcp", 7)
+    lab.expect_route("pod2", "10.89.0.2", via=gw, dev="eth0", src="10.89.0.3", name="route pod2: subnet via gateway")
     lab.expect_route("pod1", "10.89.0.3", dev="eth0", src="10.89.0.2", name="route pod1: subnet via gateway",
                      via=gw)
     lab.expect_route("pod1", gw, direct=True, dev="eth0", name="route pod1: gateway on the link")
