@@ -1,16 +1,24 @@
-"""A small Kubernetes kit: nodes with a CNI bridge, pods, and ClusterIP Services as
-kube-proxy (iptables mode) writes them.
+"""A small Kubernetes kit: nodes on a node network, pods attached by a CNI layout, and
+ClusterIP Services as kube-proxy (iptables mode) writes them.
 
-    k = Cluster(lab)
-    n1 = k.node("node1", "10.244.1.0/24")        # a machine: eth0 on the cluster LAN, cni0
-    p1 = k.pod(n1, "p1")                          # netns, veth into cni0 (hairpin), default via .1
+    k = Cluster(lab, cni="bridge")               # or cni="ptp" (kindnet, as every kind cluster)
+    n1 = k.node("node1", "10.244.1.0/24")        # a machine: eth0 on the node network
+    p1 = k.pod(n1, "p1")                          # netns, attached as the CNI plugin attaches it
     svc = k.service("web", 80, 8080, [p1, p2])    # ClusterIP, KUBE-SERVICES/SVC/SEP on every node
 
-Nodes: like the CNI bridge plugin (real-systems/cni-1.1.1-run.log): bridge cni0 with the
-pod CIDR's first address (isGateway), host veth `veth` + 8 hex digits with hairpin on,
-ip_forward=1 and bridge-nf-call-iptables=1 (kube-proxy needs bridged pod->Service->same
-node traffic to see iptables). Pods on other nodes are reached through routes to their
-pod CIDRs via the node's LAN address (host-gw/kindnet style). Services: the nat rules of
+Layouts (nsbox/kits/k8s/cni.py writes what the real plugins write, checked against them):
+- cni="bridge": flannel's host-gw backend. The flannel CNI plugin delegates to `bridge`
+  (network "cbr0": cni0, isGateway, isDefaultGateway, hairpinMode, ipMasq false) with
+  host-local on the node's pod CIDR and the route to the cluster CIDR; flanneld --ip-masq
+  writes FLANNEL-POSTRTG / FLANNEL-FWD. masq="cni" instead turns on the bridge plugin's own
+  ipMasq (its CNI-<hash> chains), which also masquerades pods of other nodes: the plugin
+  exempts only its own subnet.
+- cni="ptp": kindnet. `ptp` (network "kindnet", ipMasq false, mtu of eth0) with host-local
+  and a default route; the gateway /32 on every host veth; kindnetd's KIND-MASQ-AGENT.
+Pods on other nodes are reached through routes to their pod CIDRs via the node's address
+on the node network (host-gw / kindnet routes.go). bridge-nf-call-iptables=1 on bridge
+nodes (br_netfilter, which kube-proxy needs for bridged pod->Service->same-node traffic).
+Services: the nat rules of
 dataplane.md §4a (ClusterIP with Cluster policy; no NodePort, no filter chains), chain
 names hashed as kube-proxy hashes them; the ClusterIP is a `lab.virtual` address, so a
 probe may target it and `answered_by=` proves which endpoint served.
@@ -25,6 +33,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from nsbox.errors import ValidationError
+from nsbox.kits.k8s import cni as plugins
 from nsbox.model import Lab, Node
 from nsbox.model.firewall import Table
 from nsbox.model.rules import parse_rule
@@ -33,6 +42,12 @@ LAN_SUBNET = "192.168.70.0/24"
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
 MASQ_MARK = "0x4000/0x4000"
+LAYOUTS = ("bridge", "ptp")
+# Who masquerades pod traffic leaving the cluster: "flannel" (flanneld --ip-masq), "cni" (the
+# bridge plugin's ipMasq), "kind" (kindnetd's masq agent) or "none" (the kit's default for
+# bridge, as before the layouts: kube-proxy's rules only).
+MASQ = ("none", "flannel", "cni", "kind")
+OUTSIDE_HOST = 200  # the "outside" machine's host number on the node network
 
 
 def port_proto_hash(*parts: str) -> str:
@@ -53,6 +68,8 @@ class K8sNode:
     ip: str
     pod_cidr: str
     pods: list[Node] = field(default_factory=list)
+    ipam: plugins.HostLocal | None = None
+    attachments: dict[str, plugins.Attachment] = field(default_factory=dict)
 
     @property
     def gateway(self) -> str:
@@ -86,8 +103,17 @@ class Cluster:
     """A cluster: its LAN (a switch node with bridge br0), nodes, pods and Services."""
 
     def __init__(self, lab: Lab, *, cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
-                 lan_subnet: str = LAN_SUBNET, switch: str = "k8s-lan") -> None:
+                 lan_subnet: str = LAN_SUBNET, switch: str = "k8s-lan", cni: str = "bridge",
+                 masq: str | None = None) -> None:
+        if cni not in LAYOUTS:
+            raise ValidationError(f"k8s: cni must be one of {', '.join(LAYOUTS)}, not {cni!r}")
+        masq = masq or ("kind" if cni == "ptp" else "none")
+        allowed = ("kind", "none") if cni == "ptp" else ("none", "flannel", "cni")
+        if masq not in allowed:
+            raise ValidationError(f"k8s: with cni={cni} masq is one of {', '.join(allowed)}, not {masq!r}")
         self.lab = lab
+        self.cni = cni
+        self.masq = masq
         self.cluster_cidr = str(ipaddress.IPv4Network(cluster_cidr))
         self.service_net = ipaddress.IPv4Network(service_cidr)
         self.lan = ipaddress.IPv4Network(lan_subnet)
@@ -117,41 +143,106 @@ class Cluster:
         self.lab.veth(n, "eth0", self.switch, f"p-{name}"[:15], b_master="br0")
         n.address("eth0", f"{ip}/{self.lan.prefixlen}")
         n.route("default", via=self.router_ip)
-        kn = K8sNode(name, n, ip, str(cidr))
-        n.bridge("cni0", f"{kn.gateway}/{cidr.prefixlen}")
+        kn = K8sNode(name, n, ip, str(cidr), ipam=plugins.HostLocal(str(cidr)))
         n.sysctl("net.ipv4.ip_forward", 1)
-        n.sysctl("net.bridge.bridge-nf-call-iptables", 1, optional=True)
+        if self.cni == "bridge":
+            # The bridge exists before the first pod here (the plugin makes it at the first ADD).
+            n.bridge("cni0", f"{kn.gateway}/{cidr.prefixlen}")
+            n.sysctl("net.ipv6.conf.cni0.accept_ra", 0, optional=True)
+            n.sysctl("net.bridge.bridge-nf-call-iptables", 1, optional=True)
         # Pod CIDRs of the other nodes, via their LAN address (both ways).
         for other in self.nodes.values():
             n.route(other.pod_cidr, via=other.ip)
             other.node.route(kn.pod_cidr, via=ip)
         self.nodes[name] = kn
         self._kube_proxy_skeleton(n)
+        self._masquerade(kn)
         for svc in self.services:
             self._service_rules(n, svc)
         self.lab.machine(name, [n])
         return kn
 
+    def conf(self, kn: K8sNode) -> plugins.NetConf:
+        """The node's CNI network config (what /etc/cni/net.d holds, as the plugin reads it)."""
+        if self.cni == "ptp":
+            # kindnetd's 10-kindnet.conflist: ptp, ipMasq false, a default route, eth0's MTU.
+            return plugins.NetConf("kindnet", "ptp", kn.pod_cidr, ip_masq=False, mtu=1500,
+                                   routes=("0.0.0.0/0",))
+        # flannel's delegate: bridge cni0, isGateway, isDefaultGateway (the default route
+        # after IPAM's route to the cluster), hairpinMode, ipMasq = !FLANNEL_IPMASQ.
+        return plugins.NetConf("cbr0", "bridge", kn.pod_cidr, ip_masq=self.masq == "cni", hairpin_mode=True,
+                               routes=(self.cluster_cidr, "0.0.0.0/0"))
+
     def pod(self, node: K8sNode | str, name: str) -> Node:
-        """A pod NAME on NODE: its netns, eth0 on a veth into cni0 (host end hairpin on,
-        as the bridge plugin's hairpinMode), the next address of the pod CIDR, default via
-        the node's cni0 address."""
+        """A pod NAME on NODE: its netns with eth0 attached by the cluster's CNI layout
+        (cni.py: bridge or ptp ADD, host-local's next address)."""
         kn = node if isinstance(node, K8sNode) else self.nodes[node]
         p = self.lab.node(name)
-        self._veths += 1
-        veth = f"veth{(0x5eed0000 + self._veths * 0x9e3779b) & 0xffffffff:08x}"  # random in CNI
-        self.lab.veth(p, "eth0", kn.node, veth, b_master="cni0")
-        kn.node.set_link(veth, hairpin=True)
-        net = ipaddress.IPv4Network(kn.pod_cidr)
-        ip = str(net.network_address + 2 + len(kn.pods))
-        if ipaddress.ip_address(ip) not in net or ipaddress.ip_address(ip) == net.broadcast_address:
-            raise ValidationError(f"k8s node {kn.name}: no address left in {net} for pod {name}")
-        p.address("eth0", f"{ip}/{net.prefixlen}")
-        p.route("default", via=kn.gateway)
+        cid = plugins.container_id(kn.name, name)
+        assert kn.ipam is not None
+        conf = self.conf(kn)
+        try:
+            att = plugins.ADD[self.cni](self.lab, kn.node, p, conf, kn.ipam, cid)
+        except ValidationError as e:
+            raise ValidationError(f"k8s node {kn.name}: pod {name}: {e}") from None
         kn.pods.append(p)
-        self._pod_of[name] = (kn, ip)
+        kn.attachments[name] = att
+        self._pod_of[name] = (kn, att.ip)
         self._regroup(kn)
         return p
+
+    def pod_ip(self, pod: Node | str) -> str:
+        return self._pod_of[pod if isinstance(pod, str) else pod.name][1]
+
+    def outside(self, name: str = "outside") -> Node:
+        """A machine on the node network that is no node: no routes to the pod CIDRs, so a
+        pod reaches it only masqueraded to its node's address."""
+        n = self.lab.node(name)
+        self.lab.veth(n, "eth0", self.switch, f"p-{name}"[:15], b_master="br0")
+        n.address("eth0", f"{self.lan.network_address + OUTSIDE_HOST}/{self.lan.prefixlen}")
+        n.route("default", via=self.router_ip)
+        self.lab.machine(name, [n])
+        return n
+
+    @property
+    def outside_ip(self) -> str:
+        return str(self.lan.network_address + OUTSIDE_HOST)
+
+    # ---------------------------------------------------------------- masquerade
+
+    def _masquerade(self, kn: K8sNode) -> None:
+        """The node's masquerade for traffic leaving the cluster: flanneld --ip-masq's
+        FLANNEL-POSTRTG (bridge), kindnetd's KIND-MASQ-AGENT (ptp). masq="cni": none here,
+        the bridge plugin's ipMasq chains per pod."""
+        nat, cluster, lease = kn.node.iptables("nat"), self.cluster_cidr, kn.pod_cidr
+        if self.masq == "kind":
+            c = "kind-masq-agent: "
+            nat.new_chain("KIND-MASQ-AGENT")
+            nat.append("POSTROUTING", f'-m addrtype ! --dst-type LOCAL -m comment --comment "{c}ensure nat '
+                                      f'POSTROUTING directs all non-LOCAL destination traffic to our custom '
+                                      f'KIND-MASQ-AGENT chain" -j KIND-MASQ-AGENT')
+            nat.append("KIND-MASQ-AGENT", f'-d {cluster} -m comment --comment "{c}local traffic is not subject '
+                                          f'to MASQUERADE" -j RETURN')
+            nat.append("KIND-MASQ-AGENT", f'-m comment --comment "{c}outbound traffic is subject to MASQUERADE '
+                                          f'(must be last in chain)" -j MASQUERADE')
+            return
+        if self.masq != "flannel":
+            return
+        m = '-m comment --comment "flanneld masq"'
+        nat.new_chain("FLANNEL-POSTRTG")
+        nat.append("POSTROUTING", f"{m} -j FLANNEL-POSTRTG")
+        for rule in (f"-m mark --mark {MASQ_MARK} {m} -j RETURN",
+                     f"-s {lease} -d {cluster} {m} -j RETURN",
+                     f"-s {cluster} -d {lease} {m} -j RETURN",
+                     f"! -s {cluster} -d {lease} {m} -j RETURN",
+                     f"-s {cluster} ! -d 224.0.0.0/4 {m} -j MASQUERADE --random-fully",
+                     f"! -s {cluster} -d {cluster} {m} -j MASQUERADE --random-fully"):
+            nat.append("FLANNEL-POSTRTG", rule)
+        filt, f = kn.node.iptables("filter"), '-m comment --comment "flanneld forward"'
+        filt.new_chain("FLANNEL-FWD")
+        filt.append("FORWARD", f"{f} -j FLANNEL-FWD")
+        filt.append("FLANNEL-FWD", f"-s {cluster} {f} -j ACCEPT")
+        filt.append("FLANNEL-FWD", f"-d {cluster} {f} -j ACCEPT")
 
     def _regroup(self, kn: K8sNode) -> None:
         """The node's machine holds its pods' namespaces too."""
