@@ -114,6 +114,14 @@ class Attachment:
     masq_chain: str | None = None
 
 
+def _veth(lab: Lab, node: Node, pod: Node, veth: str, conf: NetConf, master: str | None) -> None:
+    """The veth pair, eth0 in the pod: both ends with txqueuelen 0, as the plugin makes them
+    (its netlink.Veth carries TxQLen 0, sent as IFLA_TXQLEN; `ip link add` would leave 1000)."""
+    lab.veth(pod, "eth0", node, veth, b_master=master, **({"mtu": conf.mtu} if conf.mtu else {}))
+    pod.set_link("eth0", txqueuelen=0)
+    node.set_link(veth, txqueuelen=0)
+
+
 def _pod_sysctls(pod: Node) -> None:
     # In the container, for its interface: no DAD for IPv6 (it would delay the address),
     # gratuitous ARP when the address changes.
@@ -130,7 +138,7 @@ def bridge_add(lab: Lab, node: Node, pod: Node, conf: NetConf, ipam: HostLocal, 
         node.bridge(conf.bridge, mtu=conf.mtu)
         node.sysctl(f"net.ipv6.conf.{conf.bridge}.accept_ra", 0, optional=True)
     veth = veth_name(cid)
-    lab.veth(pod, "eth0", node, veth, b_master=conf.bridge, **({"mtu": conf.mtu} if conf.mtu else {}))
+    _veth(lab, node, pod, veth, conf, conf.bridge)
     node.sysctl(f"net.ipv6.conf.{veth}.accept_ra", 0, optional=True)
     node.set_link(veth, hairpin=conf.hairpin_mode)
     ip = ipam.allocate(cid)
@@ -155,9 +163,9 @@ def ptp_add(lab: Lab, node: Node, pod: Node, conf: NetConf, ipam: HostLocal, cid
     ip = ipam.allocate(cid)
     node.sysctl("net.ipv4.ip_forward", 1)
     veth = veth_name(cid)
-    lab.veth(pod, "eth0", node, veth, **({"mtu": conf.mtu} if conf.mtu else {}))
+    _veth(lab, node, pod, veth, conf, None)
     net, gw = ipam.net, ipam.gateway
-    _pod_sysctls(pod)
+    # (ptp sets no arp_notify or accept_dad in the pod: seen in the real plugin 1.1.1)
     pod.address("eth0", f"{ip}/{net.prefixlen}")
     for dst in conf.routes:
         pod.route("default" if dst == "0.0.0.0/0" else dst, via=gw, dev="eth0")
