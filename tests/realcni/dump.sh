@@ -14,6 +14,7 @@ for ns in "$@"; do
   in_ns "$ns" ip -j addr show > "$out/$ns.addr.json"
   in_ns "$ns" ip -j route show table main > "$out/$ns.route.json"
   in_ns "$ns" iptables-save > "$out/$ns.iptables" 2>/dev/null || true
+  # shellcheck disable=SC2016  # expanded by the sh inside the namespace
   in_ns "$ns" sh -c '
     echo "net.ipv4.ip_forward $(cat /proc/sys/net/ipv4/ip_forward)"
     for d in /proc/sys/net/ipv4/conf/*; do i=${d##*/}

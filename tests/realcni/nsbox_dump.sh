@@ -4,7 +4,9 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 in_ns() {
-  local var="NSBOX_NETNS_$(echo "$1" | tr 'a-z-' 'A-Z_')"; shift
+  local var
+  var="NSBOX_NETNS_$(echo "$1" | tr 'a-z-' 'A-Z_')"; shift
   ip netns exec "${!var}" "$@"
 }
+# shellcheck source=tests/realcni/dump.sh
 . "$HERE/dump.sh" "$@"

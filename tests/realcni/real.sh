@@ -18,7 +18,7 @@ if [ "${1:-}" = "--inner" ]; then
   ip link set eth0 up; ip link set upstream0 up
   ip route add default via 192.168.70.1
   mkpod() { touch "$S/ns/$1"; unshare --net="$S/ns/$1" true; }
-  plugin() { env CNI_COMMAND=ADD CNI_CONTAINERID="id-$2" CNI_NETNS="$S/ns/$2" CNI_IFNAME="$3" CNI_PATH=$CNI \
+  plugin() { env CNI_COMMAND=ADD CNI_CONTAINERID="id-$2" CNI_NETNS="$S/ns/$2" CNI_IFNAME="$3" CNI_PATH="$CNI" \
                  "$CNI/$1" >/dev/null; }
   lo() { echo '{"cniVersion":"1.0.0","name":"lo","type":"loopback"}' | plugin loopback "$1" lo; }
   case $scenario in
@@ -36,9 +36,11 @@ if [ "${1:-}" = "--inner" ]; then
   esac
   type=$(echo "$conf" | jq -r .type)
   for p in $pods; do mkpod "$p"; lo "$p"; echo "$conf" | plugin "$type" "$p" eth0; done
+  # shellcheck disable=SC2317  # called by dump.sh
   in_ns() { local ns=$1; shift; if [ "$ns" = node ]; then "$@"; else nsenter --net="$S/ns/$ns" "$@"; fi; }
   export -f in_ns; export S
-  # shellcheck source=/dev/null
+  # shellcheck source=tests/realcni/dump.sh
+  # shellcheck disable=SC2086  # $pods: a word list
   . "$HERE/dump.sh" "$out" node $pods
   # The same traffic nsbox's recipe checks: pod1 -> pod2 and node -> pod1 (ping, one try each).
   ip1=$(nsenter --net="$S/ns/pod1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
