@@ -95,3 +95,38 @@ def test_pod_to_pod_masq_cni_expects_the_nat_it_does() -> None:
     assert across and all(c.seen_from.startswith("192.168.70.") for c in across)
     same = [c for c in lab.checks if "same node" in c.name]
     assert same and all(c.seen_from.startswith("10.244.") for c in same)
+
+
+def test_portmap_rules_as_the_real_plugin_wrote_them() -> None:
+    # The real run's iptables-save (cni-1.1.1-run.log: testnet, pod1, hostPort 8080 -> 80).
+    lab = Lab("t")
+    node = lab.node("node")
+    conf = cni.NetConf("testnet", "bridge", "10.88.0.0/16", ip_masq=True)
+    ipam = cni.HostLocal(conf.subnet)
+    att = cni.bridge_add(lab, node, lab.node("pod1"), conf, ipam, "id-pod1")
+    cni.portmap_add(node, conf, att, [cni.PortMapping(8080, 80)], "cni0")
+    cni.bridge_add(lab, node, lab.node("pod2"), conf, ipam, "id-pod2")
+    validate(lab)
+    nat = node.iptables("nat").save_lines()
+    post = [ln for ln in nat if ln.startswith("-A POSTROUTING")]
+    assert post[0] == '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ'
+    assert [ln.split(" -j ")[-1] for ln in post[1:]] == ["CNI-65c0df18e8027263d4e01071",
+                                                        "CNI-56e70e4e9e5e4b18b4824ddb"]
+    dn = "CNI-DN-65c0df18e8027263d4e01"
+    assert [ln for ln in nat if ln.startswith(f"-A {dn}")] == [
+        f"-A {dn} -s 10.88.0.0/16 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
+        f"-A {dn} -s 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK",
+        f"-A {dn} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80"]
+    assert (r'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"testnet\" id: \"id-pod1\"" '
+            f"-m multiport --dports 8080 -j {dn}") in nat
+    assert "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE" in nat
+    assert str(node.sysctls["net.ipv4.conf.cni0.route_localnet"]) == "1"
+
+
+def test_portmap_refuses_a_bad_mapping() -> None:
+    lab = Lab("t")
+    node = lab.node("node")
+    conf = cni.NetConf("n", "bridge", "10.88.0.0/16")
+    att = cni.bridge_add(lab, node, lab.node("p"), conf, cni.HostLocal(conf.subnet), "id")
+    with pytest.raises(ValidationError, match="bad port mapping"):
+        cni.portmap_add(node, conf, att, [cni.PortMapping(0, 80)], "cni0")

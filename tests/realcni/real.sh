@@ -19,7 +19,7 @@ if [ "${1:-}" = "--inner" ]; then
   ip route add default via 192.168.70.1
   mkpod() { touch "$S/ns/$1"; unshare --net="$S/ns/$1" true; }
   plugin() { env CNI_COMMAND=ADD CNI_CONTAINERID="id-$2" CNI_NETNS="$S/ns/$2" CNI_IFNAME="$3" CNI_PATH="$CNI" \
-                 "$CNI/$1" >/dev/null; }
+                 "$CNI/$1" | if [ -n "${CNI_OUT:-}" ]; then cat; else cat >/dev/null; fi; }
   lo() { echo '{"cniVersion":"1.0.0","name":"lo","type":"loopback"}' | plugin loopback "$1" lo; }
   case $scenario in
     bridge)
@@ -35,7 +35,15 @@ if [ "${1:-}" = "--inner" ]; then
     *) echo "unknown scenario $scenario" >&2; exit 2;;
   esac
   type=$(echo "$conf" | jq -r .type)
-  for p in $pods; do mkpod "$p"; lo "$p"; echo "$conf" | plugin "$type" "$p" eth0; done
+  # portmap chained for pod1 (hostPort 8080 -> 80/tcp), as a conflist runs it after the main plugin.
+  portmap_conf() { jq -n --arg name "$(echo "$conf" | jq -r .name)" --argjson prev "$1" \
+    '{cniVersion:"1.0.0", name:$name, type:"portmap", capabilities:{portMappings:true}, prevResult:$prev,
+      runtimeConfig:{portMappings:[{hostPort:8080, containerPort:80, protocol:"tcp"}]}}'; }
+  for p in $pods; do
+    mkpod "$p"; lo "$p"
+    result=$(echo "$conf" | CNI_OUT=1 plugin "$type" "$p" eth0)
+    if [ "$p" = pod1 ]; then portmap_conf "$result" | plugin portmap "$p" eth0; fi
+  done
   # shellcheck disable=SC2317  # called by dump.sh
   in_ns() { local ns=$1; shift; if [ "$ns" = node ]; then "$@"; else nsenter --net="$S/ns/$ns" "$@"; fi; }
   export -f in_ns; export S
@@ -47,6 +55,17 @@ if [ "${1:-}" = "--inner" ]; then
   ip2=$(nsenter --net="$S/ns/pod2" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
   { nsenter --net="$S/ns/pod1" ping -c1 -W2 "$ip2" >/dev/null && echo "pod1->pod2 ok" || echo "pod1->pod2 FAIL"
     ping -c1 -W2 "$ip1" >/dev/null && echo "node->pod1 ok" || echo "node->pod1 FAIL"; } > "$out/reach"
+  # hostPort 8080 -> pod1:80: a server in pod1, curl from pod2, the node (its address and
+  # 127.0.0.1) and pod1 itself (hairpin).
+  mkdir -p "$S/www" && echo hello-from-pod1 > "$S/www/index.html"
+  nsenter --net="$S/ns/pod1" busybox httpd -f -p 80 -h "$S/www" & httpd=$!
+  sleep 0.3
+  for pair in pod2:192.168.70.2 node:192.168.70.2 node:127.0.0.1 pod1:192.168.70.2; do
+    src=${pair%%:*} dst=${pair#*:}
+    got=$(in_ns "$src" curl -s -m 3 "http://$dst:8080/" || echo FAIL)
+    echo "hostport $src->$dst $got" >> "$out/reach"
+  done
+  kill "$httpd"; wait "$httpd" 2>/dev/null || true
   exit 0
 fi
 scenario=$1 out=$2

@@ -23,9 +23,20 @@ def build(lab, scenario: str, hairpin: bool = True) -> None:
     ipam = cni.HostLocal(conf.subnet)
     for name in PODS:
         pod = lab.node(name)
-        cni.ADD[conf.type](lab, node, pod, conf, ipam, f"id-{name}")
+        att = cni.ADD[conf.type](lab, node, pod, conf, ipam, f"id-{name}")
+        if name == "pod1":  # portmap chained: hostPort 8080 -> 80/tcp
+            cni.portmap_add(node, conf, att, [cni.PortMapping(8080, 80)],
+                            conf.bridge if conf.type == "bridge" else att.host_veth)
+    lab.nodes["pod1"].serve("http", 80)
+    lab.virtual("192.168.70.2", proto="tcp", port=8080, name="hostPort 8080")
+    lab.virtual("127.0.0.1", proto="tcp", port=8080, node="node", name="hostPort 8080 on the node's loopback")
     lab.expect("pod1", "pod2", "icmp")
     lab.expect("node", "pod1", "icmp")
+    # portmap's hostPort, from another pod, from the node, on 127.0.0.1 (route_localnet +
+    # the SETMARK/MASQ pair) and from pod1 itself (hairpin): as real.sh curls them.
+    for src, dst in (("pod2", "192.168.70.2"), ("node", "192.168.70.2"), ("node", "127.0.0.1"),
+                     ("pod1", "192.168.70.2")):
+        lab.expect(src, dst, "http", 8080, answered_by={"pod1"}, name=f"http {src}->{dst}:8080 (hostPort)")
 
 
 @recipe("realcni-bridge", params=[Param("hairpin", True, "hairpinMode (false: the comparison's negative control)")])

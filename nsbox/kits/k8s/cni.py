@@ -180,3 +180,59 @@ def ptp_add(lab: Lab, node: Node, pod: Node, conf: NetConf, ipam: HostLocal, cid
 
 
 ADD = {"bridge": bridge_add, "ptp": ptp_add}
+
+
+# -- portmap (plugins/meta/portmap v1.1.1, iptables backend; cni.md §5) --
+
+MARK_MASQ_BIT = 13  # markMasqBit default: "Kubernetes uses 14 and 15, Calico uses 20-31"
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """runtimeConfig.portMappings[]: a pod's hostPort."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+
+
+def portmap_add(node: Node, conf: NetConf, att: Attachment, mappings: list[PortMapping], host_if: str) -> None:
+    """`portmap` ADD chained after bridge/ptp, snat on (the default): the shared chains
+    CNI-HOSTPORT-SETMARK, CNI-HOSTPORT-MASQ (its POSTROUTING entry inserted at the top, so
+    the bridge/ptp ipMasq chains do not masquerade first), route_localnet=1 on HOST_IF (the
+    interface the node routes the pod through: cni0, or ptp's host veth) and
+    CNI-HOSTPORT-DNAT (entered from PREROUTING and OUTPUT for local destinations); then the
+    pod's CNI-DN-<hash> with, per mapping, the hairpin and localhost marks and the DNAT.
+    The shared chains are created once per node, as the plugin's insertUnique does."""
+    for m in mappings:
+        if m.protocol not in ("tcp", "udp") or not all(type(p) is int and 1 <= p <= 65535
+                                                       for p in (m.host_port, m.container_port)):
+            raise ValidationError(f"portmap: bad port mapping {m} (tcp/udp, ports 1-65535)")
+    nat = node.iptables("nat")
+    mark = f"{1 << MARK_MASQ_BIT:#x}/{1 << MARK_MASQ_BIT:#x}"
+    if "CNI-HOSTPORT-SETMARK" not in nat.chains:
+        nat.new_chain("CNI-HOSTPORT-SETMARK")
+        nat.append("CNI-HOSTPORT-SETMARK", f'-m comment --comment "CNI portfwd masquerade mark" '
+                                           f'-j MARK --set-xmark {mark}')
+        nat.new_chain("CNI-HOSTPORT-MASQ")
+        nat.append("CNI-HOSTPORT-MASQ", f"-m mark --mark {mark} -j MASQUERADE")
+        nat.insert("POSTROUTING", '-m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ', 1)
+    node.sysctl(f"net.ipv4.conf.{host_if}.route_localnet", 1)
+    if "CNI-HOSTPORT-DNAT" not in nat.chains:
+        nat.new_chain("CNI-HOSTPORT-DNAT")
+        for entry in ("PREROUTING", "OUTPUT"):
+            nat.append(entry, "-m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT")
+    dn = chain_name(conf.name, att.container_id, "DN-")
+    nat.new_chain(dn)
+    subnet = str(ipaddress.ip_interface(f"{att.ip}/{att.prefixlen}").network)
+    for m in mappings:
+        base = f"-p {m.protocol} -m {m.protocol} --dport {m.host_port}"
+        nat.append(dn, f"-s {subnet} {base} -j CNI-HOSTPORT-SETMARK")       # hairpin
+        nat.append(dn, f"-s 127.0.0.1/32 {base} -j CNI-HOSTPORT-SETMARK")   # localhost
+        nat.append(dn, f"{base} -j DNAT --to-destination {att.ip}:{m.container_port}")
+    dnat_comment = f'"dnat name: \\"{conf.name}\\" id: \\"{att.container_id}\\""'
+    for proto in sorted({m.protocol for m in mappings}):
+        ports = [m.host_port for m in mappings if m.protocol == proto]
+        for i in range(0, len(ports), 15):  # multiport takes at most 15 ports
+            nat.append("CNI-HOSTPORT-DNAT", f"-p {proto} -m comment --comment {dnat_comment} -m multiport "
+                                            f"--dports {','.join(map(str, ports[i:i + 15]))} -j {dn}")
