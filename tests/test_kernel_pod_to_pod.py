@@ -150,3 +150,51 @@ def test_without_the_masquerade_rule_outside_fails(nsbox, tmp_path, cni: str, ma
     assert "http n1-p1->outside (masqueraded to node1)" in failed, failed
     # pod-to-pod traffic is not masqueraded anyway (masq=cni: across nodes it is, so those fail too)
     assert all("outside" in n or (masq == "cni" and "n1-" in n and "across nodes" in n) for n in failed), failed
+
+
+# ------------------------------------------------------------------ the pod recipe
+
+POD_DUMP = ('echo "@@ ss"; ip netns exec $NSBOX_NETNS_WEB ss -Htln; '
+            'echo "@@ links"; ip -n $NSBOX_NETNS_WEB -j link show; '
+            'echo "@@ nat"; ip netns exec $NSBOX_NETNS_NODE1 iptables-save -t nat')
+
+
+@pytest.mark.parametrize("cni", ["bridge", "ptp"])
+def test_pod_containers_share_one_netns(nsbox, cni: str) -> None:
+    r = nsbox.run("run", "pod", "--set", f"cni={cni}", "--format", "json", "--then", POD_DUMP, timeout=180)
+    assert r.returncode == 0, r.describe()
+    checks = r.checks()
+    assert len(checks) == 7 and all(c["passed"] for c in checks.values()), r.describe()
+    assert checks["http sidecar->127.0.0.1:80 (app)"]["answered_by"] == "app"
+    assert checks["tcp app->127.0.0.1:9090 (sidecar)"]["answered_by"] == "sidecar"
+    d = _sections(r.stderr)
+    # Both containers' listeners are in the one pod netns (ss there), beside one eth0.
+    ports = {ln.split()[3].rsplit(":", 1)[1] for ln in d["ss"].splitlines() if ln.strip()}
+    assert {"80", "9090"} <= ports, d["ss"]
+    assert sorted(i["ifname"] for i in json.loads(d["links"])) == ["eth0", "lo"]
+    # portmap's chains on node1, the MASQ entry first in POSTROUTING.
+    post = [ln for ln in d["nat"].splitlines() if ln.startswith("-A POSTROUTING")]
+    assert "CNI-HOSTPORT-MASQ" in post[0], post
+    assert any("-j DNAT --to-destination 10.244.1.2:80" in ln for ln in d["nat"].splitlines())
+
+
+def test_pod_hostport_needs_portmaps_dnat(nsbox, tmp_path) -> None:
+    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
+        import importlib.util
+        from nsbox.recipe import builtin_dirs, recipe
+
+        _spec = importlib.util.spec_from_file_location("_pod", builtin_dirs()[0] / "pod.py")
+        _pod = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_pod)
+
+        @recipe("pod-mut-nodnat")
+        def build(lab):
+            '''pod without portmap's DNAT rule.'''
+            _pod.build(lab, cni="ptp")
+            for chain in lab.nodes["node1"].iptables("nat").chains.values():
+                chain.rules[:] = [r for r in chain.rules if r.jumps_to != "DNAT"]
+    """))
+    r = nsbox.run("run", "pod-mut-nodnat", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    assert r.returncode == 1, r.describe()
+    assert {n for n, c in r.checks().items() if not c["passed"]} == {"http outside->node1:8080 (hostPort -> app)"}

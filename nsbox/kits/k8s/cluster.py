@@ -173,9 +173,11 @@ class Cluster:
         return plugins.NetConf("cbr0", "bridge", kn.pod_cidr, ip_masq=self.masq == "cni", hairpin_mode=True,
                                routes=(self.cluster_cidr, "0.0.0.0/0"))
 
-    def pod(self, node: K8sNode | str, name: str) -> Node:
+    def pod(self, node: K8sNode | str, name: str, *, host_ports: list[tuple[int, int]] | None = None) -> Node:
         """A pod NAME on NODE: its netns with eth0 attached by the cluster's CNI layout
-        (cni.py: bridge or ptp ADD, host-local's next address)."""
+        (cni.py: bridge or ptp ADD, host-local's next address); HOST_PORTS [(hostPort,
+        containerPort)] (tcp) by portmap, chained after it as in kindnet's and flannel's
+        conflists."""
         kn = node if isinstance(node, K8sNode) else self.nodes[node]
         p = self.lab.node(name)
         cid = plugins.container_id(kn.name, name)
@@ -185,11 +187,19 @@ class Cluster:
             att = plugins.ADD[self.cni](self.lab, kn.node, p, conf, kn.ipam, cid)
         except ValidationError as e:
             raise ValidationError(f"k8s node {kn.name}: pod {name}: {e}") from None
+        if host_ports:
+            cni_if = "cni0" if self.cni == "bridge" else att.host_veth
+            plugins.portmap_add(kn.node, conf, att, [plugins.PortMapping(h, c) for h, c in host_ports], cni_if)
         kn.pods.append(p)
         kn.attachments[name] = att
         self._pod_of[name] = (kn, att.ip)
         self._regroup(kn)
         return p
+
+    def container(self, pod: Node | str, name: str):
+        """A container NAME of POD: it shares the pod's netns (held by the pod sandbox, as
+        pause holds it), so its interfaces, address and 127.0.0.1; its own servers."""
+        return self.lab.container(name, pod)
 
     def pod_ip(self, pod: Node | str) -> str:
         return self._pod_of[pod if isinstance(pod, str) else pod.name][1]
