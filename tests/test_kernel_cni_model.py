@@ -9,6 +9,10 @@
   neighbour pod is "direct"), the kernel's own `ip route get` agrees, and pod1->pod2 fails
   (nobody answers ARP for 10.89.0.3 on the point-to-point link).
 - blackhole/unreachable/prohibit: `ip -j route` shows the types; expect_route passes.
+- Validation follows the kernel (the explained script run by bash, test_kernel_routing's
+  harness): a ptp route over the prefix route (EEXIST, with the hint), a blackhole with a
+  device, a delete of no route are refused by both; ptp by deletion, ptp by noprefixroute
+  and the dropping route types are accepted by both.
 """
 
 from __future__ import annotations
@@ -72,3 +76,74 @@ def test_expect_route_fails_without_the_ptp_subnet_route(nsbox, tmp_path):
     assert checks["route pod1: gateway on the link"]["passed"]
     assert checks["route node: pod2 /32"]["passed"]
     assert "via" not in (out / "get.txt").read_text()
+
+
+# -- validation follows the kernel: refusals and acceptances shown by the explained script --
+# (tests/test_kernel_routing.py's harness: the lab's `nsbox explain` script run by bash in a
+# throwaway user+net+mount namespace; for a refusal, everything but the refused line works.)
+
+from test_kernel_routing import _base, _refused_line, _sandbox  # noqa: E402
+
+from nsbox.errors import ValidationError  # noqa: E402
+from nsbox.plan.explain import script  # noqa: E402
+from nsbox.validate import validate  # noqa: E402
+
+REFUSED = [
+    ("ptp-route-over-the-prefix-route", lambda lab: lab.nodes["a"].route("10.0.0.0/24", via="10.0.0.1", dev="eth0"),
+     ("EEXIST", "ptp plugin deletes that prefix route", "noprefixroute=True"), "File exists"),
+    ("blackhole-with-a-device", lambda lab: lab.nodes["a"].route("10.9.0.0/16", dev="eth0", type="blackhole"),
+     ("takes no gateway, device",), "can not be specified for this route type"),
+    ("delete-of-no-route", lambda lab: lab.nodes["a"].delete_route("10.77.0.0/24", dev="eth0"),
+     ("finds no such route", "ESRCH"), "No such process"),
+]
+
+
+@pytest.mark.parametrize("add, words, kernel_says", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_refused_as_the_kernel_refuses(add, words, kernel_says, tmp_path):
+    lab = _base()
+    add(lab)
+    with pytest.raises(ValidationError) as e:
+        validate(lab)
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+    line = _refused_line(lab, "a")
+    text = script(lab)
+    at = text.rindex(line + "\n")
+    probe = f"if {line}; then echo ACCEPTED; else echo REFUSED; fi\n"
+    done = _sandbox(text[:at] + probe + text[at + len(line) + 1:], tmp_path)
+    assert done.returncode == 0, f"{text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "REFUSED" in done.stdout.split(), f"the kernel accepted: {line}\n{done.stderr}"
+    assert kernel_says in done.stderr, done.stderr
+
+
+def _ptp_by_deletion(lab):
+    a = lab.nodes["a"]
+    a.delete_route("10.0.0.0/24", dev="eth0")
+    a.route("10.0.0.1", dev="eth0", scope="link", src="10.0.0.2")
+    a.route("10.0.0.0/24", via="10.0.0.1", dev="eth0", src="10.0.0.2")
+
+
+def _ptp_by_noprefixroute(lab):
+    a = lab.node("b")
+    lab.veth(a, "eth0", lab.host, "p1", b_master="br0")
+    a.address("eth0", "10.0.0.3/24", noprefixroute=True)
+    a.route("10.0.0.1", dev="eth0", scope="link", src="10.0.0.3")
+    a.route("10.0.0.0/24", via="10.0.0.1", dev="eth0", src="10.0.0.3")
+
+
+ACCEPTED = [
+    ("ptp-by-deleting-the-prefix-route", _ptp_by_deletion),
+    ("ptp-by-noprefixroute", _ptp_by_noprefixroute),
+    ("dropping-route-types", lambda lab: lab.nodes["a"].route("10.9.0.0/16", type="blackhole")
+     .route("10.8.0.0/16", type="unreachable").route("10.7.0.0/16", type="prohibit", table=100)),
+]
+
+
+@pytest.mark.parametrize("add", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
+def test_accepted_as_the_kernel_accepts(add, tmp_path):
+    lab = _base()
+    add(lab)
+    validate(lab)
+    text = script(lab)
+    done = _sandbox(text, tmp_path)
+    assert done.returncode == 0, f"{text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
