@@ -38,7 +38,7 @@ missing = [p for p in PLUGINS if not (CNI / p).exists()]
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
               pytest.mark.skipif(bool(missing), reason=f"the real CNI plugins are missing ({', '.join(missing)} "
                                                        f"in {CNI}): apt-get install containernetworking-plugins"),
-              pytest.mark.tools("ip", "iptables-save", "unshare", "nsenter", "jq", "ping", "curl", "busybox")]
+              pytest.mark.tools("ip", "iptables-save", "unshare", "nsenter", "ping", "curl", "busybox")]
 
 
 def _real(scenario: str, out: Path) -> None:

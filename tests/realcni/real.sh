@@ -26,23 +26,22 @@ if [ "${1:-}" = "--inner" ]; then
       conf='{"cniVersion":"1.0.0","name":"testnet","type":"bridge","bridge":"cni0","isGateway":true,
              "ipMasq":true,"hairpinMode":true,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.88.0.0/16"}]],
              "routes":[{"dst":"0.0.0.0/0"}],"dataDir":"'"$S"'/ipam"}}'
-      pods="pod1 pod2";;
+      name=testnet type=bridge pods="pod1 pod2";;
     ptp)
       conf='{"cniVersion":"1.0.0","name":"ptpnet","type":"ptp","ipMasq":true,"mtu":1500,
              "ipam":{"type":"host-local","ranges":[[{"subnet":"10.89.0.0/24"}]],
              "routes":[{"dst":"0.0.0.0/0"}],"dataDir":"'"$S"'/ipam"}}'
-      pods="pod1 pod2";;
+      name=ptpnet type=ptp pods="pod1 pod2";;
     *) echo "unknown scenario $scenario" >&2; exit 2;;
   esac
-  type=$(echo "$conf" | jq -r .type)
   # portmap chained for pod1 (hostPort 8080 -> 80/tcp), as a conflist runs it after the main plugin.
-  portmap_conf() { jq -n --arg name "$(echo "$conf" | jq -r .name)" --argjson prev "$1" \
-    '{cniVersion:"1.0.0", name:$name, type:"portmap", capabilities:{portMappings:true}, prevResult:$prev,
-      runtimeConfig:{portMappings:[{hostPort:8080, containerPort:80, protocol:"tcp"}]}}'; }
+  portmap_conf() {  # $1: the network name, $2: the main plugin's result (prevResult)
+    printf '{"cniVersion":"1.0.0","name":"%s","type":"portmap","capabilities":{"portMappings":true},' "$1"
+    printf '"prevResult":%s,"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}' "$2"; }
   for p in $pods; do
     mkpod "$p"; lo "$p"
     result=$(echo "$conf" | CNI_OUT=1 plugin "$type" "$p" eth0)
-    if [ "$p" = pod1 ]; then portmap_conf "$result" | plugin portmap "$p" eth0; fi
+    if [ "$p" = pod1 ]; then portmap_conf "$name" "$result" | plugin portmap "$p" eth0; fi
   done
   # shellcheck disable=SC2317  # called by dump.sh
   in_ns() { local ns=$1; shift; if [ "$ns" = node ]; then "$@"; else nsenter --net="$S/ns/$ns" "$@"; fi; }
