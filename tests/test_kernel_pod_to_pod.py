@@ -11,6 +11,12 @@
   ptp without its route dance in pod n1-p1 (the kernel's prefix route kept) fails the
   same-node checks from n1-p1 and the route check; each layout without its MASQUERADE
   rule fails pod->outside (the outside has no route back) and its conntrack check.
+- pod: both containers' listeners in one netns (ss there), lo+eth0 only; portmap's chains;
+  without portmap's DNAT exactly the hostPort check fails.
+- hostport (bridge, ptp): outside keeps its address, node1->127.0.0.1, a neighbour pod and
+  the pod itself are masqueraded to 10.244.1.1, node2's pod arrives as node2; mutants:
+  route_localnet=0 fails exactly the 127.0.0.1 check, the hairpin mark removed fails
+  exactly the neighbour and hairpin checks.
 """
 
 from __future__ import annotations
@@ -198,3 +204,55 @@ def test_pod_hostport_needs_portmaps_dnat(nsbox, tmp_path) -> None:
                   "--timeout", "0.5", "--settle", "0.5", timeout=180)
     assert r.returncode == 1, r.describe()
     assert {n for n, c in r.checks().items() if not c["passed"]} == {"http outside->node1:8080 (hostPort -> app)"}
+
+
+# ------------------------------------------------------------------ the hostport recipe
+
+HOSTPORT_MUTANT = """
+    import importlib.util
+    from nsbox.recipe import builtin_dirs, recipe
+
+    _spec = importlib.util.spec_from_file_location("_hostport", builtin_dirs()[0] / "hostport.py")
+    _hp = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_hp)
+
+    @recipe("hostport-mut-{tag}")
+    def build(lab):
+        '''hostport with one piece of portmap taken away.'''
+        _hp.build(lab, cni={cni!r})
+        node1 = lab.nodes["node1"]
+        if {nolocalnet}:
+            for key in [k for k in node1.sysctls if k.endswith(".route_localnet")]:
+                node1.sysctls[key] = "0"
+        if {nohairpinmark}:
+            for name, chain in node1.iptables("nat").chains.items():
+                if name.startswith("CNI-DN-"):
+                    chain.rules[:] = [r for r in chain.rules if not (r.jumps_to == "CNI-HOSTPORT-SETMARK"
+                                                                     and "127.0.0.1" not in r.render())]
+"""
+
+
+@pytest.mark.parametrize("cni", ["bridge", "ptp"])
+def test_hostport(nsbox, cni: str) -> None:
+    r = nsbox.run("run", "hostport", "--set", f"cni={cni}", "--format", "json", timeout=180)
+    assert r.returncode == 0, r.describe()
+    checks = r.checks()
+    assert len(checks) == 5 and all(c["passed"] and c["answered_by"] == "web" for c in checks.values()), \
+        r.describe()
+
+
+@pytest.mark.parametrize("cni,tag,failing", [
+    ("bridge", "nolocalnet", {"http node1->127.0.0.1:8080 (route_localnet, masqueraded)"}),
+    ("ptp", "nolocalnet", {"http node1->127.0.0.1:8080 (route_localnet, masqueraded)"}),
+    ("bridge", "nohairpinmark", {"http neighbour->node1:8080 (same subnet, masqueraded)",
+                                 "http web->node1:8080 (hairpin, masqueraded)"}),
+    ("ptp", "nohairpinmark", {"http neighbour->node1:8080 (same subnet, masqueraded)",
+                              "http web->node1:8080 (hairpin, masqueraded)"}),
+])
+def test_hostport_mutants(nsbox, tmp_path, cni: str, tag: str, failing: set[str]) -> None:
+    (tmp_path / "mutant.py").write_text(textwrap.dedent(HOSTPORT_MUTANT.format(
+        tag=f"{cni}-{tag}", cni=cni, nolocalnet=tag == "nolocalnet", nohairpinmark=tag == "nohairpinmark")))
+    r = nsbox.run("run", f"hostport-mut-{cni}-{tag}", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    assert r.returncode == 1, r.describe()
+    assert {n for n, c in r.checks().items() if not c["passed"]} == failing, r.describe()
