@@ -23,11 +23,11 @@ HOST_PORT = 8080
 
 
 @recipe("hostport", params=[
-    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw) or ptp (kindnet)", choices=k8s.LAYOUTS),
+    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel) or ptp (kindnet)", choices=k8s.LAYOUTS),
 ])
 def build(lab: Lab, cni: str = "bridge") -> None:
     """A pod's hostPort 8080 by portmap: from outside, the node's 127.0.0.1, pods, itself (cni=bridge|ptp)."""
-    k = k8s.Cluster(lab, cni=cni, masq="flannel" if cni == "bridge" else "kind")
+    k = k8s.Cluster(lab, cni=cni, masq="flannel" if cni == "bridge" else None)
     n1, n2 = k.node("node1", "10.244.1.0/24"), k.node("node2", "10.244.2.0/24")
     outside = k.outside("outside")
     web = k.pod(n1, "web", host_ports=[(HOST_PORT, 80)])

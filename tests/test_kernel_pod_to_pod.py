@@ -17,6 +17,11 @@
   the pod itself are masqueraded to 10.244.1.1, node2's pod arrives as node2; mutants:
   route_localnet=0 fails exactly the 127.0.0.1 check, the hairpin mark removed fails
   exactly the neighbour and hairpin checks.
+- cni=vxlan (flannel): all checks pass; node2's raw-table counter sees pod pings from node1
+  as UDP 8472 from node1, each 50 bytes bigger (VXLAN); a 1450-byte don't-fragment ping
+  passes, 1451 does not; `ip -j -d link`, `bridge -j fdb`, `ip -j neigh`, `ip -j route` show
+  flannel.1 as flanneld makes it. Mutant: node1 without its FDB entry fails exactly the
+  pairs across nodes.
 """
 
 from __future__ import annotations
@@ -148,7 +153,7 @@ def test_ptp_without_its_route_fails(nsbox, tmp_path) -> None:
     assert all(n.startswith(("tcp/7 n1-p1->n1-", "route n1-p1", "tcp/7 n1-p2->n1-p1")) for n in failed), failed
 
 
-@pytest.mark.parametrize("cni,masq", LAYOUTS, ids=["bridge", "bridge-masq-cni", "ptp"])
+@pytest.mark.parametrize("cni,masq", LAYOUTS + [("vxlan", "auto")], ids=["bridge", "bridge-masq-cni", "ptp", "vxlan"])
 def test_without_the_masquerade_rule_outside_fails(nsbox, tmp_path, cni: str, masq: str) -> None:
     r = _mutant(nsbox, tmp_path, f"{cni}-{masq}-nomasq", cni, masq=masq, nomasq=True)
     assert r.returncode == 1, r.describe()
@@ -256,3 +261,72 @@ def test_hostport_mutants(nsbox, tmp_path, cni: str, tag: str, failing: set[str]
                   "--timeout", "0.5", "--settle", "0.5", timeout=180)
     assert r.returncode == 1, r.describe()
     assert {n for n, c in r.checks().items() if not c["passed"]} == failing, r.describe()
+
+
+# ------------------------------------------------------------------ cni=vxlan (flannel)
+
+# tcpdump cannot drop privileges in --then's sandbox: node2's own raw-table counter for
+# UDP 8472 from node1 is the observer of the encapsulated packets.
+VXLAN_DUMP = ('ip netns exec $NSBOX_NETNS_NODE2 iptables -t raw -I PREROUTING -s 192.168.70.11 -p udp '
+              '--dport 8472 -j ACCEPT; '
+              'ip netns exec $NSBOX_NETNS_N1_P1 ping -c3 -W2 10.244.2.2 > /dev/null; echo $? > "$OUT/ping"; '
+              'ip netns exec $NSBOX_NETNS_NODE2 iptables-save -c -t raw > "$OUT/udp8472"; '
+              'ip netns exec $NSBOX_NETNS_N1_P1 ping -M do -c1 -W2 -s 1422 10.244.2.2 >/dev/null 2>&1; '
+              'echo $? > "$OUT/df1450"; '
+              'ip netns exec $NSBOX_NETNS_N1_P1 ping -M do -c1 -W2 -s 1423 10.244.2.2 >/dev/null 2>&1; '
+              'echo $? > "$OUT/df1451"; '
+              'ip -n $NSBOX_NETNS_NODE1 -j -d link show flannel.1 > "$OUT/link.json"; '
+              'bridge -n $NSBOX_NETNS_NODE1 -j fdb show dev flannel.1 > "$OUT/fdb.json"; '
+              'ip -n $NSBOX_NETNS_NODE1 -j neigh show dev flannel.1 > "$OUT/neigh.json"; '
+              'ip -n $NSBOX_NETNS_NODE1 -j route show 10.244.2.0/24 > "$OUT/route.json"')
+
+
+@pytest.mark.tools("ping")
+def test_vxlan_layout_is_flannels(nsbox, tmp_path) -> None:
+    r = nsbox.run("run", "pod-to-pod", "--set", "cni=vxlan", "--format", "json", "--then", VXLAN_DUMP,
+                  env={"OUT": str(tmp_path)}, timeout=180)
+    assert r.returncode == 0, r.describe()
+    assert all(c["passed"] for c in r.checks().values()), r.describe()
+    out = lambda name: (tmp_path / name).read_text()  # noqa: E731
+    # Pod traffic across nodes crosses the node network as VXLAN: UDP 8472 between the nodes.
+    assert out("ping").strip() == "0"
+    [counted] = [ln for ln in out("udp8472").splitlines() if "--dport 8472" in ln]
+    packets, octets = map(int, re.match(r"\[(\d+):(\d+)\]", counted).groups())
+    # three echo requests, each 84 bytes of IP wrapped in 50 bytes of VXLAN/UDP/IP/Ethernet
+    assert (packets, octets) == (3, 3 * (84 + 50)), counted
+    # MTU 1450: a 1450-byte don't-fragment packet passes, a 1451-byte one does not.
+    assert (out("df1450").strip(), out("df1451").strip()) == ("0", "1")
+    [link] = json.loads(out("link.json"))
+    vx = link["linkinfo"]["info_data"]
+    assert (vx["id"], vx["port"], vx["learning"], link["mtu"]) == (1, 8472, False, 1450), link
+    [fdb] = json.loads(out("fdb.json"))
+    assert fdb["dst"] == "192.168.70.12" and "permanent" in fdb["state"] and "self" in fdb["flags"], fdb
+    [neigh] = json.loads(out("neigh.json"))
+    assert (neigh["dst"], neigh["lladdr"], neigh["state"]) == ("10.244.2.0", fdb["mac"], ["PERMANENT"]), neigh
+    [route] = json.loads(out("route.json"))
+    assert (route["gateway"], route["dev"], route["flags"]) == ("10.244.2.0", "flannel.1", ["onlink"]), route
+
+
+def test_vxlan_without_the_fdb_entry_fails(nsbox, tmp_path) -> None:
+    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
+        import importlib.util
+        from nsbox.recipe import builtin_dirs, recipe
+
+        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
+        _p2p = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_p2p)
+
+        @recipe("pod-to-pod-mut-nofdb")
+        def build(lab):
+            '''pod-to-pod cni=vxlan without node1's FDB entry for node2's VTEP.'''
+            _p2p.build(lab, cni="vxlan")
+            lab.nodes["node1"].fdbs.clear()
+    """))
+    r = nsbox.run("run", "pod-to-pod-mut-nofdb", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    assert r.returncode == 1, r.describe()
+    failed = {n for n, c in r.checks().items() if not c["passed"]}
+    across = {n for n in r.checks() if "across nodes" in n}
+    # Every pair across nodes fails (node1 cannot send into the overlay: replies die too),
+    # everything else passes.
+    assert failed == across and len(across) == 8, failed

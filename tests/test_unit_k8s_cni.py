@@ -71,7 +71,8 @@ def test_ptp_layout_pieces() -> None:
 
 
 @pytest.mark.parametrize("kwargs,words", [
-    ({"cni": "calico"}, "cni must be one of bridge, ptp"),
+    ({"cni": "calico"}, "cni must be one of bridge, ptp, vxlan"),
+    ({"cni": "vxlan", "masq": "cni"}, "with cni=vxlan masq is one of flannel, none"),
     ({"cni": "ptp", "masq": "cni"}, "with cni=ptp masq is one of kind, none"),
     ({"cni": "bridge", "masq": "kind"}, "with cni=bridge masq is one of none, flannel, cni"),
 ])
@@ -80,7 +81,8 @@ def test_cluster_refuses_bad_layouts(kwargs: dict, words: str) -> None:
         k8s.Cluster(Lab("t"), **kwargs)
 
 
-@pytest.mark.parametrize("sets", [{}, {"cni": "ptp"}, {"masq": "cni"}, {"cni": "ptp", "nodes": "3", "pods": "3"}])
+@pytest.mark.parametrize("sets", [{}, {"cni": "ptp"}, {"masq": "cni"}, {"cni": "ptp", "nodes": "3", "pods": "3"},
+                                  {"cni": "vxlan", "nodes": "3"}])
 def test_pod_to_pod_validates(sets: dict) -> None:
     lab = get("pod-to-pod").build(sets)
     validate(lab)
@@ -130,3 +132,22 @@ def test_portmap_refuses_a_bad_mapping() -> None:
     att = cni.bridge_add(lab, node, lab.node("p"), conf, cni.HostLocal(conf.subnet), "id")
     with pytest.raises(ValidationError, match="bad port mapping"):
         cni.portmap_add(node, conf, att, [cni.PortMapping(0, 80)], "cni0")
+
+
+def test_vxlan_nodes_are_flannels() -> None:
+    lab = get("pod-to-pod").build({"cni": "vxlan", "nodes": "3"})
+    validate(lab)
+    n1 = lab.nodes["node1"]
+    link = next(x for x in lab.links if x.node == "node1" and x.name == "flannel.1")
+    o = link.spec()
+    assert (o.vni, o.port, o.learning, o.local, o.dev) == (1, 8472, False, "192.168.70.11", "eth0")
+    assert n1.interfaces["flannel.1"].mtu == 1450 and n1.interfaces["cni0"].mtu == 1450
+    assert [a.cidr for a in n1.addresses_of("flannel.1")] == ["10.244.1.0/32"]
+    # One neighbour, FDB entry and onlink route per other node; no route via a node address.
+    assert sorted((x.ip, x.state) for x in n1.neighs) == [("10.244.2.0", "permanent"), ("10.244.3.0", "permanent")]
+    assert sorted((f.dst, f.master, f.state) for f in n1.fdbs) == [("192.168.70.12", False, "permanent"),
+                                                                  ("192.168.70.13", False, "permanent")]
+    assert {(r.dst, r.via, r.dev, r.onlink) for r in n1.routes if r.dst.startswith("10.244.")} == {
+        ("10.244.2.0/24", "10.244.2.0", "flannel.1", True), ("10.244.3.0/24", "10.244.3.0", "flannel.1", True)}
+    macs = {f.mac for f in n1.fdbs}
+    assert macs == {x.lladdr for x in n1.neighs} and len(macs) == 2

@@ -13,6 +13,9 @@ Layouts (nsbox/kits/k8s/cni.py writes what the real plugins write, checked again
   writes FLANNEL-POSTRTG / FLANNEL-FWD. masq="cni" instead turns on the bridge plugin's own
   ipMasq (its CNI-<hash> chains), which also masquerades pods of other nodes: the plugin
   exempts only its own subnet.
+- cni="vxlan": flannel's default vxlan backend: the same bridge delegate (MTU 1450), and
+  flannel.1 (VNI 1, UDP 8472, nolearning) with a permanent neighbour and FDB entry and an
+  onlink route per other node, instead of host-gw routes.
 - cni="ptp": kindnet. `ptp` (network "kindnet", ipMasq false, mtu of eth0) with host-local
   and a default route; the gateway /32 on every host veth; kindnetd's KIND-MASQ-AGENT.
 Pods on other nodes are reached through routes to their pod CIDRs via the node's address
@@ -42,7 +45,9 @@ LAN_SUBNET = "192.168.70.0/24"
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
 MASQ_MARK = "0x4000/0x4000"
-LAYOUTS = ("bridge", "ptp")
+LAYOUTS = ("bridge", "ptp", "vxlan")
+VXLAN_MTU = 1450      # flanneld: the external interface's MTU (1500) - 50
+VXLAN_PORT = 8472     # flannel sets no port: the kernel's default, 8472
 # Who masquerades pod traffic leaving the cluster: "flannel" (flanneld --ip-masq), "cni" (the
 # bridge plugin's ipMasq), "kind" (kindnetd's masq agent) or "none" (the kit's default for
 # bridge, as before the layouts: kube-proxy's rules only).
@@ -107,8 +112,8 @@ class Cluster:
                  masq: str | None = None) -> None:
         if cni not in LAYOUTS:
             raise ValidationError(f"k8s: cni must be one of {', '.join(LAYOUTS)}, not {cni!r}")
-        masq = masq or ("kind" if cni == "ptp" else "none")
-        allowed = ("kind", "none") if cni == "ptp" else ("none", "flannel", "cni")
+        masq = masq or {"ptp": "kind", "vxlan": "flannel"}.get(cni, "none")
+        allowed = {"ptp": ("kind", "none"), "vxlan": ("flannel", "none")}.get(cni, ("none", "flannel", "cni"))
         if masq not in allowed:
             raise ValidationError(f"k8s: with cni={cni} masq is one of {', '.join(allowed)}, not {masq!r}")
         self.lab = lab
@@ -145,15 +150,18 @@ class Cluster:
         n.route("default", via=self.router_ip)
         kn = K8sNode(name, n, ip, str(cidr), ipam=plugins.HostLocal(str(cidr)))
         n.sysctl("net.ipv4.ip_forward", 1)
-        if self.cni == "bridge":
+        if self.cni in ("bridge", "vxlan"):
             # The bridge exists before the first pod here (the plugin makes it at the first ADD).
-            n.bridge("cni0", f"{kn.gateway}/{cidr.prefixlen}")
+            n.bridge("cni0", f"{kn.gateway}/{cidr.prefixlen}", mtu=VXLAN_MTU if self.cni == "vxlan" else None)
             n.sysctl("net.ipv6.conf.cni0.accept_ra", 0, optional=True)
             n.sysctl("net.bridge.bridge-nf-call-iptables", 1, optional=True)
-        # Pod CIDRs of the other nodes, via their LAN address (both ways).
-        for other in self.nodes.values():
-            n.route(other.pod_cidr, via=other.ip)
-            other.node.route(kn.pod_cidr, via=ip)
+        if self.cni == "vxlan":
+            self._flannel_vxlan(kn)
+        else:
+            # Pod CIDRs of the other nodes, via their LAN address (both ways).
+            for other in self.nodes.values():
+                n.route(other.pod_cidr, via=other.ip)
+                other.node.route(kn.pod_cidr, via=ip)
         self.nodes[name] = kn
         self._kube_proxy_skeleton(n)
         self._masquerade(kn)
@@ -161,6 +169,32 @@ class Cluster:
             self._service_rules(n, svc)
         self.lab.machine(name, [n])
         return kn
+
+    def _flannel_vxlan(self, kn: K8sNode) -> None:
+        """flanneld's vxlan backend on node KN (cni.md §6): flannel.1 (VNI 1, the kernel's
+        port 8472, nolearning, local = the node's address on eth0, MTU 1450, a fixed MAC
+        where flanneld picks a random one), the lease's network address as a /32 on it; then
+        for every other node's lease, both ways: `ip neigh replace GW0 lladdr MAC dev
+        flannel.1 nud permanent`, `bridge fdb replace MAC dev flannel.1 dst NODEIP self
+        permanent`, `ip route replace LEASE via GW0 dev flannel.1 onlink`."""
+        n = kn.node
+        self.lab.vxlan(n, "flannel.1", vni=1, port=VXLAN_PORT, local=kn.ip, dev="eth0", learning=False)
+        n.set_link("flannel.1", mtu=VXLAN_MTU, mac=self.vtep_mac(kn))
+        n.address("flannel.1", f"{ipaddress.IPv4Network(kn.pod_cidr).network_address}/32")
+        n.sysctl("net.ipv6.conf.flannel/1.accept_ra", 0, optional=True)
+        for other in self.nodes.values():
+            for a, b in ((kn, other), (other, kn)):
+                vtep = str(ipaddress.IPv4Network(b.pod_cidr).network_address)
+                a.node.neigh("flannel.1", vtep, self.vtep_mac(b), state="permanent")
+                a.node.fdb("flannel.1", self.vtep_mac(b), master=False, state="permanent", dst=b.ip)
+                a.node.route(b.pod_cidr, via=vtep, dev="flannel.1", onlink=True)
+
+    @staticmethod
+    def vtep_mac(kn: K8sNode) -> str:
+        """flannel.1's MAC: random in flanneld (persisted in the node's annotations); here
+        locally administered and derived from the node's name, so a lab is the same every run."""
+        h = hashlib.sha256(kn.name.encode()).digest()
+        return "0e:" + ":".join(f"{b:02x}" for b in h[:5])
 
     def conf(self, kn: K8sNode) -> plugins.NetConf:
         """The node's CNI network config (what /etc/cni/net.d holds, as the plugin reads it)."""
@@ -171,7 +205,8 @@ class Cluster:
         # flannel's delegate: bridge cni0, isGateway, isDefaultGateway (the default route
         # after IPAM's route to the cluster), hairpinMode, ipMasq = !FLANNEL_IPMASQ.
         return plugins.NetConf("cbr0", "bridge", kn.pod_cidr, ip_masq=self.masq == "cni", hairpin_mode=True,
-                               routes=(self.cluster_cidr, "0.0.0.0/0"))
+                               routes=(self.cluster_cidr, "0.0.0.0/0"),
+                               mtu=VXLAN_MTU if self.cni == "vxlan" else None)
 
     def pod(self, node: K8sNode | str, name: str, *, host_ports: list[tuple[int, int]] | None = None) -> Node:
         """A pod NAME on NODE: its netns with eth0 attached by the cluster's CNI layout
@@ -184,11 +219,11 @@ class Cluster:
         assert kn.ipam is not None
         conf = self.conf(kn)
         try:
-            att = plugins.ADD[self.cni](self.lab, kn.node, p, conf, kn.ipam, cid)
+            att = plugins.ADD[conf.type](self.lab, kn.node, p, conf, kn.ipam, cid)
         except ValidationError as e:
             raise ValidationError(f"k8s node {kn.name}: pod {name}: {e}") from None
         if host_ports:
-            cni_if = "cni0" if self.cni == "bridge" else att.host_veth
+            cni_if = "cni0" if conf.type == "bridge" else att.host_veth
             plugins.portmap_add(kn.node, conf, att, [plugins.PortMapping(h, c) for h, c in host_ports], cni_if)
         kn.pods.append(p)
         kn.attachments[name] = att
