@@ -10,7 +10,8 @@ interface towards the pod, so 127.0.0.1 may be routed there at all.
 
 Who the pod sees: a client outside the node keeps its own address (DNAT only); the node
 itself on 127.0.0.1, and pods of node1's subnet (web itself included: hairpin), are
-masqueraded to node1's address towards the pod (10.244.1.1); a pod on node2 arrives as
+masqueraded to node1's address towards the pod (10.244.1.1; with calico, whose veths have
+no address, node1's 192.168.70.11); a pod on node2 arrives as
 node2: node1's address is outside the cluster CIDR, so node2's masquerade (flanneld's or
 kindnet's) rewrote it on the way out.
 """
@@ -23,7 +24,7 @@ HOST_PORT = 8080
 
 
 @recipe("hostport", params=[
-    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel) or ptp (kindnet)", choices=k8s.LAYOUTS),
+    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel), ptp (kindnet) or calico", choices=k8s.LAYOUTS),
 ])
 def build(lab: Lab, cni: str = "bridge") -> None:
     """A pod's hostPort 8080 by portmap: from outside, the node's 127.0.0.1, pods, itself (cni=bridge|ptp)."""
@@ -38,14 +39,23 @@ def build(lab: Lab, cni: str = "bridge") -> None:
     # The node's addresses answer on 8080 only through portmap's DNAT.
     lab.virtual(n1.ip, proto="tcp", port=HOST_PORT, name="web hostPort on node1")
     lab.virtual("127.0.0.1", proto="tcp", port=HOST_PORT, node="node1", name="web hostPort on node1's loopback")
-    gw = n1.gateway  # node1's address towards its pods (cni0, or each ptp host veth)
+    # node1's address towards its pods (cni0, or each ptp host veth); a calico veth has none,
+    # so MASQUERADE takes node1's primary address.
+    gw = n1.ip if cni == "calico" else n1.gateway
 
     lab.expect(outside, n1.ip, "http", HOST_PORT, answered_by={"web"}, seen_from=k.outside_ip,
                name="http outside->node1:8080 (client address kept)")
     lab.expect("node1", "127.0.0.1", "http", HOST_PORT, answered_by={"web"}, seen_from=gw,
                name="http node1->127.0.0.1:8080 (route_localnet, masqueraded)")
-    lab.expect(neighbour, n1.ip, "http", HOST_PORT, answered_by={"web"}, seen_from=gw,
-               name="http neighbour->node1:8080 (same subnet, masqueraded)")
+    # portmap marks for masquerade the pod's own network (its address with its prefix): a
+    # calico pod's is a /32, so there only the pod itself is marked, and a neighbour,
+    # routed through the node anyway, keeps its address.
+    if cni == "calico":
+        lab.expect(neighbour, n1.ip, "http", HOST_PORT, answered_by={"web"}, seen_from=k.pod_ip(neighbour),
+                   name="http neighbour->node1:8080 (calico /32: not marked, address kept)")
+    else:
+        lab.expect(neighbour, n1.ip, "http", HOST_PORT, answered_by={"web"}, seen_from=gw,
+                   name="http neighbour->node1:8080 (same subnet, masqueraded)")
     lab.expect(web, n1.ip, "http", HOST_PORT, answered_by={"web"}, seen_from=gw,
                name="http web->node1:8080 (hairpin, masqueraded)")
     lab.expect(remote, n1.ip, "http", HOST_PORT, answered_by={"web"}, seen_from=n2.ip,

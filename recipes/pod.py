@@ -14,7 +14,7 @@ from nsbox.recipe import Param, recipe
 
 
 @recipe("pod", params=[
-    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel) or ptp (kindnet)", choices=k8s.LAYOUTS),
+    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel), ptp (kindnet) or calico", choices=k8s.LAYOUTS),
 ])
 def build(lab: Lab, cni: str = "bridge") -> None:
     """Two containers in one pod: shared netns, 127.0.0.1 between them, one pod address (cni=bridge|ptp)."""

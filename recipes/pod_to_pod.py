@@ -23,6 +23,11 @@ the real plugins 1.1.1 by tests/test_kernel_real_cni.py):
 - `--set cni=vxlan`: flannel's default backend. Pods as with bridge (MTU 1450); instead of
   routes via the nodes, flannel.1 (VXLAN VNI 1, UDP 8472, nolearning) on every node, with
   a permanent neighbour and FDB entry and an onlink route for every other node's lease.
+- `--set cni=calico`: Calico's BGP layout. Pods have a /32 and route everything via
+  169.254.1.1, an address nobody holds: the node's `cali...` veth (MAC ee:ee:ee:ee:ee:ee)
+  answers for it by proxy ARP. The node routes each pod's /32 to its veth and blackholes
+  the rest of its block; other nodes' blocks go via their addresses (proto bird, as BGP
+  would have taught them). Felix's natOutgoing masquerades what leaves the pool.
 
 Outside the cluster: "outside", a machine on the node network with no route to any pod
 CIDR: a pod reaches it only masqueraded, seen from its node's address.
@@ -41,7 +46,7 @@ def pod_name(node: int, pod: int) -> str:
 
 
 @recipe("pod-to-pod", params=[
-    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel) or ptp (kindnet)",
+    Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel), ptp (kindnet) or calico",
           choices=k8s.LAYOUTS),
     Param("nodes", 2, "nodes in the cluster", min=1, max=20),
     Param("pods", 2, "pods per node", min=1, max=50),
@@ -52,7 +57,7 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
     """Pods on several nodes reach each other without NAT (cni=bridge|ptp); pod->outside is masqueraded."""
     if masq == "cni" and cni != "bridge":
         raise ValidationError(f"masq=cni is the bridge plugin's ipMasq: cni=bridge only, not cni={cni}")
-    # auto: flanneld's masquerade for bridge and vxlan, kindnet's for ptp.
+    # auto: flanneld's masquerade for bridge and vxlan, kindnet's for ptp, Felix's for calico.
     k = k8s.Cluster(lab, cni=cni, masq="flannel" if masq == "auto" and cni == "bridge" else
                     (None if masq == "auto" else masq))
     outside = k.outside("outside")
@@ -94,6 +99,10 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
             # ptp: a neighbour pod is reached through the node (SUBNET via GW), not on-link.
             lab.expect_route(first, k.pod_ip(peer), via=gw, dev="eth0", src=k.pod_ip(first),
                              name=f"route {first}: {peer} via the node (ptp)")
+        elif cni == "calico":
+            # calico: everything via 169.254.1.1, which the node's veth answers by proxy ARP.
+            lab.expect_route(first, k.pod_ip(peer), via="169.254.1.1", dev="eth0",
+                             name=f"route {first}: {peer} via 169.254.1.1 (calico)")
         else:
             lab.expect_route(first, k.pod_ip(peer), direct=True, dev="eth0",
                              name=f"route {first}: {peer} on the bridge")
@@ -101,6 +110,11 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
         # Across nodes through flannel.1: the peer's lease via its VTEP address, onlink.
         lab.expect_route("node1", k.pod_ip(pod_name(2, 1)), via="10.244.2.0", dev="flannel.1",
                          name="route node1: node2's pods via flannel.1")
+    if cni == "calico":
+        # The node's own block: its pods' /32s win, the rest of it is a blackhole.
+        lab.expect_route("node1", k.pod_ip(first), direct=True, dev=node1.attachments[first].host_veth,
+                         name=f"route node1: {first} /32 to its cali veth")
+        lab.expect_route("node1", "10.244.1.250", type="blackhole", name="route node1: rest of its block blackholed")
     if cni == "ptp":
         lab.expect_route("node1", k.pod_ip(first), direct=True, dev=node1.attachments[first].host_veth,
                          name=f"route node1: {first} /32 to its veth")

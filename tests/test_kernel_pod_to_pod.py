@@ -22,6 +22,10 @@
   passes, 1451 does not; `ip -j -d link`, `bridge -j fdb`, `ip -j neigh`, `ip -j route` show
   flannel.1 as flanneld makes it. Mutant: node1 without its FDB entry fails exactly the
   pairs across nodes.
+- cni=calico: all checks pass; the pod's neighbour entry for 169.254.1.1 holds the cali
+  veth's ee:ee:ee:ee:ee:ee (learnt by proxy ARP); node1's block blackholed, node2's via BGP
+  (proto bird). Mutant: proxy_arp off on node1's veths fails exactly the traffic from or to
+  node1's pods.
 """
 
 from __future__ import annotations
@@ -170,7 +174,7 @@ POD_DUMP = ('echo "@@ ss"; ip netns exec $NSBOX_NETNS_WEB ss -Htln; '
             'echo "@@ nat"; ip netns exec $NSBOX_NETNS_NODE1 iptables-save -t nat')
 
 
-@pytest.mark.parametrize("cni", ["bridge", "ptp"])
+@pytest.mark.parametrize("cni", ["bridge", "ptp", "vxlan", "calico"])
 def test_pod_containers_share_one_netns(nsbox, cni: str) -> None:
     r = nsbox.run("run", "pod", "--set", f"cni={cni}", "--format", "json", "--then", POD_DUMP, timeout=180)
     assert r.returncode == 0, r.describe()
@@ -237,7 +241,7 @@ HOSTPORT_MUTANT = """
 """
 
 
-@pytest.mark.parametrize("cni", ["bridge", "ptp"])
+@pytest.mark.parametrize("cni", ["bridge", "ptp", "vxlan", "calico"])
 def test_hostport(nsbox, cni: str) -> None:
     r = nsbox.run("run", "hostport", "--set", f"cni={cni}", "--format", "json", timeout=180)
     assert r.returncode == 0, r.describe()
@@ -330,3 +334,56 @@ def test_vxlan_without_the_fdb_entry_fails(nsbox, tmp_path) -> None:
     # Every pair across nodes fails (node1 cannot send into the overlay: replies die too),
     # everything else passes.
     assert failed == across and len(across) == 8, failed
+
+
+# ------------------------------------------------------------------ cni=calico
+
+CALICO_DUMP = ('ip netns exec $NSBOX_NETNS_N1_P1 ping -c1 -W2 10.244.2.2 > /dev/null; '
+               'ip -n $NSBOX_NETNS_N1_P1 -j neigh show 169.254.1.1 > "$OUT/neigh.json"; '
+               'ip -n $NSBOX_NETNS_NODE1 -j -d link show > "$OUT/link.json"; '
+               'ip -n $NSBOX_NETNS_NODE1 -j route show > "$OUT/route.json"; '
+               'ip netns exec $NSBOX_NETNS_NODE1 sh -c "cat /proc/sys/net/ipv4/conf/cali*/proxy_arp" > "$OUT/proxy_arp"')
+
+
+def test_calico_layout(nsbox, tmp_path) -> None:
+    r = nsbox.run("run", "pod-to-pod", "--set", "cni=calico", "--format", "json", "--then", CALICO_DUMP,
+                  env={"OUT": str(tmp_path)}, timeout=180)
+    assert r.returncode == 0, r.describe()
+    assert all(c["passed"] for c in r.checks().values()), r.describe()
+    out = lambda name: (tmp_path / name).read_text()  # noqa: E731
+    # 169.254.1.1 is nobody's address: the pod learnt the cali veth's MAC for it (proxy ARP).
+    [neigh] = json.loads(out("neigh.json"))
+    assert neigh["lladdr"] == "ee:ee:ee:ee:ee:ee", neigh
+    cali = [x for x in json.loads(out("link.json")) if x["ifname"].startswith("cali")]
+    assert len(cali) == 2 and all(x["address"] == "ee:ee:ee:ee:ee:ee" and len(x["ifname"]) == 15 for x in cali)
+    assert out("proxy_arp").split() == ["1", "1"]
+    routes = {(x.get("type", "unicast"), x["dst"], x.get("protocol")) for x in json.loads(out("route.json"))}
+    assert {("blackhole", "10.244.1.0/24", "bird"), ("unicast", "10.244.2.0/24", "bird")} <= routes, routes
+
+
+def test_calico_without_proxy_arp_fails(nsbox, tmp_path) -> None:
+    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
+        import importlib.util
+        from nsbox.recipe import builtin_dirs, recipe
+
+        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
+        _p2p = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_p2p)
+
+        @recipe("pod-to-pod-mut-noproxyarp")
+        def build(lab):
+            '''pod-to-pod cni=calico with proxy ARP off on node1's cali veths.'''
+            _p2p.build(lab, cni="calico")
+            node1 = lab.nodes["node1"]
+            for key in [k for k in node1.sysctls if k.endswith(".proxy_arp")]:
+                node1.sysctls[key] = "0"
+    """))
+    r = nsbox.run("run", "pod-to-pod-mut-noproxyarp", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    assert r.returncode == 1, r.describe()
+    failed = {n for n, c in r.checks().items() if not c["passed"]}
+    # Every probe from or to a pod of node1 needs 169.254.1.1 answered there; node2's own
+    # same-node pair and the route checks (the kernel's lookup, not ARP) still pass.
+    reach = {n for n in r.checks() if n.startswith(("tcp/", "http ", "conntrack "))}
+    involving_n1 = {n for n in reach if "n1-" in n}
+    assert failed == involving_n1 and "tcp/7 n2-p1->n2-p2 (same node, no NAT)" not in failed, failed

@@ -71,7 +71,8 @@ def test_ptp_layout_pieces() -> None:
 
 
 @pytest.mark.parametrize("kwargs,words", [
-    ({"cni": "calico"}, "cni must be one of bridge, ptp, vxlan"),
+    ({"cni": "cilium"}, "cni must be one of bridge, ptp, vxlan, calico"),
+    ({"cni": "calico", "masq": "kind"}, "with cni=calico masq is one of calico, none"),
     ({"cni": "vxlan", "masq": "cni"}, "with cni=vxlan masq is one of flannel, none"),
     ({"cni": "ptp", "masq": "cni"}, "with cni=ptp masq is one of kind, none"),
     ({"cni": "bridge", "masq": "kind"}, "with cni=bridge masq is one of none, flannel, cni"),
@@ -82,7 +83,7 @@ def test_cluster_refuses_bad_layouts(kwargs: dict, words: str) -> None:
 
 
 @pytest.mark.parametrize("sets", [{}, {"cni": "ptp"}, {"masq": "cni"}, {"cni": "ptp", "nodes": "3", "pods": "3"},
-                                  {"cni": "vxlan", "nodes": "3"}])
+                                  {"cni": "vxlan", "nodes": "3"}, {"cni": "calico", "nodes": "3"}])
 def test_pod_to_pod_validates(sets: dict) -> None:
     lab = get("pod-to-pod").build(sets)
     validate(lab)
@@ -151,3 +152,17 @@ def test_vxlan_nodes_are_flannels() -> None:
         ("10.244.2.0/24", "10.244.2.0", "flannel.1", True), ("10.244.3.0/24", "10.244.3.0", "flannel.1", True)}
     macs = {f.mac for f in n1.fdbs}
     assert macs == {x.lladdr for x in n1.neighs} and len(macs) == 2
+
+
+def test_calico_pieces() -> None:
+    assert cni.calico_veth_name("default", "n1-p1") == "cali4592fd35277"
+    lab = get("pod-to-pod").build({"cni": "calico"})
+    validate(lab)
+    n1, pod = lab.nodes["node1"], lab.nodes["n1-p1"]
+    veth = cni.calico_veth_name("default", "n1-p1")
+    assert n1.interfaces[veth].mac == "ee:ee:ee:ee:ee:ee" and not n1.addresses_of(veth)
+    assert str(n1.sysctls[f"net.ipv4.conf.{veth}.proxy_arp"]) == "1"
+    assert [(r.dst, r.via, r.dev, r.scope) for r in pod.routes] == [
+        ("169.254.1.1", None, "eth0", "link"), ("default", "169.254.1.1", "eth0", None)]
+    assert [a.cidr for a in pod.addresses] == ["10.244.1.2/32"]
+    assert ("10.244.1.0/24", "blackhole", "bird") in {(r.dst, r.type, r.proto) for r in n1.routes}

@@ -16,6 +16,10 @@ Layouts (nsbox/kits/k8s/cni.py writes what the real plugins write, checked again
 - cni="vxlan": flannel's default vxlan backend: the same bridge delegate (MTU 1450), and
   flannel.1 (VNI 1, UDP 8472, nolearning) with a permanent neighbour and FDB entry and an
   onlink route per other node, instead of host-gw routes.
+- cni="calico": Calico's BGP layout: pods with a /32, gateway 169.254.1.1 (nobody's
+  address: the node's `cali...` veth, MAC ee:ee:ee:ee:ee:ee, answers by proxy ARP), a /32
+  route per pod on the node, the node's block blackholed, the peers' blocks via their
+  addresses (proto bird, as BGP would have taught them), Felix's natOutgoing (ipsets as CIDRs).
 - cni="ptp": kindnet. `ptp` (network "kindnet", ipMasq false, mtu of eth0) with host-local
   and a default route; the gateway /32 on every host veth; kindnetd's KIND-MASQ-AGENT.
 Pods on other nodes are reached through routes to their pod CIDRs via the node's address
@@ -45,13 +49,13 @@ LAN_SUBNET = "192.168.70.0/24"
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
 MASQ_MARK = "0x4000/0x4000"
-LAYOUTS = ("bridge", "ptp", "vxlan")
+LAYOUTS = ("bridge", "ptp", "vxlan", "calico")
 VXLAN_MTU = 1450      # flanneld: the external interface's MTU (1500) - 50
 VXLAN_PORT = 8472     # flannel sets no port: the kernel's default, 8472
 # Who masquerades pod traffic leaving the cluster: "flannel" (flanneld --ip-masq), "cni" (the
 # bridge plugin's ipMasq), "kind" (kindnetd's masq agent) or "none" (the kit's default for
 # bridge, as before the layouts: kube-proxy's rules only).
-MASQ = ("none", "flannel", "cni", "kind")
+MASQ = ("none", "flannel", "cni", "kind", "calico")
 OUTSIDE_HOST = 200  # the "outside" machine's host number on the node network
 
 
@@ -112,8 +116,9 @@ class Cluster:
                  masq: str | None = None) -> None:
         if cni not in LAYOUTS:
             raise ValidationError(f"k8s: cni must be one of {', '.join(LAYOUTS)}, not {cni!r}")
-        masq = masq or {"ptp": "kind", "vxlan": "flannel"}.get(cni, "none")
-        allowed = {"ptp": ("kind", "none"), "vxlan": ("flannel", "none")}.get(cni, ("none", "flannel", "cni"))
+        masq = masq or {"ptp": "kind", "vxlan": "flannel", "calico": "calico"}.get(cni, "none")
+        allowed = {"ptp": ("kind", "none"), "vxlan": ("flannel", "none"),
+                   "calico": ("calico", "none")}.get(cni, ("none", "flannel", "cni"))
         if masq not in allowed:
             raise ValidationError(f"k8s: with cni={cni} masq is one of {', '.join(allowed)}, not {masq!r}")
         self.lab = lab
@@ -157,6 +162,14 @@ class Cluster:
             n.sysctl("net.bridge.bridge-nf-call-iptables", 1, optional=True)
         if self.cni == "vxlan":
             self._flannel_vxlan(kn)
+        elif self.cni == "calico":
+            # The node's IPAM block (its pod CIDR here) is a blackhole on the node itself (its
+            # pods' /32 routes are more specific); the peers learn it by BGP (BIRD): routes via
+            # the node's address, proto bird, both ways.
+            n.route(kn.pod_cidr, type="blackhole", proto="bird")
+            for other in self.nodes.values():
+                n.route(other.pod_cidr, via=other.ip, dev="eth0", proto="bird")
+                other.node.route(kn.pod_cidr, via=ip, dev="eth0", proto="bird")
         else:
             # Pod CIDRs of the other nodes, via their LAN address (both ways).
             for other in self.nodes.values():
@@ -219,11 +232,14 @@ class Cluster:
         assert kn.ipam is not None
         conf = self.conf(kn)
         try:
-            att = plugins.ADD[conf.type](self.lab, kn.node, p, conf, kn.ipam, cid)
+            if self.cni == "calico":
+                att = plugins.calico_add(self.lab, kn.node, p, kn.ipam.allocate(cid))
+            else:
+                att = plugins.ADD[conf.type](self.lab, kn.node, p, conf, kn.ipam, cid)
         except ValidationError as e:
             raise ValidationError(f"k8s node {kn.name}: pod {name}: {e}") from None
         if host_ports:
-            cni_if = "cni0" if conf.type == "bridge" else att.host_veth
+            cni_if = "cni0" if conf.type == "bridge" and self.cni != "calico" else att.host_veth
             plugins.portmap_add(kn.node, conf, att, [plugins.PortMapping(h, c) for h, c in host_ports], cni_if)
         kn.pods.append(p)
         kn.attachments[name] = att
@@ -270,6 +286,17 @@ class Cluster:
                                           f'to MASQUERADE" -j RETURN')
             nat.append("KIND-MASQ-AGENT", f'-m comment --comment "{c}outbound traffic is subject to MASQUERADE '
                                           f'(must be last in chain)" -j MASQUERADE')
+            return
+        if self.masq == "calico":
+            # Felix's natOutgoing for the pool: cali-POSTROUTING -> cali-nat-outgoing. Felix
+            # matches the pool with ipsets (cali40masq-ipam-pools src, ! cali40all-ipam-pools
+            # dst); nsbox has no ipsets yet, so the same sets are written as CIDRs.
+            nat.new_chain("cali-POSTROUTING")
+            nat.new_chain("cali-nat-outgoing")
+            nat.insert("POSTROUTING", '-m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING', 1)
+            nat.append("cali-POSTROUTING", '-m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing')
+            nat.append("cali-nat-outgoing", f'-s {cluster} ! -d {cluster} -m comment --comment '
+                                            f'"cali:flqWnvo8yq4ULQLa" -j MASQUERADE --random-fully')
             return
         if self.masq != "flannel":
             return

@@ -236,3 +236,35 @@ def portmap_add(node: Node, conf: NetConf, att: Attachment, mappings: list[PortM
         for i in range(0, len(ports), 15):  # multiport takes at most 15 ports
             nat.append("CNI-HOSTPORT-DNAT", f"-p {proto} -m comment --comment {dnat_comment} -m multiport "
                                             f"--dports {','.join(map(str, ports[i:i + 15]))} -j {dn}")
+
+
+# -- calico (the Calico CNI plugin's Linux dataplane; written from Calico's documented layout,
+#    not compared with a real Calico: none runs here) --
+
+CALICO_GATEWAY = "169.254.1.1"    # the pods' gateway: an address nobody holds
+CALICO_HOST_MAC = "ee:ee:ee:ee:ee:ee"  # every cali veth's host end
+
+
+def calico_veth_name(namespace: str, pod: str) -> str:
+    """Calico's host veth name: "cali" + the first 11 hex digits of sha1("<namespace>.<pod>")."""
+    return "cali" + hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()[:11]
+
+
+def calico_add(lab: Lab, node: Node, pod: Node, ip: str, namespace: str = "default") -> Attachment:
+    """The calico CNI plugin's ADD: a veth pair, the host end `cali...` with MAC
+    ee:ee:ee:ee:ee:ee and no address, proxy ARP on it (proxy_delay 0) so it answers for
+    169.254.1.1, forwarding, route_localnet; in the pod the address as a /32, `169.254.1.1
+    dev eth0 scope link` and `default via 169.254.1.1 dev eth0`; on the node `IP dev cali...
+    scope link`. IP is calico-ipam's choice (from the node's block)."""
+    veth = calico_veth_name(namespace, pod.name)
+    lab.veth(pod, "eth0", node, veth)
+    node.set_link(veth, mac=CALICO_HOST_MAC)
+    for key, value in (("proxy_arp", 1), ("forwarding", 1), ("route_localnet", 1)):
+        node.sysctl(f"net.ipv4.conf.{veth}.{key}", value)
+    node.sysctl(f"net.ipv4.neigh.{veth}.proxy_delay", 0)
+    node.sysctl(f"net.ipv6.conf.{veth}.accept_ra", 0, optional=True)
+    pod.address("eth0", f"{ip}/32")
+    pod.route(CALICO_GATEWAY, dev="eth0", scope="link")
+    pod.route("default", via=CALICO_GATEWAY, dev="eth0")
+    node.route(f"{ip}/32", dev=veth, scope="link")
+    return Attachment(pod, ip, 32, CALICO_GATEWAY, veth, container_id(node.name, pod.name))
