@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 from nsbox.errors import ValidationError
-from nsbox.model.routes import RouteCheck, validate_route_check
+from nsbox.model.routes import NeighCheck, RouteCheck, validate_neigh_check, validate_route_check
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
 from nsbox.model.lab import ANSWERS, SERVER_KINDS
@@ -281,6 +281,8 @@ def _check_checks(lab: Lab) -> None:
                                       f"({', '.join(linkopts.OPERSTATES)})")
         elif isinstance(c, RouteCheck):
             validate_route_check(lab, c)
+        elif isinstance(c, NeighCheck):
+            validate_neigh_check(lab, c)
         elif isinstance(c, InterfacesCheck):
             lab.netns_of(c.node)
             for n in c.names:

@@ -110,11 +110,16 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
         # Across nodes through flannel.1: the peer's lease via its VTEP address, onlink.
         lab.expect_route("node1", k.pod_ip(pod_name(2, 1)), via="10.244.2.0", dev="flannel.1",
                          name="route node1: node2's pods via flannel.1")
+        lab.expect_neigh("node1", "10.244.2.0", lladdr=k.vtep_mac(k.nodes["node2"]), dev="flannel.1",
+                         state="permanent", name="neigh node1: node2's VTEP (permanent)")
     if cni == "calico":
         # The node's own block: its pods' /32s win, the rest of it is a blackhole.
         lab.expect_route("node1", k.pod_ip(first), direct=True, dev=node1.attachments[first].host_veth,
                          name=f"route node1: {first} /32 to its cali veth")
         lab.expect_route("node1", "10.244.1.250", type="blackhole", name="route node1: rest of its block blackholed")
+        # 169.254.1.1 is nobody's address: the pod learnt its node veth's MAC for it (proxy ARP).
+        lab.expect_neigh(first, "169.254.1.1", lladdr="ee:ee:ee:ee:ee:ee", dev="eth0",
+                         name=f"neigh {first}: 169.254.1.1 answered by proxy ARP")
     if cni == "ptp":
         lab.expect_route("node1", k.pod_ip(first), direct=True, dev=node1.attachments[first].host_veth,
                          name=f"route node1: {first} /32 to its veth")

@@ -25,7 +25,7 @@
 - cni=calico: all checks pass; the pod's neighbour entry for 169.254.1.1 holds the cali
   veth's ee:ee:ee:ee:ee:ee (learnt by proxy ARP); node1's block blackholed, node2's via BGP
   (proto bird). Mutant: proxy_arp off on node1's veths fails exactly the traffic from or to
-  node1's pods.
+  node1's pods and the expect_neigh check for 169.254.1.1.
 """
 
 from __future__ import annotations
@@ -386,4 +386,7 @@ def test_calico_without_proxy_arp_fails(nsbox, tmp_path) -> None:
     # same-node pair and the route checks (the kernel's lookup, not ARP) still pass.
     reach = {n for n in r.checks() if n.startswith(("tcp/", "http ", "conntrack "))}
     involving_n1 = {n for n in reach if "n1-" in n}
-    assert failed == involving_n1 and "tcp/7 n2-p1->n2-p2 (same node, no NAT)" not in failed, failed
+    # ... and the neighbour check: the pod has no entry for 169.254.1.1 (or a failed one).
+    neigh = "neigh n1-p1: 169.254.1.1 answered by proxy ARP"
+    assert failed == involving_n1 | {neigh} and "tcp/7 n2-p1->n2-p2 (same node, no NAT)" not in failed, failed
+    assert r.checks()[neigh]["observed"] != r.checks()[neigh]["expected"]

@@ -128,3 +128,24 @@ def test_delete_route_of_nothing_is_refused() -> None:
     lab.nodes["pod"].delete_route("10.77.0.0/24", dev="eth0")
     with pytest.raises(ValidationError, match="finds no such route .*ESRCH"):
         validate(lab)
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"ip": "169.254.1.300"}, "no IP address"),
+    ({"ip": "169.254.1.1", "lladdr": "ee:ee"}, "not a MAC address"),
+    ({"ip": "169.254.1.1", "dev": "eth7"}, "no interface"),
+    ({"ip": "169.254.1.1", "state": "gone"}, "state 'gone'"),
+])
+def test_expect_neigh_refusals(kwargs: dict, words: str) -> None:
+    lab = _pod()
+    ip = kwargs.pop("ip")
+    with pytest.raises(ValidationError, match=words):
+        lab.expect_neigh("pod", ip, **kwargs)
+
+
+def test_expect_neigh_round_trips() -> None:
+    from nsbox.model.serialize import lab_from_dict, lab_to_dict
+    lab = _pod()
+    c = lab.expect_neigh("pod", "169.254.1.1", lladdr="EE:EE:EE:EE:EE:EE", dev="eth0")
+    assert lab_from_dict(lab_to_dict(lab)).checks == [c]
+    assert c.expected == "neighbour 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee dev eth0 resolved"

@@ -13,6 +13,8 @@ def involved_nodes(lab: Lab, check: Check) -> list[str]:
         nodes = [lab.netns_of(check.src).name, *([target.node.name] if target.node else []), HOST]
     elif isinstance(check, LinkCheck) or type(check).__name__ == "RouteCheck":
         nodes = [check.node]
+    elif type(check).__name__ == "NeighCheck":
+        nodes = [lab.netns_of(check.node).name]
     elif isinstance(check, BindCheck):
         nodes = [lab.netns_of(check.container).name]
     elif isinstance(check, InterfacesCheck):

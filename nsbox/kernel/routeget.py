@@ -79,3 +79,65 @@ def route_get(path: str, dst: str, src: str | None = None) -> Lookup:
                       reply.get_attr("RTA_PREFSRC"))
     finally:
         nl.close()
+
+
+RTM_GETNEIGH, RTM_NEWNEIGH = 30, 28
+NLMSG_DONE = 3
+NLM_F_DUMP = 0x300
+NUD_NAMES = {0x01: "incomplete", 0x02: "reachable", 0x04: "stale", 0x08: "delay", 0x10: "probe",
+             0x20: "failed", 0x40: "noarp", 0x80: "permanent"}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    ip: str
+    dev: str
+    lladdr: str | None
+    state: str       # as `ip neigh` prints it, lower case: reachable, stale, permanent, ...
+    proxy: bool = False
+
+
+def neighbours(path: str) -> list[Neighbour]:
+    """The netns's neighbour table (`ip neigh show` and `ip neigh show proxy`): an
+    RTM_GETNEIGH dump, IPv4 and IPv6."""
+    from pyroute2.netlink.rtnl.ndmsg import ndmsg
+
+    from nsbox.kernel.rtnl import NLMSG_ERROR, Rtnl, _error, _HDR
+
+    nl = Rtnl("neigh", path)
+    out: list[Neighbour] = []
+    names: dict[int, str] = {}
+    try:
+        for proxy in (False, True):
+            m = ndmsg()
+            m["family"] = socket.AF_UNSPEC
+            if proxy:
+                m["flags"] = 0x08  # NTF_PROXY: the proxy entries' table
+            nl.seq += 1
+            m["header"].update({"type": RTM_GETNEIGH, "flags": 1 | NLM_F_DUMP, "sequence_number": nl.seq})
+            m.encode()
+            nl.sock.sendall(m.data)
+            done = False
+            while not done:
+                for seq, msg_type, body in nl._messages():
+                    if seq != nl.seq:
+                        continue
+                    if msg_type == NLMSG_DONE:
+                        done = True
+                        break
+                    if msg_type == NLMSG_ERROR:
+                        raise OSError(_error(body), os.strerror(_error(body)))
+                    if msg_type != RTM_NEWNEIGH:
+                        continue
+                    n = ndmsg(_HDR.pack(_HDR.size + len(body), msg_type, 0, seq, 0) + body)
+                    n.decode()
+                    ifindex = n["ifindex"]
+                    if ifindex not in names:
+                        with netns.entered(path):
+                            names[ifindex] = socket.if_indextoname(ifindex)
+                    state = n["state"]
+                    out.append(Neighbour(n.get_attr("NDA_DST"), names[ifindex], n.get_attr("NDA_LLADDR"),
+                                         NUD_NAMES.get(state, str(state)), proxy))
+    finally:
+        nl.close()
+    return out

@@ -115,6 +115,6 @@ class InterfacesCheck:
         return "interfaces " + ", ".join(sorted(self.names))
 
 
-from nsbox.model.routes import RouteCheck  # noqa: E402  (its own module: the CNI layouts' additions)
+from nsbox.model.routes import NeighCheck, RouteCheck  # noqa: E402  (its own module: the CNI layouts' additions)
 
-Check = Union[ReachCheck, ConntrackCheck, LinkCheck, BindCheck, InterfacesCheck, RouteCheck]
+Check = Union[ReachCheck, ConntrackCheck, LinkCheck, BindCheck, InterfacesCheck, RouteCheck, NeighCheck]

@@ -678,6 +678,14 @@ class Lab:
         from nsbox.model.routes import expect_route
         return expect_route(self, node, dst, via=via, dev=dev, src=src, direct=direct, type=type, name=name)
 
+    def expect_neigh(self, node: Node | str | ContainerHandle, ip: str, *, lladdr: str | None = None,
+                     dev: str | None = None, state: str | None = None, name: str | None = None) -> Any:
+        """NODE's kernel holds a neighbour entry for IP (LLADDR, DEV, STATE), read after the
+        traffic checks; see nsbox/model/routes.py."""
+        from nsbox.model.routes import expect_neigh
+        return expect_neigh(self, node if isinstance(node, (str, Node)) else node.name, ip, lladdr=lladdr,
+                            dev=dev, state=state, name=name)
+
     def expect_dns(self, src: str | Node | ContainerHandle, server: str, name: str, answer: str | None,
                    port: int = 53, *, check_name: str | None = None) -> ReachCheck:
         """SRC asks the DNS server at SERVER (an address: a lab one, a declared virtual one or

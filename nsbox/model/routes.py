@@ -99,3 +99,60 @@ def validate_route_check(lab: Lab, c: RouteCheck) -> None:
         raise ValidationError(f"{where}: route type {c.route_type!r} is not one of {', '.join(ROUTE_GET_TYPES)}")
     if c.direct and c.via is not None:
         raise ValidationError(f"{where}: direct=True means no gateway, so no via")
+
+
+NUD_STATES = ("reachable", "stale", "delay", "probe", "failed", "incomplete", "noarp", "permanent")
+
+
+@dataclass(frozen=True)
+class NeighCheck:
+    """NODE's neighbour table (`ip neigh show`, read after the traffic checks ran) holds IP
+    on DEV with link-layer address LLADDR and, if given, in STATE. LLADDR=None: only
+    that the entry exists and is resolved (not failed/incomplete). PROXY: a proxy entry."""
+
+    name: str
+    node: str
+    ip: str
+    lladdr: str | None = None
+    dev: str | None = None
+    state: str | None = None
+
+    @property
+    def expected(self) -> str:
+        words = [f"neighbour {self.ip}"]
+        if self.lladdr:
+            words.append(f"lladdr {self.lladdr.lower()}")
+        if self.dev:
+            words.append(f"dev {self.dev}")
+        words.append(self.state or "resolved")
+        return " ".join(words)
+
+
+def expect_neigh(lab: Lab, node: Node | str, ip: str, *, lladdr: str | None = None, dev: str | None = None,
+                 state: str | None = None, name: str | None = None) -> NeighCheck:
+    """NODE's kernel holds a neighbour entry for IP (with LLADDR, on DEV, in STATE), read with
+    RTM_GETNEIGH once the traffic checks have run: a pod's entry for Calico's 169.254.1.1
+    holds the node veth's MAC, learnt by proxy ARP; flannel's permanent VTEP entries."""
+    n = node if isinstance(node, str) else node.name
+    check = NeighCheck(name=name or f"neigh {n}: {ip}", node=n, ip=ip, lladdr=lladdr.lower() if lladdr else None,
+                       dev=dev, state=state)
+    validate_neigh_check(lab, check)
+    lab._add_check(check)
+    return check
+
+
+def validate_neigh_check(lab: Lab, c: NeighCheck) -> None:
+    import re
+
+    where = f"check {c.name!r}"
+    node = lab.netns_of(c.node) if c.node not in lab.nodes else lab.nodes[c.node]
+    try:
+        ipaddress.ip_address(c.ip)
+    except ValueError:
+        raise ValidationError(f"{where}: {c.ip!r} is no IP address") from None
+    if c.lladdr is not None and not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", c.lladdr):
+        raise ValidationError(f"{where}: lladdr {c.lladdr!r} is not a MAC address such as 02:42:ac:11:00:02")
+    if c.dev is not None and c.dev not in node.interfaces:
+        raise ValidationError(f"{where}: {c.dev} is no interface of node {node.name!r}")
+    if c.state is not None and c.state not in NUD_STATES:
+        raise ValidationError(f"{where}: state {c.state!r} is not one of {', '.join(NUD_STATES)}")

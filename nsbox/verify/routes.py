@@ -30,3 +30,29 @@ def run_route(built, c: RouteCheck) -> CheckResult:
     return CheckResult(c.name, "route", c.expected, observed, ok,
                        f"{c.node}: ip route get {c.dst} -> {got.words()}",
                        duration_ms=round((time.monotonic() - start) * 1000, 1), node=c.node)
+
+
+def run_neigh(built, c) -> CheckResult:
+    """Read NODE's neighbour table (RTM_GETNEIGH dump) after the traffic checks."""
+    from nsbox.kernel.routeget import neighbours
+
+    start = time.monotonic()
+    node = built.lab.netns_of(c.node).name
+    found = [n for n in neighbours(built.path(node)) if n.ip == c.ip and not n.proxy
+             and (c.dev is None or n.dev == c.dev)]
+    ok, observed = False, f"no neighbour entry for {c.ip}"
+    for n in found:
+        words = [f"neighbour {n.ip}"]
+        if c.lladdr:
+            words.append(f"lladdr {n.lladdr}")
+        if c.dev:
+            words.append(f"dev {n.dev}")
+        resolved = n.state not in ("failed", "incomplete")
+        words.append(n.state if c.state else ("resolved" if resolved else n.state))
+        observed = " ".join(words)
+        ok = (c.lladdr is None or n.lladdr == c.lladdr) and (n.state == c.state if c.state else resolved)
+        if ok:
+            break
+    detail = "; ".join(f"{n.ip} dev {n.dev} lladdr {n.lladdr} {n.state}" for n in found) or "none"
+    return CheckResult(c.name, "neigh", c.expected, observed, ok, f"{c.node}: ip neigh show {c.ip}: {detail}",
+                       duration_ms=round((time.monotonic() - start) * 1000, 1), node=node)
