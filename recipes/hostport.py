@@ -27,7 +27,7 @@ HOST_PORT = 8080
     Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel), ptp (kindnet) or calico", choices=k8s.LAYOUTS),
 ])
 def build(lab: Lab, cni: str = "bridge") -> None:
-    """A pod's hostPort 8080 by portmap: from outside, the node's 127.0.0.1, pods, itself (cni=bridge|ptp)."""
+    """A pod's hostPort 8080 by portmap: from outside, the node's 127.0.0.1, pods, itself (cni=bridge|vxlan|ptp|calico)."""
     k = k8s.Cluster(lab, cni=cni, masq="flannel" if cni == "bridge" else None)
     n1, n2 = k.node("node1", "10.244.1.0/24"), k.node("node2", "10.244.2.0/24")
     outside = k.outside("outside")

@@ -17,7 +17,7 @@ from nsbox.recipe import Param, recipe
     Param("cni", "bridge", "the CNI layout: bridge (flannel host-gw), vxlan (flannel), ptp (kindnet) or calico", choices=k8s.LAYOUTS),
 ])
 def build(lab: Lab, cni: str = "bridge") -> None:
-    """Two containers in one pod: shared netns, 127.0.0.1 between them, one pod address (cni=bridge|ptp)."""
+    """Two containers in one pod: shared netns, 127.0.0.1 between them, one pod address (cni=bridge|vxlan|ptp|calico)."""
     k = k8s.Cluster(lab, cni=cni, masq="flannel" if cni == "bridge" else None)
     n1, n2 = k.node("node1", "10.244.1.0/24"), k.node("node2", "10.244.2.0/24")
     outside = k.outside("outside")

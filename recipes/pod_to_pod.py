@@ -54,7 +54,7 @@ def pod_name(node: int, pod: int) -> str:
                           "ipMasq, cni=bridge only)", choices=("auto", "cni")),
 ])
 def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: str = "auto") -> None:
-    """Pods on several nodes reach each other without NAT (cni=bridge|ptp); pod->outside is masqueraded."""
+    """Pods on several nodes reach each other without NAT (cni=bridge|vxlan|ptp|calico); pod->outside is masqueraded."""
     if masq == "cni" and cni != "bridge":
         raise ValidationError(f"masq=cni is the bridge plugin's ipMasq: cni=bridge only, not cni={cni}")
     # auto: flanneld's masquerade for bridge and vxlan, kindnet's for ptp, Felix's for calico.
