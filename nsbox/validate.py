@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 from nsbox.errors import ValidationError
+from nsbox.model.routes import NeighCheck, RouteCheck, validate_neigh_check, validate_route_check
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
 from nsbox.model.lab import ANSWERS, SERVER_KINDS
@@ -419,6 +420,10 @@ def _check_checks(lab: Lab) -> None:
             if c.state not in linkopts.OPERSTATES:
                 raise ValidationError(f"check {c.name!r}: unknown link state {c.state!r} "
                                       f"({', '.join(linkopts.OPERSTATES)})")
+        elif isinstance(c, RouteCheck):
+            validate_route_check(lab, c)
+        elif isinstance(c, NeighCheck):
+            validate_neigh_check(lab, c)
         elif isinstance(c, InterfacesCheck):
             lab.netns_of(c.node)
             for n in c.names:

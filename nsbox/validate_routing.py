@@ -92,7 +92,8 @@ class _Tables:
             # The prefix route the kernel adds with the address: IPv4 none for a /32,
             # metric 0; IPv6 metric 256 (none for a /128).
             # A device left down has no prefix route (the kernel adds it at `link set up`).
-            if iface.network.prefixlen < iface.max_prefixlen and self._up(a.iface):
+            if iface.network.prefixlen < iface.max_prefixlen and self._up(a.iface) \
+                    and not a.noprefixroute:
                 # (appended: two interfaces in one subnet each get theirs, as in the kernel)
                 self.entries.append(_Entry(routing.TABLES["main"], iface.network, 0 if iface.version == 4 else 256,
                                            a.iface, routing.SCOPES["link"], False,
@@ -108,8 +109,15 @@ class _Tables:
         for old in self.entries:
             if (old.table, old.net, old.metric) == (e.table, e.net, e.metric):
                 table = next((k for k, v in routing.TABLES.items() if v == e.table), str(e.table))
+                hint = ""
+                if old.what.startswith("the prefix route of address"):
+                    # The CNI ptp plugin's pod: it deletes the kernel's prefix route, then routes
+                    # the subnet via the gateway. nsbox writes the end state directly.
+                    hint = (f"; the CNI ptp plugin deletes that prefix route first: write "
+                            f"delete_route('{e.net}', dev=...) before this route, or the address "
+                            f"with noprefixroute=True (`ip addr add ... noprefixroute`)")
                 raise ValidationError(f"node {self.node.name}: two routes to {e.net} in table {table} with metric "
-                                      f"{e.metric}: {old.what} and {e.what} (the kernel: EEXIST)")
+                                      f"{e.metric}: {old.what} and {e.what} (the kernel: EEXIST){hint}")
         self.entries.append(e)
 
     def add_all(self) -> None:
@@ -121,6 +129,15 @@ class _Tables:
         net = _route_syntax(node, r, where)
         family = net.version
         scope = routing.route_scope(r)
+        if r.delete:
+            self._delete(r, net, where)
+            return
+        if r.type is not None:
+            from nsbox.model.routes import check_typed_route
+            check_typed_route(r, where)
+            self._put(_Entry(routing.table_id(r.table), net, routing.route_metric(r), None, scope, False,
+                             f"'{routing.route_text(r)}'"))
+            return
         if r.dev is not None and r.dev not in node.interfaces:
             raise ValidationError(f"{where}: no device {r.dev} in this node (the kernel: ENODEV)")
         if r.via is None and r.dev is None:
@@ -143,6 +160,17 @@ class _Tables:
         table = routing.table_id(r.table)
         self._put(_Entry(table, net, routing.route_metric(r), r.dev, scope, r.via is not None,
                          f"'{routing.route_text(r)}'"))
+
+    def _delete(self, r: Route, net: IpNet, where: str) -> None:
+        """`ip route del`: the first route to NET in the table (out of DEV if given) goes."""
+        table = routing.table_id(r.table)
+        for e in self.entries:
+            if (e.table, e.net) == (table, net) and r.dev in (None, e.dev):
+                self.entries.remove(e)
+                return
+        dev = f" dev {r.dev}" if r.dev else ""
+        raise ValidationError(f"{where}: `ip route del {r.dst}{dev}` finds no such route (no address's prefix "
+                              f"route nor a route declared before it; the kernel: ESRCH, no such process)")
 
     def _check_src(self, r: Route, where: str) -> None:
         src = ipaddress.ip_address(r.src)

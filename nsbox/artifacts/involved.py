@@ -11,8 +11,10 @@ def involved_nodes(lab: Lab, check: Check) -> list[str]:
     if isinstance(check, ReachCheck):
         target = lab.target(check.src, check.dst, check.proto, check.port, check.family)
         nodes = [lab.netns_of(check.src).name, *([target.node.name] if target.node else []), HOST]
-    elif isinstance(check, LinkCheck):
+    elif isinstance(check, LinkCheck) or type(check).__name__ == "RouteCheck":
         nodes = [check.node]
+    elif type(check).__name__ == "NeighCheck":
+        nodes = [lab.netns_of(check.node).name]
     elif isinstance(check, BindCheck):
         nodes = [lab.netns_of(check.container).name]
     elif isinstance(check, InterfacesCheck):

@@ -20,6 +20,7 @@ from nsbox.model.lab import Fdb, Neigh, PolicyRule, Route
 # pyroute2 is imported only by the encoders: validation uses the names and
 # numbers below and must run (and say what is missing) without it.
 RTM_NEWROUTE, RTM_NEWNEIGH, RTM_NEWRULE = 24, 28, 32  # linux/rtnetlink.h
+RTM_DELROUTE = 25
 
 # iproute2's /usr/share/iproute2/rt_tables, rt_scopes, rt_protos: the names `ip` knows.
 TABLES = {"default": 253, "main": 254, "local": 255}
@@ -35,6 +36,8 @@ NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
 AF_BRIDGE = 7
 RTN_UNICAST = 1
 RT_TABLE_UNSPEC = 0
+# Route types that drop (linux/rtnetlink.h): `ip route add blackhole|unreachable|prohibit DST`.
+ROUTE_TYPES = {"blackhole": 6, "unreachable": 7, "prohibit": 8}
 
 IndexOf = Callable[[str], int]  # interface name -> ifindex in the node
 
@@ -81,6 +84,8 @@ def route_scope(r: Route) -> int:
     """What the kernel gets: the given scope, else link without a gateway, universe with one."""
     if r.scope is not None:
         return scope_id(r.scope)
+    if r.type is not None:
+        return SCOPES["universe"]  # iproute2: only unicast routes without a gateway get scope link
     return SCOPES["universe"] if r.via else SCOPES["link"]
 
 
@@ -95,7 +100,7 @@ def route_metric(r: Route) -> int:
 
 def route_text(r: Route) -> str:
     words = ["ip", "-6"] if route_family(r) == 6 and r.dst == "default" and not r.via and not r.src else ["ip"]
-    words += ["route", "add", r.dst]
+    words += ["route", "del" if r.delete else "add", *([r.type] if r.type else []), r.dst]
     if r.via:
         words += ["via", r.via]
     if r.dev:
@@ -133,7 +138,11 @@ def route_msg(r: Route, index: IndexOf):
         attrs.append(("RTA_TABLE", table))
     m["proto"] = proto_id(r.proto) if r.proto is not None else PROTOS["boot"]
     m["scope"] = route_scope(r)
-    m["type"] = RTN_UNICAST
+    if r.delete:
+        # `ip route del`: protocol unspecified and scope nowhere match any route to DST
+        # (the kernel's prefix route is proto kernel, scope link).
+        m["proto"], m["scope"] = 0, SCOPES["nowhere"]
+    m["type"] = ROUTE_TYPES[r.type] if r.type else RTN_UNICAST
     m["flags"] = RTNH_F_ONLINK if r.onlink else 0
     if net.prefixlen:
         attrs.append(("RTA_DST", str(net.network_address)))
@@ -298,7 +307,7 @@ def encode(obj: Route | PolicyRule | Neigh | Fdb, index: IndexOf):
 
 def msg_type(obj: Route | PolicyRule | Neigh | Fdb) -> int:
     if isinstance(obj, Route):
-        return RTM_NEWROUTE
+        return RTM_DELROUTE if obj.delete else RTM_NEWROUTE
     if isinstance(obj, PolicyRule):
         return RTM_NEWRULE
     return RTM_NEWNEIGH

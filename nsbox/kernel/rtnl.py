@@ -217,14 +217,17 @@ def operstate(path: str, ifname: str) -> str:
 
 
 IFA_F_NODAD = 0x02
+IFA_F_NOPREFIXROUTE = 0x200
 
 
-def address(index: int, cidr: str, nodad: bool = False) -> ifaddrmsg:
-    """Like `ip addr add CIDR dev X [nodad]`, plus the broadcast Docker's netlink library sets."""
+def address(index: int, cidr: str, nodad: bool = False, noprefixroute: bool = False) -> ifaddrmsg:
+    """Like `ip addr add CIDR dev X [nodad] [noprefixroute]`, plus the broadcast Docker's
+    netlink library sets."""
     iface = ipaddress.ip_interface(cidr)
     m = ifaddrmsg()
     if nodad:
         m["flags"] = IFA_F_NODAD  # no duplicate address detection: usable at once
+    attrs_flags = IFA_F_NOPREFIXROUTE if noprefixroute else 0
     m["family"] = socket.AF_INET6 if iface.version == 6 else socket.AF_INET
     m["prefixlen"] = iface.network.prefixlen
     m["index"] = index
@@ -232,6 +235,9 @@ def address(index: int, cidr: str, nodad: bool = False) -> ifaddrmsg:
     attrs: list = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
     if iface.version == 4 and iface.network.prefixlen < 31:
         attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+    if attrs_flags:
+        # The 8-bit ifa_flags cannot hold it: iproute2 sends IFA_FLAGS (the full 32 bits).
+        attrs.append(("IFA_FLAGS", attrs_flags | (m["flags"] or 0)))
     m["attrs"] = attrs
     return m
 

@@ -115,4 +115,6 @@ class InterfacesCheck:
         return "interfaces " + ", ".join(sorted(self.names))
 
 
-Check = Union[ReachCheck, ConntrackCheck, LinkCheck, BindCheck, InterfacesCheck]
+from nsbox.model.routes import NeighCheck, RouteCheck  # noqa: E402  (its own module: the CNI layouts' additions)
+
+Check = Union[ReachCheck, ConntrackCheck, LinkCheck, BindCheck, InterfacesCheck, RouteCheck, NeighCheck]

@@ -65,6 +65,18 @@ class Table:
         self._chain(chain).rules.append(parse_rule(spec))
         return self
 
+    def insert(self, chain: str, spec: str, position: int = 1) -> Table:
+        """`iptables -t TABLE -I CHAIN [POSITION] SPEC`: POSITION counts from 1 (the top, as
+        real agents insert their jumps: portmap's CNI-HOSTPORT-MASQ, kube-proxy's portals);
+        one past the last rule appends."""
+        rules = self._chain(chain).rules
+        if type(position) is not int or not 1 <= position <= len(rules) + 1:
+            raise ValidationError(f"iptables -t {self.name} -I {chain} {position!r}: position must be 1-"
+                                  f"{len(rules) + 1} (the chain has {len(rules)} rule(s); iptables: index of "
+                                  f"insertion too big)")
+        rules.insert(position - 1, parse_rule(spec))
+        return self
+
     def _chain(self, name: str) -> Chain:
         try:
             return self.chains[name]

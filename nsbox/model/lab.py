@@ -57,6 +57,10 @@ class Address:
     # a Service VIP on every node): validation then allows the duplicate. Probes from a
     # node that holds it are still never answered by that node itself (the verifier fails them).
     shared: bool = False
+    # `ip addr add ... noprefixroute` (IFA_F_NOPREFIXROUTE): the kernel adds no prefix
+    # route for it. The CNI ptp plugin ends up with exactly this in a pod (it deletes the
+    # kernel's prefix route and routes the subnet via the gateway instead).
+    noprefixroute: bool = False
 
     @property
     def nodad(self) -> bool:
@@ -88,6 +92,12 @@ class Route:
     metric: int | None = None
     table: str | None = None    # main, local, default or 1-4294967295
     proto: str | None = None    # boot, static, kernel, dhcp, ... or 0-255
+    # None: a unicast route; "blackhole", "unreachable" or "prohibit": `ip route add TYPE DST`,
+    # a route that drops (silently, or with ICMP host unreachable / admin prohibited).
+    type: str | None = None
+    # `ip route del DST [dev DEV] [table T]`: take away a route the kernel made (the prefix
+    # route of an address), as the CNI ptp plugin does in a pod. Node.delete_route writes it.
+    delete: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,30 +288,45 @@ class Node:
         linkopts.check(self.name, i)
         return self
 
-    def address(self, iface: str, cidr: str, *, dad: bool = False, shared: bool = False) -> Node:
+    def address(self, iface: str, cidr: str, *, dad: bool = False, shared: bool = False,
+                noprefixroute: bool = False) -> Node:
         """`ip addr add CIDR dev IFACE` (IPv6: `... nodad`, as Docker adds them, unless DAD=True:
         then the kernel runs duplicate address detection and the lab waits for it).
         SHARED: another node of the same L2 segment holds it too, on purpose (anycast, a VIP);
-        without it such a duplicate is refused."""
+        without it such a duplicate is refused.
+        NOPREFIXROUTE=True: `... noprefixroute`, no connected route for the subnet (the CNI
+        ptp plugin's pod: it deletes that route and adds `SUBNET via GW` instead)."""
         try:
             ipaddress.ip_interface(cidr)
         except ValueError:
             raise ValidationError(f"{self.name}: bad address {cidr!r} for {iface}") from None
         if "/" not in cidr:
             raise ValidationError(f"{self.name}: address {cidr!r} needs a prefix length, e.g. {cidr}/24")
-        self.addresses.append(Address(iface, cidr, dad, shared))
+        if not isinstance(noprefixroute, bool):
+            raise ValidationError(f"{self.name}: address {cidr}: noprefixroute is True or False")
+        self.addresses.append(Address(iface, cidr, dad, shared=shared, noprefixroute=noprefixroute))
         return self
 
     def route(self, dst: str, via: str | None = None, dev: str | None = None, *, src: str | None = None,
               scope: str | int | None = None, onlink: bool = False, metric: int | None = None,
-              table: str | int | None = None, proto: str | int | None = None) -> Node:
-        """`ip route add DST [via GW] [dev DEV] [src SRC] [scope S] [onlink] [metric M] [table T] [proto P]`
+              table: str | int | None = None, proto: str | int | None = None,
+              type: str | None = None) -> Node:
+        """`ip route add [TYPE] DST [via GW] [dev DEV] [src SRC] [scope S] [onlink] [metric M] [table T] [proto P]`
+
+        TYPE: None (unicast), "blackhole", "unreachable" or "prohibit" (no gateway, no device).
 
         Routes go in in the order given: a gateway must be reachable through an
         address or a route declared before it (Calico: `169.254.1.1 dev eth0 scope
         link`, then `default via 169.254.1.1`)."""
         self.routes.append(Route(dst, via, dev, src, _opt_str(scope), onlink, metric, _opt_str(table),
-                                 _opt_str(proto)))
+                                 _opt_str(proto), type))
+        return self
+
+    def delete_route(self, dst: str, dev: str | None = None, *, table: str | int | None = None) -> Node:
+        """`ip route del DST [dev DEV] [table T]`, in order with the routes: takes away a route
+        the kernel made or one declared before (the CNI ptp plugin deletes the pod's prefix
+        route, then adds `GW dev eth0 scope link` and `SUBNET via GW`)."""
+        self.routes.append(Route(dst, None, dev, table=_opt_str(table), delete=True))
         return self
 
     def rule(self, table: str | int, *, priority: int | None = None, src: str | None = None,
@@ -663,6 +688,22 @@ class Lab:
         check = LinkCheck(name=name or f"link {n}/{iface} {state}", node=n, iface=iface, state=state)
         self._add_check(check)
         return check
+
+    def expect_route(self, node: Node | str, dst: str, *, via: str | None = None, dev: str | None = None,
+                     src: str | None = None, direct: bool = False, type: str = "unicast",
+                     name: str | None = None) -> Any:
+        """NODE's kernel routes DST via VIA out of DEV with source SRC, as `ip route get DST`
+        answers (direct=True: no gateway); see nsbox/model/routes.py."""
+        from nsbox.model.routes import expect_route
+        return expect_route(self, node, dst, via=via, dev=dev, src=src, direct=direct, type=type, name=name)
+
+    def expect_neigh(self, node: Node | str | ContainerHandle, ip: str, *, lladdr: str | None = None,
+                     dev: str | None = None, state: str | None = None, name: str | None = None) -> Any:
+        """NODE's kernel holds a neighbour entry for IP (LLADDR, DEV, STATE), read after the
+        traffic checks; see nsbox/model/routes.py."""
+        from nsbox.model.routes import expect_neigh
+        return expect_neigh(self, node if isinstance(node, (str, Node)) else node.name, ip, lladdr=lladdr,
+                            dev=dev, state=state, name=name)
 
     def expect_dns(self, src: str | Node | ContainerHandle, server: str, name: str, answer: str | None,
                    port: int = 53, *, check_name: str | None = None) -> ReachCheck:

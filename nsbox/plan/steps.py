@@ -165,14 +165,18 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
     for a in node.addresses:
         brd = " brd +" if ":" not in a.cidr and a.network.prefixlen < 31 else ""
         nodad = " nodad" if a.nodad else ""
+        nodad += " noprefixroute" if a.noprefixroute else ""
         plan.add(node.name, f"ip addr add {q(a.cidr)}{brd} dev {q(a.iface)}{nodad}",
-                 Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr, a.nodad), RTM_NEWADDR,
+                 Netlink(lambda ctx, a=a: rtnl.address(ctx.index(a.iface), a.cidr, a.nodad, a.noprefixroute),
+                         RTM_NEWADDR,
                          needs=(a.iface,)))
     # Routes in declaration order (a gateway needs the route that reaches it first),
     # then policy rules, neighbour and FDB entries: each self-describing (kernel/routing.py).
     for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
         plan.add(node.name, routing.ip_text(obj),
                  Netlink(lambda ctx, obj=obj: routing.encode(obj, ctx.index), routing.msg_type(obj),
+                         # a delete: no CREATE|EXCL (0x200 is NLM_F_BULK there: EOPNOTSUPP)
+                         **({"flags": NLM_F_REQUEST | NLM_F_ACK} if getattr(obj, "delete", False) else {}),
                          needs=routing.needs(obj)))
     fw = node.firewall
     if fw.used_tables(4) or fw.used_tables(6) or fw.nft:

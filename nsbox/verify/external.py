@@ -90,7 +90,7 @@ def nodes_named(lab: Lab, checks: list[Check]) -> set[str]:
                 out.add(target.node.name)
             if c.dropped_by:
                 out.add(c.dropped_by[0])
-        elif isinstance(c, (ConntrackCheck, LinkCheck)):
+        elif isinstance(c, (ConntrackCheck, LinkCheck)) or type(c).__name__ in ("RouteCheck", "NeighCheck"):
             out.add(c.node)
         elif isinstance(c, BindCheck):
             out.add(lab.netns_of(c.container).name)

@@ -54,7 +54,7 @@ class CheckResult:
     """
 
     name: str
-    kind: Literal["reach", "conntrack", "link", "bind", "interfaces"]
+    kind: Literal["reach", "conntrack", "link", "bind", "interfaces", "route", "neigh"]
     expected: str
     observed: str
     passed: bool

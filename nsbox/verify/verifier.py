@@ -19,6 +19,7 @@ from nsbox.kernel import conntrack, iptables, rtnl
 from nsbox.kernel.realize import Realized
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, ReachCheck
 from nsbox.model.checks import describe_rule
+from nsbox.model.routes import NeighCheck, RouteCheck
 from nsbox.model.rules import parse_rule
 from nsbox.verify.probes import ProbeResult, probe
 from nsbox.verify.results import CheckResult, Endpoint
@@ -89,6 +90,12 @@ def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[
             results[c.name] = _run_bind(built, c)
         elif isinstance(c, InterfacesCheck):
             results[c.name] = _run_interfaces(built, c)
+        elif isinstance(c, RouteCheck):
+            from nsbox.verify.routes import run_route
+            results[c.name] = run_route(built, c)
+        elif isinstance(c, NeighCheck):
+            from nsbox.verify.routes import run_neigh
+            results[c.name] = run_neigh(built, c)
     return [results[c.name] for c in lab.checks]
 
 

@@ -1,0 +1,388 @@
+"""A small Kubernetes kit: nodes on a node network, pods attached by a CNI layout, and
+ClusterIP Services as kube-proxy (iptables mode) writes them.
+
+    k = Cluster(lab, cni="bridge")               # or cni="ptp" (kindnet, as every kind cluster)
+    n1 = k.node("node1", "10.244.1.0/24")        # a machine: eth0 on the node network
+    p1 = k.pod(n1, "p1")                          # netns, attached as the CNI plugin attaches it
+    svc = k.service("web", 80, 8080, [p1, p2])    # ClusterIP, KUBE-SERVICES/SVC/SEP on every node
+
+Layouts (nsbox/kits/k8s/cni.py writes what the real plugins write, checked against them):
+- cni="bridge": flannel's host-gw backend. The flannel CNI plugin delegates to `bridge`
+  (network "cbr0": cni0, isGateway, isDefaultGateway, hairpinMode, ipMasq false) with
+  host-local on the node's pod CIDR and the route to the cluster CIDR; flanneld --ip-masq
+  writes FLANNEL-POSTRTG / FLANNEL-FWD. masq="cni" instead turns on the bridge plugin's own
+  ipMasq (its CNI-<hash> chains), which also masquerades pods of other nodes: the plugin
+  exempts only its own subnet.
+- cni="vxlan": flannel's default vxlan backend: the same bridge delegate (MTU 1450), and
+  flannel.1 (VNI 1, UDP 8472, nolearning) with a permanent neighbour and FDB entry and an
+  onlink route per other node, instead of host-gw routes.
+- cni="calico": Calico's BGP layout: pods with a /32, gateway 169.254.1.1 (nobody's
+  address: the node's `cali...` veth, MAC ee:ee:ee:ee:ee:ee, answers by proxy ARP), a /32
+  route per pod on the node, the node's block blackholed, the peers' blocks via their
+  addresses (proto bird, as BGP would have taught them), Felix's natOutgoing (ipsets as CIDRs).
+- cni="ptp": kindnet. `ptp` (network "kindnet", ipMasq false, mtu of eth0) with host-local
+  and a default route; the gateway /32 on every host veth; kindnetd's KIND-MASQ-AGENT.
+Pods on other nodes are reached through routes to their pod CIDRs via the node's address
+on the node network (host-gw / kindnet routes.go). bridge-nf-call-iptables=1 on bridge
+nodes (br_netfilter, which kube-proxy needs for bridged pod->Service->same-node traffic).
+Services: the nat rules of
+dataplane.md §4a (ClusterIP with Cluster policy; no NodePort, no filter chains), chain
+names hashed as kube-proxy hashes them; the ClusterIP is a `lab.virtual` address, so a
+probe may target it and `answered_by=` proves which endpoint served.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+from nsbox.errors import ValidationError
+from nsbox.kits.k8s import cni as plugins
+from nsbox.model import Lab, Node
+from nsbox.model.firewall import Table
+from nsbox.model.rules import parse_rule
+
+LAN_SUBNET = "192.168.70.0/24"
+CLUSTER_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/12"
+MASQ_MARK = "0x4000/0x4000"
+LAYOUTS = ("bridge", "ptp", "vxlan", "calico")
+VXLAN_MTU = 1450      # flanneld: the external interface's MTU (1500) - 50
+VXLAN_PORT = 8472     # flannel sets no port: the kernel's default, 8472
+# Who masquerades pod traffic leaving the cluster: "flannel" (flanneld --ip-masq), "cni" (the
+# bridge plugin's ipMasq), "kind" (kindnetd's masq agent) or "none" (the kit's default for
+# bridge, as before the layouts: kube-proxy's rules only).
+MASQ = ("none", "flannel", "cni", "kind", "calico")
+OUTSIDE_HOST = 200  # the "outside" machine's host number on the node network
+
+
+def port_proto_hash(*parts: str) -> str:
+    """kube-proxy's chain-name hash: base32(sha256(concatenation))[:16]."""
+    return base64.b32encode(hashlib.sha256("".join(parts).encode()).digest()).decode()[:16]
+
+
+def probability(n_left: int) -> str:
+    """`-m statistic --probability 1/N` as iptables-save prints it: kube-proxy writes
+    %0.10f, the kernel keeps lround(p * 2^31) and iptables prints that / 2^31 as %.11f."""
+    return f"{round(0x80000000 / n_left) / 0x80000000:.11f}"
+
+
+@dataclass
+class K8sNode:
+    name: str
+    node: Node
+    ip: str
+    pod_cidr: str
+    pods: list[Node] = field(default_factory=list)
+    ipam: plugins.HostLocal | None = None
+    attachments: dict[str, plugins.Attachment] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> str:
+        return str(ipaddress.ip_network(self.pod_cidr).network_address + 1)
+
+
+@dataclass
+class Service:
+    namespace: str
+    name: str
+    port_name: str
+    cluster_ip: str
+    port: int
+    target_port: int
+    proto: str
+    endpoints: list[str]  # pod IPs
+
+    @property
+    def port_id(self) -> str:
+        return f"{self.namespace}/{self.name}:{self.port_name}"
+
+    @property
+    def svc_chain(self) -> str:
+        return "KUBE-SVC-" + port_proto_hash(self.port_id, self.proto)
+
+    def sep_chain(self, ip: str) -> str:
+        return "KUBE-SEP-" + port_proto_hash(self.port_id, self.proto, f"{ip}:{self.target_port}")
+
+
+class Cluster:
+    """A cluster: its LAN (a switch node with bridge br0), nodes, pods and Services."""
+
+    def __init__(self, lab: Lab, *, cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
+                 lan_subnet: str = LAN_SUBNET, switch: str = "k8s-lan", cni: str = "bridge",
+                 masq: str | None = None) -> None:
+        if cni not in LAYOUTS:
+            raise ValidationError(f"k8s: cni must be one of {', '.join(LAYOUTS)}, not {cni!r}")
+        masq = masq or {"ptp": "kind", "vxlan": "flannel", "calico": "calico"}.get(cni, "none")
+        allowed = {"ptp": ("kind", "none"), "vxlan": ("flannel", "none"),
+                   "calico": ("calico", "none")}.get(cni, ("none", "flannel", "cni"))
+        if masq not in allowed:
+            raise ValidationError(f"k8s: with cni={cni} masq is one of {', '.join(allowed)}, not {masq!r}")
+        self.lab = lab
+        self.cni = cni
+        self.masq = masq
+        self.cluster_cidr = str(ipaddress.IPv4Network(cluster_cidr))
+        self.service_net = ipaddress.IPv4Network(service_cidr)
+        self.lan = ipaddress.IPv4Network(lan_subnet)
+        self.nodes: dict[str, K8sNode] = {}
+        self.services: list[Service] = []
+        self._pod_of: dict[str, tuple[K8sNode, str]] = {}
+        self._veths = 0
+        self._next_cluster_ip = 10  # 10.96.0.1 is the kubernetes Service; handed out from .10
+        lab.require("veth", "bridge", "nat", "conntrack")
+        # The LAN's switch is its router too (.1, as a kind cluster's Docker network
+        # gateway): every node needs a default route, or its own traffic to a ClusterIP
+        # is "network unreachable" before OUTPUT's DNAT gets to rewrite it.
+        self.router_ip = str(self.lan.network_address + 1)
+        self.switch = lab.node(switch)
+        self.switch.bridge("br0", f"{self.router_ip}/{self.lan.prefixlen}")
+
+    def node(self, name: str, pod_cidr: str) -> K8sNode:
+        """A Kubernetes node NAME (a machine) with eth0 on the cluster LAN and cni0 for POD_CIDR."""
+        try:
+            cidr = ipaddress.IPv4Network(pod_cidr)
+        except ValueError as e:
+            raise ValidationError(f"k8s node {name}: bad pod CIDR: {e}") from None
+        if not cidr.subnet_of(ipaddress.IPv4Network(self.cluster_cidr)):
+            raise ValidationError(f"k8s node {name}: pod CIDR {cidr} is outside the cluster CIDR {self.cluster_cidr}")
+        n = self.lab.node(name)
+        ip = str(self.lan.network_address + 10 + len(self.nodes) + 1)
+        self.lab.veth(n, "eth0", self.switch, f"p-{name}"[:15], b_master="br0")
+        n.address("eth0", f"{ip}/{self.lan.prefixlen}")
+        n.route("default", via=self.router_ip)
+        kn = K8sNode(name, n, ip, str(cidr), ipam=plugins.HostLocal(str(cidr)))
+        n.sysctl("net.ipv4.ip_forward", 1)
+        if self.cni in ("bridge", "vxlan"):
+            # The bridge exists before the first pod here (the plugin makes it at the first ADD).
+            n.bridge("cni0", f"{kn.gateway}/{cidr.prefixlen}", mtu=VXLAN_MTU if self.cni == "vxlan" else None)
+            n.sysctl("net.ipv6.conf.cni0.accept_ra", 0, optional=True)
+            n.sysctl("net.bridge.bridge-nf-call-iptables", 1, optional=True)
+        if self.cni == "vxlan":
+            self._flannel_vxlan(kn)
+        elif self.cni == "calico":
+            # The node's IPAM block (its pod CIDR here) is a blackhole on the node itself (its
+            # pods' /32 routes are more specific); the peers learn it by BGP (BIRD): routes via
+            # the node's address, proto bird, both ways.
+            n.route(kn.pod_cidr, type="blackhole", proto="bird")
+            for other in self.nodes.values():
+                n.route(other.pod_cidr, via=other.ip, dev="eth0", proto="bird")
+                other.node.route(kn.pod_cidr, via=ip, dev="eth0", proto="bird")
+        else:
+            # Pod CIDRs of the other nodes, via their LAN address (both ways).
+            for other in self.nodes.values():
+                n.route(other.pod_cidr, via=other.ip)
+                other.node.route(kn.pod_cidr, via=ip)
+        self.nodes[name] = kn
+        self._kube_proxy_skeleton(n)
+        self._masquerade(kn)
+        for svc in self.services:
+            self._service_rules(n, svc)
+        self.lab.machine(name, [n])
+        return kn
+
+    def _flannel_vxlan(self, kn: K8sNode) -> None:
+        """flanneld's vxlan backend on node KN (cni.md §6): flannel.1 (VNI 1, the kernel's
+        port 8472, nolearning, local = the node's address on eth0, MTU 1450, a fixed MAC
+        where flanneld picks a random one), the lease's network address as a /32 on it; then
+        for every other node's lease, both ways: `ip neigh replace GW0 lladdr MAC dev
+        flannel.1 nud permanent`, `bridge fdb replace MAC dev flannel.1 dst NODEIP self
+        permanent`, `ip route replace LEASE via GW0 dev flannel.1 onlink`."""
+        n = kn.node
+        self.lab.vxlan(n, "flannel.1", vni=1, port=VXLAN_PORT, local=kn.ip, dev="eth0", learning=False)
+        n.set_link("flannel.1", mtu=VXLAN_MTU, mac=self.vtep_mac(kn))
+        n.address("flannel.1", f"{ipaddress.IPv4Network(kn.pod_cidr).network_address}/32")
+        n.sysctl("net.ipv6.conf.flannel/1.accept_ra", 0, optional=True)
+        for other in self.nodes.values():
+            for a, b in ((kn, other), (other, kn)):
+                vtep = str(ipaddress.IPv4Network(b.pod_cidr).network_address)
+                a.node.neigh("flannel.1", vtep, self.vtep_mac(b), state="permanent")
+                a.node.fdb("flannel.1", self.vtep_mac(b), master=False, state="permanent", dst=b.ip)
+                a.node.route(b.pod_cidr, via=vtep, dev="flannel.1", onlink=True)
+
+    @staticmethod
+    def vtep_mac(kn: K8sNode) -> str:
+        """flannel.1's MAC: random in flanneld (persisted in the node's annotations); here
+        locally administered and derived from the node's name, so a lab is the same every run."""
+        h = hashlib.sha256(kn.name.encode()).digest()
+        return "0e:" + ":".join(f"{b:02x}" for b in h[:5])
+
+    def conf(self, kn: K8sNode) -> plugins.NetConf:
+        """The node's CNI network config (what /etc/cni/net.d holds, as the plugin reads it)."""
+        if self.cni == "ptp":
+            # kindnetd's 10-kindnet.conflist: ptp, ipMasq false, a default route, eth0's MTU.
+            return plugins.NetConf("kindnet", "ptp", kn.pod_cidr, ip_masq=False, mtu=1500,
+                                   routes=("0.0.0.0/0",))
+        # flannel's delegate: bridge cni0, isGateway, isDefaultGateway (the default route
+        # after IPAM's route to the cluster), hairpinMode, ipMasq = !FLANNEL_IPMASQ.
+        return plugins.NetConf("cbr0", "bridge", kn.pod_cidr, ip_masq=self.masq == "cni", hairpin_mode=True,
+                               routes=(self.cluster_cidr, "0.0.0.0/0"),
+                               mtu=VXLAN_MTU if self.cni == "vxlan" else None)
+
+    def pod(self, node: K8sNode | str, name: str, *, host_ports: list[tuple[int, int]] | None = None) -> Node:
+        """A pod NAME on NODE: its netns with eth0 attached by the cluster's CNI layout
+        (cni.py: bridge or ptp ADD, host-local's next address); HOST_PORTS [(hostPort,
+        containerPort)] (tcp) by portmap, chained after it as in kindnet's and flannel's
+        conflists."""
+        kn = node if isinstance(node, K8sNode) else self.nodes[node]
+        p = self.lab.node(name)
+        cid = plugins.container_id(kn.name, name)
+        assert kn.ipam is not None
+        conf = self.conf(kn)
+        try:
+            if self.cni == "calico":
+                att = plugins.calico_add(self.lab, kn.node, p, kn.ipam.allocate(cid))
+            else:
+                att = plugins.ADD[conf.type](self.lab, kn.node, p, conf, kn.ipam, cid)
+        except ValidationError as e:
+            raise ValidationError(f"k8s node {kn.name}: pod {name}: {e}") from None
+        if host_ports:
+            cni_if = "cni0" if conf.type == "bridge" and self.cni != "calico" else att.host_veth
+            plugins.portmap_add(kn.node, conf, att, [plugins.PortMapping(h, c) for h, c in host_ports], cni_if)
+        kn.pods.append(p)
+        kn.attachments[name] = att
+        self._pod_of[name] = (kn, att.ip)
+        self._regroup(kn)
+        return p
+
+    def container(self, pod: Node | str, name: str):
+        """A container NAME of POD: it shares the pod's netns (held by the pod sandbox, as
+        pause holds it), so its interfaces, address and 127.0.0.1; its own servers."""
+        return self.lab.container(name, pod)
+
+    def pod_ip(self, pod: Node | str) -> str:
+        return self._pod_of[pod if isinstance(pod, str) else pod.name][1]
+
+    def outside(self, name: str = "outside") -> Node:
+        """A machine on the node network that is no node: no routes to the pod CIDRs, so a
+        pod reaches it only masqueraded to its node's address."""
+        n = self.lab.node(name)
+        self.lab.veth(n, "eth0", self.switch, f"p-{name}"[:15], b_master="br0")
+        n.address("eth0", f"{self.lan.network_address + OUTSIDE_HOST}/{self.lan.prefixlen}")
+        n.route("default", via=self.router_ip)
+        self.lab.machine(name, [n])
+        return n
+
+    @property
+    def outside_ip(self) -> str:
+        return str(self.lan.network_address + OUTSIDE_HOST)
+
+    # ---------------------------------------------------------------- masquerade
+
+    def _masquerade(self, kn: K8sNode) -> None:
+        """The node's masquerade for traffic leaving the cluster: flanneld --ip-masq's
+        FLANNEL-POSTRTG (bridge), kindnetd's KIND-MASQ-AGENT (ptp). masq="cni": none here,
+        the bridge plugin's ipMasq chains per pod."""
+        nat, cluster, lease = kn.node.iptables("nat"), self.cluster_cidr, kn.pod_cidr
+        if self.masq == "kind":
+            c = "kind-masq-agent: "
+            nat.new_chain("KIND-MASQ-AGENT")
+            nat.append("POSTROUTING", f'-m addrtype ! --dst-type LOCAL -m comment --comment "{c}ensure nat '
+                                      f'POSTROUTING directs all non-LOCAL destination traffic to our custom '
+                                      f'KIND-MASQ-AGENT chain" -j KIND-MASQ-AGENT')
+            nat.append("KIND-MASQ-AGENT", f'-d {cluster} -m comment --comment "{c}local traffic is not subject '
+                                          f'to MASQUERADE" -j RETURN')
+            nat.append("KIND-MASQ-AGENT", f'-m comment --comment "{c}outbound traffic is subject to MASQUERADE '
+                                          f'(must be last in chain)" -j MASQUERADE')
+            return
+        if self.masq == "calico":
+            # Felix's natOutgoing for the pool: cali-POSTROUTING -> cali-nat-outgoing. Felix
+            # matches the pool with ipsets (cali40masq-ipam-pools src, ! cali40all-ipam-pools
+            # dst); nsbox has no ipsets yet, so the same sets are written as CIDRs.
+            nat.new_chain("cali-POSTROUTING")
+            nat.new_chain("cali-nat-outgoing")
+            nat.insert("POSTROUTING", '-m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING', 1)
+            nat.append("cali-POSTROUTING", '-m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing')
+            nat.append("cali-nat-outgoing", f'-s {cluster} ! -d {cluster} -m comment --comment '
+                                            f'"cali:flqWnvo8yq4ULQLa" -j MASQUERADE --random-fully')
+            return
+        if self.masq != "flannel":
+            return
+        m = '-m comment --comment "flanneld masq"'
+        nat.new_chain("FLANNEL-POSTRTG")
+        nat.append("POSTROUTING", f"{m} -j FLANNEL-POSTRTG")
+        for rule in (f"-m mark --mark {MASQ_MARK} {m} -j RETURN",
+                     f"-s {lease} -d {cluster} {m} -j RETURN",
+                     f"-s {cluster} -d {lease} {m} -j RETURN",
+                     f"! -s {cluster} -d {lease} {m} -j RETURN",
+                     f"-s {cluster} ! -d 224.0.0.0/4 {m} -j MASQUERADE --random-fully",
+                     f"! -s {cluster} -d {cluster} {m} -j MASQUERADE --random-fully"):
+            nat.append("FLANNEL-POSTRTG", rule)
+        filt, f = kn.node.iptables("filter"), '-m comment --comment "flanneld forward"'
+        filt.new_chain("FLANNEL-FWD")
+        filt.append("FORWARD", f"{f} -j FLANNEL-FWD")
+        filt.append("FLANNEL-FWD", f"-s {cluster} {f} -j ACCEPT")
+        filt.append("FLANNEL-FWD", f"-d {cluster} {f} -j ACCEPT")
+
+    def _regroup(self, kn: K8sNode) -> None:
+        """The node's machine holds its pods' namespaces too."""
+        for i, m in enumerate(self.lab.machines):
+            if m.name == kn.name:
+                self.lab.machines[i] = dataclasses.replace(m, nodes=(kn.name, *(p.name for p in kn.pods)))
+
+    def service(self, name: str, port: int, target_port: int, endpoints: list[Node | str], *,
+                proto: str = "tcp", namespace: str = "default", port_name: str = "http",
+                cluster_ip: str | None = None) -> Service:
+        """A ClusterIP Service with ENDPOINTS (pods): its ClusterIP becomes a virtual address
+        of the lab, and every node's kube-proxy writes its chains."""
+        if proto not in ("tcp", "udp"):
+            raise ValidationError(f"service {name}: proto is tcp or udp")
+        ips = []
+        for e in endpoints:
+            pname = e if isinstance(e, str) else e.name
+            if pname not in self._pod_of:
+                raise ValidationError(f"service {name}: endpoint {pname} is no pod of the cluster")
+            ips.append(self._pod_of[pname][1])
+        if cluster_ip is None:
+            cluster_ip = str(self.service_net.network_address + self._next_cluster_ip)
+            self._next_cluster_ip += 1
+        elif ipaddress.ip_address(cluster_ip) not in self.service_net:
+            raise ValidationError(f"service {name}: ClusterIP {cluster_ip} is outside {self.service_net}")
+        # kube-proxy orders endpoints by address.
+        ips.sort(key=ipaddress.ip_address)
+        svc = Service(namespace, name, port_name, cluster_ip, port, target_port, proto, ips)
+        self.services.append(svc)
+        self.lab.virtual(cluster_ip, name=f"{namespace}/{name}")
+        for kn in self.nodes.values():
+            self._service_rules(kn.node, svc)
+        return svc
+
+    # ---------------------------------------------------------------- kube-proxy
+
+    def _kube_proxy_skeleton(self, n: Node) -> None:
+        nat = n.iptables("nat")
+        for chain in ("KUBE-MARK-MASQ", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-PROXY-CANARY", "KUBE-SERVICES"):
+            nat.new_chain(chain)
+        nat.append("PREROUTING", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES')
+        nat.append("OUTPUT", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES')
+        nat.append("POSTROUTING", '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING')
+        nat.append("KUBE-MARK-MASQ", f"-j MARK --set-xmark {MASQ_MARK}")
+        nat.append("KUBE-POSTROUTING", f"-m mark ! --mark {MASQ_MARK} -j RETURN")
+        nat.append("KUBE-POSTROUTING", "-j MARK --set-xmark 0x4000/0x0")
+        nat.append("KUBE-POSTROUTING", '-m comment --comment "kubernetes service traffic requiring SNAT" '
+                                       '-j MASQUERADE --random-fully')
+        nat.append("KUBE-SERVICES", '-m comment --comment "kubernetes service nodeports; NOTE: this must be the '
+                                    'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+
+    def _service_rules(self, n: Node, svc: Service) -> None:
+        nat: Table = n.iptables("nat")
+        p, cid = svc.proto, svc.port_id
+        nat.new_chain(svc.svc_chain)
+        # Before the NodePorts rule, which must stay last.
+        services = nat.chains["KUBE-SERVICES"].rules
+        services.insert(len(services) - 1, parse_rule(
+            f'-d {svc.cluster_ip}/32 -p {p} -m comment --comment "{cid} cluster IP" -m {p} --dport {svc.port} '
+            f'-j {svc.svc_chain}'))
+        nat.append(svc.svc_chain, f'! -s {self.cluster_cidr} -d {svc.cluster_ip}/32 -p {p} -m comment --comment '
+                                  f'"{cid} cluster IP" -m {p} --dport {svc.port} -j KUBE-MARK-MASQ')
+        for i, ip in enumerate(svc.endpoints):
+            sep = svc.sep_chain(ip)
+            left = len(svc.endpoints) - i
+            stat = f"-m statistic --mode random --probability {probability(left)} " if left > 1 else ""
+            nat.append(svc.svc_chain, f'-m comment --comment "{cid} -> {ip}:{svc.target_port}" {stat}-j {sep}')
+            nat.new_chain(sep)
+            # Hairpin: a pod reaching itself through the Service is masqueraded.
+            nat.append(sep, f'-s {ip}/32 -m comment --comment "{cid}" -j KUBE-MARK-MASQ')
+            nat.append(sep, f'-p {p} -m comment --comment "{cid}" -m {p} -j DNAT --to-destination {ip}:{svc.target_port}')
