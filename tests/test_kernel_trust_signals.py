@@ -6,6 +6,7 @@ is bounded.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -77,3 +78,68 @@ def test_a_signal_inside_pyroute2s_asyncio_loop_ends_the_process(tmp_path) -> No
             noisy.append(err)
     assert outcomes == {"exit 129": TRIALS}, outcomes
     assert not noisy, noisy[0]
+
+
+# --------------------------------------------------------------------------- item 12: the pytest plugin
+
+_PLUGIN_TEST = textwrap.dedent('''
+    import json, os, time
+
+    def test_holds_a_lab(nsbox_lab):
+        lab = nsbox_lab("bridge-mode")
+        names = [lab.netns(n) for n in lab.lab.nodes]
+        with open(os.environ["LAB_UP"] + ".tmp", "w") as f:
+            json.dump(names, f)
+        os.rename(os.environ["LAB_UP"] + ".tmp", os.environ["LAB_UP"])
+        time.sleep(60)
+''')
+
+
+def _netns_names() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _journals(prefix: str) -> list[str]:
+    try:
+        return [n for n in os.listdir("/run/nsbox") if n.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the plugin builds labs in the host's named namespaces")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_sigterm_or_sighup_to_pytest_removes_the_plugins_lab(sig, tmp_path) -> None:
+    """pytest holding an nsbox_lab gets SIGTERM (a CI timeout) or SIGHUP: it stops, and
+    the lab's five namespaces and its journal are gone (seen by `ip netns list` and
+    /run/nsbox), not left for `nsbox clean`."""
+    (tmp_path / "test_lab.py").write_text(_PLUGIN_TEST)
+    up = tmp_path / "lab-up.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NSBOX_", "PYTEST_"))}
+    env.update({"PYTHONPATH": str(REPO), "LAB_UP": str(up)})
+    p = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
+                          str(tmp_path / "test_lab.py")], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    names: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not up.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert up.exists(), f"the lab never came up:\n{p.communicate(timeout=30)[0] if p.poll() is not None else ''}"
+        names = json.loads(up.read_text())
+        assert len(names) == 5 and set(names) <= _netns_names()  # the lab is real before the signal
+        os.kill(p.pid, sig)
+        out, _ = p.communicate(timeout=30)
+        prefix = names[0].split("-", 1)[0] + "-"
+        left = set(names) & _netns_names()
+        assert not left, f"pytest ended (exit {p.returncode}) leaving {sorted(left)}:\n{out}"
+        assert not _journals(prefix), _journals(prefix)
+        assert p.returncode == 2, f"exit {p.returncode} (pytest's 'interrupted' is 2):\n{out}"
+    finally:
+        if p.poll() is None:
+            p.kill()  # our own pytest, by pid
+            p.communicate()
+        for name in set(names) & _netns_names():  # this test's own lab, if the fix is missing
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+        for j in _journals(names[0].split("-", 1)[0] + "-") if names else []:
+            os.unlink(f"/run/nsbox/{j}")
