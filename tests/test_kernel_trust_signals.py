@@ -143,3 +143,36 @@ def test_sigterm_or_sighup_to_pytest_removes_the_plugins_lab(sig, tmp_path) -> N
             subprocess.run(["ip", "netns", "delete", name], check=False)
         for j in _journals(names[0].split("-", 1)[0] + "-") if names else []:
             os.unlink(f"/run/nsbox/{j}")
+
+
+# --------------------------------------------------------------------------- item 12: nohup
+
+def _ignore_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does before it execs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for --on-host")
+@pytest.mark.parametrize("mode", ["sandbox", "on-host"])
+def test_nohup_keeps_a_run_alive_through_a_hangup(mode, tmp_path) -> None:
+    """`nohup nsbox run ...`: a hangup sent to the whole process group (what a closed
+    terminal does) while --then runs does not end the run; it finishes and passes."""
+    marker = tmp_path / "then-started"
+    argv = [sys.executable, "-m", "nsbox", "run", "bridge-mode", "--format", "json",
+            "--then", f"touch {marker}; sleep 1.5"] + (["--on-host"] if mode == "on-host" else [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NSBOX_")}
+    env["PYTHONPATH"] = str(REPO)
+    p = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_ignore_sighup, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), f"--then never ran: {p.communicate(timeout=30) if p.poll() is not None else ''}"
+        os.killpg(p.pid, signal.SIGHUP)  # our own new session's group only
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+    assert p.returncode == 0, f"exit {p.returncode}\n{err}"
+    assert json.loads(out)["results"][0]["status"] == "pass"

@@ -131,12 +131,18 @@ def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = N
     # spawn and the loop. The child starts with an empty mask and default
     # handlers; SIGINT ignored until its own handler is in (Python then keeps
     # it ignored rather than raising KeyboardInterrupt during its start-up).
-    waited = set(ENDING) | {signal.SIGCHLD}
+    # A blocked signal is queued even while ignored: one this process ignores
+    # (SIGHUP under nohup) must not be waited for, or sigtimedwait would take it.
+    waited = {s for s in ENDING if signal.getsignal(s) != signal.SIG_IGN} | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A SIGHUP this process was started ignoring (`nohup nsbox run`) stays ignored in
+    # the sandbox too: exec keeps SIG_IGN, and the sandbox's nsbox keeps what it inherits.
+    reset = [signal.SIGTERM, signal.SIGCHLD]
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        reset.append(signal.SIGHUP)
     try:
-        pid = os.posix_spawn(cmd[0], cmd, env, setsigmask=(),
-                             setsigdef=(signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD))
+        pid = os.posix_spawn(cmd[0], cmd, env, setsigmask=(), setsigdef=tuple(reset))
     finally:
         signal.signal(signal.SIGINT, old_int)
     if receiver is None:
