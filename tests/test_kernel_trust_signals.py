@@ -176,3 +176,66 @@ def test_nohup_keeps_a_run_alive_through_a_hangup(mode, tmp_path) -> None:
             p.communicate()
     assert p.returncode == 0, f"exit {p.returncode}\n{err}"
     assert json.loads(out)["results"][0]["status"] == "pass"
+
+
+# --------------------------------------------------------------------------- item 12: --then is gone first
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> comm of every living process under ROOT (from /proc/PID/task/PID/children)."""
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        for k in kids:
+            try:
+                with open(f"/proc/{k}/comm") as f:
+                    out[k] = f.read().strip()
+            except OSError:
+                continue
+            todo.append(k)
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for --on-host")
+@pytest.mark.parametrize("mode", ["sandbox", "on-host"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_then_processes_are_gone_when_nsbox_exits(mode, sig, tmp_path) -> None:
+    """--then starts two sleeps (one in the background); a signal to nsbox ends the run
+    with 128+N, and by the time nsbox has exited neither sleep runs any more."""
+    argv = [sys.executable, "-m", "nsbox", "run", "bridge-mode", "--format", "json",
+            "--then", "sleep 30 & sleep 30"] + (["--on-host"] if mode == "on-host" else [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NSBOX_")}
+    env["PYTHONPATH"] = str(REPO)
+    p = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    sleeps: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(sleeps) < 2 and p.poll() is None and time.monotonic() < deadline:
+            sleeps = [pid for pid, comm in _descendants(p.pid).items() if comm == "sleep"]
+            time.sleep(0.02)
+        assert len(sleeps) == 2, f"--then's sleeps never ran: {p.communicate(timeout=30) if p.poll() is not None else ''}"
+        os.kill(p.pid, sig)
+        p.wait(timeout=30)
+        still = [pid for pid in sleeps if _running(pid)]  # at once: nothing may be left to die later
+        assert not still, f"--then's processes {still} outlived nsbox (exit {p.returncode})"
+        assert p.returncode == 128 + sig, p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)  # our own session only
+        p.communicate()
+        for pid in sleeps:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
