@@ -96,8 +96,8 @@ def _in_asyncio_loop(frame=None) -> bool:
 
 def _raise_on_return(frame) -> None:
     """Trace the frame that called into asyncio or pyroute2 (the caller of the
-    outermost such frame, nsbox's own code): its next event, once control is back there, raises the
-    pending Terminated. Tracing is on only until then; a tracer already set (a
+    outermost such frame, nsbox's own code): its next event, once control is back
+    there, raises the pending Terminated. Tracing is on only until then; a tracer already set (a
     debugger, coverage) is put back."""
     target, f = None, frame
     while f is not None:  # the caller of the outermost asyncio/pyroute2 frame
@@ -110,10 +110,10 @@ def _raise_on_return(frame) -> None:
 
     def local(f, _event, _arg):
         global _pending
-        if _pending is None:  # raised already (by _on_alarm)
-            return None
         f.f_trace = None
         sys.settrace(previous)
+        if _pending is None:  # raised already (by _on_alarm)
+            return None
         signum, _pending = _pending, None
         _rearm(time.monotonic())
         raise Terminated(signum)
