@@ -206,6 +206,15 @@ def end_cleanly_on_signals() -> None:
         signal.signal(sig, _on_signal)
 
 
+def let_in() -> None:
+    """Unblock the ending signals (call where a Terminated is caught: entry.main).
+
+    A launcher may start Python with them blocked, so that none can come while the
+    interpreter starts (a Ctrl-C during `import site` is Python's own "Fatal Python
+    error", exit 1): one that came meanwhile is delivered now, to nsbox's handler."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING)
+
+
 _registered: list[bool] = []
 
 
