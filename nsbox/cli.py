@@ -27,6 +27,9 @@ from nsbox.validate import validate
 
 def _fail(err: NsboxError) -> None:
     click.echo(f"nsbox: error: {err}", err=True)
+    from nsbox.sandbox import result_pipe
+
+    result_pipe.send_failure(err.exit_code)  # inside the sandbox: tell the supervisor (no report)
     sys.exit(err.exit_code)
 
 
@@ -355,11 +358,21 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
         if on_host:
             if os.geteuid() != 0:
                 raise UsageError("--on-host builds in the real host's namespaces and needs root")
-            labs = load_entries_jailed(recipes, parsed_sets, recipe_dirs)
+            from nsbox.sandbox.jail import EndedEarly
+
+            try:
+                labs = load_entries_jailed(recipes, parsed_sets, recipe_dirs)
+            except EndedEarly as e:  # a failure with a report, as in the sandbox
+                from nsbox.sandbox.result_pipe import report_ended_early
+
+                sys.exit(report_ended_early(fmt, output, ["all" if r == ALL else r for r in recipes], e.status))
         elif not sandbox.inside():
             _check_recipe_sources(recipes, recipe_dirs)  # with the real uids, before the user namespace
             sandbox.preflight()
-            sandbox.reexec(sys.argv[1:])
+            from nsbox.sandbox.result_pipe import reporter
+
+            # The report is written out here, by the supervisor: recipe code in the sandbox cannot end it.
+            sandbox.reexec(sys.argv[1:], report=reporter(fmt, output, ["all" if r == ALL else r for r in recipes]))
         else:
             sandbox.setup_inside()
             labs = load_entries(recipes, parsed_sets, recipe_dirs)
@@ -473,6 +486,11 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
             results[-1].rerun = rerun_command(lab, rerun_flags or [])
     except NsboxError as e:
         _fail(e)
+    from nsbox.sandbox import result_pipe
+
+    if result_pipe.claimed():  # in the sandbox: the supervisor reports (nsbox/sandbox/result_pipe.py)
+        result_pipe.send_results(results)
+        sys.exit(exit_code(results))
     try:
         report_output.emit(results, fmt, output)
     except NsboxError as e:

@@ -16,6 +16,7 @@ signals.end_cleanly_on_signals()
 
 def main(argv: list[str] | None = None) -> None:
     try:
+        signals.let_in()  # a signal that came while Python started, if a launcher held it
         _main(argv)
     except signals.Terminated as t:
         _interrupted(t)

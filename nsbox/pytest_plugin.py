@@ -17,12 +17,20 @@ namespaces with a per-lab prefix, a journal in /run/nsbox, nothing in the host's
 own namespace) and torn down after the test, pass or fail. Without root, or when
 the kernel lacks a feature the lab requires, the test is SKIPPED with the reason;
 a broken nsbox installation fails it.
+
+SIGTERM and SIGHUP (a CI job's timeout, a closed terminal) would kill pytest on
+the spot and leave the labs to `nsbox clean`. While the fixture is in use they
+interrupt the test as Ctrl-C does (KeyboardInterrupt: pytest stops and runs
+fixture teardown, which removes every lab); a handler the test suite installed
+itself, or an inherited SIG_IGN, is left alone.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -171,6 +179,42 @@ def up(lab: Lab, timeout: float = 1.0) -> LabHandle:
     return LabHandle(lab, built, servers, timeout)
 
 
+class LabInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived while nsbox_lab was in use: pytest stops as on Ctrl-C,
+    and the fixture's teardown removes the labs."""
+
+
+_INTERRUPTING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, _frame) -> None:
+    for sig in _INTERRUPTING:  # repeats must not cut teardown short
+        if signal.getsignal(sig) is _interrupt:
+            signal.signal(sig, _ignore)
+    raise LabInterrupted(f"signal {signum}: the test was stopped; nsbox_lab removes its labs")
+
+
+def _ignore(_signum: int, _frame) -> None:
+    """A repeated signal while the labs are torn down."""
+
+
+def _interrupt_on_signals() -> Callable[[], None]:
+    """SIGTERM and SIGHUP raise LabInterrupted, where their disposition is the default
+    one (the main thread only can set handlers). Returns what puts the old ones back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {}
+    for sig in _INTERRUPTING:
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            old[sig] = signal.signal(sig, _interrupt)
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
 @pytest.fixture
 def nsbox_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandle]]:
     """A factory: `nsbox_lab("bridge-mode", containers=3)` or `nsbox_lab(build_fn)` -> a live
@@ -194,7 +238,16 @@ def nsbox_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandl
         handles.append(handle)
         return handle
 
-    yield factory
-    problems = [p for h in reversed(handles) for p in h.down()]
+    restore = _interrupt_on_signals()
+    try:
+        yield factory
+    finally:
+        from nsbox.runner import signals_deferred
+
+        # Every lab goes, and the handlers are back, before a pending signal is let in:
+        # a second SIGTERM then ends pytest by its default action, with nothing left.
+        with signals_deferred():
+            problems = [p for h in reversed(handles) for p in h.down()]
+            restore()
     if problems:
         pytest.fail("nsbox_lab teardown: " + "; ".join(problems), pytrace=False)

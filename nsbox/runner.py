@@ -129,8 +129,10 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
             tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
             tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", tools.need("sh", "dash"), "-c", opts.then]
-    done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
-    status = done.returncode if done.returncode >= 0 else 128 - done.returncode
+    from nsbox.reap import run_to_end  # a signal leaves none of CMD's processes behind
+
+    rc = run_to_end(argv, env, sys.stderr if opts.then_stdout_to_stderr else None)
+    status = rc if rc >= 0 else 128 - rc
     if status != 0:
         print(f"nsbox: --then exited with status {status}", file=sys.stderr)
     return status

@@ -156,7 +156,8 @@ def test_k8s_service_on_the_kit(nsbox) -> None:
     r = nsbox.run("run", str(K8S_LAB), "--format", "json", "--then", K8S_DUMP, timeout=180)
     assert r.returncode == 0, r.describe()
     dump = _sections(r.stderr)
-    lab = get_file(str(K8S_LAB)).build()
+    [k8s_recipe] = get_file(str(K8S_LAB))
+    lab = k8s_recipe.build()
     for node in ("NODE1", "NODE2"):
         kernel = parse_save(dump[f"nat_{node}"])["nat"]
         want = parse_save(restore_text(lab.nodes[node.lower()].firewall, 4))["nat"]
@@ -199,7 +200,8 @@ def test_docker_kit_publish(nsbox, proxy: bool) -> None:
                   "--then", PUBLISH_DUMP, timeout=180)
     assert r.returncode == 0, r.describe()
     dump = _sections(r.stderr)
-    lab = get_file(str(PUBLISH_LAB)).build({"proxy": str(proxy).lower()})
+    [publish_recipe] = get_file(str(PUBLISH_LAB))
+    lab = publish_recipe.build({"proxy": str(proxy).lower()})
     assert _used(parse_save(dump["rules4"])) == _used(parse_save(restore_text(lab.host.firewall, 4)))
     ports = json.loads(dump["link"])
     hairpin = {p["ifname"]: p["linkinfo"]["info_slave_data"]["hairpin"] for p in ports}

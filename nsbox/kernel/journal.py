@@ -6,10 +6,18 @@ journal that still names everything that may exist. With a path (--on-host) the
 journal is also a JSON-lines file in /run/nsbox that `nsbox clean` can follow
 after a kill -9; `load` is how clean reads one, trusting nothing in it that
 it cannot check.
+
+Liveness is a lock, not a pid: the nsbox that writes a journal holds an
+exclusive flock on it from its first entry to its removal, and the kernel
+drops it when that process ends however it ends. A pid means nothing in
+another pid namespace (`unshare --pid --mount-proc nsbox clean` sees another
+/proc), a lock on the file means the same thing to everyone.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import stat
@@ -33,6 +41,8 @@ class Journal:
     path: str | None = None
     entries: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things left alone, for the user
+    lock_fd: int | None = None  # the owner's open journal, flock'd for the lab's whole life
+    locked_by_other: bool = False  # load() found the lock taken: its owner runs
 
     def record(self, kind: str, **attrs: str | int) -> None:
         entry = {"kind": kind, **attrs}
@@ -44,8 +54,17 @@ class Journal:
                 flags |= os.O_CREAT | os.O_EXCL
             fd = os.open(self.path, flags, 0o600)
             try:
+                if not self.entries:
+                    # Taken before anyone can read the file (start() holds /run/nsbox's
+                    # lock): clean never sees this journal unlocked while its lab lives.
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 os.write(fd, (json.dumps(entry) + "\n").encode())
-            finally:
+            except BaseException:
+                os.close(fd)
+                raise
+            if self.lock_fd is None and not self.entries:
+                self.lock_fd = fd
+            else:
                 os.close(fd)
         self.entries.append(entry)
 
@@ -59,9 +78,10 @@ class Journal:
         """Remove every recorded namespace, newest first, that is still provably
         nsbox's. Returns problems, never raises; the file goes once nothing is left."""
         problems: list[str] = []
+        own = self.path is None or self.lock_fd is not None  # written by this process, not read back
         for pin in reversed(self.pins()):
             try:
-                note = netns.remove(pin)
+                note = netns.remove(pin, own)
             except (KernelError, OSError) as e:
                 problems.append(f"{os.path.basename(pin.path)}: {e}")
                 continue
@@ -73,11 +93,22 @@ class Journal:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            self.release()
         return problems
+
+    def release(self) -> None:
+        """Let go of the owner's lock (the journal is gone, or its lab has ended)."""
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
     @property
     def owner_alive(self) -> bool:
-        """Whether the nsbox process that wrote this journal still runs."""
+        """Whether the nsbox process that wrote this journal still runs: it holds the
+        journal's lock (load() tried it), or, for a journal written before nsbox took
+        one, its pid runs with the recorded start time in this pid namespace."""
+        if self.locked_by_other:
+            return True
         for e in self.entries:
             if e.get("kind") == "owner":
                 try:
@@ -133,6 +164,7 @@ def load(dir_fd: int, name: str, dir_path: str) -> Journal:
             raise BadJournal(f"{st.st_size} bytes, more than any lab writes")
         with os.fdopen(os.dup(fd), "rb") as f:
             raw = f.read(MAX_BYTES + 1)
+        locked = _locked_by_other(fd)
     finally:
         os.close(fd)
     entries = []
@@ -143,6 +175,8 @@ def load(dir_fd: int, name: str, dir_path: str) -> Journal:
             entry = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadJournal(f"line {n} is not JSON") from None
+        except RecursionError:  # nested deeper than the parser goes: no lab writes that
+            raise BadJournal(f"line {n} is nested too deeply to be a journal entry") from None
         if not isinstance(entry, dict):
             raise BadJournal(f"line {n} is not a JSON object")
         entries.append(entry)
@@ -150,7 +184,7 @@ def load(dir_fd: int, name: str, dir_path: str) -> Journal:
     if len(owners) != 1 or entries[0] is not owners[0]:
         raise BadJournal("it does not start with exactly one owner entry")
     _check_owner(owners[0])
-    journal = Journal(path=os.path.join(dir_path, name), entries=entries)
+    journal = Journal(path=os.path.join(dir_path, name), entries=entries, locked_by_other=locked)
     if journal.owner_alive:  # a running lab (of any version): clean will not act on it anyway
         return journal
     if owners[0].get("format") != FORMAT:
@@ -167,6 +201,20 @@ def load(dir_fd: int, name: str, dir_path: str) -> Journal:
             raise BadJournal(f"entry {n} names {pin.path!r}, not a namespace of this lab "
                              f"({netns.NETNS_RUN_DIR}/{prefix.group()}NODE)")
     return journal
+
+
+def _locked_by_other(fd: int) -> bool:
+    """Whether another open file holds the flock of the journal open at FD: its lab
+    still runs. Tried, never waited for, and let go at once (clean works under
+    /run/nsbox's lock, so no lab can start on this journal meanwhile)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise BadJournal(f"cannot test its lock: {e.strerror}") from None
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def _check_owner(e: dict) -> None:

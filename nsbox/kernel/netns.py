@@ -34,6 +34,7 @@ MS_SHARED = 1 << 20
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 NETNS_RUN_DIR = "/run/netns"
+NSFS_MAGIC = 0x6E736673  # statfs f_type of a namespace file (linux/magic.h)
 
 # --on-host names: "nsb" + 48 random bits + "-" + node. Netns names are file
 # names (IFNAMSIZ does not apply), so the prefix can be long enough that two runs
@@ -105,32 +106,44 @@ def create(name: str, record: Callable[[Pin], None] = lambda pin: None) -> str:
             try:
                 record(pin)
             except BaseException:
-                remove(pin)
+                remove(pin, own=True)
                 raise
         try:
             _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
                    f"bind mount of netns {name}")
         except BaseException:
-            remove(pin)
+            remove(pin, own=True)
             raise
     return path
 
 
-def remove(pin: Pin) -> str | None:
-    """`ip netns delete`, for a pin nsbox made: unmount it while the path still
-    shows the recorded namespace, then unlink the file while it is the recorded
-    file. Anything else at PATH is not nsbox's and is left alone: returns a note
-    saying so (None when the pin is gone). Raises KernelError if removal fails."""
+def remove(pin: Pin, own: bool = False) -> str | None:
+    """`ip netns delete`, for a pin nsbox made: unmount it while the path is an
+    nsfs mount showing the recorded namespace, then unlink the file while it is
+    the recorded pin file (empty, 0444, root's, on /run/netns's file system).
+    Anything else at PATH is not nsbox's and is left alone: returns a note saying
+    so (None when the pin is gone). Raises KernelError if removal fails.
+
+    The (dev, inode) pair alone is no proof: a journal is only a file, and one
+    naming the inode of a bind mount of something else would have clean unmount
+    it. Only an nsfs mount is a namespace pin (statfs f_type NSFS_MAGIC).
+
+    The file is unlinked only once this call has unmounted a proven pin from
+    it, or when OWN says this process made it (its own journal, not one read
+    from /run/nsbox): an empty file left by a crash between create and mount is
+    then noted, not removed, by `nsbox clean`."""
+    unmounted = False
     for _ in range(16):  # a pin can be mounted more than once (copies by MS_REC binds)
         st = _lstat(pin.path)
         if st is None:
             return None
-        if (st.st_dev, st.st_ino) != (pin.dev, pin.ino):
+        if (st.st_dev, st.st_ino) != (pin.dev, pin.ino) or not is_nsfs(pin.path):
             break
         if _libc.umount2(pin.path.encode(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
             e = ctypes.get_errno()
             raise KernelError(f"umount {pin.path}: {os.strerror(e)}")
-    if (st.st_dev, st.st_ino) == (pin.pin_dev, pin.pin_ino) and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        unmounted = True
+    if (own or unmounted) and _is_pin_file(pin, st):
         try:
             os.unlink(pin.path)
         except FileNotFoundError:
@@ -140,6 +153,52 @@ def remove(pin: Pin) -> str | None:
         return None
     return (f"{pin.path} is no longer this lab's namespace (inode {st.st_ino}, recorded {pin.ino}); "
             f"left alone")
+
+
+def _is_pin_file(pin: Pin, st: os.stat_result) -> bool:
+    """Whether ST (lstat of PIN's path, nothing mounted there) is the empty file
+    create() made: the recorded inode, mode 0444 (or less), root's, on /run/netns's own file
+    system, and no mount of any kind on it."""
+    if (st.st_dev, st.st_ino) != (pin.pin_dev, pin.pin_ino) or not stat.S_ISREG(st.st_mode):
+        return False
+    if st.st_size != 0 or st.st_uid != 0 or stat.S_IMODE(st.st_mode) & ~0o444:  # the umask may take read bits
+        return False
+    parent = _lstat(os.path.dirname(pin.path))
+    return parent is not None and parent.st_dev == st.st_dev and not _is_mount_point(pin.path)
+
+
+def is_nsfs(path: str) -> bool:
+    """Whether PATH itself (not a symlink's target) is on nsfs: a namespace pin."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        buf = ctypes.create_string_buffer(256)  # struct statfs (120 bytes on 64-bit), f_type first
+        if _libc.fstatfs(fd, buf) != 0:
+            return False
+        return ctypes.c_long.from_buffer(buf).value == NSFS_MAGIC
+    finally:
+        os.close(fd)
+
+
+def _is_mount_point(path: str) -> bool:
+    """Whether PATH is a mount point in this mount namespace (/proc/self/mountinfo)."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError:
+        return True  # cannot tell: do not unlink
+    target = _mountinfo_escape(path)
+    return any(len(f := ln.split(b" ")) > 4 and f[4] == target for ln in lines)
+
+
+def _mountinfo_escape(path: str) -> bytes:
+    """PATH as mountinfo writes it (space, tab, newline, backslash as octal)."""
+    out = bytearray()
+    for b in os.fsencode(path):
+        out += b"\\%03o" % b if b in b" \t\n\\" else bytes([b])
+    return bytes(out)
 
 
 def _lstat(path: str) -> os.stat_result | None:

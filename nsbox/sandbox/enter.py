@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 from nsbox import tools
 from nsbox.errors import SandboxError
@@ -34,6 +34,9 @@ def claim_from_environment() -> None:
     It must not reach anything this process starts (`--then`, a nested nsbox)."""
     global _claimed
     _claimed = os.environ.pop(SANDBOX_ENV, None) == "1"
+    from nsbox.sandbox import result_pipe
+
+    result_pipe.claim_from_environment(_claimed)
 
 
 def inside() -> bool:
@@ -99,8 +102,12 @@ def inner_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-c", code, *argv]
 
 
-def reexec(argv: list[str]) -> NoReturn:
+def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = None) -> NoReturn:
     """Run nsbox ARGV in a new sandbox, supervise it, exit with its status.
+
+    With REPORT, the sandboxed nsbox sends its results down a pipe instead of
+    reporting itself (result_pipe.py): REPORT(status, message) writes the
+    report here, where recipe code cannot end the process, and gives the exit code.
 
     util-linux `unshare --fork` blocks SIGTERM in its own process and waits, so a
     plain exec would make `kill PID` a no-op. This process stays as a thin
@@ -111,21 +118,39 @@ def reexec(argv: list[str]) -> NoReturn:
            "--fork", "--kill-child", "--mount-proc", *inner_command(argv)]
     env = dict(os.environ)
     env[SANDBOX_ENV] = "1"
+    receiver = None
+    if report is not None:
+        from nsbox.sandbox.result_pipe import Receiver
+
+        receiver = Receiver()
+        os.set_inheritable(receiver.write_fd, True)
+        env.update(receiver.env())
     sys.stdout.flush()
     sys.stderr.flush()
     # From here on, signals wait for the loop below: none can slip between the
     # spawn and the loop. The child starts with an empty mask and default
     # handlers; SIGINT ignored until its own handler is in (Python then keeps
     # it ignored rather than raising KeyboardInterrupt during its start-up).
-    waited = set(ENDING) | {signal.SIGCHLD}
+    # A blocked signal is queued even while ignored: one this process ignores
+    # (SIGHUP under nohup) must not be waited for, or sigtimedwait would take it.
+    waited = {s for s in ENDING if signal.getsignal(s) != signal.SIG_IGN} | {signal.SIGCHLD}
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A SIGHUP this process was started ignoring (`nohup nsbox run`) stays ignored in
+    # the sandbox too: exec keeps SIG_IGN, and the sandbox's nsbox keeps what it inherits.
+    reset = [signal.SIGTERM, signal.SIGCHLD]
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        reset.append(signal.SIGHUP)
     try:
-        pid = os.posix_spawn(cmd[0], cmd, env, setsigmask=(),
-                             setsigdef=(signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD))
+        pid = os.posix_spawn(cmd[0], cmd, env, setsigmask=(), setsigdef=tuple(reset))
     finally:
         signal.signal(signal.SIGINT, old_int)
-    sys.exit(_supervise(pid, waited))
+    if receiver is None:
+        sys.exit(_supervise(pid, waited))
+    receiver.start()
+    rc = _supervise(pid, waited)
+    assert report is not None
+    sys.exit(report(rc, receiver.message()))
 
 
 def _supervise(pid: int, waited: set[int]) -> int:

@@ -42,6 +42,14 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
+class EndedEarly(RecipeError):
+    """Recipe code ended the jail before it answered (os._exit, exec, a thread, a signal)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"recipe code ended the loader without an answer (exit status {status})")
+        self.status = status
+
+
 def _fail(what: str) -> None:
     e = ctypes.get_errno()
     raise SandboxError(f"recipe jail: {what}: {os.strerror(e)}")
@@ -127,8 +135,7 @@ def run(fn: Callable[[], Any]) -> Any:
     try:
         reply = json.loads(raw)
     except (json.JSONDecodeError, RecursionError):  # recipe code can write to the pipe too
-        rc = os.waitstatus_to_exitcode(status)
-        raise RecipeError(f"recipe code ended the loader without an answer (exit status {rc})") from None
+        raise EndedEarly(os.waitstatus_to_exitcode(status)) from None
     if not isinstance(reply, dict):
         raise RecipeError("recipe loader answered with something that is not an object")
     if "error" in reply:
