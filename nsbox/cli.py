@@ -489,8 +489,8 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     from nsbox.sandbox import result_pipe
 
     if result_pipe.claimed():  # in the sandbox: the supervisor reports (nsbox/sandbox/result_pipe.py)
-        result_pipe.send_results(results)
-        sys.exit(exit_code(results))
+        result_pipe.send_results(results, refused)
+        sys.exit(2 if refused else exit_code(results))
     try:
         report_output.emit(results, fmt, output)
     except NsboxError as e:

@@ -92,7 +92,12 @@ def test_a_chain_name_cannot_close_the_here_document(tmp_path):
     ends, and bash runs the command."""
     lab, c1, h = base()
     lab.veth(c1, "eth0", h, "v1")
-    c1.iptables("filter").new_chain("X\t-\t[0:0]\nCOMMIT\nEOF\nid>P5\t#")
+    # The builder refuses such a name (trust-input); put it in the model behind its back,
+    # so explain's quoting is tested on its own.
+    from nsbox.model.firewall import Chain
+
+    hostile = "X\t-\t[0:0]\nCOMMIT\nEOF\nid>P5\t#"
+    c1.iptables("filter").chains[hostile] = Chain(hostile, builtin=False)
     text = script(lab)
     run_script(text, tmp_path)
     assert payloads(tmp_path) == [], text

@@ -12,7 +12,9 @@ with any exit status (0 included), is reported as an error of the run:
 "no result: the recipe process ended early (exit N)", exit 1.
 
 Messages (one JSON object, written once, then the pipe is closed):
-  {"results": [RecipeResult.to_json(), ...]}   the run's results; the supervisor reports them
+  {"results": [RecipeResult.to_json(), ...], "refused": false}
+                                                the run's results; the supervisor reports them
+                                                (refused: a recipe was bad input, exit 2)
   {"failed": N}                                 a one-line error already went to stderr; exit N
                                                 (bad input: 2), no report, as before
 
@@ -63,8 +65,10 @@ def claimed() -> bool:
     return _fd is not None
 
 
-def send_results(results: list[RecipeResult]) -> None:
-    _send({"results": [r.to_json() for r in results]})
+def send_results(results: list[RecipeResult], refused: bool = False) -> None:
+    """REFUSED: one of the recipes was refused as bad input (its error is among the
+    results, the others ran): the run then exits 2, as on the host."""
+    _send({"results": [r.to_json() for r in results], "refused": bool(refused)})
 
 
 def send_failure(exit_code: int) -> None:
@@ -204,7 +208,7 @@ def reporter(fmt: str, output: str | None, names: list[str]) -> Callable[[int, d
             sys.stderr.write(f"nsbox: error: {no_result_text(rc)}\n")
             results, rc = ended_early(names, rc), 1
         else:
-            rc = rc if rc >= 128 else exit_code(results)
+            rc = rc if rc >= 128 else (2 if msg.get("refused") is True else exit_code(results))
         try:
             report_output.emit(results, fmt, output)
         except NsboxError as e:
