@@ -229,7 +229,7 @@ def clean_cmd(dry_run: bool) -> None:
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
 @click.option("--timeout", type=_Timeout(0.1, 60), default=1.0, show_default=True,
-              help="Seconds one probe waits; an expected deny costs this much.")
+              help="Seconds one probe waits; what a deny check that names no dropping rule costs.")
 @click.option("--settle", type=_Timeout(0, 600), default=None, metavar="S",
               help="Seconds a check whose result differs from the expected one is re-probed, in case the "
                    "lab is still settling (default: 4, or 4 x --timeout if larger). 0: judge the first probe.")
