@@ -40,7 +40,7 @@ class RunOptions:
 def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     start = time.monotonic()
     result = RecipeResult(lab.name, "pass", description=lab.description)
-    lacking = features.missing(frozenset(lab.requires))
+    lacking = features.missing(frozenset(lab.requires), opts.iptables)
     if lacking:
         result.status = "skip"
         result.skip_reason = "; ".join(lacking.values())
