@@ -14,13 +14,15 @@ from __future__ import annotations
 import math
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from nsbox import __version__, sandbox
+from nsbox import __version__
 from nsbox.errors import NsboxError, UsageError, missing_module
-from nsbox.model import Lab
-from nsbox.validate import validate
+
+if TYPE_CHECKING:  # the model, validation and the sandbox are imported where used: --help stays fast
+    from nsbox.model import Lab
 
 
 def _fail(err: NsboxError) -> None:
@@ -66,6 +68,7 @@ def load_labs(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: tuple[s
     """Resolve, build and validate every requested lab. Runs recipe code: call it
     only inside the sandbox or the recipe jail."""
     from nsbox import recipe
+    from nsbox.validate import validate
 
     recipes = [recipe.get(n, recipe_dirs) for n in select(names, recipe_dirs)]
     for key in sets:
@@ -113,6 +116,7 @@ def load_labs_jailed(names: tuple[str, ...], sets: dict[str, str], recipe_dirs: 
     """load_labs() in the recipe jail; the labs come back as data and are validated again here."""
     from nsbox.model.serialize import lab_from_dict, lab_to_dict
     from nsbox.sandbox import jail
+    from nsbox.validate import validate
 
     data = jail.run(lambda: [lab_to_dict(lab) for lab in load_labs(names, sets, recipe_dirs)])
     if not isinstance(data, list) or len(data) != len(names):
@@ -248,6 +252,8 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
     path to a recipe file (./my_lab.py)."""
+    from nsbox import sandbox
+
     if not recipes and not run_all:
         raise click.UsageError("Missing argument 'RECIPES...' (or --all).")
     if run_all:
@@ -346,7 +352,24 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
         report_output.emit(results, fmt, output)
     except NsboxError as e:
         _fail(e)
-    sys.exit(exit_code(results))
+    _exit_after_run(exit_code(results))
+
+
+def _exit_after_run(code: int) -> None:
+    """The report is out and every lab torn down (run_lab returned). Inside the sandbox,
+    end at once: the interpreter's own shutdown (module teardown, library atexit hooks)
+    took ~0.15 s and has nothing left to do, and the kernel removes whatever remains of
+    the sandbox with its pid 1. Elsewhere (--on-host, a test calling main) a normal exit."""
+    from nsbox import sandbox
+
+    if sandbox.inside():
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            sys.exit(code)  # let the interpreter report a stdout it cannot write
+        os._exit(code)
+    sys.exit(code)
 
 
 @main.command("validate")
