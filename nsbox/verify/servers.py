@@ -152,12 +152,14 @@ class ServerSet:
                               f"{line or 'exited ' + str(proc.wait())}")
 
     def peer_for(self, token: str) -> tuple[str, int] | None:
-        self.drain()
+        if token not in self.seen:
+            self.drain()
         return self.seen.get(token)
 
     def server_for(self, token: str) -> str | None:
         """The container whose server took the connection carrying TOKEN."""
-        self.drain()
+        if token not in self.served_by:
+            self.drain()
         return self.served_by.get(token)
 
     def close(self) -> None:
