@@ -167,11 +167,13 @@ def user_figures(repeat: int, all_repeat: int) -> dict:
             "help": nsbox("--help"),
             "list": nsbox("list")}
     times: dict[str, list[float]] = {k: [] for k in cmds}
+    base = netns_slab()
     for k, argv in cmds.items():  # warm the page cache
         subprocess.run(argv, cwd=REPO, capture_output=True)
     for r in range(repeat):
         log(f"[user {r + 1}/{repeat}] python3 -c pass, nsbox run bridge-mode, --help, list")
         for k, argv in cmds.items():
+            settle(base)  # the last run's namespaces freed: the kernel's cleanup must not bill the next
             dt, cp = timed(argv)
             if k == "e2e":
                 check_bridge_mode(cp)
@@ -181,6 +183,7 @@ def user_figures(repeat: int, all_repeat: int) -> dict:
     all_s = []
     for r in range(all_repeat):
         log(f"[user] nsbox run --all ({r + 1}/{all_repeat})")
+        settle(base)
         dt, cp = timed(nsbox("run", "--all", "--format", "json"))
         if cp.returncode not in (0, 4):
             sys.exit(f"bench_speed: nsbox run --all failed ({cp.returncode}):\n{cp.stdout[-3000:]}\n{cp.stderr[-2000:]}")
@@ -195,9 +198,11 @@ def user_figures(repeat: int, all_repeat: int) -> dict:
 
 def probe_figures(nodes: int, repeat: int) -> dict:
     rates, loops = [], []
+    base = netns_slab()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "loop"
         for r in range(repeat):
+            settle(base)
             log(f"[probes {r + 1}/{repeat}] {nodes} nodes, all pairs")
             then = f"{shlex.quote(PY)} {shlex.quote(str(HERE / 'probe_loop.py'))} {nodes} {shlex.quote(str(out))}"
             dt, cp = timed(nsbox("run", "probe-bench", "--recipes", str(HERE / "recipes"), "--set", f"nodes={nodes}",
