@@ -92,12 +92,13 @@ class ServerSet:
         except OSError:
             pass
         parent = os.getpid()
+        libc = ctypes.CDLL(None, use_errno=True)  # before the fork: dlopen takes a lock another thread may hold
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the server process
             status = 1
             try:
                 os.close(r)
-                _become_server(parent)
+                _become_server(parent, libc)
                 _Server(self._listeners, self._zones, w).loop()
                 status = 0
             finally:
@@ -189,12 +190,11 @@ class ServerSet:
             self._records = -1
 
 
-def _become_server(parent: int) -> None:
+def _become_server(parent: int, libc: ctypes.CDLL) -> None:
     """First steps of the forked server process: named, tied to nsbox's life, and deaf to
     the signals that make nsbox tear down (nsbox's handlers must not run here)."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
-    libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # nsbox died before the line above took effect
         os._exit(1)
