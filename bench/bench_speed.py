@@ -268,10 +268,16 @@ def baseline_script(n: int, d: Path, flavour: str) -> Path:
             fw = steps[0].action.firewall
             for family in (4, 6):
                 text = iptables.restore_text(fw, family)
-                if text != "\n":
-                    (d / f"{i}.rules{family}").write_text(text)
-                    prog = iptables.program(family, flavour, "restore")
-                    lines.append(f"{enter} {prog} < {d}/{i}.rules{family}")
+                if text == "\n":
+                    continue
+                prog = iptables.program(family, flavour, "restore")
+                # In a sandbox one nf_tables batch is capped (~1,000 rules; see kernel/iptables.py):
+                # then chains first and rules in --noflush chunks, as nsbox does.
+                chunks = ([(text, [])] if text.count("\n-A ") <= iptables.RESTORE_CHUNK
+                          else iptables.restore_chunks(fw, family))
+                for k, (chunk, flags) in enumerate(chunks):
+                    (d / f"{i}.rules{family}.{k}").write_text(chunk)
+                    lines.append(f"{enter} {prog} {' '.join(flags)} < {d}/{i}.rules{family}.{k}")
     lines += ["t1=$(date +%s%N)", f"test $(ls /run/netns | wc -l) -eq {len(nodes)}",
               f"ip -batch {d}/del.batch", "t2=$(date +%s%N)", f"echo $t0 $t1 $t2 > {d}/times"]
     script = d / "build.sh"
