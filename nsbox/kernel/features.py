@@ -57,6 +57,36 @@ def _link(kind: str, **kw) -> Probe:
     return probe
 
 
+def _own(kind: str) -> Probe:
+    """veth and bridge: the very request realize sends (kernel/rtnl.py), in-process and
+    without pyroute2's IPRoute (an asyncio round per call: ~10 ms each at start-up)."""
+    def probe(_ipr) -> None:
+        from nsbox.errors import KernelError
+        from nsbox.kernel import rtnl
+
+        r = rtnl.Rtnl("probe", "/proc/thread-self/ns/net")
+        try:
+            if kind == "bridge":
+                msg = rtnl.bridge("nsbprobe0", None)
+            else:
+                fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    msg = rtnl.veth("nsbprobe0", "nsbprobe9", fd, None, None, up=False)
+                    r.queue(f"ip link add nsbprobe0 type {kind}", msg, rtnl.RTM_NEWLINK)
+                    r.flush()
+                    return
+                finally:
+                    os.close(fd)
+            r.queue(f"ip link add nsbprobe0 type {kind}", msg, rtnl.RTM_NEWLINK)
+            r.flush()
+        except KernelError as e:
+            raise KernelRefused(str(e).split(": ")[-1]) from None
+        finally:
+            r.close()
+    probe.own_netlink = True  # type: ignore[attr-defined]
+    return probe
+
+
 def _child(kind: str, **kw) -> Probe:
     """A link that needs a parent device (macvlan, ipvlan, vlan): a bridge serves."""
     def probe(ipr) -> None:
@@ -149,10 +179,14 @@ def _nftables(ipr) -> None:
         raise KernelRefused(why)
 
 
+_nftables.own_netlink = True  # type: ignore[attr-defined]
+
+
 def _proc(path: str) -> Probe:
     def probe(ipr) -> None:
         if not os.path.exists(path):
             raise KernelRefused(f"no {path}")
+    probe.own_netlink = True  # type: ignore[attr-defined]  (needs no IPRoute)
     return probe
 
 
@@ -180,6 +214,7 @@ PROBES: dict[str, Probe] = {
 for _k in _link_kinds.KINDS.values():
     if _k.probe is not None:
         PROBES[_k.name] = (_child if _k.needs_parent else _link)(_k.name, **_k.probe)
+PROBES["veth"], PROBES["bridge"] = _own("veth"), _own("bridge")
 assert set(PROBES) == set(FEATURES), "every feature a recipe may require has a probe"
 
 
@@ -205,24 +240,35 @@ def status(feature: str, iptables: str = "auto") -> Status:
     probe = PROBES.get(feature)
     if feature == "nat":
         probe = partial(_iptables_nat, flavour=iptables)
+        probe.own_netlink = True  # type: ignore[attr-defined]
     if probe is None:
         return Status(feature, "missing", f"unknown feature {feature!r}")
+    own = getattr(probe, "own_netlink", False)  # sent by nsbox itself: no IPRoute (pyroute2's asyncio)
     try:
-        IPRoute, NetlinkError = _pyroute2()
+        IPRoute, NetlinkError = _pyroute2() if not own else (None, _netlink_error())
     except InstallError as e:
         return Status(feature, "broken", str(e))
     try:
         with netns.scratch():
-            ipr = IPRoute()
+            ipr = IPRoute() if IPRoute is not None else None
             try:
                 probe(ipr)
             finally:
-                ipr.close()
+                if ipr is not None:
+                    ipr.close()
     except InstallError as e:
         return Status(feature, "broken", str(e))
     except (KernelRefused, NetlinkError, OSError) as e:  # the kernel said no
         return Status(feature, "missing", f"this kernel lacks {feature} ({_reason(e)})")
     return Status(feature, "present")
+
+
+def _netlink_error() -> type[Exception]:
+    try:
+        from pyroute2.netlink.exceptions import NetlinkError
+    except ImportError as e:
+        raise (missing_module(e) or InstallError(f"pyroute2 does not load ({e}); {REINSTALL}")) from None
+    return NetlinkError
 
 
 def _reason(e: BaseException) -> str:
