@@ -16,13 +16,15 @@ import os
 import sys
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
-from nsbox import __version__, sandbox
+from nsbox import __version__
 from nsbox.errors import NsboxError, UsageError, missing_module
-from nsbox.model import Lab
-from nsbox.validate import validate
+
+if TYPE_CHECKING:  # the model, validation and the sandbox are imported where used: --help stays fast
+    from nsbox.model import Lab
 
 
 def _fail(err: NsboxError) -> None:
@@ -117,6 +119,8 @@ def load_entries(names: tuple[str, ...], sets: dict[str, str],
             lab.source = r.path  # type: ignore[attr-defined]
             lab.sets = own  # type: ignore[attr-defined]
             lab = lab_from_dict(_as_json(lab_to_dict(lab)))
+            from nsbox.validate import validate
+
             validate(lab)
         except NsboxError as e:
             if len(recipes) == 1:
@@ -183,6 +187,7 @@ def load_entries_jailed(names: tuple[str, ...], sets: dict[str, str],
     """load_entries() in the recipe jail; each lab comes back as data and is validated again here."""
     from nsbox.model.serialize import lab_from_dict, lab_to_dict
     from nsbox.sandbox import jail
+    from nsbox.validate import validate
 
     def inside() -> list[dict]:
         return [{"refused": x.name, "error": x.error, "exit_code": x.exit_code} if isinstance(x, Refused)
@@ -323,7 +328,7 @@ def clean_cmd(dry_run: bool) -> None:
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
 @click.option("--timeout", type=_Timeout(0.1, 60), default=1.0, show_default=True,
-              help="Seconds one probe waits; an expected deny costs this much.")
+              help="Seconds one probe waits; what a deny check that names no dropping rule costs.")
 @click.option("--settle", type=_Timeout(0, 600), default=None, metavar="S",
               help="Seconds a check whose result differs from the expected one is re-probed, in case the "
                    "lab is still settling (default: 4, or 4 x --timeout if larger). 0: judge the first probe.")
@@ -342,6 +347,8 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
     path to a recipe file (./my_lab.py)."""
+    from nsbox import sandbox
+
     if not recipes and not run_all:
         raise click.UsageError("Missing argument 'RECIPES...' (or --all).")
     if run_all:
@@ -379,7 +386,7 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
         labs = _refuse_what_the_kernel_would(labs)
         _import_what_labs_need(labs)
         if then is not None:
-            for lab in (x for x in labs if isinstance(x, Lab)):
+            for lab in (x for x in labs if not isinstance(x, Refused)):
                 if then_in not in lab.nodes and then_in not in lab.containers:
                     raise UsageError(f"--then-in {then_in}: no node or container {then_in!r} in {lab.name}")
     except NsboxError as e:
@@ -422,7 +429,7 @@ def _import_what_labs_need(labs: list) -> None:
     must fail here, in one line through _Main (exit 2), before anything is built."""
     from nsbox.model import ReachCheck
 
-    if any(isinstance(lab, Lab) and (any(isinstance(c, ReachCheck) and c.proto == "dns" for c in lab.checks)
+    if any(not isinstance(lab, Refused) and (any(isinstance(c, ReachCheck) and c.proto == "dns" for c in lab.checks)
                                      or any(s.kind == "dns" for n in lab.nodes.values() for s in n.servers))
            for lab in labs):
         import dnslib  # noqa: F401
@@ -447,7 +454,7 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
 
     out = []
     for lab in labs:
-        if isinstance(lab, Lab) and not features.missing(frozenset(lab.requires)):
+        if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires)):
             try:
                 sysctl.check_lab(lab)
                 nftables.check_lab(lab)
@@ -490,13 +497,29 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
 
     if result_pipe.claimed():  # in the sandbox: the supervisor reports (nsbox/sandbox/result_pipe.py)
         result_pipe.send_results(results, refused)
-        sys.exit(2 if refused else exit_code(results))
+        _exit_after_run(2 if refused else exit_code(results))
     try:
         report_output.emit(results, fmt, output)
     except NsboxError as e:
         _fail(e)
     # A refused recipe was bad input: exit 2 even though the others ran (their results are in the report).
-    sys.exit(2 if refused else exit_code(results))
+    _exit_after_run(2 if refused else exit_code(results))
+
+def _exit_after_run(code: int) -> None:
+    """The report is out and every lab torn down (run_lab returned). Inside the sandbox,
+    end at once: the interpreter's own shutdown (module teardown, library atexit hooks)
+    took ~0.15 s and has nothing left to do, and the kernel removes whatever remains of
+    the sandbox with its pid 1. Elsewhere (--on-host, a test calling main) a normal exit."""
+    from nsbox import sandbox
+
+    if sandbox.inside():
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            sys.exit(code)  # let the interpreter report a stdout it cannot write
+        os._exit(code)
+    sys.exit(code)
 
 
 @main.command("validate")

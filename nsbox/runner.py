@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ class RunOptions:
 def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     start = time.monotonic()
     result = RecipeResult(lab.name, "pass", description=lab.description)
-    lacking = features.missing(frozenset(lab.requires))
+    lacking = features.missing(frozenset(lab.requires), opts.iptables)
     if lacking:
         result.status = "skip"
         result.skip_reason = "; ".join(lacking.values())

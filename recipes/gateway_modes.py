@@ -67,7 +67,7 @@ def build(lab: Lab, mode: str, docker: str) -> None:
     if mode == "nat":
         lab.expect("internet", ip, "http", 80, allow=False, dropped_by=raw, name="http internet->c1:80 direct (raw DROP)")
         lab.expect("internet", ip, "tcp", 81, allow=False, dropped_by=raw, name="tcp internet->c1:81 direct (raw DROP)")
-        lab.expect("internet", ip, "icmp", allow=False, name="icmp internet->c1 direct")
+        lab.expect("internet", ip, "icmp", allow=False, dropped_by=raw, name="icmp internet->c1 direct")
     elif mode == "nat-unprotected":
         lab.expect("internet", ip, "http", 80, name="http internet->c1:80 direct (unprotected)")
         lab.expect("internet", ip, "tcp", 81, name="tcp internet->c1:81 direct (unprotected: every port)")

@@ -58,7 +58,9 @@ def build(lab: Lab, docker: str, icc: bool, docker0: bool = False) -> None:
     across = {"29": (HOST, "raw", "PREROUTING", f"-d {b1.primary_ip}/32 ! -i {back.bridge} -j DROP"),
               "20.10": (HOST, "filter", "DOCKER-ISOLATION-STAGE-2", f"-o {back.bridge} -j DROP")}.get(docker)
     lab.expect("a1", "b1", "tcp", 7, allow=False, dropped_by=across, name="tcp/7 a1->b1 (across networks)")
-    lab.expect("b1", "i1", "tcp", 7, allow=False, name="tcp/7 b1->i1 (into the internal network)")
+    # Into the internal network: Docker 29's DOCKER-INTERNAL drops what is not from it.
+    internal = {"29": (HOST, "filter", "DOCKER-INTERNAL", f"! -s {vault.subnet} -o {vault.bridge} -j DROP")}.get(docker)
+    lab.expect("b1", "i1", "tcp", 7, allow=False, dropped_by=internal, name="tcp/7 b1->i1 (into the internal network)")
     if d1 is not None:
         # docker0 is a network like the others: isolated from the user networks both ways.
         lab.expect("d1", "a1", "tcp", 7, allow=False, name="tcp/7 d1->a1 (docker0 to a user network)")
@@ -68,7 +70,8 @@ def build(lab: Lab, docker: str, icc: bool, docker0: bool = False) -> None:
     # The way out: NAT for a user network, none for the internal one.
     lab.expect("a1", UPSTREAM, "http", 80, seen_from=UPLINK, name="http a1->internet (NAT)")
     lab.expect("i1", UPSTREAM, "http", 80, allow=False, name="http i1->internet (internal: no way out)")
-    lab.expect("internet", i1.primary_ip, "tcp", 7, allow=False, name="tcp/7 internet->i1 (internal: no way in)")
+    lab.expect("internet", i1.primary_ip, "tcp", 7, allow=False, dropped_by=internal,
+               name="tcp/7 internet->i1 (internal: no way in)")
     # The embedded DNS: its own network's names and aliases, nothing else.
     lab.expect_dns("a1", "127.0.0.11", "a2", a2.primary_ip, check_name="dns a1: a2")
     lab.expect_dns("a1", "127.0.0.11", "web", a2.primary_ip, check_name="dns a1: web (a2's alias)")

@@ -87,9 +87,10 @@ def test_libxtables_that_does_not_load_is_broken_not_missing(nsbox, host_unchang
     assert packages["python-iptables"]["state"] == "broken"
     assert "libxtables" in packages["python-iptables"]["detail"]
     assert "apt install iptables" in packages["python-iptables"]["fix"]
+    # NAT is probed in the rules' backend, without python-iptables: the kernel still has it.
     nat = {f["name"]: f for f in report["features"]}["nat"]
-    assert nat["state"] == "broken" and "lacks" not in nat["detail"], nat
-    assert not {r["name"]: r for r in report["recipes"]}["bridge-mode"]["can_run"]
+    assert nat["state"] == "present", nat
+    assert {r["name"]: r for r in report["recipes"]}["bridge-mode"]["can_run"]  # nothing it runs loads iptc
     text = nsbox.run("doctor", env={"PYTHON_IPTABLES_XTABLES_VERSION": "999"})
     assert text.returncode == 2 and "BROKEN python-iptables" in text.stdout
     assert "installation is broken: python-iptables" in text.stdout

@@ -89,14 +89,46 @@ def _one_line_install_error(run) -> str:
 
 
 @pytest.mark.parametrize("mode", [[], ["--on-host"]], ids=["sandbox", "on-host"])
-def test_libxtables_that_does_not_load_is_an_install_error_not_a_kernel_without_nat(
-        mode, nsbox, host_unchanged) -> None:
-    """python-iptables finds libxtables by PYTHON_IPTABLES_XTABLES_VERSION (libxtables.so.N) when it
-    is set; a version no machine has makes the library fail to load, as an uninstalled one would."""
-    run = nsbox.run("run", "bridge-mode", *mode, env={"PYTHON_IPTABLES_XTABLES_VERSION": "999"})
-    line = _one_line_install_error(run)
-    assert "libxtables" in line and "apt install iptables" in line and "install.sh" in line, line
-    assert not run.stdout.strip(), "a broken install printed a report"
+def test_run_needs_no_python_iptables(mode, nsbox, host_unchanged) -> None:
+    """NAT is probed in the backend the rules go to, not with python-iptables: a libxtables that
+    python-iptables cannot load (PYTHON_IPTABLES_XTABLES_VERSION names a version no machine
+    has) changes nothing for a run (it used to be an install error, exit 2)."""
+    run = nsbox.run("run", "bridge-mode", *mode, "--format", "json",
+                    env={"PYTHON_IPTABLES_XTABLES_VERSION": "999"})
+    assert run.returncode == 0, run.describe()
+    assert all(c["passed"] for c in run.result["checks"]), run.describe()
+    host_unchanged.assert_clean()
+
+
+PLANTED_EXTENSION = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen(getenv("PLANTED_PROOF"), "w");
+    if (f) { fputs("loaded\n", f); fclose(f); }
+}
+"""
+
+
+@pytest.mark.tools("gcc")
+@pytest.mark.parametrize("mode", [[], ["--on-host"]], ids=["sandbox", "on-host"])
+def test_library_directories_from_the_environment_are_ignored(mode, nsbox, tmp_path, host_unchanged) -> None:
+    """XTABLES_LIBDIR / IPTABLES_LIBDIR make iptables programs (and python-iptables) dlopen
+    extensions from any directory: one left in root's environment must not run code as root.
+    Every extension bridge-mode's rules use is planted there; none may be loaded, and the
+    run must still work (with the system's own extensions)."""
+    src = tmp_path / "planted.c"
+    src.write_text(PLANTED_EXTENSION)
+    evil = tmp_path / "lib"
+    evil.mkdir()
+    for name in ("libxt_standard", "libxt_tcp", "libxt_MASQUERADE", "libxt_conntrack", "libxt_addrtype",
+                 "libxt_comment", "libipt_MASQUERADE", "libxt_physdev", "libxtables"):
+        subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(evil / f"{name}.so"), str(src)], check=True)
+    proof = tmp_path / "proof"
+    run = nsbox.run("run", "bridge-mode", *mode, "--format", "json",
+                    env={"XTABLES_LIBDIR": str(evil), "IPTABLES_LIBDIR": str(evil), "PLANTED_PROOF": str(proof)})
+    assert not proof.exists(), "a library from XTABLES_LIBDIR/IPTABLES_LIBDIR was loaded"
+    assert run.returncode == 0, run.describe()
     host_unchanged.assert_clean()
 
 

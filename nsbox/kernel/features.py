@@ -4,17 +4,24 @@ A recipe declares what it needs (`lab.require("vxlan")`); a missing feature
 makes the recipe SKIP with the reason instead of failing mid-build.
 
 Two kinds of "no" are kept apart. The kernel refusing (netlink answers
-EOPNOTSUPP for an unknown link kind, libiptc cannot open the nat table) means
-the feature is missing: a SKIP. A library that does not load (pyroute2 not
-installed, python-iptables not finding libxtables) is a broken installation:
-InstallError, exit 2, never a SKIP, because no kernel would make it run.
+EOPNOTSUPP for an unknown link kind, nf_tables has no nat chain type) means
+the feature is missing: a SKIP. A library or tool that does not load (pyroute2
+not installed, no iptables-legacy-save) is a broken installation: InstallError,
+exit 2, never a SKIP, because no kernel would make it run.
+
+NAT is probed in the backend the rules will go to (kernel/iptables.py): nf_tables
+asked in-process over netlink for a nat chain, or the legacy nat table opened by
+iptables-legacy-save. python-iptables is not involved: it reads the legacy table
+only, and importing it costs a run ~0.4 s (it runs ldconfig and gcc to find
+libxtables).
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, Literal
 
 from nsbox.errors import REINSTALL, InstallError, missing_module
@@ -50,6 +57,36 @@ def _link(kind: str, **kw) -> Probe:
     return probe
 
 
+def _own(kind: str) -> Probe:
+    """veth and bridge: the very request realize sends (kernel/rtnl.py), in-process and
+    without pyroute2's IPRoute (an asyncio round per call: ~10 ms each at start-up)."""
+    def probe(_ipr) -> None:
+        from nsbox.errors import KernelError
+        from nsbox.kernel import rtnl
+
+        r = rtnl.Rtnl("probe", "/proc/thread-self/ns/net")
+        try:
+            if kind == "bridge":
+                msg = rtnl.bridge("nsbprobe0", None)
+            else:
+                fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    msg = rtnl.veth("nsbprobe0", "nsbprobe9", fd, None, None, up=False)
+                    r.queue(f"ip link add nsbprobe0 type {kind}", msg, rtnl.RTM_NEWLINK)
+                    r.flush()
+                    return
+                finally:
+                    os.close(fd)
+            r.queue(f"ip link add nsbprobe0 type {kind}", msg, rtnl.RTM_NEWLINK)
+            r.flush()
+        except KernelError as e:
+            raise KernelRefused(str(e).split(": ")[-1]) from None
+        finally:
+            r.close()
+    probe.own_netlink = True  # type: ignore[attr-defined]
+    return probe
+
+
 def _child(kind: str, **kw) -> Probe:
     """A link that needs a parent device (macvlan, ipvlan, vlan): a bridge serves."""
     def probe(ipr) -> None:
@@ -61,13 +98,78 @@ def _child(kind: str, **kw) -> Probe:
     return probe
 
 
-def _iptables_nat(ipr) -> None:
-    from nsbox.kernel.iptables import _iptc
-    iptc = _iptc()  # InstallError if libxtables does not load: not the kernel's fault
+def _iptables_nat(ipr, flavour: str = "auto") -> None:
+    """The nat table of the backend FLAVOUR resolves to (kernel/iptables.py)."""
+    from nsbox.kernel import iptables
+
+    if iptables.resolve_flavour(flavour) == "nft":
+        _nft_nat_chain()
+        return
+    import subprocess
+
+    prog = iptables.program(4, "legacy", "save")  # InstallError when missing: not the kernel's fault
+    done = subprocess.run([prog, "-t", "nat"], capture_output=True, text=True, check=False,
+                          env=iptables.tool_env())
+    if done.returncode != 0:
+        raise KernelRefused(" ".join(done.stderr.split()) or f"{prog} -t nat: exit {done.returncode}")
+
+
+# nf_tables over netlink (linux/netfilter/nf_tables.h, nfnetlink.h): just enough to ask
+# for what iptables-nft's nat table is made of, a base chain of type nat.
+_NETLINK_NETFILTER, _NFNL_SUBSYS_NFTABLES = 12, 10
+_NFNL_MSG_BATCH_BEGIN, _NFNL_MSG_BATCH_END = 0x10, 0x11
+_NFT_MSG_NEWTABLE, _NFT_MSG_NEWCHAIN = 0, 3
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_CREATE = 1, 4, 0x400
+_NLMSG_ERROR, _NLA_F_NESTED = 2, 0x8000
+_NFPROTO_IPV4, _NF_INET_POST_ROUTING = 2, 4
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
+
+
+def _nfmsg(kind: int, flags: int, seq: int, family: int, attrs: bytes, res_id: int = 0) -> bytes:
+    body = struct.pack("=BB", family, 0) + struct.pack("!H", res_id) + attrs  # nfgenmsg: res_id is big-endian
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+
+
+def _nft_nat_chain() -> None:
+    """`nft add table ip T; nft add chain ip T c { type nat hook postrouting priority 100; }` in
+    this (scratch) netns, sent in-process; KernelRefused with the kernel's errno if refused."""
+    import socket
+
+    sub = _NFNL_SUBSYS_NFTABLES << 8
+    table = _nla(1, b"nsbprobe\0")  # NFTA_TABLE_NAME
+    hook = _nla(1, struct.pack("!I", _NF_INET_POST_ROUTING)) + _nla(2, struct.pack("!i", 100))
+    chain = (_nla(1, b"nsbprobe\0") + _nla(3, b"nat\0")  # NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME
+             + _nla(4 | _NLA_F_NESTED, hook) + _nla(7, b"nat\0"))  # NFTA_CHAIN_HOOK, NFTA_CHAIN_TYPE
+    ack = _NLM_F_REQUEST | _NLM_F_ACK | _NLM_F_CREATE
+    batch = (_nfmsg(_NFNL_MSG_BATCH_BEGIN, _NLM_F_REQUEST, 1, 0, b"", _NFNL_SUBSYS_NFTABLES)
+             + _nfmsg(sub | _NFT_MSG_NEWTABLE, ack, 2, _NFPROTO_IPV4, table)
+             + _nfmsg(sub | _NFT_MSG_NEWCHAIN, ack, 3, _NFPROTO_IPV4, chain)
+             + _nfmsg(_NFNL_MSG_BATCH_END, _NLM_F_REQUEST, 4, 0, b"", _NFNL_SUBSYS_NFTABLES))
     try:
-        iptc.Table("nat").refresh()
-    except iptc.IPTCError as e:
-        raise KernelRefused(str(e)) from None
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+    except OSError as e:
+        raise KernelRefused(f"no nfnetlink: {e.strerror}") from None
+    with s:
+        s.settimeout(5)
+        s.bind((0, 0))
+        s.send(batch)
+        pending = {2: "table", 3: "nat chain"}
+        while pending:
+            data = s.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, kind, _, seq, _ = struct.unpack_from("=IHHII", data, off)
+                if kind == _NLMSG_ERROR:
+                    (err,) = struct.unpack_from("=i", data, off + 16)
+                    what = pending.pop(seq, None)
+                    if err and what is None:
+                        raise KernelRefused(f"nf_tables refused the batch: {os.strerror(-err)}")
+                    if err:
+                        raise KernelRefused(f"nf_tables refused a {what}: {os.strerror(-err)}")
+                off += max(length + (-length % 4), 16)
 
 
 def _nftables(ipr) -> None:
@@ -77,10 +179,14 @@ def _nftables(ipr) -> None:
         raise KernelRefused(why)
 
 
+_nftables.own_netlink = True  # type: ignore[attr-defined]
+
+
 def _proc(path: str) -> Probe:
     def probe(ipr) -> None:
         if not os.path.exists(path):
             raise KernelRefused(f"no {path}")
+    probe.own_netlink = True  # type: ignore[attr-defined]  (needs no IPRoute)
     return probe
 
 
@@ -108,16 +214,18 @@ PROBES: dict[str, Probe] = {
 for _k in _link_kinds.KINDS.values():
     if _k.probe is not None:
         PROBES[_k.name] = (_child if _k.needs_parent else _link)(_k.name, **_k.probe)
+PROBES["veth"], PROBES["bridge"] = _own("veth"), _own("bridge")
 assert set(PROBES) == set(FEATURES), "every feature a recipe may require has a probe"
 
 
-def missing(required: frozenset[str]) -> dict[str, str]:
-    """Feature -> reason, for each required feature this kernel lacks.
+def missing(required: frozenset[str], iptables: str = "auto") -> dict[str, str]:
+    """Feature -> reason, for each required feature this kernel lacks. IPTABLES: the
+    backend the rules go to (--iptables), where "nat" is probed.
 
     Raises InstallError if a probe could not run because nsbox's own libraries are broken."""
     out = {}
     for f in sorted(required):
-        st = status(f)
+        st = status(f, iptables)
         if st.state == "broken":
             raise InstallError(st.reason)
         if st.state == "missing":
@@ -126,27 +234,41 @@ def missing(required: frozenset[str]) -> dict[str, str]:
 
 
 @lru_cache(maxsize=None)
-def status(feature: str) -> Status:
-    """Probe FEATURE once per process. Must run with CAP_NET_ADMIN (root, or in a user namespace)."""
+def status(feature: str, iptables: str = "auto") -> Status:
+    """Probe FEATURE once per process (nat: in the IPTABLES backend). Must run with
+    CAP_NET_ADMIN (root, or in a user namespace)."""
     probe = PROBES.get(feature)
+    if feature == "nat":
+        probe = partial(_iptables_nat, flavour=iptables)
+        probe.own_netlink = True  # type: ignore[attr-defined]
     if probe is None:
         return Status(feature, "missing", f"unknown feature {feature!r}")
+    own = getattr(probe, "own_netlink", False)  # sent by nsbox itself: no IPRoute (pyroute2's asyncio)
     try:
-        IPRoute, NetlinkError = _pyroute2()
+        IPRoute, NetlinkError = _pyroute2() if not own else (None, _netlink_error())
     except InstallError as e:
         return Status(feature, "broken", str(e))
     try:
         with netns.scratch():
-            ipr = IPRoute()
+            ipr = IPRoute() if IPRoute is not None else None
             try:
                 probe(ipr)
             finally:
-                ipr.close()
+                if ipr is not None:
+                    ipr.close()
     except InstallError as e:
         return Status(feature, "broken", str(e))
     except (KernelRefused, NetlinkError, OSError) as e:  # the kernel said no
         return Status(feature, "missing", f"this kernel lacks {feature} ({_reason(e)})")
     return Status(feature, "present")
+
+
+def _netlink_error() -> type[Exception]:
+    try:
+        from pyroute2.netlink.exceptions import NetlinkError
+    except ImportError as e:
+        raise (missing_module(e) or InstallError(f"pyroute2 does not load ({e}); {REINSTALL}")) from None
+    return NetlinkError
 
 
 def _reason(e: BaseException) -> str:

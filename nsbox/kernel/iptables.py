@@ -11,10 +11,14 @@ transaction, as dockerd and kube-proxy apply theirs, and plain `iptables -S` /
 `iptables-save` in the lab show them. Rule counters are read back the same way
 (`<flavour>-save -c`), so checks on counters pass under both.
 
-python-iptables is kept for one job: the in-process nat probe of
-kernel/features.py (no fork, and libiptc's "cannot open nat" is the kernel
-telling us it lacks NAT). For writing rules iptables-legacy-restore was as
-fast at 14 rules and 4.5x faster at 212 (bench figures in the README).
+python-iptables is no longer on the run path: kernel/features.py probes NAT in
+the backend the rules go to, without it (its import ran ldconfig and gcc, ~0.4 s
+a run). Only `nsbox doctor` still loads it, to report it (see _iptc).
+
+The iptables programs read XTABLES_LIBDIR (and python-iptables IPTABLES_LIBDIR)
+to find extension libraries and dlopen them from any directory: a variable left
+in root's environment (sudo -E, a CI runner) would run its code as root. They
+are removed from what these programs and python-iptables see (tool_env).
 
 `auto` picks what `iptables` resolves to on this system.
 """
@@ -39,6 +43,8 @@ def _iptc():
     is a broken installation, never a kernel without NAT."""
     if _loaded:
         return _loaded[0]
+    for var in _LIBDIR_ENV:  # python-iptables dlopens from these directories: never a caller's
+        os.environ.pop(var, None)
     try:
         import iptc  # loads libxtables; imported late so unit tests need no iptables
     except ImportError as e:
@@ -63,6 +69,13 @@ def _libxtables_error(e: BaseException) -> InstallError:
 
 # Environment variables python-iptables reads to find libxtables and its extensions.
 _IPTC_ENV = ("PYTHON_IPTABLES_XTABLES_VERSION", "XTABLES_LIBDIR", "IPTABLES_LIBDIR")
+# Those that name a directory libraries are loaded from (any directory, as root).
+_LIBDIR_ENV = ("XTABLES_LIBDIR", "IPTABLES_LIBDIR")
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for an iptables program: this one without the library directories."""
+    return {k: v for k, v in os.environ.items() if k not in _LIBDIR_ENV}
 
 
 FLAVOURS = ("auto", "nft", "legacy")
@@ -92,7 +105,7 @@ def resolve_flavour(choice: str = "auto", find: Callable[[str], str | None] | No
         return "nft"
     if "legacy" in target:
         return "legacy"
-    version = subprocess.run([found, "-V"], capture_output=True, text=True, check=False).stdout
+    version = subprocess.run([found, "-V"], capture_output=True, text=True, check=False, env=tool_env()).stdout
     return "nft" if "nf_tables" in version else "legacy"
 
 
@@ -125,7 +138,7 @@ def apply(node: str, firewall: Firewall, flavour: str = "legacy") -> None:
         if text == "\n":
             continue
         prog = program(family, flavour, "restore")
-        done = subprocess.run([prog], input=text, capture_output=True, text=True, check=False)
+        done = subprocess.run([prog], input=text, capture_output=True, text=True, check=False, env=tool_env())
         if done.returncode != 0 and "Message too long" in done.stderr:
             # The whole ruleset is one nf_tables batch. iptables-nft raises its socket's
             # send buffer with SO_SNDBUFFORCE, which needs CAP_NET_ADMIN in the initial
@@ -133,7 +146,8 @@ def apply(node: str, firewall: Firewall, flavour: str = "legacy") -> None:
             # net.core.wmem_default (~208 KB, ~1,000 rules). Then the tables go in as
             # several restores: chains and policies first, rules in chunks (--noflush).
             for chunk, flags in restore_chunks(firewall, family):
-                done = subprocess.run([prog, *flags], input=chunk, capture_output=True, text=True, check=False)
+                done = subprocess.run([prog, *flags], input=chunk, capture_output=True, text=True, check=False,
+                                      env=tool_env())
                 if done.returncode != 0:
                     break
         if done.returncode != 0:
@@ -203,7 +217,7 @@ def drop_counters(path: str, firewall: Firewall, flavour: str = "legacy",
 
     prog = program(family, flavour, "save")
     with netns.entered(path):
-        done = subprocess.run([prog, "-c"], capture_output=True, text=True, check=False)
+        done = subprocess.run([prog, "-c"], capture_output=True, text=True, check=False, env=tool_env())
     if done.returncode != 0:
         raise KernelError(f"{os.path.basename(prog)} -c: {' '.join(done.stderr.split()) or done.returncode}")
     saved = saved_counters(done.stdout, only_drops=True)

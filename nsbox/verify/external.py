@@ -4,7 +4,7 @@ A differential test builds the same thing twice: once with nsbox, once with the
 real software (the real dockerd, the real CNI plugins). To judge the real one by
 the same rules, this module takes the Lab's checks and `{node: netns path}` for
 the real namespaces (e.g. /proc/<pid>/ns/net of a container's init), starts the
-Lab's servers inside them (the server process is this one; the netns is the real
+Lab's servers inside them (in nsbox's server process; the netns is the real
 system's), and runs the very verify() of a normal run. Nothing is created in the
 kernel but those listening sockets, and nothing is torn down but them.
 

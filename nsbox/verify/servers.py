@@ -1,19 +1,28 @@
-"""The lab's servers: HTTP, TCP echo and UDP echo, one event-loop thread for all.
+"""The lab's servers: HTTP, TCP echo, UDP echo and DNS, in one process of their own.
 
-Each listening socket is opened while the thread is inside the node's netns, so
-it serves there; the loop thread itself never changes namespace. Like the book's
-web server, HTTP answers `GET /` with `Hello`, `GET /host` with
+Each listening socket is opened while this thread is inside the node's netns,
+so it serves there. start() forks the server process, which takes the sockets
+with it and serves them all from one event loop; `ss -ltnp` in a node shows it
+as `nsbox-servers`, as a learner expects a server to be a process. It never
+competes with the probes for this interpreter's lock, and it dies with nsbox
+(SIGKILL on close(), PR_SET_PDEATHSIG if nsbox itself is killed).
+
+Like the book's web server, HTTP answers `GET /` with `Hello`, `GET /host` with
 `NODE: <node>, POD IP:<ip>` and `GET /source` with the client address it saw.
 Every connection's peer is recorded, keyed by the probe token the verifier
-sends, so a check can prove what source address NAT produced.
+sends, and sent back to nsbox over a pipe before the reply leaves, so by the
+time a probe has its answer the record is there for a check to read: proof of
+what source address NAT produced.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import selectors
+import signal
 import socket
-import threading
 from dataclasses import dataclass, field
 
 from nsbox.kernel import netns
@@ -21,6 +30,10 @@ from nsbox.kernel import netns
 TOKEN_HEADER = "X-Nsbox-Probe"
 ECHO_PREFIX = b"nsbox-probe "
 _MAX_REQUEST = 16384
+PROCESS_NAME = b"nsbox-servers"  # what ps and `ss -p` show
+_PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1
+_F_SETPIPE_SZ = 1031
+_UNSAFE = str.maketrans("\t\r\n", "???")
 
 
 @dataclass
@@ -39,13 +52,12 @@ class ServerSet:
 
     seen: dict[str, tuple[str, int]] = field(default_factory=dict)  # token -> peer (ip, port)
     served_by: dict[str, str] = field(default_factory=dict)  # token -> the container that answered
-    _sel: selectors.DefaultSelector = field(default_factory=selectors.DefaultSelector)
-    _thread: threading.Thread | None = None
-    _stop_r: int = -1
-    _stop_w: int = -1
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _listeners: list = field(default_factory=list)  # (socket, ("listen", node, ip, kind)) until start()
     _zones: dict[int, dict[str, str]] = field(default_factory=dict)  # dns socket fd -> name -> A
     _procs: list = field(default_factory=list)  # proxy processes (subprocess.Popen)
+    pid: int | None = None  # the server process
+    _records: int = -1  # read end of the record pipe
+    _partial: bytes = b""
 
     def listen(self, node: str, path: str, ip: str, kind: str, port: int, bind: str | None = None,
                records: tuple[tuple[str, str], ...] = ()) -> None:
@@ -66,15 +78,58 @@ class ServerSet:
         except OSError:
             s.close()
             raise
-        self._sel.register(s, selectors.EVENT_READ, ("listen", node, ip, kind))
+        self._listeners.append((s, ("listen", node, ip, kind)))
         if kind == "dns":
             self._zones[s.fileno()] = dict(records)
 
     def start(self) -> None:
-        self._stop_r, self._stop_w = os.pipe()
-        self._sel.register(self._stop_r, selectors.EVENT_READ, ("stop",))
-        self._thread = threading.Thread(target=self._loop, name="nsbox-servers", daemon=True)
-        self._thread.start()
+        """Fork the server process; it takes the listening sockets (this process closes its copies)."""
+        if self._zones:
+            import dnslib  # noqa: F401 - imported before the fork: the child imports nothing
+        r, w = os.pipe()
+        try:
+            fcntl.fcntl(w, _F_SETPIPE_SZ, 1 << 20)  # room for ~20,000 records between two reads
+        except OSError:
+            pass
+        parent = os.getpid()
+        libc = ctypes.CDLL(None, use_errno=True)  # before the fork: dlopen takes a lock another thread may hold
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the server process
+            status = 1
+            try:
+                os.close(r)
+                _become_server(parent, libc)
+                _Server(self._listeners, self._zones, w).loop()
+                status = 0
+            finally:
+                os._exit(status)
+        self.pid = pid
+        os.close(w)
+        os.set_blocking(r, False)
+        self._records = r
+        for s, _ in self._listeners:
+            s.close()
+        self._listeners.clear()
+
+    def records_fd(self) -> int:
+        """The fd that becomes readable when the server process has recorded a peer."""
+        return self._records
+
+    def drain(self) -> None:
+        """Read what the server process recorded so far."""
+        while self._records >= 0:
+            try:
+                chunk = os.read(self._records, 1 << 16)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            lines = (self._partial + chunk).split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                token, ip, port, node = line.decode("utf-8", "replace").rsplit("\t", 3)
+                self.seen[token] = (ip, int(port))
+                self.served_by[token] = node
 
     def start_proxy(self, node: str, path: str, p) -> None:
         """Start a userland proxy process (nsbox/verify/proxy.py) in the netns at PATH and
@@ -102,13 +157,15 @@ class ServerSet:
                               f"{line or 'exited ' + str(proc.wait())}")
 
     def peer_for(self, token: str) -> tuple[str, int] | None:
-        with self._lock:
-            return self.seen.get(token)
+        if token not in self.seen:
+            self.drain()
+        return self.seen.get(token)
 
     def server_for(self, token: str) -> str | None:
         """The container whose server took the connection carrying TOKEN."""
-        with self._lock:
-            return self.served_by.get(token)
+        if token not in self.served_by:
+            self.drain()
+        return self.served_by.get(token)
 
     def close(self) -> None:
         for proc in self._procs:  # ours, by pid
@@ -122,28 +179,46 @@ class ServerSet:
             if proc.stdout:
                 proc.stdout.close()
         self._procs.clear()
-        if self._thread is not None:
-            os.write(self._stop_w, b"x")
-            self._thread.join(timeout=5)
-            self._thread = None
-        for key in list(self._sel.get_map().values()):
-            obj = key.fileobj
-            self._sel.unregister(obj)
-            if isinstance(obj, socket.socket):
-                obj.close()
-        self._sel.close()
-        for fd in (self._stop_r, self._stop_w):
-            if fd >= 0:
-                os.close(fd)
-        self._stop_r = self._stop_w = -1
+        if self.pid is not None:  # ours, by pid; it holds nothing that needs an orderly end
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.pid = None
+        for s, _ in self._listeners:
+            s.close()
+        self._listeners.clear()
+        if self._records >= 0:
+            os.close(self._records)
+            self._records = -1
 
-    # -- the event loop --
-    def _loop(self) -> None:
+
+def _become_server(parent: int, libc: ctypes.CDLL) -> None:
+    """First steps of the forked server process: named, tied to nsbox's life, and deaf to
+    the signals that make nsbox tear down (nsbox's handlers must not run here)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # nsbox died before the line above took effect
+        os._exit(1)
+    libc.prctl(_PR_SET_NAME, PROCESS_NAME, 0, 0, 0)
+
+
+class _Server:
+    """The server process's event loop; records go to the pipe WFD before each reply."""
+
+    def __init__(self, listeners: list, zones: dict[int, dict[str, str]], wfd: int) -> None:
+        self._sel = selectors.DefaultSelector()
+        for s, data in listeners:
+            self._sel.register(s, selectors.EVENT_READ, data)
+        self._zones = zones
+        self._wfd = wfd
+
+    def loop(self) -> None:
         while True:
-            for key, _ in self._sel.select(timeout=1.0):
+            for key, _ in self._sel.select():
                 data = key.data
-                if data[0] == "stop":
-                    return
                 if data[0] == "listen":
                     try:
                         self._on_listener(key.fileobj, *data[1:])
@@ -155,15 +230,20 @@ class ServerSet:
                 except OSError:
                     self._drop(key.fileobj)  # reset or timed out: this connection is done
 
+    def _write_record(self, token: str, peer: tuple[str, int], node: str) -> None:
+        token = token.translate(_UNSAFE)  # a client's bytes: must not break the line format
+        line = f"{token}\t{peer[0]}\t{peer[1]}\t{node}\n".encode()
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._wfd, view):]
+
     def _on_listener(self, s: socket.socket, node: str, ip: str, kind: str) -> None:
         if kind == "dns":
             payload, peer = s.recvfrom(65535)
             reply = dns_answer(payload, self._zones.get(s.fileno(), {}))
             if reply is not None:
                 ip = unmapped(peer[0])
-                with self._lock:
-                    self.seen[f"dns:{ip}:{peer[1]}"] = (ip, peer[1])
-                    self.served_by[f"dns:{ip}:{peer[1]}"] = node
+                self._write_record(f"dns:{ip}:{peer[1]}", (ip, peer[1]), node)
                 s.sendto(reply, peer)
             return
         if kind == "udp":
@@ -211,9 +291,7 @@ class ServerSet:
         for line in lines[1:]:
             name, _, value = line.partition(":")
             if name.strip().lower() == TOKEN_HEADER.lower():
-                with self._lock:
-                    self.seen[value.strip()] = c.peer
-                    self.served_by[value.strip()] = c.node
+                self._write_record(value.strip(), c.peer, c.node)
         if path == "/":
             status, body = "200 OK", "Hello\n"
         elif path == "/host":
@@ -228,9 +306,7 @@ class ServerSet:
     def _record(self, payload: bytes, peer: tuple, name: str) -> None:
         if payload.startswith(ECHO_PREFIX):
             token = payload[len(ECHO_PREFIX):].split(b"\n", 1)[0].decode("ascii", "replace").strip()
-            with self._lock:
-                self.seen[token] = (unmapped(peer[0]), peer[1])
-                self.served_by[token] = name
+            self._write_record(token, (unmapped(peer[0]), peer[1]), name)
 
     def _drop(self, s: socket.socket) -> None:
         self._sel.unregister(s)
