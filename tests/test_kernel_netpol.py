@@ -44,6 +44,10 @@ def kube_router_node(lab) -> None:
     node.bridge("kube-bridge", "10.0.0.254/16")
     # kube-router needs bridged pod-to-pod traffic to traverse FORWARD (physdev-is-bridged).
     node.sysctl("net.bridge.bridge-nf-call-iptables", 1)
+    # A client denied by egress policy gets the node's REJECT (ICMP port unreachable) for each
+    # of its 8 probes within milliseconds; the kernel's per-destination ICMP rate limit (a
+    # burst of 6, then 1/s) would turn the 7th into a 1 s timeout. Probes, not policy, differ.
+    node.sysctl("net.ipv4.icmp_ratelimit", 0)
     for key in PODS:
         pod = lab.node(node_of(key))
         lab.veth(pod, "eth0", node, f"v-{node_of(key)}", b_master="kube-bridge")
