@@ -28,6 +28,19 @@ top-level jumps with `iptables -I` and keeps the rest of the table; here the who
 table is one iptables-restore payload (the lab's node has no other filter rules). Go map
 order (pods, named ports, the three default chains) is made deterministic by sorting.
 defaultDeny (an off-by-default option) is not rendered.
+
+Where kube-router departs from the API semantics (found by the simulator-vs-kernel property
+test, tests/test_kernel_netpol_property.py; each shown on the kernel by a test of
+tests/test_kernel_netpol.py), `render(strict=True)` mends it inside the same layout:
+- a policy of both types is one chain jumped to for all traffic of its pods, so one selected
+  pod's egress rule also admits traffic INTO another selected pod (ingress: [] no longer
+  isolates); strict splits the egress half into a chain of its own, jumped to by `-s pod`
+  (the ingress half by `-d pod`);
+- an egress rule with no `to` and a named port resolves the name on the policy's own
+  namespace's pods and then allows that number to ANY destination; strict resolves it on
+  each destination pod (a named-port set as the destination);
+- a named port in an egress rule towards an ipBlock is dropped (nothing allows it); strict
+  writes it with the ipBlock set and the named-port set both matched on the destination.
 """
 
 from __future__ import annotations
@@ -48,6 +61,8 @@ TAIL_CHAIN = "KUBE-NWPLCY-TAIL"
 MARK_MATCHED = "0x10000/0x10000"
 MARK_OK = "0x20000/0x20000"
 HASH_IP, HASH_NET = "hash:ip", "hash:net"
+# RestoreSets runs `ipset restore -exist`: a pod two peers select is added twice, harmlessly.
+IPSET_RESTORE = ("ipset", "restore", "-exist")
 
 
 def _b32(s: str) -> str:
@@ -58,8 +73,9 @@ def pod_chain(pod: Pod, version: str) -> str:
     return "KUBE-POD-FW-" + _b32(pod.namespace + pod.name + version)[:16]
 
 
-def policy_chain(p: Policy, version: str) -> str:
-    return "KUBE-NWPLCY-" + _b32(p.namespace + p.name + version + FAMILY)[:16]
+def policy_chain(p: Policy, version: str, half: str = "") -> str:
+    """HALF "egress": the second chain of a policy of both types when split (strict mode)."""
+    return "KUBE-NWPLCY-" + _b32(p.namespace + p.name + version + FAMILY + half)[:16]
 
 
 def _set(prefix: str, key: str) -> str:
@@ -142,8 +158,10 @@ def _ip_key(pod: Pod) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 class _Writer:
-    def __init__(self, cluster: Cluster, version: str, service_cidr: str, nodeport_range: str) -> None:
+    def __init__(self, cluster: Cluster, version: str, service_cidr: str, nodeport_range: str,
+                 strict: bool) -> None:
         self.c = cluster
+        self.strict = strict
         self.version = version
         self.service_cidr = service_cidr
         self.nodeport_range = nodeport_range
@@ -203,13 +221,17 @@ class _Writer:
                     named.append((pp.protocol, str(number), ips))
         return numeric, named
 
-    def append_rule(self, chain: str, comment: str, src: str, dst: str, proto: str, port: str, end: str) -> None:
-        """appendRuleToPolicyChain: the mark rule and the RETURN-if-marked rule."""
+    def append_rule(self, chain: str, comment: str, src: str, dst: str, proto: str, port: str, end: str,
+                    dst2: str = "") -> None:
+        """appendRuleToPolicyChain: the mark rule and the RETURN-if-marked rule. DST2 (strict
+        mode only): a second destination set, the named port's pods inside an ipBlock."""
         args = ["-A", chain, "-m", "comment", "--comment", _q(comment)]
         if src:
             args += ["-m", "set", "--match-set", src, "src"]
         if dst:
             args += ["-m", "set", "--match-set", dst, "dst"]
+        if dst2:
+            args += ["-m", "set", "--match-set", dst2, "dst"]
         if proto:
             args += ["-p", proto]
         if port:
@@ -252,6 +274,9 @@ class _Writer:
         ]
 
     # -- syncNetworkPolicyChains
+    def split(self, p: Policy) -> bool:
+        return self.strict and "Ingress" in p.policy_types and "Egress" in p.policy_types
+
     def policy(self, p: Policy) -> None:
         chain = policy_chain(p, self.version)
         self.chains.append(chain)
@@ -264,6 +289,9 @@ class _Writer:
         if egress:
             src = target_src_set(p)
             self.refresh(src, HASH_IP, [t.ip for t in targets])
+            if self.split(p):
+                chain = policy_chain(p, self.version, "egress")
+                self.chains.append(chain)
             self.egress(p, chain, src)
 
     def ingress(self, p: Policy, chain: str, target_dst: str, eps) -> None:
@@ -311,9 +339,11 @@ class _Writer:
             who = f"{p.namespace}/{p.name}"
             match_all_dst, match_all_ports = not rule.peers, not rule.ports
             dst_pods = self.peer_pods(p, rule.peers)
-            if match_all_dst:  # named ports of an egress rule to everyone resolve on the policy's namespace
-                eps = self.named_eps(sorted((o for o in self.c.pods.values() if o.namespace == p.namespace),
-                                            key=_ip_key))
+            every_pod = sorted(self.c.pods.values(), key=_ip_key)
+            if match_all_dst and self.strict:  # strict: a named port resolves on the destination pod
+                eps = self.named_eps(every_pod)
+            elif match_all_dst:  # kube-router: on the pods of the policy's namespace, any destination
+                eps = self.named_eps([o for o in every_pod if o.namespace == p.namespace])
             else:
                 eps = self.named_eps(dst_pods)
             numeric, named = self.split_ports(rule.ports, eps)
@@ -331,8 +361,13 @@ class _Writer:
             if match_all_dst and not match_all_ports:
                 for proto, port, end in numeric:
                     self.append_rule(chain, f"{who} egress any", target_src, "", proto, port, end)
-                for proto, port, _ips in named:
-                    self.append_rule(chain, f"{who} egress any np", target_src, "", proto, port, "")
+                for j, (proto, port, ips) in enumerate(named):
+                    if self.strict:
+                        np_set = named_port_set(p, "egress", i, j)
+                        self.refresh(np_set, HASH_IP, ips)
+                        self.append_rule(chain, f"{who} egress any np", target_src, np_set, proto, port, "")
+                    else:
+                        self.append_rule(chain, f"{who} egress any np", target_src, "", proto, port, "")
             if match_all_dst and match_all_ports:
                 self.append_rule(chain, f"{who} egress any", target_src, "", "", "", "")
             blocks = self.ipblocks(rule.peers)
@@ -342,6 +377,12 @@ class _Writer:
                 if not match_all_ports:
                     for proto, port, end in numeric:
                         self.append_rule(chain, f"{who} egress cidr", target_src, blk, proto, port, end)
+                    # kube-router writes nothing for a named port towards an ipBlock (a deny)
+                    for j, (proto, port, ips) in enumerate(self.split_ports(rule.ports, self.named_eps(every_pod))[1]
+                                                           if self.strict else []):
+                        np_set = _set("KUBE-DST-", f"{p.namespace}{p.name}egressrule{i}{j}{FAMILY}namedport-ipblock")
+                        self.refresh(np_set, HASH_IP, ips)
+                        self.append_rule(chain, f"{who} egress cidr np", target_src, blk, proto, port, "", np_set)
                 else:
                     self.append_rule(chain, f"{who} egress cidr", target_src, blk, "", "", "")
 
@@ -358,6 +399,11 @@ class _Writer:
             target = policy_chain(p, self.version)
             ing, eg = "Ingress" in p.policy_types, "Egress" in p.policy_types
             has_in, has_out = has_in or ing, has_out or eg
+            if self.split(p):  # strict: each half only for its own direction
+                self.rules.append(f"-I {fw} 1 -d {ip} -m comment --comment {comment} -j {target}")
+                self.rules.append(f"-I {fw} 1 -s {ip} -m comment --comment {comment} "
+                                  f"-j {policy_chain(p, self.version, 'egress')}")
+                continue
             where = "" if ing and eg else f"-d {ip} " if ing else f"-s {ip} "
             self.rules.append(f"-I {fw} 1 {where}-m comment --comment {comment} -j {target}")
         if not has_in:
@@ -397,10 +443,13 @@ class _Writer:
 
 
 def render(cluster: Cluster, *, version: str = "1", local_pods: list[str] | None = None,
-           service_cidr: str = "10.96.0.0/12", nodeport_range: str = "30000:32767") -> Rendered:
+           service_cidr: str = "10.96.0.0/12", nodeport_range: str = "30000:32767",
+           strict: bool = False) -> Rendered:
     """One full policy sync of the node that runs LOCAL_PODS ("ns/name"; default: every pod).
-    VERSION is the sync version kube-router folds into chain names (a timestamp there)."""
-    w = _Writer(cluster, version, service_cidr, nodeport_range)
+    VERSION is the sync version kube-router folds into chain names (a timestamp there).
+    STRICT mends where kube-router departs from the API semantics (see STRICT_FIXES);
+    without it the rules are kube-router's, departures included."""
+    w = _Writer(cluster, version, service_cidr, nodeport_range, strict)
     w.top_level()
     for p in cluster.policies:
         w.policy(p)
