@@ -20,7 +20,8 @@ import pytest
 
 from conftest import IS_ROOT, NEEDS_ROOT
 from netpol_lab import SCTP_SKIP, run_in_node, lab_up, node_of, observe, sync
-from nsbox.kits.netpol import PODS, Scenario, load_cases, render_tables, tables, truth_table
+from nsbox.kits.netpol import (PODS, ContainerPort, Scenario, allowed, load_cases, model_cluster, parse_policy,
+                               render_tables, tables, truth_table)
 from nsbox.kits.netpol.cases import pod_ip
 from nsbox.kits.netpol.kuberouter import Rendered, pod_chain, render
 
@@ -123,3 +124,56 @@ def test_rules_are_swapped_fast_enough():
     for c in CASES:
         _rendered(c.id)
     assert time.monotonic() - start < 2.0
+
+
+# --------------------------------------------------------- kube-router's departures from the API
+
+def _policy(ns: str, name: str, spec: dict):
+    return parse_policy({"metadata": {"name": name}, "spec": spec}, ns)
+
+
+def test_kube_router_both_types_admits_traffic_between_its_own_pods(node):
+    """A policy of both types is one chain that every packet of its pods passes: x/b's
+    egress rule (allow all) marks x/b -> x/a at x/a's ingress too, though `ingress: []`
+    isolates x/a. The simulator denies; kube-router's rules connect; strict denies."""
+    c = model_cluster([80], ["TCP"])
+    c.apply(_policy("x", "deny-in-allow-out", {"podSelector": {}, "ingress": [], "egress": [{}],
+                                               "policyTypes": ["Ingress", "Egress"]}))
+    assert not allowed(c, "x/b", "x/a", 80, "TCP")
+    sync(node, render(c))
+    assert node.probe("x-b", "x-a", "tcp", 80)       # kube-router's departure, observed
+    assert not node.probe("y-b", "x-a", "tcp", 80)   # from outside the policy: isolated
+    sync(node, render(c, strict=True))
+    assert not node.probe("x-b", "x-a", "tcp", 80)
+    assert node.probe("x-b", "y-a", "tcp", 80)
+
+
+def test_kube_router_egress_named_port_without_to_resolves_on_its_own_namespace(node):
+    """`egress: [{ports: [{port: http}]}]`: the API resolves `http` on each destination pod;
+    kube-router resolves it on the policy's namespace's pods (81 here) and opens that number
+    to every destination. y/a names 80 `http`."""
+    c = model_cluster([80, 81], ["TCP"])
+    for pod in c.pods.values():
+        number = 80 if pod.key == "y/a" else 81
+        pod.ports = pod.ports + (ContainerPort("http", number, "TCP"),)
+    c.apply(_policy("x", "egress-http", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                         "egress": [{"ports": [{"port": "http"}]}], "policyTypes": ["Egress"]}))
+    assert allowed(c, "x/a", "y/a", 80, "TCP") and not allowed(c, "x/a", "y/a", 81, "TCP")
+    sync(node, render(c))
+    assert (node.probe("x-a", "y-a", "tcp", 80), node.probe("x-a", "y-a", "tcp", 81)) == (False, True)
+    sync(node, render(c, strict=True))
+    assert (node.probe("x-a", "y-a", "tcp", 80), node.probe("x-a", "y-a", "tcp", 81)) == (True, False)
+    assert node.probe("x-a", "y-b", "tcp", 81)  # y/b's http is 81
+
+
+def test_kube_router_drops_a_named_port_towards_an_ipblock(node):
+    c = model_cluster([80], ["TCP"])
+    c.apply(_policy("x", "egress-block-np", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                             "egress": [{"to": [{"ipBlock": {"cidr": "10.0.2.0/24"}}],
+                                                         "ports": [{"port": "serve-80-tcp"}]}],
+                                             "policyTypes": ["Egress"]}))
+    assert allowed(c, "x/a", "y/b", 80, "TCP") and not allowed(c, "x/a", "z/b", 80, "TCP")
+    sync(node, render(c))
+    assert not node.probe("x-a", "y-b", "tcp", 80)
+    sync(node, render(c, strict=True))
+    assert node.probe("x-a", "y-b", "tcp", 80) and not node.probe("x-a", "z-b", "tcp", 80)
