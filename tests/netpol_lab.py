@@ -3,6 +3,7 @@ nine pods, loading a rendered sync into it, and probing every ordered pod pair."
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Iterator
 
@@ -50,6 +51,10 @@ SCTP_SKIP = _sctp_reason()
 
 
 def run_in_node(h, argv: list[str], stdin: str | None = None) -> str:
+    path = h.built.path("node")
+    if not os.path.exists(path):  # seen on the shared test host: another run's cleanup took it
+        raise AssertionError(f"the lab's node namespace {path} is gone: another process removed it "
+                             "(a concurrent test's leak cleanup on a shared host?); rerun")
     r = h.exec("node", argv, input=stdin)
     assert r.returncode == 0, f"{' '.join(argv)}: {r.stderr.strip()}"
     return r.stdout

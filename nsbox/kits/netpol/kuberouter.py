@@ -40,7 +40,10 @@ tests/test_kernel_netpol.py), `render(strict=True)` mends it inside the same lay
   namespace's pods and then allows that number to ANY destination; strict resolves it on
   each destination pod (a named-port set as the destination);
 - a named port in an egress rule towards an ipBlock is dropped (nothing allows it); strict
-  writes it with the ipBlock set and the named-port set both matched on the destination.
+  writes it with the ipBlock set and the named-port set both matched on the destination;
+- all ipBlock peers of a rule share one hash:net set, so one peer's `except` (a nomatch
+  entry, the longest prefix wins) also removes that address from another peer's cidr that
+  allows it; strict gives each peer its own set.
 """
 
 from __future__ import annotations
@@ -198,6 +201,27 @@ class _Writer:
                 out += ["0.0.0.0/1 nomatch", "128.0.0.0/1 nomatch"] if e.endswith("/0") else [f"{e} nomatch"]
         return out
 
+    def block_sets(self, p: Policy, direction: str, i: int, peers) -> list[str]:
+        """The hash:net set(s) of a rule's ipBlock peers, filled. kube-router: one set for all
+        of them, where one peer's `except` (a nomatch entry, the most specific prefix wins)
+        also cuts that address out of another peer's cidr; strict: one set per peer."""
+        if not self.strict:
+            entries = self.ipblocks(peers)
+            if not entries:
+                return []
+            name = rule_ipblock_set(p, direction, i)
+            self.refresh(name, HASH_NET, entries)
+            return [name]
+        names = []
+        for k, peer in enumerate(peers):
+            entries = self.ipblocks([peer])
+            if entries:
+                name = _set("KUBE-SRC-" if direction == "ingress" else "KUBE-DST-",
+                            f"{p.namespace}{p.name}{direction}rule{i}{FAMILY}ipblock{k}")
+                self.refresh(name, HASH_NET, entries)
+                names.append(name)
+        return names
+
     @staticmethod
     def named_eps(pods: list[Pod]) -> dict[str, dict[str, dict[int, list[str]]]]:
         """grabNamedPortFromPod: port name -> protocol -> number -> pod IPs."""
@@ -320,10 +344,7 @@ class _Writer:
                     self.append_rule(chain, f"{who} ingress any np", "", np_set, proto, port, "")
             if match_all_src and match_all_ports:
                 self.append_rule(chain, f"{who} ingress any", "", target_dst, "", "", "")
-            blocks = self.ipblocks(rule.peers)
-            if blocks:
-                blk = rule_ipblock_set(p, "ingress", i)
-                self.refresh(blk, HASH_NET, blocks)
+            for blk in self.block_sets(p, "ingress", i, rule.peers):
                 if not match_all_ports:
                     for proto, port, end in numeric:
                         self.append_rule(chain, f"{who} ingress cidr", blk, target_dst, proto, port, end)
@@ -370,17 +391,14 @@ class _Writer:
                         self.append_rule(chain, f"{who} egress any np", target_src, "", proto, port, "")
             if match_all_dst and match_all_ports:
                 self.append_rule(chain, f"{who} egress any", target_src, "", "", "", "")
-            blocks = self.ipblocks(rule.peers)
-            if blocks:
-                blk = rule_ipblock_set(p, "egress", i)
-                self.refresh(blk, HASH_NET, blocks)
+            for blk in self.block_sets(p, "egress", i, rule.peers):
                 if not match_all_ports:
                     for proto, port, end in numeric:
                         self.append_rule(chain, f"{who} egress cidr", target_src, blk, proto, port, end)
                     # kube-router writes nothing for a named port towards an ipBlock (a deny)
                     for j, (proto, port, ips) in enumerate(self.split_ports(rule.ports, self.named_eps(every_pod))[1]
                                                            if self.strict else []):
-                        np_set = _set("KUBE-DST-", f"{p.namespace}{p.name}egressrule{i}{j}{FAMILY}namedport-ipblock")
+                        np_set = _set("KUBE-DST-", f"{blk}{j}namedport")
                         self.refresh(np_set, HASH_IP, ips)
                         self.append_rule(chain, f"{who} egress cidr np", target_src, blk, proto, port, "", np_set)
                 else:
