@@ -131,3 +131,32 @@ def test_ipset_restore_swaps_through_one_tmp_set_per_option_string():
     assert lines[-2:] == sorted(lines[-2:]) and all(ln.startswith("destroy TMP-") for ln in lines[-2:])
     swaps = [ln for ln in lines if ln.startswith("swap ")]
     assert len(swaps) == 2  # the egress target set and the ipBlock set
+
+
+def test_rendering_every_case_is_cheap():
+    """The kernel test renders one sync per step; all 48 cases stay well under a second."""
+    import time
+    start = time.monotonic()
+    for case in CASES:
+        scenario = Scenario(case)
+        for _ in scenario.steps():
+            kuberouter.render(scenario.cluster)
+    assert time.monotonic() - start < 2.0
+
+
+def test_strict_splits_a_policy_of_both_types_and_gives_each_ipblock_its_own_set():
+    c = model_cluster([80], ["TCP"])
+    c.apply(parse_policy(policy({"podSelector": {}, "ingress": [{"from": [
+        {"ipBlock": {"cidr": "10.0.2.0/24"}}, {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.2.2/32"]}}]}],
+        "egress": [{}], "policyTypes": ["Ingress", "Egress"]}, "both"), "x"))
+    p = c.policies[0]
+    plain, strict = kuberouter.render(c), kuberouter.render(c, strict=True)
+    fw = kuberouter.pod_chain(c.pods["x/a"], "1")
+    ing, eg = kuberouter.policy_chain(p, "1"), kuberouter.policy_chain(p, "1", "egress")
+    assert f'-I {fw} 1 -m comment --comment "x/both policy" -j {ing}' in plain.rules
+    assert eg not in plain.chains
+    assert f'-I {fw} 1 -d 10.0.1.1 -m comment --comment "x/both policy" -j {ing}' in strict.rules
+    assert f'-I {fw} 1 -s 10.0.1.1 -m comment --comment "x/both policy" -j {eg}' in strict.rules
+    nets = lambda r: [s.entries for s in r.ipsets.values() if s.type == "hash:net"]  # noqa: E731
+    assert nets(plain) == [["10.0.2.0/24", "10.0.0.0/16", "10.0.2.2/32 nomatch"]]
+    assert sorted(nets(strict)) == [["10.0.0.0/16", "10.0.2.2/32 nomatch"], ["10.0.2.0/24"]]
