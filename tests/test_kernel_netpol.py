@@ -13,6 +13,7 @@ SCTP probes are skipped where the kernel has no SCTP sockets (the pods could not
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,13 @@ def test_layout_is_kube_routers_and_the_reject_counts(node):
     assert saved.count(":KUBE-POD-FW-") == 9 and ":KUBE-NWPLCY-DEFAULT" in saved
     assert "-A FORWARD -m comment --comment \"kube-router netpol - " in saved
     assert "-m physdev --physdev-is-bridged" in saved
+    # every chain holds exactly the rules the sync wrote (-I lines included)
+    wrote = Counter(ln.split()[1] for ln in r.rules)
+    held = Counter(ln.split()[1] for ln in saved.splitlines() if ln.startswith("-A "))
+    assert held == wrote
     sets = run_in_node(node, ["ipset", "list", "-n"]).split()
+    assert sorted(s for s in sets if s.startswith("KUBE-")) == sorted(r.ipsets)
+    assert not [s for s in sets if s.startswith("TMP-")]  # the swap sets are destroyed
     assert any(s.startswith("KUBE-SRC-") for s in sets) and any(s.startswith("KUBE-DST-") for s in sets)
     assert not node.probe("x-c", "x-a", "tcp", 80)
     assert node.probe("x-b", "x-a", "tcp", 80)
