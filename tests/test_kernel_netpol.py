@@ -5,7 +5,9 @@ table are loaded into the node (ipset restore, iptables-restore), conntrack is f
 all 72 ordered pod pairs are probed with real connections to the pod IPs. The observed table
 must equal the case's expected e2e table AND the simulator's table (written independently,
 from the API semantics). Mutations: without a pod's REJECT rule, or without the ipset's
-`nomatch` entry of an ipBlock except, a denied pair connects.
+`nomatch` entry of an ipBlock except, a denied pair connects. Last, kube-router's four
+departures from the API (found by the property test) observed on the kernel, and mended by
+render(strict=True).
 
 The lab is built once for the module (about 2 s) and the rules are swapped between cases.
 SCTP probes are skipped where the kernel has no SCTP sockets (the pods could not serve it).
