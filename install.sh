@@ -3,7 +3,8 @@
 # ("What install.sh installs") lists each package and why:
 #   - kernel tools it uses and the tests observe with (iproute2, iptables, conntrack, ping, curl, util-linux,
 #     tcpdump for the packet captures of `run --artifacts`, nftables for recipes with native nft
-#     rulesets, graphviz to test `show --format dot`, dig to observe the DNS servers)
+#     rulesets, graphviz to test `show --format dot`, dig to observe the DNS servers, ipset for
+#     the NetworkPolicy kit's kube-router sets)
 #   - docker.io and busybox-static: the tests run the real dockerd 20.10 beside nsbox, in a
 #     throwaway namespace (tests/realdocker/). Not when any dockerd is already there (Docker CE's
 #     /usr/bin/dockerd, moby-engine...): installing Debian's beside it would clash. A dockerd
@@ -52,7 +53,7 @@ have_dockerd() {
 need=""
 for pair in ip:iproute2 iptables-legacy-save:iptables conntrack:conntrack ping:iputils-ping \
             curl:curl unshare:util-linux nsenter:util-linux setpriv:util-linux tcpdump:tcpdump \
-            nft:nftables dot:graphviz dig:bind9-dnsutils; do
+            nft:nftables dot:graphviz dig:bind9-dnsutils ipset:ipset; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
 done
 have_dockerd || need="$need docker.io"
