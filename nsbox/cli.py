@@ -332,15 +332,24 @@ def clean_cmd(dry_run: bool) -> None:
               show_default=True, help="Where rules go: auto = what this system's `iptables` is (nft on Debian 12).")
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
+@click.option("--kernel", "kernels", multiple=True, metavar="KERNEL",
+              help="Run on KERNEL in a throwaway VM (repeatable; a bzImage, a version under /boot, a build "
+                   "tree, or host): reported per kernel and side by side.")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
             sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, settle: float | None,
-            then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None) -> None:
+            then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None,
+            kernels: tuple[str, ...] = ()) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
     path to a recipe file (./my_lab.py)."""
     if not recipes and not run_all:
         raise click.UsageError("Missing argument 'RECIPES...' (or --all).")
+    if kernels:  # nsbox/vm: each kernel in a VM (or `host`), this nsbox inside; exits
+        from nsbox.vm.run import RunRequest, run_kernels
+        run_kernels(kernels, RunRequest(recipes, run_all, sets, recipe_dirs, timeout, settle, iptables_flavour,
+                                        on_host), fmt, output, {"--then": then is not None,
+                                                                "--artifacts": artifacts is not None})
     if run_all:
         recipes = (ALL, *recipes)
     try:
