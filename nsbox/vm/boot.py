@@ -89,7 +89,8 @@ class Outcome:
 def run(kernel: Kernel, script: str, found: Tools, accel: Accel, limit_s: float = LIMIT_S) -> Outcome:
     """Boot KERNEL, run SCRIPT (sh; $NSBOX_VM_DIR is the shared directory) as root, return its files."""
     assert kernel.image is not None
-    share = tempfile.mkdtemp(prefix="nsbox-vm-")
+    _remove_stale_shares()
+    share = tempfile.mkdtemp(prefix=f"{_SHARE_PREFIX}{os.getpid()}-")
     log = tempfile.TemporaryFile()
     start = time.monotonic()
     try:
@@ -122,6 +123,29 @@ def run(kernel: Kernel, script: str, found: Tools, accel: Accel, limit_s: float 
     finally:
         log.close()
         shutil.rmtree(share, ignore_errors=True)
+
+
+_SHARE_PREFIX = "nsbox-vm-"
+
+
+def _remove_stale_shares() -> None:
+    """A share an nsbox killed with SIGKILL left behind (its VM died with it): only ours
+    (this uid), only of a pid that no longer runs."""
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        if not name.startswith(_SHARE_PREFIX):
+            continue
+        pid = name[len(_SHARE_PREFIX):].partition("-")[0]
+        path = os.path.join(tmp, name)
+        try:
+            st = os.lstat(path)
+            if not pid.isdigit() or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _collect(share: str) -> dict[str, bytes]:
