@@ -274,11 +274,17 @@ def list_cmd(recipe_dirs: tuple[str, ...], fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Also look for recipes in DIR.")
-def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...]) -> None:
+@click.option("--kernel", "kernels", multiple=True, metavar="KERNEL",
+              help="Ask KERNEL instead, booted in a throwaway VM (see run --kernel; repeatable).")
+def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...], kernels: tuple[str, ...] = ()) -> None:
     """What this machine has (kernel features, tools, user namespaces), and which recipes can run.
 
     Exit 0 when nsbox is usable here, 2 when its installation is broken."""
     from nsbox import doctor, recipe
+
+    if kernels:  # nsbox/vm: doctor inside each kernel's VM; exits
+        from nsbox.vm.run import doctor_kernels
+        doctor_kernels(kernels, fmt)
 
     try:
         recipe.extra_dirs(recipe_dirs)  # a missing or untrusted DIR is a usage error, not a finding
