@@ -172,3 +172,42 @@ def test_ktap_has_one_block_per_kernel():
     assert "not ok 1 kernel host" in lines and "ok 2 kernel 6.1.0-57-amd64" in lines
     assert "  ok 1 ipvlan-mode # SKIP this kernel lacks ipvlan (Operation not supported)" in lines
     assert lines[-1] == "# Totals: pass:4 fail:1 xfail:0 xpass:0 skip:1 error:0"
+
+
+def _fake_qemu(tmp_path: Path, body: str) -> str:
+    exe = tmp_path / "qemu"
+    exe.write_text(f"#!/bin/sh\n{body}\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_kvm_trial_succeeds_when_the_kernel_gets_to_its_root_panic(tmp_path):
+    from nsbox.vm import accel
+
+    qemu = _fake_qemu(tmp_path, 'echo "Linux version 6.1"; echo "Kernel panic - not syncing: VFS: Unable to mount"; '
+                                "exec sleep 30")
+    took, reached = accel._trial("/dev/null", qemu, None)  # noqa: SLF001
+    assert reached and took < 10
+
+
+def test_kvm_trial_fails_when_the_guest_hangs_or_qemu_aborts(tmp_path, monkeypatch):
+    from nsbox.vm import accel
+
+    monkeypatch.setattr(accel, "TRIAL_S", 1.0)
+    hang = _fake_qemu(tmp_path, 'echo "Probing EDD (edd=off to disable)... ok"; exec sleep 30')
+    assert accel._trial("/dev/null", hang, None)[1] is False  # noqa: SLF001
+    abort = tmp_path / "abort"
+    abort.mkdir()
+    assert accel._trial("/dev/null", _fake_qemu(abort, "echo 'error: failed to set MSR' >&2; exit 1"),  # noqa: SLF001
+                        None)[1] is False
+
+
+def test_a_pvm_kvm_device_means_tcg_without_a_trial(monkeypatch):
+    from nsbox.vm import accel
+
+    real = Path("/sys/module/kvm_pvm")
+    if not real.exists() or not Path("/dev/kvm").exists():
+        pytest.skip("this machine's /dev/kvm is not a PVM device")
+    monkeypatch.setattr(accel, "_trial", lambda *a: pytest.fail("tried KVM on a PVM device"))
+    got = accel.detect("/dev/null", "qemu", None)
+    assert (got.kvm, got.name) == (False, "TCG") and "PVM" in got.why
