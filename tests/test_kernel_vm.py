@@ -105,7 +105,10 @@ def test_guest_ipvlan_l3():
     _judge_guest(_by_kernel(json.loads(p.stdout))[deb]["ipvlan-mode"])
 
 
-def test_the_vm_dies_with_nsbox_on_sigkill():
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_the_vm_dies_with_nsbox(sig):
+    """SIGKILL: the pid namespace tied to nsbox takes QEMU down; SIGTERM: nsbox ends it itself,
+    exits 143, and removes the directory it shared with the guest."""
     deb = _vm_kernel()
     before = _vm_processes()
     proc = subprocess.Popen([sys.executable, "-m", "nsbox", "run", "none-mode", "--kernel", deb],
@@ -117,9 +120,12 @@ def test_the_vm_dies_with_nsbox_on_sigkill():
         ours = _vm_processes() - before
         assert ours, "no VM started"
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        rc = proc.wait(timeout=60)
     deadline = time.monotonic() + 20
     while any(os.path.exists(f"/proc/{pid}") for pid in ours) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not [pid for pid in ours if os.path.exists(f"/proc/{pid}")], "QEMU outlived the SIGKILLed nsbox"
+    assert not [pid for pid in ours if os.path.exists(f"/proc/{pid}")], f"QEMU outlived nsbox ({sig.name})"
+    if sig == signal.SIGTERM:
+        assert rc == 128 + signal.SIGTERM
+        assert not list(Path("/tmp").glob(f"nsbox-vm-{proc.pid}-*")), "the guest's shared directory was left"
