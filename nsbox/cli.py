@@ -282,11 +282,17 @@ def list_cmd(recipe_dirs: tuple[str, ...], fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Also look for recipes in DIR.")
-def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...]) -> None:
+@click.option("--kernel", "kernels", multiple=True, metavar="KERNEL",
+              help="Ask KERNEL instead, booted in a throwaway VM (see run --kernel; repeatable).")
+def doctor_cmd(fmt: str, recipe_dirs: tuple[str, ...], kernels: tuple[str, ...] = ()) -> None:
     """What this machine has (kernel features, tools, user namespaces), and which recipes can run.
 
     Exit 0 when nsbox is usable here, 2 when its installation is broken."""
     from nsbox import doctor, recipe
+
+    if kernels:  # nsbox/vm: doctor inside each kernel's VM; exits
+        from nsbox.vm.run import doctor_kernels
+        doctor_kernels(kernels, fmt)
 
     try:
         recipe.extra_dirs(recipe_dirs)  # a missing or untrusted DIR is a usage error, not a finding
@@ -340,9 +346,13 @@ def clean_cmd(dry_run: bool) -> None:
               show_default=True, help="Where rules go: auto = what this system's `iptables` is (nft on Debian 12).")
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
+@click.option("--kernel", "kernels", multiple=True, metavar="KERNEL",
+              help="Run on KERNEL in a throwaway VM (repeatable; a bzImage, a version under /boot, a build "
+                   "tree, or host): reported per kernel and side by side.")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
             sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, settle: float | None,
-            then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None) -> None:
+            then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None,
+            kernels: tuple[str, ...] = ()) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -351,6 +361,11 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
 
     if not recipes and not run_all:
         raise click.UsageError("Missing argument 'RECIPES...' (or --all).")
+    if kernels:  # nsbox/vm: each kernel in a VM (or `host`), this nsbox inside; exits
+        from nsbox.vm.run import RunRequest, run_kernels
+        run_kernels(kernels, RunRequest(recipes, run_all, sets, recipe_dirs, timeout, settle, iptables_flavour,
+                                        on_host), fmt, output, {"--then": then is not None,
+                                                                "--artifacts": artifacts is not None})
     if run_all:
         recipes = (ALL, *recipes)
     try:

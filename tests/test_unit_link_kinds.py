@@ -88,11 +88,31 @@ def test_kind_becomes_a_requirement():
 
 def test_ip_text_and_order():
     texts = [f"{s.node}: {s.text}" for s in plan_lab(_lab()).steps]
-    mac = texts.index("host: ip link add eth0 link eth0 netns c1 type macvlan mode private")
+    mac = texts.index("host: ip link add nsbc0 link eth0 netns c1 type macvlan mode private")
     vx = texts.index("host: ip link add vx0 type vxlan id 7 dstport 4789 local 192.0.2.1 dev eth0 nolearning")
     veth = texts.index("lan: ip link add p0 type veth peer name eth0 netns host\nip link set p0 master br0 up")
     assert veth < mac < vx
-    assert "c1: ip link set eth0 up" in texts
+    assert texts[mac + 1] == "c1: ip link set nsbc0 name eth0"
+    assert texts.index("c1: ip link set eth0 up") > mac + 1
+
+
+def test_a_child_named_like_a_link_of_its_parents_node_is_made_under_an_interim_name():
+    """Kernels before 6.x (Debian's 6.1) look the new name up in the namespace the request is
+    sent in: `ip link add eth0 link eth0 netns c1 type macvlan` is EEXIST there. A child whose
+    name is free in the parent's node is made under its own name, as before."""
+    lab = _lab()
+    lab.macvlan(lab.node("c2"), "mv0", parent=(lab.host, "eth0"))
+    texts = [f"{s.node}: {s.text}" for s in plan_lab(lab).steps]
+    assert "host: ip link add mv0 link eth0 netns c2 type macvlan mode bridge" in texts
+    assert not any(t.startswith("c2: ip link set") and " name " in t for t in texts)
+    rename = next(s for s in plan_lab(lab).steps if s.text == "ip link set nsbc0 name eth0")
+    m = rename.action.encode(_Ctx2())
+    assert (m["index"], m.get_attr("IFLA_IFNAME")) == (7, "eth0")
+
+
+class _Ctx2:
+    def index(self, name):
+        return {"nsbc0": 7}[name]
 
 
 class _Ctx:

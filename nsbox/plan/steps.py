@@ -11,7 +11,7 @@ neighbour and FDB entries, and last the node's firewall in one restore.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from shlex import quote as q  # step texts are shell commands (`nsbox explain`): every name is quoted
 from typing import Any, Callable, Protocol, Union
 
@@ -139,10 +139,29 @@ def _kind_link(plan: Plan, link: Link) -> None:
         f", made on {link.parent[0]}'s {link.parent[1]} and moved into {link.node}"
         if link.parent and link.made_in != link.node else "")
     iface = plan.lab.nodes[link.node].interfaces[link.name]
-    plan.add(link.made_in, kinds.ip_text(link, linkopts.link_words(iface)),
-             Netlink(lambda ctx, link=link: kinds.encode(link, ctx, linkopts.link_attrs(iface)), RTM_NEWLINK,
+    made = link
+    if link.made_in != link.node and link.name in plan.lab.nodes[link.made_in].interfaces:
+        # Until 6.x (Debian's 6.1 among them) RTM_NEWLINK looks the new name up in the namespace
+        # the request is sent in, not in the one IFLA_NET_NS_FD moves the link to: a child named
+        # like a link of its parent's node (eth0) is EEXIST there. It is made under a name of
+        # its own and renamed once in its node (found by `nsbox run --kernel`, nsbox/vm).
+        made = replace(link, name=_interim_name(plan.lab, link))
+        comment += f" (made as {made.name}: {link.made_in} has its own {link.name})"
+    plan.add(link.made_in, kinds.ip_text(made, linkopts.link_words(iface)),
+             Netlink(lambda ctx, made=made: kinds.encode(made, ctx, linkopts.link_attrs(iface)), RTM_NEWLINK,
                      creates=creates, needs=needs),
              comment)
+    if made is not link:
+        plan.add(link.node, f"ip link set {q(made.name)} name {q(link.name)}",
+                 Netlink(lambda ctx, made=made, link=link: rtnl.link_set(ctx.index(made.name),
+                                                                         [("IFLA_IFNAME", link.name)]),
+                         RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, creates=(link.name,), needs=(made.name,)))
+
+
+def _interim_name(lab: Lab, link: Link) -> str:
+    """A name free in both the parent's node and the link's: nsbc0, nsbc1..."""
+    taken = set(lab.nodes[link.made_in].interfaces) | set(lab.nodes[link.node].interfaces)
+    return next(n for n in (f"nsbc{i}" for i in range(len(lab.links) + len(taken) + 1)) if n not in taken)
 
 
 def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
