@@ -70,7 +70,7 @@ def test_vagrantfile_provisions_with_the_install_command() -> None:
 
 
 @pytest.mark.tools("shellcheck")
-@pytest.mark.parametrize("script", ["vagrant/provision.sh", "install.sh", ".ci/run"])
+@pytest.mark.parametrize("script", ["vagrant/provision.sh", "install.sh", ".ci/run", ".ci/kernel-vm-setup"])
 def test_shell_scripts_pass_shellcheck(script: str) -> None:
     cp = _run(["shellcheck", script], REPO)
     assert cp.returncode == 0, cp.stdout + cp.stderr
