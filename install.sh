@@ -119,6 +119,19 @@ if ! "$venv/bin/python" -m pip install --disable-pip-version-check "${src}[test]
 fi
 chmod -R a+rX "$venv"
 if [ -n "$link" ]; then
-    ln -sf "$venv/bin/nsbox" "$link"
+    # A launcher rather than a plain link where env(1) can block signals (coreutils >= 8.31):
+    # Python then starts with HUP, INT and TERM blocked, so a Ctrl-C during its own start-up
+    # (before nsbox's handlers exist: "Fatal Python error", exit 1) waits for nsbox's handlers,
+    # which nsbox.entry installs and then unblocks. Written beside LINK and renamed over it:
+    # never written through whatever LINK is now (a link into the venv).
+    if /usr/bin/env --block-signal=INT true 2>/dev/null; then
+        tmp_link="$link.install.$$"
+        printf '#!/bin/sh\n# nsbox launcher (install.sh): Python starts with HUP, INT and TERM blocked;\n# nsbox unblocks them once its own handlers are in.\nexec /usr/bin/env --block-signal=HUP,INT,TERM %s "$@"\n' \
+            "'$venv/bin/nsbox'" >"$tmp_link"
+        chmod 755 "$tmp_link"
+        mv -f "$tmp_link" "$link"
+    else
+        ln -sf "$venv/bin/nsbox" "$link"
+    fi
 fi
 echo "nsbox installed: $venv/bin/nsbox${link:+ (linked from $link)}"
