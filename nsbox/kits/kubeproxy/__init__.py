@@ -1,0 +1,1 @@
+"""kube-proxy's rule writers as pure renderers (placeholder docstring)."""
