@@ -331,3 +331,14 @@ def sort_transaction(text: str) -> str:
         return (_KIND_ORDER[kind], name, line if kind == "element" else "")
 
     return "\n".join(sorted(lines, key=key)) + "\n"
+
+
+_LOAD_ORDER = {"table": 0, "set": 1, "map": 2, "chain": 3, "rule": 4, "element": 5}
+
+
+def loadable(text: str) -> str:
+    """TEXT (e.g. an upstream dump, grouped per service) reordered so that `nft -f` can
+    load it: every object before the rules and elements that name it. A stable reorder by
+    kind: rules keep their order within a chain."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return "\n".join(sorted(lines, key=lambda ln: _LOAD_ORDER[ln.split()[1]])) + "\n"
