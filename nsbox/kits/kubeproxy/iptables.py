@@ -24,7 +24,8 @@ from typing import Iterable
 
 from nsbox.kits.kubeproxy import names
 from nsbox.kits.kubeproxy.model import (EndpointInfo, EndpointSlice, PortInfo, ProxierConfig, Service,
-                                        categorize, endpoints_for, service_ports)
+                                        categorize, endpoints_for, service_ports,
+                                        slices_by_service)
 
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
@@ -128,9 +129,10 @@ class _PortPlan:
 
 def _plan(cfg: ProxierConfig, services: Iterable[Service], slices: list[EndpointSlice]) -> list[_PortPlan]:
     plans = []
+    index = slices_by_service(slices)
     for svc in services:
         for port in service_ports(svc, cfg):
-            plans.append(_PortPlan(port, endpoints_for(port, slices, cfg)))
+            plans.append(_PortPlan(port, endpoints_for(port, index, cfg)))
     plans.sort(key=lambda p: p.port.key)
     return plans
 
@@ -185,8 +187,10 @@ def render(cfg: ProxierConfig, services: Iterable[Service], slices: Iterable[End
         proto = svc.protocol
         name = svc.name
         cluster_eps, local_eps, reachable, has_eps = categorize(plan.endpoints, svc)
-        svc_c, svl_c, ext_c, fw_c = (names.svc_chain(svc), names.svl_chain(svc),
-                                     names.ext_chain(svc), names.fw_chain(svc))
+        suffix = names.port_proto_hash(svc)
+        svc_c, svl_c, ext_c, fw_c = (f"KUBE-SVC-{suffix}", f"KUBE-SVL-{suffix}", f"KUBE-EXT-{suffix}",
+                                     f"KUBE-FW-{suffix}")
+        sep_names = {ep.text: names.sep_chain(svc, ep) for ep in plan.endpoints}
         uses_cluster = bool(cluster_eps) and svc.uses_cluster_endpoints
         uses_local = bool(local_eps) and svc.uses_local_endpoints
 
@@ -309,16 +313,16 @@ def render(cfg: ProxierConfig, services: Iterable[Service], slices: Iterable[End
             active.add(chain)
             if svc.affinity_client_ip:
                 for ep in eps:
-                    sep = names.sep_chain(svc, ep)
+                    sep = sep_names[ep.text]
                     rules_out.append(f"-A {chain}{comment(f'{name} -> {ep}')} -m recent --name {sep} --rcheck "
                                      f"--seconds {svc.sticky_seconds} --reap -j {sep}")
             n = len(eps)
             for i, ep in enumerate(eps):
                 stat = f" -m statistic --mode random --probability {probability(n - i)}" if i < n - 1 else ""
-                rules_out.append(f"-A {chain}{comment(f'{name} -> {ep}')}{stat} -j {names.sep_chain(svc, ep)}")
+                rules_out.append(f"-A {chain}{comment(f'{name} -> {ep}')}{stat} -j {sep_names[ep.text]}")
 
         for ep in reachable:
-            sep = names.sep_chain(svc, ep)
+            sep = sep_names[ep.text]
             chains_out.append(sep)
             active.add(sep)
             head = f"-A {sep}{comment(name)}"

@@ -30,7 +30,9 @@ def parse_ip_sloppy(text: str) -> IPAddress:
     if ":" not in text:
         parts = text.split(".")
         if len(parts) == 4 and all(p.isdigit() for p in parts):
-            text = ".".join(str(int(p)) for p in parts)
+            octets = [int(p) for p in parts]
+            if all(o < 256 for o in octets):  # (from an int: much faster than parsing again)
+                return ipaddress.IPv4Address(octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3])
     return ipaddress.ip_address(text)
 
 
@@ -199,15 +201,33 @@ class EndpointInfo:
     ready: bool
     serving: bool
     terminating: bool
+    text: str = field(default="", compare=False)  # "ip:port", computed once (hot in big renders)
 
-    def __str__(self) -> str:  # net.JoinHostPort
-        return f"[{self.ip}]:{self.port}" if self.ip.version == 6 else f"{self.ip}:{self.port}"
+    def __post_init__(self) -> None:
+        if not self.text:  # net.JoinHostPort
+            text = f"[{self.ip}]:{self.port}" if self.ip.version == 6 else f"{self.ip}:{self.port}"
+            object.__setattr__(self, "text", text)
+
+    def __str__(self) -> str:
+        return self.text
 
 
-def endpoints_for(port: PortInfo, slices: Iterable[EndpointSlice], cfg: ProxierConfig) -> list[EndpointInfo]:
+def slices_by_service(slices: Iterable[EndpointSlice]) -> dict[tuple[str, str], list[EndpointSlice]]:
+    """EndpointSlices grouped by (namespace, service): what `endpoints_for` looks in."""
+    out: dict[tuple[str, str], list[EndpointSlice]] = {}
+    for sl in slices:
+        out.setdefault((sl.namespace, sl.service), []).append(sl)
+    return out
+
+
+def endpoints_for(port: PortInfo, slices: Iterable[EndpointSlice] | dict[tuple[str, str], list[EndpointSlice]],
+                  cfg: ProxierConfig) -> list[EndpointInfo]:
     """The endpoints of PORT from every slice of its Service, as the endpoint slice cache
-    merges them: matched by port name (and protocol), one per "ip:port", sorted by it."""
+    merges them: matched by port name (and protocol), one per "ip:port", sorted by it.
+    SLICES: all slices, or `slices_by_service()` of them (faster for many Services)."""
     found: dict[str, EndpointInfo] = {}
+    if isinstance(slices, dict):
+        slices = slices.get((port.namespace, port.service), [])
     for sl in slices:
         if (sl.namespace, sl.service) != (port.namespace, port.service):
             continue

@@ -17,14 +17,15 @@ import hashlib
 from nsbox.kits.kubeproxy.model import EndpointInfo, PortInfo
 
 
-def _b32(text: str) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()
+def _b32(text: str, chars: int) -> str:
+    """The first CHARS (a multiple of 8) of base32(sha256(TEXT)): 5 digest bytes per 8."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:chars * 5 // 8]).decode()
 
 
 # --- iptables -----------------------------------------------------------------------------
 
 def port_proto_hash(port: PortInfo) -> str:
-    return _b32(port.name + port.protocol)[:16]
+    return _b32(port.name + port.protocol, 16)
 
 
 def svc_chain(port: PortInfo) -> str:
@@ -44,7 +45,7 @@ def fw_chain(port: PortInfo) -> str:
 
 
 def sep_chain(port: PortInfo, ep: EndpointInfo) -> str:
-    return "KUBE-SEP-" + _b32(port.name + port.protocol + str(ep))[:16]
+    return "KUBE-SEP-" + _b32(port.name + port.protocol + ep.text, 16)
 
 
 IPTABLES_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-FW-", "KUBE-EXT-")
@@ -60,7 +61,7 @@ NFT_CHAIN_BASE_MAX = 256 - 16  # knftables.NameLengthMax - chainNamePrefixLength
 
 
 def _hash_and_truncate(name: str) -> str:
-    name = _b32(name)[:8] + "-" + name
+    name = _b32(name, 8) + "-" + name
     if len(name) > NFT_CHAIN_BASE_MAX:
         name = name[:NFT_CHAIN_BASE_MAX - 3] + "..."
     return name

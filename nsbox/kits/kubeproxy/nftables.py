@@ -23,7 +23,8 @@ from typing import Iterable
 from nsbox.kits.kubeproxy import names
 from nsbox.kits.kubeproxy.iptables import node_port_ips
 from nsbox.kits.kubeproxy.model import (EndpointInfo, EndpointSlice, PortInfo, ProxierConfig, Service,
-                                        categorize, endpoints_for, service_ports)
+                                        categorize, endpoints_for, service_ports,
+                                        slices_by_service)
 
 TABLE = "kube-proxy"
 STALE_CHAIN_DELAY = 1.0  # seconds a flushed chain waits before it is deleted
@@ -141,11 +142,13 @@ def _service(rs: Ruleset, cfg: ProxierConfig, svc: PortInfo, endpoints: list[End
     cluster_c, local_c, ext_c, fw_c = (f"service-{base}", f"local-{base}", f"external-{base}", f"firewall-{base}")
     cluster_eps, local_eps, reachable, has_eps = categorize(endpoints, svc)
 
+    ep_bases = {ep.text: names.nft_endpoint_base(svc, ep) for ep in endpoints}  # hashed once
+
     def ep_chain(ep: EndpointInfo) -> str:
-        return "endpoint-" + names.nft_endpoint_base(svc, ep)
+        return "endpoint-" + ep_bases[ep.text]
 
     def aff_set(ep: EndpointInfo) -> str:
-        return "affinity-" + names.nft_endpoint_base(svc, ep)
+        return "affinity-" + ep_bases[ep.text]
 
     chains: list[str] = []
 
@@ -269,8 +272,9 @@ def render(cfg: ProxierConfig, services: Iterable[Service], slices: Iterable[End
     rs = Ruleset(family="ip" if cfg.family == 4 else "ip6")
     _base(rs, cfg)
     ports = sorted((p for s in services for p in service_ports(s, cfg)), key=lambda p: p.key)
+    index = slices_by_service(slices)
     for port in ports:
-        _service(rs, cfg, port, endpoints_for(port, slices, cfg))
+        _service(rs, cfg, port, endpoints_for(port, index, cfg))
     return rs
 
 
