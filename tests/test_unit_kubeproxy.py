@@ -396,3 +396,81 @@ def test_bad_protocol_is_refused():
     svc = Service("ns", "x", "172.30.0.1", (ServicePort("p", 80, "ICMP"),))
     with pytest.raises(ValueError, match="unknown protocol"):
         ipt.render(IPT_CFG, [svc], [])
+
+
+def every_feature(family: int) -> tuple[ProxierConfig, ProxierConfig, list[Service], list[EndpointSlice]]:
+    """One Service per feature the dumps above leave out or touch once, in FAMILY; with
+    the iptables and nftables configs of a node whose IP is in a LoadBalancer source range
+    (the allow-from-node rule). For the kernel tests (do the rules load?) and the shape
+    checks below."""
+    if family == 4:
+        node, cidr, pod, vip, ext = "192.168.0.2", "10.0.0.0/8", "10.1.{}.{}", "5.6.7.{}", "192.168.99.{}"
+        cip, rng, svc_cidr = "172.30.0.{}", ("192.168.0.0/24", "203.0.113.0/25"), "172.30.0.0/16"
+        local_ips = ("127.0.0.1", node)
+    else:
+        node, cidr, pod, vip, ext = "2001:db8::1", "fd00:10::/64", "fd00:10::{}:{}", "2001:db8:5::{}", "2001:db8:99::{}"
+        cip, rng, svc_cidr = "fd00:30::{}", ("2001:db8::/64", "2001:db8:ff::/48"), "fd00:30::/112"
+        local_ips = ("::1", node)
+    ipt_cfg = ProxierConfig(family=family, node_ip=node, cluster_cidr=cidr, local_ips=local_ips,
+                            localhost_node_ports=family == 4, random_fully=True)
+    nft_cfg = replace(ipt_cfg, node_port_addresses="primary", service_cidrs=(svc_cidr,))
+    at = "IPv4" if family == 4 else "IPv6"
+    me, other = "test-node", "node-2"
+
+    def eps(*items: tuple[int, str | None, dict]) -> tuple[Endpoint, ...]:
+        return tuple(Endpoint((pod.format(i, i),), node_name=n, **kw) for i, n, kw in items)
+
+    services = [
+        Service("ns", "multi", cip.format(10), (ServicePort("dns", 53, "UDP", target_port=5353),
+                                               ServicePort("dns-tcp", 53, "TCP", target_port=5353),
+                                               ServicePort("sig", 3868, "SCTP", node_port=30868)), type="NodePort"),
+        Service("ns", "lb-local", cip.format(11), (ServicePort("http", 80, node_port=30080),), type="LoadBalancer",
+                external_traffic_policy="Local", health_check_node_port=32000, load_balancer_ingress=(vip.format(1),),
+                load_balancer_source_ranges=rng, external_ips=(ext.format(22),)),
+        Service("ns", "itp-local", cip.format(12), (ServicePort("http", 80),), internal_traffic_policy="Local"),
+        Service("ns", "sticky", cip.format(13), (ServicePort("http", 80),), session_affinity="ClientIP",
+                session_affinity_timeout=600),
+        Service("ns", "ending", cip.format(14), (ServicePort("http", 80, node_port=30014),), type="NodePort",
+                external_traffic_policy="Local"),
+        Service("ns", "empty", cip.format(15), (ServicePort("http", 80, node_port=30015),), type="NodePort"),
+        Service("ns", "itp-none", cip.format(16), (ServicePort("http", 80),), internal_traffic_policy="Local"),
+    ]
+    slices = [
+        EndpointSlice("ns", "multi", eps((1, me, {}), (2, other, {})),
+                      (EndpointSlicePort("dns", 5353, "UDP"), EndpointSlicePort("dns-tcp", 5353, "TCP"),
+                       EndpointSlicePort("sig", 3868, "SCTP")), address_type=at),
+        EndpointSlice("ns", "lb-local", eps((3, me, {}), (4, other, {})), (EndpointSlicePort("http", 8080),),
+                      address_type=at),
+        EndpointSlice("ns", "itp-local", eps((5, me, {}), (6, other, {})), (EndpointSlicePort("http", 80),),
+                      address_type=at),
+        EndpointSlice("ns", "sticky", eps((7, other, {}), (8, other, {}), (9, other, {})),
+                      (EndpointSlicePort("http", 80),), address_type=at),
+        EndpointSlice("ns", "ending", eps((10, me, dict(ready=False, serving=True, terminating=True)),
+                                          (11, other, {})), (EndpointSlicePort("http", 80),), address_type=at),
+        EndpointSlice("ns", "itp-none", eps((12, other, {})), (EndpointSlicePort("http", 80),), address_type=at),
+    ]
+    return ipt_cfg, nft_cfg, services, slices
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_every_feature_has_kube_proxys_shape(family):
+    ipt_cfg, nft_cfg, services, slices = every_feature(family)
+    payload = ipt.render(ipt_cfg, services, slices).payload
+    lines = payload.splitlines()
+    # eTP=Local with a local endpoint: EXT -> SVL holding only the local endpoint
+    svl = [ln for ln in lines if ln.startswith("-A KUBE-SVL-") and "ns/lb-local:http ->" in ln]
+    assert len(svl) == 1 and f"{'10.1.3.3' if family == 4 else '[fd00:10::3:3]'}:8080" in svl[0]
+    # the node is inside a source range: the LB IP itself is allowed as a source
+    fw = [ln for ln in lines if ln.startswith("-A KUBE-FW-")]
+    assert len(fw) == 4 and any(f"-s {'5.6.7.1' if family == 4 else '2001:db8:5::1'} " in ln for ln in fw)
+    # iTP=Local without a local endpoint: the ClusterIP is dropped
+    assert '"ns/itp-none:http has no local endpoints"' in payload and "-j DROP" in payload
+    # terminating local endpoint used for external traffic, the ready remote one for internal
+    assert "ns/ending:http" in payload
+    # no endpoints: REJECT for the ClusterIP and the NodePort
+    assert payload.count('"ns/empty:http has no endpoints"') == 2
+    assert "MASQUERADE --random-fully" in payload
+    assert "-m sctp -p sctp --dport 30868" in payload
+    table = nft.render(nft_cfg, services, slices).text()
+    assert "local-" in table and "timeout 600s" in table and "goto reject-chain" in table
+    assert ("ip6 saddr" in table) == (family == 6)
