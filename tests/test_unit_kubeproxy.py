@@ -474,3 +474,22 @@ def test_every_feature_has_kube_proxys_shape(family):
     table = nft.render(nft_cfg, services, slices).text()
     assert "local-" in table and "timeout 600s" in table and "goto reject-chain" in table
     assert ("ip6 saddr" in table) == (family == 6)
+
+
+def test_nftables_startup_over_a_preloaded_table():
+    """TestSyncProxyRulesStartup: kube-proxy restarts over the table a previous run left;
+    the preloaded service/endpoint chains are in the kernel, the first sync leaves the
+    expected table (svc1 gains an endpoint, svc3 is new without endpoints)."""
+    preloaded = (NFT / "TestSyncProxyRulesStartup-preloaded.nft").read_text()
+    proxier = nft.Proxier(NFT_CFG)
+    proxier.kernel_chains = {ln.split()[4] for ln in preloaded.splitlines()
+                             if ln.startswith("add chain ") and nft.is_service_chain(ln.split()[4])}
+    assert len(proxier.kernel_chains) == 4
+    services = [_svc("ns1", "svc1", "172.30.0.41", "p80", 80), _svc("ns2", "svc2", "172.30.0.42", "p8080", 8080),
+                _svc("ns3", "svc3", "172.30.0.43", "p80", 80)]
+    slices = [_slice("ns1", "svc1", ["10.0.1.1", "10.0.1.2"], "p80", 80),
+              _slice("ns2", "svc2", ["10.0.2.1"], "p8080", 8080)]
+    got = proxier.sync(services, slices)
+    assert proxier.stale_chains == {}
+    expected = (NFT / "TestSyncProxyRulesStartup-expected.nft").read_text()
+    assert_same(nft.sort_transaction(expected), nft.sort_transaction(got))
