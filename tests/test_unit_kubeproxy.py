@@ -493,3 +493,22 @@ def test_nftables_startup_over_a_preloaded_table():
     assert proxier.stale_chains == {}
     expected = (NFT / "TestSyncProxyRulesStartup-expected.nft").read_text()
     assert_same(nft.sort_transaction(expected), nft.sort_transaction(got))
+
+
+def test_the_package_is_pure():
+    """No module of the port imports anything that runs programs or talks to the kernel."""
+    import ast
+    pkg = Path(__file__).resolve().parents[1] / "nsbox" / "kits" / "kubeproxy"
+    allowed = {"__future__", "base64", "dataclasses", "hashlib", "ipaddress", "json", "time", "typing", "nsbox"}
+    for path in sorted(pkg.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                assert mod.split(".")[0] in allowed, f"{path.name} imports {mod}"
+                if mod.startswith("nsbox"):
+                    assert mod.startswith("nsbox.kits.kubeproxy"), f"{path.name} imports {mod}"
