@@ -512,3 +512,19 @@ def test_the_package_is_pure():
                 assert mod.split(".")[0] in allowed, f"{path.name} imports {mod}"
                 if mod.startswith("nsbox"):
                     assert mod.startswith("nsbox.kits.kubeproxy"), f"{path.name} imports {mod}"
+
+
+def test_endpoint_slice_cache_semantics():
+    """pkg/proxy/endpointslicecache.go: conditions unset are ready and serving; the same
+    ip:port in two slices is one endpoint, a later copy winning unless it is terminating;
+    endpoints sorted by their "ip:port" string (10.0.0.10 before 10.0.0.9)."""
+    from nsbox.kits.kubeproxy.model import endpoints_for
+    svc = Service("ns", "web", "172.30.0.60", (ServicePort("http", 80),))
+    [port] = service_ports(svc, IPT_CFG)
+    p = (EndpointSlicePort("http", 80),)
+    a = EndpointSlice("ns", "web", (Endpoint(("10.0.0.9",)), Endpoint(("10.0.0.10",), ready=False)), p, name="a")
+    b = EndpointSlice("ns", "web", (Endpoint(("10.0.0.10",), ready=True),), p, name="b")
+    c = EndpointSlice("ns", "web", (Endpoint(("10.0.0.9",), ready=False, terminating=True),), p, name="c")
+    eps = endpoints_for(port, [a, b, c], IPT_CFG)
+    assert [e.text for e in eps] == ["10.0.0.10:80", "10.0.0.9:80"]
+    assert all(e.ready and e.serving for e in eps)  # b replaced a's copy; c (terminating) did not

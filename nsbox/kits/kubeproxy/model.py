@@ -73,9 +73,9 @@ class Service:
 class Endpoint:
     addresses: tuple[str, ...]
     node_name: str | None = None
-    ready: bool | None = None  # None = condition unset = true (API semantics)
-    serving: bool | None = None  # None = same as ready
-    terminating: bool | None = None  # None = false
+    ready: bool | None = None  # None = condition unset: true (as the slice cache reads it)
+    serving: bool | None = None  # None: true
+    terminating: bool | None = None  # None: false
 
 
 @dataclass(frozen=True)
@@ -239,13 +239,15 @@ def endpoints_for(port: PortInfo, slices: Iterable[EndpointSlice] | dict[tuple[s
             for ep in sl.endpoints:
                 if not ep.addresses:
                     continue
-                ready = ep.ready is not False
                 info = EndpointInfo(
                     ip=parse_ip_sloppy(ep.addresses[0]), port=sp.port,
-                    local=ep.node_name is not None and ep.node_name == cfg.node_name,
-                    ready=ready, serving=ready if ep.serving is None else ep.serving,
+                    local=bool(cfg.node_name) and ep.node_name == cfg.node_name,
+                    ready=ep.ready is not False, serving=ep.serving is not False,
                     terminating=bool(ep.terminating))
-                found.setdefault(str(info), info)
+                # the same ip:port twice (a pod moving between slices, or an IP reused
+                # while the old pod terminates): a later one wins unless it is terminating
+                if info.text not in found or not info.terminating:
+                    found[info.text] = info
     return [found[k] for k in sorted(found)]
 
 
