@@ -173,8 +173,9 @@ def service_ports(svc: Service, cfg: ProxierConfig) -> list[PortInfo]:
     if not cfg.ip_family_matches(cluster_ip):
         return []
     ext_ips = tuple(ip for ip in (parse_ip_sloppy(s) for s in svc.external_ips) if cfg.ip_family_matches(ip))
-    vips = tuple(ip for ip in (parse_ip_sloppy(s) for s in svc.load_balancer_ingress)
-                 if cfg.ip_family_matches(ip)) if svc.type == "LoadBalancer" else ()
+    # status.loadBalancer.ingress[].ip of this family (kube-proxy does not look at the type)
+    vips = tuple(ip for ip in (parse_ip_sloppy(s) for s in svc.load_balancer_ingress if s)
+                 if cfg.ip_family_matches(ip))
     ranges = tuple(n for n in (parse_cidr_sloppy(s) for s in svc.load_balancer_source_ranges)
                    if cfg.ip_family_matches(n))
     external_local = svc.type in ("NodePort", "LoadBalancer") and svc.external_traffic_policy == "Local"
