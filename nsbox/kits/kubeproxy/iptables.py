@@ -376,8 +376,9 @@ class Proxier:
     cfg: ProxierConfig = field(default_factory=ProxierConfig)
     need_full_sync: bool = True
     kernel_nat_chains: set[str] = field(default_factory=set)
-    _services: dict[tuple[str, str], Service] = field(default_factory=dict)
-    _slices: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    # what the last sync saw (kube-proxy's change trackers compare against it)
+    _services: dict[tuple[str, str], Service] = field(default_factory=dict, init=False, repr=False)
+    _slices: dict[tuple[str, str], tuple] = field(default_factory=dict, init=False, repr=False)
 
     def sync(self, services: Iterable[Service], slices: Iterable[EndpointSlice], *,
              restore_ok: bool = True) -> SyncResult:
@@ -426,9 +427,9 @@ def _comment_service(rule: str) -> str | None:
 
 
 def _stable_by_service(rules: list[str], keep_last: bool) -> list[str]:
-    """sort.SliceStable with orderByCommentServiceName (rules without a comment compare
-    as equal to anything, which a stable merge keeps in place relative to neighbours).
-    A Go SliceStable is an insertion sort: reproduce it exactly."""
+    """sort.SliceStable with orderByCommentServiceName. A stable sort's result is unique
+    for a consistent order; a rule without a comment compares as "not less" both ways
+    (never the case in these chains), which an insertion sort keeps in place."""
     def less(a: str, b: str) -> bool:
         if keep_last:
             if "must be the last rule" in a:
@@ -441,7 +442,7 @@ def _stable_by_service(rules: list[str], keep_last: bool) -> list[str]:
         return ka < kb
 
     out = list(rules)
-    for i in range(1, len(out)):  # insertion sort: stable, same comparisons as Go's for n<=20 blocks
+    for i in range(1, len(out)):  # insertion sort
         j = i
         while j > 0 and less(out[j], out[j - 1]):
             out[j], out[j - 1] = out[j - 1], out[j]
