@@ -1,0 +1,204 @@
+"""kube-proxy's packet-flow tables, replayed with real packets through the rendered rules.
+
+Upstream's per-feature tests (TestClusterIPGeneral, TestLoadBalancer, ...) run a packet
+tracer over the rules kube-proxy generates; tests/data/kube-proxy/*/*.flows.json (vendored,
+SOURCE.md) give their Services, EndpointSlices and flows: source, destination, port ->
+the endpoints the packet may reach, DROP, REJECT or "" (no kube-proxy rule), and whether
+it is masqueraded. Here each table's rules (`kubeproxy.iptables` with kube-proxy's jump
+rules, or `kubeproxy.nftables`) go into a throwaway namespace N, the node (its addresses
+192.168.0.2, 192.168.1.2, 192.168.99.11; forwarding on; every other destination routed
+into a "sink" device, a veth whose peer is down, address 100.64.0.1). Each flow is sent for real: from N itself
+when its source is one of the node's addresses, otherwise from a client namespace C
+behind a veth. The kernel's own conntrack table is the observer: the reply tuple of each
+connection shows where the DNAT sent it and whether it was masqueraded (reply to the
+sink's 100.64.0.1 instead of the client); a connection refused at once with no conntrack
+entry is a REJECT; no entry and no answer is a DROP; an entry without DNAT is "no rule".
+Flows that may reach several endpoints are sent 24 times (distinct source ports); all of
+them, and only them, must show up. SCTP flows are skipped where the kernel has no SCTP.
+The namespaces die with their processes; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nsbox.errors import InstallError
+from nsbox.kernel.iptables import program, resolve_flavour
+from nsbox.kits.kubeproxy import iptables as ipt
+from nsbox.kits.kubeproxy import nftables as nft
+from nsbox.kits.kubeproxy.model import ProxierConfig, service_from_dict, slice_from_dict
+from tests.test_kernel_kubeproxy import NFACCT_SCRIPT
+
+pytestmark = [pytest.mark.kernel,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates network namespaces"),
+              pytest.mark.tools("unshare", "nsenter", "nft", "iptables", "conntrack")]
+
+DATA = Path(__file__).resolve().parent / "data" / "kube-proxy"
+SENDER = DATA / "flowprobe" / "send.py"
+TABLES = ["TestClusterIPGeneral", "TestExternalTrafficPolicyCluster", "TestExternalTrafficPolicyLocal",
+          "TestLoadBalancer", "TestNoEndpointsReject"]
+NODE_IPS = ("192.168.0.2", "192.168.1.2", "192.168.99.11")  # _environment.json, eth0
+SINK = "100.64.0.1"
+SAMPLES = 24
+
+HARNESS = r'''
+ip link set lo up
+sysctl -qw net.ipv4.ip_forward=1
+# every probe of a REJECTed flow must get its ICMP error (the per-host limit allows ~6)
+sysctl -qw net.ipv4.icmp_ratelimit=0
+sysctl -qw net.ipv4.icmp_msgs_per_sec=100000
+for k in all default lo; do sysctl -qw net.ipv4.conf.$k.rp_filter=0; done
+# no dummy driver needed: veths whose peers stay down (what goes out is dropped)
+ip link add eth0 type veth peer name eth0p
+ip link set eth0 up
+for a in {node_ips}; do ip addr add $a/24 dev eth0; done
+ip link add sink type veth peer name sinkp
+ip link set sink up
+ip addr add {sink}/32 dev sink
+ip route add default dev sink
+unshare --net sleep 60 >/dev/null 2>&1 & C=$!
+trap 'set +e; kill $C 2>/dev/null; true' EXIT
+for i in $(seq 50); do [ "$(readlink /proc/$C/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.02; done
+ip link add c0 type veth peer name eth0 netns $C
+ip addr add 169.254.1.1/32 dev c0
+ip link set c0 up
+sysctl -qw net.ipv4.conf.c0.rp_filter=0
+for a in {client_srcs}; do ip route add $a/32 dev c0; done
+nsenter --net=/proc/$C/ns/net sh -ec '
+  ip link set lo up; ip link set eth0 up
+  ip route add 169.254.1.1/32 dev eth0; ip route add default via 169.254.1.1 dev eth0
+  sysctl -qw net.ipv4.ip_nonlocal_bind=1
+  for a in {client_owned}; do ip addr add $a/32 dev eth0; done'
+{load}
+echo "node=$(python3 '{sender}' '{node_probes}')"
+echo "client=$(nsenter --net=/proc/$C/ns/net python3 '{sender}' '{client_probes}')"
+conntrack -L 2>/dev/null | sed 's/^/ct=/'
+'''
+
+
+def sctp_available() -> bool:
+    import socket
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()
+        return True
+    except OSError:
+        return False
+
+
+def _ct_entries(lines: list[str]) -> list[dict]:
+    """conntrack -L lines -> {proto, src, dst, sport, dport, rsrc, rdst, rsport}."""
+    out = []
+    for ln in lines:
+        words = ln.split()
+        kv = [w.split("=", 1) for w in words if "=" in w]
+        srcs = [v for k, v in kv if k == "src"]
+        dsts = [v for k, v in kv if k == "dst"]
+        sports = [v for k, v in kv if k == "sport"]
+        dports = [v for k, v in kv if k == "dport"]
+        if len(srcs) < 2 or len(sports) < 2:
+            continue
+        out.append(dict(proto=words[0], src=srcs[0], dst=dsts[0], sport=int(sports[0]), dport=int(dports[0]),
+                        rsrc=srcs[1], rdst=dsts[1], rsport=int(sports[1])))
+    return out
+
+
+def replay(mode: str, table: str, tmp_path: Path, **cfg_changes) -> list[tuple[dict, str, bool | None]]:
+    """[(flow, observed output, observed masquerade)] for every flow of TABLE in MODE
+    (CFG_CHANGES: settings that differ from the reference environment, for controls)."""
+    data = json.loads((DATA / mode / f"{table}.flows.json").read_text())
+    services = [service_from_dict(s) for s in data["services"]]
+    slices = [slice_from_dict(s) for s in data["endpointSlices"]]
+    flows = [f for f in data["flows"] if f.get("proto", "tcp") != "sctp" or sctp_available()]
+    if mode == "iptables":
+        try:
+            flavour = resolve_flavour("auto")
+            restore = program(4, flavour, "restore")
+        except InstallError as exc:
+            pytest.skip(str(exc))
+        cmd = program(4, flavour, "save").replace("-save", "")
+        rules = tmp_path / "rules"
+        rules.write_text(ipt.render(ProxierConfig(**cfg_changes), services, slices).payload)
+        helper = tmp_path / "nfacct.py"
+        helper.write_text(NFACCT_SCRIPT)
+        jumps = "\n".join(f"{cmd} -t {t} -I {a[0]} 1 " + " ".join(f"'{x}'" for x in a[1:])
+                          for t, a in ipt.jump_rules())
+        load = (f"python3 '{helper}' {ipt.NFACCT_INVALID} {ipt.NFACCT_LOCALHOST_NP}\n"
+                f"{restore} --noflush < '{rules}'\n{jumps}")
+    else:
+        rules = tmp_path / "rules.nft"
+        cfg = ProxierConfig(node_port_addresses="primary", **cfg_changes)
+        rules.write_text(nft.render(cfg, services, slices).text())
+        load = f"nft -f '{rules}'"
+
+    node_probes, client_probes = [], []
+    for i, f in enumerate(flows):
+        count = SAMPLES if ":" in f["output"] else 3
+        probe = [str(i), f.get("proto", "tcp"), f["src"], f["dst"], f["dport"], 20000 + 50 * i, count]
+        (node_probes if f["src"] in NODE_IPS else client_probes).append(probe)
+    client_srcs = sorted({p[2] for p in client_probes})
+    # endpoints are routed into the sink, never back to the client (an answer would end
+    # the conntrack entry): a client source that is also an endpoint (hairpin) gets no route
+    endpoints = {x.strip().rsplit(":", 1)[0] for f in flows if ":" in f["output"] for x in f["output"].split(",")}
+    dsts = {f["dst"] for f in flows}
+    script = HARNESS.format(
+        node_ips=" ".join(NODE_IPS), sink=SINK,
+        client_srcs=" ".join(a for a in client_srcs if a not in endpoints) or "none",
+        client_owned=" ".join(a for a in client_srcs if a not in dsts) or "",
+        load=load, sender=SENDER, node_probes=json.dumps(node_probes), client_probes=json.dumps(client_probes))
+    script = script.replace("for a in none; do ip route add $a/32 dev c0; done", "")
+    res = subprocess.run(["unshare", "--net", "--", "sh", "-ec", script],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, f"exit {res.returncode}: {res.stderr.strip()}"
+    lines = res.stdout.splitlines()
+    errors = {**json.loads(next(ln for ln in lines if ln.startswith("node="))[5:] or "{}"),
+              **json.loads(next(ln for ln in lines if ln.startswith("client="))[7:] or "{}")}
+    entries = _ct_entries([ln[3:] for ln in lines if ln.startswith("ct=")])
+
+    observed = []
+    for i, f in enumerate(flows):
+        mine = [e for e in entries if e["src"] == f["src"] and 20000 + 50 * i <= e["sport"] < 20050 + 50 * i]
+        if mine:
+            dnat = {f"{e['rsrc']}:{e['rsport']}" for e in mine
+                    if (e["rsrc"], e["rsport"]) != (f["dst"], f["dport"])}
+            masq = any(e["rdst"] != f["src"] for e in mine)
+            observed.append((f, ", ".join(sorted(dnat)) if dnat else "", masq))
+        elif all(err == "ECONNREFUSED" for err in errors[str(i)]):
+            observed.append((f, "REJECT", None))
+        elif all(err == "" for err in errors[str(i)]):
+            observed.append((f, "DROP", None))
+        else:
+            observed.append((f, "mixed: " + ",".join(sorted(set(errors[str(i)]))), None))
+    return observed
+
+
+def mismatches(observed: list[tuple[dict, str, bool | None]]) -> list[str]:
+    bad = []
+    for flow, output, masq in observed:
+        want = ", ".join(sorted(x.strip() for x in flow["output"].split(","))) if ":" in flow["output"] \
+            else flow["output"]
+        if output != want or ("masq" in flow and masq is not None and masq != flow["masq"]):
+            bad.append(f"{flow['name']}: {flow['src']} -> {flow['dst']}:{flow['dport']} "
+                       f"{flow.get('proto', 'tcp')}: want {want!r} masq={flow.get('masq')}, got {output!r} masq={masq}")
+    return bad
+
+
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_flow_table_replayed(mode: str, table: str, tmp_path: Path) -> None:
+    observed = replay(mode, table, tmp_path)
+    assert len(observed) >= 6
+    bad = mismatches(observed)
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_replay_sees_a_wrong_ruleset(mode: str, tmp_path: Path) -> None:
+    """Control: the same table with rules rendered for masqueradeAll - pod traffic to
+    the ClusterIP is then masqueraded, and the replay must say so."""
+    bad = mismatches(replay(mode, "TestExternalTrafficPolicyLocal", tmp_path, masquerade_all=True))
+    assert any(b.startswith("pod to cluster IP") for b in bad), bad
