@@ -113,7 +113,14 @@ def replay(mode: str, table: str, tmp_path: Path, **cfg_changes) -> list[tuple[d
     data = json.loads((DATA / mode / f"{table}.flows.json").read_text())
     services = [service_from_dict(s) for s in data["services"]]
     slices = [slice_from_dict(s) for s in data["endpointSlices"]]
-    flows = [f for f in data["flows"] if f.get("proto", "tcp") != "sctp" or sctp_available()]
+    return run_flows(mode, services, slices, data["flows"], tmp_path, **cfg_changes)
+
+
+def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_path: Path,
+              **cfg_changes) -> list[tuple[dict, str, bool | None]]:
+    """Render SERVICES/SLICES in MODE, load them in a fresh node namespace, send FLOWS."""
+    flows = [f for f in flows if f.get("proto", "tcp") != "sctp" or sctp_available()]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     if mode == "iptables":
         try:
             flavour = resolve_flavour("auto")
@@ -202,3 +209,49 @@ def test_replay_sees_a_wrong_ruleset(mode: str, tmp_path: Path) -> None:
     the ClusterIP is then masqueraded, and the replay must say so."""
     bad = mismatches(replay(mode, "TestExternalTrafficPolicyLocal", tmp_path, masquerade_all=True))
     assert any(b.startswith("pod to cluster IP") for b in bad), bad
+
+
+
+CASE_TABLES = ["TestInternalTrafficPolicy", "TestTerminatingEndpointsTrafficPolicyCluster",
+               "TestTerminatingEndpointsTrafficPolicyLocal"]
+
+
+def _case_objects(data: dict, case: dict | None) -> tuple[list, list]:
+    """The Service and EndpointSlice of one case (CASE None: the slice deleted)."""
+    svc = dict(data["service"])
+    if "internalTrafficPolicy" in (case or {}):
+        svc["internalTrafficPolicy"] = case["internalTrafficPolicy"]
+    elif str(svc.get("internalTrafficPolicy", "")).startswith("<"):
+        svc.pop("internalTrafficPolicy")
+    if case is None:
+        return [service_from_dict(svc)], []
+    cols = data.get("endpoint_columns", ["ip", "nodeName"])
+    endpoints = []
+    for row in case["endpoints"]:
+        ep = dict(zip(cols, row))
+        cond = {k: ep[k] for k in ("ready", "serving", "terminating") if k in ep}
+        endpoints.append({"addresses": [ep["ip"]], "nodeName": ep.get("nodeName"),
+                          "conditions": cond or {"ready": True}})
+    sl = dict(data["endpointSlice"], endpoints=endpoints)
+    return [service_from_dict(svc)], [slice_from_dict(sl)]
+
+
+@pytest.mark.parametrize("table", CASE_TABLES)
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_flow_cases_replayed(mode: str, table: str, tmp_path: Path) -> None:
+    """The tables whose test changes the endpoints case by case (internalTrafficPolicy;
+    ready / serving / terminating endpoints under eTP Cluster and Local), and then deletes
+    the EndpointSlice: each case and the deleted state replayed in a fresh node."""
+    data = json.loads((DATA / mode / f"{table}.flows.json").read_text())
+    bad, sent = [], 0
+    for i, case in enumerate(data["cases"]):
+        services, slices = _case_objects(data, case)
+        observed = run_flows(mode, services, slices, case["flows"], tmp_path / str(i))
+        sent += len(observed)
+        bad += [f"{case['name']}: {b}" for b in mismatches(observed)]
+    services, _ = _case_objects(data, None)
+    observed = run_flows(mode, services, [], data["after_each_case"]["flows"], tmp_path / "deleted")
+    sent += len(observed)
+    bad += [f"slice deleted: {b}" for b in mismatches(observed)]
+    assert sent >= 5
+    assert not bad, "\n".join(bad)
