@@ -49,6 +49,7 @@ SAMPLES = 24
 HARNESS = r'''
 ip link set lo up
 sysctl -qw net.ipv4.ip_forward=1
+sysctl -qw net.ipv4.conf.all.route_localnet=1  # as kube-proxy sets it for localhost NodePorts
 # every probe of a REJECTed flow must get its ICMP error (the per-host limit allows ~6)
 sysctl -qw net.ipv4.icmp_ratelimit=0
 sysctl -qw net.ipv4.icmp_msgs_per_sec=100000
@@ -146,7 +147,7 @@ def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_pa
     for i, f in enumerate(flows):
         count = SAMPLES if ":" in f["output"] else 3
         probe = [str(i), f.get("proto", "tcp"), f["src"], f["dst"], f["dport"], 20000 + 50 * i, count]
-        (node_probes if f["src"] in NODE_IPS else client_probes).append(probe)
+        (node_probes if f["src"] in NODE_IPS + ("127.0.0.1",) else client_probes).append(probe)
     client_srcs = sorted({p[2] for p in client_probes})
     # endpoints are routed into the sink, never back to the client (an answer would end
     # the conntrack entry): a client source that is also an endpoint (hairpin) gets no route
@@ -254,4 +255,27 @@ def test_flow_cases_replayed(mode: str, table: str, tmp_path: Path) -> None:
     sent += len(observed)
     bad += [f"slice deleted: {b}" for b in mismatches(observed)]
     assert sent >= 5
+    assert not bad, "\n".join(bad)
+
+
+
+@pytest.mark.parametrize("case", range(4), ids=["base", "no-detector", "masqueradeAll", "masqueradeAll-no-detector"])
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_internal_external_masquerade_replayed(mode: str, case: int, tmp_path: Path) -> None:
+    """Who is masqueraded and which endpoints are reached, from a pod, the node, localhost
+    (iptables only) and outside, to ClusterIP / NodePort / LB IP of a plain, an eTP:Local
+    and an iTP:Local Service, under masqueradeAll and with or without a local detector."""
+    data = json.loads((DATA / mode / "TestInternalExternalMasquerade.flows.json").read_text())
+    spec = data["cases"][case]
+    flows = []
+    for f in data["base_flows"]:
+        flows.append(dict(f, **spec["overrides"].get(f["name"], {})))
+    services = [service_from_dict(s) for s in data["services"]]
+    slices = [slice_from_dict(s) for s in data["endpointSlices"]]
+    changes = {"masquerade_all": spec["masqueradeAll"]}
+    if not spec["localDetector"].startswith("ClusterCIDR"):
+        changes["cluster_cidr"] = None
+    observed = run_flows(mode, services, slices, flows, tmp_path, **changes)
+    assert len(observed) >= 27
+    bad = mismatches(observed)
     assert not bad, "\n".join(bad)
