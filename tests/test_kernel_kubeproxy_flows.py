@@ -14,7 +14,10 @@ connection shows where the DNAT sent it and whether it was masqueraded (reply to
 sink's 100.64.0.1 instead of the client); a connection refused at once with no conntrack
 entry is a REJECT; no entry and no answer is a DROP; an entry without DNAT is "no rule".
 Flows that may reach several endpoints are sent 24 times (distinct source ports); all of
-them, and only them, must show up. SCTP flows are skipped where the kernel has no SCTP.
+them, and only them, must show up. The node listens on every TCP port of the table, so a
+connection no rule touches is answered (a reset would end its conntrack entry). SCTP flows
+are skipped where the kernel has no SCTP. Not replayed: TestNodePorts' IPv6 cases and
+TestHealthCheckNodePort (a filter ACCEPT and "no rule" look alike to this observer).
 The namespaces die with their processes; nothing is left behind.
 """
 
@@ -44,6 +47,12 @@ TABLES = ["TestClusterIPGeneral", "TestExternalTrafficPolicyCluster", "TestExter
           "TestLoadBalancer", "TestNoEndpointsReject"]
 NODE_IPS = ("192.168.0.2", "192.168.1.2", "192.168.99.11")  # _environment.json, eth0
 SINK = "100.64.0.1"
+LISTENER = ("import socket, sys, time\n"
+            "socks = []\n"
+            "for p in sys.argv[1:]:\n"
+            "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "    s.bind((\"0.0.0.0\", int(p))); s.listen(512); socks.append(s)\n"
+            "time.sleep(60)\n")
 SAMPLES = 24
 
 HARNESS = r'''
@@ -63,7 +72,10 @@ ip link set sink up
 ip addr add {sink}/32 dev sink
 ip route add default dev sink
 unshare --net sleep 60 >/dev/null 2>&1 & C=$!
-trap 'set +e; kill $C 2>/dev/null; true' EXIT
+# the node listens on every TCP port of the table, so a connection that no kube-proxy rule
+# touches is answered (its conntrack entry stays) instead of reset (which ends the entry)
+timeout 60 python3 -c '{listener}' {tcp_ports} >/dev/null 2>&1 & L=$!
+trap 'set +e; kill $C $L 2>/dev/null; true' EXIT
 for i in $(seq 50); do [ "$(readlink /proc/$C/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.02; done
 ip link add c0 type veth peer name eth0 netns $C
 ip addr add 169.254.1.1/32 dev c0
@@ -133,13 +145,14 @@ def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_pa
         rules.write_text(ipt.render(ProxierConfig(**cfg_changes), services, slices).payload)
         helper = tmp_path / "nfacct.py"
         helper.write_text(NFACCT_SCRIPT)
-        jumps = "\n".join(f"{cmd} -t {t} -I {a[0]} 1 " + " ".join(f"'{x}'" for x in a[1:])
-                          for t, a in ipt.jump_rules())
+        # kube-proxy: EnsureChain(table, dst) then EnsureRule(Prepend, ...), per jump
+        jumps = "\n".join(f"{cmd} -t {t} -N {a[-1]} 2>/dev/null || true; {cmd} -t {t} -I {a[0]} 1 "
+                           + " ".join(f"'{x}'" for x in a[1:]) for t, a in ipt.jump_rules())
         load = (f"python3 '{helper}' {ipt.NFACCT_INVALID} {ipt.NFACCT_LOCALHOST_NP}\n"
                 f"{restore} --noflush < '{rules}'\n{jumps}")
     else:
         rules = tmp_path / "rules.nft"
-        cfg = ProxierConfig(node_port_addresses="primary", **cfg_changes)
+        cfg = ProxierConfig(**{"node_port_addresses": "primary", **cfg_changes})
         rules.write_text(nft.render(cfg, services, slices).text())
         load = f"nft -f '{rules}'"
 
@@ -157,6 +170,7 @@ def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_pa
         node_ips=" ".join(NODE_IPS), sink=SINK,
         client_srcs=" ".join(a for a in client_srcs if a not in endpoints) or "none",
         client_owned=" ".join(a for a in client_srcs if a not in dsts) or "",
+        listener=LISTENER, tcp_ports=" ".join(sorted({str(f["dport"]) for f in flows if f.get("proto", "tcp") == "tcp"})),
         load=load, sender=SENDER, node_probes=json.dumps(node_probes), client_probes=json.dumps(client_probes))
     script = script.replace("for a in none; do ip route add $a/32 dev c0; done", "")
     res = subprocess.run(["unshare", "--net", "--", "sh", "-ec", script],
@@ -278,4 +292,50 @@ def test_internal_external_masquerade_replayed(mode: str, case: int, tmp_path: P
     observed = run_flows(mode, services, slices, flows, tmp_path, **changes)
     assert len(observed) >= 27
     bad = mismatches(observed)
+    assert not bad, "\n".join(bad)
+
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_node_ports_replayed(mode: str, tmp_path: Path) -> None:
+    """TestNodePorts' IPv4 cases: NodePorts under --nodeport-addresses and
+    --iptables-localhost-nodeports (the primary IP, a secondary IP, localhost)."""
+    data = json.loads((DATA / mode / "TestNodePorts.flows.json").read_text())
+    env = data["ipv4_environment"]
+    ep1, ep2 = (e["addresses"][0] for e in data["endpoints_ipv4"])
+    subst = {"<podIP>": env["podIP"], "<clusterIP>": data["service_ipv4"]["clusterIP"],
+             "<externalClient>": env["externalClient"], "<nodeIP>": env["nodeIP"],
+             "<altNodeIP>": env["altNodeIP"], "<localhost>": env.get("localhost", "127.0.0.1"), "<ep1>": ep1, "<ep2>": ep2}
+
+    def fill(flow: dict) -> dict:
+        out = {}
+        for k, v in flow.items():
+            if isinstance(v, str):
+                for a, b in subst.items():
+                    v = v.replace(a, b)
+            out[k] = v
+        return out
+
+    services = [service_from_dict(data["service_ipv4"])]
+    sl = {"ns": "ns1", "service": "svc1", "addressType": "IPv4", "endpoints": data["endpoints_ipv4"],
+          "ports": [data.get("endpointPort", {"name": "p80", "port": 80, "protocol": "TCP"})]}
+    slices = [slice_from_dict(sl)]
+    bad, ran = [], 0
+    for i, case in enumerate(c for c in data["cases"] if c["family"] == "IPv4"):
+        local_np = bool(case.get("localhostNodePorts", False))
+        flows = [fill(f) for f in data["flows_all_cases"]]
+        for f in data["flows_conditional"]:
+            when = f["when"]
+            ok = {"family==IPv4 && localhostNodePorts": local_np, "otherwise": not local_np,
+                  "allowAltNodeIP": case["allowAltNodeIP"], "!allowAltNodeIP": not case["allowAltNodeIP"]}[when]
+            if ok:
+                flows.append(fill({k: v for k, v in f.items() if k != "when"}))
+        npa = tuple(case["nodePortAddresses"]) if case["nodePortAddresses"] else None
+        changes = {"node_port_addresses": npa if npa or mode == "iptables" else "primary"}
+        if mode == "iptables":
+            changes["localhost_node_ports"] = local_np
+        observed = run_flows(mode, services, slices, flows, tmp_path / str(i), **changes)
+        ran += 1
+        bad += [f"{case['name']}: {b}" for b in mismatches(observed)]
+    assert ran >= 2
     assert not bad, "\n".join(bad)
