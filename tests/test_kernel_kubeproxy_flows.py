@@ -16,8 +16,9 @@ entry is a REJECT; no entry and no answer is a DROP; an entry without DNAT is "n
 Flows that may reach several endpoints are sent 24 times (distinct source ports); all of
 them, and only them, must show up. The node listens on every TCP port of the table, so a
 connection no rule touches is answered (a reset would end its conntrack entry). SCTP flows
-are skipped where the kernel has no SCTP. Not replayed: TestNodePorts' IPv6 cases and
-TestHealthCheckNodePort (a filter ACCEPT and "no rule" look alike to this observer).
+are skipped where the kernel has no SCTP. Not replayed: TestHealthCheckNodePort (a
+filter ACCEPT and "no rule" look alike to this observer). IPv6 flows run the same way
+(ip6tables, the node's 2001:db8::1 and 2001:db8:1::2, sink fd00:ffff::1).
 The namespaces die with their processes; nothing is left behind.
 """
 
@@ -46,18 +47,24 @@ SENDER = DATA / "flowprobe" / "send.py"
 TABLES = ["TestClusterIPGeneral", "TestExternalTrafficPolicyCluster", "TestExternalTrafficPolicyLocal",
           "TestLoadBalancer", "TestNoEndpointsReject"]
 NODE_IPS = ("192.168.0.2", "192.168.1.2", "192.168.99.11")  # _environment.json, eth0
-SINK = "100.64.0.1"
+NODE_IPS6 = ("2001:db8::1", "2001:db8:1::2")
+NODE_SOURCES = NODE_IPS + NODE_IPS6 + ("127.0.0.1", "::1")  # probes sent from the node itself
+SINK, SINK6, GW6 = "100.64.0.1", "fd00:ffff::1", "2001:db8:ffff::1"
 LISTENER = ("import socket, sys, time\n"
             "socks = []\n"
             "for p in sys.argv[1:]:\n"
-            "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-            "    s.bind((\"0.0.0.0\", int(p))); s.listen(512); socks.append(s)\n"
+            "    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+            "    s.bind((\"::\", int(p))); s.listen(512); socks.append(s)\n"
             "time.sleep(60)\n")
 SAMPLES = 24
 
 HARNESS = r'''
 ip link set lo up
 sysctl -qw net.ipv4.ip_forward=1
+sysctl -qw net.ipv6.conf.all.forwarding=1
+sysctl -qw net.ipv6.conf.all.accept_dad=0
+sysctl -qw net.ipv6.conf.default.accept_dad=0
 sysctl -qw net.ipv4.conf.all.route_localnet=1  # as kube-proxy sets it for localhost NodePorts
 # every probe of a REJECTed flow must get its ICMP error (the per-host limit allows ~6)
 sysctl -qw net.ipv4.icmp_ratelimit=0
@@ -67,10 +74,13 @@ for k in all default lo; do sysctl -qw net.ipv4.conf.$k.rp_filter=0; done
 ip link add eth0 type veth peer name eth0p
 ip link set eth0 up
 for a in {node_ips}; do ip addr add $a/24 dev eth0; done
+for a in {node_ips6}; do ip addr add $a/64 dev eth0 nodad; done
 ip link add sink type veth peer name sinkp
 ip link set sink up
 ip addr add {sink}/32 dev sink
+ip addr add {sink6}/128 dev sink nodad
 ip route add default dev sink
+ip -6 route add default dev sink
 unshare --net sleep 60 >/dev/null 2>&1 & C=$!
 # the node listens on every TCP port of the table, so a connection that no kube-proxy rule
 # touches is answered (its conntrack entry stays) instead of reset (which ends the entry)
@@ -79,18 +89,23 @@ trap 'set +e; kill $C $L 2>/dev/null; true' EXIT
 for i in $(seq 50); do [ "$(readlink /proc/$C/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.02; done
 ip link add c0 type veth peer name eth0 netns $C
 ip addr add 169.254.1.1/32 dev c0
+ip addr add {gw6}/128 dev c0 nodad
 ip link set c0 up
 sysctl -qw net.ipv4.conf.c0.rp_filter=0
-for a in {client_srcs}; do ip route add $a/32 dev c0; done
+for a in {client_srcs}; do ip route add $a dev c0; done
 nsenter --net=/proc/$C/ns/net sh -ec '
   ip link set lo up; ip link set eth0 up
   ip route add 169.254.1.1/32 dev eth0; ip route add default via 169.254.1.1 dev eth0
-  sysctl -qw net.ipv4.ip_nonlocal_bind=1
-  for a in {client_owned}; do ip addr add $a/32 dev eth0; done'
+  ip -6 route add {gw6}/128 dev eth0; ip -6 route add default via {gw6} dev eth0
+  sysctl -qw net.ipv4.ip_nonlocal_bind=1 net.ipv6.ip_nonlocal_bind=1
+  for a in {client_owned}; do ip addr add $a dev eth0 nodad; done'
 {load}
-echo "node=$(python3 '{sender}' '{node_probes}')"
-echo "client=$(nsenter --net=/proc/$C/ns/net python3 '{sender}' '{client_probes}')"
-conntrack -L 2>/dev/null | sed 's/^/ct=/'
+# (an assignment: a failing sender fails the script)
+node=$(python3 '{sender}' '{node_probes}')
+client=$(nsenter --net=/proc/$C/ns/net python3 '{sender}' '{client_probes}')
+echo "node=$node"
+echo "client=$client"
+conntrack -L -f {ct_family} 2>/dev/null | sed 's/^/ct=/'
 '''
 
 
@@ -134,13 +149,17 @@ def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_pa
     """Render SERVICES/SLICES in MODE, load them in a fresh node namespace, send FLOWS."""
     flows = [f for f in flows if f.get("proto", "tcp") != "sctp" or sctp_available()]
     tmp_path.mkdir(parents=True, exist_ok=True)
+    family = 6 if any(":" in f["dst"] for f in flows) else 4
+
+    def host(addr: str) -> str:
+        return f"{addr}/128" if ":" in addr else f"{addr}/32"
     if mode == "iptables":
         try:
             flavour = resolve_flavour("auto")
-            restore = program(4, flavour, "restore")
+            restore = program(family, flavour, "restore")
         except InstallError as exc:
             pytest.skip(str(exc))
-        cmd = program(4, flavour, "save").replace("-save", "")
+        cmd = program(family, flavour, "save").replace("-save", "")
         rules = tmp_path / "rules"
         rules.write_text(ipt.render(ProxierConfig(**cfg_changes), services, slices).payload)
         helper = tmp_path / "nfacct.py"
@@ -160,19 +179,21 @@ def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_pa
     for i, f in enumerate(flows):
         count = SAMPLES if ":" in f["output"] else 3
         probe = [str(i), f.get("proto", "tcp"), f["src"], f["dst"], f["dport"], 20000 + 50 * i, count]
-        (node_probes if f["src"] in NODE_IPS + ("127.0.0.1",) else client_probes).append(probe)
+        (node_probes if f["src"] in NODE_SOURCES else client_probes).append(probe)
     client_srcs = sorted({p[2] for p in client_probes})
     # endpoints are routed into the sink, never back to the client (an answer would end
     # the conntrack entry): a client source that is also an endpoint (hairpin) gets no route
-    endpoints = {x.strip().rsplit(":", 1)[0] for f in flows if ":" in f["output"] for x in f["output"].split(",")}
+    endpoints = {x.strip().rsplit(":", 1)[0].strip("[]") for f in flows if ":" in f["output"]
+                 for x in f["output"].split(",")}
     dsts = {f["dst"] for f in flows}
     script = HARNESS.format(
-        node_ips=" ".join(NODE_IPS), sink=SINK,
-        client_srcs=" ".join(a for a in client_srcs if a not in endpoints) or "none",
-        client_owned=" ".join(a for a in client_srcs if a not in dsts) or "",
+        node_ips=" ".join(NODE_IPS), node_ips6=" ".join(NODE_IPS6), sink=SINK, sink6=SINK6, gw6=GW6,
+        ct_family="ipv6" if family == 6 else "ipv4",
+        client_srcs=" ".join(host(a) for a in client_srcs if a not in endpoints) or "none",
+        client_owned=" ".join(host(a) for a in client_srcs if a not in dsts) or "",
         listener=LISTENER, tcp_ports=" ".join(sorted({str(f["dport"]) for f in flows if f.get("proto", "tcp") == "tcp"})),
         load=load, sender=SENDER, node_probes=json.dumps(node_probes), client_probes=json.dumps(client_probes))
-    script = script.replace("for a in none; do ip route add $a/32 dev c0; done", "")
+    script = script.replace("for a in none; do ip route add $a dev c0; done", "")
     res = subprocess.run(["unshare", "--net", "--", "sh", "-ec", script],
                          capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, f"exit {res.returncode}: {res.stderr.strip()}"
@@ -185,7 +206,7 @@ def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_pa
     for i, f in enumerate(flows):
         mine = [e for e in entries if e["src"] == f["src"] and 20000 + 50 * i <= e["sport"] < 20050 + 50 * i]
         if mine:
-            dnat = {f"{e['rsrc']}:{e['rsport']}" for e in mine
+            dnat = {(f"[{e['rsrc']}]" if ":" in e["rsrc"] else e["rsrc"]) + f":{e['rsport']}" for e in mine
                     if (e["rsrc"], e["rsport"]) != (f["dst"], f["dport"])}
             masq = any(e["rdst"] != f["src"] for e in mine)
             observed.append((f, ", ".join(sorted(dnat)) if dnat else "", masq))
@@ -296,16 +317,20 @@ def test_internal_external_masquerade_replayed(mode: str, case: int, tmp_path: P
 
 
 
+@pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])
-def test_node_ports_replayed(mode: str, tmp_path: Path) -> None:
-    """TestNodePorts' IPv4 cases: NodePorts under --nodeport-addresses and
-    --iptables-localhost-nodeports (the primary IP, a secondary IP, localhost)."""
+def test_node_ports_replayed(mode: str, family: int, tmp_path: Path) -> None:
+    """TestNodePorts: NodePorts under --nodeport-addresses and --iptables-localhost-nodeports
+    (the primary IP, a secondary IP, localhost), each case of FAMILY in a fresh node."""
     data = json.loads((DATA / mode / "TestNodePorts.flows.json").read_text())
-    env = data["ipv4_environment"]
-    ep1, ep2 = (e["addresses"][0] for e in data["endpoints_ipv4"])
-    subst = {"<podIP>": env["podIP"], "<clusterIP>": data["service_ipv4"]["clusterIP"],
+    fam = f"ipv{family}"
+    env = data[f"{fam}_environment"]
+    svc = data[f"service_{fam}"]
+    ep1, ep2 = (e["addresses"][0] for e in data[f"endpoints_{fam}"])
+    subst = {"<podIP>": env["podIP"], "<clusterIP>": svc["clusterIP"],
              "<externalClient>": env["externalClient"], "<nodeIP>": env["nodeIP"],
-             "<altNodeIP>": env["altNodeIP"], "<localhost>": env.get("localhost", "127.0.0.1"), "<ep1>": ep1, "<ep2>": ep2}
+             "<altNodeIP>": env["altNodeIP"], "<localhost>": env.get("localhost", "127.0.0.1" if family == 4 else "::1"),
+             "<ep1>": f"[{ep1}]" if family == 6 else ep1, "<ep2>": f"[{ep2}]" if family == 6 else ep2}
 
     def fill(flow: dict) -> dict:
         out = {}
@@ -316,24 +341,27 @@ def test_node_ports_replayed(mode: str, tmp_path: Path) -> None:
             out[k] = v
         return out
 
-    services = [service_from_dict(data["service_ipv4"])]
-    sl = {"ns": "ns1", "service": "svc1", "addressType": "IPv4", "endpoints": data["endpoints_ipv4"],
+    services = [service_from_dict(svc)]
+    sl = {"ns": "ns1", "service": "svc1", "addressType": f"IPv{family}", "endpoints": data[f"endpoints_{fam}"],
           "ports": [data.get("endpointPort", {"name": "p80", "port": 80, "protocol": "TCP"})]}
     slices = [slice_from_dict(sl)]
     bad, ran = [], 0
-    for i, case in enumerate(c for c in data["cases"] if c["family"] == "IPv4"):
+    for i, case in enumerate(c for c in data["cases"] if c["family"] == f"IPv{family}"):
         local_np = bool(case.get("localhostNodePorts", False))
         flows = [fill(f) for f in data["flows_all_cases"]]
         for f in data["flows_conditional"]:
-            when = f["when"]
-            ok = {"family==IPv4 && localhostNodePorts": local_np, "otherwise": not local_np,
-                  "allowAltNodeIP": case["allowAltNodeIP"], "!allowAltNodeIP": not case["allowAltNodeIP"]}[when]
+            ok = {"family==IPv4 && localhostNodePorts": family == 4 and local_np,
+                  "otherwise": not (family == 4 and local_np),
+                  "allowAltNodeIP": case["allowAltNodeIP"], "!allowAltNodeIP": not case["allowAltNodeIP"]}[f["when"]]
             if ok:
                 flows.append(fill({k: v for k, v in f.items() if k != "when"}))
         npa = tuple(case["nodePortAddresses"]) if case["nodePortAddresses"] else None
-        changes = {"node_port_addresses": npa if npa or mode == "iptables" else "primary"}
+        changes: dict = {"node_port_addresses": npa if npa or mode == "iptables" else "primary"}
         if mode == "iptables":
             changes["localhost_node_ports"] = local_np
+        if family == 6:
+            changes.update(family=6, node_ip=env["nodeIP"], cluster_cidr=env.get("podCIDR", "fd00:10::/64"),
+                           service_cidrs=("fd00:10:96::/112",))
         observed = run_flows(mode, services, slices, flows, tmp_path / str(i), **changes)
         ran += 1
         bad += [f"{case['name']}: {b}" for b in mismatches(observed)]

@@ -6,9 +6,11 @@ socks = []
 for key, proto, src, dst, dport, sport0, count in probes:
     for i in range(count):
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-        s = socket.socket(socket.AF_INET, kind)
+        v6 = ":" in dst
+        s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT: a source this namespace does not own
+        # IP(V6)_TRANSPARENT: a source this namespace does not own
+        s.setsockopt(socket.IPPROTO_IPV6, 75, 1) if v6 else s.setsockopt(socket.SOL_IP, 19, 1)
         s.bind((src, sport0 + i))
         s.setblocking(False)
         first = 0
