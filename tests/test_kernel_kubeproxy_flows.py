@@ -16,8 +16,8 @@ entry is a REJECT; no entry and no answer is a DROP; an entry without DNAT is "n
 Flows that may reach several endpoints are sent 24 times (distinct source ports); all of
 them, and only them, must show up. The node listens on every TCP port of the table, so a
 connection no rule touches is answered (a reset would end its conntrack entry). SCTP flows
-are skipped where the kernel has no SCTP. Not replayed: TestHealthCheckNodePort (a
-filter ACCEPT and "no rule" look alike to this observer). IPv6 flows run the same way
+are skipped where the kernel has no SCTP. TestHealthCheckNodePort's ACCEPT is observed on
+a node whose INPUT policy is DROP (there "no rule" is a DROP). IPv6 flows run the same way
 (ip6tables, the node's 2001:db8::1 and 2001:db8:1::2, sink fd00:ffff::1).
 The namespaces die with their processes; nothing is left behind.
 """
@@ -145,8 +145,10 @@ def replay(mode: str, table: str, tmp_path: Path, **cfg_changes) -> list[tuple[d
 
 
 def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_path: Path,
-              **cfg_changes) -> list[tuple[dict, str, bool | None]]:
-    """Render SERVICES/SLICES in MODE, load them in a fresh node namespace, send FLOWS."""
+              input_policy_drop: bool = False, **cfg_changes) -> list[tuple[dict, str, bool | None]]:
+    """Render SERVICES/SLICES in MODE, load them in a fresh node namespace, send FLOWS.
+    INPUT_POLICY_DROP: the node's filter INPUT policy is DROP (iptables mode), so only what
+    a rule ACCEPTs reaches it."""
     flows = [f for f in flows if f.get("proto", "tcp") != "sctp" or sctp_available()]
     tmp_path.mkdir(parents=True, exist_ok=True)
     family = 6 if any(":" in f["dst"] for f in flows) else 4
@@ -169,6 +171,8 @@ def run_flows(mode: str, services: list, slices: list, flows: list[dict], tmp_pa
                            + " ".join(f"'{x}'" for x in a[1:]) for t, a in ipt.jump_rules())
         load = (f"python3 '{helper}' {ipt.NFACCT_INVALID} {ipt.NFACCT_LOCALHOST_NP}\n"
                 f"{restore} --noflush < '{rules}'\n{jumps}")
+        if input_policy_drop:
+            load += f"\n{cmd} -P INPUT DROP"
     else:
         rules = tmp_path / "rules.nft"
         cfg = ProxierConfig(**{"node_port_addresses": "primary", **cfg_changes})
@@ -366,4 +370,23 @@ def test_node_ports_replayed(mode: str, family: int, tmp_path: Path) -> None:
         ran += 1
         bad += [f"{case['name']}: {b}" for b in mismatches(observed)]
     assert ran >= 2
+    assert not bad, "\n".join(bad)
+
+
+
+def test_health_check_node_port_replayed(tmp_path: Path) -> None:
+    """TestHealthCheckNodePort (iptables): the filter ACCEPT of an eTP=Local LoadBalancer's
+    health-check port, and no rule once the Service is gone. On a node whose INPUT policy
+    is DROP (where the ACCEPT matters) an ACCEPTed connection reaches the node (a conntrack
+    entry without DNAT) and one with no rule is dropped."""
+    data = json.loads((DATA / "iptables" / "TestHealthCheckNodePort.flows.json").read_text())
+    services = [service_from_dict(s) for s in data["services"]]
+    # the test's environment: nodePortAddresses = ["127.0.0.0/8"]
+    bad = []
+    for i, step in enumerate(data["steps"]):
+        present = services if i == 0 else []
+        flows = [dict(f, output={"ACCEPT": "", "": "DROP"}[f["output"]]) for f in step["flows"]]
+        observed = run_flows("iptables", present, [], flows, tmp_path / str(i), input_policy_drop=True,
+                             node_port_addresses=("127.0.0.0/8",))
+        bad += [f"{step['after']}: {b}" for b in mismatches(observed)]
     assert not bad, "\n".join(bad)
