@@ -528,3 +528,12 @@ def test_endpoint_slice_cache_semantics():
     eps = endpoints_for(port, [a, b, c], IPT_CFG)
     assert [e.text for e in eps] == ["10.0.0.10:80", "10.0.0.9:80"]
     assert all(e.ready and e.serving for e in eps)  # b replaced a's copy; c (terminating) did not
+
+
+def test_a_zero_cidr_in_node_port_addresses_matches_all():
+    """NodePortAddresses.MatchAll: 0.0.0.0/0 in the list is the same as no list."""
+    services, slices = load_scenario(str(IPT / "TestOverallIPTablesRules.json"))
+    listed = ipt.render(replace(IPT_CFG, node_port_addresses=("0.0.0.0/0", "::/0")), services, slices).payload
+    assert listed == ipt.render(IPT_CFG, services, slices).payload
+    only_v6 = ipt.render(replace(IPT_CFG, node_port_addresses=("::/0",)), services, slices).payload
+    assert "--dst-type LOCAL -j KUBE-NODEPORTS" not in only_v6

@@ -84,12 +84,22 @@ def probability(n: int) -> str:
     return f"{1.0 / n:0.10f}"
 
 
+def match_all(cfg: ProxierConfig) -> bool:
+    """NodePortAddresses.MatchAll: no list, or a zero-length CIDR of this family in it."""
+    if cfg.node_port_addresses is None:
+        return True
+    if isinstance(cfg.node_port_addresses, str):  # "primary"
+        return False
+    return any(n.prefixlen == 0 and n.version == cfg.family
+               for n in (ipaddress.ip_network(c, strict=False) for c in cfg.node_port_addresses))
+
+
 def _localhost_node_ports(cfg: ProxierConfig) -> bool:
     """NewProxier: localhost NodePorts only for IPv4 and only when nodePortAddresses
     contains 127.0.0.1 (nil = every address does)."""
     if cfg.family != 4 or not cfg.localhost_node_ports:
         return False
-    if cfg.node_port_addresses is None:
+    if match_all(cfg):
         return True
     if isinstance(cfg.node_port_addresses, str):  # "primary"
         return False
@@ -342,7 +352,7 @@ def render(cfg: ProxierConfig, services: Iterable[Service], slices: Iterable[End
         nat_rules.append(f"-X {c}")
 
     last = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
-    if cfg.node_port_addresses is None:
+    if match_all(cfg):
         dest = "-m addrtype --dst-type LOCAL"
         if is_v6:
             dest += " ! -d ::1/128"
