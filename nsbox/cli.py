@@ -205,10 +205,12 @@ def clean_cmd(dry_run: bool) -> None:
     they prove nsbox created; labs whose nsbox still runs are left alone, and a
     journal that fails a check is reported in one line and skipped (exit 1)."""
     from nsbox.kernel import onhost
+    from nsbox.live import commands as live
 
     if os.geteuid() != 0:
         _fail(UsageError("clean removes --on-host labs from the real host and needs root"))
     done = onhost.clean(dry_run)
+    done.out += [] if dry_run else live.sweep()  # records of live labs whose holder is gone
     for line in done.out:
         click.echo(line)
     for line in done.errors:

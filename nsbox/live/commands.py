@@ -108,6 +108,7 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
     if not ready.get("ok"):
         said = _tail(log_path)
         registry.remove(directory, name)
+        registry.tidy(directory)
         msg = str(ready.get("error", "the lab's holder ended before the lab was up"))
         raise _HolderFailed(msg + (f" (it said: {said})" if said and ready.get("ours") else ""),
                             int(ready.get("exit", 1)))
@@ -160,6 +161,9 @@ def _listen(path: str, name: str) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
+        s.bind(path)
+    except FileNotFoundError:  # a `down` elsewhere removed the empty directory just now
+        registry.lab_dir(create=True)
         s.bind(path)
     finally:
         os.umask(old)
@@ -281,7 +285,10 @@ def status(name: str | None, fmt: str) -> int:
             print(f"{lab['name']}  {lab['state']}  {lab['mode']}  recipe {lab['recipe']}  "
                   f"holder pid {lab['holder_pid']}")
             if lab["state"] == "gone":
-                print(f"  its holder is gone and the lab with it; `nsbox down {lab['name']}` removes the record")
+                what = ("its namespaces are left on the host: `nsbox down {0}` (or `nsbox clean`) removes them"
+                        if lab["mode"] == "on-host" else "the kernel removed the lab with it; "
+                        "`nsbox down {0}` removes the record")
+                print("  its holder is gone; " + what.format(lab["name"]))
                 continue
             for node, info in lab["nodes"].items():
                 ifaces = [i for i in info["interfaces"] if i["ifname"] != "lo"] or info["interfaces"]
@@ -318,7 +325,10 @@ def enter_argv(rec: Record, node: str, cmd: list[str]) -> list[str]:
         raise NsboxError(f"lab {rec.name!r} is gone (its holder ended); `nsbox down {rec.name}` removes it")
     spaces = ["--mount", "--uts", "--net"]
     if rec.mode == "sandbox":
-        spaces = ["--user", *spaces, "--pid"]
+        # An unprivileged owner is root in the lab's user namespace already (its uid maps
+        # to 0) and may not call setgroups there (denied, the kernel's rule for its maps).
+        creds = ["--preserve-credentials"] if os.geteuid() != 0 else []
+        spaces = ["--user", *creds, *spaces, "--pid"]
     return [tools.need("nsenter", "util-linux"), f"--target={pid}", *spaces, "--", *cmd]
 
 
@@ -358,6 +368,7 @@ def down(names: tuple[str, ...], every: bool) -> int:
             for line in _forget(directory, rec):
                 print(line)
             print(f"nsbox: {n} was gone; its record is removed")
+    registry.tidy(directory)
     return 1 if failed else 0
 
 
@@ -370,6 +381,7 @@ def _stop(directory: str, rec: Record) -> bool:
         ok = bool(answer.get("ok"))
     except (OSError, ValueError, NsboxError) as e:
         print(f"nsbox: {rec.name}: the holder did not answer ({e}); ending it", file=sys.stderr)
+        ok = False
     deadline = time.monotonic() + 10
     while registry.is_alive(rec) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -398,4 +410,5 @@ def sweep() -> list[str]:
         if rec is not None and not registry.is_alive(rec):
             registry.remove(directory, n)
             out.append(f"removed the record of live lab {n} (its holder was gone)")
+    registry.tidy(directory)
     return out

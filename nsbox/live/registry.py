@@ -63,14 +63,7 @@ def lab_dir(create: bool = False) -> str | None:
     for parent, path in _candidates(uid):
         if parent != "/tmp" and not _owned_parent(parent, uid):
             continue
-        if parent == "/run" and create:
-            os.makedirs("/run/nsbox", mode=0o755, exist_ok=True)
-        try:
-            if create:
-                os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
-        except OSError:
+        if create and not _make(path, parent == "/run"):
             continue
         try:
             st = os.lstat(path)
@@ -85,6 +78,29 @@ def lab_dir(create: bool = False) -> str | None:
     if create:
         raise UsageError("no private runtime directory for live labs (set XDG_RUNTIME_DIR)")
     return None
+
+
+def _make(path: str, under_run_nsbox: bool) -> bool:
+    """mkdir PATH 0700. Root's goes in /run/nsbox, which `nsbox clean` or a lab's
+    teardown may remove when empty at any moment: try again then."""
+    for _ in range(5):
+        if under_run_nsbox:
+            try:
+                os.mkdir("/run/nsbox", 0o755)
+            except FileExistsError:
+                pass
+            except OSError:
+                return False
+        try:
+            os.mkdir(path, 0o700)
+            return True
+        except FileExistsError:
+            return True
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return False
 
 
 def _owned_parent(parent: str, uid: int) -> bool:
@@ -131,7 +147,9 @@ def start_time(pid: int) -> int | None:
     except OSError:
         return None
     fields = text[text.rfind(")") + 2:].split()
-    return int(fields[19]) if len(fields) > 19 else None
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):  # a zombie is dead: its namespaces are gone
+        return None
+    return int(fields[19])
 
 
 def alive(pid: int, start: int) -> bool:
@@ -185,3 +203,18 @@ def remove(directory: str, name: str) -> None:
             os.unlink(p)
         except FileNotFoundError:
             pass
+
+
+def tidy(directory: str | None) -> None:
+    """Remove the registry directory once its last lab is gone (and root's /run/nsbox
+    with it when empty, under nsbox.kernel.onhost's lock): nothing left behind."""
+    if directory is None:
+        return
+    try:
+        os.rmdir(directory)
+    except OSError:
+        return
+    if directory == ROOT_DIR:
+        from nsbox.kernel import onhost
+
+        onhost.remove_dir_if_empty()
