@@ -1,0 +1,262 @@
+"""Live labs: up -> status -> exec -> shell -> verify -> down, by hand as a learner would.
+
+bridge-mode in the sandbox (as root and as uid 65534) and --on-host. Each tool a
+learner reaches for runs in a node and is judged by what it prints about the lab
+(the node's own hostname, its address, the other node's web server answering,
+tcpdump seeing the ping). verify is asked twice, then a route is deleted by hand
+in c1 (verify must fail, naming c1 -> internet), restored (verify passes again).
+A holder killed with SIGKILL leaves nothing (the autouse host snapshot), and
+status calls its lab gone. uid 65534 cannot enter root's lab.
+
+Everything started here is ended by pid (`nsbox down`, or kill of the pid status names).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds labs, and switches to uid 65534"),
+    pytest.mark.tools("unshare", "nsenter", "setpriv", "ip", "script"),
+]
+
+NOBODY = 65534
+PYTHON = os.environ.get("NSBOX_TEST_PYTHON", "/opt/nsbox/venv/bin/python")
+C1, C2 = "172.17.0.2", "172.17.0.3"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# tool -> (command run in c1, a string its output must contain). Each names something only
+# this lab's c1 can see: a tool that ran on the host, or failed, does not print it.
+TOOLS: dict[str, tuple[list[str], str]] = {
+    "hostname": (["hostname"], "c1"),
+    "hosts": (["getent", "hosts", "c1"], C1),
+    "ip": (["ip", "-br", "addr", "show", "eth0"], f"{C1}/16"),
+    "ps": (["ps", "aux"], "node.py"),
+    "ss": (["ss", "-tnlp"], 'users:(("python"'),
+    "iptables": (["iptables", "-S", "INPUT"], "-P INPUT ACCEPT"),
+    "nft": (["nft", "list", "ruleset"], ""),
+    # in the host node, where the lab's rules make conntrack track (c1 has none)
+    "conntrack": (["sh", "-c", f"ping -c1 -W2 {C2} >/dev/null; conntrack -L -p icmp 2>&1"], f"dst={C2}"),
+    "ping": (["ping", "-c1", "-W2", C2], "1 received"),
+    "curl": (["curl", "-s", "-m3", f"http://{C2}/host"], "c2"),
+    # bridge-mode has no DNS server: c2's "port unreachable" is dig's answer, from the lab
+    "dig": (["sh", "-c", f"dig +time=1 +tries=1 @{C2} example.test; true"], f"{C2}#53: connection refused"),
+    "tcpdump": (["sh", "-c", f"(sleep 1; ping -c3 -i0.3 {C2}) >/dev/null & timeout 10 tcpdump -ni eth0 -c2 icmp 2>&1"],
+                "2 packets captured"),
+}
+# Where the kernel, not nsbox, says no: an unprivileged user's sandbox must deny setgroups
+# (user_namespaces(7)) and maps only that user, so tcpdump cannot drop to its user, nor
+# call setgroups for -Z root.
+IN_NODE = {"conntrack": "host"}  # where a tool runs when not in c1
+NOT_AS_NOBODY = {"tcpdump": "tcpdump's privilege drop needs setgroups, denied in an unprivileged user namespace"}
+
+
+class Runner:
+    """`python -m nsbox` as root, or as uid 65534 from a world-readable copy of the checkout."""
+
+    def __init__(self, kernel, tree: Path | None = None) -> None:
+        self.kernel = kernel
+        self.tree = tree
+
+    def argv(self, *args: str) -> list[str]:
+        if self.tree is None:
+            return [PYTHON if os.path.exists(PYTHON) else "python3", "-m", "nsbox", *args]
+        return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", PYTHON, "-m", "nsbox", *args]
+
+    def env(self) -> dict[str, str]:
+        if self.tree is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("NSBOX_")}
+            env["PYTHONPATH"] = str(self.kernel.REPO)
+            return env
+        return {"PATH": PATH, "HOME": "/tmp", "PYTHONPATH": str(self.tree), "LANG": "C.UTF-8"}
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), cwd=self.tree or self.kernel.REPO, env=self.env(),
+                              capture_output=True, text=True, timeout=timeout, start_new_session=True)
+
+
+def show(cp: subprocess.CompletedProcess) -> str:
+    return f"$ {' '.join(cp.args)}\nexit {cp.returncode}\n--- stdout\n{cp.stdout[-3000:]}\n--- stderr\n{cp.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def tree(kernel):
+    """nsbox/ and recipes/ copied where uid 65534 can read them (tests/test_kernel_unprivileged.py)."""
+    if not os.access(PYTHON, os.X_OK):
+        pytest.skip(f"{PYTHON} is missing: run install.sh (or set NSBOX_TEST_PYTHON)")
+    d = Path(tempfile.mkdtemp(prefix="nsbox-live-", dir="/tmp"))
+    try:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(kernel.REPO / "nsbox", d / "nsbox", ignore=ignore)
+        shutil.copytree(kernel.REPO / "recipes", d / "recipes", ignore=ignore)
+        for p in [d, *d.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def status(nsbox: Runner, lab: str) -> dict:
+    cp = nsbox.run("status", lab, "--format", "json")
+    labs = json.loads(cp.stdout)["labs"]
+    assert len(labs) == 1, show(cp)
+    return labs[0]
+
+
+def down(nsbox: Runner, lab: str) -> None:
+    """Best effort at the end of a test, whatever happened: the lab's holder ends."""
+    nsbox.run("down", lab)
+
+
+def session(nsbox: Runner, lab: str, extra: tuple[str, ...] = (), skip_tools: dict[str, str] | None = None) -> None:
+    up = nsbox.run("up", "bridge-mode", "--name", lab, *extra)
+    assert up.returncode == 0, show(up)
+    try:
+        st = status(nsbox, lab)
+        assert st["state"] == "up", st
+        c1 = {i["ifname"]: i for i in st["nodes"]["c1"]["interfaces"]}
+        assert f"{C1}/16" in c1["eth0"]["addresses"], st
+
+        for tool, (cmd, expect) in TOOLS.items():
+            if tool in (skip_tools or {}):
+                continue
+            node = IN_NODE.get(tool, "c1")
+            cp = nsbox.run("exec", lab, node, "--", *cmd, timeout=60)
+            assert cp.returncode == 0 and expect in cp.stdout, f"{tool} in {node}:\n{show(cp)}"
+        assert nsbox.run("exec", lab, "c2", "--", "hostname").stdout.strip() == "c2"
+
+        # A shell on a terminal: the prompt says which lab and node; the shell is in c1.
+        shell = " ".join(nsbox.argv("shell", lab, "c1"))
+        cp = subprocess.run(["script", "-qec", shell, "/dev/null"], input="hostname\nip -br addr show eth0\nexit\n",
+                            cwd=nsbox.tree or nsbox.kernel.REPO, env=nsbox.env(), capture_output=True, text=True,
+                            timeout=60, start_new_session=True)
+        assert f"({lab} c1)# " in cp.stdout and f"{C1}/16" in cp.stdout, show(cp)
+
+        for _ in range(2):
+            cp = nsbox.run("verify", lab)
+            assert cp.returncode == 0 and "11 of 11 checks passed" in cp.stdout, show(cp)
+        # Broken by hand: c1 without its default route cannot reach the internet through NAT.
+        cp = nsbox.run("exec", lab, "c1", "--", "ip", "route", "del", "default")
+        assert cp.returncode == 0, show(cp)
+        cp = nsbox.run("verify", lab, "--format", "json")
+        assert cp.returncode == 1, show(cp)
+        failed = [c["name"] for c in json.loads(cp.stdout)["results"][0]["checks"] if not c["passed"]]
+        assert "http c1->internet (NAT)" in failed, failed
+        cp = nsbox.run("exec", lab, "c1", "--", "ip", "route", "add", "default", "via", "172.17.0.1")
+        assert cp.returncode == 0, show(cp)
+        cp = nsbox.run("verify", lab)
+        assert cp.returncode == 0, show(cp)
+
+        holder = st["holder_pid"]
+        cp = nsbox.run("down", lab)
+        assert cp.returncode == 0, show(cp)
+        nsbox.kernel.wait_until(lambda: not nsbox.kernel.pid_alive(holder), 5)
+        assert not nsbox.kernel.pid_alive(holder)
+        assert json.loads(nsbox.run("status", "--format", "json").stdout)["labs"] == []
+    finally:
+        down(nsbox, lab)
+
+
+def test_live_lab_in_the_sandbox_as_root(kernel) -> None:
+    session(Runner(kernel), "live-sbx")
+
+
+def test_live_lab_on_host(kernel) -> None:
+    session(Runner(kernel), "live-host", ("--on-host",))
+
+
+def test_live_lab_as_nobody(kernel, tree) -> None:
+    nsbox = Runner(kernel, tree)
+    session(nsbox, "live-nobody", skip_tools=NOT_AS_NOBODY)
+    assert not Path(f"/tmp/nsbox-{NOBODY}").exists(), "the registry directory outlived the last lab"
+
+
+def test_tcpdump_as_nobody_is_refused_by_the_kernel(kernel, tree) -> None:
+    """The one tool that does not work unprivileged, and why: documented, so a change shows."""
+    nsbox = Runner(kernel, tree)
+    assert nsbox.run("up", "bridge-mode", "--name", "live-nobody-td").returncode == 0
+    try:
+        cp = nsbox.run("exec", "live-nobody-td", "c1", "--", "tcpdump", "-Z", "root", "-ni", "eth0", "-c1")
+        assert cp.returncode != 0 and "Operation not permitted" in cp.stderr, show(cp)
+        cp = nsbox.run("exec", "live-nobody-td", "c1", "--", "cat", "/proc/self/setgroups")
+        assert cp.stdout.strip() == "deny", show(cp)
+    finally:
+        down(nsbox, "live-nobody-td")
+
+
+def test_killed_holder_leaves_nothing_and_status_says_gone(kernel) -> None:
+    nsbox = Runner(kernel)
+    assert nsbox.run("up", "bridge-mode", "--name", "live-kill").returncode == 0
+    try:
+        st = status(nsbox, "live-kill")
+        nodes = [n["pid"] for n in st["nodes"].values()]
+        os.kill(st["holder_pid"], signal.SIGKILL)
+        kernel.wait_until(lambda: not any(kernel.pid_alive(p) for p in [st["holder_pid"], *nodes]), 5)
+        assert not any(kernel.pid_alive(p) for p in nodes), "a node process outlived its holder"
+        cp = nsbox.run("status", "live-kill")
+        assert cp.returncode == 1 and "gone" in cp.stdout, show(cp)
+        cp = nsbox.run("exec", "live-kill", "c1", "--", "true")
+        assert cp.returncode == 1 and "gone" in cp.stderr, show(cp)
+        cp = nsbox.run("down", "live-kill")
+        assert cp.returncode == 0, show(cp)
+        assert nsbox.run("status", "live-kill").returncode == 2
+    finally:
+        down(nsbox, "live-kill")
+    # The host snapshot (autouse) then finds no namespace, link, mount or process left.
+
+
+def test_killed_on_host_holder_is_cleaned(kernel) -> None:
+    nsbox = Runner(kernel)
+    assert nsbox.run("up", "bridge-mode", "--on-host", "--name", "live-kill-host").returncode == 0
+    try:
+        st = status(nsbox, "live-kill-host")
+        names = list(st["nodes"]["c1"]["netns"] for _ in [0])
+        assert names[0] in kernel.netns_list()
+        os.kill(st["holder_pid"], signal.SIGKILL)
+        kernel.wait_until(lambda: not kernel.pid_alive(st["holder_pid"]), 5)
+        cp = nsbox.run("status", "live-kill-host")
+        assert cp.returncode == 1 and "gone" in cp.stdout, show(cp)
+        cp = nsbox.run("clean")
+        assert cp.returncode == 0, show(cp)
+        assert names[0] not in kernel.netns_list(), show(cp)
+        assert nsbox.run("status", "live-kill-host").returncode == 2
+    finally:
+        down(nsbox, "live-kill-host")
+
+
+def test_nobody_cannot_enter_roots_lab(kernel, tree) -> None:
+    root = Runner(kernel)
+    assert root.run("up", "bridge-mode", "--name", "live-root").returncode == 0
+    try:
+        pid = status(root, "live-root")["nodes"]["c1"]["pid"]
+        # With nsbox: root's registry is not nobody's; it has no such lab.
+        cp = Runner(kernel, tree).run("exec", "live-root", "c1", "--", "true")
+        assert cp.returncode == 2 and "no live lab" in cp.stderr, show(cp)
+        # Without it, straight at the node's namespaces: the kernel refuses.
+        cp = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "nsenter",
+                             f"--target={pid}", "--user", "--preserve-credentials", "--mount", "--net", "--", "true"],
+                            capture_output=True, text=True, timeout=30)
+        assert cp.returncode != 0, show(cp)
+        # Positive control: root can.
+        cp = subprocess.run(["nsenter", f"--target={pid}", "--user", "--mount", "--net", "--", "true"],
+                            capture_output=True, text=True, timeout=30)
+        assert cp.returncode == 0, show(cp)
+    finally:
+        down(root, "live-root")
+
+
+def test_bad_lab_name_is_one_line_and_builds_nothing(kernel) -> None:
+    nsbox = Runner(kernel)
+    for bad in ("a\nb", "../x", "-x", "a" * 40):
+        cp = nsbox.run("up", "bridge-mode", "--name", bad)
+        assert cp.returncode == 2 and len(cp.stderr.strip().splitlines()) == 1, show(cp)
+    assert json.loads(nsbox.run("status", "--format", "json").stdout)["labs"] == []
