@@ -260,3 +260,44 @@ def test_bad_lab_name_is_one_line_and_builds_nothing(kernel) -> None:
         cp = nsbox.run("up", "bridge-mode", "--name", bad)
         assert cp.returncode == 2 and len(cp.stderr.strip().splitlines()) == 1, show(cp)
     assert json.loads(nsbox.run("status", "--format", "json").stdout)["labs"] == []
+
+
+def test_names_resolve_as_on_a_docker_user_network(kernel) -> None:
+    """user-networks: each node's /etc/resolv.conf names Docker's embedded DNS (127.0.0.11),
+    so `ping a2` works from a1 as in a container; b1, on another network, is not found."""
+    nsbox = Runner(kernel)
+    assert nsbox.run("up", "user-networks", "--name", "live-dns").returncode == 0
+    try:
+        cp = nsbox.run("exec", "live-dns", "a1", "--", "cat", "/etc/resolv.conf")
+        assert "nameserver 127.0.0.11" in cp.stdout, show(cp)
+        cp = nsbox.run("exec", "live-dns", "a1", "--", "ping", "-c1", "-W2", "a2")
+        assert cp.returncode == 0 and "1 received" in cp.stdout and "172.18.0.3" in cp.stdout, show(cp)
+        cp = nsbox.run("exec", "live-dns", "a1", "--", "curl", "-s", "-m3", "http://a2/host")
+        assert "NODE: a2" in cp.stdout, show(cp)
+        cp = nsbox.run("exec", "live-dns", "a1", "--", "getent", "hosts", "b1")
+        assert cp.returncode == 2 and not cp.stdout, show(cp)
+    finally:
+        down(nsbox, "live-dns")
+
+
+def test_two_terminals_at_once(kernel) -> None:
+    """tcpdump in c2 from one `exec` while another `exec` pings it from c1."""
+    nsbox = Runner(kernel)
+    assert nsbox.run("up", "bridge-mode", "--name", "live-two").returncode == 0
+    try:
+        capture = subprocess.Popen(nsbox.argv("exec", "live-two", "c2", "--", "timeout", "20", "tcpdump", "-lni",
+                                              "eth0", "-c2", f"icmp and src {C1}"),
+                                   cwd=kernel.REPO, env=nsbox.env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            kernel.wait_until(lambda: "tcpdump" in nsbox.run("exec", "live-two", "c2", "--", "ps", "-e").stdout, 10)
+            cp = nsbox.run("exec", "live-two", "c1", "--", "ping", "-c3", "-i0.3", C2)
+            assert cp.returncode == 0, show(cp)
+            out, err = capture.communicate(timeout=30)
+        finally:
+            if capture.poll() is None:
+                capture.kill()
+                capture.wait()
+        assert capture.returncode == 0 and out.count(f"IP {C1} > {C2}: ICMP echo request") == 2, (out, err)
+    finally:
+        down(nsbox, "live-two")
