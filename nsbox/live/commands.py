@@ -104,7 +104,13 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
         os.close(ready_w)
         os.close(log_fd)
     ctl.close()
-    ready = _wait_ready(ready_r, pid)
+    try:
+        ready = _wait_ready(ready_r, pid)
+    except BaseException:  # Ctrl-C while it builds: no holder may stay up without a record
+        _abandon(pid, on_host)
+        registry.remove(directory, name)
+        registry.tidy(directory)
+        raise
     if not ready.get("ok"):
         said = _tail(log_path)
         registry.remove(directory, name)
@@ -161,10 +167,14 @@ def _listen(path: str, name: str) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
-        s.bind(path)
-    except FileNotFoundError:  # a `down` elsewhere removed the empty directory just now
-        registry.lab_dir(create=True)
-        s.bind(path)
+        try:
+            s.bind(path)
+        except FileNotFoundError:  # a `down` elsewhere removed the empty directory just now
+            registry.lab_dir(create=True)
+            s.bind(path)
+    except OSError as e:
+        s.close()
+        raise UsageError(f"cannot make the lab's socket {path}: {e.strerror or e}") from None
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
@@ -194,6 +204,17 @@ def _wait_ready(fd: int, pid: int) -> dict:
     if not answer.get("ok"):
         os.waitpid(pid, 0)
     return answer
+
+
+def _abandon(pid: int, on_host: bool) -> None:
+    """End a holder `up` started and will not record. Sandboxed: SIGKILL to unshare,
+    whose --kill-child takes the sandbox's pid 1 and the kernel the lab. On the host:
+    SIGTERM, which the holder turns into its teardown."""
+    try:
+        os.kill(pid, signal.SIGTERM if on_host else signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _sandbox_pid1(outer: int) -> int | None:
@@ -285,7 +306,7 @@ def status(name: str | None, fmt: str) -> int:
             print(f"{lab['name']}  {lab['state']}  {lab['mode']}  recipe {lab['recipe']}  "
                   f"holder pid {lab['holder_pid']}")
             if lab["state"] == "gone":
-                what = ("its namespaces are left on the host: `nsbox down {0}` (or `nsbox clean`) removes them"
+                what = ("`nsbox down {0}` (or `nsbox clean`) removes whatever it left on the host"
                         if lab["mode"] == "on-host" else "the kernel removed the lab with it; "
                         "`nsbox down {0}` removes the record")
                 print("  its holder is gone; " + what.format(lab["name"]))

@@ -31,6 +31,12 @@ MAX_REQUEST = 64 * 1024
 NODE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node.py")
 
 
+class Skipped(NsboxError):
+    """The recipe needs what this kernel lacks: `run` would SKIP it (exit 4)."""
+
+    exit_code = 4
+
+
 @dataclass
 class Options:
     recipe: str
@@ -114,7 +120,7 @@ def _load(opts: Options) -> Lab:
     lab = labs[0]
     lacking = features.missing(frozenset(lab.requires))
     if lacking:
-        raise UsageError(f"{lab.name} cannot run here: {'; '.join(lacking.values())}")
+        raise Skipped(f"{lab.name} cannot run here: {'; '.join(lacking.values())}")
     return lab
 
 
@@ -142,9 +148,14 @@ def main(opts: Options) -> int:
     try:
         live.servers = start_servers(built)
         live.nodes = start_nodes(lab, built.paths)
+        # From now on the lab is reached through its node processes, not through the
+        # pins in /run/netns: on the host that directory is shared, and a pin someone
+        # else removes must not cut the holder off from a lab its processes still hold.
+        live.netns_names = built.netns_names()
+        built.paths.update({n: f"/proc/{p.pid}/ns/net" for n, p in live.nodes.procs.items()})
         _tell(opts.ready_fd, {"ok": True, "pid": os.getpid(),
                               "nodes": {n: p.pid for n, p in live.nodes.procs.items()},
-                              "netns": built.netns_names(),
+                              "netns": live.netns_names,
                               "containers": {c.name: c.node for c in lab.containers.values()},
                               "checks": len(lab.checks)})
         opts.ready_fd = -1
@@ -176,6 +187,7 @@ class Live:
         self.servers = None
         self.nodes: Nodes | None = None
         self.goodbye: socket.socket | None = None
+        self.netns_names: dict[str, str] = {}
 
     def close(self) -> list[str]:
         if self.nodes:
@@ -215,7 +227,7 @@ class Live:
     def interfaces(self) -> dict[str, list]:
         out = {}
         for node, path in self.built.paths.items():
-            done = subprocess.run(["ip", "-n", os.path.basename(path), "-j", "addr", "show"],
+            done = subprocess.run(["nsenter", f"--net={path}", "ip", "-j", "addr", "show"],
                                   capture_output=True, text=True, check=False)
             try:
                 links = json.loads(done.stdout or "[]")
@@ -238,7 +250,7 @@ class Live:
             return {"ok": False, "error": f"unknown format {fmt!r}"}
         start = time.monotonic()
         result = RecipeResult(self.lab.name, "pass", description=self.lab.description)
-        result.namespaces = self.built.netns_names()
+        result.namespaces = self.netns_names
         try:
             result.checks = verify(self.built, self.servers, Timing(probe_timeout=timeout,
                                                                       deadline=max(4.0, 4 * timeout)))
