@@ -350,6 +350,9 @@ def enter_argv(rec: Record, node: str, cmd: list[str]) -> list[str]:
         # to 0) and may not call setgroups there (denied, the kernel's rule for its maps).
         creds = ["--preserve-credentials"] if os.geteuid() != 0 else []
         spaces = ["--user", *creds, *spaces, "--pid"]
+        if os.geteuid() != 0:  # setgroups "succeeds" there, so `tcpdump -Z root` works
+            cmd = [sys.executable, "-I", os.path.join(os.path.dirname(os.path.abspath(__file__)), "nogroups.py"),
+                   *cmd]
     return [tools.need("nsenter", "util-linux"), f"--target={pid}", *spaces, "--", *cmd]
 
 
