@@ -130,9 +130,13 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
                  netns=ready["netns"], containers=ready.get("containers", {}), sets=sets, uid=os.geteuid())
     registry.write(directory, rec)
     nodes = " ".join(rec.nodes)
-    print(f"nsbox: {name} is up ({rec.mode}, recipe {recipe}; nodes: {nodes}).\n"
-          f"  nsbox shell {name} NODE | nsbox exec {name} NODE -- CMD | nsbox verify {name} | "
-          f"nsbox status {name} | nsbox down {name}")
+    hints = [(f"nsbox shell {name} NODE", "a shell in NODE"), (f"nsbox exec {name} NODE -- CMD", "a command in NODE"),
+             (f"nsbox verify {name}", "the recipe's checks, on the lab as it is now"),
+             (f"nsbox down {name}", "the end of it")]
+    width = max(len(h) for h, _ in hints)
+    print(f"nsbox: {name} is up ({rec.mode}, recipe {recipe}; nodes: {nodes}).")
+    for h, what in hints:
+        print(f"  {h.ljust(width)}  {what}")
     return 0
 
 
@@ -311,11 +315,13 @@ def status(name: str | None, fmt: str) -> int:
                         "`nsbox down {0}` removes the record")
                 print("  its holder is gone; " + what.format(lab["name"]))
                 continue
+            width = max((len(n) for n in lab["nodes"]), default=0)
             for node, info in lab["nodes"].items():
+                # one interface a line (lo left out unless it is all there is)
                 ifaces = [i for i in info["interfaces"] if i["ifname"] != "lo"] or info["interfaces"]
-                shown = "; ".join(f"{i['ifname']} {i['state']} {' '.join(i['addresses'])}".rstrip()
-                                  for i in ifaces)
-                print(f"  {node:<10} {shown}")
+                for k, i in enumerate(ifaces or [{"ifname": "-", "state": "", "addresses": []}]):
+                    line = f"  {node if k == 0 else '':<{width}}  {i['ifname']:<12} {i['state']:<7} "
+                    print((line + " ".join(i["addresses"])).rstrip())
     gone = name is not None and labs and labs[0]["state"] != "up"
     return 1 if gone else 0
 
