@@ -124,9 +124,12 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     # The command gets a pid namespace of its own, whose unshare dies with nsbox
     # (--pdeathsig) and takes the namespace's every process with it (--kill-child):
     # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
+    # --mount-proc: a /proc of that pid namespace (in a mount namespace of its own),
+    # else `ps` finds no /proc/self there ("fatal library error, lookup self").
     argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
             tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
-            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", "sh", "-c", opts.then]
+            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", "--mount-proc",
+            "sh", "-c", opts.then]
     done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
     status = done.returncode if done.returncode >= 0 else 128 - done.returncode
     if status != 0:

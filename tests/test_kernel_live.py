@@ -337,3 +337,14 @@ def test_every_recipe_live(kernel, name: str) -> None:
         assert nsbox.run("down", lab).returncode == 0
     finally:
         down(nsbox, lab)
+
+
+@pytest.mark.parametrize("mode", [(), ("--on-host",)], ids=["sandbox", "on-host"])
+def test_ps_works_in_run_then(kernel, mode: tuple[str, ...]) -> None:
+    """`run --then` gives its command a pid namespace; `ps` needs that namespace's /proc
+    (without it: "fatal library error, lookup self")."""
+    cp = Runner(kernel).run("run", "bridge-mode", *mode, "--then-in", "c1", "--then", "ps -eo pid,comm")
+    assert cp.returncode == 0 and "lookup self" not in cp.stderr, show(cp)
+    lines = [ln.split() for ln in cp.stdout.splitlines()]
+    # its own pid namespace: sh is pid 1 there, ps runs beside it, nothing of the host's
+    assert ["1", "sh"] in lines and any(ln[1:] == ["ps"] for ln in lines if len(ln) == 2), show(cp)
