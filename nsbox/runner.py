@@ -124,11 +124,14 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     # The command gets a pid namespace of its own, whose unshare dies with nsbox
     # (--pdeathsig) and takes the namespace's every process with it (--kill-child):
     # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
-    # --mount-proc: a /proc of that pid namespace (in a mount namespace of its own),
-    # else `ps` finds no /proc/self there ("fatal library error, lookup self").
+    # In the sandbox, --mount-proc: a /proc of that pid namespace (in a mount namespace
+    # of its own), else `ps` finds no /proc/self there ("fatal library error, lookup
+    # self"). On the host the command stays in the host's mount namespace, where the
+    # host's /proc shows it.
+    proc = [] if opts.on_host else ["--mount-proc"]
     argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
             tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
-            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", "--mount-proc",
+            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", *proc,
             "sh", "-c", opts.then]
     done = subprocess.run(argv, env=env, stdout=sys.stderr if opts.then_stdout_to_stderr else None, check=False)
     status = done.returncode if done.returncode >= 0 else 128 - done.returncode
