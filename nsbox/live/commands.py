@@ -72,6 +72,8 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
         if not registry.NAME_RE.fullmatch(name):
             raise UsageError(f"cannot name a lab after {recipe!r}; give --name LAB")
     registry.check_name(name)
+    if ("/" in recipe or recipe.endswith(".py")) and os.path.isfile(recipe):
+        recipe = os.path.abspath(recipe)  # the holder runs in /
     if on_host and os.geteuid() != 0:
         raise UsageError("--on-host builds in the real host's namespaces and needs root")
     if not on_host:
@@ -359,7 +361,14 @@ def enter_argv(rec: Record, node: str, cmd: list[str]) -> list[str]:
         if os.geteuid() != 0:  # setgroups "succeeds" there, so `tcpdump -Z root` works
             cmd = [sys.executable, "-I", os.path.join(os.path.dirname(os.path.abspath(__file__)), "nogroups.py"),
                    *cmd]
-    return [tools.need("nsenter", "util-linux"), f"--target={pid}", *spaces, "--", *cmd]
+    # In the directory the user is in (a capture written with tcpdump -w lands there),
+    # unless that is private to the host side (the sandbox has its own /run).
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "/"
+    wd = [f"--wd={cwd}"] if cwd != "/run" and not cwd.startswith("/run/") and "\n" not in cwd else []
+    return [tools.need("nsenter", "util-linux"), f"--target={pid}", *spaces, *wd, "--", *cmd]
 
 
 def exec_(name: str, node: str, cmd: list[str], shell: bool = False) -> None:

@@ -31,8 +31,9 @@ def _write(path: str, text: str) -> None:
 
 
 def _detach(log_fd: int) -> None:
-    """In the child: a session of its own, stdin /dev/null, stdout and stderr to the log."""
+    """In the child: a session of its own, in /, stdin /dev/null, stdout and stderr to the log."""
     os.setsid()
+    os.chdir("/")  # a daemon: it must not keep the user's working directory busy
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log_fd, 1)
