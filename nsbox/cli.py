@@ -203,7 +203,8 @@ def clean_cmd(dry_run: bool) -> None:
 
     Follows the root-owned journals in /run/nsbox and removes only the namespaces
     they prove nsbox created; labs whose nsbox still runs are left alone, and a
-    journal that fails a check is reported in one line and skipped (exit 1)."""
+    journal that fails a check is reported in one line and skipped (exit 1).
+    Also removes the records of your live labs (`nsbox up`) whose holder is gone."""
     from nsbox.kernel import onhost
     from nsbox.live import commands as live
 
