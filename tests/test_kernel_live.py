@@ -41,7 +41,8 @@ TOOLS: dict[str, tuple[list[str], str]] = {
     "hosts": (["getent", "hosts", "c1"], C1),
     "ip": (["ip", "-br", "addr", "show", "eth0"], f"{C1}/16"),
     "ps": (["ps", "aux"], "node.py"),
-    "ss": (["ss", "-tnlp"], 'users:(("python"'),
+    # the lab's web server on :80, with the process that owns it (ss -p)
+    "ss": (["sh", "-c", "ss -Htnlp 'sport = :80'"], "users:(("),
     "iptables": (["iptables", "-S", "INPUT"], "-P INPUT ACCEPT"),
     "nft": (["nft", "list", "ruleset"], ""),
     # in the host node, where the lab's rules make conntrack track (c1 has none)
