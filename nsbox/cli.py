@@ -308,12 +308,15 @@ def clean_cmd(dry_run: bool) -> None:
 
     Follows the root-owned journals in /run/nsbox and removes only the namespaces
     they prove nsbox created; labs whose nsbox still runs are left alone, and a
-    journal that fails a check is reported in one line and skipped (exit 1)."""
+    journal that fails a check is reported in one line and skipped (exit 1).
+    Also removes the records of your live labs (`nsbox up`) whose holder is gone."""
     from nsbox.kernel import onhost
+    from nsbox.live import commands as live
 
     if os.geteuid() != 0:
         _fail(UsageError("clean removes --on-host labs from the real host and needs root"))
     done = onhost.clean(dry_run)
+    done.out += [] if dry_run else live.sweep()  # records of live labs whose holder is gone
     for line in done.out:
         click.echo(line)
     for line in done.errors:
@@ -607,3 +610,111 @@ def show_cmd(recipe: str, fmt: str, sets: tuple[str, ...], recipe_dirs: tuple[st
     except NsboxError as e:
         _fail(e)
     click.echo(render(lab, fmt), nl=False)
+
+
+# --------------------------------------------------------------------------- live labs (nsbox/live/)
+
+@main.command("up")
+@click.argument("recipe")
+@click.option("--name", "name", metavar="LAB", help="The lab's name (default: the recipe's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter.")
+@click.option("--on-host", is_flag=True, help="Build in the real host's namespaces instead of a sandbox. Needs root.")
+@click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Also look for recipes in DIR.")
+def up_cmd(recipe: str, name: str | None, sets: tuple[str, ...], on_host: bool, recipe_dirs: tuple[str, ...]) -> None:
+    """Build RECIPE's lab and keep it up: explore it with shell, exec, status and verify; end it with down."""
+    from nsbox.live import commands
+
+    try:
+        sys.exit(commands.up(recipe, name, parse_sets(sets), on_host, recipe_dirs))
+    except NsboxError as e:
+        _fail(e)
+
+
+@main.command("_holder", hidden=True)
+@click.argument("recipe")
+@click.option("--name", required=True)
+@click.option("--set", "sets", multiple=True)
+@click.option("--recipes", "recipe_dirs", multiple=True)
+@click.option("--on-host", is_flag=True)
+@click.option("--ctl-fd", type=int, required=True)
+@click.option("--ready-fd", type=int, required=True)
+def holder_cmd(recipe: str, name: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...], on_host: bool,
+               ctl_fd: int, ready_fd: int) -> None:
+    """The process that owns a live lab (started by `nsbox up`)."""
+    from nsbox.live import holder
+
+    try:
+        opts = holder.Options(recipe, name, on_host, parse_sets(sets), recipe_dirs, ctl_fd, ready_fd)
+    except NsboxError as e:
+        _fail(e)
+    sys.exit(holder.main(opts))
+
+
+@main.command("status")
+@click.argument("lab", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status_cmd(lab: str | None, fmt: str) -> None:
+    """Your live labs: state (up or gone), nodes, interfaces, addresses. Exit 1 if LAB is gone."""
+    from nsbox.live import commands
+
+    try:
+        sys.exit(commands.status(lab, fmt))
+    except NsboxError as e:
+        _fail(e)
+
+
+@main.command("verify")
+@click.argument("lab")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "ktap"]), default="text",
+              show_default=True)
+@click.option("--timeout", type=_Timeout(0.1, 60), default=1.0, show_default=True,
+              help="Seconds one probe waits; an expected deny costs this much.")
+def verify_cmd(lab: str, fmt: str, timeout: float) -> None:
+    """Run the recipe's checks against live LAB as it is now (again after each change you make)."""
+    from nsbox.live import commands
+
+    try:
+        sys.exit(commands.verify(lab, fmt, timeout))
+    except NsboxError as e:
+        _fail(e)
+
+
+@main.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("lab")
+@click.argument("node")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_cmd(lab: str, node: str, cmd: tuple[str, ...]) -> None:
+    """Run CMD in NODE of live LAB: nsbox exec LAB NODE -- CMD [ARGS...]."""
+    from nsbox.live import commands
+
+    try:
+        commands.exec_(lab, node, list(cmd))
+    except NsboxError as e:
+        _fail(e)
+
+
+@main.command("shell")
+@click.argument("lab")
+@click.argument("node")
+def shell_cmd(lab: str, node: str) -> None:
+    """An interactive shell in NODE of live LAB; its prompt says where: (LAB NODE)#."""
+    from nsbox.live import commands
+
+    try:
+        commands.exec_(lab, node, [], shell=True)
+    except NsboxError as e:
+        _fail(e)
+
+
+@main.command("down")
+@click.argument("labs", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every live lab of yours.")
+def down_cmd(labs: tuple[str, ...], every: bool) -> None:
+    """Tear down live LAB (or a gone one's record)."""
+    from nsbox.live import commands
+
+    try:
+        sys.exit(commands.down(labs, every))
+    except NsboxError as e:
+        _fail(e)

@@ -125,9 +125,15 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     # The command gets a pid namespace of its own, whose unshare dies with nsbox
     # (--pdeathsig) and takes the namespace's every process with it (--kill-child):
     # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
+    # In the sandbox, --mount-proc: a /proc of that pid namespace (in a mount namespace
+    # of its own), else `ps` finds no /proc/self there ("fatal library error, lookup
+    # self"). On the host the command stays in the host's mount namespace, where the
+    # host's /proc shows it.
+    proc = [] if opts.on_host else ["--mount-proc"]
     argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
             tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
-            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", tools.need("sh", "dash"), "-c", opts.then]
+            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", *proc,
+            tools.need("sh", "dash"), "-c", opts.then]
     from nsbox.reap import run_to_end  # a signal leaves none of CMD's processes behind
 
     rc = run_to_end(argv, env, sys.stderr if opts.then_stdout_to_stderr else None)

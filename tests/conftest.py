@@ -496,6 +496,8 @@ def clean_up_leaks(before: HostSnapshot, procs_before: Iterable[int] = ()) -> No
                 continue
             if foreign and _shared("/run/nsbox entries", p.name):
                 continue
+            if p.is_dir() or p.is_symlink() or not p.is_file():
+                continue  # e.g. labs/, the live labs' registry: not a journal, never ours to delete
             p.unlink(missing_ok=True)
 
 

@@ -113,8 +113,10 @@ class Journal:
             if e.get("kind") == "owner":
                 try:
                     with open(f"/proc/{e['pid']}/stat") as f:
-                        # pid reuse: the start time must match too
-                        return f.read().rsplit(")", 1)[1].split()[19] == e["start"]
+                        # pid reuse: the start time must match too; a zombie (killed, not
+                        # yet reaped by its parent) runs no more
+                        fields = f.read().rsplit(")", 1)[1].split()
+                        return fields[19] == e["start"] and fields[0] not in ("Z", "X")
                 except (OSError, IndexError):
                     return False
         return False
