@@ -372,5 +372,5 @@ def test_fault_names_the_plan_step(nsbox, host_unchanged) -> None:
     nodes = len(recipe.get("bridge-mode").build().nodes)
     run = nsbox.run("run", "bridge-mode", "--format", "json", env={"NSBOX_FAULT_AFTER_STEPS": str(nodes)})
     assert run.returncode == 1, run.describe()
-    assert "injected fault before host: ip link add docker0 address b2:7c:4e:1a:9d:30 type bridge" in run.result["error"], run.result
+    assert "injected fault before host: ip link add docker0 address b2:7c:4e:1a:9d:30 txqueuelen 0 type bridge" in run.result["error"], run.result
     host_unchanged.assert_clean(within=2)
