@@ -7,11 +7,18 @@ ends it with a one-line message and an exit code, never click's "Aborted!".
 
 from __future__ import annotations
 
+import os
 import sys
 
 from nsbox import signals
 
 signals.end_cleanly_on_signals()
+
+# iptables' programs and python-iptables load extensions from these directories: as root
+# that would run any library the caller's environment names (sudo -E, CI). Gone for every
+# program nsbox starts (iptables-restore --test, doctor, artifacts), not only the run path.
+for _var in ("XTABLES_LIBDIR", "IPTABLES_LIBDIR"):
+    os.environ.pop(_var, None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,7 +58,21 @@ _LAB_PREFIX = re.compile(r"(?:^|/)(nsb[0-9a-f]{12})-")
 
 # --------------------------------------------------------------------------- markers
 
+def _default_ending_signals() -> None:
+    """The suite's children start with SIGHUP, SIGINT and SIGTERM at their defaults, however
+    the suite itself was started: `nohup`, or a background job of a non-interactive shell,
+    ignores SIGHUP / SIGINT, and exec keeps an ignored signal ignored, so every signal test
+    would test the launcher instead of nsbox. A test that wants an inherited SIG_IGN (the
+    nohup test) sets it in its own child."""
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _default_ending_signals()
     config.addinivalue_line("markers", "kernel: builds real namespaces; needs root")
     config.addinivalue_line("markers", "tools(*names): skip the test unless these programs are on PATH")
     _check_nsbox_is_this_checkout()
