@@ -774,7 +774,10 @@ class Lab:
         if isinstance(target, str):
             return target
         dst = _name(dst)
-        if isinstance(dst, str) and dst not in self.nodes and dst not in self.containers:
+        if not isinstance(dst, str):
+            raise ValidationError(f"expect: a destination is a node, container, address or Service, "
+                                  f"not {type(dst).__name__}")
+        if dst not in self.nodes and dst not in self.containers:
             return self.target_names.get(dst, dst)
         return dst
 
