@@ -243,15 +243,37 @@ class Cluster:
     def pod_ip(self, pod: Node | str) -> str:
         return self._pod_of[pod if isinstance(pod, str) else pod.name][1]
 
-    def outside(self, name: str = "outside") -> Node:
+    def outside(self, name: str = "outside", host: int = OUTSIDE_HOST) -> Node:
         """A machine on the node network that is no node: no routes to the pod CIDRs, so a
-        pod reaches it only masqueraded to its node's address."""
+        pod reaches it only masqueraded to its node's address. HOST: its host number on
+        the node network (.200 by default; several outside machines need distinct ones)."""
+        if not (type(host) is int and 100 <= host < self.lan.num_addresses - 1):
+            raise ValidationError(f"k8s outside {name}: host number {host!r} out of 100-{self.lan.num_addresses - 2}")
         n = self.lab.node(name)
         self.lab.veth(n, "eth0", self.switch, f"p-{name}"[:15], b_master="br0")
-        n.address("eth0", f"{self.lan.network_address + OUTSIDE_HOST}/{self.lan.prefixlen}")
+        n.address("eth0", f"{self.lan.network_address + host}/{self.lan.prefixlen}")
         n.route("default", via=self.router_ip)
         self.lab.machine(name, [n])
         return n
+
+    def l2_announce(self, node: K8sNode | str, ip: str) -> None:
+        """MetalLB's layer-2 mode: NODE (the elected speaker) answers ARP for IP on its
+        eth0, the others stay silent. The speaker answers from user space; here the
+        kernel does it for the node: a proxy neighbour entry (`ip neigh add proxy IP dev
+        eth0`), proxy_delay 0 (answer at once, as the speaker does, not after up to
+        0.8 s), and a /32 route for IP out of `mlb0` (the kernel answers a proxy entry only for
+        an address routed out of another device than the one asking; kube-proxy's DNAT
+        in PREROUTING comes before that route is ever used). mlb0 is one end of a veth
+        pair inside the node (mlb0p the other; nobody answers ARP there, so what is not
+        DNAT'ed dies): a dummy device would do, but not every kernel has one."""
+        kn = node if isinstance(node, K8sNode) else self.nodes[node]
+        if ipaddress.ip_address(ip) not in self.lan:
+            raise ValidationError(f"k8s l2_announce {ip}: not on the node network {self.lan}")
+        if "mlb0" not in kn.node.interfaces:
+            self.lab.veth(kn.node, "mlb0", kn.node, "mlb0p")
+        kn.node.route(f"{ip}/32", dev="mlb0")
+        kn.node.neigh("eth0", ip, proxy=True)
+        kn.node.sysctl("net.ipv4.neigh.eth0.proxy_delay", 0)
 
     @property
     def outside_ip(self) -> str:
