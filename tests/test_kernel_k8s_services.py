@@ -10,7 +10,7 @@ Each run passes all its checks, and independent observers read the live lab (`--
 - curl from a pod (clusterip: the client pod to the ClusterIP; nodeport: the outside
   machine to node2's NodePort) gets an endpoint's /host page;
 - the Service without endpoints is refused at once (kube-proxy's REJECT), not a timeout.
-Mutant: kube-proxy's random choice taken out of every node (iptables: the `-m statistic`
+Mutants: kube-proxy's random choice taken out of every node (iptables: the `-m statistic`
 matches of the KUBE-SVC chain; nftables: `numgen random mod N vmap` -> the first
 endpoint's goto): every probe still answers, all from web-1, and the spread check fails.
 """
@@ -46,6 +46,12 @@ DUMP = {
                          'echo "@@ ct"; ip netns exec $NSBOX_NETNS_NODE2 conntrack -L -p tcp 2>/dev/null; '
                          'echo "@@ curl"; ip netns exec $NSBOX_NETNS_OUTSIDE curl -s --max-time 5 '
                          'http://192.168.70.12:30000/host; echo'),
+    "service-loadbalancer": ('echo "@@ ipt"; ip netns exec $NSBOX_NETNS_NODE1 {save}; '
+                             'echo "@@ nft"; ip netns exec $NSBOX_NETNS_NODE1 nft list table ip kube-proxy 2>/dev/null; '
+                             'echo "@@ ct"; ip netns exec $NSBOX_NETNS_NODE1 conntrack -L -p tcp 2>/dev/null; '
+                             'echo "@@ curl"; ip netns exec $NSBOX_NETNS_OUTSIDE curl -s --max-time 5 '
+                             'http://192.168.70.240/host; echo; '
+                             'echo "@@ neigh2"; ip netns exec $NSBOX_NETNS_NODE2 ip neigh show proxy'),
 }
 
 
@@ -141,7 +147,7 @@ def _nft_norm(text: str) -> list[str]:
 
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("recipe", ["service-clusterip", "service-nodeport"])
+@pytest.mark.parametrize("recipe", ["service-clusterip", "service-nodeport", "service-loadbalancer"])
 def test_service_recipe(nsbox, tmp_path: Path, recipe: str, mode: str, place: str) -> None:
     dump = DUMP[recipe].format(save=program(4, _flavour(), "save"))
     r = nsbox.run("run", recipe, "--set", f"mode={mode}", *(["--on-host"] if place == "on-host" else []),
@@ -173,6 +179,14 @@ def test_service_recipe(nsbox, tmp_path: Path, recipe: str, mode: str, place: st
         assert empty["detail"].startswith("refused") and empty["duration_ms"] < 1000, empty
         udp = checks["udp client->web:53 (targetPort 5353)"]
         assert udp["answered_by"] in ("web-1", "web-2", "web-3"), udp
+    elif recipe == "service-loadbalancer":
+        # outside -> the LB address, DNAT'ed on node1 to web-1 (node2) and masqueraded to node1
+        assert re.search(r"src=192\.168\.70\.200 dst=192\.168\.70\.240 sport=\d+ dport=80 "
+                         r"src=10\.244\.2\.2 dst=192\.168\.70\.11 sport=8080", ct), ct
+        assert "NODE: web-1" in curl, curl
+        assert not d["neigh2"].strip(), d["neigh2"]  # node2 announces nothing
+        dropped = checks["tcp stranger->web-ranged (outside loadBalancerSourceRanges: dropped)"]
+        assert dropped["detail"].startswith("timeout"), dropped
     else:
         # outside -> node2:30000, DNAT'ed to web-1:8080 and masqueraded to node2
         assert re.search(r"src=192\.168\.70\.200 dst=192\.168\.70\.12 sport=\d+ dport=30000 "
@@ -215,3 +229,42 @@ def test_spread_fails_without_the_random_choice(nsbox, tmp_path: Path, mode: str
     assert failed == ["spread http client->web (3 endpoints)"], failed
     probes = [c for n, c in checks.items() if n.startswith("spread http client->web (3 endpoints) #")]
     assert len(probes) == 30 and {c["answered_by"] for c in probes} == {"web-1"}, probes
+
+
+LB_MUTANT = """
+    import importlib.util
+    from nsbox.kits import k8s
+    from nsbox.recipe import builtin_dirs, recipe
+
+    _spec = importlib.util.spec_from_file_location("_lb", builtin_dirs()[0] / "service_loadbalancer.py")
+    _lb = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_lb)
+
+    class _NoRanges(k8s.Cluster):
+        def service(self, name, ports, **kw):
+            kw.pop("load_balancer_source_ranges", None)
+            return super().service(name, ports, **kw)
+
+    class _Kit:
+        def __getattr__(self, name):
+            return _NoRanges if name == "Cluster" else getattr(k8s, name)
+
+    _lb.k8s = _Kit()
+
+    @recipe("service-loadbalancer-noranges")
+    def build(lab):
+        '''service-loadbalancer with web-ranged's loadBalancerSourceRanges left out.'''
+        _lb.build(lab, mode={mode!r})
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_source_ranges_are_what_drops_the_stranger(nsbox, tmp_path: Path, mode: str) -> None:
+    """Mutant: without loadBalancerSourceRanges the stranger is answered, so exactly its
+    deny check fails (the drop was kube-proxy's firewall rule, not a missing route or ARP)."""
+    (tmp_path / "mutant.py").write_text(textwrap.dedent(LB_MUTANT.format(mode=mode)))
+    r = nsbox.run("run", "service-loadbalancer-noranges", "--recipes", str(tmp_path), "--format", "json",
+                  timeout=240)
+    assert r.returncode == 1, r.describe()
+    failed = sorted(n for n, c in r.checks().items() if not c["passed"])
+    assert failed == ["tcp stranger->web-ranged (outside loadBalancerSourceRanges: dropped)"], failed
