@@ -348,7 +348,7 @@ class Cluster:
         return self._next_node_port - 1
 
     def _sync_services(self) -> None:
-        """kube-proxy's sync on every node (after a node, pod or Service changed)."""
-        if self.services:
-            from nsbox.kits.k8s.services import sync_all
-            sync_all(self)
+        """kube-proxy's sync on every node (after a node, pod or Service changed). It runs
+        on every node of a cluster, Services or not: its base chains are always there."""
+        from nsbox.kits.k8s.services import sync_all
+        sync_all(self)

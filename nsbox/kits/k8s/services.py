@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from nsbox.errors import ValidationError
 from nsbox.kits.kubeproxy import iptables as kp_ipt
 from nsbox.kits.kubeproxy import nftables as kp_nft
+from nsbox.model.rules import parse_rule
 from nsbox.kits.kubeproxy.model import (Endpoint, EndpointSlice, EndpointSlicePort, ProxierConfig, Service,
                                         ServicePort)
 
@@ -293,14 +294,18 @@ def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[End
             elif line.startswith("-A "):
                 chain, _, spec = line[3:].partition(" ")
                 t.append(chain, as_saved(spec))
-    # kube-proxy's jump rules, each `iptables -I CHAIN 1` when absent (ensureChain first)
+    # kube-proxy's jump rules: each sync checks for it (`iptables -C`) and inserts it at
+    # the top (`-I CHAIN 1`) only when absent, so one inserted at an earlier sync keeps its
+    # place below what others inserted since (portmap's CNI-HOSTPORT-MASQ).
     for table, args in kp_ipt.jump_rules():
         t = n.iptables(table)
         chain, target = args[0], args[-1]
         if target not in t.chains:
             t.new_chain(target)
             installed.setdefault(table, set()).add(target)
-        t.insert(chain, " ".join(_quote(a) for a in args[1:]), 1)
+        spec = " ".join(_quote(a) for a in args[1:])
+        if parse_rule(spec).render() not in {r.render() for r in t.chains[chain].rules}:
+            t.insert(chain, spec, 1)
     k._kube_proxy[kn.name] = installed
 
 
@@ -312,12 +317,12 @@ def _uninstall_iptables(k: Cluster, kn: K8sNode) -> None:
     installed = k._kube_proxy.pop(kn.name, None)
     if not installed:
         return
+    # the chains go (the next render writes them again); the jump rules in the builtin
+    # chains stay where they are, as in the kernel
     for table, chains in installed.items():
         t = kn.node.iptables(table)
         for c in chains:
             t.chains.pop(c, None)
-        for c in t.chains.values():
-            c.rules = [r for r in c.rules if r.jumps_to not in chains]
 
 
 def restore_tables(payload: str) -> dict[str, list[str]]:
