@@ -150,3 +150,22 @@ def test_a_destination_of_another_kind_is_refused_not_a_traceback() -> None:
     lab, _ = _cluster()
     with pytest.raises(ValidationError, match="a destination is a node"):
         lab.expect("c", 42, "tcp", 80)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_every_service_option_renders_and_validates(mode: str) -> None:
+    lab, k = _cluster(mode)
+    k.service("sticky", 80, selector={"app": "web"}, session_affinity="ClientIP", session_affinity_timeout=60)
+    k.service("itp", 80, selector={"app": "web"}, internal_traffic_policy="Local")
+    k.service("lb", [k8s.Port(80, 8080, name="http"), k8s.Port(53, proto="UDP", name="dns")],
+              selector={"app": "web"}, type="LoadBalancer", load_balancer_ip="192.168.70.240",
+              load_balancer_source_ranges=["192.168.70.200/32"], external_ips=["192.168.70.250"],
+              external_traffic_policy="Local")
+    validate(lab)
+    if mode == "iptables":
+        nat = lab.nodes["node1"].iptables("nat")
+        rendered = "\n".join(nat.save_lines())
+        assert "-m recent" in rendered and "KUBE-FW-" in rendered and "KUBE-SVL-" in rendered
+    else:
+        text = lab.nodes["node1"].firewall.nft[0]
+        assert "affinity" in text and "firewall-ips" in text and "192.168.70.250" in text
