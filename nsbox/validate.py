@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 from nsbox.errors import ValidationError
+from nsbox.model.spread import SpreadCheck
 from nsbox.model.routes import NeighCheck, RouteCheck, validate_neigh_check, validate_route_check
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
@@ -424,6 +425,10 @@ def _check_checks(lab: Lab) -> None:
             validate_route_check(lab, c)
         elif isinstance(c, NeighCheck):
             validate_neigh_check(lab, c)
+        elif isinstance(c, SpreadCheck):
+            missing = [p for p in c.probes if p not in reach]
+            if missing:
+                raise ValidationError(f"check {c.name!r}: its probe {missing[0]!r} is no reach check")
         elif isinstance(c, InterfacesCheck):
             lab.netns_of(c.node)
             for n in c.names:

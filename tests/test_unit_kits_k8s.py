@@ -32,7 +32,7 @@ def _cluster() -> tuple[Lab, k8s.Cluster]:
     pods = [k.pod(n1, "p1"), k.pod(n1, "p2"), k.pod(n2, "p3")]
     for p in pods:
         p.serve("http", 8080)
-    k.service("web", 80, 8080, pods, cluster_ip="10.96.100.10")
+    k.service("web", k8s.Port(80, 8080, name="http"), pods=pods, cluster_ip="10.96.100.10")
     lab.expect("p1", "10.96.100.10", "http", 80, answered_by={"p1", "p2", "p3"})
     return lab, k
 
@@ -73,6 +73,6 @@ def test_bad_input_is_refused_in_one_line() -> None:
     with pytest.raises(ValidationError, match="outside the cluster CIDR"):
         k.node("node3", "10.0.0.0/24")
     with pytest.raises(ValidationError, match="no pod of the cluster"):
-        k.service("x", 80, 80, ["nope"])
+        k.service("x", 80, pods=["nope"])
     with pytest.raises(ValidationError, match="outside"):
-        k.service("y", 80, 80, ["p1"], cluster_ip="192.0.2.1")
+        k.service("y", 80, pods=["p1"], cluster_ip="192.0.2.1")

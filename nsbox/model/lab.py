@@ -463,6 +463,9 @@ class Lab:
     containers: dict[str, Container] = field(default_factory=dict)  # beside the one per node
     machines: list[Machine] = field(default_factory=list)
     virtuals: list[Virtual] = field(default_factory=list)
+    # names a probe may target besides nodes: a Service's name -> its address (kits fill it;
+    # resolved when the check is made, so nothing of it is handed over to the runner)
+    target_names: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Every lab has a node named `host`: the machine the lab stands for (the Docker
@@ -658,7 +661,7 @@ class Lab:
             raise ValidationError(f"expect {src} -> {dst}: family must be 4 or 6, not {family!r}")
         if dropped_by is not None:
             dropped_by = tuple(dropped_by)  # type: ignore[assignment]
-        src, dst = _name(src), _name(dst)
+        src, dst = _name(src), self._target_name(dst)
         answered: frozenset[str] | None = None
         if answered_by is not None:
             answered = frozenset([_name(answered_by)] if isinstance(answered_by, (str, Node, ContainerHandle))
@@ -753,6 +756,30 @@ class Lab:
             self.expect(s, d, proto, port, allow=allow, name=matrix.cell_name(s, d))
         self.matrices.append(matrix)
         return matrix
+
+    def expect_spread(self, src: Any, service: Any, port: int, *, proto: Literal["tcp", "udp", "http"] = "http",
+                      probes: int = 30, at_least: int = 2, max_share: float = 1.0,
+                      answered_by: Any = None, name: str | None = None) -> Any:
+        """PROBES connections from SRC to SERVICE:PORT, each recording the endpoint that
+        answered; passes when AT_LEAST distinct endpoints answered and none took more than
+        MAX_SHARE of the answers. See nsbox/model/spread.py."""
+        from nsbox.model.spread import expect_spread
+        return expect_spread(self, src, service, port, proto=proto, probes=probes, at_least=at_least,
+                             max_share=max_share, answered_by=answered_by, name=name)
+
+    def _target_name(self, dst: Any) -> Any:
+        """A probe's destination: a node, container, address, or an object with a
+        `probe_target` (a k8s Service: its ClusterIP), or a name in target_names."""
+        target = getattr(dst, "probe_target", None)
+        if isinstance(target, str):
+            return target
+        dst = _name(dst)
+        if not isinstance(dst, str):
+            raise ValidationError(f"expect: a destination is a node, container, address or Service, "
+                                  f"not {type(dst).__name__}")
+        if dst not in self.nodes and dst not in self.containers:
+            return self.target_names.get(dst, dst)
+        return dst
 
     def _add_check(self, check: Check) -> None:
         if any(c.name == check.name for c in self.checks):

@@ -133,17 +133,21 @@ def parse_rule(spec: str) -> Rule:
     matches: list[Module] = []
     target: Module | None = None
     current: tuple[str, list[Option]] | None = None  # module being filled
+    reopened: int | None = None  # index in matches of the module `current` fills again
     invert = False
     i = 0
 
     def close() -> None:
-        nonlocal current, target
+        nonlocal current, target, reopened
         if current is None:
             return
         kind, opts = current
         name = kind.split(":", 1)[1]
         mod = Module(name, tuple(opts))
-        if kind.startswith("m:"):
+        if reopened is not None:
+            matches[reopened] = mod
+            reopened = None
+        elif kind.startswith("m:"):
             matches.append(mod)
         else:
             target = mod
@@ -200,7 +204,12 @@ def parse_rule(spec: str) -> Rule:
             continue
         if tok.startswith("--"):
             implicit = _IMPLICIT_MATCH.get(base["proto"].value) if "proto" in base and not base["proto"].invert else None
-            if current is None and implicit is not None:
+            loaded = next((j for j, m in enumerate(matches) if m.name == implicit), None)
+            if current is None and implicit is not None and loaded is not None:
+                # `-m tcp -p tcp -d X --dport 80` (kube-proxy's order): the option goes to
+                # the tcp match already loaded, which keeps its place
+                current, reopened = (f"m:{implicit}", list(matches[loaded].options)), loaded
+            elif current is None and implicit is not None:
                 # `-p tcp --dport 80`: iptables loads the protocol's match by itself and
                 # iptables-save prints it: `-p tcp -m tcp --dport 80`
                 current = (f"m:{implicit}", [])

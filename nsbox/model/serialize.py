@@ -17,12 +17,13 @@ from nsbox.model.checks import BindCheck, ConntrackCheck, InterfacesCheck, LinkC
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
 from nsbox.model.routes import NeighCheck, RouteCheck
+from nsbox.model.spread import SpreadCheck
 from nsbox.model.lab import (Address, Container, Fdb, Interface, Lab, Link, Machine, Neigh, Node, PolicyRule, Route,
                              Proxy, Server, VethPair, Virtual)
 from nsbox.model.rules import parse_rule
 
 _CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck, "link": LinkCheck, "bind": BindCheck, "interfaces": InterfacesCheck,
-                             "route": RouteCheck, "neigh": NeighCheck}
+                             "route": RouteCheck, "neigh": NeighCheck, "spread": SpreadCheck}
 
 
 def lab_to_dict(lab: Lab) -> dict[str, Any]:

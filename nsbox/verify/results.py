@@ -54,7 +54,7 @@ class CheckResult:
     """
 
     name: str
-    kind: Literal["reach", "conntrack", "link", "bind", "interfaces", "route", "neigh"]
+    kind: Literal["reach", "conntrack", "link", "bind", "interfaces", "route", "neigh", "spread"]
     expected: str
     observed: str
     passed: bool

@@ -24,6 +24,7 @@ from typing import Callable, Hashable, Protocol
 from nsbox.errors import KernelError
 from nsbox.kernel import conntrack, iptables, rtnl
 from nsbox.kernel.realize import Realized
+from nsbox.model.spread import SpreadCheck
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, ReachCheck
 from nsbox.model.checks import describe_rule
 from nsbox.model.routes import NeighCheck, RouteCheck
@@ -112,6 +113,9 @@ def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[
         elif isinstance(c, NeighCheck):
             from nsbox.verify.routes import run_neigh
             results[c.name] = run_neigh(built, c)
+        elif isinstance(c, SpreadCheck):
+            from nsbox.verify.spread import run_spread
+            results[c.name] = run_spread(c, results)
     return [results[c.name] for c in lab.checks]
 
 

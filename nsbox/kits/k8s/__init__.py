@@ -1,8 +1,11 @@
 """The Kubernetes kit: a cluster's nodes, pods attached by a CNI layout (cni.py) and
-kube-proxy's ClusterIP Services (cluster.py)."""
+Services as kube-proxy writes them (services.py, rendered by nsbox.kits.kubeproxy)."""
 
-from nsbox.kits.k8s.cluster import (CLUSTER_CIDR, LAN_SUBNET, LAYOUTS, MASQ, MASQ_MARK, SERVICE_CIDR, Cluster,
-                                    K8sNode, Service, port_proto_hash, probability)
+from nsbox.kits.k8s.cluster import (CLUSTER_CIDR, LAN_SUBNET, LAYOUTS, MASQ, MASQ_MARK, PROXY_MODES, SERVICE_CIDR,
+                                    Cluster, K8sNode, port_proto_hash, probability)
+from nsbox.kits.k8s.services import Port, ServiceHandle
 
-__all__ = ["CLUSTER_CIDR", "LAN_SUBNET", "LAYOUTS", "MASQ", "MASQ_MARK", "SERVICE_CIDR", "Cluster", "K8sNode",
-           "Service", "port_proto_hash", "probability"]
+Service = ServiceHandle
+
+__all__ = ["CLUSTER_CIDR", "LAN_SUBNET", "LAYOUTS", "MASQ", "MASQ_MARK", "PROXY_MODES", "SERVICE_CIDR", "Cluster",
+           "K8sNode", "Port", "Service", "ServiceHandle", "port_proto_hash", "probability"]

@@ -1,10 +1,10 @@
 """A small Kubernetes kit: nodes on a node network, pods attached by a CNI layout, and
-ClusterIP Services as kube-proxy (iptables mode) writes them.
+Services as kube-proxy (nsbox.kits.kubeproxy, mode=iptables|nftables) writes them.
 
     k = Cluster(lab, cni="bridge")               # or cni="ptp" (kindnet, as every kind cluster)
     n1 = k.node("node1", "10.244.1.0/24")        # a machine: eth0 on the node network
     p1 = k.pod(n1, "p1")                          # netns, attached as the CNI plugin attaches it
-    svc = k.service("web", 80, 8080, [p1, p2])    # ClusterIP, KUBE-SERVICES/SVC/SEP on every node
+    svc = k.service("web", [Port(80, 8080)], pods=[p1, p2])   # kube-proxy's rules on every node
 
 Layouts (nsbox/kits/k8s/cni.py writes what the real plugins write, checked against them):
 - cni="bridge": flannel's host-gw backend. The flannel CNI plugin delegates to `bridge`
@@ -25,10 +25,10 @@ Layouts (nsbox/kits/k8s/cni.py writes what the real plugins write, checked again
 Pods on other nodes are reached through routes to their pod CIDRs via the node's address
 on the node network (host-gw / kindnet routes.go). bridge-nf-call-iptables=1 on bridge
 nodes (br_netfilter, which kube-proxy needs for bridged pod->Service->same-node traffic).
-Services: the nat rules of
-dataplane.md §4a (ClusterIP with Cluster policy; no NodePort, no filter chains), chain
-names hashed as kube-proxy hashes them; the ClusterIP is a `lab.virtual` address, so a
-probe may target it and `answered_by=` proves which endpoint served.
+Services (services.py): every change is one kube-proxy sync on every node, rendered by
+nsbox.kits.kubeproxy (the port of kube-proxy's syncProxyRules) and installed as kube-proxy
+installs it; the Service's addresses are `lab.virtual`, so a probe may target them and
+`answered_by=` proves which endpoint served.
 """
 
 from __future__ import annotations
@@ -38,18 +38,18 @@ import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from nsbox.errors import ValidationError
 from nsbox.kits.k8s import cni as plugins
 from nsbox.model import Lab, Node
-from nsbox.model.firewall import Table
-from nsbox.model.rules import parse_rule
 
 LAN_SUBNET = "192.168.70.0/24"
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
 MASQ_MARK = "0x4000/0x4000"
 LAYOUTS = ("bridge", "ptp", "vxlan", "calico")
+PROXY_MODES = ("iptables", "nftables")
 VXLAN_MTU = 1450      # flanneld: the external interface's MTU (1500) - 50
 VXLAN_PORT = 8472     # flannel sets no port: the kernel's default, 8472
 # Who masquerades pod traffic leaving the cluster: "flannel" (flanneld --ip-masq), "cni" (the
@@ -85,35 +85,14 @@ class K8sNode:
         return str(ipaddress.ip_network(self.pod_cidr).network_address + 1)
 
 
-@dataclass
-class Service:
-    namespace: str
-    name: str
-    port_name: str
-    cluster_ip: str
-    port: int
-    target_port: int
-    proto: str
-    endpoints: list[str]  # pod IPs
-
-    @property
-    def port_id(self) -> str:
-        return f"{self.namespace}/{self.name}:{self.port_name}"
-
-    @property
-    def svc_chain(self) -> str:
-        return "KUBE-SVC-" + port_proto_hash(self.port_id, self.proto)
-
-    def sep_chain(self, ip: str) -> str:
-        return "KUBE-SEP-" + port_proto_hash(self.port_id, self.proto, f"{ip}:{self.target_port}")
-
-
 class Cluster:
     """A cluster: its LAN (a switch node with bridge br0), nodes, pods and Services."""
 
     def __init__(self, lab: Lab, *, cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
                  lan_subnet: str = LAN_SUBNET, switch: str = "k8s-lan", cni: str = "bridge",
-                 masq: str | None = None) -> None:
+                 masq: str | None = None, mode: str = "iptables") -> None:
+        if mode not in PROXY_MODES:
+            raise ValidationError(f"k8s: mode (kube-proxy's) must be one of {', '.join(PROXY_MODES)}, not {mode!r}")
         if cni not in LAYOUTS:
             raise ValidationError(f"k8s: cni must be one of {', '.join(LAYOUTS)}, not {cni!r}")
         masq = masq or {"ptp": "kind", "vxlan": "flannel", "calico": "calico"}.get(cni, "none")
@@ -128,7 +107,11 @@ class Cluster:
         self.service_net = ipaddress.IPv4Network(service_cidr)
         self.lan = ipaddress.IPv4Network(lan_subnet)
         self.nodes: dict[str, K8sNode] = {}
-        self.services: list[Service] = []
+        self.services: list[Any] = []  # services.ServiceHandle, in creation order
+        self.mode = mode
+        self.labels: dict[str, dict[str, str]] = {}  # pod name -> its labels
+        self._next_node_port = 30000
+        self._kube_proxy: dict[str, Any] = {}  # node name -> what its kube-proxy installed
         self._pod_of: dict[str, tuple[K8sNode, str]] = {}
         self._veths = 0
         self._next_cluster_ip = 10  # 10.96.0.1 is the kubernetes Service; handed out from .10
@@ -176,11 +159,13 @@ class Cluster:
                 n.route(other.pod_cidr, via=other.ip)
                 other.node.route(kn.pod_cidr, via=ip)
         self.nodes[name] = kn
-        self._kube_proxy_skeleton(n)
         self._masquerade(kn)
-        for svc in self.services:
-            self._service_rules(n, svc)
         self.lab.machine(name, [n])
+        for svc in self.services:  # NodePorts answer on every node's address, this one's too
+            for p in svc.ports if svc.api.type != "ClusterIP" else ():
+                self.lab.virtual(ip, proto=p.l4, port=p.node_port, name=f"service {svc.namespace}/{svc.name} "
+                                                                          f"nodePort on {name}")
+        self._sync_services()
         return kn
 
     def _flannel_vxlan(self, kn: K8sNode) -> None:
@@ -221,7 +206,8 @@ class Cluster:
                                routes=(self.cluster_cidr, "0.0.0.0/0"),
                                mtu=VXLAN_MTU if self.cni == "vxlan" else None)
 
-    def pod(self, node: K8sNode | str, name: str, *, host_ports: list[tuple[int, int]] | None = None) -> Node:
+    def pod(self, node: K8sNode | str, name: str, *, host_ports: list[tuple[int, int]] | None = None,
+            labels: dict[str, str] | None = None) -> Node:
         """A pod NAME on NODE: its netns with eth0 attached by the cluster's CNI layout
         (cni.py: bridge or ptp ADD, host-local's next address); HOST_PORTS [(hostPort,
         containerPort)] (tcp) by portmap, chained after it as in kindnet's and flannel's
@@ -244,7 +230,9 @@ class Cluster:
         kn.pods.append(p)
         kn.attachments[name] = att
         self._pod_of[name] = (kn, att.ip)
+        self.labels[name] = dict(labels or {})
         self._regroup(kn)
+        self._sync_services()
         return p
 
     def container(self, pod: Node | str, name: str):
@@ -255,15 +243,37 @@ class Cluster:
     def pod_ip(self, pod: Node | str) -> str:
         return self._pod_of[pod if isinstance(pod, str) else pod.name][1]
 
-    def outside(self, name: str = "outside") -> Node:
+    def outside(self, name: str = "outside", host: int = OUTSIDE_HOST) -> Node:
         """A machine on the node network that is no node: no routes to the pod CIDRs, so a
-        pod reaches it only masqueraded to its node's address."""
+        pod reaches it only masqueraded to its node's address. HOST: its host number on
+        the node network (.200 by default; several outside machines need distinct ones)."""
+        if not (type(host) is int and 100 <= host < self.lan.num_addresses - 1):
+            raise ValidationError(f"k8s outside {name}: host number {host!r} out of 100-{self.lan.num_addresses - 2}")
         n = self.lab.node(name)
         self.lab.veth(n, "eth0", self.switch, f"p-{name}"[:15], b_master="br0")
-        n.address("eth0", f"{self.lan.network_address + OUTSIDE_HOST}/{self.lan.prefixlen}")
+        n.address("eth0", f"{self.lan.network_address + host}/{self.lan.prefixlen}")
         n.route("default", via=self.router_ip)
         self.lab.machine(name, [n])
         return n
+
+    def l2_announce(self, node: K8sNode | str, ip: str) -> None:
+        """MetalLB's layer-2 mode: NODE (the elected speaker) answers ARP for IP on its
+        eth0, the others stay silent. The speaker answers from user space; here the
+        kernel does it for the node: a proxy neighbour entry (`ip neigh add proxy IP dev
+        eth0`), proxy_delay 0 (answer at once, as the speaker does, not after up to
+        0.8 s), and a /32 route for IP out of `mlb0` (the kernel answers a proxy entry only for
+        an address routed out of another device than the one asking; kube-proxy's DNAT
+        in PREROUTING comes before that route is ever used). mlb0 is one end of a veth
+        pair inside the node (mlb0p the other; nobody answers ARP there, so what is not
+        DNAT'ed dies): a dummy device would do, but not every kernel has one."""
+        kn = node if isinstance(node, K8sNode) else self.nodes[node]
+        if ipaddress.ip_address(ip) not in self.lan:
+            raise ValidationError(f"k8s l2_announce {ip}: not on the node network {self.lan}")
+        if "mlb0" not in kn.node.interfaces:
+            self.lab.veth(kn.node, "mlb0", kn.node, "mlb0p")
+        kn.node.route(f"{ip}/32", dev="mlb0")
+        kn.node.neigh("eth0", ip, proxy=True)
+        kn.node.sysctl("net.ipv4.neigh.eth0.proxy_delay", 0)
 
     @property
     def outside_ip(self) -> str:
@@ -322,67 +332,23 @@ class Cluster:
             if m.name == kn.name:
                 self.lab.machines[i] = dataclasses.replace(m, nodes=(kn.name, *(p.name for p in kn.pods)))
 
-    def service(self, name: str, port: int, target_port: int, endpoints: list[Node | str], *,
-                proto: str = "tcp", namespace: str = "default", port_name: str = "http",
-                cluster_ip: str | None = None) -> Service:
-        """A ClusterIP Service with ENDPOINTS (pods): its ClusterIP becomes a virtual address
-        of the lab, and every node's kube-proxy writes its chains."""
-        if proto not in ("tcp", "udp"):
-            raise ValidationError(f"service {name}: proto is tcp or udp")
-        ips = []
-        for e in endpoints:
-            pname = e if isinstance(e, str) else e.name
-            if pname not in self._pod_of:
-                raise ValidationError(f"service {name}: endpoint {pname} is no pod of the cluster")
-            ips.append(self._pod_of[pname][1])
-        if cluster_ip is None:
-            cluster_ip = str(self.service_net.network_address + self._next_cluster_ip)
-            self._next_cluster_ip += 1
-        elif ipaddress.ip_address(cluster_ip) not in self.service_net:
-            raise ValidationError(f"service {name}: ClusterIP {cluster_ip} is outside {self.service_net}")
-        # kube-proxy orders endpoints by address.
-        ips.sort(key=ipaddress.ip_address)
-        svc = Service(namespace, name, port_name, cluster_ip, port, target_port, proto, ips)
-        self.services.append(svc)
-        self.lab.virtual(cluster_ip, name=f"{namespace}/{name}")
-        for kn in self.nodes.values():
-            self._service_rules(kn.node, svc)
-        return svc
+    # ---------------------------------------------------------------- Services
 
-    # ---------------------------------------------------------------- kube-proxy
+    def service(self, name: str, ports: Any, **options: Any) -> Any:
+        """A Service NAME with PORTS, rendered on every node by kube-proxy's Proxier
+        (nsbox/kits/k8s/services.py: options, EndpointSlices, installation)."""
+        from nsbox.kits.k8s.services import add_service
+        return add_service(self, name, ports, **options)
 
-    def _kube_proxy_skeleton(self, n: Node) -> None:
-        nat = n.iptables("nat")
-        for chain in ("KUBE-MARK-MASQ", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-PROXY-CANARY", "KUBE-SERVICES"):
-            nat.new_chain(chain)
-        nat.append("PREROUTING", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES')
-        nat.append("OUTPUT", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES')
-        nat.append("POSTROUTING", '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING')
-        nat.append("KUBE-MARK-MASQ", f"-j MARK --set-xmark {MASQ_MARK}")
-        nat.append("KUBE-POSTROUTING", f"-m mark ! --mark {MASQ_MARK} -j RETURN")
-        nat.append("KUBE-POSTROUTING", "-j MARK --set-xmark 0x4000/0x0")
-        nat.append("KUBE-POSTROUTING", '-m comment --comment "kubernetes service traffic requiring SNAT" '
-                                       '-j MASQUERADE --random-fully')
-        nat.append("KUBE-SERVICES", '-m comment --comment "kubernetes service nodeports; NOTE: this must be the '
-                                    'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+    def _allocate_node_port(self) -> int:
+        taken = {p.node_port for s in self.services for p in s.ports}
+        while self._next_node_port in taken:
+            self._next_node_port += 1
+        self._next_node_port += 1
+        return self._next_node_port - 1
 
-    def _service_rules(self, n: Node, svc: Service) -> None:
-        nat: Table = n.iptables("nat")
-        p, cid = svc.proto, svc.port_id
-        nat.new_chain(svc.svc_chain)
-        # Before the NodePorts rule, which must stay last.
-        services = nat.chains["KUBE-SERVICES"].rules
-        services.insert(len(services) - 1, parse_rule(
-            f'-d {svc.cluster_ip}/32 -p {p} -m comment --comment "{cid} cluster IP" -m {p} --dport {svc.port} '
-            f'-j {svc.svc_chain}'))
-        nat.append(svc.svc_chain, f'! -s {self.cluster_cidr} -d {svc.cluster_ip}/32 -p {p} -m comment --comment '
-                                  f'"{cid} cluster IP" -m {p} --dport {svc.port} -j KUBE-MARK-MASQ')
-        for i, ip in enumerate(svc.endpoints):
-            sep = svc.sep_chain(ip)
-            left = len(svc.endpoints) - i
-            stat = f"-m statistic --mode random --probability {probability(left)} " if left > 1 else ""
-            nat.append(svc.svc_chain, f'-m comment --comment "{cid} -> {ip}:{svc.target_port}" {stat}-j {sep}')
-            nat.new_chain(sep)
-            # Hairpin: a pod reaching itself through the Service is masqueraded.
-            nat.append(sep, f'-s {ip}/32 -m comment --comment "{cid}" -j KUBE-MARK-MASQ')
-            nat.append(sep, f'-p {p} -m comment --comment "{cid}" -m {p} -j DNAT --to-destination {ip}:{svc.target_port}')
+    def _sync_services(self) -> None:
+        """kube-proxy's sync on every node (after a node, pod or Service changed). It runs
+        on every node of a cluster, Services or not: its base chains are always there."""
+        from nsbox.kits.k8s.services import sync_all
+        sync_all(self)

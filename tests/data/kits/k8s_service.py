@@ -16,7 +16,7 @@ def build(lab: Lab, endpoints: str) -> None:
     pods = [k.pod(n1, "p1"), k.pod(n1, "p2"), k.pod(n2, "p3")]
     for p in pods:
         p.serve("http", 8080)
-    k.service("web", 80, 8080, endpoints.split(","), cluster_ip=CLUSTER_IP)
+    k.service("web", k8s.Port(80, 8080, name="http"), pods=endpoints.split(","), cluster_ip=CLUSTER_IP)
     lab.expect("p1", "p3", "http", 8080, name="http p1->p3 (across nodes)")
     lab.expect("p1", CLUSTER_IP, "http", 80, answered_by=PODS, name="http p1->web ClusterIP")
     lab.expect("p3", CLUSTER_IP, "http", 80, answered_by=PODS, name="http p3->web ClusterIP")
