@@ -189,6 +189,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def dump_sections(text: str) -> dict[str, str]:
+    """A --then dump that marks its parts with `@@ NAME` lines, as {NAME: text}."""
+    out: dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        m = re.fullmatch(r"@@ (\S+)", line)
+        if m:
+            key = m.group(1)
+            out[key] = ""
+        elif key is not None:
+            out[key] += line + "\n"
+    return out
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05):
     """Poll PREDICATE until it returns something truthy or TIMEOUT passes; return its last value."""
     deadline = time.monotonic() + timeout

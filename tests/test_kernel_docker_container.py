@@ -14,6 +14,7 @@ import re
 import pytest
 
 from conftest import IS_ROOT, NEEDS_ROOT
+from conftest import dump_sections as _sections
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT)]
 
@@ -26,19 +27,6 @@ THEN = ('echo "@@ eth0"; ip -n $NSBOX_NETNS_C1 -j -d link show eth0; '
         'echo "$k=$(cat /proc/sys/net/ipv6/conf/$k/disable_ipv6)"; done; '
         'echo "ping=$(cat /proc/sys/net/ipv4/ping_group_range)"; '
         'echo "unpriv=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)"\'')
-
-
-def _sections(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        m = re.fullmatch(r"@@ (\S+)", line)
-        if m:
-            key = m.group(1)
-            out[key] = ""
-        elif key is not None:
-            out[key] += line + "\n"
-    return out
 
 
 @pytest.mark.parametrize("docker", ["20.10", "29"])

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IS_ROOT, NEEDS_ROOT
+from conftest import dump_sections as _sections
 from golden import REFERENCE
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
@@ -28,19 +29,6 @@ THEN = ('echo "@@ ss"; ss -Hltnp "sport = :8080"; '
         'echo "@@ curl4"; curl -s --max-time 2 http://127.0.0.1:8080/host; echo; '
         'echo "@@ curl6"; curl -s --max-time 2 "http://[::1]:8080/host"; echo; '
         'for t in raw filter nat; do echo "@@ v4$t"; iptables-save -t $t; echo "@@ v6$t"; ip6tables-save -t $t; done')
-
-
-def _sections(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        m = re.fullmatch(r"@@ (\S+)", line)
-        if m:
-            key = m.group(1)
-            out[key] = ""
-        elif key is not None:
-            out[key] += line + "\n"
-    return out
 
 
 def _normal(save: str) -> list[str]:

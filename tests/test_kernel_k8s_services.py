@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IS_ROOT, NEEDS_ROOT
+from conftest import dump_sections as _sections
 from golden import parse_save
 
 from nsbox.kernel.iptables import program, resolve_flavour
@@ -53,19 +54,6 @@ DUMP = {
                              'http://192.168.70.240/host; echo; '
                              'echo "@@ neigh2"; ip netns exec $NSBOX_NETNS_NODE2 ip neigh show proxy'),
 }
-
-
-def _sections(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        m = re.fullmatch(r"@@ (\S+)", line)
-        if m:
-            key = m.group(1)
-            out[key] = ""
-        elif key is not None:
-            out[key] += line + "\n"
-    return out
 
 
 def _flavour() -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IS_ROOT, NEEDS_ROOT
+from conftest import dump_sections as _sections
 from golden import parse_save
 
 from nsbox.kernel.iptables import restore_text
@@ -43,19 +44,6 @@ DUMP = ('ns=$NSBOX_NETNS_HOST; echo "@@ rules4"; ip netns exec "$ns" iptables-sa
         'echo "@@ addr_c1"; ip -n "$NSBOX_NETNS_C1" -j addr show dev eth0; '
         'echo "@@ addr_c2"; ip -n "$NSBOX_NETNS_C2" -j addr show dev eth0; '
         'echo "@@ ct6"; ip netns exec "$ns" conntrack -L -f ipv6 -p tcp 2>/dev/null')
-
-
-def _sections(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        m = re.fullmatch(r"@@ (\S+)", line)
-        if m:
-            key = m.group(1)
-            out[key] = ""
-        elif key is not None:
-            out[key] += line + "\n"
-    return out
 
 
 def _used(tables: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IS_ROOT, NEEDS_ROOT
+from conftest import dump_sections as _sections
 from golden import parse_save
 
 from nsbox.kernel.iptables import restore_text
@@ -73,19 +74,6 @@ MUTANT = """
                 chain.rules[:] = [r for r in chain.rules if r.jumps_to != "MASQUERADE"
                                   or chain.name.startswith("KUBE-")]
 """
-
-
-def _sections(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        m = re.fullmatch(r"@@ (\S+)", line)
-        if m:
-            key = m.group(1)
-            out[key] = ""
-        elif key is not None:
-            out[key] += line + "\n"
-    return out
 
 
 LAYOUTS = [("bridge", "auto"), ("bridge", "cni"), ("ptp", "auto")]
