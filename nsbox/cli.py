@@ -594,16 +594,32 @@ def explain_cmd(recipe: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]
 
 @main.command("show")
 @click.argument("recipe")
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "svg", "png"]), default="text",
+              show_default=True, help="svg and png are drawn by Graphviz's dot and need --output FILE.")
+@click.option("--output", "output", metavar="FILE", help="Write the picture to FILE (atomically) instead of stdout.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter.")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
-def show_cmd(recipe: str, fmt: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
-    """Print RECIPE's topology: nodes, interfaces, bridges, addresses, veth pairs, NAT points."""
+def show_cmd(recipe: str, fmt: str, output: str | None, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
+    """Print RECIPE's topology: nodes, interfaces, bridges, addresses, veth pairs, where NAT
+    happens, forwarded ports, shared namespaces, tunnels."""
+    from nsbox.plan import image
     from nsbox.plan.show import render
+    from nsbox.report.output import check_output_path
 
     try:
+        if fmt in image.IMAGE_FORMATS and not output:
+            raise UsageError(f"--format {fmt} writes an image: give --output FILE")
+        dot = image.dot_program() if fmt in image.IMAGE_FORMATS else None
+        target = check_output_path(output, sandboxed=False) if output else None
         lab = _one(load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs), recipe)
+        if dot is not None:
+            data = image.draw(render(lab, "dot"), fmt, dot)
+        else:
+            data = render(lab, fmt).encode("utf-8")
+        if target is not None:
+            image.write(target, data)
     except NsboxError as e:
         _fail(e)
-    click.echo(render(lab, fmt), nl=False)
+    if target is None:
+        click.echo(data.decode("utf-8"), nl=False)
