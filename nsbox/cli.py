@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nsbox import __version__
+from nsbox.completion import complete_recipes
 from nsbox.errors import NsboxError, UsageError, missing_module
 
 if TYPE_CHECKING:  # the model, validation and the sandbox are imported where used: --help stays fast
@@ -322,7 +323,7 @@ def clean_cmd(dry_run: bool) -> None:
 
 
 @main.command("run")
-@click.argument("recipes", nargs=-1)
+@click.argument("recipes", nargs=-1, shell_complete=complete_recipes)
 @click.option("--all", "run_all", is_flag=True, help="Run every recipe (those that cannot run here are skipped).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "ktap"]), default="text",
               show_default=True, help="Report format: text for people; json, junit (JUnit XML) or ktap (KTAP v1) for CI.")
@@ -538,7 +539,7 @@ def _exit_after_run(code: int) -> None:
 
 
 @main.command("validate")
-@click.argument("recipes", nargs=-1)
+@click.argument("recipes", nargs=-1, shell_complete=complete_recipes)
 @click.option("--all", "run_all", is_flag=True, help="Validate every recipe.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter.")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
@@ -577,7 +578,7 @@ def _one(labs: list[Lab], name: str) -> Lab:
 
 
 @main.command("explain")
-@click.argument("recipe")
+@click.argument("recipe", shell_complete=complete_recipes)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter, e.g. containers=3.")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
@@ -593,7 +594,7 @@ def explain_cmd(recipe: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]
 
 
 @main.command("show")
-@click.argument("recipe")
+@click.argument("recipe", shell_complete=complete_recipes)
 @click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "svg", "png"]), default="text",
               show_default=True, help="svg and png are drawn by Graphviz's dot and need --output FILE.")
 @click.option("--output", "output", metavar="FILE", help="Write the picture to FILE (atomically) instead of stdout.")
