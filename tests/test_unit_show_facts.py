@@ -203,3 +203,39 @@ def test_labels_that_teach():
     assert 'subgraph ns_i1["i1 (no default route)"]' in unet and 'subgraph ns_a1["a1"]' in unet
     assert "NAT: MASQUERADE from 172.17.0.0/16 out eth0" in out("bridge-mode")
     assert "tunnel flannel.1: vxlan 1 over eth0 from 192.168.70.11" in out("pod-to-pod", cni="vxlan")
+
+
+def test_a_service_shows_each_endpoint_from_each_entry():
+    """kube-proxy's shape: ClusterIP and NodePort rules lead to one Service chain that
+    picks one of two endpoint chains, each a DNAT to a pod: four forwards, each with a
+    line to its pod's interface."""
+    from nsbox.model import Lab
+
+    lab = Lab("svc")
+    node = lab.node("node1")
+    for i, pod in enumerate(("p1", "p2"), 1):
+        p = lab.node(pod)
+        lab.veth(p, "eth0", node, f"veth{i}")
+        p.address("eth0", f"10.244.1.{i + 1}/24")
+    nat = node.iptables("nat")
+    for c in ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-EXT-A", "KUBE-SVC-A", "KUBE-SEP-1", "KUBE-SEP-2"):
+        nat.new_chain(c)
+    nat.append("PREROUTING", "-j KUBE-SERVICES")
+    nat.append("KUBE-SERVICES", "-d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A")
+    nat.append("KUBE-SERVICES", "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+    nat.append("KUBE-NODEPORTS", "-p tcp -m tcp --dport 30080 -j KUBE-EXT-A")
+    nat.append("KUBE-EXT-A", "-j KUBE-SVC-A")
+    nat.append("KUBE-SVC-A", "-m statistic --mode random --probability 0.5 -j KUBE-SEP-1")
+    nat.append("KUBE-SVC-A", "-j KUBE-SEP-2")
+    nat.append("KUBE-SEP-1", "-p tcp -m tcp -j DNAT --to-destination 10.244.1.2:8080")
+    nat.append("KUBE-SEP-2", "-p tcp -m tcp -j DNAT --to-destination 10.244.1.3:8080")
+    lab.virtual("10.96.0.10", name="service web")
+    out = render(lab, "text")
+    for line in ("forward 10.96.0.10:80/tcp -> p1:8080 (DNAT)", "forward 10.96.0.10:80/tcp -> p2:8080 (DNAT)",
+                 "forward node1:30080/tcp -> p1:8080 (DNAT)", "forward node1:30080/tcp -> p2:8080 (DNAT)"):
+        assert line in out, out
+    assert out.count("  forward ") == 4, out
+    groups, nodes, edges = parse_mermaid(render(lab, "mermaid"))
+    assert sum(1 for a, b in edges if a.startswith("node1_fwd_") and b == "p1_eth0") == 2
+    assert sum(1 for a, b in edges if a.startswith("node1_fwd_") and b == "p2_eth0") == 2
+    assert "virt_0" in nodes   # the ClusterIP itself, drawn

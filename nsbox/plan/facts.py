@@ -188,17 +188,19 @@ def _opt(rule: Rule, *names: str) -> str | None:
     return None
 
 
-def _entries(table: Table, chain: str, seen: frozenset[str] = frozenset()) -> list[Rule]:
-    """Rules (in other chains) that jump to CHAIN, followed back to the builtin chains."""
-    found: list[Rule] = []
+def _paths(table: Table, chain: str, seen: frozenset[str] = frozenset()) -> list[list[Rule]]:
+    """Each way into CHAIN from a builtin chain: the jump rules, nearest first. A Service's
+    endpoint chain is reached from its ClusterIP rule and from its NodePort rule: two
+    entries, two forwards."""
+    found: list[list[Rule]] = []
     for c in table.chains.values():
-        if c.name in seen:
+        if c.name in seen or c.name == chain:
             continue
         for r in c.rules:
-            if r.jumps_to == chain:
-                found.append(r)
-                if not c.builtin:
-                    found += _entries(table, c.name, seen | {chain})
+            if r.jumps_to != chain:
+                continue
+            above = [] if c.builtin else _paths(table, c.name, seen | {chain})
+            found += [[r, *p] for p in above] if above else [[r]]
     return found
 
 
@@ -215,15 +217,16 @@ def forwards(lab: Lab) -> list[Forward]:
                     continue
                 ip, _, port = to.rpartition(":") if to.count(":") == 1 else (to, "", "")
                 ip = ip.strip("[]")
-                path = [rule, *_entries(nat, chain.name)]
-                dport = next((p for r in path if (p := _opt(r, "dport", "dports"))), None)
-                dst = next((r.dst.value for r in path if r.dst is not None and not r.dst.invert), None)
-                proto = next((r.proto.value for r in path if r.proto is not None and not r.proto.invert), None)
-                where = dst.removesuffix("/32") if dst else node.name
-                entry = f"{where}:{dport}" if dport else where
-                f = Forward(node.name, "DNAT", proto, entry, ip, port or None, owner_of(lab, ip))
-                if f not in out:
-                    out.append(f)
+                for entry_path in (_paths(nat, chain.name) if not chain.builtin else []) or [[]]:
+                    path = [rule, *entry_path]
+                    dport = next((p for r in path if (p := _opt(r, "dport", "dports"))), None)
+                    dst = next((r.dst.value for r in path if r.dst is not None and not r.dst.invert), None)
+                    proto = next((r.proto.value for r in path if r.proto is not None and not r.proto.invert), None)
+                    where = dst.removesuffix("/32") if dst else node.name
+                    entry = f"{where}:{dport}" if dport else where
+                    f = Forward(node.name, "DNAT", proto, entry, ip, port or None, owner_of(lab, ip))
+                    if f not in out:
+                        out.append(f)
         for p in node.proxies:
             where = node.name if p.host_ip in ("0.0.0.0", "::") else p.host_ip
             f = Forward(node.name, p.name, p.proto, f"{where}:{p.host_port}", p.container_ip,
