@@ -203,6 +203,9 @@ def test_labels_that_teach():
     assert 'subgraph ns_i1["i1 (no default route)"]' in unet and 'subgraph ns_a1["a1"]' in unet
     assert "NAT: MASQUERADE from 172.17.0.0/16 out eth0" in out("bridge-mode")
     assert "tunnel flannel.1: vxlan 1 over eth0 from 192.168.70.11" in out("pod-to-pod", cni="vxlan")
+    _, _, edges = parse_mermaid(out("pod-to-pod", "mermaid", cni="vxlan"))
+    assert ("node1_flannel_1", "node1_eth0") in edges          # the tunnel over its underlay
+    assert ("node1_flannel_1", "node2_flannel_1") in edges     # and the overlay between its ends
 
 
 def test_a_service_shows_each_endpoint_from_each_entry():

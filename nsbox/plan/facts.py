@@ -25,11 +25,13 @@ class NatPoint:
     target: str             # "MASQUERADE" or "SNAT --to-source ..." (the -j part of the rule)
     src: str | None         # "from CIDR" or "not from CIDR" (`-s`), None: any source
     out: str | None         # the interface the packets leave by (the default route's), if known
+    mark: str | None = None  # only packets with this mark (`-m mark --mark`), as kube-proxy's
 
     @property
     def label(self) -> str:
         src = f" {self.src}" if self.src else ""
-        return f"{self.target}{src}" + (f" out {self.out}" if self.out else "")
+        mark = f" marked {self.mark}" if self.mark else ""
+        return f"{self.target}{src}{mark}" + (f" out {self.out}" if self.out else "")
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def nat_points(node: Node) -> list[NatPoint]:
                 continue
             leaves = out if out and _may_leave_by(rule, out) else None
             src = rule.src.render("from").replace("! from", "not from") if rule.src else None
-            point = NatPoint(node.name, _nat_target(rule.render()), src, leaves)
+            point = NatPoint(node.name, _nat_target(rule.render()), src, leaves, _opt(rule, "mark"))
             if point not in points:
                 points.append(point)
     return points

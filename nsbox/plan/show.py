@@ -162,6 +162,10 @@ def _links(lab: Lab, f: Facts) -> list[tuple[str, str, str]]:
     for t in f.tunnels:
         if t.underlay and t.underlay in lab.nodes[t.node].interfaces:
             out.append((_id(t.node, t.iface), _id(t.node, t.underlay), t.label))
+    for i, a in enumerate(f.tunnels):  # the overlay: tunnel ends with the same VNI on other nodes
+        for b in f.tunnels[i + 1:]:
+            if a.vni is not None and a.vni == b.vni and a.node != b.node:
+                out.append((_id(a.node, a.iface), _id(b.node, b.iface), f"VXLAN {a.vni} tunnel"))
     return out
 
 
