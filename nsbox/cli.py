@@ -551,9 +551,15 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
                 show(results[-1])
     except NsboxError as e:
         _fail(e)
-    except signals.Terminated as t:
+    except BaseException as e:
         # Ctrl-C, SIGTERM (`timeout 60 nsbox run --all`): the lab in hand is torn down
         # already (run_lab's finally); what finished is reported, the rest "interrupted".
+        # (A Terminated can come wrapped: raised in a finalizer or a class body.)
+        from nsbox.entry import _terminated_in
+
+        t = _terminated_in(e)
+        if t is None:
+            raise
         interrupted = t
         results = result_pipe.finish(results, [lab.name for lab in labs], result_pipe.interrupted_text(t.signum))
     if interrupted is not None:
