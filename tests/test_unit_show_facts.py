@@ -12,8 +12,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +24,7 @@ from nsbox import recipe
 from nsbox.plan.show import render
 from tests.test_unit_show import parse_mermaid
 
+ROOT = Path(__file__).resolve().parent.parent
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs graphviz's dot (apt install graphviz)")
 
 CASES = [(name, {}) for name in sorted(recipe.discover())] + [
@@ -242,3 +246,34 @@ def test_a_service_shows_each_endpoint_from_each_entry():
     assert sum(1 for a, b in edges if a.startswith("node1_fwd_") and b == "p1_eth0") == 2
     assert sum(1 for a, b in edges if a.startswith("node1_fwd_") and b == "p2_eth0") == 2
     assert "virt_0" in nodes   # the ClusterIP itself, drawn
+
+
+@needs_dot
+def test_show_writes_svg_and_png_through_dot(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    svg, png = tmp_path / "lab.svg", tmp_path / "lab.png"
+    for fmt, path in (("svg", svg), ("png", png)):
+        done = subprocess.run([sys.executable, "-m", "nsbox", "show", "port-publish", "--format", fmt,
+                               "--output", str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
+    titles = [t.text for t in ET.parse(svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert "host:8080/tcp -> c1:80 (DNAT)" in titles
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    done = subprocess.run([sys.executable, "-m", "nsbox", "show", "port-publish", "--format", "png"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--output FILE" in done.stderr
+
+
+def test_show_refuses_an_image_cleanly_without_dot(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from nsbox import cli
+    from nsbox.plan import image
+
+    monkeypatch.setattr(image.tools, "find", lambda name: None)
+    out = tmp_path / "x.svg"
+    res = CliRunner().invoke(cli.main, ["show", "bridge-mode", "--format", "svg", "--output", str(out)])
+    assert res.exit_code == 2 and "apt install graphviz" in res.output and not out.exists()
