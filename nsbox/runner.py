@@ -57,7 +57,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     t0 = time.monotonic()
     _phase(opts, f"building {len(lab.nodes)} namespaces")
     try:
-        built = realize(lab, prefix, journal, opts.iptables)
+        built = realize(lab, prefix, journal, opts.iptables, progress=opts.progress)
     except KernelError as e:  # realize has already undone what it built
         result.status = "fail"
         result.error = str(e)
