@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nsbox import __version__
+from nsbox.completion import complete_recipes
 from nsbox.errors import NsboxError, UsageError, missing_module
 
 if TYPE_CHECKING:  # the model, validation and the sandbox are imported where used: --help stays fast
@@ -325,7 +326,7 @@ def clean_cmd(dry_run: bool) -> None:
 
 
 @main.command("run")
-@click.argument("recipes", nargs=-1)
+@click.argument("recipes", nargs=-1, shell_complete=complete_recipes)
 @click.option("--all", "run_all", is_flag=True, help="Run every recipe (those that cannot run here are skipped).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "ktap"]), default="text",
               show_default=True, help="Report format: text for people; json, junit (JUnit XML) or ktap (KTAP v1) for CI.")
@@ -349,13 +350,17 @@ def clean_cmd(dry_run: bool) -> None:
               show_default=True, help="Where rules go: auto = what this system's `iptables` is (nft on Debian 12).")
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
+@click.option("--quiet", "-q", "quiet", is_flag=True,
+              help="No progress on stderr; the text report is the summary alone.")
+@click.option("--verbose", "-v", "verbose", is_flag=True,
+              help="Progress on stderr (recipe, phase) even when it is not a terminal.")
 @click.option("--kernel", "kernels", multiple=True, metavar="KERNEL",
               help="Run on KERNEL in a throwaway VM (repeatable; a bzImage, a version under /boot, a build "
                    "tree, or host): reported per kernel and side by side.")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
             sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, settle: float | None,
             then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None,
-            kernels: tuple[str, ...] = ()) -> None:
+            kernels: tuple[str, ...] = (), quiet: bool = False, verbose: bool = False) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -397,7 +402,11 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
             from nsbox.sandbox.result_pipe import reporter
 
             # The report is written out here, by the supervisor: recipe code in the sandbox cannot end it.
-            sandbox.reexec(sys.argv[1:], report=reporter(fmt, output, ["all" if r == ALL else r for r in recipes]))
+            # Text to stdout: each recipe's section is printed as soon as its result comes.
+            streamed = [0]
+            sandbox.reexec(sys.argv[1:], report=reporter(fmt, output, ["all" if r == ALL else r for r in recipes],
+                                                         streamed=streamed, quiet=quiet),
+                           on_result=_streamer(fmt, output, quiet, streamed))
         else:
             sandbox.setup_inside()
             labs = load_entries(recipes, parsed_sets, recipe_dirs)
@@ -411,7 +420,23 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
         _fail(e)
     _run(labs, fmt, on_host, timeout, then, artifacts, output,
          rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs, settle), iptables_flavour=iptables_flavour,
-         then_in=then_in, settle=settle)
+         then_in=then_in, settle=settle, quiet=quiet, verbose=verbose)
+
+
+def _streamer(fmt: str, output: str | None, quiet: bool, streamed: list[int]):
+    """The text report's sections printed one by one, as each recipe finishes (to stdout
+    only: a report --output FILE is written whole, once). STREAMED[0] counts them."""
+    if fmt != "text" or output is not None or quiet:
+        return None
+
+    def show(result) -> None:
+        from nsbox.report import text
+
+        text.print_section(result)
+        sys.stdout.flush()
+        streamed[0] += 1
+
+    return show
 
 
 def _rerun_flags(on_host: bool, timeout: float, recipe_dirs: tuple[str, ...],
@@ -487,7 +512,8 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
          artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None,
-         iptables_flavour: str = "auto", then_in: str = "host", settle: float | None = None) -> None:
+         iptables_flavour: str = "auto", then_in: str = "host", settle: float | None = None,
+         quiet: bool = False, verbose: bool = False) -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
@@ -498,30 +524,58 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=deadline),
                       then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
                       artifacts_dir=artifacts, iptables=iptables_flavour, then_in=then_in)
+    from nsbox import signals
+    from nsbox.progress import Progress
+    from nsbox.sandbox import result_pipe
+
     results = []
     refused = False
+    progress = Progress(len(labs), quiet=quiet, verbose=verbose)
+    opts.progress = progress.phase
+    # Where each result goes as soon as it is known: down the pipe to the supervisor (which
+    # prints it), or, on the host, printed here (text to stdout).
+    streamed = [0]
+    show = _streamer(fmt, output, quiet, streamed) if not result_pipe.claimed() else None
+    result_pipe.send_plan([lab.name for lab in labs])
+    interrupted: signals.Terminated | None = None
     try:
         for lab in labs:
             if isinstance(lab, Refused):  # reported as this recipe's error; the others run
                 click.echo(f"nsbox: error: {lab.name}: {lab.error}", err=True)
                 results.append(RecipeResult(lab.name, "fail", error=lab.error))
                 refused = True
-                continue
-            results.append(run_lab(lab, opts))
-            results[-1].rerun = rerun_command(lab, rerun_flags or [])
+            else:
+                progress.start(lab.name)
+                result = run_lab(lab, opts)
+                result.rerun = rerun_command(lab, rerun_flags or [])
+                results.append(result)
+            result_pipe.send_one(results[-1])
+            if show is not None:
+                show(results[-1])
     except NsboxError as e:
         _fail(e)
-    from nsbox.sandbox import result_pipe
+    except BaseException as e:
+        # Ctrl-C, SIGTERM (`timeout 60 nsbox run --all`): the lab in hand is torn down
+        # already (run_lab's finally); what finished is reported, the rest "interrupted".
+        # (A Terminated can come wrapped: raised in a finalizer or a class body.)
+        from nsbox.entry import _terminated_in
 
+        t = _terminated_in(e)
+        if t is None:
+            raise
+        interrupted = t
+        results = result_pipe.finish(results, [lab.name for lab in labs], result_pipe.interrupted_text(t.signum))
+    if interrupted is not None:
+        sys.stderr.write("nsbox: interrupted\n")
     if result_pipe.claimed():  # in the sandbox: the supervisor reports (nsbox/sandbox/result_pipe.py)
         result_pipe.send_results(results, refused)
-        _exit_after_run(2 if refused else exit_code(results))
+        _exit_after_run(interrupted.exit_code if interrupted else 2 if refused else exit_code(results))
     try:
-        report_output.emit(results, fmt, output)
+        report_output.emit(results, fmt, output, shown=streamed[0], quiet=quiet)
     except NsboxError as e:
         _fail(e)
     # A refused recipe was bad input: exit 2 even though the others ran (their results are in the report).
-    _exit_after_run(2 if refused else exit_code(results))
+    _exit_after_run(interrupted.exit_code if interrupted else 2 if refused else exit_code(results))
 
 def _exit_after_run(code: int) -> None:
     """The report is out and every lab torn down (run_lab returned). Inside the sandbox,
@@ -541,7 +595,7 @@ def _exit_after_run(code: int) -> None:
 
 
 @main.command("validate")
-@click.argument("recipes", nargs=-1)
+@click.argument("recipes", nargs=-1, shell_complete=complete_recipes)
 @click.option("--all", "run_all", is_flag=True, help="Validate every recipe.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter.")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
@@ -580,7 +634,7 @@ def _one(labs: list[Lab], name: str) -> Lab:
 
 
 @main.command("explain")
-@click.argument("recipe")
+@click.argument("recipe", shell_complete=complete_recipes)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter, e.g. containers=3.")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
@@ -596,20 +650,36 @@ def explain_cmd(recipe: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]
 
 
 @main.command("show")
-@click.argument("recipe")
-@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text", show_default=True)
+@click.argument("recipe", shell_complete=complete_recipes)
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot", "svg", "png"]), default="text",
+              show_default=True, help="svg and png are drawn by Graphviz's dot and need --output FILE.")
+@click.option("--output", "output", metavar="FILE", help="Write the picture to FILE (atomically) instead of stdout.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a recipe parameter.")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
-def show_cmd(recipe: str, fmt: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
-    """Print RECIPE's topology: nodes, interfaces, bridges, addresses, veth pairs, NAT points."""
+def show_cmd(recipe: str, fmt: str, output: str | None, sets: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:
+    """Print RECIPE's topology: nodes, interfaces, bridges, addresses, veth pairs, where NAT
+    happens, forwarded ports, shared namespaces, tunnels."""
+    from nsbox.plan import image
     from nsbox.plan.show import render
+    from nsbox.report.output import check_output_path
 
     try:
+        if fmt in image.IMAGE_FORMATS and not output:
+            raise UsageError(f"--format {fmt} writes an image: give --output FILE")
+        dot = image.dot_program() if fmt in image.IMAGE_FORMATS else None
+        target = check_output_path(output, sandboxed=False) if output else None
         lab = _one(load_labs_jailed((recipe,), parse_sets(sets), recipe_dirs), recipe)
+        if dot is not None:
+            data = image.draw(render(lab, "dot"), fmt, dot)
+        else:
+            data = render(lab, fmt).encode("utf-8")
+        if target is not None:
+            image.write(target, data)
     except NsboxError as e:
         _fail(e)
-    click.echo(render(lab, fmt), nl=False)
+    if target is None:
+        click.echo(data.decode("utf-8"), nl=False)
 
 
 # --------------------------------------------------------------------------- live labs (nsbox/live/)

@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from nsbox import tools
 from nsbox.signals import deferred
@@ -34,6 +35,12 @@ class RunOptions:
     artifacts_dir: str | None = None  # absolute; failed checks leave state dumps and a capture here
     iptables: str = "auto"  # where rules go: auto (the system's iptables), nft or legacy
     then_in: str = "host"  # the node (or container) whose netns --then runs in
+    progress: Callable[[str], None] | None = None  # told each phase (nsbox/progress.py), for a watcher
+
+
+def _phase(opts: RunOptions, what: str) -> None:
+    if opts.progress is not None:
+        opts.progress(what)
 
 
 def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
@@ -48,8 +55,9 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     # In the sandbox names can be the real ones; on the host they carry a per-run prefix.
     prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
     t0 = time.monotonic()
+    _phase(opts, f"building {len(lab.nodes)} namespaces")
     try:
-        built = realize(lab, prefix, journal, opts.iptables)
+        built = realize(lab, prefix, journal, opts.iptables, progress=opts.progress)
     except KernelError as e:  # realize has already undone what it built
         result.status = "fail"
         result.error = str(e)
@@ -61,6 +69,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     try:
         servers = start_servers(built)
         try:
+            _phase(opts, f"built in {result.build_ms / 1000:.1f} s; verifying {len(lab.checks)} checks")
             t_verify = time.monotonic()
             result.checks = verify(built, servers, opts.timing)
             result.verify_ms = round((time.monotonic() - t_verify) * 1000, 1)
@@ -76,6 +85,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     except KernelError as e:
         result.error = str(e)
     finally:
+        _phase(opts, "tearing down")
         t1 = time.monotonic()
         with signals_deferred():
             problems = built.teardown()

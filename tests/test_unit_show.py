@@ -58,8 +58,9 @@ def test_mermaid_parses_and_matches_the_lab(lab):
     assert len(groups) == len(lab.nodes)            # one box per namespace
     for a, b in edges:
         assert a in nodes and b in nodes, (a, b)   # no edge to an undeclared node
-    assert len(edges) == len(lab.veths) + 3         # veth pairs + 3 docker0 ports
+    assert len(edges) == len(lab.veths) + 3 + 1     # veth pairs + 3 docker0 ports + the NAT point
     assert ("host_veth5ef6e37", "host_docker0") in edges
+    assert ("host_nat_0", "host_eth0") in edges      # MASQUERADE drawn on the uplink
     assert 'host_docker0[["docker0<br/>172.17.0.1/16"]]' in render(lab, "mermaid")
     assert 'subgraph ns_host["host (NAT)"]' in render(lab, "mermaid")
 
@@ -80,7 +81,7 @@ def test_dot_is_accepted_by_graphviz(lab):
     clusters = [g.find("s:title", ns).text for g in svg.iter(f"{{{ns['s']}}}g") if g.get("class") == "cluster"]
     assert sorted(clusters) == sorted(f"cluster_{n}" for n in lab.nodes)
     edges = [g for g in svg.iter(f"{{{ns['s']}}}g") if g.get("class") == "edge"]
-    assert len(edges) == len(lab.veths) + 3
+    assert len(edges) == len(lab.veths) + 3 + 1
 
 
 def test_macvlan_children_point_to_their_parent():

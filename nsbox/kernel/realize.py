@@ -8,6 +8,8 @@ removes the lab: teardown follows the journal and touches nothing else.
 from __future__ import annotations
 
 import os
+import time
+from typing import Callable
 from dataclasses import dataclass, field
 
 from nsbox.errors import KernelError
@@ -43,10 +45,17 @@ class Realized:
 
 
 class _Steps:
-    def __init__(self) -> None:
+    def __init__(self, total: int = 0, progress: Callable[[str], None] | None = None) -> None:
         self.left = fault_limit()
+        self.total, self.done = total, 0
+        self.progress = progress  # told "step I of N" at most once a second (a long build)
+        self._said = time.monotonic()
 
     def tick(self, step: Step) -> None:
+        self.done += 1
+        if self.progress is not None and time.monotonic() - self._said >= 1.0:
+            self._said = time.monotonic()
+            self.progress(f"building: step {self.done} of {self.total}")
         if self.left is not None:
             self.left -= 1
             if self.left < 0:
@@ -65,9 +74,12 @@ def fault_limit() -> int | None:
     return int(limit)
 
 
-def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptables_flavour: str = "auto") -> Realized:
-    """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise."""
-    steps = _Steps()
+def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptables_flavour: str = "auto",
+            progress: Callable[[str], None] | None = None) -> Realized:
+    """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise.
+    PROGRESS, if given, hears how far a long build is (nsbox/progress.py)."""
+    plan = plan_lab(lab)
+    steps = _Steps(len(plan.steps), progress)
     if journal_path:  # the real host's /run/netns, shared with iproute2 and other labs
         done = Realized(lab, onhost.start(journal_path))
     else:  # a sandbox's private /run
@@ -75,7 +87,7 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptable
         done = Realized(lab, Journal())
     done.iptables = iptables.resolve_flavour(iptables_flavour)
     try:
-        apply_plan(plan_lab(lab), done, prefix, steps)
+        apply_plan(plan, done, prefix, steps)
         for node in lab.nodes.values():
             # Addresses the recipe wants DAD on are unusable until it ends: wait, so the
             # verifier's first probe does not meet a tentative address.

@@ -178,13 +178,15 @@ def render(results: list[RecipeResult], fmt: str) -> str:
     raise UsageError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
-def emit(results: list[RecipeResult], fmt: str, output: str | None) -> None:
-    """Print the report, or write it to OUTPUT."""
+def emit(results: list[RecipeResult], fmt: str, output: str | None, *, shown: int = 0,
+         quiet: bool = False) -> None:
+    """Print the report, or write it to OUTPUT. SHOWN: the first recipes' sections were
+    printed already, as each finished (text to stdout); QUIET: no sections, the summary."""
     if output is None:
         if fmt == "text":  # straight to the terminal, in colour where it is one
             from nsbox.report import text
 
-            text.print_report(results)
+            text.print_report(results, shown=shown, quiet=quiet)
         else:
             sys.stdout.write(render(results, fmt))
             sys.stdout.flush()

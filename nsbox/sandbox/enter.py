@@ -102,12 +102,14 @@ def inner_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-c", code, *argv]
 
 
-def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = None) -> NoReturn:
+def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = None,
+           on_result: Callable | None = None) -> NoReturn:
     """Run nsbox ARGV in a new sandbox, supervise it, exit with its status.
 
     With REPORT, the sandboxed nsbox sends its results down a pipe instead of
     reporting itself (result_pipe.py): REPORT(status, message) writes the
-    report here, where recipe code cannot end the process, and gives the exit code.
+    report here, where recipe code cannot end the process, and gives the exit code;
+    ON_RESULT(RecipeResult) is called with each recipe's result as soon as it comes.
 
     util-linux `unshare --fork` blocks SIGTERM in its own process and waits, so a
     plain exec would make `kill PID` a no-op. This process stays as a thin
@@ -122,7 +124,7 @@ def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = N
     if report is not None:
         from nsbox.sandbox.result_pipe import Receiver
 
-        receiver = Receiver()
+        receiver = Receiver(on_result)
         os.set_inheritable(receiver.write_fd, True)
         env.update(receiver.env())
     sys.stdout.flush()

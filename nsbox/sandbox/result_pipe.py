@@ -11,7 +11,13 @@ decides the exit code. A sandboxed nsbox that ends without a complete message,
 with any exit status (0 included), is reported as an error of the run:
 "no result: the recipe process ended early (exit N)", exit 1.
 
-Messages (one JSON object, written once, then the pipe is closed):
+Messages (JSON objects, one per line; the last one ends the run and closes the pipe):
+  {"plan": ["NAME", ...]}                       the recipes about to run, in order (first, once)
+  {"result": RecipeResult.to_json()}            one recipe's result, as soon as it is known:
+                                                the supervisor prints it at once (text to a
+                                                terminal or pipe) and keeps it, so a sandbox that
+                                                ends early still has what finished reported, the
+                                                rest as "no result" (or "interrupted" for a signal)
   {"results": [RecipeResult.to_json(), ...], "refused": false}
                                                 the run's results; the supervisor reports them
                                                 (refused: a recipe was bad input, exit 2)
@@ -71,6 +77,27 @@ def send_results(results: list[RecipeResult], refused: bool = False) -> None:
     _send({"results": [r.to_json() for r in results], "refused": bool(refused)})
 
 
+def send_plan(names: list[str]) -> None:
+    """The recipes this run is about to run, in order (what "the rest" is if it ends early)."""
+    _send_line({"plan": [str(n) for n in names]})
+
+
+def send_one(result: RecipeResult) -> None:
+    """RESULT as soon as its recipe is done; the pipe stays open for the next."""
+    _send_line({"result": result.to_json()})
+
+
+def _send_line(message: dict) -> None:
+    if _fd is None:
+        return
+    data = memoryview((json.dumps(message) + "\n").encode())
+    try:
+        while data:
+            data = data[os.write(_fd, data):]
+    except OSError:
+        pass  # the supervisor is gone; the final message will say nothing to no one either
+
+
 def send_failure(exit_code: int) -> None:
     """The run ends with a one-line error on stderr and EXIT_CODE (no report)."""
     _send({"failed": int(exit_code)})
@@ -97,10 +124,14 @@ class Receiver:
     """The read end, drained by a thread while the supervisor waits for the sandbox
     (a big report does not fit in a pipe's buffer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_result: Callable[[RecipeResult], None] | None = None) -> None:
         self.read_fd, self.write_fd = os.pipe()
         self._chunks: list[bytes] = []
         self._thread: threading.Thread | None = None
+        self._pending = b""
+        self.plan: list[str] = []
+        self.partial: list[dict] = []   # {"result": ...} payloads, in arrival order
+        self._on_result = on_result
 
     def env(self) -> dict[str, str]:
         return {RESULT_FD_ENV: str(self.write_fd)}
@@ -121,10 +152,33 @@ class Receiver:
                     break
                 self._chunks.append(chunk)
                 size += len(chunk)
+                self._lines(chunk)
         except OSError:
             pass
         finally:
             os.close(self.read_fd)
+
+    def _lines(self, chunk: bytes) -> None:
+        """Per-recipe messages as they come: kept, and shown (ON_RESULT) at once."""
+        self._pending += chunk
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            msg = _parse(line)
+            if msg is None:
+                continue
+            if isinstance(msg.get("plan"), list) and not self.plan:
+                self.plan = [str(n) for n in msg["plan"]]
+            elif isinstance(msg.get("result"), dict):
+                self.partial.append(msg["result"])
+                if self._on_result is not None:
+                    try:
+                        result = _recipe_result(msg["result"])
+                    except (TypeError, ValueError, KeyError):
+                        continue
+                    try:
+                        self._on_result(result)
+                    except (OSError, ValueError):
+                        self._on_result = None  # stdout closed: the final report will say so
 
     def message(self, timeout: float = 5.0) -> dict | None:
         """The sandbox's complete message, or None (none, half of one, or not ours)."""
@@ -133,13 +187,22 @@ class Receiver:
             if self._thread.is_alive():
                 return None
         raw = b"".join(self._chunks)
-        if not raw.endswith(b"\n"):
-            return None
-        try:
-            msg = json.loads(raw)
-        except (ValueError, RecursionError):
-            return None
-        return msg if isinstance(msg, dict) else None
+        if raw.endswith(b"\n"):
+            last = _parse(raw.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+            if last is not None and ("results" in last or "failed" in last):
+                return last
+        if self.partial or self.plan:
+            # no final message: what finished, and what was to run (the supervisor reports the rest)
+            return {"partial": list(self.partial), "plan": list(self.plan)}
+        return None
+
+
+def _parse(line: bytes) -> dict | None:
+    try:
+        msg = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return msg if isinstance(msg, dict) else None
 
 
 def results_from_message(msg: dict) -> list[RecipeResult] | None:
@@ -189,18 +252,58 @@ def no_result_text(rc: int) -> str:
     return f"no result: the recipe process ended early (exit {rc})"
 
 
-def reporter(fmt: str, output: str | None, names: list[str]) -> Callable[[int, dict | None], int]:
+def interrupted_text(signum: int) -> str:
+    import signal
+
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    return f"interrupted ({name}) before it finished"
+
+
+def finish(results: list[RecipeResult], plan: list[str], error: str) -> list[RecipeResult]:
+    """RESULTS, then each recipe of PLAN without one, failed with ERROR."""
+    from nsbox.verify.results import RecipeResult
+
+    done = [r.recipe for r in results]
+    rest = list(plan)
+    for name in done:  # one entry of the plan per result: a name may be run twice
+        if name in rest:
+            rest.remove(name)
+    return [*results, *(RecipeResult(n, "fail", error=error) for n in rest)]
+
+
+def reporter(fmt: str, output: str | None, names: list[str], *, streamed: list[int] | None = None,
+             quiet: bool = False) -> Callable[[int, dict | None], int]:
     """The supervisor's last step: given the sandbox's exit status and message,
-    write the report and return nsbox's exit code."""
+    write the report and return nsbox's exit code. STREAMED[0]: how many recipes'
+    sections were already printed as they came (text to stdout); the report goes on
+    from there."""
 
     def report(rc: int, msg: dict | None) -> int:
         from nsbox.errors import NsboxError
         from nsbox.report import output as report_output
         from nsbox.verify.results import exit_code
 
+        shown = streamed[0] if streamed else 0
         if msg is not None and "failed" in msg:  # the sandbox said why on stderr already
             code = msg["failed"]
             return code if isinstance(code, int) and not isinstance(code, bool) and 0 < code < 256 else 1
+        if msg is not None and "partial" in msg:  # it ended without its last word: keep what finished
+            done = results_from_message({"results": msg["partial"]}) or []
+            plan = [str(n) for n in msg.get("plan") or []] or names
+            if rc >= 128:
+                results = finish(done, plan, interrupted_text(rc - 128))
+            else:
+                sys.stderr.write(f"nsbox: error: {no_result_text(rc)}\n")
+                results, rc = finish(done, plan, no_result_text(rc)), 1
+            try:
+                report_output.emit(results, fmt, output, shown=shown, quiet=quiet)
+            except NsboxError as e:
+                sys.stderr.write(f"nsbox: error: {e}\n")
+                return e.exit_code
+            return rc
         results = results_from_message(msg) if msg is not None else None
         if results is None:
             if rc >= 128:  # a signal ended the run: the documented 128+N, no report, as always
@@ -210,7 +313,7 @@ def reporter(fmt: str, output: str | None, names: list[str]) -> Callable[[int, d
         else:
             rc = rc if rc >= 128 else (2 if msg.get("refused") is True else exit_code(results))
         try:
-            report_output.emit(results, fmt, output)
+            report_output.emit(results, fmt, output, shown=shown, quiet=quiet)
         except NsboxError as e:
             sys.stderr.write(f"nsbox: error: {e}\n")
             return e.exit_code
