@@ -62,9 +62,10 @@ have_dockerd || need="$need docker.io"
 installed busybox-static || need="$need busybox-static"
 installed containernetworking-plugins || need="$need containernetworking-plugins"
 # the tests' own tools: netcat-openbsd's `nc -N` half-closes (the docker-proxy test); ruby,
-# vagrant and shellcheck check the Vagrant lab (vagrant/) without a hypervisor
+# vagrant and shellcheck check the Vagrant lab (vagrant/) without a hypervisor; zsh parses
+# the zsh completion script
 installed netcat-openbsd || need="$need netcat-openbsd"
-for pair in ruby:ruby vagrant:vagrant shellcheck:shellcheck; do
+for pair in ruby:ruby vagrant:vagrant shellcheck:shellcheck zsh:zsh; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need="$need ${pair#*:}"
 done
 
