@@ -103,6 +103,18 @@ def test_results_come_back_from_json_as_they_left():
     assert results.parse_report(json_report.render(sent).encode()) == sent
 
 
+@pytest.mark.parametrize("kind", __import__("typing").get_args(
+    __import__("typing").get_type_hints(CheckResult)["kind"]))
+def test_every_check_kind_comes_back_from_a_guest(kind):
+    """A guest's report with a route, neigh or spread check (any kind the verifier has)
+    is a report, not "a check without a name, kind and verdict"."""
+    from nsbox.report import json_report
+
+    sent = [RecipeResult("a", "pass", checks=[CheckResult(f"{kind} check", kind, "x", "x", True, "")])]
+    got = results.parse_report(json_report.render(sent).encode())
+    assert [c.kind for c in got[0].checks] == [kind]
+
+
 @pytest.mark.parametrize("data", [b"", b"nope", b"[]", b'{"results": [1]}', b'{"results": [{"recipe": "a"}]}',
                                   b'{"results": [{"recipe": "a", "status": "pass", "checks": [{"name": 1}]}]}',
                                   b'{"results": [{"recipe": "a", "status": "ok"}]}'])

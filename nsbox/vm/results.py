@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from typing import Any
 
 from nsbox.verify.results import CheckResult, Endpoint, RecipeResult
 
 _STATUSES = ("pass", "fail", "skip")
-_KINDS = ("reach", "conntrack", "link", "bind", "interfaces")
+# Every check kind the verifier reports, read from CheckResult.kind itself: a kind added
+# there (route, neigh, spread, ...) is known here too, never a "bad report".
+_KINDS = typing.get_args(typing.get_type_hints(CheckResult)["kind"])
 
 
 class BadReport(ValueError):
