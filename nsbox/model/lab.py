@@ -641,15 +641,23 @@ class Lab:
 
     # -- expectations --
     def expect(self, src: str, dst: str, proto: Literal["icmp", "tcp", "udp", "http"], port: int | None = None,
-               *, allow: bool = True, seen_from: str | None = None, name: str | None = None,
+               *, allow: bool = True, seen_from: str | list[str] | tuple[str, ...] | None = None,
+               name: str | None = None,
                dropped_by: tuple[str, str, str, str] | None = None,
+               counted_by: tuple[str, str, str, str] | None = None, deny: str | None = None,
                answered_by: str | Node | set[str] | frozenset[str] | list[str] | None = None,
                family: int | None = None) -> ReachCheck:
         """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
 
-        seen_from: the source address the server must have seen (proves NAT).
+        seen_from: the source address the server must have seen (proves NAT); a list: any
+        one of them (a SNAT to a range, several egress addresses).
         dropped_by: (node, table, chain, rule spec or "policy"): the deny must be that
         rule's doing -- its packet counter rises while the probe is dropped.
+        counted_by: the same form, on any check and for a rule of any target (ACCEPT,
+        DNAT, MASQUERADE, MARK, a jump): its packet counter must rise for this probe.
+        deny: with allow=False, how the denial must show: "refused" (RST / ICMP port
+        unreachable), "unreachable" (ICMP host/net unreachable), "filtered" (ICMP
+        admin prohibited) or "timeout" (nothing came back).
         answered_by: the container (or one of a set) whose server must answer: proves where
         DNAT sent the connection (a published port, a Service's endpoints).
         family: 4 or 6, the address of a node-name DST to probe (default its first address).
@@ -658,6 +666,12 @@ class Lab:
             raise ValidationError(f"expect {src} -> {dst}: family must be 4 or 6, not {family!r}")
         if dropped_by is not None:
             dropped_by = tuple(dropped_by)  # type: ignore[assignment]
+        if counted_by is not None:
+            counted_by = tuple(counted_by)  # type: ignore[assignment]
+        if seen_from is not None and not isinstance(seen_from, str):
+            seen_from = tuple(seen_from)
+            if len(seen_from) == 1:
+                seen_from = seen_from[0]
         src, dst = _name(src), _name(dst)
         answered: frozenset[str] | None = None
         if answered_by is not None:
@@ -665,7 +679,7 @@ class Lab:
                                  else (_name(a) for a in answered_by))
         check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
                            name=name or _reach_name(src, dst, proto, port) + (f" (IPv{family})" if family else ""),
-                           dropped_by=dropped_by,
+                           dropped_by=dropped_by, counted_by=counted_by, deny=deny,
                            answered_by=answered, family=family)
         self._add_check(check)
         return check

@@ -37,6 +37,10 @@ class ProbeResult:
     token: str
     local: tuple[str, int] | None = None  # the source address/port the probe used
     body: str | None = None
+    # a denied probe: how it showed (nsbox.model.checks.DENY_KINDS), None when it was none
+    # of those (reset mid-connection, an HTTP error, no echo)
+    kind: str | None = None
+    icmp_id: int | None = None  # icmp probes: the echo request's identifier (conntrack's id=)
 
 
 def probe(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: float,
@@ -166,20 +170,86 @@ def _family(ip: str) -> int:
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
-def _error(e: OSError, token: str) -> ProbeResult:
+# The kind of a denial by errno. EHOSTUNREACH/ENETUNREACH are also what an ICMP "administratively
+# prohibited" becomes: the ICMP type and code read from the socket's error queue tell them apart.
+_KINDS = {errno.ECONNREFUSED: "refused", errno.ENETUNREACH: "unreachable", errno.EHOSTUNREACH: "unreachable",
+          errno.ETIMEDOUT: "timeout", errno.EPERM: "filtered", errno.EACCES: "filtered"}
+IP_RECVERR, IPV6_RECVERR = 11, 25  # <linux/in.h>, <linux/in6.h> (not in Python 3.11's socket module)
+SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
+
+
+def icmp_kind(v6: bool, typ: int, code: int) -> str | None:
+    """The kind of denial an ICMP(v6) error says: destination unreachable codes as RFC 792 /
+    1812 and RFC 4443 number them."""
+    if not v6 and typ == 3:
+        return {2: "refused", 3: "refused", 9: "filtered", 10: "filtered", 13: "filtered"}.get(code, "unreachable")
+    if v6 and typ == 1:
+        return {1: "filtered", 4: "refused", 5: "filtered", 6: "filtered"}.get(code, "unreachable")
+    return None
+
+
+def _recverr(s: socket.socket) -> None:
+    """Ask the kernel to queue the ICMP error that ends a connection, with its type and code."""
+    v6 = s.family == socket.AF_INET6
+    s.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+
+
+def _queued_icmp(s: socket.socket) -> tuple[bool, int, int, str] | None:
+    """The ICMP error queued on S (IP_RECVERR): (v6, type, code, sender), or None."""
+    try:
+        _, anc, _, _ = s.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+    except OSError:
+        return None
+    for level, typ, data in anc:
+        if (level, typ) in ((socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)) \
+                and len(data) >= _EXTENDED_ERR.size:
+            _, origin, itype, code, _, _, _ = _EXTENDED_ERR.unpack_from(data)
+            if origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
+                sender = _offender(data[_EXTENDED_ERR.size:])
+                return origin == SO_EE_ORIGIN_ICMP6, itype, code, sender
+    return None
+
+
+def _offender(raw: bytes) -> str:
+    """SO_EE_OFFENDER: the sockaddr after the extended error (who sent the ICMP)."""
+    try:
+        fam = struct.unpack_from("=H", raw)[0]
+        if fam == socket.AF_INET:
+            return socket.inet_ntop(socket.AF_INET, raw[4:8])
+        if fam == socket.AF_INET6:
+            return socket.inet_ntop(socket.AF_INET6, raw[8:24])
+    except (struct.error, ValueError, OSError):
+        pass
+    return "?"
+
+
+def _error(e: OSError, token: str, s: socket.socket | None = None) -> ProbeResult:
     names = {errno.ECONNREFUSED: "refused", errno.ENETUNREACH: "network unreachable",
              errno.EHOSTUNREACH: "host unreachable", errno.ECONNRESET: "reset",
              errno.ETIMEDOUT: "timeout", errno.EPERM: "not permitted"}
     if isinstance(e, (socket.timeout, TimeoutError)):
-        return ProbeResult(False, "timeout", token)
-    return ProbeResult(False, names.get(e.errno or 0, e.strerror or str(e)), token)
+        return ProbeResult(False, "timeout", token, kind="timeout")
+    detail = names.get(e.errno or 0, e.strerror or str(e))
+    kind = _KINDS.get(e.errno or 0)
+    icmp = _queued_icmp(s) if s is not None else None
+    if icmp is not None:
+        v6, typ, code, sender = icmp
+        kind = icmp_kind(v6, typ, code) or kind
+        detail += f" (ICMP{'v6' if v6 else ''} type {typ} code {code} from {sender})"
+    return ProbeResult(False, detail, token, kind=kind)
 
 
 def _tcp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> Probe:
     assert port is not None
+    s = None
     try:
         with _sock(src, _family(ip), socket.SOCK_STREAM) as s:
-            yield from _connect(s, (ip, port), timeout)
+            _recverr(s)
+            try:
+                yield from _connect(s, (ip, port), timeout)
+            except OSError as e:
+                return _error(e, token, s)
             local = s.getsockname()[:2]
             msg = ECHO_PREFIX + token.encode() + b"\n"
             yield from _send(s, msg, timeout)
@@ -204,7 +274,11 @@ def _http(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> 
            f"User-Agent: nsbox\r\n\r\n").encode()
     try:
         with _sock(src, _family(ip), socket.SOCK_STREAM) as s:
-            yield from _connect(s, (ip, port), timeout)
+            _recverr(s)
+            try:
+                yield from _connect(s, (ip, port), timeout)
+            except OSError as e:
+                return _error(e, token, s)
             local = s.getsockname()[:2]
             yield from _send(s, req, timeout)
             data = b""
@@ -227,12 +301,18 @@ def _udp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> P
     try:
         with _sock(src, _family(ip), socket.SOCK_DGRAM) as s:
             s.connect((ip, port))  # connected UDP: ICMP errors surface as exceptions
+            _recverr(s)  # ... and queue their type and code
             local = s.getsockname()[:2]
-            s.send(msg)
-            deadline = time.monotonic() + timeout
-            while True:
-                if (yield from _recv(s, 65535, deadline)) == msg:
-                    return ProbeResult(True, "echoed", token, local)
+            try:
+                s.send(msg)
+                deadline = time.monotonic() + timeout
+                while True:
+                    if (yield from _recv(s, 65535, deadline)) == msg:
+                        return ProbeResult(True, "echoed", token, local)
+            except (TimeoutError, socket.timeout) as e:
+                return _error(e, token)
+            except OSError as e:
+                return _error(e, token, s)
     except OSError as e:
         return _error(e, token)
 
@@ -267,8 +347,12 @@ def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> 
                     continue
                 typ, _, _, rid, _ = struct.unpack("!BBHHH", icmp[:8])
                 if typ == reply_type and rid == ident and addr[0] == ip:
-                    return ProbeResult(True, "echo reply", token)
+                    return ProbeResult(True, "echo reply", token, icmp_id=ident)
                 if typ in ((1,) if v6 else (3,)) and payload in icmp:  # destination unreachable
-                    return ProbeResult(False, "icmp unreachable", token)
+                    code = icmp[1]
+                    return ProbeResult(False, f"icmp unreachable (type {typ} code {code} from {addr[0]})", token,
+                                       kind=icmp_kind(v6, typ, code), icmp_id=ident)
     except OSError as e:
-        return _error(e, token)
+        r = _error(e, token)
+        r.icmp_id = ident
+        return r
