@@ -85,9 +85,11 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
             label = "masqueraded by the bridge plugin's ipMasq" if nat else "no NAT"
             lab.expect(src, dst, "tcp", 7, seen_from=seen, name=f"tcp/7 {src}->{dst} ({where}, {label})")
 
-    # Out of the cluster: masqueraded to the node's address by the layout's rules.
+    # Out of the cluster: masqueraded to the node's address by the layout's rules -- by the
+    # very MASQUERADE rule the CNI wrote (its packet counter rises for this probe).
     first, node1 = pod_name(1, 1), k.nodes["node1"]
     egress = lab.expect(first, "outside", "http", 80, seen_from=node1.ip,
+                        counted_by=masquerade_rule(k, "node1", k.pod_ip(first)),
                         name=f"http {first}->outside (masqueraded to node1)")
     lab.expect_conntrack("node1", egress, reply_dst=node1.ip)
 
@@ -127,3 +129,19 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
         node2 = k.nodes["node2"]
         lab.expect_route("node1", str(node2.gateway), via=node2.ip, dev="eth0",
                          name="route node1: node2's pod CIDR via node2")
+
+
+# The chain that holds the masquerade of each masq mode (nsbox/kits/k8s/cluster.py); "cni":
+# the pod's own CNI-<hash> chain, which POSTROUTING enters by the pod's source address.
+MASQ_CHAINS = {"flannel": "FLANNEL-POSTRTG", "kind": "KIND-MASQ-AGENT", "calico": "cali-nat-outgoing"}
+
+
+def masquerade_rule(k: k8s.Cluster, node: str, pod_ip: str) -> tuple[str, str, str, str]:
+    """The MASQUERADE rule that takes POD_IP's traffic out of the cluster on NODE, as a
+    counted_by reference (node, "nat", chain, rule)."""
+    nat = k.nodes[node].node.iptables("nat")
+    chain = MASQ_CHAINS.get(k.masq)
+    if k.masq == "cni":
+        chain = next(r.jumps_to for r in nat.chains["POSTROUTING"].rules if f"-s {pod_ip}/32 " in r.render())
+    rule = next(r for r in nat.chains[chain].rules if r.jumps_to == "MASQUERADE")
+    return (node, "nat", chain, rule.render())

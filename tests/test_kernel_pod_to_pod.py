@@ -9,8 +9,9 @@
   `10.244.1.0/24 via 10.244.1.1`.
 - Mutants (recipes of their own name that load pod_to_pod.py and take one piece away):
   ptp without its route dance in pod n1-p1 (the kernel's prefix route kept) fails the
-  same-node checks from n1-p1 and the route check; each layout without its MASQUERADE
-  rule fails pod->outside (the outside has no route back) and its conntrack check.
+  same-node checks from n1-p1 and the route check; each layout with a RETURN ahead of its
+  MASQUERADE rule fails pod->outside (the outside has no route back) and its conntrack
+  check, the first naming the RETURN as the rule that counted instead (counted_by).
 - pod: both containers' listeners in one netns (ss there), lo+eth0 only; portmap's chains;
   without portmap's DNAT exactly the hostPort check fails.
 - hostport (bridge, ptp): outside keeps its address, node1->127.0.0.1, a neighbour pod and
@@ -68,10 +69,11 @@ MUTANT = """
             pod = lab.nodes["n1-p1"]
             pod.routes[:] = [r for r in pod.routes if not (r.delete or r.dst == "10.244.1.0/24")]
         if {nomasq}:
+            # the CNI's MASQUERADE made not to match the outside: a RETURN ahead of it
             nat = lab.nodes["node1"].iptables("nat")
-            for chain in nat.chains.values():
-                chain.rules[:] = [r for r in chain.rules if r.jumps_to != "MASQUERADE"
-                                  or chain.name.startswith("KUBE-")]
+            for chain in list(nat.chains.values()):
+                if not chain.name.startswith("KUBE-") and any(r.jumps_to == "MASQUERADE" for r in chain.rules):
+                    nat.insert(chain.name, "-d 192.168.70.200/32 -j RETURN", 1)
 """
 
 
@@ -163,6 +165,9 @@ def test_without_the_masquerade_rule_outside_fails(nsbox, tmp_path, cni: str, ma
     assert r.returncode == 1, r.describe()
     failed = _failed(r)
     assert "http n1-p1->outside (masqueraded to node1)" in failed, failed
+    # counted_by names what took the packet instead of the CNI's MASQUERADE
+    observed = r.checks()["http n1-p1->outside (masqueraded to node1)"]["observed"]
+    assert "not counted by it: counted by" in observed and "-d 192.168.70.200/32 -j RETURN" in observed, observed
     # pod-to-pod traffic is not masqueraded anyway (masq=cni: across nodes it is, so those fail too)
     assert all("outside" in n or (masq == "cni" and "n1-" in n and "across nodes" in n) for n in failed), failed
 
