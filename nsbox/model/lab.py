@@ -463,6 +463,9 @@ class Lab:
     containers: dict[str, Container] = field(default_factory=dict)  # beside the one per node
     machines: list[Machine] = field(default_factory=list)
     virtuals: list[Virtual] = field(default_factory=list)
+    # pod sandboxes: nodes whose netns a `pause` process holds while the lab runs, as on a
+    # real node (see sandbox())
+    sandboxes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Every lab has a node named `host`: the machine the lab stands for (the Docker
@@ -485,6 +488,16 @@ class Lab:
             raise ValidationError(f"container {name}: the name is taken by a node or a container")
         self.containers[name] = Container(name, n.name)
         return ContainerHandle(n, name)
+
+    def sandbox(self, node: Node | str) -> Node:
+        """NODE is a pod's sandbox: while the lab runs, a holder process (argv "pause
+        infinity", in NODE's netns) keeps it, as the pause container does on a real node;
+        the pod's containers (container()) each serve from a process of their own named
+        after the container, so `ip netns pids`, `ps` and `ss -p` show the pod as a node does."""
+        n = self._node(node, "sandbox")
+        if n.name not in self.sandboxes:
+            self.sandboxes.append(n.name)
+        return n
 
     def machine(self, name: str, nodes: list[Node | str]) -> Machine:
         """A machine NAME that holds NODES (its root namespace and those of its containers or

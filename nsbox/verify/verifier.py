@@ -64,6 +64,8 @@ def start_servers(built: Built) -> ServerSet:
                                    s.kind, s.port, s.address, s.records)
                 except OSError as e:
                     raise KernelError(f"{node.name}: cannot serve {s.kind} on port {s.port}: {e.strerror}") from None
+        for name in getattr(built.lab, "sandboxes", ()):
+            servers.hold(name, built.path(name))
         servers.start()
         for node in built.lab.nodes.values():
             for p in node.proxies:
