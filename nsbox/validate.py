@@ -438,6 +438,12 @@ def _check_checks(lab: Lab) -> None:
                     lab.resolve(a)
             if c.counted_by is not None:
                 _check_counted_by(lab, c)
+            if c.size is not None or c.df:
+                low = 48 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 28
+                if c.proto != "icmp" or type(c.df) is not bool or (c.size is not None and not (
+                        type(c.size) is int and low <= c.size <= 65535)):
+                    raise ValidationError(f"check {c.name!r}: size= (bytes of the IP packet, {low}-65535) and "
+                                          f"df=True|False are for icmp checks, not {c.proto} size={c.size!r}")
             if c.deny is not None:
                 from nsbox.model.checks import DENY_KINDS
                 if c.deny not in DENY_KINDS:

@@ -23,6 +23,7 @@ the real plugins 1.1.1 by tests/test_kernel_real_cni.py):
 - `--set cni=vxlan`: flannel's default backend. Pods as with bridge (MTU 1450); instead of
   routes via the nodes, flannel.1 (VXLAN VNI 1, UDP 8472, nolearning) on every node, with
   a permanent neighbour and FDB entry and an onlink route for every other node's lease.
+  A 1450-byte don't-fragment echo crosses to node2's pod; a 1451-byte one does not.
 - `--set cni=calico`: Calico's BGP layout. Pods have a /32 and route everything via
   169.254.1.1, an address nobody holds: the node's `cali...` veth (MAC ee:ee:ee:ee:ee:ee)
   answers for it by proxy ARP. The node routes each pod's /32 to its veth and blackholes
@@ -109,6 +110,12 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
             lab.expect_route(first, k.pod_ip(peer), direct=True, dev="eth0",
                              name=f"route {first}: {peer} on the bridge")
     if cni == "vxlan" and nodes > 1:
+        # flannel's MTU 1450 (1500 less 50 bytes of VXLAN): a 1450-byte don't-fragment echo
+        # crosses to node2's pod, a 1451-byte one cannot leave (ping -M do -s 1422 / 1423).
+        far = pod_name(2, 1)
+        lab.expect(first, far, "icmp", size=1450, df=True, name=f"icmp {first}->{far} 1450 bytes, don't fragment")
+        lab.expect(first, far, "icmp", size=1451, df=True, allow=False,
+                   name=f"icmp {first}->{far} 1451 bytes, don't fragment (over flannel's MTU 1450)")
         # Across nodes through flannel.1: the peer's lease via its VTEP address, onlink.
         lab.expect_route("node1", k.pod_ip(pod_name(2, 1)), via="10.244.2.0", dev="flannel.1",
                          name="route node1: node2's pods via flannel.1")

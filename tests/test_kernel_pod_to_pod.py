@@ -395,3 +395,38 @@ def test_calico_without_proxy_arp_fails(nsbox, tmp_path) -> None:
     neigh = "neigh n1-p1: 169.254.1.1 answered by proxy ARP"
     assert failed == involving_n1 | {neigh} and "tcp/7 n2-p1->n2-p2 (same node, no NAT)" not in failed, failed
     assert r.checks()[neigh]["observed"] != r.checks()[neigh]["expected"]
+
+
+@pytest.mark.tools("ping")
+def test_vxlan_at_mtu_1400_fails_the_1450_byte_check(nsbox, tmp_path) -> None:
+    """Mutant: flannel.1, cni0 and the pods' veths at 1400, not flannel's 1450 (1500 less 50 of
+    VXLAN): the 1450-byte don't-fragment echo no longer leaves the pod, and `ping -M do -s
+    1422` agrees. (The 1451-byte deny has no such mutant on a 1500-byte node network: with
+    every MTU at 1500 the kernel still drops the over-size VXLAN packet.)"""
+    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
+        import dataclasses
+        import importlib.util
+        from nsbox.recipe import builtin_dirs, recipe
+
+        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
+        _p2p = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_p2p)
+
+        @recipe("pod-to-pod-mut-mtu1400")
+        def build(lab):
+            '''pod-to-pod on flannel vxlan with every MTU 1450 made 1400.'''
+            _p2p.build(lab, cni="vxlan")
+            for node in lab.nodes.values():
+                for name, iface in list(node.interfaces.items()):
+                    if iface.mtu == 1450:
+                        node.interfaces[name] = dataclasses.replace(iface, mtu=1400)
+    """))
+    r = nsbox.run("run", "pod-to-pod-mut-mtu1400", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.5", "--then",
+                  'ip netns exec $NSBOX_NETNS_N1_P1 ping -M do -c1 -W2 -s 1422 10.244.2.2 >/dev/null 2>&1; '
+                  'echo $? > "$OUT/df1450"', env={"OUT": str(tmp_path)}, timeout=180)
+    assert r.returncode == 1, r.describe()
+    big = "icmp n1-p1->n2-p1 1450 bytes, don't fragment"
+    assert _failed(r) == {big}, r.describe()
+    assert "message too long" in r.checks()[big]["detail"]
+    assert (tmp_path / "df1450").read_text().strip() == "1"

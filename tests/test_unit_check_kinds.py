@@ -80,3 +80,20 @@ def test_icmp_conntrack_has_no_ports():
 ])
 def test_icmp_codes_name_the_kind(v6, typ, code, kind):
     assert icmp_kind(v6, typ, code) == kind
+
+
+@pytest.mark.parametrize("proto, port, kwargs", [
+    ("tcp", 7, dict(size=1450)), ("tcp", 7, dict(df=True)), ("icmp", None, dict(size=27)),
+    ("icmp", None, dict(size=70000)), ("icmp", None, dict(size="1450")), ("icmp", None, dict(df="yes")),
+])
+def test_size_and_df_are_for_icmp_checks_in_range(proto, port, kwargs):
+    lab = _lab()
+    lab.expect("a", "b", proto, port, name="bad", **kwargs)
+    with pytest.raises(ValidationError, match="are for icmp checks"):
+        validate(lab)
+
+
+def test_a_df_probe_of_1450_bytes_validates():
+    lab = _lab()
+    lab.expect("a", "b", "icmp", size=1450, df=True, name="big")
+    validate(lab)

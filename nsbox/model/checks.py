@@ -33,6 +33,10 @@ class ReachCheck:
     counted_by: tuple[str, str, str, str] | None = None
     # deny checks: how the denial must show (DENY_KINDS), None: any way
     deny: str | None = None
+    # icmp checks: the echo request's IP packet size in bytes (header included, as an MTU
+    # counts it; None: a small one), sent with don't-fragment when df
+    size: int | None = None
+    df: bool = False
 
     @property
     def seen_froms(self) -> tuple[str, ...]:

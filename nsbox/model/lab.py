@@ -658,6 +658,7 @@ class Lab:
                name: str | None = None,
                dropped_by: tuple[str, str, str, str] | None = None,
                counted_by: tuple[str, str, str, str] | None = None, deny: str | None = None,
+               size: int | None = None, df: bool = False,
                answered_by: str | Node | set[str] | frozenset[str] | list[str] | None = None,
                family: int | None = None) -> ReachCheck:
         """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
@@ -671,6 +672,8 @@ class Lab:
         deny: with allow=False, how the denial must show: "refused" (RST / ICMP port
         unreachable), "unreachable" (ICMP host/net unreachable), "filtered" (ICMP
         admin prohibited) or "timeout" (nothing came back).
+        size, df: an icmp echo whose IP packet is SIZE bytes, with don't-fragment (df=True):
+        passes a path whose MTU is at least SIZE, fails a smaller one.
         answered_by: the container (or one of a set) whose server must answer: proves where
         DNAT sent the connection (a published port, a Service's endpoints).
         family: 4 or 6, the address of a node-name DST to probe (default its first address).
@@ -692,7 +695,7 @@ class Lab:
                                  else (_name(a) for a in answered_by))
         check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
                            name=name or _reach_name(src, dst, proto, port) + (f" (IPv{family})" if family else ""),
-                           dropped_by=dropped_by, counted_by=counted_by, deny=deny,
+                           dropped_by=dropped_by, counted_by=counted_by, deny=deny, size=size, df=df,
                            answered_by=answered, family=family)
         self._add_check(check)
         return check

@@ -50,14 +50,18 @@ def probe(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: flo
 
 
 def probe_task(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: float,
-               query: str | None = None, sockets: "Sockets | None" = None) -> Probe:
+               query: str | None = None, sockets: "Sockets | None" = None, size: int | None = None,
+               df: bool = False) -> Probe:
     """The probe as a task for nsbox.verify.loop (many at once, cancellable). SOCKETS: where
-    its socket is made (many probes: one Sockets keeps the namespaces open between them)."""
+    its socket is made (many probes: one Sockets keeps the namespaces open between them).
+    SIZE, DF: an icmp echo of SIZE bytes of IP packet, with don't-fragment."""
     token = os.urandom(8).hex()
     src = (sockets, src_path)
     if proto == "dns":
         assert query is not None and port is not None
         return _dns(src, dst_ip, port, timeout, token, query)
+    if proto == "icmp":
+        return _icmp(src, dst_ip, port, timeout, token, size, df)
     fn = {"tcp": _tcp, "http": _http, "udp": _udp, "icmp": _icmp}[proto]
     return fn(src, dst_ip, port, timeout, token)
 
@@ -227,7 +231,8 @@ def _offender(raw: bytes) -> str:
 def _error(e: OSError, token: str, s: socket.socket | None = None) -> ProbeResult:
     names = {errno.ECONNREFUSED: "refused", errno.ENETUNREACH: "network unreachable",
              errno.EHOSTUNREACH: "host unreachable", errno.ECONNRESET: "reset",
-             errno.ETIMEDOUT: "timeout", errno.EPERM: "not permitted"}
+             errno.ETIMEDOUT: "timeout", errno.EPERM: "not permitted",
+             errno.EMSGSIZE: "message too long (over the route's MTU, don't fragment)"}
     if isinstance(e, (socket.timeout, TimeoutError)):
         return ProbeResult(False, "timeout", token, kind="timeout")
     detail = names.get(e.errno or 0, e.strerror or str(e))
@@ -326,10 +331,17 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> Probe:
+IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT = 10, 2, 0  # <linux/in.h>
+IPV6_MTU_DISCOVER, IPV6_DONTFRAG = 23, 62  # <linux/in6.h>
+
+
+def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str, size: int | None = None,
+          df: bool = False) -> Probe:
     v6 = ":" in ip
     ident = os.getpid() & 0xFFFF ^ int(token[:4], 16)
     payload = token.encode()
+    if size is not None:  # the IP packet: 20 (IPv4) or 40 (IPv6) bytes of header, 8 of ICMP, the rest payload
+        payload = payload.ljust(max(len(payload), size - (48 if v6 else 28)), b"x")
     req_type, reply_type = (128, 129) if v6 else (8, 0)
     header = struct.pack("!BBHHH", req_type, 0, 0, ident, 1)
     packet = header + payload
@@ -338,6 +350,14 @@ def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> 
     try:
         with _sock(src, _family(ip), socket.SOCK_RAW,
                    socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP) as s:
+            if size is not None or df:
+                # DF set and never fragmented here: a packet over the route's MTU fails with
+                # EMSGSIZE, as `ping -M do` does; without df the kernel may fragment it
+                if v6:
+                    s.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IP_PMTUDISC_DO if df else IP_PMTUDISC_DONT)
+                    s.setsockopt(socket.IPPROTO_IPV6, IPV6_DONTFRAG, 1 if df else 0)
+                else:
+                    s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO if df else IP_PMTUDISC_DONT)
             s.sendto(packet, (ip, 0))
             deadline = time.monotonic() + timeout
             while True:

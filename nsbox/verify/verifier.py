@@ -153,7 +153,8 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
     attempts = 0
     while True:
         attempts += 1
-        p = yield from probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, c.query, sockets)
+        p = yield from probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, c.query, sockets,
+                                  c.size, c.df)
         token = p.token
         if c.proto == "dns" and p.local:  # a DNS query carries no token: the server keys it by the peer
             token = f"dns:{p.local[0]}:{p.local[1]}"
@@ -290,7 +291,7 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
         attempts += 1
         before = counters.read()
         sent = time.monotonic()
-        h = loop.start(probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout))
+        h = loop.start(probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, size=c.size, df=c.df))
         rose: list[Hashable] = []
         counted_ms = None
         while not h.done:
