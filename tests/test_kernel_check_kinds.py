@@ -86,3 +86,47 @@ def test_a_port_unreachable_fails_deny_filtered(nsbox, tmp_path):
     assert "ICMP type 3 code 3" in c["detail"], c
     assert _counter((tmp_path / "save.txt").read_text(),
                     "FORWARD -p tcp -m tcp --dport 10 -j REJECT --reject-with icmp-port-unreachable") >= 1
+
+
+NFT_MUTANT = '''
+import dataclasses
+
+{head}
+
+@recipe("bridge-mode-nft-counted")
+def build(lab, ahead=0):
+    """bridge-mode on nftables; c1->internet counted_by Docker's nft MASQUERADE rule."""
+    bm.build(lab, 2, False, "29-nftables")
+    fw = lab.host.firewall
+    if {ahead}:  # an accept ahead of the masquerade in its chain: the packet leaves unmasqueraded
+        fw.nft = [t.replace('oifname != "docker0" ip saddr 172.17.0.0/16',
+                            'ip daddr 203.0.113.0/24 counter accept\\n\\t\\toifname != "docker0" ip saddr 172.17.0.0/16', 1)
+                  for t in fw.nft]
+    i, check = next((i, c) for i, c in enumerate(lab.checks) if c.name == "http c1->internet (NAT)")
+    lab.checks[i] = dataclasses.replace(check, counted_by=(
+        "host", "nft", "ip docker-bridges nat-postrouting-out__docker0", 'masquerade comment "MASQUERADE"'))
+'''
+
+
+@pytest.mark.tools("nft")
+@pytest.mark.parametrize("ahead", [0, 1], ids=["counted", "accept-ahead"])
+def test_counted_by_an_nft_masquerade_rule(nsbox, tmp_path, ahead):
+    from conftest import shipped_recipe_import
+
+    (tmp_path / "n.py").write_text(NFT_MUTANT.format(head=shipped_recipe_import("bm", "bridge_mode.py"),
+                                                     ahead=ahead))
+    r = nsbox.run("run", "bridge-mode-nft-counted", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.3", "--then",
+                  f"nft list chain ip docker-bridges nat-postrouting-out__docker0 > {tmp_path}/chain.txt", timeout=120)
+    c = r.checks()["http c1->internet (NAT)"]
+    chain = (tmp_path / "chain.txt").read_text()
+    masq = int(re.search(r"counter packets (\d+) bytes \d+ masquerade", chain).group(1))
+    if not ahead:
+        assert r.returncode == 0 and c["passed"], r.describe()
+        assert c["observed"].endswith('counted by host nft ip docker-bridges nat-postrouting-out__docker0: '
+                                      'masquerade comment "MASQUERADE"'), c
+        assert masq >= 1, chain
+    else:
+        assert r.returncode == 1 and not c["passed"], r.describe()
+        assert "ip daddr 203.0.113.0/24 accept" in c["observed"], c
+        assert masq == 0, chain

@@ -241,7 +241,7 @@ def _nft_counters(built: Realized, c: ReachCheck, ref: tuple[str, str, str, str]
 
     def read() -> dict[Hashable, int]:
         rules = nftables.rule_counters(path)
-        wanted = set(nftables.matching(rules, chain, spec))
+        wanted = set(nftables.matching(rules, chain, spec, only_drops))
         # a rule's key: its place and text, so a rule listed differently is a different rule
         return {(i, ch, text, i in wanted): n for i, (ch, text, n) in enumerate(rules)
                 if n is not None and (not only_drops or re.search(r"\b(drop|reject)\b", text))}
