@@ -11,7 +11,8 @@ A deny check that names its rule (`dropped_by`) is proven by that rule's packet
 counter, read in the node while the probe waits: the probe ends as soon as the
 counter has risen (or the probe itself ends: refused, unreachable, answered,
 timed out). Those checks run one at a time after the others, so no other probe
-moves the counters they read.
+moves the counters they read. A check with `counted_by` (any rule, any target) runs
+among those too: its probe between two reads of the node's counters.
 """
 
 from __future__ import annotations
