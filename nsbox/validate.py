@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 
 from nsbox.errors import ValidationError
 from nsbox.model.spread import SpreadCheck
@@ -203,16 +204,28 @@ def _check_firewall(node: Node) -> None:
                     raise ValidationError(f"node {node.name}: {target} is only valid in the nat table")
 
 
-def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
-    from nsbox.model.rules import parse_rule
+def _check_counted_by(lab: Lab, c: ReachCheck) -> None:
+    """counted_by names a rule as dropped_by does, of any target: it must exist."""
+    if c.dropped_by is not None:
+        raise ValidationError(f"check {c.name!r}: dropped_by and counted_by together: name the rule once "
+                              f"(dropped_by is a counted_by for a deny)")
+    _check_rule_ref(lab, c, c.counted_by, "counted_by", drops=False)
 
+
+def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
     if c.allow:
         raise ValidationError(f"check {c.name!r}: dropped_by needs a deny check (allow=False)")
-    if len(c.dropped_by) != 4 or not all(isinstance(x, str) for x in c.dropped_by):
-        raise ValidationError(f"check {c.name!r}: dropped_by is (node, table, chain, rule spec or 'policy')")
-    node, table, chain, spec = c.dropped_by
+    _check_rule_ref(lab, c, c.dropped_by, "dropped_by", drops=True)
+
+
+def _check_rule_ref(lab: Lab, c: ReachCheck, ref: Any, what: str, drops: bool) -> None:
+    from nsbox.model.rules import parse_rule
+
+    if not isinstance(ref, tuple) or len(ref) != 4 or not all(isinstance(x, str) for x in ref):
+        raise ValidationError(f"check {c.name!r}: {what} is (node, table, chain, rule spec or 'policy')")
+    node, table, chain, spec = ref
     if table == "nft":
-        _check_dropped_by_nft(lab, c)
+        _check_dropped_by_nft(lab, c, ref, what, drops)
         return
     # An IPv6 probe only meets ip6tables rules: the probe's family picks the tables.
     family = 6 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 4
@@ -221,9 +234,11 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
     ch = t.chains.get(chain) if t else None
     where = f"in node {node}" + (" (ip6tables: the probe is IPv6)" if family == 6 else "")
     if ch is None:
-        raise ValidationError(f"check {c.name!r}: dropped_by names no chain {chain} of table {table} {where}")
+        raise ValidationError(f"check {c.name!r}: {what} names no chain {chain} of table {table} {where}")
     if spec == "policy":
-        if ch.policy != "DROP":
+        if not ch.builtin:
+            raise ValidationError(f"check {c.name!r}: {table} {chain} {where} is no builtin chain: it has no policy")
+        if drops and ch.policy != "DROP":
             raise ValidationError(f"check {c.name!r}: the policy of {table} {chain} {where} is not DROP")
         return
     rendered = parse_rule(spec).render()
@@ -232,13 +247,15 @@ def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
                               + (" of ip6tables (the probe is IPv6)" if family == 6 else ""))
 
 
-def _check_dropped_by_nft(lab: Lab, c: ReachCheck) -> None:
+def _check_dropped_by_nft(lab: Lab, c: ReachCheck, ref: Any = None, what: str = "dropped_by",
+                          drops: bool = True) -> None:
     """dropped_by=(node, "nft", "FAMILY TABLE CHAIN", rule text): the node's nftables rulesets
-    must have that chain, and a drop rule in it whose text holds the given text."""
-    node, _, chain, spec = c.dropped_by
+    must have that chain, and a drop rule in it whose text holds the given text (counted_by:
+    any rule)."""
+    node, _, chain, spec = ref or c.dropped_by
     words = chain.split()
     if len(words) != 3 or words[0] not in ("ip", "ip6", "inet", "bridge", "arp", "netdev"):
-        raise ValidationError(f"check {c.name!r}: an nft dropped_by names its chain as 'FAMILY TABLE CHAIN' "
+        raise ValidationError(f"check {c.name!r}: an nft {what} names its chain as 'FAMILY TABLE CHAIN' "
                               f"(e.g. 'ip docker-bridges raw-PREROUTING'), not {chain!r}")
     n = lab.nodes.get(node)
     text = "\n".join(n.firewall.nft) if n else ""
@@ -247,9 +264,10 @@ def _check_dropped_by_nft(lab: Lab, c: ReachCheck) -> None:
     body = re.search(rf"^\s*chain {re.escape(name)} \{{(.*?)^\s*\}}", m.group(1), re.S | re.M) if m else None
     if body is None:
         raise ValidationError(f"check {c.name!r}: node {node} has no nftables chain {chain}")
-    if not any(spec in ln and re.search(r"\b(drop|reject)\b", ln) for ln in body.group(1).splitlines()):
-        raise ValidationError(f"check {c.name!r}: no drop rule in nftables chain {chain} of node {node} "
-                              f"holds {spec!r}")
+    if not any(spec in ln and (not drops or re.search(r"\b(drop|reject)\b", ln))
+               for ln in body.group(1).splitlines()):
+        raise ValidationError(f"check {c.name!r}: no {'drop ' if drops else ''}rule in nftables chain {chain} "
+                              f"of node {node} holds {spec!r}")
 
 
 def l2_segments(lab: Lab) -> dict[tuple[str, str], tuple[str, str]]:
@@ -414,7 +432,27 @@ def _check_checks(lab: Lab) -> None:
             if c.seen_from is not None:
                 if c.proto == "icmp" or not c.allow:
                     raise ValidationError(f"check {c.name!r}: seen_from needs an allowed tcp/udp/http check")
-                lab.resolve(c.seen_from)
+                if not c.seen_froms or not all(isinstance(a, str) and a for a in c.seen_froms):
+                    raise ValidationError(f"check {c.name!r}: seen_from is an address or a non-empty list of "
+                                          f"addresses, not {c.seen_from!r}")
+                for a in c.seen_froms:
+                    lab.resolve(a)
+            if c.counted_by is not None:
+                _check_counted_by(lab, c)
+            if c.size is not None or c.df:
+                low = 48 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 28
+                if c.proto != "icmp" or type(c.df) is not bool or (c.size is not None and not (
+                        type(c.size) is int and low <= c.size <= 65535)):
+                    raise ValidationError(f"check {c.name!r}: size= (bytes of the IP packet, {low}-65535) and "
+                                          f"df=True|False are for icmp checks, not {c.proto} size={c.size!r}")
+            if c.deny is not None:
+                from nsbox.model.checks import DENY_KINDS
+                if c.deny not in DENY_KINDS:
+                    raise ValidationError(f"check {c.name!r}: deny must be one of {', '.join(DENY_KINDS)}, "
+                                          f"not {c.deny!r}")
+                if c.allow or c.proto == "dns":
+                    raise ValidationError(f"check {c.name!r}: deny={c.deny!r} needs allow=False "
+                                          f"(and an icmp/tcp/udp/http probe)")
         elif isinstance(c, LinkCheck):
             if c.node not in lab.nodes or c.iface not in lab.nodes[c.node].interfaces:
                 raise ValidationError(f"check {c.name!r}: {c.iface} is no interface of node {c.node!r}")
@@ -448,8 +486,10 @@ def _check_checks(lab: Lab) -> None:
             if c.node not in lab.nodes:
                 raise ValidationError(f"check {c.name!r}: unknown node {c.node!r}")
             of = reach.get(c.of)
-            if of is None or of.proto == "icmp" or not of.allow:
-                raise ValidationError(f"check {c.name!r}: {c.of!r} is not an allowed tcp/udp/http check")
+            if of is None or of.proto == "dns" or not of.allow:
+                raise ValidationError(f"check {c.name!r}: {c.of!r} is not an allowed icmp/tcp/udp/http check")
+            if of.proto == "icmp" and c.reply_sport is not None:
+                raise ValidationError(f"check {c.name!r}: an ICMP entry has no ports: reply_sport does not apply")
             lab.resolve(c.reply_dst)
             if c.reply_src is not None:
                 lab.resolve(c.reply_src)

@@ -23,6 +23,7 @@ the real plugins 1.1.1 by tests/test_kernel_real_cni.py):
 - `--set cni=vxlan`: flannel's default backend. Pods as with bridge (MTU 1450); instead of
   routes via the nodes, flannel.1 (VXLAN VNI 1, UDP 8472, nolearning) on every node, with
   a permanent neighbour and FDB entry and an onlink route for every other node's lease.
+  A 1450-byte don't-fragment echo crosses to node2's pod; a 1451-byte one does not.
 - `--set cni=calico`: Calico's BGP layout. Pods have a /32 and route everything via
   169.254.1.1, an address nobody holds: the node's `cali...` veth (MAC ee:ee:ee:ee:ee:ee)
   answers for it by proxy ARP. The node routes each pod's /32 to its veth and blackholes
@@ -85,9 +86,11 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
             label = "masqueraded by the bridge plugin's ipMasq" if nat else "no NAT"
             lab.expect(src, dst, "tcp", 7, seen_from=seen, name=f"tcp/7 {src}->{dst} ({where}, {label})")
 
-    # Out of the cluster: masqueraded to the node's address by the layout's rules.
+    # Out of the cluster: masqueraded to the node's address by the layout's rules -- by the
+    # very MASQUERADE rule the CNI wrote (its packet counter rises for this probe).
     first, node1 = pod_name(1, 1), k.nodes["node1"]
     egress = lab.expect(first, "outside", "http", 80, seen_from=node1.ip,
+                        counted_by=masquerade_rule(k, "node1", k.pod_ip(first)),
                         name=f"http {first}->outside (masqueraded to node1)")
     lab.expect_conntrack("node1", egress, reply_dst=node1.ip)
 
@@ -107,6 +110,12 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
             lab.expect_route(first, k.pod_ip(peer), direct=True, dev="eth0",
                              name=f"route {first}: {peer} on the bridge")
     if cni == "vxlan" and nodes > 1:
+        # flannel's MTU 1450 (1500 less 50 bytes of VXLAN): a 1450-byte don't-fragment echo
+        # crosses to node2's pod, a 1451-byte one cannot leave (ping -M do -s 1422 / 1423).
+        far = pod_name(2, 1)
+        lab.expect(first, far, "icmp", size=1450, df=True, name=f"icmp {first}->{far} 1450 bytes, don't fragment")
+        lab.expect(first, far, "icmp", size=1451, df=True, allow=False,
+                   name=f"icmp {first}->{far} 1451 bytes, don't fragment (over flannel's MTU 1450)")
         # Across nodes through flannel.1: the peer's lease via its VTEP address, onlink.
         lab.expect_route("node1", k.pod_ip(pod_name(2, 1)), via="10.244.2.0", dev="flannel.1",
                          name="route node1: node2's pods via flannel.1")
@@ -127,3 +136,19 @@ def build(lab: Lab, cni: str = "bridge", nodes: int = 2, pods: int = 2, masq: st
         node2 = k.nodes["node2"]
         lab.expect_route("node1", str(node2.gateway), via=node2.ip, dev="eth0",
                          name="route node1: node2's pod CIDR via node2")
+
+
+# The chain that holds the masquerade of each masq mode (nsbox/kits/k8s/cluster.py); "cni":
+# the pod's own CNI-<hash> chain, which POSTROUTING enters by the pod's source address.
+MASQ_CHAINS = {"flannel": "FLANNEL-POSTRTG", "kind": "KIND-MASQ-AGENT", "calico": "cali-nat-outgoing"}
+
+
+def masquerade_rule(k: k8s.Cluster, node: str, pod_ip: str) -> tuple[str, str, str, str]:
+    """The MASQUERADE rule that takes POD_IP's traffic out of the cluster on NODE, as a
+    counted_by reference (node, "nat", chain, rule)."""
+    nat = k.nodes[node].node.iptables("nat")
+    chain = MASQ_CHAINS.get(k.masq)
+    if k.masq == "cni":
+        chain = next(r.jumps_to for r in nat.chains["POSTROUTING"].rules if f"-s {pod_ip}/32 " in r.render())
+    rule = next(r for r in nat.chains[chain].rules if r.jumps_to == "MASQUERADE")
+    return (node, "nat", chain, rule.render())

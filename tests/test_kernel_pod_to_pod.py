@@ -9,8 +9,9 @@
   `10.244.1.0/24 via 10.244.1.1`.
 - Mutants (recipes of their own name that load pod_to_pod.py and take one piece away):
   ptp without its route dance in pod n1-p1 (the kernel's prefix route kept) fails the
-  same-node checks from n1-p1 and the route check; each layout without its MASQUERADE
-  rule fails pod->outside (the outside has no route back) and its conntrack check.
+  same-node checks from n1-p1 and the route check; each layout with a RETURN ahead of its
+  MASQUERADE rule fails pod->outside (the outside has no route back) and its conntrack
+  check, the first naming the RETURN as the rule that counted instead (counted_by).
 - pod: both containers' listeners in one netns (ss there), lo+eth0 only; portmap's chains;
   without portmap's DNAT exactly the hostPort check fails.
 - hostport (bridge, ptp): outside keeps its address, node1->127.0.0.1, a neighbour pod and
@@ -69,10 +70,11 @@ MUTANT = """
             pod = lab.nodes["n1-p1"]
             pod.routes[:] = [r for r in pod.routes if not (r.delete or r.dst == "10.244.1.0/24")]
         if {nomasq}:
+            # the CNI's MASQUERADE made not to match the outside: a RETURN ahead of it
             nat = lab.nodes["node1"].iptables("nat")
-            for chain in nat.chains.values():
-                chain.rules[:] = [r for r in chain.rules if r.jumps_to != "MASQUERADE"
-                                  or chain.name.startswith("KUBE-")]
+            for chain in list(nat.chains.values()):
+                if not chain.name.startswith("KUBE-") and any(r.jumps_to == "MASQUERADE" for r in chain.rules):
+                    nat.insert(chain.name, "-d 192.168.70.200/32 -j RETURN", 1)
 """
 
 
@@ -151,6 +153,9 @@ def test_without_the_masquerade_rule_outside_fails(nsbox, tmp_path, cni: str, ma
     assert r.returncode == 1, r.describe()
     failed = _failed(r)
     assert "http n1-p1->outside (masqueraded to node1)" in failed, failed
+    # counted_by names what took the packet instead of the CNI's MASQUERADE
+    observed = r.checks()["http n1-p1->outside (masqueraded to node1)"]["observed"]
+    assert "not counted by it: counted by" in observed and "-d 192.168.70.200/32 -j RETURN" in observed, observed
     # pod-to-pod traffic is not masqueraded anyway (masq=cni: across nodes it is, so those fail too)
     assert all("outside" in n or (masq == "cni" and "n1-" in n and "across nodes" in n) for n in failed), failed
 
@@ -320,8 +325,8 @@ def test_vxlan_without_the_fdb_entry_fails(nsbox, tmp_path) -> None:
     failed = {n for n, c in r.checks().items() if not c["passed"]}
     across = {n for n in r.checks() if "across nodes" in n}
     # Every pair across nodes fails (node1 cannot send into the overlay: replies die too),
-    # everything else passes.
-    assert failed == across and len(across) == 8, failed
+    # and so does the 1450-byte echo to node2's pod; everything else passes.
+    assert failed == across | {"icmp n1-p1->n2-p1 1450 bytes, don't fragment"} and len(across) == 8, failed
 
 
 # ------------------------------------------------------------------ cni=calico
@@ -378,3 +383,38 @@ def test_calico_without_proxy_arp_fails(nsbox, tmp_path) -> None:
     neigh = "neigh n1-p1: 169.254.1.1 answered by proxy ARP"
     assert failed == involving_n1 | {neigh} and "tcp/7 n2-p1->n2-p2 (same node, no NAT)" not in failed, failed
     assert r.checks()[neigh]["observed"] != r.checks()[neigh]["expected"]
+
+
+@pytest.mark.tools("ping")
+def test_vxlan_at_mtu_1400_fails_the_1450_byte_check(nsbox, tmp_path) -> None:
+    """Mutant: flannel.1, cni0 and the pods' veths at 1400, not flannel's 1450 (1500 less 50 of
+    VXLAN): the 1450-byte don't-fragment echo no longer leaves the pod, and `ping -M do -s
+    1422` agrees. (The 1451-byte deny has no such mutant on a 1500-byte node network: with
+    every MTU at 1500 the kernel still drops the over-size VXLAN packet.)"""
+    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
+        import dataclasses
+        import importlib.util
+        from nsbox.recipe import builtin_dirs, recipe
+
+        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
+        _p2p = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_p2p)
+
+        @recipe("pod-to-pod-mut-mtu1400")
+        def build(lab):
+            '''pod-to-pod on flannel vxlan with every MTU 1450 made 1400.'''
+            _p2p.build(lab, cni="vxlan")
+            for node in lab.nodes.values():
+                for name, iface in list(node.interfaces.items()):
+                    if iface.mtu == 1450:
+                        node.interfaces[name] = dataclasses.replace(iface, mtu=1400)
+    """))
+    r = nsbox.run("run", "pod-to-pod-mut-mtu1400", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.5", "--then",
+                  'ip netns exec $NSBOX_NETNS_N1_P1 ping -M do -c1 -W2 -s 1422 10.244.2.2 >/dev/null 2>&1; '
+                  'echo $? > "$OUT/df1450"', env={"OUT": str(tmp_path)}, timeout=180)
+    assert r.returncode == 1, r.describe()
+    big = "icmp n1-p1->n2-p1 1450 bytes, don't fragment"
+    assert _failed(r) == {big}, r.describe()
+    assert "message too long" in r.checks()[big]["detail"]
+    assert (tmp_path / "df1450").read_text().strip() == "1"

@@ -77,5 +77,6 @@ def test_servers_are_a_process_of_their_own(nsbox):
     assert r.returncode == 0, r.describe()
     listening = [ln for ln in r.stderr.splitlines() if re.search(r":(7|80)\s", ln)]
     assert len(listening) == 3, r.stderr  # tcp/7, udp/7, tcp/80
-    pids = {int(p) for ln in listening for p in re.findall(r'"nsbox-servers",pid=(\d+)', ln)}
+    # one process per container, named after it (c1's own: issue 16, pods as on a real node)
+    pids = {int(p) for ln in listening for p in re.findall(r'"c1",pid=(\d+)', ln)}
     assert len(pids) == 1 and 1 not in pids, r.stderr  # not nsbox itself (pid 1 of the sandbox)

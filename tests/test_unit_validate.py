@@ -367,18 +367,20 @@ def test_seen_from_outside_the_lab():
     assert_invalid(lab, "192.0.2.7", "belongs to no node")
 
 
-def test_conntrack_check_referring_to_an_icmp_check():
+def test_conntrack_check_referring_to_an_icmp_check_is_valid_without_ports():
     lab = two_nodes()
     ping = lab.expect("host", "a", "icmp")
     lab.expect_conntrack("host", ping, reply_dst="10.0.0.1")
-    assert_invalid(lab, ping.name, "is not an allowed tcp/udp/http check")
+    validate(lab)  # the echo's entry (type/code/id); reply_sport would not apply
+    lab.expect_conntrack("host", ping, reply_dst="10.0.0.1", reply_sport=7, name="with a port")
+    assert_invalid(lab, "an ICMP entry has no ports")
 
 
 def test_conntrack_check_referring_to_a_deny_check():
     lab = two_nodes()
     blocked = lab.expect("host", "a", "tcp", 7, allow=False)
     lab.expect_conntrack("host", blocked, reply_dst="10.0.0.1")
-    assert_invalid(lab, "is not an allowed tcp/udp/http check")
+    assert_invalid(lab, "is not an allowed icmp/tcp/udp/http check")
 
 
 def test_conntrack_check_on_unknown_node():

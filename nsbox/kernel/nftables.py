@@ -117,7 +117,8 @@ def rule_counters(path: str) -> list[tuple[str, str, int | None]]:
     return listed_rules(done.stdout)
 
 
-def matching(rules: list[tuple[str, str, int | None]], chain: str, spec: str) -> list[int]:
-    """Indexes of the rules of CHAIN ("FAMILY TABLE CHAIN") whose text holds SPEC and that drop."""
+def matching(rules: list[tuple[str, str, int | None]], chain: str, spec: str, drops: bool = True) -> list[int]:
+    """Indexes of the rules of CHAIN ("FAMILY TABLE CHAIN") whose text holds SPEC and that drop
+    (DROPS False: whatever their verdict, as counted_by names them)."""
     return [i for i, (ch, text, _) in enumerate(rules)
-            if ch == chain and spec in text and re.search(r"\b(drop|reject)\b", text)]
+            if ch == chain and spec in text and (not drops or re.search(r"\b(drop|reject)\b", text))]

@@ -16,7 +16,8 @@ class ReachCheck:
     proto: Literal["icmp", "tcp", "udp", "http", "dns"]
     port: int | None = None
     allow: bool = True
-    seen_from: str | None = None  # the server must see this source address
+    # the server must see this source address (or one of these: several are any of them)
+    seen_from: str | tuple[str, ...] | None = None
     # deny checks: the rule that must drop the probe, as (node, table, chain, spec);
     # spec is the rule as the recipe wrote it, or "policy" for the chain's policy.
     dropped_by: tuple[str, str, str, str] | None = None
@@ -27,9 +28,29 @@ class ReachCheck:
     answer: str | None = None
     # a node-name target: probe its first address of this family (4 or 6); None: its first
     family: int | None = None
+    # any check: the rule whose packet counter must rise for this probe, any target (ACCEPT,
+    # DNAT, MASQUERADE, a jump...), named as dropped_by names one
+    counted_by: tuple[str, str, str, str] | None = None
+    # deny checks: how the denial must show (DENY_KINDS), None: any way
+    deny: str | None = None
+    # icmp checks: the echo request's IP packet size in bytes (header included, as an MTU
+    # counts it; None: a small one), sent with don't-fragment when df
+    size: int | None = None
+    df: bool = False
+
+    @property
+    def seen_froms(self) -> tuple[str, ...]:
+        """seen_from as a tuple (empty: none asked for)."""
+        if self.seen_from is None:
+            return ()
+        return (self.seen_from,) if isinstance(self.seen_from, str) else tuple(self.seen_from)
 
     @property
     def expected(self) -> str:
+        base = self._expected()
+        return f"{base}, counted by {describe_rule(self.counted_by)}" if self.counted_by else base
+
+    def _expected(self) -> str:
         if self.proto == "dns":
             return f"answer {self.answer}" if self.answer else "NXDOMAIN"
         if self.allow and (self.seen_from or self.answered_by):
@@ -37,15 +58,26 @@ class ReachCheck:
             if self.answered_by:
                 parts.append("answered by " + "|".join(sorted(self.answered_by)))
             if self.seen_from:
-                parts.append(f"seen from {self.seen_from}")
+                parts.append("seen from " + "|".join(self.seen_froms))
             return "allow, " + ", ".join(parts)
+        deny = f"deny ({self.deny})" if self.deny else "deny"
         if self.dropped_by:
-            return f"deny, dropped by {describe_rule(self.dropped_by)}"
-        return "allow" if self.allow else "deny"
+            return f"{deny}, dropped by {describe_rule(self.dropped_by)}"
+        return "allow" if self.allow else deny
+
+
+# How a denial shows at the source (ProbeResult.kind): refused = a TCP RST or ICMP port
+# unreachable (ECONNREFUSED); unreachable = ICMP net/host unreachable, or no route / no
+# neighbour here; filtered = ICMP administratively prohibited (iptables REJECT
+# --reject-with icmp-admin-prohibited, icmp-net/host-prohibited), or this netns's own
+# OUTPUT dropped it (EPERM); timeout = nothing came back.
+DENY_KINDS = ("refused", "timeout", "unreachable", "filtered")
 
 
 def describe_rule(rule: tuple[str, str, str, str]) -> str:
     node, table, chain, spec = rule
+    if table == "nft":
+        return f"{node} nft {chain}: {spec}"
     return f"{node} {table} {chain} policy" if spec == "policy" else f"{node} {table} -A {chain} {spec}"
 
 

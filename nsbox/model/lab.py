@@ -466,6 +466,9 @@ class Lab:
     # names a probe may target besides nodes: a Service's name -> its address (kits fill it;
     # resolved when the check is made, so nothing of it is handed over to the runner)
     target_names: dict[str, str] = field(default_factory=dict)
+    # pod sandboxes: nodes whose netns a `pause` process holds while the lab runs, as on a
+    # real node (see sandbox())
+    sandboxes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Every lab has a node named `host`: the machine the lab stands for (the Docker
@@ -488,6 +491,16 @@ class Lab:
             raise ValidationError(f"container {name}: the name is taken by a node or a container")
         self.containers[name] = Container(name, n.name)
         return ContainerHandle(n, name)
+
+    def sandbox(self, node: Node | str) -> Node:
+        """NODE is a pod's sandbox: while the lab runs, a holder process (argv "pause
+        infinity", in NODE's netns) keeps it, as the pause container does on a real node;
+        the pod's containers (container()) each serve from a process of their own named
+        after the container, so `ip netns pids`, `ps` and `ss -p` show the pod as a node does."""
+        n = self._node(node, "sandbox")
+        if n.name not in self.sandboxes:
+            self.sandboxes.append(n.name)
+        return n
 
     def machine(self, name: str, nodes: list[Node | str]) -> Machine:
         """A machine NAME that holds NODES (its root namespace and those of its containers or
@@ -644,15 +657,26 @@ class Lab:
 
     # -- expectations --
     def expect(self, src: str, dst: str, proto: Literal["icmp", "tcp", "udp", "http"], port: int | None = None,
-               *, allow: bool = True, seen_from: str | None = None, name: str | None = None,
+               *, allow: bool = True, seen_from: str | list[str] | tuple[str, ...] | None = None,
+               name: str | None = None,
                dropped_by: tuple[str, str, str, str] | None = None,
+               counted_by: tuple[str, str, str, str] | None = None, deny: str | None = None,
+               size: int | None = None, df: bool = False,
                answered_by: str | Node | set[str] | frozenset[str] | list[str] | None = None,
                family: int | None = None) -> ReachCheck:
         """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
 
-        seen_from: the source address the server must have seen (proves NAT).
+        seen_from: the source address the server must have seen (proves NAT); a list: any
+        one of them (a SNAT to a range, several egress addresses).
         dropped_by: (node, table, chain, rule spec or "policy"): the deny must be that
         rule's doing -- its packet counter rises while the probe is dropped.
+        counted_by: the same form, on any check and for a rule of any target (ACCEPT,
+        DNAT, MASQUERADE, MARK, a jump): its packet counter must rise for this probe.
+        deny: with allow=False, how the denial must show: "refused" (RST / ICMP port
+        unreachable), "unreachable" (ICMP host/net unreachable), "filtered" (ICMP
+        admin prohibited) or "timeout" (nothing came back).
+        size, df: an icmp echo whose IP packet is SIZE bytes, with don't-fragment (df=True):
+        passes a path whose MTU is at least SIZE, fails a smaller one.
         answered_by: the container (or one of a set) whose server must answer: proves where
         DNAT sent the connection (a published port, a Service's endpoints).
         family: 4 or 6, the address of a node-name DST to probe (default its first address).
@@ -661,6 +685,12 @@ class Lab:
             raise ValidationError(f"expect {src} -> {dst}: family must be 4 or 6, not {family!r}")
         if dropped_by is not None:
             dropped_by = tuple(dropped_by)  # type: ignore[assignment]
+        if counted_by is not None:
+            counted_by = tuple(counted_by)  # type: ignore[assignment]
+        if seen_from is not None and not isinstance(seen_from, str):
+            seen_from = tuple(seen_from)
+            if len(seen_from) == 1:
+                seen_from = seen_from[0]
         src, dst = _name(src), self._target_name(dst)
         answered: frozenset[str] | None = None
         if answered_by is not None:
@@ -668,7 +698,7 @@ class Lab:
                                  else (_name(a) for a in answered_by))
         check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
                            name=name or _reach_name(src, dst, proto, port) + (f" (IPv{family})" if family else ""),
-                           dropped_by=dropped_by,
+                           dropped_by=dropped_by, counted_by=counted_by, deny=deny, size=size, df=df,
                            answered_by=answered, family=family)
         self._add_check(check)
         return check

@@ -41,6 +41,7 @@ def lab_to_dict(lab: Lab) -> dict[str, Any]:
         "containers": [dataclasses.asdict(c) for c in lab.containers.values()],
         "machines": [dataclasses.asdict(m) for m in lab.machines],
         "virtuals": [dataclasses.asdict(v) for v in lab.virtuals],
+        "sandboxes": list(lab.sandboxes),
     }
 
 
@@ -94,7 +95,7 @@ def lab_from_dict(data: Any) -> Lab:
 
 def _lab_from_dict(d: dict) -> Lab:
     _keys(d, "lab", {"name", "description", "source", "sets", "requires", "nodes", "veths", "checks", "matrices", "links",
-                   "containers", "machines", "virtuals"})
+                   "containers", "machines", "virtuals", "sandboxes"})
     lab = Lab(_str(d["name"]), _str(d["description"]))
     lab.source = _str(d.get("source", ""))  # type: ignore[attr-defined]
     lab.sets = {_str(k): _str(v) for k, v in d.get("sets", {}).items()}  # type: ignore[attr-defined]
@@ -133,6 +134,8 @@ def _lab_from_dict(d: dict) -> Lab:
     for vd in d.get("virtuals", []):
         v = _make(Virtual, vd)
         lab.virtual(_str(v.ip), proto=v.proto, port=v.port, node=v.node, name=v.name)
+    for name in d.get("sandboxes", []):
+        lab.sandbox(_str(name))
     return lab
 
 

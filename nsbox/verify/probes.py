@@ -37,6 +37,10 @@ class ProbeResult:
     token: str
     local: tuple[str, int] | None = None  # the source address/port the probe used
     body: str | None = None
+    # a denied probe: how it showed (nsbox.model.checks.DENY_KINDS), None when it was none
+    # of those (reset mid-connection, an HTTP error, no echo)
+    kind: str | None = None
+    icmp_id: int | None = None  # icmp probes: the echo request's identifier (conntrack's id=)
 
 
 def probe(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: float,
@@ -46,14 +50,18 @@ def probe(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: flo
 
 
 def probe_task(proto: str, src_path: str, dst_ip: str, port: int | None, timeout: float,
-               query: str | None = None, sockets: "Sockets | None" = None) -> Probe:
+               query: str | None = None, sockets: "Sockets | None" = None, size: int | None = None,
+               df: bool = False) -> Probe:
     """The probe as a task for nsbox.verify.loop (many at once, cancellable). SOCKETS: where
-    its socket is made (many probes: one Sockets keeps the namespaces open between them)."""
+    its socket is made (many probes: one Sockets keeps the namespaces open between them).
+    SIZE, DF: an icmp echo of SIZE bytes of IP packet, with don't-fragment."""
     token = os.urandom(8).hex()
     src = (sockets, src_path)
     if proto == "dns":
         assert query is not None and port is not None
         return _dns(src, dst_ip, port, timeout, token, query)
+    if proto == "icmp":
+        return _icmp(src, dst_ip, port, timeout, token, size, df)
     fn = {"tcp": _tcp, "http": _http, "udp": _udp, "icmp": _icmp}[proto]
     return fn(src, dst_ip, port, timeout, token)
 
@@ -166,20 +174,87 @@ def _family(ip: str) -> int:
     return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
-def _error(e: OSError, token: str) -> ProbeResult:
+# The kind of a denial by errno. EHOSTUNREACH/ENETUNREACH are also what an ICMP "administratively
+# prohibited" becomes: the ICMP type and code read from the socket's error queue tell them apart.
+_KINDS = {errno.ECONNREFUSED: "refused", errno.ENETUNREACH: "unreachable", errno.EHOSTUNREACH: "unreachable",
+          errno.ETIMEDOUT: "timeout", errno.EPERM: "filtered", errno.EACCES: "filtered"}
+IP_RECVERR, IPV6_RECVERR = 11, 25  # <linux/in.h>, <linux/in6.h> (not in Python 3.11's socket module)
+SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
+
+
+def icmp_kind(v6: bool, typ: int, code: int) -> str | None:
+    """The kind of denial an ICMP(v6) error says: destination unreachable codes as RFC 792 /
+    1812 and RFC 4443 number them."""
+    if not v6 and typ == 3:
+        return {2: "refused", 3: "refused", 9: "filtered", 10: "filtered", 13: "filtered"}.get(code, "unreachable")
+    if v6 and typ == 1:
+        return {1: "filtered", 4: "refused", 5: "filtered", 6: "filtered"}.get(code, "unreachable")
+    return None
+
+
+def _recverr(s: socket.socket) -> None:
+    """Ask the kernel to queue the ICMP error that ends a connection, with its type and code."""
+    v6 = s.family == socket.AF_INET6
+    s.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_RECVERR if v6 else IP_RECVERR, 1)
+
+
+def _queued_icmp(s: socket.socket) -> tuple[bool, int, int, str] | None:
+    """The ICMP error queued on S (IP_RECVERR): (v6, type, code, sender), or None."""
+    try:
+        _, anc, _, _ = s.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+    except OSError:
+        return None
+    for level, typ, data in anc:
+        if (level, typ) in ((socket.IPPROTO_IP, IP_RECVERR), (socket.IPPROTO_IPV6, IPV6_RECVERR)) \
+                and len(data) >= _EXTENDED_ERR.size:
+            _, origin, itype, code, _, _, _ = _EXTENDED_ERR.unpack_from(data)
+            if origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
+                sender = _offender(data[_EXTENDED_ERR.size:])
+                return origin == SO_EE_ORIGIN_ICMP6, itype, code, sender
+    return None
+
+
+def _offender(raw: bytes) -> str:
+    """SO_EE_OFFENDER: the sockaddr after the extended error (who sent the ICMP)."""
+    try:
+        fam = struct.unpack_from("=H", raw)[0]
+        if fam == socket.AF_INET:
+            return socket.inet_ntop(socket.AF_INET, raw[4:8])
+        if fam == socket.AF_INET6:
+            return socket.inet_ntop(socket.AF_INET6, raw[8:24])
+    except (struct.error, ValueError, OSError):
+        pass
+    return "?"
+
+
+def _error(e: OSError, token: str, s: socket.socket | None = None) -> ProbeResult:
     names = {errno.ECONNREFUSED: "refused", errno.ENETUNREACH: "network unreachable",
              errno.EHOSTUNREACH: "host unreachable", errno.ECONNRESET: "reset",
-             errno.ETIMEDOUT: "timeout", errno.EPERM: "not permitted"}
+             errno.ETIMEDOUT: "timeout", errno.EPERM: "not permitted",
+             errno.EMSGSIZE: "message too long (over the route's MTU, don't fragment)"}
     if isinstance(e, (socket.timeout, TimeoutError)):
-        return ProbeResult(False, "timeout", token)
-    return ProbeResult(False, names.get(e.errno or 0, e.strerror or str(e)), token)
+        return ProbeResult(False, "timeout", token, kind="timeout")
+    detail = names.get(e.errno or 0, e.strerror or str(e))
+    kind = _KINDS.get(e.errno or 0)
+    icmp = _queued_icmp(s) if s is not None else None
+    if icmp is not None:
+        v6, typ, code, sender = icmp
+        kind = icmp_kind(v6, typ, code) or kind
+        detail += f" (ICMP{'v6' if v6 else ''} type {typ} code {code} from {sender})"
+    return ProbeResult(False, detail, token, kind=kind)
 
 
 def _tcp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> Probe:
     assert port is not None
+    s = None
     try:
         with _sock(src, _family(ip), socket.SOCK_STREAM) as s:
-            yield from _connect(s, (ip, port), timeout)
+            _recverr(s)
+            try:
+                yield from _connect(s, (ip, port), timeout)
+            except OSError as e:
+                return _error(e, token, s)
             local = s.getsockname()[:2]
             msg = ECHO_PREFIX + token.encode() + b"\n"
             yield from _send(s, msg, timeout)
@@ -204,7 +279,11 @@ def _http(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> 
            f"User-Agent: nsbox\r\n\r\n").encode()
     try:
         with _sock(src, _family(ip), socket.SOCK_STREAM) as s:
-            yield from _connect(s, (ip, port), timeout)
+            _recverr(s)
+            try:
+                yield from _connect(s, (ip, port), timeout)
+            except OSError as e:
+                return _error(e, token, s)
             local = s.getsockname()[:2]
             yield from _send(s, req, timeout)
             data = b""
@@ -227,12 +306,18 @@ def _udp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> P
     try:
         with _sock(src, _family(ip), socket.SOCK_DGRAM) as s:
             s.connect((ip, port))  # connected UDP: ICMP errors surface as exceptions
+            _recverr(s)  # ... and queue their type and code
             local = s.getsockname()[:2]
-            s.send(msg)
-            deadline = time.monotonic() + timeout
-            while True:
-                if (yield from _recv(s, 65535, deadline)) == msg:
-                    return ProbeResult(True, "echoed", token, local)
+            try:
+                s.send(msg)
+                deadline = time.monotonic() + timeout
+                while True:
+                    if (yield from _recv(s, 65535, deadline)) == msg:
+                        return ProbeResult(True, "echoed", token, local)
+            except (TimeoutError, socket.timeout) as e:
+                return _error(e, token)
+            except OSError as e:
+                return _error(e, token, s)
     except OSError as e:
         return _error(e, token)
 
@@ -246,10 +331,17 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> Probe:
+IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_PMTUDISC_DONT = 10, 2, 0  # <linux/in.h>
+IPV6_MTU_DISCOVER, IPV6_DONTFRAG = 23, 62  # <linux/in6.h>
+
+
+def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str, size: int | None = None,
+          df: bool = False) -> Probe:
     v6 = ":" in ip
     ident = os.getpid() & 0xFFFF ^ int(token[:4], 16)
     payload = token.encode()
+    if size is not None:  # the IP packet: 20 (IPv4) or 40 (IPv6) bytes of header, 8 of ICMP, the rest payload
+        payload = payload.ljust(max(len(payload), size - (48 if v6 else 28)), b"x")
     req_type, reply_type = (128, 129) if v6 else (8, 0)
     header = struct.pack("!BBHHH", req_type, 0, 0, ident, 1)
     packet = header + payload
@@ -258,6 +350,14 @@ def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> 
     try:
         with _sock(src, _family(ip), socket.SOCK_RAW,
                    socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP) as s:
+            if size is not None or df:
+                # DF set and never fragmented here: a packet over the route's MTU fails with
+                # EMSGSIZE, as `ping -M do` does; without df the kernel may fragment it
+                if v6:
+                    s.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IP_PMTUDISC_DO if df else IP_PMTUDISC_DONT)
+                    s.setsockopt(socket.IPPROTO_IPV6, IPV6_DONTFRAG, 1 if df else 0)
+                else:
+                    s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO if df else IP_PMTUDISC_DONT)
             s.sendto(packet, (ip, 0))
             deadline = time.monotonic() + timeout
             while True:
@@ -267,8 +367,12 @@ def _icmp(src: tuple, ip: str, port: int | None, timeout: float, token: str) -> 
                     continue
                 typ, _, _, rid, _ = struct.unpack("!BBHHH", icmp[:8])
                 if typ == reply_type and rid == ident and addr[0] == ip:
-                    return ProbeResult(True, "echo reply", token)
+                    return ProbeResult(True, "echo reply", token, icmp_id=ident)
                 if typ in ((1,) if v6 else (3,)) and payload in icmp:  # destination unreachable
-                    return ProbeResult(False, "icmp unreachable", token)
+                    code = icmp[1]
+                    return ProbeResult(False, f"icmp unreachable (type {typ} code {code} from {addr[0]})", token,
+                                       kind=icmp_kind(v6, typ, code), icmp_id=ident)
     except OSError as e:
-        return _error(e, token)
+        r = _error(e, token)
+        r.icmp_id = ident
+        return r

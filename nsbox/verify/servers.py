@@ -1,11 +1,16 @@
-"""The lab's servers: HTTP, TCP echo, UDP echo and DNS, in one process of their own.
+"""The lab's servers: HTTP, TCP echo, UDP echo and DNS, in processes of their own.
 
 Each listening socket is opened while this thread is inside the node's netns,
-so it serves there. start() forks the server process, which takes the sockets
-with it and serves them all from one event loop; `ss -ltnp` in a node shows it
-as `nsbox-servers`, as a learner expects a server to be a process. It never
-competes with the probes for this interpreter's lock, and it dies with nsbox
-(SIGKILL on close(), PR_SET_PDEATHSIG if nsbox itself is killed).
+so it serves there. start() forks one server process per container (or node)
+with servers, as a real node runs one process per container: it moves into that
+netns (so `ip netns pids POD` lists it), takes that container's sockets and
+serves them from one event loop; its name (comm, what `ss -ltnp` and `ps -o comm`
+show) and its command line (what `ps` shows) are the container's. A pod sandbox
+(Lab.sandbox) is held by a `pause infinity` process in its netns, as the pause
+container holds a real pod's. Past MAX_PROCESSES the remaining servers share one
+`nsbox-servers` process (a 1,000-pod lab stays light). None of them competes with
+the probes for this interpreter's lock, and each dies with nsbox (SIGKILL on
+close(), PR_SET_PDEATHSIG if nsbox itself is killed).
 
 Like the book's web server, HTTP answers `GET /` with `Hello`, `GET /host` with
 `NODE: <node>, POD IP:<ip>` and `GET /source` with the client address it saw.
@@ -30,7 +35,9 @@ from nsbox.kernel import netns
 TOKEN_HEADER = "X-Nsbox-Probe"
 ECHO_PREFIX = b"nsbox-probe "
 _MAX_REQUEST = 16384
-PROCESS_NAME = b"nsbox-servers"  # what ps and `ss -p` show
+PROCESS_NAME = b"nsbox-servers"  # the shared process past MAX_PROCESSES: what ps and `ss -p` show
+MAX_PROCESSES = 128  # server and holder processes of one lab, at most
+PAUSE_ARGV = ["pause", "infinity"]  # a sandbox holder: /bin/sleep, named as kubelet's pause
 _PR_SET_NAME, _PR_SET_PDEATHSIG = 15, 1
 _F_SETPIPE_SZ = 1031
 _UNSAFE = str.maketrans("\t\r\n", "???")
@@ -55,7 +62,9 @@ class ServerSet:
     _listeners: list = field(default_factory=list)  # (socket, ("listen", node, ip, kind)) until start()
     _zones: dict[int, dict[str, str]] = field(default_factory=dict)  # dns socket fd -> name -> A
     _procs: list = field(default_factory=list)  # proxy processes (subprocess.Popen)
-    pid: int | None = None  # the server process
+    _paths: list = field(default_factory=list)  # the netns path of each of _listeners
+    _holders: list = field(default_factory=list)  # (name, netns path) of each sandbox to hold
+    pids: list = field(default_factory=list)  # the server and holder processes
     _records: int = -1  # read end of the record pipe
     _partial: bytes = b""
 
@@ -79,11 +88,24 @@ class ServerSet:
             s.close()
             raise
         self._listeners.append((s, ("listen", node, ip, kind)))
+        self._paths.append(path)
         if kind == "dns":
             self._zones[s.fileno()] = dict(records)
 
+    @property
+    def pid(self) -> int | None:
+        """The first server process (there may be several: see pids)."""
+        return self.pids[0] if self.pids else None
+
+    def hold(self, name: str, path: str) -> None:
+        """Keep a `pause` process in the netns at PATH (the sandbox NAME) from start() to close()."""
+        self._holders.append((name, path))
+
     def start(self) -> None:
-        """Fork the server process; it takes the listening sockets (this process closes its copies)."""
+        """Fork the server processes, one per container with servers; each takes its
+        listening sockets (this process closes its copies), then the sandboxes' holders."""
+        import gc
+
         if self._zones:
             import dnslib  # noqa: F401 - imported before the fork: the child imports nothing
         r, w = os.pipe()
@@ -93,23 +115,47 @@ class ServerSet:
             pass
         parent = os.getpid()
         libc = ctypes.CDLL(None, use_errno=True)  # before the fork: dlopen takes a lock another thread may hold
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the server process
-            status = 1
-            try:
-                os.close(r)
-                _become_server(parent, libc)
-                _Server(self._listeners, self._zones, w).loop()
-                status = 0
-            finally:
-                os._exit(status)
-        self.pid = pid
-        os.close(w)
-        os.set_blocking(r, False)
-        self._records = r
-        for s, _ in self._listeners:
-            s.close()
-        self._listeners.clear()
+        groups: dict[tuple[str, str], list[int]] = {}  # (container, netns path) -> its listeners
+        for i, ((_, data), path) in enumerate(zip(self._listeners, self._paths)):
+            groups.setdefault((data[1], path), []).append(i)
+        keys = list(groups)
+        holders = self._holders[:max(0, MAX_PROCESSES - len(keys))]
+        if len(keys) > MAX_PROCESSES - len(holders):  # the rest share one process
+            own = MAX_PROCESSES - len(holders) - 1
+            shared = [i for k in keys[own:] for i in groups[k]]
+            keys = keys[:own]
+            groups = {k: groups[k] for k in keys}
+            if shared:
+                groups[(PROCESS_NAME.decode(), "")] = shared
+        gc.freeze()  # the children touch no old objects' refcounts: fewer pages copied
+        try:
+            for (name, path), idx in groups.items():
+                mine = set(idx)
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - a server process
+                    status = 1
+                    try:
+                        os.close(r)
+                        for i, (s, _) in enumerate(self._listeners):
+                            if i not in mine:
+                                s.close()  # another container's: `ss -p` must show its own process only
+                        _become_server(parent, libc, name.encode(), path)
+                        _Server([self._listeners[i] for i in idx], self._zones, w).loop()
+                        status = 0
+                    finally:
+                        os._exit(status)
+                self.pids.append(pid)
+            for name, path in holders:
+                self.pids.append(_spawn_holder(parent, libc, path))
+        finally:
+            gc.unfreeze()
+            os.close(w)
+            os.set_blocking(r, False)
+            self._records = r
+            for s, _ in self._listeners:
+                s.close()
+            self._listeners.clear()
+            self._paths.clear()
 
     def records_fd(self) -> int:
         """The fd that becomes readable when the server process has recorded a peer."""
@@ -179,30 +225,83 @@ class ServerSet:
             if proc.stdout:
                 proc.stdout.close()
         self._procs.clear()
-        if self.pid is not None:  # ours, by pid; it holds nothing that needs an orderly end
+        for pid in self.pids:  # ours, by pid; they hold nothing that needs an orderly end
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            os.waitpid(self.pid, 0)
-            self.pid = None
+        for pid in self.pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.pids.clear()
         for s, _ in self._listeners:
             s.close()
         self._listeners.clear()
+        self._paths.clear()
         if self._records >= 0:
             os.close(self._records)
             self._records = -1
 
 
-def _become_server(parent: int, libc: ctypes.CDLL) -> None:
-    """First steps of the forked server process: named, tied to nsbox's life, and deaf to
-    the signals that make nsbox tear down (nsbox's handlers must not run here)."""
+def _become_server(parent: int, libc: ctypes.CDLL, name: bytes = PROCESS_NAME, path: str = "") -> None:
+    """First steps of a forked server process: tied to nsbox's life, deaf to the signals
+    that make nsbox tear down (nsbox's handlers must not run here), in the netns at PATH
+    (its sockets are there already: this is what `ip netns pids` reads), named NAME."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # nsbox died before the line above took effect
         os._exit(1)
-    libc.prctl(_PR_SET_NAME, PROCESS_NAME, 0, 0, 0)
+    if path:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.setns(fd, netns.CLONE_NEWNET) != 0:
+                os._exit(1)
+        finally:
+            os.close(fd)
+    libc.prctl(_PR_SET_NAME, name[:15], 0, 0, 0)
+    _set_cmdline(name)
+
+
+def _set_cmdline(name: bytes) -> None:
+    """Make /proc/self/cmdline (what `ps` prints) NAME: overwrite the process's original
+    argument strings in place (arg_start..arg_end of /proc/self/stat; Python keeps its own
+    copy of argv, so nothing reads them any more), as setproctitle does. PR_SET_MM would
+    need CAP_SYS_RESOURCE, which a container's root often lacks."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[47 - 2]), int(fields[48 - 2])  # fields 48, 49; [0] is field 3
+    except (OSError, ValueError, IndexError):
+        return
+    size = end - start
+    if size <= 1:
+        return
+    text = name[:size - 1]
+    ctypes.memset(start, 0, size)
+    ctypes.memmove(start, text, len(text))
+
+
+def _spawn_holder(parent: int, libc: ctypes.CDLL, path: str) -> int:
+    """A sandbox's holder: /bin/sleep run as `pause infinity` in the netns at PATH, tied to
+    nsbox's life (PR_SET_PDEATHSIG survives the exec)."""
+    import shutil
+
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the holder
+        try:
+            _become_server(parent, libc, b"pause", path)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, 65536)
+            os.execv(sleep, PAUSE_ARGV)
+        finally:
+            os._exit(1)
+    return pid
 
 
 class _Server:

@@ -11,11 +11,13 @@ A deny check that names its rule (`dropped_by`) is proven by that rule's packet
 counter, read in the node while the probe waits: the probe ends as soon as the
 counter has risen (or the probe itself ends: refused, unreachable, answered,
 timed out). Those checks run one at a time after the others, so no other probe
-moves the counters they read.
+moves the counters they read. A check with `counted_by` (any rule, any target) runs
+among those too: its probe between two reads of the node's counters.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -64,6 +66,8 @@ def start_servers(built: Built) -> ServerSet:
                                    s.kind, s.port, s.address, s.records)
                 except OSError as e:
                     raise KernelError(f"{node.name}: cannot serve {s.kind} on port {s.port}: {e.strerror}") from None
+        for name in getattr(built.lab, "sandboxes", ()):
+            servers.hold(name, built.path(name))
         servers.start()
         for node in built.lab.nodes.values():
             for p in node.proxies:
@@ -77,7 +81,7 @@ def start_servers(built: Built) -> ServerSet:
 def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[CheckResult]:
     lab = built.lab
     reach = [c for c in lab.checks if isinstance(c, ReachCheck)]
-    concurrent = [c for c in reach if c.dropped_by is None]
+    concurrent = [c for c in reach if c.dropped_by is None and c.counted_by is None]
     probes: dict[str, ProbeResult] = {}
     loop = Loop()
     if servers.records_fd() >= 0:
@@ -92,6 +96,8 @@ def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[
         for c in reach:
             if c.dropped_by is not None:
                 done[c.name] = _run_dropped(built, c, timing, loop)
+            elif c.counted_by is not None:
+                done[c.name] = _run_counted(built, servers, c, timing, loop)
     finally:
         loop.close()
         sockets.close()
@@ -152,7 +158,8 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
     attempts = 0
     while True:
         attempts += 1
-        p = yield from probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, c.query, sockets)
+        p = yield from probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, c.query, sockets,
+                                  c.size, c.df)
         token = p.token
         if c.proto == "dns" and p.local:  # a DNS query carries no token: the server keys it by the peer
             token = f"dns:{p.local[0]}:{p.local[1]}"
@@ -212,35 +219,66 @@ class _Counters:
     note: str = ""                            # appended to the detail
 
 
-def _iptables_counters(built: Realized, c: ReachCheck, dst_ip: str) -> _Counters:
-    node, table, chain, spec = c.dropped_by  # type: ignore[misc]
+def _iptables_counters(built: Realized, c: ReachCheck, dst_ip: str, ref: tuple[str, str, str, str] | None = None,
+                       only_drops: bool = True) -> _Counters:
+    """REF (default: the check's dropped_by) = (node, table, chain, spec or "policy"): the
+    node's rule counters (ONLY_DROPS: of its DROP/REJECT rules and DROP policies)."""
+    node, table, chain, spec = ref or c.dropped_by  # type: ignore[misc]
     firewall = built.lab.nodes[node].firewall
     want = (table, chain, "policy" if spec == "policy" else parse_rule(spec).render())
     family = 6 if ":" in dst_ip else 4  # an IPv6 packet only moves ip6tables counters
     path = built.path(node)
-    return _Counters(lambda: iptables.drop_counters(path, firewall, built.iptables, family),  # type: ignore[arg-type]
+    return _Counters(lambda: iptables.rule_counters(path, firewall, built.iptables, family,  # type: ignore[arg-type]
+                                                    only_drops),
                      lambda k: k == want, lambda k: describe_rule((node, *k)),  # type: ignore[misc]
-                     f"DROP rule of {node}",
+                     f"{'DROP ' if only_drops else ''}rule of {node}",
                      f"; counters of {node}'s ip6tables rules" if family == 6 else "")
 
 
-def _nft_counters(built: Realized, c: ReachCheck) -> _Counters:
+def _nft_counters(built: Realized, c: ReachCheck, ref: tuple[str, str, str, str] | None = None,
+                  only_drops: bool = True) -> _Counters:
     """dropped_by=(node, "nft", "FAMILY TABLE CHAIN", text of the rule): the packet counter of
     that nftables rule (as `nft list ruleset` prints it in the node)."""
     from nsbox.kernel import nftables
 
-    node, _, chain, spec = c.dropped_by  # type: ignore[misc]
+    node, _, chain, spec = ref or c.dropped_by  # type: ignore[misc]
     path = built.path(node)
 
     def read() -> dict[Hashable, int]:
         rules = nftables.rule_counters(path)
-        wanted = set(nftables.matching(rules, chain, spec))
+        wanted = set(nftables.matching(rules, chain, spec, only_drops))
         # a rule's key: its place and text, so a rule listed differently is a different rule
         return {(i, ch, text, i in wanted): n for i, (ch, text, n) in enumerate(rules)
-                if n is not None and re.search(r"\b(drop|reject)\b", text)}
+                if n is not None and (not only_drops or re.search(r"\b(drop|reject)\b", text))}
 
     return _Counters(read, lambda k: k[3], lambda k: f"{node} nft {k[1]}: {k[2]}",  # type: ignore[index]
-                     f"nftables drop rule of {node}", f"; counters of {node}'s nftables rules")
+                     f"nftables {'drop ' if only_drops else ''}rule of {node}", f"; counters of {node}'s nftables rules")
+
+
+def _run_counted(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing,
+                 loop: Loop) -> tuple[CheckResult, ProbeResult]:
+    """A check with counted_by: the probe as any check's (judged as usual), between two reads
+    of the node's rule counters; it passes when it also moved the named rule's counter. The
+    counters are the kernel's own (iptables-save -c / nft list ruleset), and only this probe
+    runs meanwhile."""
+    target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
+    ref = c.counted_by
+    counters = (_nft_counters(built, c, ref, only_drops=False) if ref[1] == "nft"  # type: ignore[index]
+                else _iptables_counters(built, c, target.ip, ref, only_drops=False))
+    before = counters.read()
+    res, p = loop.run([_reach_task(built, servers, c, timing)], 1)[0]
+    after = counters.read()
+    rose = [k for k, v in after.items() if v > before.get(k, 0)]
+    counted = any(counters.wanted(k) for k in rose)
+    if counted:
+        observed = f"{res.observed}, counted by {describe_rule(ref)}"  # type: ignore[arg-type]
+    elif rose:
+        observed = f"{res.observed}, not counted by it: counted by " + "; ".join(counters.describe(k) for k in rose)
+    else:
+        observed = f"{res.observed}, but no {counters.what} counted it"
+    return dataclasses.replace(res, expected=c.expected, observed=observed, passed=res.passed and counted,
+                               detail=res.detail + counters.note,
+                               duration_ms=round(res.duration_ms, 1)), p
 
 
 def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> tuple[CheckResult, ProbeResult]:
@@ -258,14 +296,15 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
         attempts += 1
         before = counters.read()
         sent = time.monotonic()
-        h = loop.start(probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout))
+        h = loop.start(probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, size=c.size, df=c.df))
         rose: list[Hashable] = []
         counted_ms = None
         while not h.done:
             now = counters.read()
             rose = [k for k, v in now.items() if v > before.get(k, 0)]
             loop.step(0)  # whatever the kernel did meanwhile (an answer) counts first
-            if any(counters.wanted(k) for k in rose) and not h.done:
+            # a check naming the deny's kind waits for the probe's own end: that shows the kind
+            if c.deny is None and any(counters.wanted(k) for k in rose) and not h.done:
                 counted_ms = (time.monotonic() - sent) * 1000
                 loop.cancel(h)
                 break
@@ -276,13 +315,14 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
             p = h.result
         else:
             p = ProbeResult(False, "no answer", "")
+        deny = f"deny ({p.kind or p.detail})" if c.deny else "deny"
         if p.reachable:
             observed = "allow"
         elif rose:
-            observed = "deny, dropped by " + "; ".join(counters.describe(k) for k in rose)
+            observed = f"{deny}, dropped by " + "; ".join(counters.describe(k) for k in rose)
         else:
-            observed = f"deny, but no {counters.what} counted it"
-        passed = not p.reachable and any(counters.wanted(k) for k in rose)
+            observed = f"{deny}, but no {counters.what} counted it"
+        passed = not p.reachable and any(counters.wanted(k) for k in rose) and (c.deny is None or p.kind == c.deny)
         if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
             break
         loop_sleep(loop, timing.interval)
@@ -372,6 +412,8 @@ def _run_interfaces(built: Realized, c: InterfacesCheck) -> CheckResult:
 
 def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str | None) -> tuple[str, bool]:
     if not p.reachable:
+        if c.deny is not None:
+            return f"deny ({p.kind or p.detail})", not c.allow and p.kind == c.deny
         return "deny", not c.allow
     if c.proto == "dns":
         got = f"answer {p.body}" if p.body else ("NXDOMAIN" if p.detail.startswith("NXDOMAIN") else "no A record")
@@ -384,7 +426,7 @@ def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str 
         passed = passed and by in c.answered_by
     if c.seen_from is not None:
         parts.append(f"seen from {seen[0]}" if seen else "source not recorded")
-        passed = passed and seen is not None and _same_ip(seen[0], c.seen_from)
+        passed = passed and seen is not None and any(_same_ip(seen[0], a) for a in c.seen_froms)
     return "allow, " + ", ".join(parts), passed
 
 
@@ -393,6 +435,8 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     start = time.monotonic()
     of = next(r for r in reach if r.name == c.of)
     p = probes[c.of]
+    if of.proto == "icmp":
+        return _run_conntrack_icmp(built, c, of, p, start)
     if not p.reachable or p.local is None:
         return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
                            f"{c.of!r} did not connect, so there is no connection to look up", **_conn_fields(built, c, of, p))
@@ -416,6 +460,33 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
         _same_ip(e.reply.src, c.reply_src) and (not c.reply_sport or e.reply.sport == c.reply_sport)))
     return CheckResult(c.name, "conntrack", c.expected, observed, passed,
                        e.render(), duration_ms=ms, **_conn_fields(built, c, of, p))
+
+
+def _run_conntrack_icmp(built: Realized, c: ConntrackCheck, of: ReachCheck, p: ProbeResult,
+                        start: float) -> CheckResult:
+    """An icmp check's entry: the echo request's tuple (type 8, or 128 for ICMPv6, code 0, the
+    probe's id) to the probed address, as `conntrack -L -p icmp` prints it."""
+    if not p.reachable or p.icmp_id is None:
+        return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
+                           f"{c.of!r} got no echo reply, so there is no exchange to look up",
+                           **_conn_fields(built, c, of, p))
+    dst_ip = built.lab.target(of.src, of.dst, of.proto, of.port, of.family).ip
+    v6 = ":" in dst_ip
+    entries = conntrack.dump(built.path(c.node), 6 if v6 else 4)
+    request = (128 if v6 else 8, 0, p.icmp_id)
+    match = [e for e in entries if e.proto == ("icmpv6" if v6 else "icmp") and e.orig.icmp == request
+             and _same_ip(e.orig.dst, dst_ip)]
+    ms = round((time.monotonic() - start) * 1000, 1)
+    if not match:
+        return CheckResult(c.name, "conntrack", c.expected, "no entry", False,
+                           f"{len(entries)} entries in {c.node}, none for icmp{'v6' if v6 else ''} "
+                           f"dst={dst_ip} type={request[0]} code=0 id={p.icmp_id}",
+                           duration_ms=ms, **_conn_fields(built, c, of, p))
+    e = match[0]
+    observed = f"entry, reply{f' from {e.reply.src}' if c.reply_src else ''} to {e.reply.dst}"
+    passed = _same_ip(e.reply.dst, c.reply_dst) and (not c.reply_src or _same_ip(e.reply.src, c.reply_src))
+    return CheckResult(c.name, "conntrack", c.expected, observed, passed, e.render(), duration_ms=ms,
+                       **_conn_fields(built, c, of, p))
 
 
 def _hostport(ip: str, port: int | None) -> str:

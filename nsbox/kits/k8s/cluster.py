@@ -214,6 +214,7 @@ class Cluster:
         conflists."""
         kn = node if isinstance(node, K8sNode) else self.nodes[node]
         p = self.lab.node(name)
+        self.lab.sandbox(p)  # held by a pause process while the lab runs
         cid = plugins.container_id(kn.name, name)
         assert kn.ipam is not None
         conf = self.conf(kn)
