@@ -29,15 +29,16 @@ def wrap(first: str, text: str, indent: int, style: str = "") -> list[str]:
     """FIRST (markup, its visible width measured) followed by TEXT (plain; escaped here),
     broken at spaces into lines of at most WIDTH columns, the next ones indented by
     INDENT; STYLE (e.g. "dim", "red") wraps each piece of TEXT. A word longer than a
-    line is cut (a path, a long rule) so no line goes past WIDTH."""
+    line (a path, a command) is never cut: it stands whole on a line of its own, so it
+    can be copied and pasted; only such a word goes past WIDTH."""
     import textwrap
 
     from rich.text import Text
 
     used = Text.from_markup(first).cell_len
     pieces = textwrap.wrap(controls(text), width=max(WIDTH - used, 20), subsequent_indent="",
-                           break_long_words=True, break_on_hyphens=False) or [""]
-    rest = textwrap.wrap(" ".join(pieces[1:]), width=WIDTH - indent, break_long_words=True,
+                           break_long_words=False, break_on_hyphens=False) or [""]
+    rest = textwrap.wrap(" ".join(pieces[1:]), width=WIDTH - indent, break_long_words=False,
                          break_on_hyphens=False) if len(pieces) > 1 else []
     open_, close = (f"[{style}]", "[/]") if style else ("", "")
     lines = [f"{first}{open_}{_markup(pieces[0])}{close}"]
@@ -91,7 +92,7 @@ def print_section(r: RecipeResult, console: Console | None = None) -> None:
     if r.error:
         _say(out, "  [red]error:[/] ", r.error, 4)
     if r.artifacts_dir:
-        _say(out, "  ", f"artifacts: {r.artifacts_dir}/README.txt", 4)
+        _say(out, "  artifacts: ", f"{r.artifacts_dir}/README.txt", 4)  # the path stays whole, by its label
     passed = sum(c.passed for c in r.checks)
     out.print(f"  {_STATUS[r.status]}  {passed} of {len(r.checks)} checks passed in {r.duration_s:.1f} s")
     if r.status == "fail" and r.checks:
