@@ -132,17 +132,15 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
         env[_var("NSBOX_NETNS_", c.name)] = names[c.node]
     for m in lab.machines:
         env[_var("NSBOX_MACHINE_", m.name)] = " ".join(names[n] for n in m.nodes)
-    # The command gets a pid namespace of its own, whose unshare dies with nsbox
-    # (--pdeathsig) and takes the namespace's every process with it (--kill-child):
-    # nothing it starts outlives the lab, even if nsbox is SIGKILLed on the host.
-    # In the sandbox, --mount-proc: a /proc of that pid namespace (in a mount namespace
-    # of its own), else `ps` finds no /proc/self there ("fatal library error, lookup
-    # self"). On the host the command stays in the host's mount namespace, where the
-    # host's /proc shows it.
-    proc = [] if opts.on_host else ["--mount-proc"]
+    # On the host the command gets a pid namespace of its own, whose unshare dies with
+    # nsbox (--pdeathsig) and takes the namespace's every process with it (--kill-child):
+    # nothing it starts outlives the lab, even if nsbox is SIGKILLed. In the sandbox the
+    # sandbox's own pid namespace already does that (nsbox is its pid 1), so the command
+    # stays in it: `ps` and `ss -p` then see the lab's processes (docker-proxy, the
+    # containers' servers), as a learner expects; a nested one would show only itself.
+    pidns = [tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child"] if opts.on_host else []
     argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
-            tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
-            tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child", *proc,
+            tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL", *pidns,
             tools.need("sh", "dash"), "-c", opts.then]
     from nsbox.reap import run_to_end  # a signal leaves none of CMD's processes behind
 

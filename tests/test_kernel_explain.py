@@ -85,8 +85,13 @@ def test_script_state_matches_what_nsbox_builds(nsbox, tmp_path):
             "for a in json.load(sys.stdin) for i in a[\"addr_info\"] if i[\"family\"] == \"inet\"))'; "
             "ip -n $n route show; done")
     out = tmp_path / "run.txt"
+    # A bridge's operstate follows its ports through the kernel's linkwatch, which runs a
+    # non-urgent event up to a second later: nsbox's checks can be done before that, so
+    # wait (bounded) for docker0 to show UP, as the script's slower build always does.
+    settle = ("for i in $(seq 30); do ip -n host -j link show docker0 | grep -q '\"operstate\":\"UP\"' "
+              "&& break; sleep 0.1; done; ")
     ran = nsbox.run("run", "bridge-mode", "--format", "json",
-                    "--then", dump + f" > {out}")
+                    "--then", settle + dump + f" > {out}")
     assert ran.returncode == 0, ran.describe()
     explained = nsbox.run("explain", "bridge-mode")
     (tmp_path / "lab.sh").write_text(explained.stdout)

@@ -344,9 +344,11 @@ def restore_tables(payload: str) -> dict[str, list[str]]:
 def as_saved(spec: str) -> str:
     """A rule as kube-proxy writes it -> as iptables-save prints it back (what the model
     restores and compares): `--probability P` as the kernel keeps it (lround(P * 2^31),
-    printed %.11f), MARK's --or-mark / --xor-mark as --set-xmark."""
+    printed %.11f), MARK's --or-mark / --xor-mark as --set-xmark, a bare `-j REJECT` with
+    the default it prints (--reject-with icmp-port-unreachable: these are IPv4 tables)."""
     spec = re.sub(r"--probability (\S+)",
                   lambda m: f"--probability {round(float(m.group(1)) * 0x80000000) / 0x80000000:.11f}", spec)
     spec = re.sub(r"--or-mark (\S+)", lambda m: f"--set-xmark {m.group(1)}/{m.group(1)}", spec)
     spec = re.sub(r"--xor-mark (\S+)", lambda m: f"--set-xmark {m.group(1)}/0x0", spec)
+    spec = re.sub(r"-j REJECT$", "-j REJECT --reject-with icmp-port-unreachable", spec.rstrip())
     return spec
