@@ -7,6 +7,10 @@ asynchronous: nsbox used to kill unshare, wait for it alone and exit while the
 namespace's processes were still dying (once 0.7 s after exit 130). Here nsbox
 waits until the namespace's init is gone too; an init ends only after every
 other process of its namespace has, so then nothing of CMD is left.
+
+In the sandbox CMD runs without a pid namespace of its own (so `ps` and `ss -p` see
+the lab's processes): nsbox is the sandbox's pid 1, and its end takes everything with
+it. There CMD's own descendants are killed here, so nothing waits for them.
 """
 
 from __future__ import annotations
@@ -34,10 +38,17 @@ def run_to_end(argv: list[str], env: dict[str, str], stdout: IO | None) -> int:
 
 def _kill_and_reap(p: subprocess.Popen) -> None:
     try:
-        os.kill(p.pid, signal.SIGSTOP)  # a stopped unshare forks no init we would not see
+        os.kill(p.pid, signal.SIGSTOP)  # a stopped process forks nothing we would not see
     except ProcessLookupError:
         pass
-    inits = [(pid, _start_time(pid)) for pid in _children(p.pid)]
+    below = _descendants(p.pid)  # on the host: unshare's init; in the sandbox: CMD's own children
+    inits = [(pid, _start_time(pid)) for pid in below]
+    for pid, start in inits:
+        if _alive(pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     p.kill()
     try:
         p.wait(timeout=REAP_LIMIT)
@@ -46,6 +57,17 @@ def _kill_and_reap(p: subprocess.Popen) -> None:
     deadline = time.monotonic() + REAP_LIMIT
     while any(_alive(pid, start) for pid, start in inits) and time.monotonic() < deadline:
         time.sleep(0.005)
+
+
+def _descendants(pid: int) -> list[int]:
+    """PID's children, their children, ...: processes our own command started."""
+    out: list[int] = []
+    todo = _children(pid)
+    while todo and len(out) < 4096:
+        child = todo.pop()
+        out.append(child)
+        todo += _children(child)
+    return out
 
 
 def _children(pid: int) -> list[int]:
