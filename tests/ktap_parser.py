@@ -1,7 +1,6 @@
 """A KTAP v1 parser written from the spec, not from nsbox's printer.
 
-Grammar (torvalds/linux Documentation/dev-tools/ktap.rst, quoted in
-shared/reference/verify-formats.md section 1):
+Grammar (torvalds/linux Documentation/dev-tools/ktap.rst, section 1):
 
 - a test block starts with a version line `KTAP version 1` (`TAP version 13|14`
   accepted), then an optional plan `1..N`;

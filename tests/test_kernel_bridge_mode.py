@@ -5,7 +5,7 @@
    run by `--then` inside the live lab, ask the real tools (ip, iptables-save,
    sysctl, ping, curl, conntrack) what the kernel holds; the tests below judge
    what they wrote. The expected iptables rules are written out by hand from
-   shared/reference/dataplane.md section 1a (Docker 29, iptables backend), not
+   Docker 29's iptables-backend layout (tests/data/docker29/, from moby b985e2313a), not
    taken from the recipe.
 
 Each lab is built once per module (in the sandbox and --on-host) and many small

@@ -1,6 +1,6 @@
 """nsbox.kits.dockerfw against Docker 29's own firewall test matrix.
 
-tests/data/docker29/goldens/ (vendored from shared/reference/docker29) holds the golden outputs of moby's TestIptabler and
+tests/data/docker29/goldens/ (vendored: tests/data/docker29/SOURCE.md) holds the golden outputs of moby's TestIptabler and
 TestNftabler (moby b985e2313a). Every file is a test here: the scenario is rebuilt from the
 file's NAME, as goldens/README.md describes what each moby test builds (network br-dummy
 192.168.0.0/24 + fd49:efd7:54aa::/64, endpoint .2 / ::1, tcp 80 published on 8080 on

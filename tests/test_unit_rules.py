@@ -5,7 +5,7 @@ import pytest
 from nsbox.errors import ValidationError
 from nsbox.model.rules import Module, Negatable, Option, parse_rule
 
-# Docker 29, iptables backend (shared/reference/dataplane.md 1a): the part after `-A CHAIN`.
+# Docker 29, iptables backend (tests/data/docker29/): the part after `-A CHAIN`.
 DOCKER_29_RULES = [
     # raw
     "-d 172.17.0.2/32 ! -i docker0 -j DROP",

@@ -4,7 +4,7 @@
 # IPAM state in a temp dir removed at the end; then dump.sh the node and its pods.
 # The node looks like nsbox's (tests/realcni/recipes.py): eth0 192.168.70.2/24, default
 # via 192.168.70.1 (a veth whose far end upstream0 stays in the node: no second netns).
-# Adapted from shared/reference/real-systems/cni_probe.sh (nsbox project, same licence).
+# Adapted from the project's own cni_probe.sh probe of the real plugins (same licence).
 set -euo pipefail
 CNI=${CNI_DIR:-/usr/lib/cni}
 HERE=$(cd "$(dirname "$0")" && pwd)

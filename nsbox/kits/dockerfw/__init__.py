@@ -1,7 +1,7 @@
 """Docker 29's bridge-network firewall as pure renderers.
 
 A port of moby's `daemon/libnetwork/drivers/bridge/internal/{iptabler,nftabler}` (moby
-b985e2313a, the commit Docker's golden test outputs in shared/reference/docker29 come from):
+b985e2313a, the commit Docker's golden test outputs in tests/data/docker29 come from):
 given what dockerd knows (daemon options, networks, endpoints, port bindings) they return the
 text `iptables-save` / `nft list table` prints once dockerd has installed its rules. No model,
 no kernel: the docker kit applies the text, tests compare it with Docker's own goldens.

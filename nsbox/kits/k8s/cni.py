@@ -1,6 +1,6 @@
 """The CNI reference plugins (containernetworking/plugins v1.1.1, what Debian 12 ships) as
 model steps: what `bridge`, `ptp` and `host-local` leave in the kernel after ADD, written
-in the order the plugins write it (shared/reference/k8s/cni.md §1-4; pkg/utils,
+in the order the plugins write it (containernetworking/plugins v1.1.1; pkg/utils,
 plugins/main/bridge/bridge.go, plugins/main/ptp/ptp.go, pkg/ip/ipmasq_linux.go).
 
 tests/test_kernel_real_cni.py runs the real plugins beside these with the same network
