@@ -468,14 +468,15 @@ def rerun_command(lab: Lab, flags: list[str]) -> str:
 
 
 def _import_what_labs_need(labs: list) -> None:
-    """dnslib is imported where a dns server or probe runs (a server thread): a missing one
-    must fail here, in one line through _Main (exit 2), before anything is built."""
-    from nsbox.model import ReachCheck
+    """The modules a protocol's server or probe imports (dns: dnslib, in a server process):
+    a missing one must fail here, in one line through _Main (exit 2), before anything is built."""
+    from nsbox.kinds import protocols
 
-    if any(not isinstance(lab, Refused) and (any(isinstance(c, ReachCheck) and c.proto == "dns" for c in lab.checks)
-                                     or any(s.kind == "dns" for n in lab.nodes.values() for s in n.servers))
-           for lab in labs):
-        import dnslib  # noqa: F401
+    used = {p for lab in labs if not isinstance(lab, Refused)
+            for p in [*(getattr(c, "proto", None) for c in lab.checks),
+                      *(s.kind for n in lab.nodes.values() for s in n.servers)]}
+    for module in protocols.imports_for(used):
+        __import__(module)
 
 
 def _check_recipe_sources(names: tuple[str, ...], recipe_dirs: tuple[str, ...]) -> None:

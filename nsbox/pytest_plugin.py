@@ -115,10 +115,12 @@ class LabHandle:
         return problems
 
     def _probe(self, src: str, dst: str, proto: str, port: int | None, timeout: float | None):
+        from nsbox.kinds import protocols
         from nsbox.verify.probes import probe
-        if proto not in ("icmp", "tcp", "udp", "http"):
-            raise ValueError(f"proto must be icmp, tcp, udp or http, not {proto!r}")
-        if proto != "icmp" and port is None:
+        plain = protocols.where(lambda p: p.plain)  # the registry's: a reach probe, no query
+        if proto not in plain:
+            raise ValueError(f"proto must be one of {', '.join(plain)}, not {proto!r}")
+        if protocols.get(proto).needs_port and port is None:
             raise ValueError(f"a {proto} probe needs a port")
         _, ip = self.lab.resolve(dst)  # only addresses the lab owns: traffic stays in the lab
         return probe(proto, self.built.path(self._node(src)), ip, port, timeout or self.timeout)

@@ -11,6 +11,7 @@ from nsbox.model.spread import SpreadCheck
 from nsbox.model.routes import NeighCheck, RouteCheck, validate_neigh_check, validate_route_check
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
+from nsbox.kinds import protocols
 from nsbox.model.lab import ANSWERS, SERVER_KINDS
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.names import control_char, ifname_problem
@@ -131,6 +132,10 @@ def _check_node(lab: Lab, node: Node) -> None:
     for s in node.servers:
         if s.kind not in SERVER_KINDS:
             raise ValidationError(f"node {node.name}: unknown server kind {s.kind!r} ({', '.join(SERVER_KINDS)})")
+        feature = protocols.feature_of(s.kind)
+        if feature is not None and feature not in lab.requires:
+            raise ValidationError(f"node {node.name}: serves {s.kind}; declare it with "
+                                  f"lab.require(\"{feature}\") (kernels without it SKIP)")
         if not (type(s.port) is int and 1 <= s.port <= 65535):
             raise ValidationError(f"node {node.name}: server port {s.port} out of range 1-65535")
         if s.address is not None:
@@ -359,7 +364,7 @@ def _check_virtuals(lab: Lab) -> None:
             raise ValidationError(f"{where}: {v.ip} is no address of node {v.node}")
         if v.port is not None:
             for n in ([lab.nodes[v.node]] if v.node else owners):
-                kinds = {"tcp": ("tcp", "http"), "udp": ("udp",)}[v.proto or "tcp"]
+                kinds = protocols.get(v.proto or "tcp").answers
                 if any(s.port == v.port and s.kind in kinds for s in n.servers):
                     raise ValidationError(f"{where}: a server of {n.name} listens there, so it is not virtual")
 
@@ -367,8 +372,9 @@ def _check_virtuals(lab: Lab) -> None:
 def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, relayed: bool) -> None:
     """RELAYED: rules (a virtual address or port) or a proxy send the connection on, so the
     answer may come from another netns and another port."""
-    if not c.allow or c.proto == "icmp":
-        raise ValidationError(f"check {c.name!r}: answered_by needs an allowed tcp/udp/http check")
+    if not c.allow or not protocols.get(c.proto).records_peer:
+        raise ValidationError(f"check {c.name!r}: answered_by needs an allowed "
+                              f"{'/'.join(protocols.where(lambda p: p.records_peer))} check")
     kinds = set(ANSWERS[c.proto])
     for name in sorted(c.answered_by):
         try:
@@ -402,21 +408,21 @@ def _check_checks(lab: Lab) -> None:
             _check_self_answer(lab, c, target)
             virtual = lab.virtual_for(target, c.proto, c.port)
             dst_node = target.node
-            if c.proto not in ("icmp", "tcp", "udp", "http", "dns"):
-                raise ValidationError(f"check {c.name!r}: unknown protocol {c.proto!r} (icmp, tcp, udp, http, dns)")
-            if (c.proto == "dns") != (c.query is not None):
-                raise ValidationError(f"check {c.name!r}: a dns check asks for a name (lab.expect_dns)")
+            proto = protocols.get(c.proto)  # the protocol's module judges its own options
+            protocols.check_options(c, f"check {c.name!r}")
+            if proto.check is not None:
+                proto.check(lab, c, f"check {c.name!r}")
             relayed = False
-            if c.proto == "icmp":
+            if not proto.needs_port:
                 if c.port is not None:
-                    raise ValidationError(f"check {c.name!r}: icmp takes no port")
+                    raise ValidationError(f"check {c.name!r}: {c.proto} takes no port")
             else:
                 if c.port is None or not 1 <= c.port <= 65535:
                     raise ValidationError(f"check {c.name!r}: {c.proto} needs a port 1-65535")
                 kinds = set(ANSWERS[c.proto])
                 # Without a listener a 'deny' would be a refused port, not a blocked path. A
                 # virtual address or port has none: rules send the packets on (answered_by says where).
-                l4 = "udp" if c.proto in ("udp", "dns") else "tcp"
+                l4 = proto.transport
                 relayed = virtual is not None or (dst_node is not None and any(
                     p.proto == l4 and p.host_port == c.port for p in dst_node.proxies))
                 if not relayed and dst_node is not None and \
@@ -430,8 +436,9 @@ def _check_checks(lab: Lab) -> None:
             if c.dropped_by is not None:
                 _check_dropped_by(lab, c)
             if c.seen_from is not None:
-                if c.proto == "icmp" or not c.allow:
-                    raise ValidationError(f"check {c.name!r}: seen_from needs an allowed tcp/udp/http check")
+                if not proto.records_peer or not c.allow:
+                    raise ValidationError(f"check {c.name!r}: seen_from needs an allowed "
+                                          f"{'/'.join(protocols.where(lambda p: p.records_peer))} check")
                 if not c.seen_froms or not all(isinstance(a, str) and a for a in c.seen_froms):
                     raise ValidationError(f"check {c.name!r}: seen_from is an address or a non-empty list of "
                                           f"addresses, not {c.seen_from!r}")
@@ -439,20 +446,14 @@ def _check_checks(lab: Lab) -> None:
                     lab.resolve(a)
             if c.counted_by is not None:
                 _check_counted_by(lab, c)
-            if c.size is not None or c.df:
-                low = 48 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 28
-                if c.proto != "icmp" or type(c.df) is not bool or (c.size is not None and not (
-                        type(c.size) is int and low <= c.size <= 65535)):
-                    raise ValidationError(f"check {c.name!r}: size= (bytes of the IP packet, {low}-65535) and "
-                                          f"df=True|False are for icmp checks, not {c.proto} size={c.size!r}")
             if c.deny is not None:
                 from nsbox.model.checks import DENY_KINDS
                 if c.deny not in DENY_KINDS:
                     raise ValidationError(f"check {c.name!r}: deny must be one of {', '.join(DENY_KINDS)}, "
                                           f"not {c.deny!r}")
-                if c.allow or c.proto == "dns":
+                if c.allow or not proto.plain:
                     raise ValidationError(f"check {c.name!r}: deny={c.deny!r} needs allow=False "
-                                          f"(and an icmp/tcp/udp/http probe)")
+                                          f"(and an {'/'.join(protocols.where(lambda p: p.plain))} probe)")
         elif isinstance(c, LinkCheck):
             if c.node not in lab.nodes or c.iface not in lab.nodes[c.node].interfaces:
                 raise ValidationError(f"check {c.name!r}: {c.iface} is no interface of node {c.node!r}")
@@ -478,7 +479,7 @@ def _check_checks(lab: Lab) -> None:
             if me.name != holder.name:
                 raise ValidationError(f"check {c.name!r}: {c.container} and {c.held_by} are in different "
                                       f"netns ({me.name}, {holder.name}); a port conflicts only within one")
-            kinds = ("udp",) if c.proto == "udp" else ("tcp", "http")
+            kinds = protocols.get(c.proto).answers
             if not any(s.port == c.port and s.kind in kinds and holder.server_name(s) == c.held_by
                        for s in holder.servers):
                 raise ValidationError(f"check {c.name!r}: {c.held_by} serves no {c.proto}/{c.port}")
@@ -486,9 +487,10 @@ def _check_checks(lab: Lab) -> None:
             if c.node not in lab.nodes:
                 raise ValidationError(f"check {c.name!r}: unknown node {c.node!r}")
             of = reach.get(c.of)
-            if of is None or of.proto == "dns" or not of.allow:
-                raise ValidationError(f"check {c.name!r}: {c.of!r} is not an allowed icmp/tcp/udp/http check")
-            if of.proto == "icmp" and c.reply_sport is not None:
+            if of is None or not protocols.get(of.proto).conntrack or not of.allow:
+                raise ValidationError(f"check {c.name!r}: {c.of!r} is not an allowed "
+                                      f"{'/'.join(protocols.where(lambda p: p.conntrack))} check")
+            if not protocols.get(of.proto).needs_port and c.reply_sport is not None:
                 raise ValidationError(f"check {c.name!r}: an ICMP entry has no ports: reply_sport does not apply")
             lab.resolve(c.reply_dst)
             if c.reply_src is not None:

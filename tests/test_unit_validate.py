@@ -345,8 +345,8 @@ def test_icmp_check_with_a_port():
 
 def test_unknown_check_protocol():
     lab = two_nodes()
-    lab.expect("host", "a", "sctp", 80)
-    assert_invalid(lab, "unknown protocol 'sctp'")
+    lab.expect("host", "a", "gre", 80)
+    assert_invalid(lab, "unknown protocol 'gre'")
 
 
 def test_seen_from_on_a_deny_check():
@@ -380,7 +380,7 @@ def test_conntrack_check_referring_to_a_deny_check():
     lab = two_nodes()
     blocked = lab.expect("host", "a", "tcp", 7, allow=False)
     lab.expect_conntrack("host", blocked, reply_dst="10.0.0.1")
-    assert_invalid(lab, "is not an allowed icmp/tcp/udp/http check")
+    assert_invalid(lab, "is not an allowed http/icmp/tcp/udp check")
 
 
 def test_conntrack_check_on_unknown_node():

@@ -60,7 +60,7 @@ def test_virtual_refusals(declare, words):
 
 @pytest.mark.parametrize("kwargs, words", [
     (dict(ip="10.96.0.10", proto="tcp"), "give proto and port together"),
-    (dict(ip="10.96.0.10", proto="sctp", port=1), "proto is tcp or udp"),
+    (dict(ip="10.96.0.10", proto="gre", port=1), "proto is tcp, udp or sctp"),
     (dict(ip="10.96.0.x"), "bad address"),
     (dict(ip="127.0.0.1"), "loopback address is virtual only as one port of one node"),
     (dict(ip="10.96.0.10", node="ghost"), "'ghost' is no node of the lab"),
@@ -73,7 +73,7 @@ def test_virtual_builder_refusals(kwargs, words):
 def test_answered_by_refusals():
     lab = _lab()
     lab.expect("a", "b", "icmp", answered_by="b")
-    _invalid(lab, "answered_by needs an allowed tcp/udp/http check")
+    _invalid(lab, "answered_by needs an allowed dns/http/sctp/tcp/udp check")  # those whose server records
     lab = _lab()
     lab.expect("b", "a", "http", 80, answered_by="a")
     _invalid(lab, "no http server on a port 80")
@@ -152,7 +152,7 @@ def test_port_conflict_checks():
 def test_dns_answers_records_and_nxdomain():
     from dnslib import QTYPE, RCODE, DNSRecord
 
-    from nsbox.verify.servers import dns_answer
+    from nsbox.kinds.protocols.dns import answer as dns_answer
 
     zone = {"c2": "172.18.0.3"}
     got = DNSRecord.parse(dns_answer(DNSRecord.question("C2.", "A").pack(), zone))

@@ -29,6 +29,7 @@ from nsbox import tools
 from nsbox.artifacts import pcap
 from nsbox.artifacts.folder import Folder
 from nsbox.kernel import netns
+from nsbox.kinds import protocols
 
 MAX_PACKETS = 200
 SETTLE = 0.3          # late answers (ICMP errors, retransmissions) after the probe returns
@@ -40,23 +41,27 @@ ETH_P_IP, ETH_P_ARP, ETH_P_IPV6 = 0x0800, 0x0806, 0x86DD
 
 @dataclass(frozen=True)
 class Filter:
-    """Which packets belong to the probe: its TCP/UDP flow to DST:PORT, plus every
-    ICMP and ARP packet (unreachables and unanswered ARP are often the cause)."""
+    """Which packets belong to the probe: its flow to DST:PORT over its protocol's
+    transport (nsbox/kinds/protocols/: tcp for http, udp for dns, ...), plus every ICMP
+    and ARP packet (unreachables and unanswered ARP are often the cause)."""
 
     dst: str
-    proto: str            # icmp, tcp, udp, http
+    proto: str            # a probe protocol: icmp, tcp, udp, http, dns, sctp, ...
     port: int | None
 
     @property
+    def transport(self) -> str | None:
+        return protocols.get(self.proto).transport
+
+    @property
     def l4(self) -> int | None:
-        return {"tcp": 6, "http": 6, "udp": 17, "dns": 17}.get(self.proto)  # nsbox's DNS probe is UDP
+        return protocols.get(self.proto).ip_proto
 
     def bpf(self) -> str:
         always = "icmp or icmp6 or arp"
         if self.l4 is None or self.port is None:
             return always
-        kind = "udp" if self.l4 == 17 else "tcp"
-        return f"(host {self.dst} and {kind} port {self.port}) or {always}"
+        return f"(host {self.dst} and {self.transport} port {self.port}) or {always}"
 
     def matches(self, protocol: int, pkt: bytes) -> bool:
         """The same rule as bpf(), applied to a network-layer packet."""

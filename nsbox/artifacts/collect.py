@@ -116,7 +116,8 @@ def _capture(built: Realized, check: ReachCheck, root: str, node_folder, timing:
     where = [(n, built.path(n), node_folder(n), f"capture-{slug(check.name)}.pcap") for n in nodes]
     flt = capture.Filter(dst_ip, check.proto, check.port)
     running = capture.start(where, flt)
-    p = probe(check.proto, built.path(src), dst_ip, check.port, timing.probe_timeout, check.query)
+    p = probe(check.proto, built.path(src), dst_ip, check.port, timing.probe_timeout, check.query,
+              size=check.size, df=check.df)
     outcomes = running.stop()
     where_to = f"{dst_ip}:{check.port}" if check.port else dst_ip
     return {"probe": f"re-ran {check.proto} {check.src} -> {where_to}: "

@@ -27,6 +27,7 @@ from typing import Any, Callable, Literal
 from nsbox.errors import REINSTALL, InstallError, missing_module
 from nsbox.kernel import netns
 from nsbox.kinds import links as _link_kinds
+from nsbox.kinds import protocols as _protocols
 from nsbox.model.lab import FEATURES
 
 Probe = Callable[[Any], None]  # gets an IPRoute inside the scratch namespace
@@ -190,6 +191,13 @@ def _proc(path: str) -> Probe:
     return probe
 
 
+def _protocol_feature(feature) -> Probe:
+    def probe(_ipr) -> None:
+        feature()  # OSError (EPROTONOSUPPORT): the kernel said no
+    probe.own_netlink = True  # type: ignore[attr-defined]  (needs no IPRoute)
+    return probe
+
+
 class KernelRefused(Exception):
     """A probe's own way of saying the kernel does not offer the feature."""
 
@@ -215,6 +223,9 @@ for _k in _link_kinds.KINDS.values():
     if _k.probe is not None:
         PROBES[_k.name] = (_child if _k.needs_parent else _link)(_k.name, **_k.probe)
 PROBES["veth"], PROBES["bridge"] = _own("veth"), _own("bridge")
+# So do protocols the kernel may lack (nsbox/kinds/protocols/sctp.py): a socket() in the scratch netns.
+for _name in _protocols.features():
+    PROBES[_name] = _protocol_feature(_protocols.get(_name).feature)
 assert set(PROBES) == set(FEATURES), "every feature a recipe may require has a probe"
 
 

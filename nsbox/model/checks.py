@@ -13,7 +13,7 @@ class ReachCheck:
     name: str
     src: str
     dst: str  # node name or an address owned by a lab node
-    proto: Literal["icmp", "tcp", "udp", "http", "dns"]
+    proto: str  # a probe protocol: nsbox/kinds/protocols/ (icmp, tcp, udp, http, dns, sctp, ...)
     port: int | None = None
     allow: bool = True
     # the server must see this source address (or one of these: several are any of them)
@@ -51,8 +51,11 @@ class ReachCheck:
         return f"{base}, counted by {describe_rule(self.counted_by)}" if self.counted_by else base
 
     def _expected(self) -> str:
-        if self.proto == "dns":
-            return f"answer {self.answer}" if self.answer else "NXDOMAIN"
+        from nsbox.kinds import protocols
+
+        proto = protocols.PROTOCOLS.get(self.proto)
+        if proto is not None and proto.expected is not None:  # dns: the answer it must get
+            return proto.expected(self)
         if self.allow and (self.seen_from or self.answered_by):
             parts = []
             if self.answered_by:

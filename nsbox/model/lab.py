@@ -13,20 +13,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nsbox.errors import ValidationError
+from nsbox.kinds import protocols
 from nsbox.model.checks import BindCheck, Check, InterfacesCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
 from nsbox.model.matrix import Expected, Matrix, expected_of
 
 HOST = "host"  # the node that plays the Docker host / Kubernetes machine
 
-ServerKind = Literal["http", "tcp", "udp", "dns"]
-SERVER_KINDS = ("http", "tcp", "udp", "dns")
+# Probe protocols and their servers are registered modules (nsbox/kinds/protocols/):
+# these are derived from the registry, never kept by hand.
+ServerKind = str  # a protocol with a server: protocols.server_kinds()
+SERVER_KINDS = protocols.server_kinds()
 # which server kinds answer a probe of each protocol
-ANSWERS = {"http": ("http",), "tcp": ("tcp", "http"), "udp": ("udp",), "dns": ("dns",)}
+ANSWERS = {name: protocols.get(name).answers for name in protocols.names()}
 
-# Kernel features a recipe may require (lab.require); each is probed for real.
+# Kernel features a recipe may require (lab.require); each is probed for real. A protocol
+# that the kernel may lack (sctp) is one, named after it and probed by its module.
 FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
-            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering")
+            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering") + protocols.features()
 
 
 @dataclass
@@ -154,7 +158,7 @@ class Server:
 
     @property
     def l4(self) -> str:
-        return "udp" if self.kind in ("udp", "dns") else "tcp"
+        return protocols.transport_of(self.kind) or "tcp"
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ class Virtual:
     (`lab.virtual(UPLINK, proto="tcp", port=8080)`), a port DNAT'ed on a node's loopback."""
 
     ip: str
-    proto: str | None = None   # "tcp" or "udp": only this protocol and port are virtual
+    proto: str | None = None   # a transport ("tcp", "udp", "sctp"): only this protocol and port are virtual
     port: int | None = None
     node: str | None = None    # the node whose rules answer (its own address or loopback)
     name: str | None = None    # what reports call it ("service web")
@@ -537,8 +541,8 @@ class Lab:
         if (proto is None) != (port is None):
             raise ValidationError(f"{where}: give proto and port together (a published port), or neither "
                                   f"(the whole address)")
-        if proto is not None and proto not in ("tcp", "udp"):
-            raise ValidationError(f"{where}: proto is tcp or udp, not {proto!r}")
+        if proto is not None and proto not in protocols.TRANSPORTS:
+            raise ValidationError(f"{where}: proto is {protocols.one_of(protocols.TRANSPORTS)}, not {proto!r}")
         if port is not None and not (type(port) is int and 1 <= port <= 65535):
             raise ValidationError(f"{where}: port {port!r} out of range 1-65535")
         n = self._node(node, where).name if node is not None else None
@@ -656,7 +660,7 @@ class Lab:
         self.requires.update(features)
 
     # -- expectations --
-    def expect(self, src: str, dst: str, proto: Literal["icmp", "tcp", "udp", "http"], port: int | None = None,
+    def expect(self, src: str, dst: str, proto: str, port: int | None = None,
                *, allow: bool = True, seen_from: str | list[str] | tuple[str, ...] | None = None,
                name: str | None = None,
                dropped_by: tuple[str, str, str, str] | None = None,
@@ -814,6 +818,9 @@ class Lab:
     def _add_check(self, check: Check) -> None:
         if any(c.name == check.name for c in self.checks):
             raise ValidationError(f"two checks named {check.name!r}")
+        feature = protocols.feature_of(getattr(check, "proto", None))
+        if feature is not None:  # a protocol the kernel may lack (sctp): the lab SKIPs without it
+            self.requires.add(feature)
         self.checks.append(check)
 
     # -- address lookups used by validation and the verifier --
@@ -835,7 +842,7 @@ class Lab:
         """Where a probe from SRC to DST goes: a lab address, a declared virtual one, or SRC's
         own loopback. Anything else is refused: traffic stays in the lab. FAMILY picks a
         node-name DST's address of that family."""
-        l4 = None if proto == "icmp" else ("udp" if proto in ("udp", "dns") else "tcp")
+        l4 = protocols.transport_of(proto)
         if dst in self.containers:
             dst = self.containers[dst].node
         if dst not in self.nodes:
@@ -860,7 +867,7 @@ class Lab:
 
     def virtual_for(self, t: Target, proto: str, port: int | None) -> Virtual | None:
         """The declared virtual address or port the probe to T goes to, if any."""
-        l4 = None if proto == "icmp" else ("udp" if proto in ("udp", "dns") else "tcp")
+        l4 = protocols.transport_of(proto)
         node = t.node.name if t.node is not None else None
         return next((v for v in self.virtuals if v.covers(t.ip, l4, port, node)), None)
 

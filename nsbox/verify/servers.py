@@ -1,4 +1,5 @@
-"""The lab's servers: HTTP, TCP echo, UDP echo and DNS, in processes of their own.
+"""The lab's servers (HTTP, TCP echo, UDP echo, DNS, ...: each protocol's server is in
+its module, nsbox/kinds/protocols/), in processes of their own.
 
 Each listening socket is opened while this thread is inside the node's netns,
 so it serves there. start() forks one server process per container (or node)
@@ -31,10 +32,10 @@ import socket
 from dataclasses import dataclass, field
 
 from nsbox.kernel import netns
+from nsbox.kinds import protocols
 
 TOKEN_HEADER = "X-Nsbox-Probe"
 ECHO_PREFIX = b"nsbox-probe "
-_MAX_REQUEST = 16384
 PROCESS_NAME = b"nsbox-servers"  # the shared process past MAX_PROCESSES: what ps and `ss -p` show
 MAX_PROCESSES = 128  # server and holder processes of one lab, at most
 PAUSE_ARGV = ["pause", "infinity"]  # a sandbox holder: /bin/sleep, named as kubelet's pause
@@ -73,15 +74,17 @@ class ServerSet:
         """Serve KIND on PORT in the netns at PATH; NODE is the name the server answers
         with (the container's: several containers may share one netns). BIND: the
         address to bind (default the wildcard); RECORDS: a dns server's A records."""
-        dgram = kind in ("udp", "dns")
-        s = _listener(path, bind, socket.SOCK_DGRAM if dgram else socket.SOCK_STREAM)
+        serving = protocols.get(kind).serving
+        if serving is None:
+            raise ValueError(f"protocol {kind} has no server")
+        s = _listener(path, bind, serving.sock_type, serving.ip_proto)
         try:
-            if not dgram:
+            if serving.stream:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # By default bound to the wildcard: the node answers on all its addresses, as a
             # container's server does, in both families when it has IPv6 (see _listener).
             s.bind((bind or ("::" if s.family == socket.AF_INET6 else "0.0.0.0"), port))
-            if not dgram:
+            if serving.stream:
                 s.listen(128)
             s.setblocking(False)
         except OSError:
@@ -89,7 +92,7 @@ class ServerSet:
             raise
         self._listeners.append((s, ("listen", node, ip, kind)))
         self._paths.append(path)
-        if kind == "dns":
+        if records:
             self._zones[s.fileno()] = dict(records)
 
     @property
@@ -106,8 +109,9 @@ class ServerSet:
         listening sockets (this process closes its copies), then the sandboxes' holders."""
         import gc
 
-        if self._zones:
-            import dnslib  # noqa: F401 - imported before the fork: the child imports nothing
+        # imported before the fork: the child imports nothing (dns: dnslib)
+        for module in protocols.imports_for({data[3] for _, data in self._listeners}):
+            __import__(module)
         r, w = os.pipe()
         try:
             fcntl.fcntl(w, _F_SETPIPE_SZ, 1 << 20)  # room for ~20,000 records between two reads
@@ -311,7 +315,7 @@ class _Server:
         self._sel = selectors.DefaultSelector()
         for s, data in listeners:
             self._sel.register(s, selectors.EVENT_READ, data)
-        self._zones = zones
+        self.zones = zones  # dns socket fd -> name -> address
         self._wfd = wfd
 
     def loop(self) -> None:
@@ -327,9 +331,9 @@ class _Server:
                 try:
                     self._on_conn(key.fileobj, data[1])
                 except OSError:
-                    self._drop(key.fileobj)  # reset or timed out: this connection is done
+                    self.drop(key.fileobj)  # reset or timed out: this connection is done
 
-    def _write_record(self, token: str, peer: tuple[str, int], node: str) -> None:
+    def write_record(self, token: str, peer: tuple[str, int], node: str) -> None:
         token = token.translate(_UNSAFE)  # a client's bytes: must not break the line format
         line = f"{token}\t{peer[0]}\t{peer[1]}\t{node}\n".encode()
         view = memoryview(line)
@@ -337,18 +341,9 @@ class _Server:
             view = view[os.write(self._wfd, view):]
 
     def _on_listener(self, s: socket.socket, node: str, ip: str, kind: str) -> None:
-        if kind == "dns":
-            payload, peer = s.recvfrom(65535)
-            reply = dns_answer(payload, self._zones.get(s.fileno(), {}))
-            if reply is not None:
-                ip = unmapped(peer[0])
-                self._write_record(f"dns:{ip}:{peer[1]}", (ip, peer[1]), node)
-                s.sendto(reply, peer)
-            return
-        if kind == "udp":
-            payload, peer = s.recvfrom(65535)
-            self._record(payload, peer, node)
-            s.sendto(payload, peer)
+        serving = protocols.get(kind).serving
+        if serving.on_datagram is not None:
+            serving.on_datagram(self, s, node)
             return
         conn, peer = s.accept()
         conn.setblocking(False)
@@ -358,61 +353,21 @@ class _Server:
     def _on_conn(self, s: socket.socket, c: _Conn) -> None:
         chunk = s.recv(4096)
         if not chunk:
-            self._drop(s)
+            self.drop(s)
             return
-        if c.kind == "tcp":
-            if not c.buf:
-                self._record(chunk, c.peer, c.node)
-            c.buf = b"-"  # only the first chunk carries the token
-            s.sendall(chunk)
-            return
-        c.buf += chunk
-        if c.kind == "http" and c.buf.startswith(ECHO_PREFIX[: len(c.buf)]):
-            if len(c.buf) < len(ECHO_PREFIX):
-                return
-            # A plain TCP probe of an HTTP port: answer it as an echo server would.
-            self._record(c.buf, c.peer, c.node)
-            c.kind = "tcp"
-            s.sendall(c.buf)
-            return
-        if b"\r\n\r\n" not in c.buf and len(c.buf) < _MAX_REQUEST:
-            return
-        s.setblocking(True)
-        s.settimeout(1.0)
-        s.sendall(self._http_reply(c))
-        self._drop(s)
+        protocols.get(c.kind).serving.on_data(self, s, c, chunk)
 
-    def _http_reply(self, c: _Conn) -> bytes:
-        head = c.buf.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-        lines = head.split("\r\n")
-        parts = lines[0].split()
-        path = parts[1] if len(parts) > 1 else "/"
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == TOKEN_HEADER.lower():
-                self._write_record(value.strip(), c.peer, c.node)
-        if path == "/":
-            status, body = "200 OK", "Hello\n"
-        elif path == "/host":
-            status, body = "200 OK", f"NODE: {c.node}, POD IP:{c.ip}\n"
-        elif path == "/source":
-            status, body = "200 OK", f"{c.peer[0]}:{c.peer[1]}\n"
-        else:
-            status, body = "404 Not Found", "not found\n"
-        return (f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n{body}").encode()
-
-    def _record(self, payload: bytes, peer: tuple, name: str) -> None:
+    def record(self, payload: bytes, peer: tuple, name: str) -> None:
         if payload.startswith(ECHO_PREFIX):
             token = payload[len(ECHO_PREFIX):].split(b"\n", 1)[0].decode("ascii", "replace").strip()
-            self._write_record(token, (unmapped(peer[0]), peer[1]), name)
+            self.write_record(token, (unmapped(peer[0]), peer[1]), name)
 
-    def _drop(self, s: socket.socket) -> None:
+    def drop(self, s: socket.socket) -> None:
         self._sel.unregister(s)
         s.close()
 
 
-def _listener(path: str, bind: str | None, kind: int) -> socket.socket:
+def _listener(path: str, bind: str | None, kind: int, proto: int = 0) -> socket.socket:
     """The socket a server listens on, made in the netns at PATH.
 
     Bound to an address: a socket of that address's family. Bound to the wildcard:
@@ -421,11 +376,11 @@ def _listener(path: str, bind: str | None, kind: int) -> socket.socket:
     `::` does; IPv4 peers then show as ::ffff:a.b.c.d (see unmapped). Where the
     kernel has no IPv6 (ipv6.disable=1: EAFNOSUPPORT), the IPv4 wildcard."""
     if bind is not None:
-        return netns.socket_in(path, socket.AF_INET6 if ":" in bind else socket.AF_INET, kind)
+        return netns.socket_in(path, socket.AF_INET6 if ":" in bind else socket.AF_INET, kind, proto)
     try:
-        s = netns.socket_in(path, socket.AF_INET6, kind)
+        s = netns.socket_in(path, socket.AF_INET6, kind, proto)
     except OSError:
-        return netns.socket_in(path, socket.AF_INET, kind)
+        return netns.socket_in(path, socket.AF_INET, kind, proto)
     try:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     except OSError:
@@ -441,25 +396,3 @@ def unmapped(ip: str) -> str:
     if ip.startswith("::ffff:") and "." in ip:
         return ip[len("::ffff:"):]
     return ip
-
-
-def dns_answer(query: bytes, zone: dict[str, str]) -> bytes | None:
-    """The reply to a DNS query: A records from ZONE, NXDOMAIN for names it lacks (as
-    Docker's embedded DNS does for names outside the container's networks, once it has
-    no upstream). None for what is not a DNS query."""
-    from dnslib import QTYPE, RCODE, RR, A, DNSRecord
-    from dnslib.dns import DNSError
-
-    try:
-        request = DNSRecord.parse(query)
-    except (DNSError, Exception):  # noqa: BLE001 - anything unparsable is not ours to answer
-        return None
-    reply = request.reply()
-    q = request.q
-    name = str(q.qname).rstrip(".").lower()
-    if name in zone:
-        if q.qtype in (QTYPE.A, QTYPE.ANY):
-            reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(zone[name]), ttl=600))
-    else:
-        reply.header.rcode = RCODE.NXDOMAIN
-    return reply.pack()

@@ -32,6 +32,7 @@ from nsbox.model.checks import describe_rule
 from nsbox.model.routes import NeighCheck, RouteCheck
 from nsbox.model.rules import parse_rule
 from nsbox.verify.loop import Loop, Wait
+from nsbox.kinds import protocols
 from nsbox.verify.probes import ProbeResult, Sockets, probe_task
 from nsbox.verify.results import CheckResult, Endpoint
 from nsbox.verify.servers import ServerSet
@@ -160,11 +161,10 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
         attempts += 1
         p = yield from probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, c.query, sockets,
                                   c.size, c.df)
-        token = p.token
-        if c.proto == "dns" and p.local:  # a DNS query carries no token: the server keys it by the peer
-            token = f"dns:{p.local[0]}:{p.local[1]}"
-        seen = servers.peer_for(token) if p.reachable and c.proto != "icmp" else None
-        by = servers.server_for(token) if p.reachable and c.proto != "icmp" else None
+        proto = protocols.get(c.proto)
+        token = proto.token_of(p) if proto.token_of else p.token  # dns: the server keys it by the peer
+        seen = servers.peer_for(token) if p.reachable and proto.records_peer else None
+        by = servers.server_for(token) if p.reachable and proto.records_peer else None
         observed, passed = _judge(c, p, seen, by)
         if itself and p.reachable:  # the source's own stack answered: nothing reached DST
             observed, passed = "answered by the source itself", False
@@ -415,9 +415,9 @@ def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str 
         if c.deny is not None:
             return f"deny ({p.kind or p.detail})", not c.allow and p.kind == c.deny
         return "deny", not c.allow
-    if c.proto == "dns":
-        got = f"answer {p.body}" if p.body else ("NXDOMAIN" if p.detail.startswith("NXDOMAIN") else "no A record")
-        return got, got == c.expected
+    proto = protocols.get(c.proto)
+    if proto.judge is not None:  # dns: the answer, not the reach
+        return proto.judge(c, p)
     if c.seen_from is None and c.answered_by is None:
         return "allow", c.allow
     parts, passed = [], c.allow
@@ -435,13 +435,13 @@ def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
     start = time.monotonic()
     of = next(r for r in reach if r.name == c.of)
     p = probes[c.of]
-    if of.proto == "icmp":
+    if protocols.get(of.proto).transport is None:  # icmp: no ports, an echo id
         return _run_conntrack_icmp(built, c, of, p, start)
     if not p.reachable or p.local is None:
         return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
                            f"{c.of!r} did not connect, so there is no connection to look up", **_conn_fields(built, c, of, p))
     dst_ip = built.lab.target(of.src, of.dst, of.proto, of.port, of.family).ip
-    l4 = "udp" if of.proto == "udp" else "tcp"
+    l4 = protocols.get(of.proto).transport
     entries = conntrack.dump(built.path(c.node), 6 if ":" in dst_ip else 4)  # the probe's family's table
     match = [e for e in entries if e.proto == l4 and _same_ip(e.orig.src, p.local[0]) and e.orig.sport == p.local[1]
              and _same_ip(e.orig.dst, dst_ip) and e.orig.dport == of.port]
