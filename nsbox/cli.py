@@ -23,6 +23,7 @@ import click
 from nsbox import __version__
 from nsbox.completion import complete_recipes
 from nsbox.errors import NsboxError, UsageError, missing_module
+from nsbox.report import formats as report_formats  # the --format choices: one module per format
 
 if TYPE_CHECKING:  # the model, validation and the sandbox are imported where used: --help stays fast
     from nsbox.model import Lab
@@ -328,8 +329,8 @@ def clean_cmd(dry_run: bool) -> None:
 @main.command("run")
 @click.argument("recipes", nargs=-1, shell_complete=complete_recipes)
 @click.option("--all", "run_all", is_flag=True, help="Run every recipe (those that cannot run here are skipped).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "ktap"]), default="text",
-              show_default=True, help="Report format: text for people; json, junit (JUnit XML) or ktap (KTAP v1) for CI.")
+@click.option("--format", "fmt", type=click.Choice(report_formats.names()), default="text",
+              show_default=True, help=report_formats.help_text())
 @click.option("--output", "output", metavar="FILE",
               help="Write the report to FILE (replaced atomically) instead of stdout.")
 @click.option("--on-host", is_flag=True,
@@ -737,8 +738,8 @@ def status_cmd(lab: str | None, fmt: str) -> None:
 
 @main.command("verify")
 @click.argument("lab")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "ktap"]), default="text",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(report_formats.names()), default="text",
+              show_default=True, help=report_formats.help_text())
 @click.option("--timeout", type=_Timeout(0.1, 60), default=1.0, show_default=True,
               help="Seconds one probe waits; an expected deny costs this much.")
 def verify_cmd(lab: str, fmt: str, timeout: float) -> None:

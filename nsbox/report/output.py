@@ -11,16 +11,16 @@ why, and what is refused: a symlink someone else planted, /dev/null, a FIFO,
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import sys
 
 from nsbox import safefs
+from nsbox.report import formats
 from nsbox.errors import NsboxError, UsageError
 from nsbox.verify.results import RecipeResult
 
-FORMATS = ("text", "json", "junit", "ktap")
+FORMATS = formats.names()  # one module each: nsbox/report/formats/
 
 # Inside the sandbox /run is a private tmpfs (nsbox/sandbox): a report written
 # there would vanish with the sandbox.
@@ -154,28 +154,8 @@ def _fd_path(fd: int) -> str:
 
 
 def render(results: list[RecipeResult], fmt: str) -> str:
-    """The report as text, in FMT."""
-    if fmt == "json":
-        from nsbox.report import json_report
-
-        return json_report.render(results) + "\n"
-    if fmt == "junit":
-        from nsbox.report import junit
-
-        return junit.render(results)
-    if fmt == "ktap":
-        from nsbox.report import ktap
-
-        return ktap.render(results)
-    if fmt == "text":
-        from rich.console import Console
-
-        from nsbox.report import text
-
-        buf = io.StringIO()
-        text.print_report(results, Console(file=buf, highlight=False, soft_wrap=True, no_color=True, width=100))
-        return buf.getvalue()
-    raise UsageError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
+    """The report as text, in FMT (its module in nsbox/report/formats/)."""
+    return formats.get(fmt).render(results)
 
 
 def emit(results: list[RecipeResult], fmt: str, output: str | None, *, shown: int = 0,
@@ -183,10 +163,9 @@ def emit(results: list[RecipeResult], fmt: str, output: str | None, *, shown: in
     """Print the report, or write it to OUTPUT. SHOWN: the first recipes' sections were
     printed already, as each finished (text to stdout); QUIET: no sections, the summary."""
     if output is None:
-        if fmt == "text":  # straight to the terminal, in colour where it is one
-            from nsbox.report import text
-
-            text.print_report(results, shown=shown, quiet=quiet)
+        f = formats.get(fmt)
+        if f.print is not None:  # text: straight to the terminal, in colour where it is one
+            f.print(results, shown=shown, quiet=quiet)
         else:
             sys.stdout.write(render(results, fmt))
             sys.stdout.flush()

@@ -90,7 +90,13 @@ def all_results(runs: list[KernelRun]) -> list[RecipeResult]:
 
 
 def render(runs: list[KernelRun], fmt: str) -> str:
-    return {"text": render_text, "json": render_json, "junit": render_junit, "ktap": render_ktap}[fmt](runs)
+    from nsbox.errors import UsageError
+    from nsbox.report import formats
+
+    f = formats.get(fmt)
+    if f.kernels is None:
+        raise UsageError(f"--format {fmt} has no report of several kernels (--kernels)")
+    return f.kernels(runs)
 
 
 def render_text(runs: list[KernelRun]) -> str:

@@ -101,4 +101,6 @@ def encode(link: Any, ctx: Any, link_attrs: list | None = None) -> Any:
     return m
 
 
-from nsbox.kinds.links import bridge, dummy, ipvlan, macvlan, veth, vlan, vxlan  # noqa: E402,F401  (registration)
+from nsbox.kinds import discover as _discover  # noqa: E402
+
+_discover(__name__)  # every module here registers its kind: no hand list
