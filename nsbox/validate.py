@@ -12,7 +12,6 @@ from nsbox.model.routes import NeighCheck, RouteCheck, validate_neigh_check, val
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, Node, ReachCheck
 from nsbox.model import linkopts
 from nsbox.kinds import protocols
-from nsbox.model.lab import ANSWERS, SERVER_KINDS
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.names import control_char, ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
@@ -130,8 +129,9 @@ def _check_node(lab: Lab, node: Node) -> None:
     # (l4, port) -> [(bound address, None for the dual-stack wildcard), who]
     seen: dict[tuple[str, int], list[tuple[str | None, str]]] = {}
     for s in node.servers:
-        if s.kind not in SERVER_KINDS:
-            raise ValidationError(f"node {node.name}: unknown server kind {s.kind!r} ({', '.join(SERVER_KINDS)})")
+        if s.kind not in protocols.server_kinds():
+            raise ValidationError(f"node {node.name}: unknown server kind {s.kind!r} "
+                                  f"({', '.join(protocols.server_kinds())})")
         feature = protocols.feature_of(s.kind)
         if feature is not None and feature not in lab.requires:
             raise ValidationError(f"node {node.name}: serves {s.kind}; declare it with "
@@ -375,7 +375,7 @@ def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, relayed: bool) -> None
     if not c.allow or not protocols.get(c.proto).records_peer:
         raise ValidationError(f"check {c.name!r}: answered_by needs an allowed "
                               f"{'/'.join(protocols.where(lambda p: p.records_peer))} check")
-    kinds = set(ANSWERS[c.proto])
+    kinds = set(protocols.get(c.proto).answers)
     for name in sorted(c.answered_by):
         try:
             netns = lab.netns_of(name)
@@ -419,7 +419,7 @@ def _check_checks(lab: Lab) -> None:
             else:
                 if c.port is None or not 1 <= c.port <= 65535:
                     raise ValidationError(f"check {c.name!r}: {c.proto} needs a port 1-65535")
-                kinds = set(ANSWERS[c.proto])
+                kinds = set(protocols.get(c.proto).answers)
                 # Without a listener a 'deny' would be a refused port, not a blocked path. A
                 # virtual address or port has none: rules send the packets on (answered_by says where).
                 l4 = proto.transport

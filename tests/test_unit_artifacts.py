@@ -19,6 +19,7 @@ from nsbox.artifacts.capture import ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Filter
 from nsbox.artifacts.involved import involved_nodes, slug
 from nsbox.artifacts.target import prepare_dir
 from nsbox.errors import UsageError
+from nsbox.kinds import protocols
 from nsbox.model import Lab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,6 +113,11 @@ def udp(sport: int, dport: int) -> bytes:
     return struct.pack("!HHHH", sport, dport, 8, 0)
 
 
+def sctp(sport: int, dport: int) -> bytes:
+    """An SCTP common header (ports, verification tag, CRC32c left 0) and an INIT chunk header."""
+    return struct.pack("!HHII", sport, dport, 0, 0) + struct.pack("!BBH", 1, 0, 4)
+
+
 ICMP_ECHO = struct.pack("!BBHHH", 8, 0, 0, 1, 1)
 ARP = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, b"\x02" * 6, bytes([10, 0, 0, 1]), b"\0" * 6,
                   bytes([10, 0, 0, 2]))
@@ -122,6 +128,7 @@ PACKETS = [  # (protocol, packet)
     (ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", 6, tcp(40000, 8))),       # another port
     (ETH_P_IP, ipv4("10.0.0.1", "10.0.0.3", 6, tcp(40000, 7))),       # another host
     (ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", 17, udp(40000, 7))),      # udp, same port
+    (ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", 132, sctp(40000, 7))),    # sctp, same port
     (ETH_P_IP, ipv4("10.0.0.1", "10.0.0.2", 1, ICMP_ECHO)),           # icmp
     (ETH_P_ARP, ARP),
     (ETH_P_IPV6, ipv6("fd00::1", "fd00::2", 6, tcp(40000, 7))),
@@ -146,8 +153,9 @@ def test_pcap_round_trip(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
-@pytest.mark.parametrize("flt", [Filter("10.0.0.2", "tcp", 7), Filter("10.0.0.2", "udp", 7),
-                                 Filter("10.0.0.2", "icmp", None), Filter("fd00::2", "http", 7)])
+@pytest.mark.parametrize("flt", [Filter("10.0.0.2", p, 7 if protocols.get(p).needs_port else None)
+                                 for p in protocols.names()] + [Filter("fd00::2", "http", 7)],
+                         ids=lambda f: f"{f.proto}-{f.dst}")  # every registered protocol's filter
 def test_filter_agrees_with_tcpdumps_bpf_on_a_pcap_tcpdump_reads(tmp_path, flt):
     path = tmp_path / "x.pcap"
     write_pcap(path)
