@@ -164,3 +164,52 @@ def test_text_report_points_at_the_readme(nsbox, recipes, tmp_path):
                     "--settle", "0.5", "--set", "route=false")
     assert run.returncode == 1, run.describe()
     assert f"artifacts: {out / 'artifacts-demo'}/README.txt" in run.stdout
+
+
+# ------------------------------------------------------------- a failing DNS check (issue 13)
+
+DNS_RECIPE = """
+    from nsbox.recipe import Param, recipe
+
+    @recipe("artifacts-dns", params=[Param("drop", True, "the host drops udp/53 to c2")])
+    def build(lab, drop):
+        '''c1 asks c2's DNS server through the host.'''
+        lab.require("veth")
+        c1, c2 = lab.node("c1"), lab.node("c2")
+        lab.veth(c1, "eth0", lab.host, "v1")
+        lab.veth(c2, "eth0", lab.host, "v2")
+        c1.address("eth0", "10.77.1.2/24")
+        c2.address("eth0", "10.77.2.2/24")
+        lab.host.address("v1", "10.77.1.1/24").address("v2", "10.77.2.1/24")
+        lab.host.sysctl("net.ipv4.ip_forward", 1)
+        c1.route("10.77.2.0/24", via="10.77.1.1")
+        c2.route("10.77.1.0/24", via="10.77.2.1")
+        c2.serve_dns(53, {"web": "10.77.2.9"})
+        if drop:
+            lab.host.iptables("filter").append("FORWARD", "-d 10.77.2.2/32 -p udp -m udp --dport 53 -j DROP")
+        lab.expect_dns("c1", "10.77.2.2", "web", "10.77.2.9")
+"""
+
+
+def test_failing_dns_check_is_captured_on_udp_53(nsbox, tmp_path):
+    """--artifacts with a failing DNS check: no crash (it once died on an AssertionError,
+    the re-probe had no query), the capture filter is the DNS probe's udp port, and
+    tcpdump sees the re-sent query leave c1 and never reach c2."""
+    d = tmp_path / "recipes"
+    d.mkdir()
+    (d / "dns.py").write_text(textwrap.dedent(DNS_RECIPE))
+    out = tmp_path / "art"
+    run = nsbox.run("run", "artifacts-dns", "--recipes", str(d), "--artifacts", str(out), "--format", "json",
+                    "--timeout", "0.5", "--settle", "0.5")
+    assert run.returncode == 1, run.describe()
+    assert "Traceback" not in run.stderr and "AssertionError" not in run.stderr, run.stderr
+    files = files_of(run, "dns c1: web")
+    summary = json.loads((out / "artifacts-dns" / "summary.json").read_text())
+    cap = summary["checks"][0]["capture"]
+    assert cap["filter"].startswith("(host 10.77.2.2 and udp port 53)"), cap
+    queries = lambda name: [ln for ln in tcpdump_read(files[name]) if "> 10.77.2.2.53:" in ln]  # noqa: E731
+    assert queries("c1/capture-dns_c1-_web.pcap"), files
+    assert not queries("c2/capture-dns_c1-_web.pcap")
+    drops = [ln for ln in files["host/iptables.txt"].read_text().splitlines()
+             if ln.endswith("-A FORWARD -d 10.77.2.2/32 -p udp -m udp --dport 53 -j DROP")]
+    assert len(drops) == 1 and int(drops[0][1:].split(":", 1)[0]) >= 1, drops
