@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nsbox.kinds import protocols as _protocols
+
 
 def package_parent() -> str:
     """The directory that holds the nsbox package this process runs."""
@@ -34,7 +36,8 @@ MODULES = ("veth bridge br_netfilter macvlan ipvlan 8021q dummy vxlan geneve wir
            "ip6table_nat ip6table_mangle ip6table_raw nf_conntrack nf_conntrack_netlink nf_nat nf_tables "
            "nft_compat nft_chain_nat nft_ct nft_nat nft_masq nft_redir nft_reject_inet nft_fib_inet "
            "xt_conntrack xt_MASQUERADE xt_addrtype xt_nat xt_comment xt_mark xt_multiport xt_tcpudp "
-           "xt_REDIRECT xt_physdev xt_statistic xt_recent xt_LOG xt_limit xt_state sch_netem ip_vs").split()
+           "xt_REDIRECT xt_physdev xt_statistic xt_recent xt_LOG xt_limit xt_state sch_netem ip_vs").split() \
+    + list(_protocols.kernel_modules())  # a probe protocol's own (sctp): nsbox/kinds/protocols/
 
 
 def script(args: list[str]) -> str:

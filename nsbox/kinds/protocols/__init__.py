@@ -75,6 +75,7 @@ class Protocol:
     conntrack: bool = True                      # conntrack checks can find its connection
     feature: Callable[[], None] | None = None   # kernel feature probe named after it (raises OSError if missing)
     imports: tuple[str, ...] = ()               # Python modules its probe or server needs (checked before the build)
+    kernel_modules: tuple[str, ...] = ()        # loaded first in a --kernel VM, where nsbox cannot autoload them
     aliases: tuple[str, ...] = field(default=())
 
     @property
@@ -149,6 +150,11 @@ def check_options(c: Any, where_: str) -> None:
             theirs = sorted({o for t in takers for o in PROTOCOLS[t].options}, key=list(OPTION_DEFAULTS).index)
             raise ValidationError(f"{where_}: {'= and '.join(theirs)}= are for {'/'.join(takers)} checks, "
                                   f"not {c.proto} ({opt}={getattr(c, opt)!r})")
+
+
+def kernel_modules() -> tuple[str, ...]:
+    """Every protocol's kernel modules (nsbox/vm/guest.py loads them in a --kernel VM)."""
+    return tuple(m for n in names() for m in PROTOCOLS[n].kernel_modules)
 
 
 def imports_for(protocols: set[str]) -> tuple[str, ...]:

@@ -26,4 +26,4 @@ PROTOCOL = register(Protocol(
     probe=stream_probe(IPPROTO_SCTP), answers=("sctp",),
     serving=Serving(socket.SOCK_STREAM, IPPROTO_SCTP, on_data=echo),
     conntrack=False,  # nsbox's conntrack reader names tcp, udp and icmp entries only
-    feature=feature))
+    feature=feature, kernel_modules=("sctp",)))
