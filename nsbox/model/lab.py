@@ -668,7 +668,9 @@ class Lab:
                size: int | None = None, df: bool = False,
                answered_by: str | Node | set[str] | frozenset[str] | list[str] | None = None,
                family: int | None = None) -> ReachCheck:
-        """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab).
+        """SRC can (allow=True) or cannot reach DST (a node name or an address in the lab)
+        with PROTO, a probe protocol of nsbox/kinds/protocols/ (icmp, tcp, udp, http, sctp;
+        dns: expect_dns); PORT for all but icmp.
 
         seen_from: the source address the server must have seen (proves NAT); a list: any
         one of them (a SNAT to a range, several egress addresses).
@@ -772,7 +774,7 @@ class Lab:
         self._add_check(check)
         return check
 
-    def expect_matrix(self, nodes: list[Node | str], proto: Literal["icmp", "tcp", "udp", "http"],
+    def expect_matrix(self, nodes: list[Node | str], proto: str,
                       port: int | None = None, *, expected: Expected = True, name: str | None = None,
                       include_self: bool = False) -> Matrix:
         """Every ordered pair of NODES: SRC reaches DST with PROTO[/PORT] as EXPECTED says

@@ -42,7 +42,7 @@ class CheckResult:
     src          the node the probe left from (for conntrack: of the connection looked up)
     dst          the node that owns the destination address
     dst_ip       the address the probe targeted
-    proto        "icmp", "tcp", "udp" or "http"
+    proto        the probe protocol (nsbox/kinds/protocols/: icmp, tcp, udp, http, dns, sctp)
     port         the destination port (null for icmp)
     local        {"ip", "port"}: the source address and port the probe's socket used
                  (null for icmp, and when the connection did not happen)
