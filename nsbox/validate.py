@@ -404,11 +404,14 @@ def _check_checks(lab: Lab) -> None:
         if isinstance(c, ReachCheck):
             if c.src not in lab.nodes and c.src not in lab.containers:
                 raise ValidationError(f"check {c.name!r}: unknown source node {c.src!r}")
+            try:  # the protocol's module judges its own options (nsbox/kinds/protocols/)
+                proto = protocols.get(c.proto)
+            except ValidationError as e:
+                raise ValidationError(f"check {c.name!r}: {e}") from None
             target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
             _check_self_answer(lab, c, target)
             virtual = lab.virtual_for(target, c.proto, c.port)
             dst_node = target.node
-            proto = protocols.get(c.proto)  # the protocol's module judges its own options
             protocols.check_options(c, f"check {c.name!r}")
             if proto.check is not None:
                 proto.check(lab, c, f"check {c.name!r}")

@@ -115,7 +115,7 @@ def test_a_dropped_in_protocol_module_is_a_full_protocol(gopher):
 def test_validation_lists_are_the_registrys():
     lab = _two()
     lab.expect("a", "b", "gre", 80)
-    with pytest.raises(ValidationError, match=r"unknown protocol 'gre' \(" + ", ".join(protocols.names())):
+    with pytest.raises(ValidationError, match=r"check .*: unknown protocol .gre. \(" + ", ".join(protocols.names())):
         validate(lab)
     lab = _two()
     lab.nodes["b"].servers.append(Server("gre", 1))
