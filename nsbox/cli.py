@@ -498,12 +498,15 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
     from nsbox.kernel import features, iptables_check, nftables, sysctl
 
     out = []
+    judged = [lab for lab in labs if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires))]
+    rules_ok = iptables_check.all_accepted(judged)  # one restore --test for all; else lab by lab
     for lab in labs:
         if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires)):
             try:
                 sysctl.check_lab(lab)
                 nftables.check_lab(lab)
-                iptables_check.check_lab(lab)  # unknown extensions, bad target options
+                if not rules_ok:
+                    iptables_check.check_lab(lab)  # unknown extensions, bad target options
             except NsboxError as e:
                 if len(labs) == 1:
                     raise

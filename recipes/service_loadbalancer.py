@@ -17,6 +17,7 @@ rules on node1 take the packets to it (KUBE-EXT / the service-ips map).
 """
 
 from nsbox.kits import k8s
+from nsbox.kits.kubeproxy.names import chain_hash
 from nsbox.model import Lab
 from nsbox.recipe import Param, recipe
 
@@ -53,7 +54,14 @@ def build(lab: Lab, mode: str = "iptables") -> None:
                      name="neigh outside: the LB address answered by node1 (L2 announcement)")
     lab.expect(outside, LB_RANGED, "http", 80, answered_by="web-1", seen_from=n1.ip,
                name="http outside->web-ranged (in loadBalancerSourceRanges)")
-    lab.expect(stranger, LB_RANGED, "tcp", 80, allow=False,
+    # iptables mode: KUBE-FW-* lets the listed ranges on and the filter table's
+    # KUBE-PROXY-FIREWALL drops the rest; the deny ends on that rule's counter (nftables
+    # mode's drop has no counter: there it waits out its timeout).
+    ranged_drop = None if mode != "iptables" else (
+        "node1", "filter", "KUBE-PROXY-FIREWALL",
+        f'-d {LB_RANGED}/32 -p tcp -m comment --comment "default/web-ranged:http traffic not accepted by '
+        f'KUBE-FW-{chain_hash("default/web-ranged:http", "tcp")}" -m tcp --dport 80 -j DROP')
+    lab.expect(stranger, LB_RANGED, "tcp", 80, allow=False, dropped_by=ranged_drop,
                name="tcp stranger->web-ranged (outside loadBalancerSourceRanges: dropped)")
     lab.expect(stranger, LB_IP, "http", 80, answered_by="web-1",
                name="http stranger->web LB (no source ranges: answered)")

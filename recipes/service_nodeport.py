@@ -50,7 +50,14 @@ def build(lab: Lab, mode: str = "iptables") -> None:
                       name=f"http outside->node1:{np_local} (Local: client address kept)")
     lab.expect_conntrack("node1", kept, reply_dst=k.outside_ip, reply_src=web1, reply_sport=8080,
                          name="conntrack node1: Local NodePort DNAT'ed, not masqueraded")
-    lab.expect(outside, n2.ip, "tcp", np_local, allow=False,
+    # kube-proxy's iptables mode drops it in filter KUBE-EXTERNAL-SERVICES, so the deny ends
+    # on that rule's counter; nftables mode drops it through a verdict map element, which has
+    # no counter to read: there the deny waits out its timeout.
+    no_local = None if mode != "iptables" else (
+        "node2", "filter", "KUBE-EXTERNAL-SERVICES",
+        f'-p tcp -m comment --comment "default/web-local:http has no local endpoints" '
+        f'-m addrtype --dst-type LOCAL -m tcp --dport {np_local} -j DROP')
+    lab.expect(outside, n2.ip, "tcp", np_local, allow=False, dropped_by=no_local,
                name=f"tcp outside->node2:{np_local} (Local: no endpoint on node2, dropped)")
     # Pods reach the NodePort too (node2's pod through node2: Cluster policy).
     lab.expect("other", n2.ip, "http", np, answered_by="web-1", name=f"http other->node2:{np} (pod to NodePort)")

@@ -8,6 +8,7 @@ written: nothing here needs the kernel (validate/explain/show load recipes in th
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -393,6 +394,19 @@ def test_rules_iptables_refuses_are_refused_at_validation(rdir, rule, words, mod
     """They used to fail when the restore ran, with the lab half built (exit 1)."""
     recipe_file(rdir, rule)
     one_line_error(nsbox(*mode, "bad", "--recipes", str(rdir)), words)
+
+
+def test_with_several_recipes_the_one_iptables_refuses_is_named_and_the_others_run(rdir):
+    """The rules of every recipe are judged by one `restore --test` per family (nsbox run
+    --all); when that batch is refused, each recipe is judged alone, so the error still
+    names the bad recipe's node and rule and the good recipe runs."""
+    recipe_file(rdir, "lab.host.iptables('filter').append('INPUT', '-j ACCEPT')", name="good")
+    recipe_file(rdir, "lab.host.iptables('filter').append('INPUT', '-m nosuchmatch -j ACCEPT')")
+    p = nsbox("run", "good", "bad", "--recipes", str(rdir), "--on-host")
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "nsbox: error: bad: node host: iptables-restore refuses '-A INPUT -m nosuchmatch -j ACCEPT'" \
+        in p.stderr, p.stderr
+    assert re.search(r"PASS\s+good", p.stdout), p.stdout
 
 
 # -- item 21: what iptables accepts, stored as iptables-save prints it -----------------------

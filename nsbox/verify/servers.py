@@ -63,6 +63,7 @@ class ServerSet:
     _listeners: list = field(default_factory=list)  # (socket, ("listen", node, ip, kind)) until start()
     _zones: dict[int, dict[str, str]] = field(default_factory=dict)  # dns socket fd -> name -> A
     _procs: list = field(default_factory=list)  # proxy processes (subprocess.Popen)
+    _starting: list = field(default_factory=list)  # (proxy, what) not yet known to listen
     _paths: list = field(default_factory=list)  # the netns path of each of _listeners
     _holders: list = field(default_factory=list)  # (name, netns path) of each sandbox to hold
     pids: list = field(default_factory=list)  # the server and holder processes
@@ -182,8 +183,8 @@ class ServerSet:
                 self.served_by[token] = node
 
     def start_proxy(self, node: str, path: str, p) -> None:
-        """Start a userland proxy process (nsbox/verify/proxy.py) in the netns at PATH and
-        wait until it listens; close() ends it."""
+        """Start a userland proxy process (nsbox/verify/proxy.py) in the netns at PATH;
+        wait_proxies() waits until it listens, close() ends it."""
         import subprocess
         import sys
 
@@ -201,10 +202,18 @@ class ServerSet:
             argv.append("-udp-reply-from-route")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
         self._procs.append(proc)
-        line = proc.stdout.readline().strip() if proc.stdout else ""
-        if line != "ready":
-            raise KernelError(f"{node}: {p.name} {p.proto} {p.host_ip}:{p.host_port} did not start: "
-                              f"{line or 'exited ' + str(proc.wait())}")
+        self._starting.append((proc, f"{node}: {p.name} {p.proto} {p.host_ip}:{p.host_port}"))
+
+    def wait_proxies(self) -> None:
+        """Wait until every proxy start_proxy() started listens. They start side by side:
+        each is an interpreter start-up (~0.1 s), and user-networks runs one per container."""
+        from nsbox.errors import KernelError
+
+        starting, self._starting = self._starting, []
+        for proc, what in starting:
+            line = proc.stdout.readline().strip() if proc.stdout else ""
+            if line != "ready":
+                raise KernelError(f"{what} did not start: {line or 'exited ' + str(proc.wait())}")
 
     def peer_for(self, token: str) -> tuple[str, int] | None:
         if token not in self.seen:

@@ -73,6 +73,7 @@ def start_servers(built: Built) -> ServerSet:
         for node in built.lab.nodes.values():
             for p in node.proxies:
                 servers.start_proxy(node.name, built.path(node.name), p)
+        servers.wait_proxies()
     except BaseException:
         servers.close()
         raise

@@ -25,7 +25,13 @@ def _b32(text: str, chars: int) -> str:
 # --- iptables -----------------------------------------------------------------------------
 
 def port_proto_hash(port: PortInfo) -> str:
-    return _b32(port.name + port.protocol, 16)
+    return chain_hash(port.name, port.protocol)
+
+
+def chain_hash(service_port: str, protocol: str) -> str:
+    """The suffix of KUBE-SVC-/SVL-/EXT-/FW- for "NS/NAME:PORTNAME" and "tcp" (a recipe
+    naming one of kube-proxy's rules, e.g. for dropped_by)."""
+    return _b32(service_port + protocol, 16)
 
 
 def svc_chain(port: PortInfo) -> str:
