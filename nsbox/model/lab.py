@@ -274,8 +274,11 @@ class Node:
                  hairpin: bool | None = None, isolated: bool | None = None) -> Node:
         """Options of an interface declared already (`lo` included), as `ip link` sets them:
         mac, mtu, txqueuelen at creation; up=False leaves it down (a veth whose peer is
-        down shows NO-CARRIER, its state LOWERLAYERDOWN); hairpin and isolated on a
-        bridge port (`ip link set IFACE type bridge_slave hairpin on isolated on`)."""
+        down shows NO-CARRIER; its state is LOWERLAYERDOWN when both ends share a netns,
+        DOWN when the peer is in another one -- the kernel looks the peer's ifindex up in
+        the veth's own netns, so there a down device that happens to hold that index
+        gives LOWERLAYERDOWN: tests/test_kernel_veth_operstate.py); hairpin and isolated
+        on a bridge port (`ip link set IFACE type bridge_slave hairpin on isolated on`)."""
         from nsbox.model import linkopts
 
         if iface not in self.interfaces:
