@@ -241,6 +241,19 @@ class Cluster:
         pause holds it), so its interfaces, address and 127.0.0.1; its own servers."""
         return self.lab.container(name, pod)
 
+    def host_network_pod(self, node: K8sNode | str, name: str) -> Any:
+        """A hostNetwork pod NAME on NODE (`spec.hostNetwork: true`: kube-proxy, a CNI agent,
+        node-exporter): the kubelet runs no CNI ADD for it; its sandbox (pause) and its
+        container live in the node's own netns, so it has the node's interfaces, addresses
+        and routes, and its servers answer on the node's address. Returns the container
+        (`.serve(kind, port)`); the node's netns is held by a pause process while the lab runs."""
+        kn = node if isinstance(node, K8sNode) else self.nodes[node]
+        self.lab.sandbox(kn.node)
+        c = self.lab.container(name, kn.node)
+        self._pod_of[name] = (kn, kn.ip)
+        self.labels.setdefault(name, {})
+        return c
+
     def pod_ip(self, pod: Node | str) -> str:
         return self._pod_of[pod if isinstance(pod, str) else pod.name][1]
 
