@@ -53,6 +53,10 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         result.skip_reason = "; ".join(lacking.values())
         result.duration_s = time.monotonic() - start
         return result
+    from nsbox.validate_hints import warnings
+
+    for w in warnings(lab):  # the kernel takes it, but the checks cannot pass as written: say why now
+        print(f"nsbox: warning: {lab.name}: {w}", file=sys.stderr, flush=True)
     # In the sandbox names can be the real ones; on the host they carry a per-run prefix.
     prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
     t0 = time.monotonic()
