@@ -106,3 +106,43 @@ def test_the_jail_hand_over_keeps_and_rechecks_the_sets():
     d["nodes"][-1]["ipsets"][0]["entries"] = ["10.0.0.0/8"]
     with pytest.raises((ValidationError, RecipeError)):
         lab_from_dict(d)
+
+
+def test_kube_router_sync_installs_through_the_model():
+    """Rendered.install: kube-router's sets become node.ipset objects and its rules the node's
+    filter table, in the order iptables would hold them after its -A/-I lines."""
+    from pathlib import Path
+
+    from nsbox.kernel.iptables import restore_text
+    from nsbox.kits.netpol.cases import Scenario, load_cases
+    from nsbox.kits.netpol.kuberouter import _matches_first, render
+    from nsbox.model.rules import parse_rule
+
+    case = {c.id: c for c in load_cases(Path(__file__).parent / "data" / "netpol" / "cases.json")}[
+        "allow-from-podselector-same-ns"]
+    s = Scenario(case)
+    for _ in s.steps():
+        pass
+    r = render(s.cluster)
+    lab = Lab("kr")
+    lab.require("ipset")
+    node = lab.node("node")
+    r.install(node)
+    lab.expect_interfaces(node, ["lo"])
+    validate(lab)
+    assert {k: sorted(v.entries) for k, v in node.ipsets.items()} == \
+        {k: sorted(v.entries) for k, v in r.ipsets.items()}
+    # replay the -A/-I lines by hand: the chains' final order
+    want: dict[str, list[str]] = {}
+    for line in r.rules:
+        op, chain, rest = line.split(" ", 2)
+        if op == "-I":
+            pos, rest = rest.split(" ", 1)
+            want.setdefault(chain, []).insert(int(pos) - 1, rest)
+        else:
+            want.setdefault(chain, []).append(rest)
+    text = restore_text(node.firewall, 4)
+    for chain, rules in want.items():
+        got = [ln.split(" ", 2)[2] for ln in text.splitlines() if ln.startswith(f"-A {chain} ")]
+        assert len(got) == len(rules), chain
+        assert got == [parse_rule(_matches_first(w)).render() for w in rules], chain
