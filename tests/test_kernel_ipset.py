@@ -171,3 +171,20 @@ def test_calico_without_the_pool_in_the_masq_set_is_not_masqueraded(nsbox, tmp_p
     assert r.returncode == 1, r.describe()
     failed = {n for n, c in r.checks().items() if not c["passed"]}
     assert OUT in failed and all("outside" in n for n in failed), failed
+
+
+@pytest.mark.parametrize("recipe,sets,recipes_dir", [("pod-to-pod", ("cni=calico",), ""),
+                                                     ("ipset-gate", (), RECIPES)])
+def test_the_explained_script_makes_the_sets_by_hand(nsbox, tmp_path, recipe, sets, recipes_dir):
+    """`nsbox explain`'s `ipset create/add` lines, run by bash in a fresh namespace, build a
+    lab whose checks pass (the rules that match the sets load after them)."""
+    from test_kernel_explain import run_script_and_verify
+
+    args = ["explain", recipe, *(a for s in sets for a in ("--set", s))]
+    explained = nsbox.run(*args, *(["--recipes", recipes_dir] if recipes_dir else []))
+    assert explained.returncode == 0, explained.describe()
+    assert "ipset create" in explained.stdout
+    done = run_script_and_verify(explained.stdout, recipe, tmp_path, sets, recipes_dir)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    lines = done.stdout.splitlines()
+    assert lines and all(line.startswith("PASS ") for line in lines), done.stdout
