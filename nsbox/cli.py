@@ -351,6 +351,9 @@ def clean_cmd(dry_run: bool) -> None:
               show_default=True, help="Where rules go: auto = what this system's `iptables` is (nft on Debian 12).")
 @click.option("--artifacts", "artifacts", metavar="DIR",
               help="When a check fails, keep state dumps and a capture of its probe in DIR/RECIPE/ (README.txt there).")
+@click.option("--node-state", "node_state", is_flag=True,
+              help="With --artifacts: also each machine's state as its tools print it (ip route, ip neigh, "
+                   "bridge fdb, iptables-save, ipset list), pass or fail.")
 @click.option("--quiet", "-q", "quiet", is_flag=True,
               help="No progress on stderr; the text report is the summary alone.")
 @click.option("--verbose", "-v", "verbose", is_flag=True,
@@ -361,7 +364,8 @@ def clean_cmd(dry_run: bool) -> None:
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
             sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, settle: float | None,
             then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None,
-            kernels: tuple[str, ...] = (), quiet: bool = False, verbose: bool = False) -> None:
+            kernels: tuple[str, ...] = (), quiet: bool = False, verbose: bool = False,
+            node_state: bool = False) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -370,11 +374,14 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
 
     if not recipes and not run_all:
         raise click.UsageError("Missing argument 'RECIPES...' (or --all).")
+    if node_state and artifacts is None:
+        raise click.UsageError("--node-state writes into --artifacts DIR: give both.")
     if kernels:  # nsbox/vm: each kernel in a VM (or `host`), this nsbox inside; exits
         from nsbox.vm.run import RunRequest, run_kernels
         run_kernels(kernels, RunRequest(recipes, run_all, sets, recipe_dirs, timeout, settle, iptables_flavour,
                                         on_host), fmt, output, {"--then": then is not None,
-                                                                "--artifacts": artifacts is not None})
+                                                                "--artifacts": artifacts is not None,
+                                                                "--node-state": node_state})
     if run_all:
         recipes = (ALL, *recipes)
     try:
@@ -421,7 +428,7 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
         _fail(e)
     _run(labs, fmt, on_host, timeout, then, artifacts, output,
          rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs, settle), iptables_flavour=iptables_flavour,
-         then_in=then_in, settle=settle, quiet=quiet, verbose=verbose)
+         then_in=then_in, settle=settle, quiet=quiet, verbose=verbose, node_state=node_state)
 
 
 def _streamer(fmt: str, output: str | None, quiet: bool, streamed: list[int]):
@@ -505,7 +512,7 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
             try:
                 sysctl.check_lab(lab)
                 nftables.check_lab(lab)
-                if not rules_ok:
+                if not rules_ok or iptables_check.own_check(lab):
                     iptables_check.check_lab(lab)  # unknown extensions, bad target options
             except NsboxError as e:
                 if len(labs) == 1:
@@ -518,7 +525,7 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
          artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None,
          iptables_flavour: str = "auto", then_in: str = "host", settle: float | None = None,
-         quiet: bool = False, verbose: bool = False) -> None:
+         quiet: bool = False, verbose: bool = False, node_state: bool = False) -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
@@ -528,7 +535,7 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     deadline = max(4.0, 4 * timeout) if settle is None else settle
     opts = RunOptions(on_host=on_host, timing=Timing(probe_timeout=timeout, deadline=deadline),
                       then=then, then_stdout_to_stderr=(fmt != "text" or output is not None),
-                      artifacts_dir=artifacts, iptables=iptables_flavour, then_in=then_in)
+                      artifacts_dir=artifacts, iptables=iptables_flavour, then_in=then_in, node_state=node_state)
     from nsbox import signals
     from nsbox.progress import Progress
     from nsbox.sandbox import result_pipe

@@ -33,6 +33,7 @@ class RunOptions:
     then: str | None = None  # shell command run in the host node before teardown
     then_stdout_to_stderr: bool = False
     artifacts_dir: str | None = None  # absolute; failed checks leave state dumps and a capture here
+    node_state: bool = False  # with artifacts_dir: every machine's state too, pass or fail
     iptables: str = "auto"  # where rules go: auto (the system's iptables), nft or legacy
     then_in: str = "host"  # the node (or container) whose netns --then runs in
     progress: Callable[[str], None] | None = None  # told each phase (nsbox/progress.py), for a watcher
@@ -52,6 +53,10 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         result.skip_reason = "; ".join(lacking.values())
         result.duration_s = time.monotonic() - start
         return result
+    from nsbox.validate_hints import warnings
+
+    for w in warnings(lab):  # the kernel takes it, but the checks cannot pass as written: say why now
+        print(f"nsbox: warning: {lab.name}: {w}", file=sys.stderr, flush=True)
     # In the sandbox names can be the real ones; on the host they carry a per-run prefix.
     prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
     t0 = time.monotonic()
@@ -74,7 +79,7 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
             result.checks = verify(built, servers, opts.timing)
             result.verify_ms = round((time.monotonic() - t_verify) * 1000, 1)
             result.matrices = [matrix_tables(m, result.checks) for m in lab.matrices]
-            if opts.artifacts_dir and not all(c.passed for c in result.checks):
+            if opts.artifacts_dir and (opts.node_state or not all(c.passed for c in result.checks)):
                 _collect_artifacts(built, result, opts)  # the lab is still live: servers up, not torn down
             if opts.then:
                 then_start = time.monotonic()
@@ -104,7 +109,7 @@ def _collect_artifacts(built: Realized, result: RecipeResult, opts: RunOptions) 
 
     assert opts.artifacts_dir is not None
     try:
-        result.artifacts_dir = collect(built, result, opts.artifacts_dir, opts.timing)
+        result.artifacts_dir = collect(built, result, opts.artifacts_dir, opts.timing, opts.node_state)
     except (OSError, KernelError) as e:
         print(f"nsbox: warning: artifacts of {built.lab.name} not written: {e}", file=sys.stderr)
 

@@ -5,7 +5,7 @@ sandbox's, which pause holds on a real node), so its eth0, its address and its l
 other on 127.0.0.1; from another pod, on another node, both are at the pod's one address;
 the pod's hostPort 8080 (portmap, chained after the CNI plugin) reaches `app` from the
 node network. The cluster is pod-to-pod's (nsbox/kits/k8s), with the CNI layout of
-`--set cni=bridge|ptp`.
+`--set cni=bridge|ptp|vxlan|calico`.
 """
 
 from nsbox.kits import k8s

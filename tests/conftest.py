@@ -431,6 +431,8 @@ class HostSnapshot:
             if cp.returncode != 0:
                 lines += (f"<{tool} exited {cp.returncode}: {cp.stderr.strip().splitlines()[:1]}>",)
             ordered[tool] = lines
+        if shutil.which("ipset"):  # ipsets are per netns: a lab's must go with its namespace
+            sets["ipsets of the host netns (ipset list -n)"] = frozenset(_lines(_cmd(["ipset", "list", "-n"])))
         sets["mounts (/proc/self/mountinfo: mount point, fs type, source)"] = _mounts()
         sets["host sysctls (/proc/sys/net)"] = _host_sysctls()
         try:

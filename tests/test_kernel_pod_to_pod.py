@@ -26,7 +26,10 @@
 - cni=calico: all checks pass; the pod's neighbour entry for 169.254.1.1 holds the cali
   veth's ee:ee:ee:ee:ee:ee (learnt by proxy ARP); node1's block blackholed, node2's via BGP
   (proto bird). Mutant: proxy_arp off on node1's veths fails exactly the traffic from or to
-  node1's pods and the expect_neigh check for 169.254.1.1.
+  node1's pods and the expect_neigh check for 169.254.1.1; a RETURN ahead of Felix's
+  MASQUERADE fails pod->outside as for the other layouts.
+- vxlan MTU mutants: every 1450 made 1400 fails exactly the 1450-byte echo; the overlay at
+  1500 on a 1600-byte node network fails exactly the 1451-byte deny (`ping -M do` agrees).
 """
 
 from __future__ import annotations
@@ -147,7 +150,8 @@ def test_ptp_without_its_route_fails(nsbox, tmp_path) -> None:
     assert all(n.startswith(("tcp/7 n1-p1->n1-", "route n1-p1", "tcp/7 n1-p2->n1-p1")) for n in failed), failed
 
 
-@pytest.mark.parametrize("cni,masq", LAYOUTS + [("vxlan", "auto")], ids=["bridge", "bridge-masq-cni", "ptp", "vxlan"])
+@pytest.mark.parametrize("cni,masq", LAYOUTS + [("vxlan", "auto"), ("calico", "auto")],
+                         ids=["bridge", "bridge-masq-cni", "ptp", "vxlan", "calico"])
 def test_without_the_masquerade_rule_outside_fails(nsbox, tmp_path, cni: str, masq: str) -> None:
     r = _mutant(nsbox, tmp_path, f"{cni}-{masq}-nomasq", cni, masq=masq, nomasq=True)
     assert r.returncode == 1, r.describe()
@@ -389,8 +393,8 @@ def test_calico_without_proxy_arp_fails(nsbox, tmp_path) -> None:
 def test_vxlan_at_mtu_1400_fails_the_1450_byte_check(nsbox, tmp_path) -> None:
     """Mutant: flannel.1, cni0 and the pods' veths at 1400, not flannel's 1450 (1500 less 50 of
     VXLAN): the 1450-byte don't-fragment echo no longer leaves the pod, and `ping -M do -s
-    1422` agrees. (The 1451-byte deny has no such mutant on a 1500-byte node network: with
-    every MTU at 1500 the kernel still drops the over-size VXLAN packet.)"""
+    1422` agrees. (The 1451-byte deny's mutant is test_vxlan_with_a_bigger_mtu_passes_the_1451_byte_probe:
+    it needs a node network above 1500 too, or the kernel still drops the over-size VXLAN packet.)"""
     (tmp_path / "mutant.py").write_text(textwrap.dedent("""
         import dataclasses
         import importlib.util
@@ -418,3 +422,43 @@ def test_vxlan_at_mtu_1400_fails_the_1450_byte_check(nsbox, tmp_path) -> None:
     assert _failed(r) == {big}, r.describe()
     assert "message too long" in r.checks()[big]["detail"]
     assert (tmp_path / "df1450").read_text().strip() == "1"
+
+
+@pytest.mark.tools("ping")
+def test_vxlan_with_a_bigger_mtu_passes_the_1451_byte_probe(nsbox, tmp_path) -> None:
+    """Mutant: flannel's MTU 1450 raised to 1500 (flannel.1, cni0, the pods' veths) on a node
+    network of 1600 (the nodes' eth0, the switch's ports and br0): a 1451-byte
+    don't-fragment echo now crosses, so exactly the check that says it cannot fails, and
+    `ping -M do -s 1423` (1451 bytes) agrees. Proves the deny is the MTU's, not the probe's."""
+    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
+        import dataclasses
+        import importlib.util
+        from nsbox.recipe import builtin_dirs, recipe
+
+        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
+        _p2p = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_p2p)
+
+        @recipe("pod-to-pod-mut-mtu1500")
+        def build(lab):
+            '''pod-to-pod on flannel vxlan with MTU 1500 in the overlay, 1600 on the node network.'''
+            _p2p.build(lab, cni="vxlan")
+            lan = lab.nodes["k8s-lan"]
+            for node in lab.nodes.values():
+                for name, iface in list(node.interfaces.items()):
+                    if iface.mtu == 1450:
+                        mtu = 1500
+                    elif node is lan or (name == "eth0" and node.name in ("node1", "node2", "outside")):
+                        mtu = 1600  # the node network: br0 and its ports, the machines' eth0
+                    else:
+                        continue
+                    node.interfaces[name] = dataclasses.replace(iface, mtu=mtu)
+    """))
+    r = nsbox.run("run", "pod-to-pod-mut-mtu1500", "--recipes", str(tmp_path), "--format", "json",
+                  "--timeout", "0.5", "--settle", "0.5", "--then",
+                  'ip netns exec $NSBOX_NETNS_N1_P1 ping -M do -c1 -W2 -s 1423 10.244.2.2 >/dev/null 2>&1; '
+                  'echo $? > "$OUT/df1451"', env={"OUT": str(tmp_path)}, timeout=180)
+    assert r.returncode == 1, r.describe()
+    big = "icmp n1-p1->n2-p1 1451 bytes, don't fragment (over flannel's MTU 1450)"
+    assert _failed(r) == {big}, r.describe()
+    assert (tmp_path / "df1451").read_text().strip() == "0"

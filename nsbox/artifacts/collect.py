@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from nsbox.artifacts import capture
-from nsbox.artifacts.dumps import DUMPS, dump_node
+from nsbox.artifacts.dumps import DUMPS, NODE_DUMPS, dump_node
 from nsbox.artifacts.folder import Folder
 from nsbox.artifacts.involved import involved_nodes, slug
 from nsbox.kernel.realize import Realized
@@ -28,8 +28,10 @@ class _Entry:
     capture: dict = field(default_factory=dict)
 
 
-def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing) -> str:
+def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing,
+            node_state: bool = False) -> str:
     """Write DIR/RECIPE[.N]/ for RESULT's failed checks; set each one's `artifacts`. Returns the folder.
+    NODE_STATE: also each machine's state as its tools print it (NODE_DUMPS), pass or fail.
 
     BASE_DIR is what target.prepare_dir returned (its directory already opened);
     a plain path is checked and opened here."""
@@ -41,12 +43,13 @@ def collect(built: Realized, result: RecipeResult, base_dir: str, timing: Timing
     lab = built.lab
     folder = _fresh_dir(base_dir, lab.name)
     try:
-        return _collect(built, result, folder, timing, start)
+        return _collect(built, result, folder, timing, start, node_state)
     finally:
         folder.close()
 
 
-def _collect(built: Realized, result: RecipeResult, folder: Folder, timing: Timing, start: float) -> str:
+def _collect(built: Realized, result: RecipeResult, folder: Folder, timing: Timing, start: float,
+             node_state: bool = False) -> str:
     lab = built.lab
     root = folder.path
     nodes: dict[str, Folder] = {}
@@ -82,8 +85,9 @@ def _collect(built: Realized, result: RecipeResult, folder: Folder, timing: Timi
 
     for e in entries:
         e.result.artifacts = list(e.files)
+    machines = _machine_state(built, node_folder) if node_state else {}
     try:
-        _write_summary(folder, built, entries, time.monotonic() - start)
+        _write_summary(folder, built, entries, time.monotonic() - start, machines)
     finally:
         for f in nodes.values():
             f.close()
@@ -128,7 +132,18 @@ def _capture(built: Realized, check: ReachCheck, root: str, node_folder, timing:
                        **({"note": o.note} if o.note else {})} for o in outcomes]}
 
 
-def _write_summary(folder: Folder, built: Realized, entries: list[_Entry], seconds: float) -> None:
+def _machine_state(built: Realized, node_folder) -> dict[str, list[str]]:
+    """Each machine's root namespace (a Kubernetes node, the Docker host; every node where
+    the lab names no machines) dumped as a person reads it there: ip route, ip neigh,
+    bridge fdb, iptables-save, ipset list. Machine -> files written."""
+    lab = built.lab
+    roots = [(m.name, m.nodes[0]) for m in lab.machines] or [(n, n) for n in lab.nodes]
+    return {name: dump_node(built.path(node), node_folder(node), NODE_DUMPS) for name, node in roots}
+
+
+def _write_summary(folder: Folder, built: Realized, entries: list[_Entry], seconds: float,
+                   machines: dict[str, list[str]] | None = None) -> None:
+    machines = machines or {}
     root = folder.path
     names = built.netns_names()
     rel = lambda f: os.path.relpath(f, root)  # noqa: E731
@@ -139,13 +154,15 @@ def _write_summary(folder: Folder, built: Realized, entries: list[_Entry], secon
         "checks": [{"name": e.result.name, "expected": e.result.expected, "observed": e.result.observed,
                     "detail": e.result.detail, "nodes": e.nodes, "files": [rel(f) for f in e.files],
                     "capture": e.capture} for e in entries],
+        "machines": {m: [rel(f) for f in files] for m, files in machines.items()},
     }
     with folder.create("summary.json") as f:
         f.write((json.dumps(summary, indent=2) + "\n").encode())
 
     tools_line = ", ".join(f"{d.file} ({' '.join(d.argv)})" for d in DUMPS)
+    when = "when its checks failed" if entries else "at the end of its run (every check passed)"
     lines = [
-        f"nsbox artifacts of recipe {built.lab.name}: what the kernel held when its checks failed,",
+        f"nsbox artifacts of recipe {built.lab.name}: what the kernel held {when},",
         "collected inside the live lab before teardown, by the real tools run in each namespace",
         "(nsenter --net=...). Each NODE/ folder holds:",
         f"  {tools_line}",
@@ -153,6 +170,11 @@ def _write_summary(folder: Folder, built: Realized, entries: list[_Entry], secon
         "  `tcpdump -nr FILE` or Wireshark); a *.error.txt file says why a dump is missing.",
         "",
     ]
+    if machines:
+        lines += ["Each machine's state as its own tools print it there (--node-state): "
+                  + ", ".join(f"{d.file} ({' '.join(d.argv)})" for d in NODE_DUMPS) + ":"]
+        lines += [f"  {m}: " + " ".join(rel(f) for f in files) for m, files in machines.items()]
+        lines.append("")
     for e in entries:
         r = e.result
         lines.append(f"FAIL  {r.name}: expected {r.expected}, observed {r.observed}")

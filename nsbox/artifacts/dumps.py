@@ -44,13 +44,24 @@ DUMPS = (
     Dump("conntrack6.txt", ("conntrack", "-L", "-f", "ipv6"), "conntrack"),
 )
 
+# A machine's state as a person reads it on a kind or flannel node (`run --artifacts DIR
+# --node-state`): the tools' own text, not JSON.
+NODE_DUMPS = (
+    Dump("ip-addr.txt", ("ip", "addr", "show"), "iproute2"),
+    Dump("ip-route.txt", ("ip", "route", "show"), "iproute2"),
+    Dump("ip-neigh.txt", ("ip", "neigh", "show"), "iproute2"),
+    Dump("bridge-fdb.txt", ("bridge", "fdb", "show"), "iproute2"),
+    Dump("iptables-save.txt", ("iptables-save",), "iptables"),
+    Dump("ipset.txt", ("ipset", "list"), "ipset", optional=True),
+)
 
-def dump_node(netns_path: str, folder: Folder) -> list[str]:
-    """Run every DUMP inside the namespace at NETNS_PATH into FOLDER (files created
-    new, through its fd); return the paths of the files written."""
+
+def dump_node(netns_path: str, folder: Folder, dumps: tuple[Dump, ...] = DUMPS) -> list[str]:
+    """Run every dump of DUMPS inside the namespace at NETNS_PATH into FOLDER (files
+    created new, through its fd); return the paths of the files written."""
     nsenter = tools.find("nsenter")
     written = []
-    for d in DUMPS:
+    for d in dumps:
         target = d.file
         program = tools.find(d.argv[0])
         if nsenter is None or program is None:

@@ -16,6 +16,7 @@ from nsbox.errors import ValidationError
 from nsbox.kinds import protocols
 from nsbox.model.checks import BindCheck, Check, InterfacesCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
+from nsbox.model.ipsets import IPSet
 from nsbox.model.matrix import Expected, Matrix, expected_of
 
 HOST = "host"  # the node that plays the Docker host / Kubernetes machine
@@ -30,7 +31,7 @@ ANSWERS = {name: protocols.get(name).answers for name in protocols.names()}
 # Kernel features a recipe may require (lab.require); each is probed for real. A protocol
 # that the kernel may lack (sctp) is one, named after it and probed by its module.
 FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
-            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering") + protocols.features()
+            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering", "ipset") + protocols.features()
 
 
 @dataclass
@@ -251,6 +252,7 @@ class Node:
     sysctls: dict[str, str] = field(default_factory=dict)
     optional_sysctls: set[str] = field(default_factory=set)  # skipped where the kernel lacks them
     firewall: Firewall = field(default_factory=Firewall)
+    ipsets: dict[str, IPSet] = field(default_factory=dict)  # name -> set (model/ipsets.py)
     servers: list[Server] = field(default_factory=list)
     proxies: list[Proxy] = field(default_factory=list)
 
@@ -278,8 +280,11 @@ class Node:
                  hairpin: bool | None = None, isolated: bool | None = None) -> Node:
         """Options of an interface declared already (`lo` included), as `ip link` sets them:
         mac, mtu, txqueuelen at creation; up=False leaves it down (a veth whose peer is
-        down shows NO-CARRIER, its state LOWERLAYERDOWN); hairpin and isolated on a
-        bridge port (`ip link set IFACE type bridge_slave hairpin on isolated on`)."""
+        down shows NO-CARRIER; its state is LOWERLAYERDOWN when both ends share a netns,
+        DOWN when the peer is in another one -- the kernel looks the peer's ifindex up in
+        the veth's own netns, so there a down device that happens to hold that index
+        gives LOWERLAYERDOWN: tests/test_kernel_veth_operstate.py); hairpin and isolated
+        on a bridge port (`ip link set IFACE type bridge_slave hairpin on isolated on`)."""
         from nsbox.model import linkopts
 
         if iface not in self.interfaces:
@@ -351,6 +356,22 @@ class Node:
         """`bridge fdb add MAC dev DEV master|self STATE [dst DST] [vlan VLAN]`"""
         self.fdbs.append(Fdb(dev, mac, master, state, dst, vlan))
         return self
+
+    def ipset(self, name: str, type: str, entries: list[str] | tuple[str, ...] = (), *,
+              family: str = "inet") -> IPSet:
+        """`ipset create NAME TYPE family FAMILY` and `ipset add NAME ENTRY` for each entry, in
+        the node's netns, before its iptables rules (which match it with `-m set --match-set
+        NAME src|dst`). TYPE: hash:ip, hash:net, hash:ip,port, hash:net,port; ENTRIES as
+        `ipset list` prints them ("10.0.1.2", "10.244.0.0/16", "10.0.9.0/24 nomatch",
+        "10.0.1.2,tcp:80"). Returns the set; `.entries` may be changed until the lab is built."""
+        from nsbox.model import ipsets
+
+        where = f"node {self.name}"
+        if isinstance(name, str) and name in self.ipsets:
+            raise ValidationError(f"{where}: ipset {name} defined twice (ipset: set with the same name already exists)")
+        s = ipsets.make(name, type, entries, family, where)
+        self.ipsets[s.name] = s
+        return s
 
     def sysctl(self, key: str, value: int | str, *, optional: bool = False) -> Node:
         """`sysctl -w KEY=VALUE` inside the node (net.* keys are per namespace).

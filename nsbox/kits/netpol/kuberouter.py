@@ -52,6 +52,7 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from nsbox.kits.netpol.model import Cluster, Pod, Policy, PolicyPort
 from nsbox.kits.netpol.simulator import _peer_matches
@@ -150,6 +151,37 @@ class Rendered:
             out += [f"create {s.name} {s.options}", f"swap {t} {s.name}", f"flush {t}"]
         out += [f"destroy {t}" for t in sorted(tmp.values())]
         return "\n".join(out) + "\n"
+
+    def install(self, node: Any) -> None:
+        """This sync as part of a lab: each set on NODE's model (node.ipset: made in its netns
+        before its rules; the sets kube-router's TMP-/swap sequence leaves, without their
+        `timeout 0`, which no rule here uses), then the filter chains and rules on
+        node.iptables("filter"), its -I lines inserted as kube-router inserts them. The lab
+        must lab.require("ipset"). (ipset_restore()/filter_restore() remain the way to
+        load a sync into a live node, as kube-router does on each change.)"""
+        for name in sorted(self.ipsets):
+            s = self.ipsets[name]
+            node.ipset(s.name, s.type, s.entries)
+        table = node.iptables("filter")
+        for chain in self.chains:
+            table.new_chain(chain)
+        for line in self.rules:
+            op, chain, rest = line.split(" ", 2)
+            rest = _matches_first(rest)
+            if op == "-I":
+                position, spec = rest.split(" ", 1)
+                table.insert(chain, spec, int(position))
+            else:
+                table.append(chain, rest)
+
+
+def _matches_first(spec: str) -> str:
+    """kube-router writes its NFLOG rule's `-m limit ...` after `-j NFLOG --nflog-group 100`;
+    iptables takes that and iptables-save prints the match first. The model reads rules as
+    iptables-save prints them: the trailing matches are moved ahead of the target."""
+    j = spec.find(" -j ")
+    k = spec.find(" -m ", j + 1) if j >= 0 else -1
+    return spec if k < 0 else f"{spec[:j]} {spec[k + 1:]} {spec[j + 1:k]}"
 
 
 def _q(s: str) -> str:
