@@ -469,6 +469,10 @@ class Lab:
     # pod sandboxes: nodes whose netns a `pause` process holds while the lab runs, as on a
     # real node (see sandbox())
     sandboxes: list[str] = field(default_factory=list)
+    # how the lab was made: the recipe file it came from and the `--set` values it was built
+    # with (the loader fills them; `rerun_command` rebuilds the lab from them)
+    source: str = ""
+    sets: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Every lab has a node named `host`: the machine the lab stands for (the Docker
