@@ -524,6 +524,20 @@ class Lab:
         self.machines.append(machine)
         return machine
 
+    def place(self, machine: str, node: Node | str) -> Machine:
+        """Put NODE (a pod's or container's netns made after the machine) on MACHINE, after
+        the nodes it holds already. The one way a kit adds to a machine: the model keeps
+        its own lists, a kit never edits them in place."""
+        name = self._node(node, f"machine {machine}").name
+        for i, m in enumerate(self.machines):
+            if m.name == machine:
+                other = self.machine_of(name)
+                if other is not None:
+                    raise ValidationError(f"machine {machine}: node {name} is already in machine {other}")
+                self.machines[i] = Machine(m.name, (*m.nodes, name))
+                return self.machines[i]
+        raise ValidationError(f"no machine {machine!r} to put {name} on")
+
     def machine_of(self, node: str) -> str | None:
         return next((m.name for m in self.machines if node in m.nodes), None)
 
