@@ -113,17 +113,11 @@ class LabHandle:
         from nsbox.session import probe_target
         from nsbox.verify.probes import probe
         try:  # the same rule as a recipe's checks: only probes and targets the lab accepts
-            target = probe_target(self.lab, self._src(src), dst, proto, port, query=query)
+            target = probe_target(self.lab, src, dst, proto, port, query=query)
         except ValidationError as e:
             raise ValueError(f"{self.name}: {proto} probe {src}->{dst}: {e}") from None
         return probe(proto, self.built.path(self.lab.netns_of(src).name), target.ip, port,
                      timeout or self.timeout, query)
-
-    def _src(self, src: str) -> str:
-        if src not in self.lab.nodes and src not in self.lab.containers:
-            raise ValueError(f"lab {self.name} has no node or container {src!r} "
-                             f"(nodes: {', '.join(self.lab.nodes)})")
-        return src
 
     def _node(self, node: str) -> str:
         if node not in self.lab.nodes:
