@@ -227,7 +227,7 @@ def nsbox_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandl
     try:
         yield factory
     finally:
-        from nsbox.runner import signals_deferred
+        from nsbox.signals import deferred as signals_deferred
 
         # Every lab goes, and the handlers are back, before a pending signal is let in:
         # a second SIGTERM then ends pytest by its default action, with nothing left.

@@ -1,4 +1,4 @@
-"""Run one recipe end to end: probe features, realize, serve, verify, tear down."""
+"""Run one recipe end to end through one LabSession (nsbox/session.py): features, build, serve, verify, --then, tear down."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nsbox import tools
-from nsbox.signals import deferred
 from nsbox.errors import KernelError
-from nsbox.kernel.onhost import JOURNAL_DIR
 from nsbox.kernel.realize import Realized
 from nsbox.model import Lab
-from nsbox.session import LabSession, on_host_names, remove_empty  # noqa: F401 (the plugin and holder import them here)
+from nsbox.session import LabSession
 from nsbox.verify.matrix import tables as matrix_tables
 from nsbox.verify.results import RecipeResult
 from nsbox.verify.verifier import Timing
@@ -133,6 +131,3 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
 
 def _var(prefix: str, name: str) -> str:
     return prefix + name.upper().replace("-", "_").replace(".", "_")
-
-
-signals_deferred = deferred  # the name the pytest plugin imports

@@ -119,7 +119,8 @@ def test_no_kit_writes_the_models_lists_by_index() -> None:
 
 def test_place_adds_a_node_to_a_machine_after_its_own() -> None:
     lab = Lab("t")
-    a, p1, p2 = lab.node("a"), lab.node("p1"), lab.node("p2")
+    a, p1 = lab.node("a"), lab.node("p1")
+    lab.node("p2")
     lab.machine("m", [a])
     lab.place("m", p1)
     lab.place("m", "p2")
