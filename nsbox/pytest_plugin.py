@@ -131,7 +131,7 @@ def build_lab(what: str | Callable[..., None], params: dict[str, Any],
     (a child with its own netns and no capabilities) and validated here."""
     from nsbox.model.serialize import lab_from_dict, lab_to_dict
     from nsbox.sandbox import jail
-    from nsbox.validate import validate
+    from nsbox.session import load_and_validate
 
     def build() -> dict:
         from nsbox import recipe
@@ -142,12 +142,9 @@ def build_lab(what: str | Callable[..., None], params: dict[str, Any],
             doc = (what.__doc__ or "").strip().splitlines()
             lab = Lab(getattr(what, "__name__", "inline").replace("_", "-"), doc[0] if doc else "")
             what(lab, **params)
-        validate(lab)
-        return lab_to_dict(lab)
+        return lab_to_dict(load_and_validate(lambda: lab))
 
-    lab = lab_from_dict(jail.run(build))
-    validate(lab)
-    return lab
+    return load_and_validate(lambda: lab_from_dict(jail.run(build)))  # as `nsbox run` loads
 
 
 def up(lab: Lab, timeout: float = 1.0) -> LabHandle:

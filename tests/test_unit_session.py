@@ -55,9 +55,9 @@ def test_front_end_reaches_the_kernel_only_through_the_session(front: str) -> No
     assert ("nsbox.session", "LabSession") in imports, f"{front} does not use nsbox.session.LabSession"
 
 
-@pytest.mark.parametrize("front", ("doctor.py", "cli.py"))
+@pytest.mark.parametrize("front", ("doctor.py", "cli.py", "pytest_plugin.py"))
 def test_loaders_validate_through_the_session(front: str) -> None:
-    """doctor and the CLI's recipe loader load and validate as a session's first step does."""
+    """doctor, the CLI's recipe loader and the plugin load and validate as a session's first step does."""
     assert ("nsbox.session", "load_and_validate") in _imports(NSBOX / front)
 
 
