@@ -118,12 +118,10 @@ def load_entries(names: tuple[str, ...], sets: dict[str, str],
         own = {k: v for k, v in sets.items() if any(p.name == k for p in r.params)}
         try:
             lab = r.build(own)
-            lab.source = r.path  # type: ignore[attr-defined]
-            lab.sets = own  # type: ignore[attr-defined]
-            lab = lab_from_dict(_as_json(lab_to_dict(lab)))
-            from nsbox.validate import validate
+            lab.source, lab.sets = r.path or "", own
+            from nsbox.session import load_and_validate
 
-            validate(lab)
+            lab = load_and_validate(lambda: lab_from_dict(_as_json(lab_to_dict(lab))))  # noqa: B023
         except NsboxError as e:
             if len(recipes) == 1:
                 raise
@@ -466,10 +464,10 @@ def rerun_command(lab: Lab, flags: list[str]) -> str:
     from nsbox import recipe
 
     argv = ["nsbox", "run", lab.name]
-    for key, value in sorted(getattr(lab, "sets", {}).items()):
+    for key, value in sorted(lab.sets.items()):
         argv += ["--set", f"{key}={value}"]
     argv += flags
-    source = getattr(lab, "source", "")
+    source = lab.source
     if source and "--recipes" not in flags and os.path.dirname(source) not in map(str, recipe.builtin_dirs()):
         argv += ["--recipes", os.path.dirname(source)]
     return " ".join(shlex.quote(a) for a in argv + ["--then", "bash"])

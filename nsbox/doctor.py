@@ -385,7 +385,7 @@ def _build_all(recipe_dirs: tuple[str, ...]) -> list[dict]:
     """In the jail: load, build and validate every recipe, one entry each (a broken file is one too)."""
     from nsbox import recipe
     from nsbox.model.serialize import lab_to_dict
-    from nsbox.validate import validate
+    from nsbox.session import load_and_validate
     cat = recipe.catalogue(recipe_dirs)
     builtin = {str(d.resolve()) for d in recipe.builtin_dirs()}
 
@@ -396,8 +396,7 @@ def _build_all(recipe_dirs: tuple[str, ...]) -> list[dict]:
     for name in sorted(cat.recipes):
         is_shipped = shipped(cat.recipes[name].path) if cat.recipes[name].path else False
         try:
-            lab = cat.recipes[name].build()
-            validate(lab)
+            lab = load_and_validate(cat.recipes[name].build)  # the load step of every LabSession
             out.append({"name": name, "lab": lab_to_dict(lab), "error": "", "shipped": is_shipped})
         except NsboxError as e:
             out.append({"name": name, "lab": None, "error": str(e), "shipped": is_shipped})

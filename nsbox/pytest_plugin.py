@@ -56,7 +56,7 @@ class LabHandle:
     built: Any    # nsbox.kernel.realize.Realized
     servers: Any  # nsbox.verify.servers.ServerSet
     timeout: float = 1.0
-    _down: bool = field(default=False, repr=False)
+    session: Any = field(default=None, repr=False)  # nsbox.session.LabSession: the one path a lab takes
 
     @property
     def name(self) -> str:
@@ -76,12 +76,14 @@ class LabHandle:
         return subprocess.run([nsenter, f"--net={self.built.path(self._node(node))}", *argv], check=False, **kw)
 
     def probe(self, src: str, dst: str, proto: str = "icmp", port: int | None = None,
-              timeout: float | None = None) -> bool:
-        """One probe, as the verifier sends it: whether SRC reached DST (a node or a lab address)."""
-        return self._probe(src, dst, proto, port, timeout).reachable
+              timeout: float | None = None, query: str | None = None) -> bool:
+        """One probe, as the verifier sends it: whether SRC (a node or container) reached DST
+        (a node, container, lab address or declared virtual one). QUERY: the name a dns probe asks."""
+        return self._probe(src, dst, proto, port, timeout, query).reachable
 
     def assert_reachable(self, src: str, dst: str, proto: str = "icmp", port: int | None = None, *,
-                         allow: bool = True, timeout: float | None = None, deadline: float = 4.0) -> None:
+                         allow: bool = True, timeout: float | None = None, deadline: float = 4.0,
+                         query: str | None = None) -> None:
         """Assert SRC can (allow=True) or cannot reach DST. A result that differs from the one
         expected is probed again for up to DEADLINE seconds (the lab may still be settling)."""
         __tracebackhide__ = True  # the failure is the test's line, not this helper's
@@ -89,12 +91,13 @@ class LabHandle:
         attempts = 0
         while True:
             attempts += 1
-            p = self._probe(src, dst, proto, port, timeout)
+            p = self._probe(src, dst, proto, port, timeout, query)
             if p.reachable == allow or time.monotonic() - start >= deadline:
                 break
             time.sleep(0.2)
         if p.reachable != allow:
-            _, ip = self.lab.resolve(dst)
+            from nsbox.session import probe_target
+            ip = probe_target(self.lab, src, dst, proto, port, query=query).ip
             where = f"{ip}:{port}" if port else ip
             raise AssertionError(f"{self.name}: {proto} {src}->{dst} ({where}): expected "
                                  f"{'allow' if allow else 'deny'}, observed {'allow' if p.reachable else 'deny'}"
@@ -102,28 +105,19 @@ class LabHandle:
 
     def down(self) -> list[str]:
         """Stop the servers and remove every namespace the lab made. Returns problems."""
-        if self._down:
-            return []
-        self._down = True
-        from nsbox.runner import JOURNAL_DIR, remove_empty, signals_deferred
-        with signals_deferred():
-            try:
-                self.servers.close()
-            finally:
-                problems = self.built.teardown()
-                remove_empty(JOURNAL_DIR)
-        return problems
+        return self.session.teardown() if self.session is not None else []
 
-    def _probe(self, src: str, dst: str, proto: str, port: int | None, timeout: float | None):
-        from nsbox.kinds import protocols
+    def _probe(self, src: str, dst: str, proto: str, port: int | None, timeout: float | None,
+               query: str | None = None):
+        from nsbox.errors import ValidationError
+        from nsbox.session import probe_target
         from nsbox.verify.probes import probe
-        plain = protocols.where(lambda p: p.plain)  # the registry's: a reach probe, no query
-        if proto not in plain:
-            raise ValueError(f"proto must be one of {', '.join(plain)}, not {proto!r}")
-        if protocols.get(proto).needs_port and port is None:
-            raise ValueError(f"a {proto} probe needs a port")
-        _, ip = self.lab.resolve(dst)  # only addresses the lab owns: traffic stays in the lab
-        return probe(proto, self.built.path(self._node(src)), ip, port, timeout or self.timeout)
+        try:  # the same rule as a recipe's checks: only probes and targets the lab accepts
+            target = probe_target(self.lab, src, dst, proto, port, query=query)
+        except ValidationError as e:
+            raise ValueError(f"{self.name}: {proto} probe {src}->{dst}: {e}") from None
+        return probe(proto, self.built.path(self.lab.netns_of(src).name), target.ip, port,
+                     timeout or self.timeout, query)
 
     def _node(self, node: str) -> str:
         if node not in self.lab.nodes:
@@ -137,7 +131,7 @@ def build_lab(what: str | Callable[..., None], params: dict[str, Any],
     (a child with its own netns and no capabilities) and validated here."""
     from nsbox.model.serialize import lab_from_dict, lab_to_dict
     from nsbox.sandbox import jail
-    from nsbox.validate import validate
+    from nsbox.session import load_and_validate
 
     def build() -> dict:
         from nsbox import recipe
@@ -148,37 +142,23 @@ def build_lab(what: str | Callable[..., None], params: dict[str, Any],
             doc = (what.__doc__ or "").strip().splitlines()
             lab = Lab(getattr(what, "__name__", "inline").replace("_", "-"), doc[0] if doc else "")
             what(lab, **params)
-        validate(lab)
-        return lab_to_dict(lab)
+        return lab_to_dict(load_and_validate(lambda: lab))
 
-    lab = lab_from_dict(jail.run(build))
-    validate(lab)
-    return lab
+    return load_and_validate(lambda: lab_from_dict(jail.run(build)))  # as `nsbox run` loads
 
 
 def up(lab: Lab, timeout: float = 1.0) -> LabHandle:
-    """Build LAB in the host's named namespaces and start its servers. Skips (pytest.skip) when
-    the kernel lacks a feature LAB requires."""
-    from nsbox.kernel import features
-    from nsbox.kernel.realize import realize
-    from nsbox.runner import JOURNAL_DIR, on_host_names, remove_empty
-    from nsbox.verify.verifier import start_servers
+    """Build LAB in the host's named namespaces and start its servers, through the one
+    LabSession every front end uses. Skips (pytest.skip) when the kernel lacks a feature
+    LAB requires."""
+    from nsbox.session import LabSession
 
-    lacking = features.missing(frozenset(lab.requires))  # InstallError propagates: not a skip
+    session = LabSession(lab, on_host=True, tidy=True)
+    lacking = session.lacking()  # InstallError propagates: not a skip
     if lacking:
         pytest.skip(f"{lab.name}: " + "; ".join(lacking.values()))
-    prefix, journal = on_host_names(lab.name)
-    try:
-        built = realize(lab, prefix, journal)
-    finally:
-        remove_empty(JOURNAL_DIR)  # realize undoes a failed build; the journal dir may be left empty
-    try:
-        servers = start_servers(built)
-    except BaseException:
-        built.teardown()
-        remove_empty(JOURNAL_DIR)
-        raise
-    return LabHandle(lab, built, servers, timeout)
+    session.up()
+    return LabHandle(lab, session.built, session.servers, timeout, session)
 
 
 class LabInterrupted(KeyboardInterrupt):
@@ -244,7 +224,7 @@ def nsbox_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., LabHandl
     try:
         yield factory
     finally:
-        from nsbox.runner import signals_deferred
+        from nsbox.signals import deferred as signals_deferred
 
         # Every lab goes, and the handlers are back, before a pending signal is let in:
         # a second SIGTERM then ends pytest by its default action, with nothing left.

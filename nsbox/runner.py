@@ -1,4 +1,4 @@
-"""Run one recipe end to end: probe features, realize, serve, verify, tear down."""
+"""Run one recipe end to end through one LabSession (nsbox/session.py): features, build, serve, verify, --then, tear down."""
 
 from __future__ import annotations
 
@@ -9,21 +9,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from nsbox import tools
-from nsbox.signals import deferred
 from nsbox.errors import KernelError
-from nsbox.kernel import features, netns, onhost
-from nsbox.kernel.onhost import JOURNAL_DIR
-from nsbox.kernel.realize import Realized, realize
+from nsbox.kernel.realize import Realized
 from nsbox.model import Lab
+from nsbox.session import LabSession
 from nsbox.verify.matrix import tables as matrix_tables
 from nsbox.verify.results import RecipeResult
-from nsbox.verify.verifier import Timing, start_servers, verify
-
-
-def on_host_names(lab_name: str) -> tuple[str, str]:
-    """(netns prefix, journal path) for a lab built in the real host's namespaces."""
-    prefix = netns.new_prefix()
-    return prefix, f"{JOURNAL_DIR}/{prefix}{lab_name}.journal"
+from nsbox.verify.verifier import Timing
 
 
 @dataclass
@@ -45,9 +37,12 @@ def _phase(opts: RunOptions, what: str) -> None:
 
 
 def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
+    """LAB through one LabSession (nsbox/session.py), as every front end runs a lab."""
     start = time.monotonic()
     result = RecipeResult(lab.name, "pass", description=lab.description)
-    lacking = features.missing(frozenset(lab.requires), opts.iptables)
+    # In the sandbox names can be the real ones; on the host they carry a per-run prefix.
+    session = LabSession(lab, on_host=opts.on_host, iptables=opts.iptables, progress=opts.progress)
+    lacking = session.lacking()
     if lacking:
         result.status = "skip"
         result.skip_reason = "; ".join(lacking.values())
@@ -57,12 +52,10 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
 
     for w in warnings(lab):  # the kernel takes it, but the checks cannot pass as written: say why now
         print(f"nsbox: warning: {lab.name}: {w}", file=sys.stderr, flush=True)
-    # In the sandbox names can be the real ones; on the host they carry a per-run prefix.
-    prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
     t0 = time.monotonic()
     _phase(opts, f"building {len(lab.nodes)} namespaces")
     try:
-        built = realize(lab, prefix, journal, opts.iptables, progress=opts.progress)
+        built = session.build()
     except KernelError as e:  # realize has already undone what it built
         result.status = "fail"
         result.error = str(e)
@@ -72,28 +65,24 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
     result.namespaces = built.netns_names()
     result.machines = {m.name: list(m.nodes) for m in lab.machines}
     try:
-        servers = start_servers(built)
-        try:
-            _phase(opts, f"built in {result.build_ms / 1000:.1f} s; verifying {len(lab.checks)} checks")
-            t_verify = time.monotonic()
-            result.checks = verify(built, servers, opts.timing)
-            result.verify_ms = round((time.monotonic() - t_verify) * 1000, 1)
-            result.matrices = [matrix_tables(m, result.checks) for m in lab.matrices]
-            if opts.artifacts_dir and (opts.node_state or not all(c.passed for c in result.checks)):
-                _collect_artifacts(built, result, opts)  # the lab is still live: servers up, not torn down
-            if opts.then:
-                then_start = time.monotonic()
-                result.then_status = _run_then(built, result, opts)
-                start += time.monotonic() - then_start  # the user's time is not the recipe's
-        finally:
-            servers.close()
+        session.serve()
+        _phase(opts, f"built in {result.build_ms / 1000:.1f} s; verifying {len(lab.checks)} checks")
+        t_verify = time.monotonic()
+        result.checks = session.verify(opts.timing)
+        result.verify_ms = round((time.monotonic() - t_verify) * 1000, 1)
+        result.matrices = [matrix_tables(m, result.checks) for m in lab.matrices]
+        if opts.artifacts_dir and (opts.node_state or not all(c.passed for c in result.checks)):
+            session.artifacts(result, opts.artifacts_dir, opts.timing, opts.node_state)  # the lab is still live
+        if opts.then:
+            then_start = time.monotonic()
+            result.then_status = _run_then(built, result, opts)
+            start += time.monotonic() - then_start  # the user's time is not the recipe's
     except KernelError as e:
         result.error = str(e)
     finally:
         _phase(opts, "tearing down")
         t1 = time.monotonic()
-        with signals_deferred():
-            problems = built.teardown()
+        problems = session.teardown()  # servers, then the lab; signals deferred meanwhile
         result.teardown_ms = round((time.monotonic() - t1) * 1000, 1)
         if problems:
             result.error = "teardown: " + "; ".join(problems)
@@ -101,17 +90,6 @@ def run_lab(lab: Lab, opts: RunOptions) -> RecipeResult:
         result.status = "fail"
     result.duration_s = time.monotonic() - start
     return result
-
-
-def _collect_artifacts(built: Realized, result: RecipeResult, opts: RunOptions) -> None:
-    """Keep what explains the failures; a problem here is a warning, never a second failure."""
-    from nsbox.artifacts.collect import collect
-
-    assert opts.artifacts_dir is not None
-    try:
-        result.artifacts_dir = collect(built, result, opts.artifacts_dir, opts.timing, opts.node_state)
-    except (OSError, KernelError) as e:
-        print(f"nsbox: warning: artifacts of {built.lab.name} not written: {e}", file=sys.stderr)
 
 
 def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
@@ -158,18 +136,3 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
 
 def _var(prefix: str, name: str) -> str:
     return prefix + name.upper().replace("-", "_").replace(".", "_")
-
-
-signals_deferred = deferred  # the name the pytest plugin imports
-
-
-def remove_empty(path: str) -> None:
-    """rmdir PATH if empty. /run/nsbox only under its lock (onhost.locked): a lab
-    starting may hold it, about to write its journal there."""
-    if path == JOURNAL_DIR:
-        onhost.remove_dir_if_empty()
-        return
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass

@@ -16,6 +16,7 @@ from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.names import control_char, ifname_problem
 from nsbox.model.rules import BUILTIN_TARGETS
 from nsbox.validate_routing import check_routing
+from nsbox.model.lab import Target
 
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _SYSCTL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+( [A-Za-z0-9_.:-]+)*$")
@@ -436,6 +437,32 @@ def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, relayed: bool) -> None
                                   f"{'/'.join(sorted(kinds))}" + ("" if relayed else f" on port {c.port}"))
 
 
+def probe_target(lab: Lab, src: str, dst: str, proto: str, port: int | None,
+                 family: int | None = None, query: str | None = None) -> Target:
+    """Where a probe from SRC (a node or container) to DST goes, if LAB accepts it at all:
+    a registered protocol (nsbox/kinds/protocols/: a check's, an ad-hoc probe's, an
+    external verification's) with a port where it takes one, and a destination the lab owns
+    (a node, a container, one of their addresses, a declared virtual address, SRC's
+    loopback). Anything else raises ValidationError (the caller says which check or call)."""
+    from nsbox.kinds import protocols
+
+    if src not in lab.nodes and src not in lab.containers:
+        raise ValidationError(f"unknown source node {src!r}")
+    target = lab.target(src, dst, proto, port, family)
+    if proto not in protocols.names():
+        raise ValidationError(f"unknown protocol {proto!r} ({', '.join(protocols.names())})")
+    p = protocols.get(proto)
+    if p.plain == (query is not None):  # a plain probe has no query; dns asks for a name
+        raise ValidationError(f"a {proto} check asks for a name (lab.expect_dns)" if not p.plain
+                              else f"a {proto} probe takes no query")
+    if not p.needs_port:
+        if port is not None:
+            raise ValidationError(f"{proto} takes no port")
+    elif port is None or not 1 <= port <= 65535:
+        raise ValidationError(f"{proto} needs a port 1-65535")
+    return target
+
+
 def _check_checks(lab: Lab) -> None:
     reach = {c.name: c for c in lab.checks if isinstance(c, ReachCheck)}
     for m in lab.matrices:
@@ -455,17 +482,16 @@ def _check_checks(lab: Lab) -> None:
             _check_self_answer(lab, c, target)
             virtual = lab.virtual_for(target, c.proto, c.port)
             dst_node = target.node
+            try:  # the one rule of which probes a lab accepts, as every front end asks it
+                probe_target(lab, c.src, c.dst, c.proto, c.port, c.family, c.query)
+            except ValidationError as e:
+                raise ValidationError(f"check {c.name!r}: {e}") from None
             protocols.check_options(c, f"check {c.name!r}")
             if proto.check is not None:
                 proto.check(lab, c, f"check {c.name!r}")
             relayed = False
-            if not proto.needs_port:
-                if c.port is not None:
-                    raise ValidationError(f"check {c.name!r}: {c.proto} takes no port")
-            else:
-                if c.port is None or not 1 <= c.port <= 65535:
-                    raise ValidationError(f"check {c.name!r}: {c.proto} needs a port 1-65535")
-                kinds = set(protocols.get(c.proto).answers)
+            if proto.needs_port:
+                kinds = set(proto.answers)
                 # Without a listener a 'deny' would be a refused port, not a blocked path. A
                 # virtual address or port has none: rules send the packets on (answered_by says where).
                 l4 = proto.transport

@@ -315,7 +315,7 @@ def test_docker29_nftables_golden(path: Path) -> None:
     stem, fam = path.name.removesuffix(".golden").rsplit("__", 1)
     lab, d = golden_daemon(stem, "29-nftables")
     family = 6 if fam == "ip6" else 4
-    assert (d.nft_text(family) if family in d._nft else "") == path.read_text()
+    assert (d.nft_text(family) if family in d.firewaller.tables else "") == path.read_text()
     assert not lab.host.firewall.used_tables(4) and not lab.host.firewall.used_tables(6)  # no iptables at all
 
 

@@ -105,11 +105,13 @@ def test_a_dropped_in_protocol_module_is_a_full_protocol(gopher):
     from nsbox.artifacts.capture import Filter
 
     assert Filter("10.9.0.2", "gopher", 70).bpf().startswith("(host 10.9.0.2 and tcp port 70)")
-    # the pytest plugin accepts it: its list is the registry's
-    from nsbox.pytest_plugin import LabHandle
+    # every front end (checks, the pytest plugin, the external verifier) asks probe_target,
+    # whose list is the registry's
+    from nsbox.validate import probe_target
 
-    with pytest.raises(ValueError, match="needs a port"):
-        LabHandle._probe(object.__new__(LabHandle), "a", "b", "gopher", None, None)
+    assert probe_target(lab, "a", "b", "gopher", 70).node is lab.nodes["b"]
+    with pytest.raises(ValidationError, match="needs a port"):
+        probe_target(lab, "a", "b", "gopher", None)
 
 
 def test_validation_lists_are_the_registrys():
@@ -132,13 +134,16 @@ def test_model_lists_are_derived_from_the_registry():
     assert set(features.PROBES) == set(FEATURES)
 
 
-def test_plugin_probes_are_the_registrys_plain_protocols():
-    from nsbox.pytest_plugin import LabHandle
+def test_probes_every_front_end_accepts_are_the_registrys():
+    from nsbox.validate import probe_target
 
     plain = protocols.where(lambda p: p.plain)
     assert "dns" not in plain and {"icmp", "tcp", "udp", "http", "sctp"} <= set(plain)
-    with pytest.raises(ValueError, match="proto must be one of " + ", ".join(plain)):
-        LabHandle._probe(object.__new__(LabHandle), "a", "b", "dns", 53, None)
+    lab = _two()
+    with pytest.raises(ValidationError, match="unknown protocol 'gre' \\(" + ", ".join(protocols.names())):
+        probe_target(lab, "a", "b", "gre", 80)
+    with pytest.raises(ValidationError, match="asks for a name"):
+        probe_target(lab, "a", "b", "dns", 53)  # a dns probe without its query
 
 
 def test_cli_format_choices_are_the_registrys():

@@ -7,8 +7,8 @@ destroys the sandbox and with it every namespace, link and rule of the lab.
 in a journal, as `nsbox run --on-host` does (`nsbox clean` removes it if the
 holder is killed).
 
-It builds the lab the way `nsbox run` does (runner.py's pieces: realize,
-start_servers, verify), starts one process per node (nsbox/live/node.py: the
+It builds the lab the way `nsbox run` does (one nsbox.session.LabSession: build,
+serve, verify, teardown), starts one process per node (nsbox/live/node.py: the
 node's hostname and /etc files) and then answers requests on its control
 socket, one JSON line each way: status, verify, down.
 """
@@ -105,7 +105,6 @@ def start_nodes(lab: Lab, paths: dict[str, str]) -> Nodes:
 
 def _load(opts: Options) -> Lab:
     from nsbox import cli, sandbox
-    from nsbox.kernel import features
 
     if opts.on_host:
         if os.geteuid() != 0:
@@ -118,7 +117,9 @@ def _load(opts: Options) -> Lab:
         labs = cli.load_labs((opts.recipe,), opts.sets, opts.recipe_dirs)
     cli._refuse_what_the_kernel_would(labs)
     lab = labs[0]
-    lacking = features.missing(frozenset(lab.requires))
+    from nsbox.session import LabSession
+
+    lacking = LabSession(lab, on_host=opts.on_host).lacking()
     if lacking:
         raise Skipped(f"{lab.name} cannot run here: {'; '.join(lacking.values())}")
     return lab
@@ -130,23 +131,21 @@ def _tell(fd: int, data: dict) -> None:
 
 
 def main(opts: Options) -> int:
-    from nsbox.kernel.realize import realize
-    from nsbox.runner import on_host_names, signals_deferred
-    from nsbox.verify.verifier import start_servers
+    from nsbox.session import LabSession
 
     ctl = socket.socket(fileno=opts.ctl_fd)
     ctl.set_inheritable(False)
     os.set_inheritable(opts.ready_fd, False)
     try:
         lab = _load(opts)
-        prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
-        built = realize(lab, prefix, journal)
+        session = LabSession(lab, on_host=opts.on_host)  # the one path every front end takes
+        built = session.build()
     except NsboxError as e:
         _tell(opts.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
         return e.exit_code
-    live = Live(opts, lab, built)
+    live = Live(opts, session)
     try:
-        live.servers = start_servers(built)
+        live.servers = session.serve()
         live.nodes = start_nodes(lab, built.paths)
         # From now on the lab is reached through its node processes, not through the
         # pins in /run/netns: on the host that directory is shared, and a pin someone
@@ -168,8 +167,7 @@ def main(opts: Options) -> int:
                 pass
         return e.exit_code
     finally:
-        with signals_deferred():
-            problems = live.close()
+        problems = live.close()  # signals deferred in it
         if problems:
             print("nsbox: holder: teardown: " + "; ".join(problems), file=sys.stderr)
         if live.goodbye is not None:  # `down` waits for this: the lab is gone when it reads it
@@ -182,19 +180,21 @@ def main(opts: Options) -> int:
 
 
 class Live:
-    def __init__(self, opts: Options, lab: Lab, built) -> None:
-        self.opts, self.lab, self.built = opts, lab, built
+    def __init__(self, opts: Options, session) -> None:
+        self.opts, self.session = opts, session
+        self.lab, self.built = session.lab, session.built
         self.servers = None
         self.nodes: Nodes | None = None
         self.goodbye: socket.socket | None = None
         self.netns_names: dict[str, str] = {}
 
     def close(self) -> list[str]:
-        if self.nodes:
-            self.nodes.stop()
-        if self.servers:
-            self.servers.close()
-        return self.built.teardown()
+        from nsbox.signals import deferred
+
+        with deferred():  # nests: the session's teardown defers them too
+            if self.nodes:
+                self.nodes.stop()
+            return self.session.teardown()  # the servers, then the lab
 
     def serve(self, ctl: socket.socket) -> None:
         while True:
@@ -244,7 +244,7 @@ class Live:
         from nsbox.report.output import FORMATS, render
         from nsbox.verify.matrix import tables as matrix_tables
         from nsbox.verify.results import RecipeResult, exit_code
-        from nsbox.verify.verifier import Timing, verify
+        from nsbox.verify.verifier import Timing
 
         if fmt not in FORMATS:
             return {"ok": False, "error": f"unknown format {fmt!r}"}
@@ -252,8 +252,7 @@ class Live:
         result = RecipeResult(self.lab.name, "pass", description=self.lab.description)
         result.namespaces = self.netns_names
         try:
-            result.checks = verify(self.built, self.servers, Timing(probe_timeout=timeout,
-                                                                      deadline=max(4.0, 4 * timeout)))
+            result.checks = self.session.verify(Timing(probe_timeout=timeout, deadline=max(4.0, 4 * timeout)))
             result.matrices = [matrix_tables(m, result.checks) for m in self.lab.matrices]
         except KernelError as e:
             result.error = str(e)

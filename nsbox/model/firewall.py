@@ -112,11 +112,16 @@ class Firewall:
     tables6: dict[str, Table] = field(default_factory=dict)
     nft: list[str] = field(default_factory=list)  # native nftables rulesets, `nft -f` input, in order
 
-    def nftables(self, ruleset: str) -> None:
-        """Add a native nftables ruleset (loaded with `nft -f`, one transaction)."""
+    def nftables(self, ruleset: str, *, replaces: str | None = None) -> None:
+        """Add a native nftables ruleset (loaded with `nft -f`, one transaction). REPLACES:
+        a ruleset added before, which this one takes the place of (a kit rewriting its own
+        table as its daemon's events change it); None, or one not there: added at the end."""
         if not isinstance(ruleset, str) or not ruleset.strip():
             raise ValidationError("an nftables ruleset must be non-empty `nft -f` text")
-        self.nft.append(ruleset)
+        if replaces is not None and replaces in self.nft:
+            self.nft[self.nft.index(replaces)] = ruleset
+        else:
+            self.nft.append(ruleset)
 
     def table(self, name: str, family: int = 4) -> Table:
         """`iptables -t NAME` (family 4) or `ip6tables -t NAME` (family 6)."""

@@ -494,6 +494,10 @@ class Lab:
     # pod sandboxes: nodes whose netns a `pause` process holds while the lab runs, as on a
     # real node (see sandbox())
     sandboxes: list[str] = field(default_factory=list)
+    # how the lab was made: the recipe file it came from and the `--set` values it was built
+    # with (the loader fills them; `rerun_command` rebuilds the lab from them)
+    source: str = ""
+    sets: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Every lab has a node named `host`: the machine the lab stands for (the Docker
@@ -544,6 +548,20 @@ class Lab:
         machine = Machine(name, names)
         self.machines.append(machine)
         return machine
+
+    def place(self, machine: str, node: Node | str) -> Machine:
+        """Put NODE (a pod's or container's netns made after the machine) on MACHINE, after
+        the nodes it holds already. The one way a kit adds to a machine: the model keeps
+        its own lists, a kit never edits them in place."""
+        name = self._node(node, f"machine {machine}").name
+        for i, m in enumerate(self.machines):
+            if m.name == machine:
+                other = self.machine_of(name)
+                if other is not None:
+                    raise ValidationError(f"machine {machine}: node {name} is already in machine {other}")
+                self.machines[i] = Machine(m.name, (*m.nodes, name))
+                return self.machines[i]
+        raise ValidationError(f"no machine {machine!r} to put {name} on")
 
     def machine_of(self, node: str) -> str | None:
         return next((m.name for m in self.machines if node in m.nodes), None)

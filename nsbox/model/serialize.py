@@ -30,8 +30,8 @@ def lab_to_dict(lab: Lab) -> dict[str, Any]:
     return {
         "name": lab.name,
         "description": lab.description,
-        "source": getattr(lab, "source", ""),
-        "sets": dict(getattr(lab, "sets", {})),
+        "source": lab.source,
+        "sets": dict(lab.sets),
         "requires": sorted(lab.requires),
         "nodes": [_node_to_dict(n) for n in lab.nodes.values()],
         "veths": [dataclasses.asdict(v) for v in lab.veths],
@@ -99,8 +99,8 @@ def _lab_from_dict(d: dict) -> Lab:
     _keys(d, "lab", {"name", "description", "source", "sets", "requires", "nodes", "veths", "checks", "matrices", "links",
                    "containers", "machines", "virtuals", "sandboxes"})
     lab = Lab(_str(d["name"]), _str(d["description"]))
-    lab.source = _str(d.get("source", ""))  # type: ignore[attr-defined]
-    lab.sets = {_str(k): _str(v) for k, v in d.get("sets", {}).items()}  # type: ignore[attr-defined]
+    lab.source = _str(d.get("source", ""))
+    lab.sets = {_str(k): _str(v) for k, v in d.get("sets", {}).items()}
     lab.nodes.clear()
     for nd in d["nodes"]:
         node = _node_from_dict(nd)

@@ -5,7 +5,8 @@ real software (the real dockerd, the real CNI plugins). To judge the real one by
 the same rules, this module takes the Lab's checks and `{node: netns path}` for
 the real namespaces (e.g. /proc/<pid>/ns/net of a container's init), starts the
 Lab's servers inside them (in nsbox's server process; the netns is the real
-system's), and runs the very verify() of a normal run. Nothing is created in the
+system's), and runs the very verify() of a normal run, through the one LabSession
+(nsbox/session.py) every front end uses. Nothing is created in the
 kernel but those listening sockets, and nothing is torn down but them.
 
 A `dropped_by` check reads the packet counters of the rule it names. In a netns
@@ -28,7 +29,7 @@ from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, ReachCheck
 from nsbox.model.checks import Check, describe_rule
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.verify.results import CheckResult
-from nsbox.verify.verifier import Timing, start_servers, verify
+from nsbox.verify.verifier import Timing
 
 
 @dataclass
@@ -150,8 +151,13 @@ def _check_shared(lab: Lab, paths: dict[str, str]) -> None:
 def _check_target(built: ExternalLab, c: ReachCheck) -> None:
     """A probe's destination must be an address of the namespace it names, in the real
     system too (Docker hands out addresses itself): binding to it there proves it."""
+    from nsbox.session import probe_target
+
     lab = built.lab
-    target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
+    try:  # the same rule as `nsbox run` and the pytest plugin: one function decides
+        target = probe_target(lab, c.src, c.dst, c.proto, c.port, c.family, c.query)
+    except ValidationError as e:
+        raise UsageError(f"check {c.name!r}: {e}") from None
     if target.node is None or target.loopback or lab.virtual_for(target, c.proto, c.port) is not None:
         return  # loopback, or an address or port that only rules answer for
     ip, node = target.ip, target.node.name
@@ -185,9 +191,8 @@ def verify_external(lab: Lab, paths: dict[str, str], *, iptables: str = "nft", r
     """LAB's checks, run with the same verifier as `nsbox run`, in the namespaces at PATHS
     ({node: netns path}); RULES ({node: iptables-save text}) are the real rule sets that
     `dropped_by` checks name. Returns one CheckResult per check, in the lab's order."""
-    built = prepare(lab, paths, iptables, rules)
-    servers = start_servers(built)
-    try:
-        return verify(built, servers, timing)
-    finally:
-        servers.close()
+    from nsbox.session import LabSession
+
+    with LabSession.external(prepare(lab, paths, iptables, rules)) as session:  # stops only the servers
+        session.serve()
+        return session.verify(timing)

@@ -20,13 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nsbox.errors import ValidationError
+from nsbox.kits.docker.firewaller import FIREWALLERS, Firewaller, Nftabler, endpoint_of
 from nsbox.kits.dockerfw import config as fw
-from nsbox.kits.dockerfw import iptables as fw4
-from nsbox.kits.dockerfw import legacy as fw2010
-from nsbox.kits.dockerfw import nftables as fwnft
 from nsbox.model import Lab, Node
-from nsbox.model.firewall import BUILTIN_CHAINS
-from nsbox.model.rules import Rule, parse_rule
 
 GatewayMode = Literal["nat", "nat-unprotected", "routed", "isolated"]
 GATEWAY_MODES = fw.GATEWAY_MODES
@@ -44,6 +40,37 @@ _BR_NF = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6ta
 _RANGE = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<h0>\d{1,5})-(?P<h1>\d{1,5}):(?P<c0>\d{1,5})-(?P<c1>\d{1,5})"
                     r"(?:/(?P<proto>tcp|udp))?$")
 _PUBLISH = re.compile(r"^(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d{1,5}):(?P<ctr>\d{1,5})(?:/(?P<proto>tcp|udp))?$")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a dockerd release does differently outside its firewall (the firewall is the
+    layout's Firewaller, nsbox/kits/docker/firewaller.py)."""
+
+    gateway_modes: bool         # `gateway_mode_ipv4` etc. exist (not in 20.10: nat only)
+    ip6tables_default: bool     # --ip6tables on by default (since Docker 27)
+    br_netfilter_at_start: bool  # modprobes br_netfilter at start with --iptables (20.10)
+    hairpin_needs_br_netfilter: bool  # --userland-proxy=false turns bridge-nf on (28+)
+    default_mac: str            # docker0's MAC (random in Docker; fixed here)
+    mac_from_ipv4: bool         # a container's MAC is 02:42 + its IPv4 address (20.10)
+    # IPv4-only network: the disable_ipv6 keys set in the container. Docker >= 26.0.2
+    # turns IPv6 off on eth0 (osl setIPv6); the real dockerd 20.10 (Debian's docker.io,
+    # seen in a container here) leaves it off everywhere: all, default, lo and eth0 read 1.
+    ipv6_off_keys: tuple[str, ...]
+    sorts_port_map: bool        # bindings ordered by go-connections' nat.SortPortMap (20.10)
+    udp_proxy_reply_from_route: bool  # 20.10's docker-proxy answers UDP from the route's address
+    dns_servfail: bool          # the embedded DNS answers SERVFAIL when upstream is silent (28+)
+
+
+RELEASE_29 = Release(gateway_modes=True, ip6tables_default=True, br_netfilter_at_start=False,
+                     hairpin_needs_br_netfilter=True, default_mac=DEFAULT_MAC, mac_from_ipv4=False,
+                     ipv6_off_keys=("eth0",), sorts_port_map=False, udp_proxy_reply_from_route=False,
+                     dns_servfail=True)
+RELEASE_2010 = Release(gateway_modes=False, ip6tables_default=False, br_netfilter_at_start=True,
+                       hairpin_needs_br_netfilter=False, default_mac=DEFAULT_MAC_2010, mac_from_ipv4=True,
+                       ipv6_off_keys=("all", "default", "lo", "eth0"), sorts_port_map=True,
+                       udp_proxy_reply_from_route=True, dns_servfail=False)
+RELEASES = {"29": RELEASE_29, "29-nftables": RELEASE_29, "20.10": RELEASE_2010}
 
 
 @dataclass(frozen=True)
@@ -218,9 +245,10 @@ class Daemon:
                  br_netfilter: bool | None = None) -> None:
         if layout not in LAYOUTS:
             raise ValidationError(f"unknown Docker layout {layout!r} (known: {', '.join(LAYOUTS)})")
+        self.release = release = RELEASES[layout]
         if ip6tables is None:
             # --ip6tables: on by default since Docker 27; experimental and off in 20.10.
-            ip6tables = layout != "20.10"
+            ip6tables = release.ip6tables_default
         self.lab, self.host = lab, host
         # port_mappers=False: bindings reach the firewaller as given, as moby's iptabler and
         # nftabler unit tests (Docker's goldens) call it; the daemon itself runs each binding
@@ -232,13 +260,9 @@ class Daemon:
         self._endpoints = 0
         self._others: list[str] = []  # --network none containers: nodes on no network
         self._aliases: dict[str, tuple[str, ...]] = {}  # docker run --network-alias
-        # One moby-style ruleset per family, and what of it the model holds already.
-        self._rs: dict[int, fw4.Ruleset] = {f: fw4.Ruleset() for f in (4, 6)}
-        self._synced: dict[tuple[int, str, str], list[str]] = {}
-        self._parsed: dict[str, Rule] = {}
-        # 29-nftables: one `docker-bridges` table per family, and its index in the host's
-        # nftables rulesets (rewritten after each event: nft -f loads it in one go).
-        self._nft: dict[int, tuple[fwnft.Table, int]] = {}
+        # The layout's firewaller (moby's iptabler / nftabler, or 20.10's): every rule of
+        # the daemon's events comes from it.
+        self.firewaller: Firewaller = FIREWALLERS[layout](lab, host, self.opts, self.fw, self._families())
         host.sysctl("net.ipv4.ip_forward", 1)
         if ipv6:
             lab.require("ipv6")
@@ -258,36 +282,11 @@ class Daemon:
         # br_netfilter the keys are absent, which behaves as 0 (and as dockerd does when
         # its modprobe fails, it goes on).
         if br_netfilter is None:
-            br_netfilter = layout == "20.10" and iptables
+            br_netfilter = release.br_netfilter_at_start and iptables
         self.br_netfilter = br_netfilter
         for key in _BR_NF:
             host.sysctl(key, int(br_netfilter), optional=True)
-        # Tables in the order a host shows them being made (raw first: Docker 28+ uses it).
-        if iptables and layout == "29":
-            host.iptables("raw")
-        if layout == "29-nftables":
-            # --firewall-backend=nftables: no iptables rules, no DOCKER-USER, no FORWARD
-            # policy (dockerd refuses a network unless the host forwards already).
-            lab.require("nftables")
-            for family in self._families():
-                self._nft[family] = (fwnft.init_table(family, self.fw), len(host.firewall.nft))
-                host.firewall.nftables("# placeholder")  # replaced by _sync_nft
-                self._sync_nft(family)
-            return
-        for family in self._families():
-            rs = self._rs[family]
-            if layout == "29":
-                fw4.setup_ip_chains(rs, family, self.fw)
-                if docker_user:  # another part of dockerd adds it (fw4.daemon_rules)
-                    rs.new_chain("filter", fw4.DOCKER_USER)
-                    rs.ensure_jump("filter", "FORWARD", fw4.DOCKER_USER)
-            else:
-                fw2010.setup_ip_chains(rs)
-                if family == 4:
-                    fw2010.arrange_user_filter_rule(rs)
-            if self.opts.forward_drop(family):
-                rs.policies[("filter", "FORWARD")] = "DROP"
-            self._sync(family)
+        self.firewaller.start()
 
     def _families(self) -> list[int]:
         out = [4] if self.opts.iptables else []
@@ -326,7 +325,7 @@ class Daemon:
         gateway = gateway or str(net4.network_address + 1)
         if net6 is not None:
             ipv6_gateway = ipv6_gateway or str(net6.network_address + 1)
-        if self.opts.layout == "20.10" and gateway_mode != "nat":
+        if not self.release.gateway_modes and gateway_mode != "nat":
             raise ValidationError(f"network {name}: Docker 20.10 has no gateway modes (only nat)")
         try:
             h4 = ipaddress.IPv4Address(host_ipv4) if host_ipv4 else None
@@ -344,8 +343,8 @@ class Daemon:
         # gateway_mode isolated: the bridge gets no gateway address (moby isolates the
         # network that way, not by a rule): containers have no way off the bridge.
         isolated = gateway_mode == "isolated"
-        if self.opts.layout == "20.10" and mac == DEFAULT_MAC:
-            mac = DEFAULT_MAC_2010
+        if mac == DEFAULT_MAC:
+            mac = self.release.default_mac
         # txqueuelen 0: libnetwork's netlink.Bridge has TxQLen 0, which netlink sends.
         h.bridge(net.bridge, None if isolated else f"{gateway}/{net4.prefixlen}", mac=mac, txqueuelen=0)
         h.sysctl(f"net.ipv6.conf.{net.bridge}.accept_ra", 0, optional=True)
@@ -358,7 +357,7 @@ class Daemon:
         # (icc=false) and, since Docker 28, hairpin NAT (--userland-proxy=false) need
         # bridged frames to see iptables. 20.10 does it for icc=false only (its
         # `{!config.EnableICC && d.config.EnableIPTables, setupBridgeNetFiltering}`).
-        needs = not icc or (not self.opts.userland_proxy and self.opts.layout != "20.10")
+        needs = not icc or (not self.opts.userland_proxy and self.release.hairpin_needs_br_netfilter)
         if needs and self.opts.iptables:
             # Not optional then: without br_netfilter those rules would silently not apply.
             for key in _BR_NF[:1] + (_BR_NF[1:] if net6 is not None else ()):
@@ -368,23 +367,7 @@ class Daemon:
             # setupLoopbackAddressesRouting: DNAT'd host-loopback traffic may leave by the bridge.
             h.sysctl(f"net.ipv4.conf.{net.bridge}.route_localnet", 1)
         self.networks[name] = net
-        for family in self._families():
-            rs = self._rs[family]
-            if family in self._nft:
-                fwnft.add_network(self._nft[family][0], self.fw, net.firewall)
-                self._sync_nft(family)
-                continue
-            if self.opts.layout == "29":
-                fw4.setup_network(rs, family, self.fw, net.firewall)
-            else:
-                prefix = net4 if family == 4 else net6
-                if prefix is not None:
-                    fw2010.setup_ip_tables(rs, family, self.fw, net.firewall, prefix)
-                if not internal:
-                    fw2010.set_inc(rs, net.bridge)
-                if family == 4:
-                    fw2010.arrange_user_filter_rule(rs)
-            self._sync(family)
+        self.firewaller.new_network(net)
         return net
 
     # ---------------------------------------------------------------- containers
@@ -404,7 +387,7 @@ class Daemon:
         if net is None:
             raise ValidationError(f"docker run {name}: no network given and no default bridge")
         ports = [port for p in publish for port in Port.parse_all(p)]
-        if self.opts.layout == "20.10":
+        if self.release.sorts_port_map:
             ports = sort_port_map_2010(ports)
         self._endpoints += 1
         veth = veth_name(self._endpoints)
@@ -423,12 +406,8 @@ class Daemon:
             if key == "net.ipv4.ping_group_range" and running_in_user_ns():
                 continue
             c.sysctl(key, value, optional=True)
-        if net.subnet6 is None:
-            # IPv4-only network: Docker >= 26.0.2 turns IPv6 off on eth0 (osl setIPv6). The
-            # real dockerd 20.10 (Debian's docker.io, seen in a container here) leaves it
-            # off everywhere: all, default, lo and eth0 read 1.
-            keys = ("all", "default", "lo", "eth0") if self.opts.layout == "20.10" else ("eth0",)
-            for k in keys:
+        if net.subnet6 is None:  # IPv4-only network: IPv6 off (which keys: Release.ipv6_off_keys)
+            for k in self.release.ipv6_off_keys:
                 c.sysctl(f"net.ipv6.conf.{k}.disable_ipv6", 1, optional=True)
         c.address("eth0", f"{addr}/{net.prefixlen}")
         addr6 = None
@@ -455,7 +434,7 @@ class Daemon:
                 # A port on an IPv6 host address of an IPv4-only container: docker-proxy
                 # relays it to the container's IPv4 address (no rule does).
                 # 20.10's docker-proxy answers UDP from the address the route picks.
-                legacy = port.proto == "udp" and self.opts.layout == "20.10"
+                legacy = port.proto == "udp" and self.release.udp_proxy_reply_from_route
                 v4 = port.host_ip_of(4)
                 if v4 is not None:
                     self.host.proxy(port.proto, port.host_port, addr, port.container_port, host_ip=v4,  # type: ignore[arg-type]
@@ -464,24 +443,7 @@ class Daemon:
                     self.host.proxy(port.proto, port.host_port, addr6 or addr, port.container_port,  # type: ignore[arg-type]
                                     host_ip=port.host_ip_of(6) or "::", udp_reply_from_route=legacy)
         net.endpoints.append(ep)
-        fw_ep = fw.Endpoint(ipaddress.IPv4Address(addr), ipaddress.IPv6Address(addr6) if addr6 else None)
-        for family in self._families():
-            rs = self._rs[family]
-            if family in self._nft:
-                table = self._nft[family][0]
-                fwnft.add_endpoint(table, self.fw, net.firewall, fw_ep)
-                # Each family's table takes the bindings of both (moby's nftabler skips the others).
-                fwnft.add_ports(table, self.fw, net.firewall, self._bindings(ep, 4) + self._bindings(ep, 6))
-                self._sync_nft(family)
-                continue
-            if self.opts.layout == "29":
-                fw4.add_endpoint(rs, family, self.fw, net.firewall, fw_ep)
-            for pb in self._bindings(ep, family):
-                if self.opts.layout == "29":
-                    fw4.add_port(rs, family, self.fw, net.firewall, pb)
-                elif not net.internal:
-                    fw2010.forward(rs, self.fw, net.firewall, pb)
-            self._sync(family)
+        self.firewaller.add_endpoint(net, endpoint_of(addr, addr6), lambda family: self._bindings(ep, family))
         return c
 
     def container_mac(self, net: Network, name: str, addr: str) -> str:
@@ -489,7 +451,7 @@ class Daemon:
         02:42 and the address's four bytes, 02:42:ac:11:00:02 for 172.17.0.2); Docker 28+
         gives it a random locally administered unicast one (moby bc130f36), stable here:
         from a hash of the network's and the container's names."""
-        if self.opts.layout == "20.10":
+        if self.release.mac_from_ipv4:
             return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(addr).packed)
         import hashlib
 
@@ -528,20 +490,8 @@ class Daemon:
                 for proto, port in (("udp", udp), ("tcp", tcp)):
                     ep.node.proxy(proto, port, upstream or "0.0.0.0", resolver.DNS_PORT,  # type: ignore[arg-type]
                                   host_ip=resolver.RESOLVER_IP, name="dockerd", dns_local=zone,
-                                  dns_servfail=self.opts.layout != "20.10")
-                if self.opts.layout == "29-nftables":
-                    self.lab.require("nftables")
-                    ep.node.nftables(fwnft.loadable(resolver.nftables_rules(udp, tcp)))
-                else:
-                    nat = ep.node.iptables("nat")
-                    for line in resolver.iptables_rules(udp, tcp)["nat"]:
-                        if line.startswith(":"):
-                            chain = line[1:].split()[0]
-                            if chain not in BUILTIN_CHAINS["nat"] and chain not in nat.chains:
-                                nat.new_chain(chain)
-                        elif line.startswith("-A "):
-                            chain, spec = line[3:].split(" ", 1)
-                            nat.append(chain, spec)
+                                  dns_servfail=self.release.dns_servfail)
+                self.firewaller.resolver(ep.node, udp, tcp)
                 self.lab.virtual(resolver.RESOLVER_IP, proto="udp", port=resolver.DNS_PORT, node=ep.node,
                                  name=f"{ep.name}'s embedded DNS")
                 made[ep.name] = dns.name
@@ -613,13 +563,7 @@ class Daemon:
         it (dockerd never touches DOCKER-USER's rules). The daemon owns the host's raw, filter
         and nat tables: a rule written there directly is overwritten when dockerd rewrites the
         chain, as on a real host."""
-        if self.opts.layout == "29-nftables" or not self.opts.docker_user or family not in self._families():
-            raise ValidationError(f"DOCKER-USER: no such chain for IPv{family} with this daemon "
-                                  f"(layout {self.opts.layout}, iptables/ip6tables and docker_user on)")
-        rs = self._rs[family]
-        parse_rule(spec)  # refuse a bad rule here, with the rule's own message
-        rs.insert("filter", fw4.DOCKER_USER, spec)
-        self._sync(family)
+        self.firewaller.docker_user(spec, family)
         return self
 
     def endpoint(self, name: str) -> Endpoint:
@@ -631,42 +575,8 @@ class Daemon:
 
     # ---------------------------------------------------------------- rules
 
-    def _sync(self, family: int) -> None:
-        """Copy what changed in FAMILY's ruleset into the host's Firewall model: new user
-        chains (by name, as iptables-save lists them), policies, and each chain whose rules
-        differ from what was copied last (rules parsed once each: 1,000 containers add one
-        raw rule each, and the other chains stay as they were)."""
-        rs = self._rs[family]
-        for tname in ("raw", "filter", "nat", "mangle"):
-            chains = rs.chains[tname]
-            policies = {c: p for (t, c), p in rs.policies.items() if t == tname}
-            user = sorted(c for c in chains if c not in BUILTIN_CHAINS[tname])
-            if not user and not policies and not any(chains.values()) and \
-                    tname not in self.host.firewall.family(family):
-                continue
-            table = self.host.firewall.table(tname, family)
-            for c in user:
-                if c not in table.chains:
-                    table.new_chain(c)
-            for c, p in policies.items():
-                if table.chains[c].policy != p:
-                    table.policy(c, p)
-            for c, rules in chains.items():
-                key = (family, tname, c)
-                if self._synced.get(key, []) != rules:
-                    table.chains[c].rules = [self._rule(r) for r in rules]
-                    self._synced[key] = list(rules)
-
     def nft_text(self, family: int) -> str:
         """The `docker-bridges` table of FAMILY as `nft list table` prints it (29-nftables)."""
-        return self._nft[family][0].text()
-
-    def _sync_nft(self, family: int) -> None:
-        table, index = self._nft[family]
-        self.host.firewall.nft[index] = fwnft.loadable(table.text())
-
-    def _rule(self, spec: str) -> Rule:
-        rule = self._parsed.get(spec)
-        if rule is None:
-            rule = self._parsed[spec] = parse_rule(spec)
-        return rule
+        if not isinstance(self.firewaller, Nftabler):
+            raise ValidationError(f"layout {self.opts.layout} has no docker-bridges table")
+        return self.firewaller.text(family)

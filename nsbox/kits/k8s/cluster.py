@@ -34,7 +34,6 @@ installs it; the Service's addresses are `lab.virtual`, so a probe may target th
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -235,7 +234,7 @@ class Cluster:
         kn.attachments[name] = att
         self._pod_of[name] = (kn, att.ip)
         self.labels[name] = dict(labels or {})
-        self._regroup(kn)
+        self.lab.place(kn.name, p)  # the node's machine holds its pods' namespaces too
         self._sync_services()
         return p
 
@@ -346,12 +345,6 @@ class Cluster:
         filt.append("FORWARD", f"{f} -j FLANNEL-FWD")
         filt.append("FLANNEL-FWD", f"-s {cluster} {f} -j ACCEPT")
         filt.append("FLANNEL-FWD", f"-d {cluster} {f} -j ACCEPT")
-
-    def _regroup(self, kn: K8sNode) -> None:
-        """The node's machine holds its pods' namespaces too."""
-        for i, m in enumerate(self.lab.machines):
-            if m.name == kn.name:
-                self.lab.machines[i] = dataclasses.replace(m, nodes=(kn.name, *(p.name for p in kn.pods)))
 
     # ---------------------------------------------------------------- Services
 

@@ -271,10 +271,7 @@ def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[End
         k.lab.require("nftables")
         text = kp_nft.render(cfg, services, slices).text()
         prev = k._kube_proxy.get(kn.name)
-        if prev is not None and prev in n.firewall.nft:
-            n.firewall.nft[n.firewall.nft.index(prev)] = text
-        else:
-            n.firewall.nftables(text)
+        n.firewall.nftables(text, replaces=prev)  # the previous sync's table, in its place
         k._kube_proxy[kn.name] = text
         return
     _uninstall_iptables(k, kn)
