@@ -811,6 +811,18 @@ class Lab:
             return self.target_names.get(dst, dst)
         return dst
 
+    def __getattr__(self, name: str) -> Any:
+        """lab.expect_X(...) of a check kind whose module declares that builder
+        (nsbox/kinds/checks/: `builder="expect_X"`): a new check type needs no method here."""
+        if name.startswith("expect_"):
+            from nsbox.kinds.checks import builders
+
+            kind = builders().get(name)
+            if kind is not None and kind.build is not None:
+                build = kind.build
+                return lambda *args, **kwargs: build(self, *args, **kwargs)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def _add_check(self, check: Check) -> None:
         if any(c.name == check.name for c in self.checks):
             raise ValidationError(f"two checks named {check.name!r}")
