@@ -1,5 +1,9 @@
 """Turn a lab's expectations into traffic and kernel queries, and judge them.
 
+verify() dispatches on the check kinds (nsbox/kinds/checks/, one module each): every
+kind's run function, traffic first, then what reads the state it left, then verdicts
+over other checks. The reach kind's run is the traffic engine below (run_reach).
+
 Reach checks run at the same time, in one thread (nsbox/verify/loop.py: each
 probe a task on non-blocking sockets, at most `workers` in flight), so a lab
 whose deny checks name no rule waits one probe timeout at most. A probe is
@@ -7,8 +11,8 @@ repeated only while what it observes differs from what is expected, within a
 deadline, so a correct lab costs one probe per check and a wrong one is given
 time to settle before it is reported.
 
-A deny check that names its rule (`dropped_by`) is proven by that rule's packet
-counter, read in the node while the probe waits: the probe ends as soon as the
+A deny check that names its rule (`dropped_by`, a RuleRef: nsbox/kinds/ruleref.py, which
+reads the counters) is proven by that rule's packet counter, read in the node while the probe waits: the probe ends as soon as the
 counter has risen (or the probe itself ends: refused, unreachable, answered,
 timed out). Those checks run one at a time after the others, so no other probe
 moves the counters they read. A check with `counted_by` (any rule, any target) runs

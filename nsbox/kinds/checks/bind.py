@@ -31,6 +31,18 @@ class BindCheck:
         return f"port taken by {self.held_by}"
 
 
+def expect_port_conflict(lab: Lab, container: Any, proto: Literal["tcp", "udp"], port: int, held_by: Any,
+                         name: str | None = None) -> BindCheck:
+    """lab.expect_port_conflict (documented there)."""
+    from nsbox.model.lab import _name
+
+    c, h = _name(container), _name(held_by)
+    check = BindCheck(name=name or f"{proto}/{port} {c} port conflict", container=c, proto=proto,
+                      port=port, held_by=h)
+    lab._add_check(check)
+    return check
+
+
 def validate(lab: Lab, c: BindCheck, reach: dict[str, Any]) -> None:
     if c.proto not in ("tcp", "udp") or not (type(c.port) is int and 1 <= c.port <= 65535):
         raise ValidationError(f"check {c.name!r}: a port conflict is on tcp or udp, port 1-65535")
@@ -81,4 +93,5 @@ def _run(built, c: BindCheck) -> CheckResult:
                        proto=c.proto, port=c.port)
 
 
-KIND = register(CheckKind("bind", BindCheck, validate, run, lambda lab, c: [lab.netns_of(c.container).name]))
+KIND = register(CheckKind("bind", BindCheck, validate, run, lambda lab, c: [lab.netns_of(c.container).name],
+                          builder="expect_port_conflict", build=expect_port_conflict))

@@ -37,6 +37,18 @@ class ConntrackCheck:
         return f"entry, reply{src} to {self.reply_dst}"
 
 
+def expect_conntrack(lab: Lab, node: Any, of: Any, reply_dst: str, name: str | None = None, *,
+                     reply_src: str | None = None, reply_sport: int | None = None) -> ConntrackCheck:
+    """lab.expect_conntrack (documented there)."""
+    from nsbox.model.lab import _name
+
+    node = _name(node)
+    check = ConntrackCheck(node=node, of=of.name, reply_dst=reply_dst, reply_src=reply_src,
+                           reply_sport=reply_sport, name=name or f"conntrack {node}: {of.name}")
+    lab._add_check(check)
+    return check
+
+
 def validate(lab: Lab, c: ConntrackCheck, reach: dict[str, Any]) -> None:
     if c.node not in lab.nodes:
         raise ValidationError(f"check {c.name!r}: unknown node {c.node!r}")
@@ -134,4 +146,5 @@ def _fields(built, c: ConntrackCheck, of, p) -> dict:
 
 
 KIND = register(CheckKind("conntrack", ConntrackCheck, validate, run, involved,
-                          netns=lambda lab, c: {c.node}, reads=lambda c: (c.of,)))
+                          netns=lambda lab, c: {c.node}, reads=lambda c: (c.of,),
+                          builder="expect_conntrack", build=expect_conntrack))

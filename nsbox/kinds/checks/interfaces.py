@@ -27,6 +27,16 @@ class InterfacesCheck:
         return "interfaces " + ", ".join(sorted(self.names))
 
 
+def expect_interfaces(lab: Lab, node: Any, names: list[str], name: str | None = None) -> InterfacesCheck:
+    """lab.expect_interfaces (documented there)."""
+    from nsbox.model.lab import _name
+
+    n = _name(node)
+    check = InterfacesCheck(name=name or f"interfaces of {n}", node=n, names=tuple(sorted(names)))
+    lab._add_check(check)
+    return check
+
+
 def validate(lab: Lab, c: InterfacesCheck, reach: dict[str, Any]) -> None:
     from nsbox.validate import check_ifname
 
@@ -56,4 +66,5 @@ def _run(built, c: InterfacesCheck) -> CheckResult:
 
 
 KIND = register(CheckKind("interfaces", InterfacesCheck, validate, run,
-                          lambda lab, c: [lab.netns_of(c.node).name]))
+                          lambda lab, c: [lab.netns_of(c.node).name],
+                          builder="expect_interfaces", build=expect_interfaces))

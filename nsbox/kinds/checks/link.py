@@ -29,6 +29,14 @@ class LinkCheck:
         return f"state {self.state}"
 
 
+def expect_link(lab: Lab, node: Any, iface: str, state: str = "UP", name: str | None = None) -> LinkCheck:
+    """lab.expect_link (documented there)."""
+    n = node if isinstance(node, str) else node.name
+    check = LinkCheck(name=name or f"link {n}/{iface} {state}", node=n, iface=iface, state=state)
+    lab._add_check(check)
+    return check
+
+
 def validate(lab: Lab, c: LinkCheck, reach: dict[str, Any]) -> None:
     from nsbox.model import linkopts
 
@@ -62,4 +70,5 @@ def _run(built, c: LinkCheck, timing) -> CheckResult:
                        round((time.monotonic() - start) * 1000, 1), node=c.node)
 
 
-KIND = register(CheckKind("link", LinkCheck, validate, run, lambda lab, c: [c.node]))
+KIND = register(CheckKind("link", LinkCheck, validate, run, lambda lab, c: [c.node],
+                          builder="expect_link", build=expect_link))

@@ -95,6 +95,44 @@ class ReachCheck:
         return "allow" if self.allow else deny
 
 
+def expect(lab: Lab, src: Any, dst: Any, proto: str, port: int | None = None, *, allow: bool = True,
+           seen_from: Any = None, name: str | None = None, dropped_by: Any = None, counted_by: Any = None,
+           deny: str | None = None, size: int | None = None, df: bool = False, answered_by: Any = None,
+           family: int | None = None) -> ReachCheck:
+    """lab.expect (documented there): the builder's own normalization; the rest is validate()."""
+    from nsbox.model.lab import ContainerHandle, Node, _name, _reach_name
+
+    if family not in (None, 4, 6):
+        raise ValidationError(f"expect {src} -> {dst}: family must be 4 or 6, not {family!r}")
+    if seen_from is not None and not isinstance(seen_from, str):
+        seen_from = tuple(seen_from)
+        if len(seen_from) == 1:
+            seen_from = seen_from[0]
+    src, dst = _name(src), lab._target_name(dst)
+    answered: frozenset[str] | None = None
+    if answered_by is not None:
+        answered = frozenset([_name(answered_by)] if isinstance(answered_by, (str, Node, ContainerHandle))
+                             else (_name(a) for a in answered_by))
+    check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,  # type: ignore[arg-type]
+                       name=name or _reach_name(src, dst, proto, port) + (f" (IPv{family})" if family else ""),
+                       dropped_by=dropped_by, counted_by=counted_by, deny=deny, size=size, df=df,
+                       answered_by=answered, family=family)
+    lab._add_check(check)
+    return check
+
+
+def expect_dns(lab: Lab, src: Any, server: str, name: str, answer: str | None, port: int = 53, *,
+               check_name: str | None = None) -> ReachCheck:
+    """lab.expect_dns (documented there): a dns probe is a reach check that asks for a name."""
+    from nsbox.model.lab import _name
+
+    s = _name(src)
+    check = ReachCheck(name=check_name or f"dns {s}: {name}", src=s, dst=server, proto="dns", port=port,
+                       query=name, answer=answer)
+    lab._add_check(check)
+    return check
+
+
 def family_of(lab: Lab, c: ReachCheck) -> int:
     """The probe's IP family: an IPv6 probe only meets ip6tables rules."""
     return 6 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 4
@@ -305,4 +343,5 @@ def run(v: Verification, checks: list[ReachCheck]) -> dict:
 
 
 KIND = register(CheckKind("reach", ReachCheck, validate, run, involved, phase=TRAFFIC, netns=netns,
-                          prepare_external=prepare_external, to_dict=to_dict, from_dict=from_dict))
+                          prepare_external=prepare_external, to_dict=to_dict, from_dict=from_dict,
+                          builder="expect", build=expect))
