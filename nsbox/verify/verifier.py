@@ -12,9 +12,9 @@ deadline, so a correct lab costs one probe per check and a wrong one is given
 time to settle before it is reported.
 
 A deny check that names its rule (`dropped_by`, a RuleRef: nsbox/kinds/ruleref.py, which
-reads the counters) is proven by that rule's packet counter, read in the node while the probe waits: the probe ends as soon as the
-counter has risen (or the probe itself ends: refused, unreachable, answered,
-timed out). Those checks run one at a time after the others, so no other probe
+reads the counters) is proven by that rule's packet counter, read in the node while the
+probe waits: the probe ends as soon as the counter has risen (or the probe itself ends:
+refused, unreachable, answered, timed out). Those checks run one at a time after the others, so no other probe
 moves the counters they read. A check with `counted_by` (any rule, any target) runs
 among those too: its probe between two reads of the node's counters.
 """
