@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from nsbox.errors import ValidationError
 from nsbox.kinds.checks import TRAFFIC, CheckKind, Verification, register
-from nsbox.kinds.ruleref import maybe_rule_ref
+from nsbox.kinds.ruleref import RuleRef, maybe_rule_ref
 
 if TYPE_CHECKING:
     from nsbox.model.lab import Lab
@@ -41,7 +41,7 @@ class ReachCheck:
     seen_from: str | tuple[str, ...] | None = None
     # deny checks: the rule that must drop the probe (nsbox.kinds.ruleref: written as
     # (node, table, chain, spec); spec is the rule as the recipe wrote it, or "policy")
-    dropped_by: Any = None
+    dropped_by: RuleRef | None = None
     # allow checks: the container (one of the set) whose server must answer
     answered_by: frozenset[str] | None = None
     # dns checks: the name asked for, and the A record it must get (None: NXDOMAIN)
@@ -51,7 +51,7 @@ class ReachCheck:
     family: int | None = None
     # any check: the rule whose packet counter must rise for this probe, any target (ACCEPT,
     # DNAT, MASQUERADE, a jump...), named as dropped_by names one
-    counted_by: Any = None
+    counted_by: RuleRef | None = None
     # deny checks: how the denial must show (DENY_KINDS), None: any way
     deny: str | None = None
     # icmp checks: the echo request's IP packet size in bytes (header included, as an MTU
@@ -208,8 +208,6 @@ def validate(lab: Lab, c: ReachCheck, reach: dict[str, Any]) -> None:
 
 
 def _check_rule_ref(lab: Lab, c: ReachCheck, ref: Any, what: str, drops: bool) -> None:
-    from nsbox.kinds.ruleref import RuleRef
-
     if not isinstance(ref, RuleRef):  # __post_init__ made every well-formed one a RuleRef
         raise ValidationError(f"check {c.name!r}: {what} is (node, table, chain, rule spec or 'policy')")
     ref.validate(lab, c.name, family_of(lab, c), what, drops)
