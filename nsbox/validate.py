@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
 
 from nsbox.errors import ValidationError
-from nsbox.model.spread import SpreadCheck
-from nsbox.model.routes import NeighCheck, RouteCheck, validate_neigh_check, validate_route_check
-from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, Node, ReachCheck
+from nsbox.model import Lab, Node, ReachCheck
 from nsbox.model import linkopts
 from nsbox.kinds import protocols
 from nsbox.model.firewall import BUILTIN_CHAINS
@@ -253,72 +250,6 @@ def _check_firewall(node: Node) -> None:
                     raise ValidationError(f"node {node.name}: {target} is only valid in the nat table")
 
 
-def _check_counted_by(lab: Lab, c: ReachCheck) -> None:
-    """counted_by names a rule as dropped_by does, of any target: it must exist."""
-    if c.dropped_by is not None:
-        raise ValidationError(f"check {c.name!r}: dropped_by and counted_by together: name the rule once "
-                              f"(dropped_by is a counted_by for a deny)")
-    _check_rule_ref(lab, c, c.counted_by, "counted_by", drops=False)
-
-
-def _check_dropped_by(lab: Lab, c: ReachCheck) -> None:
-    if c.allow:
-        raise ValidationError(f"check {c.name!r}: dropped_by needs a deny check (allow=False)")
-    _check_rule_ref(lab, c, c.dropped_by, "dropped_by", drops=True)
-
-
-def _check_rule_ref(lab: Lab, c: ReachCheck, ref: Any, what: str, drops: bool) -> None:
-    from nsbox.model.rules import parse_rule
-
-    if not isinstance(ref, tuple) or len(ref) != 4 or not all(isinstance(x, str) for x in ref):
-        raise ValidationError(f"check {c.name!r}: {what} is (node, table, chain, rule spec or 'policy')")
-    node, table, chain, spec = ref
-    if table == "nft":
-        _check_dropped_by_nft(lab, c, ref, what, drops)
-        return
-    # An IPv6 probe only meets ip6tables rules: the probe's family picks the tables.
-    family = 6 if ":" in lab.target(c.src, c.dst, c.proto, c.port, c.family).ip else 4
-    n = lab.nodes.get(node)
-    t = n.firewall.family(family).get(table) if n else None
-    ch = t.chains.get(chain) if t else None
-    where = f"in node {node}" + (" (ip6tables: the probe is IPv6)" if family == 6 else "")
-    if ch is None:
-        raise ValidationError(f"check {c.name!r}: {what} names no chain {chain} of table {table} {where}")
-    if spec == "policy":
-        if not ch.builtin:
-            raise ValidationError(f"check {c.name!r}: {table} {chain} {where} is no builtin chain: it has no policy")
-        if drops and ch.policy != "DROP":
-            raise ValidationError(f"check {c.name!r}: the policy of {table} {chain} {where} is not DROP")
-        return
-    rendered = parse_rule(spec).render()
-    if not any(r.render() == rendered for r in ch.rules):
-        raise ValidationError(f"check {c.name!r}: node {node} has no rule '-A {chain} {spec}' in table {table}"
-                              + (" of ip6tables (the probe is IPv6)" if family == 6 else ""))
-
-
-def _check_dropped_by_nft(lab: Lab, c: ReachCheck, ref: Any = None, what: str = "dropped_by",
-                          drops: bool = True) -> None:
-    """dropped_by=(node, "nft", "FAMILY TABLE CHAIN", rule text): the node's nftables rulesets
-    must have that chain, and a drop rule in it whose text holds the given text (counted_by:
-    any rule)."""
-    node, _, chain, spec = ref or c.dropped_by
-    words = chain.split()
-    if len(words) != 3 or words[0] not in ("ip", "ip6", "inet", "bridge", "arp", "netdev"):
-        raise ValidationError(f"check {c.name!r}: an nft {what} names its chain as 'FAMILY TABLE CHAIN' "
-                              f"(e.g. 'ip docker-bridges raw-PREROUTING'), not {chain!r}")
-    n = lab.nodes.get(node)
-    text = "\n".join(n.firewall.nft) if n else ""
-    family, table, name = words
-    m = re.search(rf"^table {re.escape(family)} {re.escape(table)} \{{(.*?)^\}}", text, re.S | re.M)
-    body = re.search(rf"^\s*chain {re.escape(name)} \{{(.*?)^\s*\}}", m.group(1), re.S | re.M) if m else None
-    if body is None:
-        raise ValidationError(f"check {c.name!r}: node {node} has no nftables chain {chain}")
-    if not any(spec in ln and (not drops or re.search(r"\b(drop|reject)\b", ln))
-               for ln in body.group(1).splitlines()):
-        raise ValidationError(f"check {c.name!r}: no {'drop ' if drops else ''}rule in nftables chain {chain} "
-                              f"of node {node} holds {spec!r}")
-
-
 def l2_segments(lab: Lab) -> dict[tuple[str, str], tuple[str, str]]:
     """(node, interface) -> a representative of its L2 segment: veth peers, bridge ports
     and their bridge, macvlan/ipvlan children and their parent share one (frames go
@@ -365,19 +296,6 @@ def _check_duplicate_addresses(lab: Lab) -> None:
             seen.setdefault(key, (node.name, a.iface, a.shared))
 
 
-def _check_self_answer(lab: Lab, c: ReachCheck, target) -> None:
-    """A probe to an address its own netns holds is answered by that netns, never by DST: the
-    check would pass without a packet leaving the source. Only a check whose destination is
-    the source itself may do that; a shared (anycast) address is left to the verifier."""
-    src = lab.netns_of(c.src)
-    if target.node is None or target.node.name == src.name or target.loopback:
-        return
-    mine = [a for a in src.addresses if a.ip == target.ip]
-    if mine and not all(a.shared for a in mine):
-        raise ValidationError(f"check {c.name!r}: {c.src} holds {target.ip} itself, so its own netns would "
-                              f"answer the probe, not {target.label}")
-
-
 def _check_macvlan_parents(lab: Lab) -> None:
     """A passthru macvlan takes its parent over: the kernel refuses any other macvlan on that
     parent (EINVAL), and a passthru child on a parent that already has one. (Other modes
@@ -413,30 +331,6 @@ def _check_virtuals(lab: Lab) -> None:
                     raise ValidationError(f"{where}: a server of {n.name} listens there, so it is not virtual")
 
 
-def _check_answered_by(lab: Lab, c: ReachCheck, dst_node, relayed: bool) -> None:
-    """RELAYED: rules (a virtual address or port) or a proxy send the connection on, so the
-    answer may come from another netns and another port."""
-    if not c.allow or not protocols.get(c.proto).records_peer:
-        raise ValidationError(f"check {c.name!r}: answered_by needs an allowed "
-                              f"{'/'.join(protocols.where(lambda p: p.records_peer))} check")
-    kinds = set(protocols.get(c.proto).answers)
-    for name in sorted(c.answered_by):
-        try:
-            netns = lab.netns_of(name)
-        except ValidationError:
-            raise ValidationError(f"check {c.name!r}: answered_by names {name!r}, no node or container") from None
-        # the ports a DNAT may land on are the recipe's business; the container must serve the kind
-        mine = [s for s in netns.servers if netns.server_name(s) == name and s.kind in kinds]
-        if not relayed:
-            mine = [s for s in mine if s.port == c.port]
-            if dst_node is not None and netns.name != dst_node.name:
-                raise ValidationError(f"check {c.name!r}: {name} is not in {dst_node.name}'s netns, and "
-                                      f"{c.dst} is no virtual address, so it cannot answer")
-        if not mine:
-            raise ValidationError(f"check {c.name!r}: answered_by {name}, which serves no "
-                                  f"{'/'.join(sorted(kinds))}" + ("" if relayed else f" on port {c.port}"))
-
-
 def probe_target(lab: Lab, src: str, dst: str, proto: str, port: int | None,
                  family: int | None = None, query: str | None = None) -> Target:
     """Where a probe from SRC (a node or container) to DST goes, if LAB accepts it at all:
@@ -464,6 +358,9 @@ def probe_target(lab: Lab, src: str, dst: str, proto: str, port: int | None,
 
 
 def _check_checks(lab: Lab) -> None:
+    """Each check by its kind's own validation (nsbox/kinds/checks/), in the lab's order."""
+    from nsbox.kinds.checks import kind_of
+
     reach = {c.name: c for c in lab.checks if isinstance(c, ReachCheck)}
     for m in lab.matrices:
         for src, dst, allow in m.cells:
@@ -471,101 +368,4 @@ def _check_checks(lab: Lab) -> None:
             if c is None or (c.src, c.dst, c.proto, c.port, c.allow) != (src, dst, m.proto, m.port, allow):
                 raise ValidationError(f"matrix {m.name!r}: cell {src}->{dst} has no matching check")
     for c in lab.checks:
-        if isinstance(c, ReachCheck):
-            if c.src not in lab.nodes and c.src not in lab.containers:
-                raise ValidationError(f"check {c.name!r}: unknown source node {c.src!r}")
-            try:  # the protocol's module judges its own options (nsbox/kinds/protocols/)
-                proto = protocols.get(c.proto)
-            except ValidationError as e:
-                raise ValidationError(f"check {c.name!r}: {e}") from None
-            target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
-            _check_self_answer(lab, c, target)
-            virtual = lab.virtual_for(target, c.proto, c.port)
-            dst_node = target.node
-            try:  # the one rule of which probes a lab accepts, as every front end asks it
-                probe_target(lab, c.src, c.dst, c.proto, c.port, c.family, c.query)
-            except ValidationError as e:
-                raise ValidationError(f"check {c.name!r}: {e}") from None
-            protocols.check_options(c, f"check {c.name!r}")
-            if proto.check is not None:
-                proto.check(lab, c, f"check {c.name!r}")
-            relayed = False
-            if proto.needs_port:
-                kinds = set(proto.answers)
-                # Without a listener a 'deny' would be a refused port, not a blocked path. A
-                # virtual address or port has none: rules send the packets on (answered_by says where).
-                l4 = proto.transport
-                relayed = virtual is not None or (dst_node is not None and any(
-                    p.proto == l4 and p.host_port == c.port for p in dst_node.proxies))
-                if not relayed and dst_node is not None and \
-                        not any(s.port == c.port and s.kind in kinds for s in dst_node.servers):
-                    raise ValidationError(f"check {c.name!r}: no {'/'.join(sorted(kinds))} server on "
-                                          f"{target.label} port {c.port}" +
-                                          (" (a published port or Service: declare it with lab.virtual)"
-                                           if c.allow else ""))
-            if c.answered_by is not None:
-                _check_answered_by(lab, c, dst_node, relayed)
-            if c.dropped_by is not None:
-                _check_dropped_by(lab, c)
-            if c.seen_from is not None:
-                if not proto.records_peer or not c.allow:
-                    raise ValidationError(f"check {c.name!r}: seen_from needs an allowed "
-                                          f"{'/'.join(protocols.where(lambda p: p.records_peer))} check")
-                if not c.seen_froms or not all(isinstance(a, str) and a for a in c.seen_froms):
-                    raise ValidationError(f"check {c.name!r}: seen_from is an address or a non-empty list of "
-                                          f"addresses, not {c.seen_from!r}")
-                for a in c.seen_froms:
-                    lab.resolve(a)
-            if c.counted_by is not None:
-                _check_counted_by(lab, c)
-            if c.deny is not None:
-                from nsbox.model.checks import DENY_KINDS
-                if c.deny not in DENY_KINDS:
-                    raise ValidationError(f"check {c.name!r}: deny must be one of {', '.join(DENY_KINDS)}, "
-                                          f"not {c.deny!r}")
-                if c.allow or not proto.plain:
-                    raise ValidationError(f"check {c.name!r}: deny={c.deny!r} needs allow=False "
-                                          f"(and an {'/'.join(protocols.where(lambda p: p.plain))} probe)")
-        elif isinstance(c, LinkCheck):
-            if c.node not in lab.nodes or c.iface not in lab.nodes[c.node].interfaces:
-                raise ValidationError(f"check {c.name!r}: {c.iface} is no interface of node {c.node!r}")
-            if c.state not in linkopts.OPERSTATES:
-                raise ValidationError(f"check {c.name!r}: unknown link state {c.state!r} "
-                                      f"({', '.join(linkopts.OPERSTATES)})")
-        elif isinstance(c, RouteCheck):
-            validate_route_check(lab, c)
-        elif isinstance(c, NeighCheck):
-            validate_neigh_check(lab, c)
-        elif isinstance(c, SpreadCheck):
-            missing = [p for p in c.probes if p not in reach]
-            if missing:
-                raise ValidationError(f"check {c.name!r}: its probe {missing[0]!r} is no reach check")
-        elif isinstance(c, InterfacesCheck):
-            lab.netns_of(c.node)
-            for n in c.names:
-                check_ifname(n, f"check {c.name!r}")
-        elif isinstance(c, BindCheck):
-            if c.proto not in ("tcp", "udp") or not (type(c.port) is int and 1 <= c.port <= 65535):
-                raise ValidationError(f"check {c.name!r}: a port conflict is on tcp or udp, port 1-65535")
-            me, holder = lab.netns_of(c.container), lab.netns_of(c.held_by)
-            if me.name != holder.name:
-                raise ValidationError(f"check {c.name!r}: {c.container} and {c.held_by} are in different "
-                                      f"netns ({me.name}, {holder.name}); a port conflicts only within one")
-            kinds = protocols.get(c.proto).answers
-            if not any(s.port == c.port and s.kind in kinds and holder.server_name(s) == c.held_by
-                       for s in holder.servers):
-                raise ValidationError(f"check {c.name!r}: {c.held_by} serves no {c.proto}/{c.port}")
-        elif isinstance(c, ConntrackCheck):
-            if c.node not in lab.nodes:
-                raise ValidationError(f"check {c.name!r}: unknown node {c.node!r}")
-            of = reach.get(c.of)
-            if of is None or not protocols.get(of.proto).conntrack or not of.allow:
-                raise ValidationError(f"check {c.name!r}: {c.of!r} is not an allowed "
-                                      f"{'/'.join(protocols.where(lambda p: p.conntrack))} check")
-            if not protocols.get(of.proto).needs_port and c.reply_sport is not None:
-                raise ValidationError(f"check {c.name!r}: an ICMP entry has no ports: reply_sport does not apply")
-            lab.resolve(c.reply_dst)
-            if c.reply_src is not None:
-                lab.resolve(c.reply_src)
-            if c.reply_sport is not None and not (type(c.reply_sport) is int and 1 <= c.reply_sport <= 65535):
-                raise ValidationError(f"check {c.name!r}: reply_sport {c.reply_sport!r} out of range 1-65535")
+        kind_of(c).validate(lab, c, reach)

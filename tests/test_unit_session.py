@@ -29,6 +29,7 @@ from nsbox.model.serialize import lab_from_dict, lab_to_dict
 from nsbox.pytest_plugin import LabHandle
 from nsbox.validate import validate
 from nsbox.verify import external
+from nsbox.kinds.checks import reach as reach_kind
 
 NSBOX = Path(session.__file__).resolve().parent
 FRONT_ENDS = ("runner.py", "pytest_plugin.py", "verify/external.py", "live/holder.py")
@@ -174,14 +175,14 @@ def test_validate_plugin_and_external_refuse_the_same_probes(src, dst, proto, po
         handle.probe(src, dst, proto, port, query=query)
     assert why in str(p.value) and sent == []
     with pytest.raises(UsageError) as e:
-        external._check_target(external.ExternalLab(lab, {}), lab.checks[-1])
+        reach_kind._check_target(external.ExternalLab(lab, {}), lab.checks[-1])
     assert why in str(e.value)
 
 
 def test_external_verifier_accepts_loopback_and_virtual_targets_without_binding() -> None:
     lab = _lab()
     for dst, proto, port in (("127.0.0.1", "tcp", 7), ("192.0.2.80", "tcp", 8080)):
-        external._check_target(external.ExternalLab(lab, {}), ReachCheck(name="c", src="b", dst=dst,
+        reach_kind._check_target(external.ExternalLab(lab, {}), ReachCheck(name="c", src="b", dst=dst,
                                                                          proto=proto, port=port))
 
 

@@ -1,30 +1,18 @@
-"""Which namespaces explain a check: its source, the owner of its destination,
-and the host node (where the forwarding rules live)."""
+"""Which namespaces explain a check: each check kind says (nsbox/kinds/checks/, `involved`);
+a reach check's are its source, the owner of its destination, and the host node (where
+the forwarding rules live)."""
 
 from __future__ import annotations
 
-from nsbox.model import HOST, BindCheck, InterfacesCheck, Check, ConntrackCheck, Lab, LinkCheck, ReachCheck
+from nsbox.kinds.checks import kind_of
+from nsbox.model import Check, Lab
 
 
 def involved_nodes(lab: Lab, check: Check) -> list[str]:
-    """Node names in a stable order: source, destination owner, then host."""
-    if isinstance(check, ReachCheck):
-        target = lab.target(check.src, check.dst, check.proto, check.port, check.family)
-        nodes = [lab.netns_of(check.src).name, *([target.node.name] if target.node else []), HOST]
-    elif isinstance(check, LinkCheck) or type(check).__name__ == "RouteCheck":
-        nodes = [check.node]
-    elif type(check).__name__ == "NeighCheck":
-        nodes = [lab.netns_of(check.node).name]
-    elif isinstance(check, BindCheck):
-        nodes = [lab.netns_of(check.container).name]
-    elif isinstance(check, InterfacesCheck):
-        nodes = [lab.netns_of(check.node).name]
-    else:
-        assert isinstance(check, ConntrackCheck)
-        of = next(c for c in lab.checks if c.name == check.of)
-        nodes = [check.node, *involved_nodes(lab, of)]
+    """Node names in a stable order, as the check's kind names them (a reach check: source,
+    destination owner, then host)."""
     out: list[str] = []
-    for n in nodes:
+    for n in kind_of(check).involved(lab, check):
         if n in lab.nodes and n not in out:
             out.append(n)
     return out

@@ -726,46 +726,23 @@ class Lab:
         DNAT sent the connection (a published port, a Service's endpoints).
         family: 4 or 6, the address of a node-name DST to probe (default its first address).
         A dropped_by rule is one of the probe's family: ip6tables for an IPv6 destination."""
-        if family not in (None, 4, 6):
-            raise ValidationError(f"expect {src} -> {dst}: family must be 4 or 6, not {family!r}")
-        if dropped_by is not None:
-            dropped_by = tuple(dropped_by)  # type: ignore[assignment]
-        if counted_by is not None:
-            counted_by = tuple(counted_by)  # type: ignore[assignment]
-        if seen_from is not None and not isinstance(seen_from, str):
-            seen_from = tuple(seen_from)
-            if len(seen_from) == 1:
-                seen_from = seen_from[0]
-        src, dst = _name(src), self._target_name(dst)
-        answered: frozenset[str] | None = None
-        if answered_by is not None:
-            answered = frozenset([_name(answered_by)] if isinstance(answered_by, (str, Node, ContainerHandle))
-                                 else (_name(a) for a in answered_by))
-        check = ReachCheck(src=src, dst=dst, proto=proto, port=port, allow=allow, seen_from=seen_from,
-                           name=name or _reach_name(src, dst, proto, port) + (f" (IPv{family})" if family else ""),
-                           dropped_by=dropped_by, counted_by=counted_by, deny=deny, size=size, df=df,
-                           answered_by=answered, family=family)
-        self._add_check(check)
-        return check
+        from nsbox.kinds.checks.reach import expect
+        return expect(self, src, dst, proto, port, allow=allow, seen_from=seen_from, name=name, dropped_by=dropped_by,
+                      counted_by=counted_by, deny=deny, size=size, df=df, answered_by=answered_by, family=family)
 
     def expect_conntrack(self, node: str | Node, of: ReachCheck, reply_dst: str, name: str | None = None, *,
                          reply_src: str | None = None, reply_sport: int | None = None) -> ConntrackCheck:
         """NODE's conntrack holds OF's connection, with the reply tuple addressed to REPLY_DST
         (the NAT'd source); REPLY_SRC[:REPLY_SPORT]: the reply comes from there (where a DNAT
         sent the connection: original destination host:8080, reply source c1:80)."""
-        node = _name(node)
-        check = ConntrackCheck(node=node, of=of.name, reply_dst=reply_dst, reply_src=reply_src,
-                               reply_sport=reply_sport, name=name or f"conntrack {node}: {of.name}")
-        self._add_check(check)
-        return check
+        from nsbox.kinds.checks.conntrack import expect_conntrack
+        return expect_conntrack(self, node, of, reply_dst, name, reply_src=reply_src, reply_sport=reply_sport)
 
     def expect_link(self, node: Node | str, iface: str, state: str = "UP", name: str | None = None) -> LinkCheck:
         """IFACE of NODE is in operational state STATE: UP, DOWN, LOWERLAYERDOWN (a veth
         whose peer is down: NO-CARRIER), UNKNOWN (lo when up), ... as `ip link` shows it."""
-        n = node if isinstance(node, str) else node.name
-        check = LinkCheck(name=name or f"link {n}/{iface} {state}", node=n, iface=iface, state=state)
-        self._add_check(check)
-        return check
+        from nsbox.kinds.checks.link import expect_link
+        return expect_link(self, node, iface, state, name)
 
     def expect_route(self, node: Node | str, dst: str, *, via: str | None = None, dev: str | None = None,
                      src: str | None = None, direct: bool = False, type: str = "unicast",
@@ -788,30 +765,22 @@ class Lab:
         """SRC asks the DNS server at SERVER (an address: a lab one, a declared virtual one or
         SRC's loopback, e.g. 127.0.0.11) for NAME's A record; ANSWER is the address it must
         give, or None for NXDOMAIN (a name the server must not know)."""
-        s = _name(src)
-        check = ReachCheck(name=check_name or f"dns {s}: {name}", src=s, dst=server, proto="dns", port=port,
-                           query=name, answer=answer)
-        self._add_check(check)
-        return check
+        from nsbox.kinds.checks.reach import expect_dns
+        return expect_dns(self, src, server, name, answer, port, check_name=check_name)
 
     def expect_interfaces(self, node: str | Node | ContainerHandle, names: list[str],
                           name: str | None = None) -> InterfacesCheck:
         """NODE's netns holds exactly the interfaces NAMES, as the kernel lists them."""
-        n = _name(node)
-        check = InterfacesCheck(name=name or f"interfaces of {n}", node=n, names=tuple(sorted(names)))
-        self._add_check(check)
-        return check
+        from nsbox.kinds.checks.interfaces import expect_interfaces
+        return expect_interfaces(self, node, names, name)
 
     def expect_port_conflict(self, container: str | Node | ContainerHandle, proto: Literal["tcp", "udp"],
                              port: int, held_by: str | Node | ContainerHandle,
                              name: str | None = None) -> BindCheck:
         """CONTAINER's server on PROTO/PORT cannot start: HELD_BY, in the same netns, has the
         port (the bind fails with EADDRINUSE, as a second host-mode container's does)."""
-        c, h = _name(container), _name(held_by)
-        check = BindCheck(name=name or f"{proto}/{port} {c} port conflict", container=c, proto=proto,
-                          port=port, held_by=h)
-        self._add_check(check)
-        return check
+        from nsbox.kinds.checks.bind import expect_port_conflict
+        return expect_port_conflict(self, container, proto, port, held_by, name)
 
     def expect_matrix(self, nodes: list[Node | str], proto: str,
                       port: int | None = None, *, expected: Expected = True, name: str | None = None,
@@ -855,6 +824,18 @@ class Lab:
         if dst not in self.nodes and dst not in self.containers:
             return self.target_names.get(dst, dst)
         return dst
+
+    def __getattr__(self, name: str) -> Any:
+        """lab.expect_X(...) of a check kind whose module declares that builder
+        (nsbox/kinds/checks/: `builder="expect_X"`): a new check type needs no method here."""
+        if name.startswith("expect_"):
+            from nsbox.kinds.checks import builders
+
+            kind = builders().get(name)
+            if kind is not None and kind.build is not None:
+                build = kind.build
+                return lambda *args, **kwargs: build(self, *args, **kwargs)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _add_check(self, check: Check) -> None:
         if any(c.name == check.name for c in self.checks):

@@ -13,17 +13,13 @@ import dataclasses
 from typing import Any
 
 from nsbox.errors import RecipeError, ValidationError
-from nsbox.model.checks import BindCheck, ConntrackCheck, InterfacesCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
-from nsbox.model.routes import NeighCheck, RouteCheck
-from nsbox.model.spread import SpreadCheck
 from nsbox.model.lab import (Address, Container, Fdb, Interface, Lab, Link, Machine, Neigh, Node, PolicyRule, Route,
                              Proxy, Server, VethPair, Virtual)
 from nsbox.model.rules import parse_rule
 
-_CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck, "link": LinkCheck, "bind": BindCheck, "interfaces": InterfacesCheck,
-                             "route": RouteCheck, "neigh": NeighCheck, "spread": SpreadCheck}
+from nsbox.kinds.checks import KINDS as _CHECK_KINDS, kind_of  # each check kind's JSON form is its own
 
 
 def lab_to_dict(lab: Lab) -> dict[str, Any]:
@@ -46,17 +42,11 @@ def lab_to_dict(lab: Lab) -> dict[str, Any]:
 
 
 def _check_to_dict(c: Any) -> dict[str, Any]:
-    d = {"type": _check_type(c), **dataclasses.asdict(c)}
-    if d.get("answered_by") is not None:
-        d["answered_by"] = sorted(d["answered_by"])  # JSON has no sets
-    return d
-
-
-def _check_type(check: Any) -> str:
-    for name, cls in _CHECKS.items():
-        if type(check) is cls:
-            return name
-    raise RecipeError(f"cannot hand over a check of type {type(check).__name__}")
+    try:
+        kind = kind_of(c)
+    except ValidationError:
+        raise RecipeError(f"cannot hand over a check of type {type(c).__name__}") from None
+    return {"type": kind.name, **kind.to_dict(c)}
 
 
 def _node_to_dict(node: Node) -> dict[str, Any]:
@@ -110,13 +100,10 @@ def _lab_from_dict(d: dict) -> Lab:
     lab.veths = [_make(VethPair, v) for v in d["veths"]]
     for c in d["checks"]:
         c = dict(c)
-        cls = _CHECKS.get(c.pop("type", None))
-        if cls is None:
+        kind = _CHECK_KINDS.get(c.pop("type", None))
+        if kind is None:
             raise ValueError("unknown check type")
-        check = _make(cls, c)
-        if getattr(check, "answered_by", None) is not None:
-            check = dataclasses.replace(check, answered_by=frozenset(_str(x) for x in check.answered_by))
-        lab.checks.append(check)
+        lab.checks.append(kind.make(c, _make))
     lab.requires = {_str(f) for f in d["requires"]}
     lab.matrices = [_make(Matrix, m) for m in d.get("matrices", [])]
     for ld in d.get("links", []):

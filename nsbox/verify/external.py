@@ -20,13 +20,11 @@ from __future__ import annotations
 import copy
 import os
 import re
-import socket
 from dataclasses import dataclass
 
 from nsbox.errors import UsageError, ValidationError
-from nsbox.kernel import netns
-from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, ReachCheck
-from nsbox.model.checks import Check, describe_rule
+from nsbox.kinds.checks import kind_of
+from nsbox.model import Check, Lab
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.verify.results import CheckResult
 from nsbox.verify.verifier import Timing
@@ -80,21 +78,11 @@ def firewall_from_save(text: str) -> Firewall:
 
 
 def nodes_named(lab: Lab, checks: list[Check]) -> set[str]:
-    """The nodes (netns) whose path a run of CHECKS needs: where probes leave from,
-    whom they target, whose conntrack, links or rule counters are read."""
+    """The nodes (netns) whose path a run of CHECKS needs, as each check's kind names them:
+    where probes leave from, whom they target, whose conntrack, links or rule counters are read."""
     out: set[str] = set()
     for c in checks:
-        if isinstance(c, ReachCheck):
-            out.add(lab.netns_of(c.src).name)
-            target = lab.target(c.src, c.dst, c.proto, c.port, c.family)
-            if target.node is not None:  # None: a virtual address only rules answer for
-                out.add(target.node.name)
-            if c.dropped_by:
-                out.add(c.dropped_by[0])
-        elif isinstance(c, (ConntrackCheck, LinkCheck)) or type(c).__name__ in ("RouteCheck", "NeighCheck"):
-            out.add(c.node)
-        elif isinstance(c, BindCheck):
-            out.add(lab.netns_of(c.container).name)
+        out |= kind_of(c).nodes(lab, c)
     return out
 
 
@@ -105,7 +93,7 @@ def select(lab: Lab, names: list[str]) -> Lab:
     unknown = [n for n in names if n not in have]
     if unknown:
         raise UsageError(f"lab {lab.name} has no check {unknown[0]!r}")
-    keep = set(names) | {have[n].of for n in names if isinstance(have[n], ConntrackCheck)}
+    keep = set(names) | {r for n in names for r in kind_of(have[n]).reads(have[n])}
     out = copy.deepcopy(lab)
     out.checks = [c for c in out.checks if c.name in keep]
     out.matrices = [m for m in out.matrices if all(m.cell_name(a, b) in keep for a, b, _ in m.cells)]
@@ -131,10 +119,7 @@ def prepare(lab: Lab, paths: dict[str, str], iptables: str = "nft",
         lab.nodes[node].firewall = firewall_from_save(text)
     built = ExternalLab(lab, dict(paths), iptables)
     for c in lab.checks:
-        if isinstance(c, ReachCheck):
-            _check_target(built, c)
-            if c.dropped_by and rules and c.dropped_by[0] in rules:
-                _check_rule_exists(lab, c)
+        kind_of(c).prepare_external(built, c, rules or {})
     return built
 
 
@@ -148,42 +133,11 @@ def _check_shared(lab: Lab, paths: dict[str, str]) -> None:
                                  f"({paths[c.node]}), which the lab says it shares")
 
 
-def _check_target(built: ExternalLab, c: ReachCheck) -> None:
-    """A probe's destination must be an address of the namespace it names, in the real
-    system too (Docker hands out addresses itself): binding to it there proves it."""
-    from nsbox.session import probe_target
+def _check_rule_exists(lab: Lab, c: Check) -> None:
+    """A dropped_by rule must be one of the real rules given (the reach kind's check)."""
+    from nsbox.kinds.checks.reach import check_rule_exists
 
-    lab = built.lab
-    try:  # the same rule as `nsbox run` and the pytest plugin: one function decides
-        target = probe_target(lab, c.src, c.dst, c.proto, c.port, c.family, c.query)
-    except ValidationError as e:
-        raise UsageError(f"check {c.name!r}: {e}") from None
-    if target.node is None or target.loopback or lab.virtual_for(target, c.proto, c.port) is not None:
-        return  # loopback, or an address or port that only rules answer for
-    ip, node = target.ip, target.node.name
-    s = netns.socket_in(built.path(node), socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind((ip, 0))
-    except OSError:
-        raise UsageError(f"check {c.name!r}: {node} has no address {ip} in {built.path(node)}: "
-                         f"the real system numbered it differently") from None
-    finally:
-        s.close()
-
-
-def _check_rule_exists(lab: Lab, c: ReachCheck) -> None:
-    node, table, chain, spec = c.dropped_by  # type: ignore[misc]
-    t = lab.nodes[node].firewall.tables.get(table)
-    ch = t.chains.get(chain) if t else None
-    if ch is not None:
-        if spec == "policy" and ch.policy == "DROP":
-            return
-        if spec != "policy":
-            from nsbox.model.rules import parse_rule
-
-            if parse_rule(spec).render() in (r.render() for r in ch.rules):
-                return
-    raise UsageError(f"check {c.name!r}: the real {node} has no {describe_rule(c.dropped_by)}")
+    check_rule_exists(lab, c)  # type: ignore[arg-type]
 
 
 def verify_external(lab: Lab, paths: dict[str, str], *, iptables: str = "nft", rules: dict[str, str] | None = None,

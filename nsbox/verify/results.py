@@ -25,9 +25,10 @@ class CheckResult:
     """One check.
 
     name         the check's name, unique within its recipe ("tcp/7 c1->c2")
-    kind         "reach" (traffic was sent), "conntrack" (a conntrack table was read) or
-                 "link" (an interface's operstate was read), "bind" (a listen was tried) or
-                 "interfaces" (a netns's interfaces were listed)
+    kind         the check's kind, one module each in nsbox/kinds/checks/ (KINDS): "reach"
+                 (traffic was sent), "conntrack" (a conntrack table was read), "link" (an
+                 interface's operstate was read), "bind" (a listen was tried), "interfaces" (a
+                 netns's interfaces were listed), "route", "neigh", "spread", "listening", ...
     expected     what the recipe expects, as text: "allow", "deny", "allow, seen from IP",
                  "entry, reply to IP"
     observed     what happened, in the same words ("deny", "allow, seen from IP", "no entry",
@@ -54,7 +55,7 @@ class CheckResult:
     """
 
     name: str
-    kind: Literal["reach", "conntrack", "link", "bind", "interfaces", "route", "neigh", "spread"]
+    kind: str  # a name of nsbox.kinds.checks.KINDS
     expected: str
     observed: str
     passed: bool

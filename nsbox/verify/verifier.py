@@ -1,5 +1,9 @@
 """Turn a lab's expectations into traffic and kernel queries, and judge them.
 
+verify() dispatches on the check kinds (nsbox/kinds/checks/, one module each): every
+kind's run function, traffic first, then what reads the state it left, then verdicts
+over other checks. The reach kind's run is the traffic engine below (run_reach).
+
 Reach checks run at the same time, in one thread (nsbox/verify/loop.py: each
 probe a task on non-blocking sockets, at most `workers` in flight), so a lab
 whose deny checks name no rule waits one probe timeout at most. A probe is
@@ -7,10 +11,10 @@ repeated only while what it observes differs from what is expected, within a
 deadline, so a correct lab costs one probe per check and a wrong one is given
 time to settle before it is reported.
 
-A deny check that names its rule (`dropped_by`) is proven by that rule's packet
-counter, read in the node while the probe waits: the probe ends as soon as the
-counter has risen (or the probe itself ends: refused, unreachable, answered,
-timed out). Those checks run one at a time after the others, so no other probe
+A deny check that names its rule (`dropped_by`, a RuleRef: nsbox/kinds/ruleref.py, which
+reads the counters) is proven by that rule's packet counter, read in the node while the
+probe waits: the probe ends as soon as the counter has risen (or the probe itself ends:
+refused, unreachable, answered, timed out). Those checks run one at a time after the others, so no other probe
 moves the counters they read. A check with `counted_by` (any rule, any target) runs
 among those too: its probe between two reads of the node's counters.
 """
@@ -18,19 +22,17 @@ among those too: its probe between two reads of the node's counters.
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Hashable, Protocol
+from typing import Hashable, Protocol
 
 from nsbox.errors import KernelError
-from nsbox.kernel import conntrack, iptables, rtnl
 from nsbox.kernel.realize import Realized
-from nsbox.model.spread import SpreadCheck
-from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, ReachCheck
-from nsbox.model.checks import describe_rule
-from nsbox.model.routes import NeighCheck, RouteCheck
-from nsbox.model.rules import parse_rule
+from nsbox.kinds.checks import KINDS, Verification, kind_of
+from nsbox.kinds.checks._util import hostport as _hostport, same_ip as _same_ip
+from nsbox.kinds.checks.reach import family_of
+from nsbox.kinds.ruleref import Counters
+from nsbox.model import Lab, ReachCheck
 from nsbox.verify.loop import Loop, Wait
 from nsbox.kinds import protocols
 from nsbox.verify.probes import ProbeResult, Sockets, probe_task
@@ -81,10 +83,23 @@ def start_servers(built: Built) -> ServerSet:
 
 
 def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[CheckResult]:
+    """Every check, by its kind's run function (nsbox/kinds/checks/): traffic first, then the
+    kernel state it left, then verdicts over other checks' results. Results in the lab's order."""
     lab = built.lab
-    reach = [c for c in lab.checks if isinstance(c, ReachCheck)]
+    v = Verification(built, servers, timing)
+    by_kind: dict[str, list] = {}
+    for c in lab.checks:
+        by_kind.setdefault(kind_of(c).name, []).append(c)
+    for kind in sorted((KINDS[k] for k in by_kind), key=lambda k: k.phase):
+        v.results.update(kind.run(v, by_kind[kind.name]))
+    return [v.results[c.name] for c in lab.checks]
+
+
+def run_reach(v: Verification, reach: list[ReachCheck]) -> dict[str, CheckResult]:
+    """The reach checks (nsbox/kinds/checks/reach.py): those naming no rule all at once, then
+    the rule-counter ones one at a time. Their probes go to V.probes (conntrack reads them)."""
+    built, servers, timing = v.built, v.servers, v.timing
     concurrent = [c for c in reach if c.dropped_by is None and c.counted_by is None]
-    probes: dict[str, ProbeResult] = {}
     loop = Loop()
     if servers.records_fd() >= 0:
         loop.add_reader(servers.records_fd(), servers.drain)
@@ -105,26 +120,8 @@ def verify(built: Built, servers: ServerSet, timing: Timing = Timing()) -> list[
         sockets.close()
     results: dict[str, CheckResult] = {}
     for check in reach:
-        results[check.name], probes[check.name] = done[check.name]
-    for c in lab.checks:
-        if isinstance(c, ConntrackCheck):
-            results[c.name] = _run_conntrack(built, c, reach, probes)
-        elif isinstance(c, LinkCheck):
-            results[c.name] = _run_link(built, c, timing)
-        elif isinstance(c, BindCheck):
-            results[c.name] = _run_bind(built, c)
-        elif isinstance(c, InterfacesCheck):
-            results[c.name] = _run_interfaces(built, c)
-        elif isinstance(c, RouteCheck):
-            from nsbox.verify.routes import run_route
-            results[c.name] = run_route(built, c)
-        elif isinstance(c, NeighCheck):
-            from nsbox.verify.routes import run_neigh
-            results[c.name] = run_neigh(built, c)
-        elif isinstance(c, SpreadCheck):
-            from nsbox.verify.spread import run_spread
-            results[c.name] = run_spread(c, results)
-    return [results[c.name] for c in lab.checks]
+        results[check.name], v.probes[check.name] = done[check.name]
+    return results
 
 
 def _src_path(built: Realized, src: str) -> str:
@@ -209,70 +206,21 @@ def _source_holds(built: Realized, c: ReachCheck, target) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _Counters:
-    """A node's drop-rule packet counters, as one dropped_by check reads them."""
-
-    read: Callable[[], dict[Hashable, int]]  # rule key -> packets, every DROP/REJECT rule and DROP policy
-    wanted: Callable[[Hashable], bool]        # the rule the check names
-    describe: Callable[[Hashable], str]
-    what: str                                 # "deny, but no DROP rule of host counted it" says ...
-    note: str = ""                            # appended to the detail
-
-
-def _iptables_counters(built: Realized, c: ReachCheck, dst_ip: str, ref: tuple[str, str, str, str] | None = None,
-                       only_drops: bool = True) -> _Counters:
-    """REF (default: the check's dropped_by) = (node, table, chain, spec or "policy"): the
-    node's rule counters (ONLY_DROPS: of its DROP/REJECT rules and DROP policies)."""
-    node, table, chain, spec = ref or c.dropped_by  # type: ignore[misc]
-    firewall = built.lab.nodes[node].firewall
-    want = (table, chain, "policy" if spec == "policy" else parse_rule(spec).render())
-    family = 6 if ":" in dst_ip else 4  # an IPv6 packet only moves ip6tables counters
-    path = built.path(node)
-    return _Counters(lambda: iptables.rule_counters(path, firewall, built.iptables, family,  # type: ignore[arg-type]
-                                                    only_drops),
-                     lambda k: k == want, lambda k: describe_rule((node, *k)),  # type: ignore[misc]
-                     f"{'DROP ' if only_drops else ''}rule of {node}",
-                     f"; counters of {node}'s ip6tables rules" if family == 6 else "")
-
-
-def _nft_counters(built: Realized, c: ReachCheck, ref: tuple[str, str, str, str] | None = None,
-                  only_drops: bool = True) -> _Counters:
-    """dropped_by=(node, "nft", "FAMILY TABLE CHAIN", text of the rule): the packet counter of
-    that nftables rule (as `nft list ruleset` prints it in the node)."""
-    from nsbox.kernel import nftables
-
-    node, _, chain, spec = ref or c.dropped_by  # type: ignore[misc]
-    path = built.path(node)
-
-    def read() -> dict[Hashable, int]:
-        rules = nftables.rule_counters(path)
-        wanted = set(nftables.matching(rules, chain, spec, only_drops))
-        # a rule's key: its place and text, so a rule listed differently is a different rule
-        return {(i, ch, text, i in wanted): n for i, (ch, text, n) in enumerate(rules)
-                if n is not None and (not only_drops or re.search(r"\b(drop|reject)\b", text))}
-
-    return _Counters(read, lambda k: k[3], lambda k: f"{node} nft {k[1]}: {k[2]}",  # type: ignore[index]
-                     f"nftables {'drop ' if only_drops else ''}rule of {node}", f"; counters of {node}'s nftables rules")
-
-
 def _run_counted(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timing,
                  loop: Loop) -> tuple[CheckResult, ProbeResult]:
     """A check with counted_by: the probe as any check's (judged as usual), between two reads
     of the node's rule counters; it passes when it also moved the named rule's counter. The
     counters are the kernel's own (iptables-save -c / nft list ruleset), and only this probe
     runs meanwhile."""
-    target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
     ref = c.counted_by
-    counters = (_nft_counters(built, c, ref, only_drops=False) if ref[1] == "nft"  # type: ignore[index]
-                else _iptables_counters(built, c, target.ip, ref, only_drops=False))
+    counters: Counters = ref.counters(built, family_of(built.lab, c), only_drops=False)
     before = counters.read()
     res, p = loop.run([_reach_task(built, servers, c, timing)], 1)[0]
     after = counters.read()
     rose = [k for k, v in after.items() if v > before.get(k, 0)]
     counted = any(counters.wanted(k) for k in rose)
     if counted:
-        observed = f"{res.observed}, counted by {describe_rule(ref)}"  # type: ignore[arg-type]
+        observed = f"{res.observed}, counted by {ref.describe()}"
     elif rose:
         observed = f"{res.observed}, not counted by it: counted by " + "; ".join(counters.describe(k) for k in rose)
     else:
@@ -289,7 +237,7 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
     it; else when it ends by itself (answered, refused, unreachable, timed out)."""
     target = built.lab.target(c.src, c.dst, c.proto, c.port, c.family)
     dst_ip = target.ip
-    counters = _nft_counters(built, c) if c.dropped_by[1] == "nft" else _iptables_counters(built, c, dst_ip)  # type: ignore[index]
+    counters: Counters = c.dropped_by.counters(built, family_of(built.lab, c), only_drops=True)
     src_path = _src_path(built, c.src)
     start = time.monotonic()
     attempts = 0
@@ -345,72 +293,6 @@ def loop_sleep(loop: Loop, seconds: float) -> None:
         loop.step(left)
 
 
-def _run_link(built: Realized, c: LinkCheck, timing: Timing) -> CheckResult:
-    """Read IFACE's operstate from the kernel; re-read while it differs, within the
-    deadline: carrier changes reach operstate through the kernel's linkwatch, up to
-    a second later."""
-    start = time.monotonic()
-    attempts = 0
-    while True:
-        attempts += 1
-        state = rtnl.operstate(built.path(c.node), c.iface)
-        if state == c.state or time.monotonic() - start + timing.interval > timing.deadline:
-            break
-        time.sleep(timing.interval)
-    return CheckResult(c.name, "link", c.expected, f"state {state}", state == c.state,
-                       f"{c.node}: {c.iface} operstate {state}", attempts,
-                       round((time.monotonic() - start) * 1000, 1), node=c.node)
-
-
-def _run_bind(built: Realized, c: BindCheck) -> CheckResult:
-    """Try to listen as CONTAINER's server would (wildcard address, SO_REUSEADDR for tcp):
-    the kernel must refuse with EADDRINUSE while HELD_BY's server has the port."""
-    import errno
-    import socket
-
-    from nsbox.kernel import netns
-
-    start = time.monotonic()
-    node = built.lab.netns_of(c.container).name
-    s = netns.socket_in(built.path(node), socket.AF_INET, socket.SOCK_DGRAM if c.proto == "udp"
-                        else socket.SOCK_STREAM)
-    try:
-        if c.proto == "tcp":
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", c.port))
-        if c.proto == "tcp":
-            s.listen(1)
-        observed, detail = "port free", f"{c.container}: listening on {c.proto}/{c.port} worked"
-    except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            observed = f"port taken by {c.held_by}"
-            detail = (f"{c.container}: bind {c.proto} 0.0.0.0:{c.port} in netns {node}: "
-                      f"EADDRINUSE (Address already in use); {c.held_by}'s server holds it")
-        else:
-            observed, detail = f"bind failed: {e.strerror}", f"{c.container}: {e}"
-    finally:
-        s.close()
-    return CheckResult(c.name, "bind", c.expected, observed, observed == c.expected, detail,
-                       duration_ms=round((time.monotonic() - start) * 1000, 1), node=node,
-                       proto=c.proto, port=c.port)
-
-
-def _run_interfaces(built: Realized, c: InterfacesCheck) -> CheckResult:
-    """List the netns's interfaces with if_nameindex(3) from inside it (netlink in that netns)."""
-    import socket
-
-    from nsbox.kernel import netns
-
-    start = time.monotonic()
-    node = built.lab.netns_of(c.node).name
-    with netns.entered(built.path(node)):
-        found = sorted(name for _, name in socket.if_nameindex())
-    observed = "interfaces " + ", ".join(found)
-    return CheckResult(c.name, "interfaces", c.expected, observed, observed == c.expected,
-                       f"{c.node}: netns {node} has {len(found)} interface(s)",
-                       duration_ms=round((time.monotonic() - start) * 1000, 1), node=node)
-
-
 def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str | None) -> tuple[str, bool]:
     if not p.reachable:
         if c.deny is not None:
@@ -429,86 +311,3 @@ def _judge(c: ReachCheck, p: ProbeResult, seen: tuple[str, int] | None, by: str 
         parts.append(f"seen from {seen[0]}" if seen else "source not recorded")
         passed = passed and seen is not None and any(_same_ip(seen[0], a) for a in c.seen_froms)
     return "allow, " + ", ".join(parts), passed
-
-
-def _run_conntrack(built: Realized, c: ConntrackCheck, reach: list[ReachCheck],
-                   probes: dict[str, ProbeResult]) -> CheckResult:
-    start = time.monotonic()
-    of = next(r for r in reach if r.name == c.of)
-    p = probes[c.of]
-    if protocols.get(of.proto).transport is None:  # icmp: no ports, an echo id
-        return _run_conntrack_icmp(built, c, of, p, start)
-    if not p.reachable or p.local is None:
-        return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
-                           f"{c.of!r} did not connect, so there is no connection to look up", **_conn_fields(built, c, of, p))
-    dst_ip = built.lab.target(of.src, of.dst, of.proto, of.port, of.family).ip
-    l4 = protocols.get(of.proto).transport
-    entries = conntrack.dump(built.path(c.node), 6 if ":" in dst_ip else 4)  # the probe's family's table
-    match = [e for e in entries if e.proto == l4 and _same_ip(e.orig.src, p.local[0]) and e.orig.sport == p.local[1]
-             and _same_ip(e.orig.dst, dst_ip) and e.orig.dport == of.port]
-    ms = round((time.monotonic() - start) * 1000, 1)
-    if not match:
-        return CheckResult(c.name, "conntrack", c.expected, "no entry", False,
-                           f"{len(entries)} entries in {c.node}, none for {l4} {_hostport(*p.local)} -> "
-                           f"{_hostport(dst_ip, of.port)}", duration_ms=ms, **_conn_fields(built, c, of, p))
-    e = match[0]
-    src = ""
-    if c.reply_src:
-        src = f" from {e.reply.src}" + (f":{e.reply.sport}" if c.reply_sport else "")
-    observed = f"entry, reply{src} to {e.reply.dst}"
-    # addresses compared as addresses: fd00:0::1 in a recipe is conntrack's fd00::1
-    passed = _same_ip(e.reply.dst, c.reply_dst) and (not c.reply_src or (
-        _same_ip(e.reply.src, c.reply_src) and (not c.reply_sport or e.reply.sport == c.reply_sport)))
-    return CheckResult(c.name, "conntrack", c.expected, observed, passed,
-                       e.render(), duration_ms=ms, **_conn_fields(built, c, of, p))
-
-
-def _run_conntrack_icmp(built: Realized, c: ConntrackCheck, of: ReachCheck, p: ProbeResult,
-                        start: float) -> CheckResult:
-    """An icmp check's entry: the echo request's tuple (type 8, or 128 for ICMPv6, code 0, the
-    probe's id) to the probed address, as `conntrack -L -p icmp` prints it."""
-    if not p.reachable or p.icmp_id is None:
-        return CheckResult(c.name, "conntrack", c.expected, "not checked", False,
-                           f"{c.of!r} got no echo reply, so there is no exchange to look up",
-                           **_conn_fields(built, c, of, p))
-    dst_ip = built.lab.target(of.src, of.dst, of.proto, of.port, of.family).ip
-    v6 = ":" in dst_ip
-    entries = conntrack.dump(built.path(c.node), 6 if v6 else 4)
-    request = (128 if v6 else 8, 0, p.icmp_id)
-    match = [e for e in entries if e.proto == ("icmpv6" if v6 else "icmp") and e.orig.icmp == request
-             and _same_ip(e.orig.dst, dst_ip)]
-    ms = round((time.monotonic() - start) * 1000, 1)
-    if not match:
-        return CheckResult(c.name, "conntrack", c.expected, "no entry", False,
-                           f"{len(entries)} entries in {c.node}, none for icmp{'v6' if v6 else ''} "
-                           f"dst={dst_ip} type={request[0]} code=0 id={p.icmp_id}",
-                           duration_ms=ms, **_conn_fields(built, c, of, p))
-    e = match[0]
-    observed = f"entry, reply{f' from {e.reply.src}' if c.reply_src else ''} to {e.reply.dst}"
-    passed = _same_ip(e.reply.dst, c.reply_dst) and (not c.reply_src or _same_ip(e.reply.src, c.reply_src))
-    return CheckResult(c.name, "conntrack", c.expected, observed, passed, e.render(), duration_ms=ms,
-                       **_conn_fields(built, c, of, p))
-
-
-def _hostport(ip: str, port: int | None) -> str:
-    """ip:port as URLs write it: an IPv6 address in brackets ([fd00::2]:80)."""
-    if port is None:
-        return ip
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-def _same_ip(a: str, b: str) -> bool:
-    """One address however it is written (fd00:0::1 and fd00::1 are the same)."""
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
-    except ValueError:
-        return a == b
-
-
-def _conn_fields(built: Realized, c: ConntrackCheck, of: ReachCheck, p: ProbeResult) -> dict:
-    """The structured fields of a conntrack check: those of the connection it looks up."""
-    target = built.lab.target(of.src, of.dst, of.proto, of.port, of.family)
-    return {"src": of.src, "dst": target.label, "dst_ip": target.ip, "proto": of.proto, "port": of.port,
-            "local": Endpoint(*p.local) if p.local else None, "node": c.node}

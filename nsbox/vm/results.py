@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from typing import Any
 
+from nsbox.kinds.checks import result_kinds
 from nsbox.verify.results import CheckResult, Endpoint, RecipeResult
 
 _STATUSES = ("pass", "fail", "skip")
-# Every check kind the verifier reports, read from CheckResult.kind itself: a kind added
+# Every check kind the verifier reports, from the registry of check kinds: a kind added
 # there (route, neigh, spread, ...) is known here too, never a "bad report".
-_KINDS = typing.get_args(typing.get_type_hints(CheckResult)["kind"])
+_KINDS = result_kinds()
 
 
 class BadReport(ValueError):

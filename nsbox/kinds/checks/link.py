@@ -1,0 +1,74 @@
+"""link: an interface's operational state (IFLA_OPERSTATE, what `ip link` prints after `state`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nsbox.errors import ValidationError
+from nsbox.kinds.checks import CheckKind, Verification, register
+from nsbox.verify.results import CheckResult
+
+if TYPE_CHECKING:
+    from nsbox.model.lab import Lab
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """IFACE of NODE is in operational state STATE ("UP", "DOWN", "LOWERLAYERDOWN", ...),
+    read from the kernel (IFLA_OPERSTATE, what `ip link` prints after `state`)."""
+
+    name: str
+    node: str
+    iface: str
+    state: str
+
+    @property
+    def expected(self) -> str:
+        return f"state {self.state}"
+
+
+def expect_link(lab: Lab, node: Any, iface: str, state: str = "UP", name: str | None = None) -> LinkCheck:
+    """lab.expect_link (documented there)."""
+    n = node if isinstance(node, str) else node.name
+    check = LinkCheck(name=name or f"link {n}/{iface} {state}", node=n, iface=iface, state=state)
+    lab._add_check(check)
+    return check
+
+
+def validate(lab: Lab, c: LinkCheck, reach: dict[str, Any]) -> None:
+    from nsbox.model import linkopts
+
+    if c.node not in lab.nodes or c.iface not in lab.nodes[c.node].interfaces:
+        raise ValidationError(f"check {c.name!r}: {c.iface} is no interface of node {c.node!r}")
+    if c.state not in linkopts.OPERSTATES:
+        raise ValidationError(f"check {c.name!r}: unknown link state {c.state!r} "
+                              f"({', '.join(linkopts.OPERSTATES)})")
+
+
+def run(v: Verification, checks: list[LinkCheck]) -> dict[str, CheckResult]:
+    return {c.name: _run(v.built, c, v.timing) for c in checks}
+
+
+def _run(built, c: LinkCheck, timing) -> CheckResult:
+    """Read IFACE's operstate from the kernel; re-read while it differs, within the
+    deadline: carrier changes reach operstate through the kernel's linkwatch, up to
+    a second later."""
+    from nsbox.kernel import rtnl
+
+    start = time.monotonic()
+    attempts = 0
+    while True:
+        attempts += 1
+        state = rtnl.operstate(built.path(c.node), c.iface)
+        if state == c.state or time.monotonic() - start + timing.interval > timing.deadline:
+            break
+        time.sleep(timing.interval)
+    return CheckResult(c.name, "link", c.expected, f"state {state}", state == c.state,
+                       f"{c.node}: {c.iface} operstate {state}", attempts,
+                       round((time.monotonic() - start) * 1000, 1), node=c.node)
+
+
+KIND = register(CheckKind("link", LinkCheck, validate, run, lambda lab, c: [c.node],
+                          builder="expect_link", build=expect_link))
