@@ -158,6 +158,23 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Resolver:
+    """The node's /etc/resolv.conf, in its own mount namespace wherever the lab gives nodes
+    one (live labs: nsbox/live/node.py), as kubelet (or a container runtime) writes it:
+    `nameserver` lines, one `search` line, one `options` line."""
+
+    nameservers: tuple[str, ...]
+    searches: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        lines = [f"search {' '.join(self.searches)}"] if self.searches else []
+        lines += [f"nameserver {ns}" for ns in self.nameservers]
+        lines += [f"options {' '.join(self.options)}"] if self.options else []
+        return "# written by nsbox: the node's resolver\n" + "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
 class Proxy:
     """A userland proxy process in the node (docker-proxy): listens on HOST_IP:HOST_PORT and
     relays each connection to CONTAINER_IP:CONTAINER_PORT (nsbox/verify/proxy.py)."""
@@ -249,6 +266,7 @@ class Node:
     firewall: Firewall = field(default_factory=Firewall)
     servers: list[Server] = field(default_factory=list)
     proxies: list[Proxy] = field(default_factory=list)
+    resolver: Resolver | None = None  # its /etc/resolv.conf (None: what nsbox/live/holder.py picks)
 
     def __post_init__(self) -> None:
         self.interfaces.setdefault("lo", Interface("lo", "lo"))

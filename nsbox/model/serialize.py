@@ -19,7 +19,7 @@ from nsbox.model.matrix import Matrix
 from nsbox.model.routes import NeighCheck, RouteCheck
 from nsbox.model.spread import SpreadCheck
 from nsbox.model.lab import (Address, Container, Fdb, Interface, Lab, Link, Machine, Neigh, Node, PolicyRule, Route,
-                             Proxy, Server, VethPair, Virtual)
+                             Proxy, Resolver, Server, VethPair, Virtual)
 from nsbox.model.rules import parse_rule
 
 _CHECKS: dict[str, type] = {"reach": ReachCheck, "conntrack": ConntrackCheck, "link": LinkCheck, "bind": BindCheck, "interfaces": InterfacesCheck,
@@ -75,6 +75,7 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         "firewall": _tables_to_dict(node.firewall.tables),
         "firewall6": _tables_to_dict(node.firewall.tables6),
         "nftables": list(node.firewall.nft),
+        **({"resolver": dataclasses.asdict(node.resolver)} if node.resolver is not None else {}),
     }
 
 
@@ -141,7 +142,7 @@ def _lab_from_dict(d: dict) -> Lab:
 
 def _node_from_dict(d: dict) -> Node:
     _keys(d, "node", {"name", "interfaces", "addresses", "routes", "rules", "neighs", "fdbs", "sysctls", "optional_sysctls",
-                      "servers", "proxies", "firewall", "firewall6", "nftables"})
+                      "servers", "proxies", "firewall", "firewall6", "nftables", "resolver"})
     node = Node(_str(d["name"]))
     node.interfaces = {}
     for i in d["interfaces"]:
@@ -156,6 +157,8 @@ def _node_from_dict(d: dict) -> Node:
     node.optional_sysctls = {_str(k) for k in d["optional_sysctls"]}
     node.servers = [_make(Server, s) for s in d["servers"]]
     node.proxies = [_make(Proxy, p) for p in d.get("proxies", [])]
+    if d.get("resolver") is not None:
+        node.resolver = _make(Resolver, d["resolver"])
     fw = Firewall()
     for family, key in ((4, "firewall"), (6, "firewall6")):
         _tables_from_dict(fw, family, d[key])

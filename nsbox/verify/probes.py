@@ -139,11 +139,18 @@ def _recvfrom(s: socket.socket, until: float) -> Generator[Wait, None, tuple[byt
 
 
 def _dns(src: tuple, ip: str, port: int, timeout: float, token: str, name: str) -> Probe:
-    """One A query over UDP, as a resolver sends it; body = the first A record, or ''.
+    """One query over UDP, as a resolver sends it. NAME is a name (an A query; body = the
+    first A record, or '') or "TYPE name" (TYPE one of dnszone.TYPES; body = every record of
+    that type in the answer, sorted, joined by ', ', as text: `0 100 80 web.ns.svc.zone.`).
     detail: "A <ip>", "NXDOMAIN", "no A record" or how it failed."""
     from dnslib import QTYPE, RCODE, DNSRecord
 
-    q = DNSRecord.question(name, "A")
+    from nsbox.verify.dnszone import TYPES
+
+    qtype, _, typed = name.partition(" ")
+    if not typed or qtype not in TYPES:
+        qtype, typed = "A", ""
+    q = DNSRecord.question(typed or name, qtype)
     try:
         with _sock(src, _family(ip), socket.SOCK_DGRAM) as s:
             s.connect((ip, port))
@@ -163,11 +170,12 @@ def _dns(src: tuple, ip: str, port: int, timeout: float, token: str, name: str) 
         return _error(e, token)
     if reply.header.rcode == RCODE.NXDOMAIN:
         return ProbeResult(True, f"NXDOMAIN from {peer[0]}:{peer[1]}", token, local, "")
-    answers = [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A]
+    answers = [str(rr.rdata) for rr in reply.rr if rr.rtype == getattr(QTYPE, qtype)]
     if not answers:
-        return ProbeResult(True, f"no A record ({RCODE.get(reply.header.rcode)}) from {peer[0]}:{peer[1]}",
+        return ProbeResult(True, f"no {qtype} record ({RCODE.get(reply.header.rcode)}) from {peer[0]}:{peer[1]}",
                            token, local, "")
-    return ProbeResult(True, f"A {answers[0]} from {peer[0]}:{peer[1]}", token, local, answers[0])
+    body = ", ".join(sorted(answers)) if typed else answers[0]
+    return ProbeResult(True, f"{qtype} {body} from {peer[0]}:{peer[1]}", token, local, body)
 
 
 def _family(ip: str) -> int:

@@ -31,6 +31,7 @@ import socket
 from dataclasses import dataclass, field
 
 from nsbox.kernel import netns
+from nsbox.verify import dnszone
 
 TOKEN_HEADER = "X-Nsbox-Probe"
 ECHO_PREFIX = b"nsbox-probe "
@@ -90,7 +91,7 @@ class ServerSet:
         self._listeners.append((s, ("listen", node, ip, kind)))
         self._paths.append(path)
         if kind == "dns":
-            self._zones[s.fileno()] = dict(records)
+            self._zones[s.fileno()] = dnszone.build(records)
 
     @property
     def pid(self) -> int | None:
@@ -443,23 +444,18 @@ def unmapped(ip: str) -> str:
     return ip
 
 
-def dns_answer(query: bytes, zone: dict[str, str]) -> bytes | None:
-    """The reply to a DNS query: A records from ZONE, NXDOMAIN for names it lacks (as
-    Docker's embedded DNS does for names outside the container's networks, once it has
+def dns_answer(query: bytes, zone: dict[str, str] | dict[str, list[str]]) -> bytes | None:
+    """The reply to a DNS query: records from ZONE (name -> IPv4 address, or name -> the
+    values dnszone.build makes: A, AAAA, CNAME, SRV, PTR, TXT), NXDOMAIN for names it lacks
+    (as Docker's embedded DNS does for names outside the container's networks, once it has
     no upstream). None for what is not a DNS query."""
-    from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+    from dnslib import DNSRecord
     from dnslib.dns import DNSError
 
     try:
         request = DNSRecord.parse(query)
     except (DNSError, Exception):  # noqa: BLE001 - anything unparsable is not ours to answer
         return None
-    reply = request.reply()
-    q = request.q
-    name = str(q.qname).rstrip(".").lower()
-    if name in zone:
-        if q.qtype in (QTYPE.A, QTYPE.ANY):
-            reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(zone[name]), ttl=600))
-    else:
-        reply.header.rcode = RCODE.NXDOMAIN
-    return reply.pack()
+    if any(isinstance(v, str) for v in zone.values()):
+        zone = dnszone.build(zone)  # type: ignore[arg-type]
+    return dnszone.answer(request, zone).pack()  # type: ignore[arg-type]

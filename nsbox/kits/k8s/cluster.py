@@ -110,6 +110,9 @@ class Cluster:
         self.services: list[Any] = []  # services.ServiceHandle, in creation order
         self.mode = mode
         self.labels: dict[str, dict[str, str]] = {}  # pod name -> its labels
+        self.namespaces: dict[str, str] = {}  # pod name -> its namespace
+        self.hostnames: dict[str, tuple[str, str]] = {}  # pod name -> (spec.hostname, spec.subdomain)
+        self.dns: Any = None  # dns.ClusterDNS once cluster_dns() made it
         self._next_node_port = 30000
         self._kube_proxy: dict[str, Any] = {}  # node name -> what its kube-proxy installed
         self._pod_of: dict[str, tuple[K8sNode, str]] = {}
@@ -162,7 +165,7 @@ class Cluster:
         self._masquerade(kn)
         self.lab.machine(name, [n])
         for svc in self.services:  # NodePorts answer on every node's address, this one's too
-            for p in svc.ports if svc.api.type != "ClusterIP" else ():
+            for p in svc.ports if svc.api.type in ("NodePort", "LoadBalancer") else ():
                 self.lab.virtual(ip, proto=p.l4, port=p.node_port, name=f"service {svc.namespace}/{svc.name} "
                                                                           f"nodePort on {name}")
         self._sync_services()
@@ -207,11 +210,19 @@ class Cluster:
                                mtu=VXLAN_MTU if self.cni == "vxlan" else None)
 
     def pod(self, node: K8sNode | str, name: str, *, host_ports: list[tuple[int, int]] | None = None,
-            labels: dict[str, str] | None = None) -> Node:
+            labels: dict[str, str] | None = None, namespace: str = "default", hostname: str = "",
+            subdomain: str = "") -> Node:
         """A pod NAME on NODE: its netns with eth0 attached by the cluster's CNI layout
         (cni.py: bridge or ptp ADD, host-local's next address); HOST_PORTS [(hostPort,
         containerPort)] (tcp) by portmap, chained after it as in kindnet's and flannel's
-        conflists."""
+        conflists. NAMESPACE: the Services that may select it and its DNS search list;
+        HOSTNAME and SUBDOMAIN (spec.hostname/subdomain, as a StatefulSet sets them): its
+        name under the headless Service SUBDOMAIN in the cluster DNS."""
+        import re
+
+        for what, v in (("namespace", namespace), ("hostname", hostname or "x"), ("subdomain", subdomain or "x")):
+            if not (isinstance(v, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v)):
+                raise ValidationError(f"k8s pod {name}: {what} is a DNS label (a-z, 0-9, '-'), not {v!r}")
         kn = node if isinstance(node, K8sNode) else self.nodes[node]
         p = self.lab.node(name)
         self.lab.sandbox(p)  # held by a pause process while the lab runs
@@ -232,6 +243,9 @@ class Cluster:
         kn.attachments[name] = att
         self._pod_of[name] = (kn, att.ip)
         self.labels[name] = dict(labels or {})
+        self.namespaces[name] = namespace
+        if hostname:
+            self.hostnames[name] = (hostname, subdomain)
         self._regroup(kn)
         self._sync_services()
         return p
@@ -240,6 +254,19 @@ class Cluster:
         """A container NAME of POD: it shares the pod's netns (held by the pod sandbox, as
         pause holds it), so its interfaces, address and 127.0.0.1; its own servers."""
         return self.lab.container(name, pod)
+
+    def namespace_of(self, pod: Node | str) -> str:
+        return self.namespaces.get(pod if isinstance(pod, str) else pod.name, "default")
+
+    def cluster_dns(self, node: K8sNode | str, **options: Any) -> Any:
+        """The cluster DNS (CoreDNS's kubernetes plugin, as kubeadm deploys it): a coredns
+        pod on NODE behind the kube-dns Service (10.96.0.10), answering for every Service and
+        pod of the cluster; every pod's /etc/resolv.conf as kubelet writes it. See dns.py."""
+        from nsbox.kits.k8s.dns import ClusterDNS
+        if self.dns is not None:
+            raise ValidationError("k8s: the cluster has its DNS already")
+        self.dns = ClusterDNS(self, node, **options)
+        return self.dns
 
     def pod_ip(self, pod: Node | str) -> str:
         return self._pod_of[pod if isinstance(pod, str) else pod.name][1]

@@ -39,7 +39,7 @@ from nsbox.kits.kubeproxy.model import (Endpoint, EndpointSlice, EndpointSlicePo
 if TYPE_CHECKING:
     from nsbox.kits.k8s.cluster import Cluster, K8sNode
 
-TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 POLICIES = ("Cluster", "Local")
 AFFINITIES = ("None", "ClientIP")
 CANARY_TABLES = ("mangle", "nat", "filter")  # kube-proxy's iptables monitor: KUBE-PROXY-CANARY
@@ -74,6 +74,12 @@ class ServiceHandle:
     pods: tuple[str, ...] = ()          # given explicitly
     selector: dict[str, str] | None = None
     endpoints: frozenset[str] = field(default_factory=frozenset)  # pod names, kept current by every sync
+    external_name: str = ""  # type ExternalName: the name its DNS record is a CNAME to
+
+    @property
+    def headless(self) -> bool:
+        """clusterIP: None: no virtual address; its DNS name answers with the endpoints."""
+        return self.api.cluster_ip == "None"
 
     @property
     def name(self) -> str:
@@ -141,8 +147,8 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
                 cluster_ip: str | None = None, external_traffic_policy: str = "Cluster",
                 internal_traffic_policy: str = "Cluster", session_affinity: str = "None",
                 session_affinity_timeout: int = 10800, load_balancer_ip: str | None = None,
-                load_balancer_source_ranges: Iterable[str] = (), external_ips: Iterable[str] = ()
-                ) -> ServiceHandle:
+                load_balancer_source_ranges: Iterable[str] = (), external_ips: Iterable[str] = (),
+                external_name: str | None = None) -> ServiceHandle:
     """See Cluster.service and the module's docstring."""
     where = f"service {name}"
     if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", str(name)):
@@ -156,17 +162,34 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
                              ("sessionAffinity", session_affinity, AFFINITIES)):
         if v not in allowed:
             raise ValidationError(f"{where}: {what} is one of {', '.join(allowed)}, not {v!r}")
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", str(namespace)):
+        raise ValidationError(f"{where}: a namespace is a DNS label (a-z, 0-9, '-'), not {namespace!r}")
+    where = f"service {namespace}/{name}"
+    if type == "ExternalName":
+        return _external_name(k, name, namespace, ports, external_name, where)
+    if external_name is not None:
+        raise ValidationError(f"{where}: external_name needs type ExternalName")
     if (selector is None) == (pods is None):
         raise ValidationError(f"{where}: give selector= or pods= (one of them)")
     plist = list(ports) if isinstance(ports, (list, tuple)) else ports
     port_list = _ports(name, plist)
+    headless = cluster_ip == "None"
+    if headless and type != "ClusterIP":
+        raise ValidationError(f"{where}: a headless Service (clusterIP None) is of type ClusterIP")
     pod_names: tuple[str, ...] = ()
     if pods is not None:
         pod_names = tuple(p if isinstance(p, str) else p.name for p in pods)
         for p in pod_names:
             if p not in k.labels:
                 raise ValidationError(f"{where}: endpoint {p} is no pod of the cluster")
-    if cluster_ip is None:
+    if headless:
+        pass
+    elif cluster_ip is None:
+        taken = {s.cluster_ip for s in k.services}
+        if k.dns is not None:
+            taken.add(k.dns.ip)  # the cluster DNS's address, even while it is being made
+        while str(k.service_net.network_address + k._next_cluster_ip) in taken:
+            k._next_cluster_ip += 1
         cluster_ip = str(k.service_net.network_address + k._next_cluster_ip)
         k._next_cluster_ip += 1
     else:
@@ -206,6 +229,9 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
         session_affinity_timeout=session_affinity_timeout)
     svc = ServiceHandle(api, tuple(port_list), pod_names, dict(selector) if selector is not None else None)
     k.services.append(svc)
+    if headless:  # nothing for kube-proxy; the cluster DNS answers its name with the pods
+        sync_all(k)
+        return svc
     label = f"service {namespace}/{name}"
     k.lab.virtual(cluster_ip, name=label)
     for a in (*ext, *([load_balancer_ip] if load_balancer_ip else [])):
@@ -214,20 +240,40 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
         for kn in k.nodes.values():
             for p in port_list:
                 k.lab.virtual(kn.ip, proto=p.l4, port=p.node_port, name=f"{label} nodePort on {kn.name}")
-    k.lab.target_names[name] = cluster_ip  # lab.expect(src, "web", ...) probes the ClusterIP
+    if namespace == "default":
+        k.lab.target_names[name] = cluster_ip  # lab.expect(src, "web", ...) probes the ClusterIP
+    sync_all(k)
+    return svc
+
+
+def _external_name(k: Cluster, name: str, namespace: str, ports: Any, target: str | None,
+                   where: str) -> ServiceHandle:
+    """type ExternalName: no ClusterIP, no endpoints, nothing for kube-proxy; the cluster
+    DNS answers its name with a CNAME to TARGET (ports, if given, are only for SRV)."""
+    from nsbox.verify.dnszone import is_name
+
+    if not target or not isinstance(target, str) or not is_name(target) or "." not in target.strip("."):
+        raise ValidationError(f"{where}: type ExternalName needs external_name, a DNS name with a dot, "
+                              f"not {target!r}")
+    port_list = _ports(name, list(ports) if isinstance(ports, (list, tuple)) else ports) if ports else []
+    api = Service(namespace=namespace, name=name, cluster_ip="", type="ExternalName",
+                  ports=tuple(ServicePort(p.name, p.port, p.proto, 0, p.target) for p in port_list))
+    svc = ServiceHandle(api, tuple(port_list), (), None, external_name=target.rstrip("."))
+    k.services.append(svc)
     sync_all(k)
     return svc
 
 
 def endpoint_pods(k: Cluster, svc: ServiceHandle) -> list[str]:
-    """The pods behind SVC: those given, or those whose labels the selector matches (an
-    empty selector matches none here: kube-proxy would get no EndpointSlice either way)."""
+    """The pods behind SVC: those given, or the pods of its namespace whose labels the
+    selector matches (an empty selector matches none here: kube-proxy would get no
+    EndpointSlice either way)."""
     if svc.selector is None:
         return list(svc.pods)
     if not svc.selector:
         return []
-    return [p for p, labels in k.labels.items()
-            if all(labels.get(key) == v for key, v in svc.selector.items())]
+    return [p for p, labels in k.labels.items() if k.namespace_of(p) == svc.namespace
+            and all(labels.get(key) == v for key, v in svc.selector.items())]
 
 
 def endpoint_slice(k: Cluster, svc: ServiceHandle) -> EndpointSlice:
@@ -260,6 +306,8 @@ def sync_all(k: Cluster) -> None:
         slices.append(sl)
     for kn in k.nodes.values():
         sync_node(k, kn, api, slices)
+    if k.dns is not None:  # the cluster DNS watches Services and EndpointSlices too
+        k.dns.refresh()
 
 
 def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[EndpointSlice]) -> None:
