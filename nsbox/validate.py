@@ -165,6 +165,7 @@ def _check_node(lab: Lab, node: Node) -> None:
                                   f"or numbers separated by spaces")
     # Addresses, routes, rules, neighbour/FDB entries, per-interface sysctls: as the kernel judges them.
     check_routing(node)
+    _check_ipsets(lab, node)
     _check_firewall(node)
     # (l4, port) -> [(bound address, None for the dual-stack wildcard), who]
     seen: dict[tuple[str, int], list[tuple[str | None, str]]] = {}
@@ -228,7 +229,49 @@ def _binds_clash(a: str | None, b: str | None) -> bool:
     return v6.is_unspecified
 
 
+def _check_ipsets(lab: Lab, node: Node) -> None:
+    """The node's sets again through the model's checks (a recipe may have edited them, a
+    jail handed them over), declared with lab.require("ipset") (kernels or machines without
+    ip_set or the ipset tool SKIP), and their families fitting the rules that match them."""
+    from nsbox.model import ipsets
+
+    where = f"node {node.name}"
+    for key, s in node.ipsets.items():
+        if not isinstance(s, ipsets.IPSet) or s.name != key:
+            raise ValidationError(f"{where}: ipset {key!r} is not the set of that name")
+        ipsets.make(s.name, s.type, s.entries, s.family, where)
+    if node.ipsets and "ipset" not in lab.requires:
+        raise ValidationError(f"{where} has ipsets: declare them with lab.require(\"ipset\") "
+                              f"(machines without ip_set or the ipset tool SKIP)")
+
+
+def _check_set_matches(node: Node, family: int, chain: str, rule) -> None:
+    """Every `-m set --match-set NAME` names a set of this node, of the rule's family
+    (iptables: "Set NAME doesn't exist" / "The protocol family of set NAME is inet6")."""
+    from nsbox.model.ipsets import match_sets
+
+    for name, flags in match_sets(rule.matches):
+        s = node.ipsets.get(name)
+        if s is None:
+            raise ValidationError(f"node {node.name}: rule '-A {chain} {rule.render()}' matches ipset {name}, "
+                                  f"which the node does not have (node.ipset({name!r}, TYPE, ENTRIES))")
+        want = "inet" if family == 4 else "inet6"
+        if s.family != want:
+            raise ValidationError(f"node {node.name}: rule '-A {chain} {rule.render()}': ipset {name} is "
+                                  f"family {s.family}, an IPv{family} rule needs {want}")
+        dims = s.type.count(",") + 1
+        words = flags.split(",") if flags else []
+        if not words or any(w not in ("src", "dst") for w in words) or len(words) < dims:
+            raise ValidationError(f"node {node.name}: rule '-A {chain} {rule.render()}': --match-set {name} "
+                                  f"needs {dims} of src/dst, comma-separated (a {s.type} set)")
+
+
 def _check_firewall(node: Node) -> None:
+    for family, tables in ((4, node.firewall.tables), (6, node.firewall.tables6)):
+        for table in tables.values():
+            for chain in table.chains.values():
+                for rule in chain.rules:
+                    _check_set_matches(node, family, chain.name, rule)
     for table in [*node.firewall.tables.values(), *node.firewall.tables6.values()]:
         for chain in table.chains.values():
             for rule in chain.rules:

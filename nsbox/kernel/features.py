@@ -182,6 +182,16 @@ def _nftables(ipr) -> None:
 _nftables.own_netlink = True  # type: ignore[attr-defined]
 
 
+def _ipset(ipr) -> None:
+    from nsbox.kernel.ipset import probe
+    why = probe()
+    if why:
+        raise KernelRefused(why)
+
+
+_ipset.own_netlink = True  # type: ignore[attr-defined]
+
+
 def _proc(path: str) -> Probe:
     def probe(ipr) -> None:
         if not os.path.exists(path):
@@ -206,6 +216,7 @@ PROBES: dict[str, Probe] = {
     "conntrack": _proc("/proc/sys/net/netfilter/nf_conntrack_max"),
     "ipv6": _proc("/proc/sys/net/ipv6/conf/lo/disable_ipv6"),
     "nftables": _nftables,
+    "ipset": _ipset,  # ip_set and the ipset tool (kube-router's and Felix's sets)
     # CONFIG_BRIDGE_VLAN_FILTERING: without it the kernel refuses `vlan_filtering 1` (EOPNOTSUPP)
     "vlan_filtering": _link("bridge", br_vlan_filtering=1),
 }

@@ -17,7 +17,7 @@ from nsbox.kernel import dad, iptables, links, netns, nftables, onhost, sysctl
 from nsbox.kernel.journal import Journal
 from nsbox.kernel import rtnl
 from nsbox.model import Lab
-from nsbox.plan import Firewall, Netlink, Netns, Plan, Step, Sysctl, plan_lab
+from nsbox.plan import Firewall, IPSets, Netlink, Netns, Plan, Step, Sysctl, plan_lab
 
 # Testing hook: fail after this many kernel steps, to prove teardown after a
 # failure in the middle of a build leaves nothing behind.
@@ -124,6 +124,11 @@ def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
             elif isinstance(a, Sysctl):
                 with netns.entered(done.path(step.node)):
                     sysctl.write(step.node, a.key, a.value, optional=a.optional)
+            elif isinstance(a, IPSets):
+                from nsbox.kernel import ipset
+
+                with netns.entered(done.path(step.node)):
+                    ipset.apply(step.node, list(a.sets))
             elif isinstance(a, Firewall):
                 with netns.entered(done.path(step.node)):
                     if a.firewall.used_tables(4) or a.firewall.used_tables(6):

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from nsbox.errors import ValidationError
 from nsbox.model.checks import BindCheck, Check, InterfacesCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
+from nsbox.model.ipsets import IPSet
 from nsbox.model.matrix import Expected, Matrix, expected_of
 
 HOST = "host"  # the node that plays the Docker host / Kubernetes machine
@@ -26,7 +27,7 @@ ANSWERS = {"http": ("http",), "tcp": ("tcp", "http"), "udp": ("udp",), "dns": ("
 
 # Kernel features a recipe may require (lab.require); each is probed for real.
 FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
-            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering")
+            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering", "ipset")
 
 
 @dataclass
@@ -264,6 +265,7 @@ class Node:
     sysctls: dict[str, str] = field(default_factory=dict)
     optional_sysctls: set[str] = field(default_factory=set)  # skipped where the kernel lacks them
     firewall: Firewall = field(default_factory=Firewall)
+    ipsets: dict[str, IPSet] = field(default_factory=dict)  # name -> set (model/ipsets.py)
     servers: list[Server] = field(default_factory=list)
     proxies: list[Proxy] = field(default_factory=list)
     resolver: Resolver | None = None  # its /etc/resolv.conf (None: what nsbox/live/holder.py picks)
@@ -365,6 +367,22 @@ class Node:
         """`bridge fdb add MAC dev DEV master|self STATE [dst DST] [vlan VLAN]`"""
         self.fdbs.append(Fdb(dev, mac, master, state, dst, vlan))
         return self
+
+    def ipset(self, name: str, type: str, entries: list[str] | tuple[str, ...] = (), *,
+              family: str = "inet") -> IPSet:
+        """`ipset create NAME TYPE family FAMILY` and `ipset add NAME ENTRY` for each entry, in
+        the node's netns, before its iptables rules (which match it with `-m set --match-set
+        NAME src|dst`). TYPE: hash:ip, hash:net, hash:ip,port, hash:net,port; ENTRIES as
+        `ipset list` prints them ("10.0.1.2", "10.244.0.0/16", "10.0.9.0/24 nomatch",
+        "10.0.1.2,tcp:80"). Returns the set; `.entries` may be changed until the lab is built."""
+        from nsbox.model import ipsets
+
+        where = f"node {self.name}"
+        if isinstance(name, str) and name in self.ipsets:
+            raise ValidationError(f"{where}: ipset {name} defined twice (ipset: set with the same name already exists)")
+        s = ipsets.make(name, type, entries, family, where)
+        self.ipsets[s.name] = s
+        return s
 
     def sysctl(self, key: str, value: int | str, *, optional: bool = False) -> Node:
         """`sysctl -w KEY=VALUE` inside the node (net.* keys are per namespace).

@@ -75,6 +75,8 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         "firewall": _tables_to_dict(node.firewall.tables),
         "firewall6": _tables_to_dict(node.firewall.tables6),
         "nftables": list(node.firewall.nft),
+        "ipsets": [{"name": s.name, "type": s.type, "family": s.family, "entries": list(s.entries)}
+                   for s in node.ipsets.values()],
         **({"resolver": dataclasses.asdict(node.resolver)} if node.resolver is not None else {}),
     }
 
@@ -142,7 +144,7 @@ def _lab_from_dict(d: dict) -> Lab:
 
 def _node_from_dict(d: dict) -> Node:
     _keys(d, "node", {"name", "interfaces", "addresses", "routes", "rules", "neighs", "fdbs", "sysctls", "optional_sysctls",
-                      "servers", "proxies", "firewall", "firewall6", "nftables", "resolver"})
+                      "servers", "proxies", "firewall", "firewall6", "nftables", "ipsets", "resolver"})
     node = Node(_str(d["name"]))
     node.interfaces = {}
     for i in d["interfaces"]:
@@ -165,6 +167,9 @@ def _node_from_dict(d: dict) -> Node:
     for ruleset in d["nftables"]:
         fw.nftables(_str(ruleset))
     node.firewall = fw
+    for sd in d.get("ipsets", []):
+        _keys(sd, "ipset", {"name", "type", "family", "entries"})
+        node.ipset(_str(sd["name"]), _str(sd["type"]), [_str(e) for e in sd["entries"]], family=_str(sd["family"]))
     return node
 
 

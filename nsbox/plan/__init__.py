@@ -6,6 +6,6 @@ names its `ip` text), `nsbox explain` (the plan as a bash script) and, from
 the same model, `nsbox show`.
 """
 
-from nsbox.plan.steps import Firewall, Netlink, Netns, Plan, Step, Sysctl, plan_lab
+from nsbox.plan.steps import Firewall, IPSets, Netlink, Netns, Plan, Step, Sysctl, plan_lab
 
-__all__ = ["Firewall", "Netlink", "Netns", "Plan", "Step", "Sysctl", "plan_lab"]
+__all__ = ["Firewall", "IPSets", "Netlink", "Netns", "Plan", "Step", "Sysctl", "plan_lab"]

@@ -20,7 +20,7 @@ import shlex
 
 from nsbox.model import Lab
 from nsbox.textsafe import controls
-from nsbox.plan.steps import Firewall, Netlink, Netns, Plan, Step, Sysctl, plan_lab
+from nsbox.plan.steps import Firewall, IPSets, Netlink, Netns, Plan, Step, Sysctl, plan_lab
 
 _PHASES = {Netns: "namespaces, one per node", Netlink: "", Sysctl: "", Firewall: ""}
 
@@ -67,6 +67,8 @@ def _shell(step: Step) -> list[str]:
     if isinstance(a, Sysctl):
         line = f"ip netns exec {node} sysctl -qw {shlex.quote(f'{a.key}={a.value}')}"
         return [line + " 2>/dev/null || true" if a.optional else line]
+    if isinstance(a, IPSets):
+        return [f"ip netns exec {node} {line}" for line in step.text.splitlines()]
     if isinstance(a, Firewall):
         # One command per family (and per nft ruleset), each with its here-document:
         # every command, not only the first, runs in the node (ip6tables-restore too).

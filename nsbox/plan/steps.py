@@ -22,6 +22,7 @@ from nsbox.model import Lab, Node
 from nsbox.model import linkopts
 from nsbox.model.lab import Link
 from nsbox.model.firewall import Firewall as FirewallModel
+from nsbox.model.ipsets import IPSet as IPSetModel
 
 
 class Context(Protocol):
@@ -61,7 +62,15 @@ class Firewall:
     firewall: FirewallModel
 
 
-Action = Union[Netns, Netlink, Sysctl, Firewall]
+@dataclass(frozen=True)
+class IPSets:
+    """The node's ipsets, created with their entries in one `ipset restore` (kernel/ipset.py),
+    before the firewall step whose rules match them."""
+
+    sets: tuple[IPSetModel, ...]
+
+
+Action = Union[Netns, Netlink, Sysctl, IPSets, Firewall]
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,9 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
                          # a delete: no CREATE|EXCL (0x200 is NLM_F_BULK there: EOPNOTSUPP)
                          **({"flags": NLM_F_REQUEST | NLM_F_ACK} if getattr(obj, "delete", False) else {}),
                          needs=routing.needs(obj)))
+    if node.ipsets:
+        plan.add(node.name, "\n".join(c for s in node.ipsets.values() for c in s.commands()),
+                 IPSets(tuple(node.ipsets.values())), "the node's ipsets, before the rules that match them")
     fw = node.firewall
     if fw.used_tables(4) or fw.used_tables(6) or fw.nft:
         from nsbox.kernel.iptables import restore_text

@@ -19,7 +19,7 @@ Layouts (nsbox/kits/k8s/cni.py writes what the real plugins write, checked again
 - cni="calico": Calico's BGP layout: pods with a /32, gateway 169.254.1.1 (nobody's
   address: the node's `cali...` veth, MAC ee:ee:ee:ee:ee:ee, answers by proxy ARP), a /32
   route per pod on the node, the node's block blackholed, the peers' blocks via their
-  addresses (proto bird, as BGP would have taught them), Felix's natOutgoing (ipsets as CIDRs).
+  addresses (proto bird, as BGP would have taught them), Felix's natOutgoing (by its ipsets of the IPAM pools).
 - cni="ptp": kindnet. `ptp` (network "kindnet", ipMasq false, mtu of eth0) with host-local
   and a default route; the gateway /32 on every host veth; kindnetd's KIND-MASQ-AGENT.
 Pods on other nodes are reached through routes to their pod CIDRs via the node's address
@@ -57,6 +57,9 @@ VXLAN_PORT = 8472     # flannel sets no port: the kernel's default, 8472
 # bridge, as before the layouts: kube-proxy's rules only).
 MASQ = ("none", "flannel", "cni", "kind", "calico")
 OUTSIDE_HOST = 200  # the "outside" machine's host number on the node network
+# Felix's IPAM pool sets (ipsets named cali40 + the set's id: "4" IPv4, "0" the version)
+CALI_ALL_POOLS = "cali40all-ipam-pools"
+CALI_MASQ_POOLS = "cali40masq-ipam-pools"
 
 
 def port_proto_hash(*parts: str) -> str:
@@ -326,15 +329,19 @@ class Cluster:
                                           f'(must be last in chain)" -j MASQUERADE')
             return
         if self.masq == "calico":
-            # Felix's natOutgoing for the pool: cali-POSTROUTING -> cali-nat-outgoing. Felix
-            # matches the pool with ipsets (cali40masq-ipam-pools src, ! cali40all-ipam-pools
-            # dst); nsbox has no ipsets yet, so the same sets are written as CIDRs.
+            # Felix's natOutgoing for the pool: cali-POSTROUTING -> cali-nat-outgoing, matching
+            # the pools by Felix's ipsets (hash:net): cali40masq-ipam-pools (pools with
+            # natOutgoing) as the source, not cali40all-ipam-pools (every pool) as the destination.
+            self.lab.require("ipset")
+            kn.node.ipset(CALI_ALL_POOLS, "hash:net", [cluster])
+            kn.node.ipset(CALI_MASQ_POOLS, "hash:net", [cluster])
             nat.new_chain("cali-POSTROUTING")
             nat.new_chain("cali-nat-outgoing")
             nat.insert("POSTROUTING", '-m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING', 1)
             nat.append("cali-POSTROUTING", '-m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing')
-            nat.append("cali-nat-outgoing", f'-s {cluster} ! -d {cluster} -m comment --comment '
-                                            f'"cali:flqWnvo8yq4ULQLa" -j MASQUERADE --random-fully')
+            nat.append("cali-nat-outgoing", f'-m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set '
+                                            f'{CALI_MASQ_POOLS} src -m set ! --match-set {CALI_ALL_POOLS} dst '
+                                            f'-j MASQUERADE --random-fully')
             return
         if self.masq != "flannel":
             return
