@@ -31,7 +31,7 @@ _NO_QUOTE = set("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 
 BUILTIN_TARGETS = {
     "ACCEPT", "DROP", "RETURN", "REJECT", "MASQUERADE", "DNAT", "SNAT", "MARK", "LOG",
-    "CONNMARK", "NOTRACK", "CT", "TCPMSS",
+    "CONNMARK", "NOTRACK", "CT", "TCPMSS", "NFLOG",
 }
 
 # -p PROTO loads this match implicitly for options given without -m (libxtables' load_proto)
