@@ -80,6 +80,8 @@ class K8sNode:
     ip: str
     pod_cidr: str
     pods: list[Node] = field(default_factory=list)
+    ip6: str = ""        # dual-stack: its IPv6 address on the node network
+    pod_cidr6: str = ""  # dual-stack: its IPv6 pod CIDR
     ipam: plugins.HostLocal | None = None
     attachments: dict[str, plugins.Attachment] = field(default_factory=dict)
 
@@ -93,7 +95,7 @@ class Cluster:
 
     def __init__(self, lab: Lab, *, cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
                  lan_subnet: str = LAN_SUBNET, switch: str = "k8s-lan", cni: str = "bridge",
-                 masq: str | None = None, mode: str = "iptables") -> None:
+                 masq: str | None = None, mode: str = "iptables", dual_stack: bool = False) -> None:
         if mode not in PROXY_MODES:
             raise ValidationError(f"k8s: mode (kube-proxy's) must be one of {', '.join(PROXY_MODES)}, not {mode!r}")
         if cni not in LAYOUTS:
@@ -103,8 +105,19 @@ class Cluster:
                    "calico": ("calico", "none")}.get(cni, ("none", "flannel", "cni"))
         if masq not in allowed:
             raise ValidationError(f"k8s: with cni={cni} masq is one of {', '.join(allowed)}, not {masq!r}")
+        if dual_stack not in (True, False):
+            raise ValidationError(f"k8s: dual_stack is true or false, not {dual_stack!r}")
+        if dual_stack and cni != "bridge":
+            raise ValidationError(f"k8s: dual_stack is built for cni=bridge (flannel host-gw), not cni={cni}")
         self.lab = lab
         self.cni = cni
+        self.dual_stack = dual_stack
+        from nsbox.kits.k8s import dualstack
+        self.cluster_cidr6 = dualstack.CLUSTER_CIDR6
+        self.service_cidr6 = dualstack.SERVICE_CIDR6
+        self.lan6 = dualstack.LAN_SUBNET6
+        self.router_ip6 = str(ipaddress.IPv6Network(self.lan6).network_address + 1)
+        self.pod_ip6: dict[str, str] = {}  # dual-stack: pod name -> its IPv6 address
         self.masq = masq
         self.cluster_cidr = str(ipaddress.IPv4Network(cluster_cidr))
         self.service_net = ipaddress.IPv4Network(service_cidr)
@@ -128,6 +141,9 @@ class Cluster:
         self.router_ip = str(self.lan.network_address + 1)
         self.switch = lab.node(switch)
         self.switch.bridge("br0", f"{self.router_ip}/{self.lan.prefixlen}")
+        if dual_stack:
+            lab.require("ipv6")
+            self.switch.address("br0", f"{self.router_ip6}/64")
 
     def node(self, name: str, pod_cidr: str) -> K8sNode:
         """A Kubernetes node NAME (a machine) with eth0 on the cluster LAN and cni0 for POD_CIDR."""
@@ -164,6 +180,9 @@ class Cluster:
             for other in self.nodes.values():
                 n.route(other.pod_cidr, via=other.ip)
                 other.node.route(kn.pod_cidr, via=ip)
+        if self.dual_stack:
+            from nsbox.kits.k8s import dualstack
+            dualstack.add_node(self, kn, len(self.nodes))
         self.nodes[name] = kn
         self._masquerade(kn)
         self.lab.machine(name, [n])
@@ -245,6 +264,9 @@ class Cluster:
         kn.pods.append(p)
         kn.attachments[name] = att
         self._pod_of[name] = (kn, att.ip)
+        if self.dual_stack:
+            from nsbox.kits.k8s import dualstack
+            self.pod_ip6[name] = dualstack.add_pod(self, kn, name, att.ip)
         self.labels[name] = dict(labels or {})
         self.namespaces[name] = namespace
         if hostname:

@@ -127,8 +127,9 @@ class ClusterDNS:
             if svc.api.type == "ExternalName":
                 out.append((base, f"CNAME {svc.external_name}."))
             elif not svc.headless:
-                out.append((base, _a(svc.cluster_ip)))
-                out.append((reverse(svc.cluster_ip), f"PTR {base}."))
+                for ip in (svc.cluster_ip, *([svc.cluster_ip6] if svc.cluster_ip6 else [])):
+                    out.append((base, _a(ip)))  # a dual-stack Service: A and AAAA
+                    out.append((reverse(ip), f"PTR {base}."))
                 out += [(f"_{p.name}._{p.l4}.{base}", f"SRV 0 100 {p.port} {base}.") for p in named]
             else:
                 eps = sorted(endpoint_pods(k, svc), key=lambda p: ipaddress.ip_address(k.pod_ip(p)))

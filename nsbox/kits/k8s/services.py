@@ -75,6 +75,7 @@ class ServiceHandle:
     selector: dict[str, str] | None = None
     endpoints: frozenset[str] = field(default_factory=frozenset)  # pod names, kept current by every sync
     external_name: str = ""  # type ExternalName: the name its DNS record is a CNAME to
+    cluster_ip6: str = ""    # dual-stack: its IPv6 ClusterIP (spec.clusterIPs[1])
 
     @property
     def headless(self) -> bool:
@@ -228,6 +229,10 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
         internal_traffic_policy=internal_traffic_policy, session_affinity=session_affinity,
         session_affinity_timeout=session_affinity_timeout)
     svc = ServiceHandle(api, tuple(port_list), pod_names, dict(selector) if selector is not None else None)
+    if k.dual_stack and not headless:
+        from nsbox.kits.k8s import dualstack
+        svc.cluster_ip6 = dualstack.allocate(k)
+        k.lab.virtual(svc.cluster_ip6, name=f"service {namespace}/{name} (IPv6)")
     k.services.append(svc)
     if headless:  # nothing for kube-proxy; the cluster DNS answers its name with the pods
         sync_all(k)
@@ -306,33 +311,50 @@ def sync_all(k: Cluster) -> None:
         slices.append(sl)
     for kn in k.nodes.values():
         sync_node(k, kn, api, slices)
+    if k.dual_stack:  # kube-proxy's second proxier: the same Services, IPv6
+        from nsbox.kits.k8s import dualstack
+        api6 = [dualstack.api6(s) for s in k.services if s.cluster_ip6]
+        slices6 = [dualstack.slice6(k, s, endpoint_pods(k, s)) for s in k.services if s.cluster_ip6]
+        for kn in k.nodes.values():
+            sync_node(k, kn, api6, slices6, family=6)
     if k.dns is not None:  # the cluster DNS watches Services and EndpointSlices too
         k.dns.refresh()
 
 
-def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[EndpointSlice]) -> None:
-    """One full kube-proxy sync on KN, replacing what the previous sync left in the model."""
+def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[EndpointSlice],
+              family: int = 4) -> None:
+    """One full kube-proxy sync on KN, replacing what the previous sync left in the model.
+    FAMILY 6: the dual-stack IPv6 proxier (ip6tables, or the `ip6 kube-proxy` table)."""
     n = kn.node
-    n.sysctl("net.ipv4.conf.all.route_localnet", 1)
-    cfg = proxier_config(k, kn)
+    key = kn.name if family == 4 else f"{kn.name}/6"
+    if family == 4:
+        n.sysctl("net.ipv4.conf.all.route_localnet", 1)
+        cfg = proxier_config(k, kn)
+    else:
+        from nsbox.kits.k8s import dualstack
+        cfg = dualstack.proxier_config6(k, kn)
+
+    def table_of(name: str):
+        return n.iptables(name) if family == 4 else n.ip6tables(name)
+
     if k.mode == "nftables":
         k.lab.require("nftables")
         text = kp_nft.render(cfg, services, slices).text()
-        prev = k._kube_proxy.get(kn.name)
+        prev = k._kube_proxy.get(key)
         if prev is not None and prev in n.firewall.nft:
             n.firewall.nft[n.firewall.nft.index(prev)] = text
         else:
             n.firewall.nftables(text)
-        k._kube_proxy[kn.name] = text
+        k._kube_proxy[key] = text
         return
-    _uninstall_iptables(k, kn)
+    _uninstall_iptables(k, kn, family)
     result = kp_ipt.render(cfg, services, slices)
     installed: dict[str, set[str]] = {}
     for table in CANARY_TABLES:
-        n.iptables(table).new_chain("KUBE-PROXY-CANARY")
+        table_of(table).new_chain("KUBE-PROXY-CANARY")
         installed.setdefault(table, set()).add("KUBE-PROXY-CANARY")
     for table, lines in restore_tables(result.payload).items():
-        t = n.iptables(table)
+        t = table_of(table)
         for line in lines:
             if line.startswith(":"):
                 chain = line[1:].split()[0]
@@ -341,12 +363,12 @@ def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[End
                     installed.setdefault(table, set()).add(chain)
             elif line.startswith("-A "):
                 chain, _, spec = line[3:].partition(" ")
-                t.append(chain, as_saved(spec))
+                t.append(chain, as_saved(spec, family))
     # kube-proxy's jump rules: each sync checks for it (`iptables -C`) and inserts it at
     # the top (`-I CHAIN 1`) only when absent, so one inserted at an earlier sync keeps its
     # place below what others inserted since (portmap's CNI-HOSTPORT-MASQ).
     for table, args in kp_ipt.jump_rules():
-        t = n.iptables(table)
+        t = table_of(table)
         chain, target = args[0], args[-1]
         if target not in t.chains:
             t.new_chain(target)
@@ -354,21 +376,21 @@ def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[End
         spec = " ".join(_quote(a) for a in args[1:])
         if parse_rule(spec).render() not in {r.render() for r in t.chains[chain].rules}:
             t.insert(chain, spec, 1)
-    k._kube_proxy[kn.name] = installed
+    k._kube_proxy[key] = installed
 
 
 def _quote(arg: str) -> str:
     return f'"{arg}"' if " " in arg else arg
 
 
-def _uninstall_iptables(k: Cluster, kn: K8sNode) -> None:
-    installed = k._kube_proxy.pop(kn.name, None)
+def _uninstall_iptables(k: Cluster, kn: K8sNode, family: int = 4) -> None:
+    installed = k._kube_proxy.pop(kn.name if family == 4 else f"{kn.name}/6", None)
     if not installed:
         return
     # the chains go (the next render writes them again); the jump rules in the builtin
     # chains stay where they are, as in the kernel
     for table, chains in installed.items():
-        t = kn.node.iptables(table)
+        t = kn.node.iptables(table) if family == 4 else kn.node.ip6tables(table)
         for c in chains:
             t.chains.pop(c, None)
 
@@ -389,7 +411,7 @@ def restore_tables(payload: str) -> dict[str, list[str]]:
     return out
 
 
-def as_saved(spec: str) -> str:
+def as_saved(spec: str, family: int = 4) -> str:
     """A rule as kube-proxy writes it -> as iptables-save prints it back (what the model
     restores and compares): `--probability P` as the kernel keeps it (lround(P * 2^31),
     printed %.11f), MARK's --or-mark / --xor-mark as --set-xmark, a bare `-j REJECT` with
@@ -398,5 +420,6 @@ def as_saved(spec: str) -> str:
                   lambda m: f"--probability {round(float(m.group(1)) * 0x80000000) / 0x80000000:.11f}", spec)
     spec = re.sub(r"--or-mark (\S+)", lambda m: f"--set-xmark {m.group(1)}/{m.group(1)}", spec)
     spec = re.sub(r"--xor-mark (\S+)", lambda m: f"--set-xmark {m.group(1)}/0x0", spec)
-    spec = re.sub(r"-j REJECT$", "-j REJECT --reject-with icmp-port-unreachable", spec.rstrip())
+    spec = re.sub(r"-j REJECT$", "-j REJECT --reject-with " + ("icmp-port-unreachable" if family == 4 else
+                                                             "icmp6-port-unreachable"), spec.rstrip())
     return spec
