@@ -171,3 +171,26 @@ def test_the_dns_check_carries_the_type_and_every_answer() -> None:
     c = dns.expect("c", f"web.default.svc.{Z}", "10.96.0.11")
     assert c.query == f"web.default.svc.{Z}" and c.dst == "10.96.0.10"
     validate(lab)
+
+
+def test_dual_stack_model_both_families_for_pods_services_and_kube_proxy() -> None:
+    from nsbox.kits.k8s import dualstack
+
+    lab = Lab("t")
+    k = k8s.Cluster(lab, dual_stack=True)
+    n1, n2 = k.node("node1", "10.244.1.0/24"), k.node("node2", "10.244.2.0/24")
+    k.pod(n1, "w1", labels={"app": "web"})
+    k.pod(n2, "w2", labels={"app": "web"})
+    web = k.service("web", k8s.Port(80, 8080, name="http"), selector={"app": "web"})
+    validate(lab)
+    assert n1.pod_cidr6 == "fd00:10:244:1::/64" and n2.pod_cidr6 == "fd00:10:244:2::/64"
+    assert k.pod_ip6["w2"] == "fd00:10:244:2::2" and k.pod_ip("w2") == "10.244.2.2"
+    assert web.cluster_ip6 == "fd00:10:96::a" and web.cluster_ip == "10.96.0.10"
+    nat6 = n2.node.ip6tables("nat")
+    rules6 = [r.render() for c in nat6.chains.values() for r in c.rules]
+    assert any("-d fd00:10:96::a/128" in r and "default/web:http cluster IP" in r for r in rules6), rules6
+    assert any("--to-destination [fd00:10:244:1::2]:8080" in r for r in rules6), rules6
+    assert not any("fd00:" in r.render() for c in n2.node.iptables("nat").chains.values() for r in c.rules)
+    assert dualstack.api6(web).cluster_ip == web.cluster_ip6
+    with pytest.raises(ValidationError, match="dual_stack is built for cni=bridge"):
+        k8s.Cluster(Lab("u"), cni="ptp", dual_stack=True)
