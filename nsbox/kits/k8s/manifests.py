@@ -487,6 +487,9 @@ def build(lab: Any, m: Manifest, *, nodes: int, cni: str, mode: str) -> None:
                     lab.expect(lab_name(src), h, l4, sp.port, answered_by=[lab_name(e) for e in eps], name=label)
                 elif verdicts == {False}:
                     lab.expect(lab_name(src), h, l4, sp.port, allow=False, name=f"{label} (denied by policy)")
+                elif None in verdicts:
+                    print(f"nsbox: {m.path}: {label}: may reach itself through the Service (hairpin, "
+                          f"masqueraded to its node) where policies apply: not checked", file=sys.stderr)
                 else:
                     # some endpoints admit it and some do not: kube-proxy's choice decides
                     print(f"nsbox: {m.path}: {label}: policies admit only some endpoints, not checked",
@@ -507,7 +510,8 @@ def build(lab: Any, m: Manifest, *, nodes: int, cni: str, mode: str) -> None:
 
 def _install_kube_router(node: Any, rendered: Any) -> None:
     """One kube-router sync into the node's model: its ipsets, then its chains and rules in
-    the order iptables-restore reads them (its top-level jumps inserted at the top)."""
+    the order iptables-restore reads them; its top-level jumps inserted at the top of
+    INPUT, FORWARD and OUTPUT as kube-router inserts them."""
     import ipaddress
 
     node.sysctl("net.ipv4.icmp_ratelimit", 0)  # REJECTs at once, every probe (see network-policy)
@@ -526,7 +530,12 @@ def _install_kube_router(node: Any, rendered: Any) -> None:
         elif line.startswith(("-A ", "-I ")):
             chain, _, spec = line[3:].partition(" ")
             spec = _as_saved(spec)
-            if line.startswith("-A "):
+            if line.startswith("-A ") and chain in ("INPUT", "FORWARD", "OUTPUT"):
+                # kube-router's top-level jumps: ensureTopLevelChains inserts them at position
+                # 1, before what flannel, kube-proxy and the CNI put there (FLANNEL-FWD accepts
+                # the cluster CIDR: appended after it, no policy would ever be seen)
+                filt.insert(chain, spec, 1)
+            elif line.startswith("-A "):
                 filt.append(chain, spec)
             else:
                 pos, _, spec = spec.partition(" ")
