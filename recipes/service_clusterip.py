@@ -18,6 +18,8 @@ the pods make:
 - `near` (app=web, internalTrafficPolicy Local): node2's client is answered by web-3 (the
   endpoint on its node) only, 10 times of 10; web-1 by a node1 endpoint; `near-solo`
   (web-1 only, Local) drops node2's client (no endpoint on its node).
+- `sticky` (app=web, sessionAffinity ClientIP): 10 connections of the client all answered
+  by one endpoint.
 - `empty` (selector app=none, no endpoints): kube-proxy REJECTs, so the connection is
   refused at once instead of timing out.
 """
@@ -88,6 +90,13 @@ def build(lab: Lab, mode: str = "iptables") -> None:
                name="internalTrafficPolicy Local: web-1->near a node1 endpoint")
     lab.expect(client, near_solo, "tcp", 80, allow=False,
                name="internalTrafficPolicy Local: client->near-solo (no endpoint on node2: dropped)")
+
+    # sessionAffinity ClientIP: kube-proxy's `-m recent` (nftables: a per-endpoint affinity
+    # set) sends every connection of one client to the endpoint its first one reached.
+    sticky = k.service("sticky", k8s.Port(80, 8080, name="http"), selector={"app": "web"},
+                       session_affinity="ClientIP")
+    lab.expect_spread(client, sticky, 80, probes=10, at_least=1, at_most=1, answered_by=WEB,
+                      name="sessionAffinity ClientIP: client->sticky one endpoint for all 10")
 
     # No endpoints: kube-proxy's REJECT (iptables: filter KUBE-SERVICES; nftables: the
     # no-endpoint-services map), so the client is refused at once.

@@ -135,3 +135,35 @@ def test_manifest_policy_deny_fails_without_kube_routers_reject():
         assert checks["policy 6379/TCP: backend->store.data"]
     finally:
         nsbox("down", lab)
+
+
+NO_AFFINITY = """
+from nsbox.kits import k8s
+from nsbox.recipe import recipe
+
+
+@recipe("sticky-without-affinity")
+def build(lab):
+    '''service-clusterip's sessionAffinity check on a Service without sessionAffinity.'''
+    k = k8s.Cluster(lab, cni="bridge", masq="flannel", mode={mode!r})
+    n1, n2 = k.node("node1", "10.244.1.0/24"), k.node("node2", "10.244.2.0/24")
+    for name, node in (("web-1", n1), ("web-2", n1), ("web-3", n2)):
+        k.pod(node, name, labels={{"app": "web"}}).serve("http", 8080)
+    client = k.pod(n2, "client")
+    plain = k.service("plain", k8s.Port(80, 8080, name="http"), selector={{"app": "web"}}, session_affinity={aff!r})
+    lab.expect_spread(client, plain, 80, probes=10, at_least=1, at_most=1, answered_by=["web-1", "web-2", "web-3"],
+                      name="one endpoint for all 10")
+"""
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_the_session_affinity_check_fails_without_affinity(tmp_path, mode):
+    """The same 10 connections to a Service without sessionAffinity reach several endpoints
+    (all ten on one of three by chance: 3 x (1/3)^10, about 1 in 20,000), so the check fails;
+    with ClientIP it passes."""
+    for aff, want in (("None", 1), ("ClientIP", 0)):
+        (tmp_path / "mutant.py").write_text(NO_AFFINITY.format(mode=mode, aff=aff))
+        cp = nsbox("run", "sticky-without-affinity", "--recipes", str(tmp_path), "--format", "json")
+        assert cp.returncode == want, show(cp)
+        checks = {c["name"]: c for c in json.loads(cp.stdout)["results"][0]["checks"]}
+        assert checks["one endpoint for all 10"]["passed"] == (aff == "ClientIP"), checks["one endpoint for all 10"]

@@ -194,3 +194,25 @@ def test_dual_stack_model_both_families_for_pods_services_and_kube_proxy() -> No
     assert dualstack.api6(web).cluster_ip == web.cluster_ip6
     with pytest.raises(ValidationError, match="dual_stack is built for cni=bridge"):
         k8s.Cluster(Lab("u"), cni="ptp", dual_stack=True)
+
+
+def test_a_spread_check_with_at_most_one_is_session_affinity() -> None:
+    from nsbox.model.spread import SpreadCheck
+    from nsbox.verify.results import CheckResult
+    from nsbox.verify.spread import run_spread
+
+    c = SpreadCheck("s", ("p1", "p2", "p3"), 1, 1.0, at_most=1)
+    assert c.expected == "one endpoint answered all 3"
+
+    def results(*who):
+        return {f"p{i}": CheckResult(f"p{i}", "reach", "allow", "allow", True, "", answered_by=w)
+                for i, w in enumerate(who, 1)}
+    assert run_spread(c, results("a", "a", "a")).passed
+    assert not run_spread(c, results("a", "b", "a")).passed
+    lab, k, dns = _cluster()
+    web = next(s for s in k.services if s.name == "web")
+    with pytest.raises(ValidationError, match="at_most"):
+        lab.expect_spread("c", web, 80, probes=3, at_least=2, at_most=1)
+    lab.expect_spread("c", web, 80, probes=3, at_least=1, at_most=1, name="sticky")
+    back = lab_from_dict(lab_to_dict(lab))  # through the recipe jail's JSON: at_most kept
+    assert next(x for x in back.checks if x.name == "sticky").at_most == 1

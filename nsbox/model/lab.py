@@ -825,13 +825,14 @@ class Lab:
 
     def expect_spread(self, src: Any, service: Any, port: int, *, proto: Literal["tcp", "udp", "http"] = "http",
                       probes: int = 30, at_least: int = 2, max_share: float = 1.0,
-                      answered_by: Any = None, name: str | None = None) -> Any:
+                      answered_by: Any = None, name: str | None = None, at_most: int | None = None) -> Any:
         """PROBES connections from SRC to SERVICE:PORT, each recording the endpoint that
-        answered; passes when AT_LEAST distinct endpoints answered and none took more than
-        MAX_SHARE of the answers. See nsbox/model/spread.py."""
+        answered; passes when AT_LEAST distinct endpoints answered (AT_MOST at most: 1 for
+        sessionAffinity ClientIP) and none took more than MAX_SHARE of the answers. See
+        nsbox/model/spread.py."""
         from nsbox.model.spread import expect_spread
         return expect_spread(self, src, service, port, proto=proto, probes=probes, at_least=at_least,
-                             max_share=max_share, answered_by=answered_by, name=name)
+                             max_share=max_share, answered_by=answered_by, name=name, at_most=at_most)
 
     def _target_name(self, dst: Any) -> Any:
         """A probe's destination: a node, container, address, or an object with a

@@ -14,7 +14,8 @@ def run_spread(c: SpreadCheck, results: dict[str, CheckResult]) -> CheckResult:
     answered = sum(by.values())
     top, top_n = (by.most_common(1)[0] if by else (None, 0))
     share = top_n / len(c.probes)
-    ok = answered == len(c.probes) and len(by) >= c.at_least and share <= c.max_share + 1e-9
+    ok = answered == len(c.probes) and len(by) >= c.at_least and share <= c.max_share + 1e-9 and (
+        c.at_most is None or len(by) <= c.at_most)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
     observed = f"{len(by)} endpoints, top {top} {share:.0%} of {len(c.probes)}"
     if answered != len(c.probes):
