@@ -159,3 +159,10 @@ def test_json_lists_and_the_cli_path(tmp_path) -> None:
     p = subprocess.run([sys.executable, "-m", "nsbox", "run", bad], capture_output=True, text=True, cwd=REPO,
                        timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_a_nodeport_service_is_checked_on_every_nodes_address() -> None:
+    lab = build(str(EXAMPLES / "web-app.yaml"), nodes=3)
+    reach = [c for c in lab.checks if isinstance(c, ReachCheck) and "nodePort of default/web-nodeport" in c.name]
+    assert sorted(c.dst for c in reach) == ["192.168.70.11", "192.168.70.12", "192.168.70.13"]
+    assert all(c.port == 30080 and c.answered_by == frozenset({"web-0", "web-1", "web-2"}) for c in reach)

@@ -494,6 +494,16 @@ def build(lab: Any, m: Manifest, *, nodes: int, cni: str, mode: str) -> None:
                     # some endpoints admit it and some do not: kube-proxy's choice decides
                     print(f"nsbox: {m.path}: {label}: policies admit only some endpoints, not checked",
                           file=sys.stderr)
+        if s.type in ("NodePort", "LoadBalancer") and eps and not m.policies:
+            # its nodePort on every node's address, from a pod (where policies apply the
+            # node-side masquerade makes the verdict the node's: checked only without them)
+            src = m.pods[0]
+            for kn in kns:
+                for p in h.ports:
+                    lab.expect(lab_name(src), kn.ip, p.l4 if p.l4 == "udp" else "tcp", p.node_port,
+                               answered_by=[lab_name(e) for e in eps],
+                               name=f"{p.l4} {lab_name(src)} -> {kn.name} {kn.ip}:{p.node_port} "
+                                    f"(nodePort of {s.namespace}/{s.name})")
         dns.expect(lab_name(eps[0]) if eps else lab_name(m.pods[0]), f"{s.name}.{s.namespace}.svc.{dns.zone}",
                    h.cluster_ip if not s.headless else sorted(k.pod_ip(lab_name(e)) for e in eps) or None,
                    check_name=f"dns: {s.name}.{s.namespace}.svc")
