@@ -146,7 +146,10 @@ def _as_json(data: dict) -> dict:
 def _resolve(name: str, recipe_dirs: tuple[str, ...]) -> list:
     """NAME's recipe; a recipe file's every recipe (FILE.py), or one of them (FILE.py:NAME)."""
     from nsbox import recipe
+    from nsbox.kits.k8s import manifests
 
+    if manifests.is_manifest(name):  # `nsbox run ./app.yaml`: Kubernetes objects, data not code
+        return [manifests.recipe_for(name)]
     return recipe.get_file(name) if recipe.is_path(name) else [recipe.get(name, recipe_dirs)]
 
 

@@ -45,7 +45,7 @@ REINSTALL = "or re-run ./install.sh from the nsbox checkout"
 
 # Python packages nsbox imports -> the pip package that provides them.
 PYTHON_PACKAGES = {"pyroute2": "pyroute2", "iptc": "python-iptables", "click": "click", "rich": "rich",
-                   "dnslib": "dnslib"}
+                   "dnslib": "dnslib", "yaml": "PyYAML"}
 
 
 def missing_module(e: ImportError) -> InstallError | None:

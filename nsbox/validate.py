@@ -96,9 +96,49 @@ def check_ifname(name: str, where: str) -> None:
         raise ValidationError(f"{where}: {problem}")
 
 
+def _check_resolver(node: Node) -> None:
+    """A node's resolv.conf: at most 3 nameservers (glibc's MAXNS), IP addresses; search
+    domains DNS names (at most 32); options `name` or `name:N`."""
+    from nsbox.verify.dnszone import is_name
+
+    r, where = node.resolver, f"node {node.name}: resolver"
+    if r is None:
+        return
+    ns, search, opts = (tuple(x) if isinstance(x, (list, tuple)) else None
+                        for x in (r.nameservers, r.searches, r.options))
+    if ns is None or search is None or opts is None or not 1 <= len(ns) <= 3 or len(search) > 32 or len(opts) > 16:
+        raise ValidationError(f"{where}: 1-3 nameservers, at most 32 search domains and 16 options")
+    for a in ns:
+        try:
+            ipaddress.ip_address(a)
+        except (ValueError, TypeError):
+            raise ValidationError(f"{where}: nameserver {a!r} is not an IP address") from None
+    for d in search:
+        if not isinstance(d, str) or not is_name(d):
+            raise ValidationError(f"{where}: search domain {d!r} is not a DNS name")
+    for o in opts:
+        if not isinstance(o, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}(:[0-9]{1,4})?", o):
+            raise ValidationError(f"{where}: option {o!r} is not NAME or NAME:N")
+
+
+def _check_zones(node: Node) -> None:
+    """A dns server's records are ones it can answer (nsbox/verify/dnszone.py)."""
+    from nsbox.verify import dnszone
+
+    for srv in node.servers:
+        for rec in srv.records if srv.kind == "dns" else ():
+            try:
+                name, value = rec
+                dnszone.check(name, value)
+            except (dnszone.ZoneError, TypeError, ValueError) as e:
+                raise ValidationError(f"node {node.name}: dns record {rec!r}: {e}") from None
+
+
 def _check_node(lab: Lab, node: Node) -> None:
     if not _NODE_RE.match(node.name):
         raise ValidationError(f"bad node name {node.name!r} (letters, digits, '-', '_', '.'; at most 32)")
+    _check_resolver(node)
+    _check_zones(node)
     for iface in node.interfaces.values():
         check_ifname(iface.name, f"node {node.name}")
         if iface.master is not None:

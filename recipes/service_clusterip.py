@@ -15,6 +15,11 @@ the pods make:
   itself through it (hairpin) is masqueraded to cni0's address, as kube-proxy marks a
   connection whose source is the endpoint itself; node2 (not a pod) reaching it is
   masqueraded to node2's address.
+- `near` (app=web, internalTrafficPolicy Local): node2's client is answered by web-3 (the
+  endpoint on its node) only, 10 times of 10; web-1 by a node1 endpoint; `near-solo`
+  (web-1 only, Local) drops node2's client (no endpoint on its node).
+- `sticky` (app=web, sessionAffinity ClientIP): 10 connections of the client all answered
+  by one endpoint.
 - `empty` (selector app=none, no endpoints): kube-proxy REJECTs, so the connection is
   refused at once instead of timing out.
 """
@@ -70,6 +75,28 @@ def build(lab: Lab, mode: str = "iptables") -> None:
     # A node (outside the cluster CIDR) is masqueraded to its own address on the way out.
     lab.expect("node2", solo, "http", 80, answered_by="web-1", seen_from=n2.ip,
                name="http node2->solo:80 (masqueraded to node2)")
+
+    # internalTrafficPolicy Local: a pod's connection goes to an endpoint on its own node
+    # only (kube-proxy's KUBE-SVL chain / local-only endpoint set): from node2's client only
+    # web-3 answers, 10 times out of 10; with no endpoint on the client's node (near-solo:
+    # web-1 on node1) kube-proxy drops it.
+    near = k.service("near", k8s.Port(80, 8080, name="http"), selector={"app": "web"},
+                     internal_traffic_policy="Local")
+    near_solo = k.service("near-solo", k8s.Port(80, 8080, name="http"), pods=["web-1"],
+                          internal_traffic_policy="Local")
+    lab.expect_spread(client, near, 80, probes=10, at_least=1, max_share=1.0, answered_by=["web-3"],
+                      name="internalTrafficPolicy Local: client->near only node2's web-3")
+    lab.expect("web-1", near, "http", 80, answered_by=["web-1", "web-2"],
+               name="internalTrafficPolicy Local: web-1->near a node1 endpoint")
+    lab.expect(client, near_solo, "tcp", 80, allow=False,
+               name="internalTrafficPolicy Local: client->near-solo (no endpoint on node2: dropped)")
+
+    # sessionAffinity ClientIP: kube-proxy's `-m recent` (nftables: a per-endpoint affinity
+    # set) sends every connection of one client to the endpoint its first one reached.
+    sticky = k.service("sticky", k8s.Port(80, 8080, name="http"), selector={"app": "web"},
+                       session_affinity="ClientIP")
+    lab.expect_spread(client, sticky, 80, probes=10, at_least=1, at_most=1, answered_by=WEB,
+                      name="sessionAffinity ClientIP: client->sticky one endpoint for all 10")
 
     # No endpoints: kube-proxy's REJECT (iptables: filter KUBE-SERVICES; nftables: the
     # no-endpoint-services map), so the client is refused at once.

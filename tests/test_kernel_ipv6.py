@@ -65,7 +65,7 @@ def built(kernel, nsbox, tmp_path_factory):
             obs = tmp_path_factory.mktemp("ipv6")
             guard = kernel.HostGuard.now()
             flavour = extra[extra.index("--iptables") + 1] if "--iptables" in extra else "auto"
-            run = nsbox.run("run", "dual-stack", "--recipes", RECIPES, "--format", "json", *extra,
+            run = nsbox.run("run", "docker-dual-stack", "--recipes", RECIPES, "--format", "json", *extra,
                             "--then", f"sh {OBSERVER}",
                             env={"NSBOX_OBS_DIR": str(obs), "NSBOX_OBS_FLAVOUR": resolve_flavour(flavour)})
             found = guard.problems()
@@ -208,7 +208,7 @@ def test_a_fresh_ipv6_address_is_tentative_without_nodad() -> None:
 
 def test_on_host_too(kernel, nsbox) -> None:
     guard = kernel.HostGuard.now()
-    run = nsbox.run("run", "dual-stack", "--recipes", RECIPES, "--format", "json", "--on-host")
+    run = nsbox.run("run", "docker-dual-stack", "--recipes", RECIPES, "--format", "json", "--on-host")
     found = guard.problems()
     if found:
         guard.clean_up()
@@ -219,11 +219,11 @@ def test_on_host_too(kernel, nsbox) -> None:
 def test_explained_script_adds_ipv6_addresses_nodad_and_rebuilds_a_lab_that_verifies(nsbox, tmp_path) -> None:
     from test_kernel_explain import run_script_and_verify
 
-    explained = nsbox.run("explain", "dual-stack", "--recipes", RECIPES)
+    explained = nsbox.run("explain", "docker-dual-stack", "--recipes", RECIPES)
     assert explained.returncode == 0, explained.describe()
     assert "ip -n c1 addr add fd00:10::2/64 dev eth0 nodad" in explained.stdout, explained.stdout
     assert re.search(r"addr add 10\.10\.0\.2/24 brd \+ dev eth0$", explained.stdout, re.M), explained.stdout
-    done = run_script_and_verify(explained.stdout, "dual-stack", tmp_path, recipes_dir=RECIPES)
+    done = run_script_and_verify(explained.stdout, "docker-dual-stack", tmp_path, recipes_dir=RECIPES)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     lines = done.stdout.splitlines()
     assert len(lines) == 14 and all(line.startswith("PASS ") for line in lines), done.stdout

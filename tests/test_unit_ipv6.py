@@ -188,6 +188,6 @@ def test_dropped_by_in_the_other_familys_tables_is_refused():
 def test_the_test_lab_validates():
     from nsbox.cli import load_labs
 
-    lab = load_labs(("dual-stack",), {}, (str(Path(__file__).resolve().parent / "data" / "ipv6"),))[0]
+    lab = load_labs(("docker-dual-stack",), {}, (str(Path(__file__).resolve().parent / "data" / "ipv6"),))[0]
     validate(lab)
     assert sum(1 for c in lab.checks if getattr(c, "family", None) == 6) == 6

@@ -77,7 +77,9 @@ def node_files(lab: Lab, node: str) -> dict[str, str]:
         hosts += f"{n.primary_ip}\t{' '.join(names)}\n"
     embedded = any(s.kind == "dns" and s.address == "127.0.0.11" for s in n.servers) or any(
         p.host_ip == "127.0.0.11" for p in n.proxies)
-    if embedded:  # Docker's embedded DNS on a user-defined network
+    if n.resolver is not None:  # written by a kit (k8s: as kubelet writes a pod's)
+        resolv = n.resolver.text()
+    elif embedded:  # Docker's embedded DNS on a user-defined network
         resolv = "# written by nsbox: the node's embedded DNS, as Docker's\nnameserver 127.0.0.11\noptions ndots:0\n"
     else:
         resolv = "# written by nsbox: no DNS server in this lab answers this node\n"

@@ -163,6 +163,23 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Resolver:
+    """The node's /etc/resolv.conf, in its own mount namespace wherever the lab gives nodes
+    one (live labs: nsbox/live/node.py), as kubelet (or a container runtime) writes it:
+    `nameserver` lines, one `search` line, one `options` line."""
+
+    nameservers: tuple[str, ...]
+    searches: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        lines = [f"search {' '.join(self.searches)}"] if self.searches else []
+        lines += [f"nameserver {ns}" for ns in self.nameservers]
+        lines += [f"options {' '.join(self.options)}"] if self.options else []
+        return "# written by nsbox: the node's resolver\n" + "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
 class Proxy:
     """A userland proxy process in the node (docker-proxy): listens on HOST_IP:HOST_PORT and
     relays each connection to CONTAINER_IP:CONTAINER_PORT (nsbox/verify/proxy.py)."""
@@ -255,6 +272,7 @@ class Node:
     ipsets: dict[str, IPSet] = field(default_factory=dict)  # name -> set (model/ipsets.py)
     servers: list[Server] = field(default_factory=list)
     proxies: list[Proxy] = field(default_factory=list)
+    resolver: Resolver | None = None  # its /etc/resolv.conf (None: what nsbox/live/holder.py picks)
 
     def __post_init__(self) -> None:
         self.interfaces.setdefault("lo", Interface("lo", "lo"))
@@ -803,13 +821,14 @@ class Lab:
 
     def expect_spread(self, src: Any, service: Any, port: int, *, proto: Literal["tcp", "udp", "http"] = "http",
                       probes: int = 30, at_least: int = 2, max_share: float = 1.0,
-                      answered_by: Any = None, name: str | None = None) -> Any:
+                      answered_by: Any = None, name: str | None = None, at_most: int | None = None) -> Any:
         """PROBES connections from SRC to SERVICE:PORT, each recording the endpoint that
-        answered; passes when AT_LEAST distinct endpoints answered and none took more than
-        MAX_SHARE of the answers. See nsbox/model/spread.py."""
+        answered; passes when AT_LEAST distinct endpoints answered (AT_MOST at most: 1 for
+        sessionAffinity ClientIP) and none took more than MAX_SHARE of the answers. See
+        nsbox/model/spread.py."""
         from nsbox.model.spread import expect_spread
         return expect_spread(self, src, service, port, proto=proto, probes=probes, at_least=at_least,
-                             max_share=max_share, answered_by=answered_by, name=name)
+                             max_share=max_share, answered_by=answered_by, name=name, at_most=at_most)
 
     def _target_name(self, dst: Any) -> Any:
         """A probe's destination: a node, container, address, or an object with a

@@ -16,7 +16,7 @@ from nsbox.errors import RecipeError, ValidationError
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.model.matrix import Matrix
 from nsbox.model.lab import (Address, Container, Fdb, Interface, Lab, Link, Machine, Neigh, Node, PolicyRule, Route,
-                             Proxy, Server, VethPair, Virtual)
+                             Proxy, Resolver, Server, VethPair, Virtual)
 from nsbox.model.rules import parse_rule
 
 from nsbox.kinds.checks import KINDS as _CHECK_KINDS, kind_of  # each check kind's JSON form is its own
@@ -67,6 +67,7 @@ def _node_to_dict(node: Node) -> dict[str, Any]:
         "nftables": list(node.firewall.nft),
         "ipsets": [{"name": s.name, "type": s.type, "family": s.family, "entries": list(s.entries)}
                    for s in node.ipsets.values()],
+        **({"resolver": dataclasses.asdict(node.resolver)} if node.resolver is not None else {}),
     }
 
 
@@ -130,7 +131,7 @@ def _lab_from_dict(d: dict) -> Lab:
 
 def _node_from_dict(d: dict) -> Node:
     _keys(d, "node", {"name", "interfaces", "addresses", "routes", "rules", "neighs", "fdbs", "sysctls", "optional_sysctls",
-                      "servers", "proxies", "firewall", "firewall6", "nftables", "ipsets"})
+                      "servers", "proxies", "firewall", "firewall6", "nftables", "ipsets", "resolver"})
     node = Node(_str(d["name"]))
     node.interfaces = {}
     for i in d["interfaces"]:
@@ -145,6 +146,8 @@ def _node_from_dict(d: dict) -> Node:
     node.optional_sysctls = {_str(k) for k in d["optional_sysctls"]}
     node.servers = [_make(Server, s) for s in d["servers"]]
     node.proxies = [_make(Proxy, p) for p in d.get("proxies", [])]
+    if d.get("resolver") is not None:
+        node.resolver = _make(Resolver, d["resolver"])
     fw = Firewall()
     for family, key in ((4, "firewall"), (6, "firewall6")):
         _tables_from_dict(fw, family, d[key])

@@ -94,7 +94,9 @@ class ServerSet:
         self._listeners.append((s, ("listen", node, ip, kind)))
         self._paths.append(path)
         if records:
-            self._zones[s.fileno()] = dict(records)
+            from nsbox.verify import dnszone
+
+            self._zones[s.fileno()] = dnszone.build(records)
 
     @property
     def pid(self) -> int | None:

@@ -31,15 +31,19 @@ class SpreadCheck:
     probes: tuple[str, ...]  # the names of its reach checks
     at_least: int
     max_share: float
+    at_most: int | None = None  # 1: session affinity, every probe answered by one endpoint
 
     @property
     def expected(self) -> str:
-        return f"at least {self.at_least} endpoints, none above {self.max_share:.0%} of {len(self.probes)}"
+        if self.at_most == 1:
+            return f"one endpoint answered all {len(self.probes)}"
+        most = f", at most {self.at_most}" if self.at_most is not None else ""
+        return f"at least {self.at_least} endpoints{most}, none above {self.max_share:.0%} of {len(self.probes)}"
 
 
 def expect_spread(lab: Lab, src: Any, service: Any, port: int, *, proto: str = "http", probes: int = 30,
                   at_least: int = 2, max_share: float = 1.0, answered_by: Any = None,
-                  name: str | None = None) -> SpreadCheck:
+                  name: str | None = None, at_most: int | None = None) -> SpreadCheck:
     label = getattr(service, "label", None) or getattr(service, "name", None) or str(service)
     s = getattr(src, "name", src)
     name = name or f"spread {proto}/{port} {s}->{label}"
@@ -47,6 +51,8 @@ def expect_spread(lab: Lab, src: Any, service: Any, port: int, *, proto: str = "
         raise ValidationError(f"{name}: probes is 2-{MAX_PROBES}, not {probes!r}")
     if not (type(at_least) is int and 1 <= at_least <= probes):
         raise ValidationError(f"{name}: at_least is 1-{probes} (the probes), not {at_least!r}")
+    if at_most is not None and not (type(at_most) is int and at_least <= at_most <= probes):
+        raise ValidationError(f"{name}: at_most is {at_least}-{probes} (at_least to the probes), not {at_most!r}")
     if not (isinstance(max_share, (int, float)) and 0 < max_share <= 1):
         raise ValidationError(f"{name}: max_share is a fraction in (0, 1], not {max_share!r}")
     if answered_by is None:
@@ -57,7 +63,7 @@ def expect_spread(lab: Lab, src: Any, service: Any, port: int, *, proto: str = "
     for i in range(1, probes + 1):
         c = lab.expect(src, service, proto, port, answered_by=answered_by, name=f"{name} #{i}")  # type: ignore[arg-type]
         names.append(c.name)
-    check = SpreadCheck(name, tuple(names), at_least, float(max_share))
+    check = SpreadCheck(name, tuple(names), at_least, float(max_share), at_most)
     lab._add_check(check)  # type: ignore[arg-type]
     return check
 
@@ -74,7 +80,8 @@ def run_spread(c: SpreadCheck, results: dict[str, CheckResult]) -> CheckResult:
     answered = sum(by.values())
     top, top_n = (by.most_common(1)[0] if by else (None, 0))
     share = top_n / len(c.probes)
-    ok = answered == len(c.probes) and len(by) >= c.at_least and share <= c.max_share + 1e-9
+    ok = answered == len(c.probes) and len(by) >= c.at_least and share <= c.max_share + 1e-9 and (
+        c.at_most is None or len(by) <= c.at_most)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(by.items()))
     observed = f"{len(by)} endpoints, top {top} {share:.0%} of {len(c.probes)}"
     if answered != len(c.probes):

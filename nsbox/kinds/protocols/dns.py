@@ -22,8 +22,15 @@ def probe(src, ip, port, timeout, token, opts):
 
     from nsbox.verify import probes as P
 
+    from nsbox.verify.dnszone import TYPES
+
     assert opts.query is not None and port is not None
-    q = DNSRecord.question(opts.query, "A")
+    # QUERY is a name (an A query; body = the first A record, or '') or "TYPE name" (TYPE
+    # one of dnszone.TYPES; body = every record of that type, sorted, joined by ', ')
+    qtype, _, typed = opts.query.partition(" ")
+    if not typed or qtype not in TYPES:
+        qtype, typed = "A", ""
+    q = DNSRecord.question(typed or opts.query, qtype)
     try:
         with P.sock(src, P.family(ip), socket.SOCK_DGRAM) as s:
             s.connect((ip, port))
@@ -43,11 +50,12 @@ def probe(src, ip, port, timeout, token, opts):
         return P.error(e, token)
     if reply.header.rcode == RCODE.NXDOMAIN:
         return P.ProbeResult(True, f"NXDOMAIN from {peer[0]}:{peer[1]}", token, local, "")
-    answers = [str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A]
+    answers = [str(rr.rdata) for rr in reply.rr if rr.rtype == getattr(QTYPE, qtype)]
     if not answers:
-        return P.ProbeResult(True, f"no A record ({RCODE.get(reply.header.rcode)}) from {peer[0]}:{peer[1]}",
+        return P.ProbeResult(True, f"no {qtype} record ({RCODE.get(reply.header.rcode)}) from {peer[0]}:{peer[1]}",
                              token, local, "")
-    return P.ProbeResult(True, f"A {answers[0]} from {peer[0]}:{peer[1]}", token, local, answers[0])
+    body = ", ".join(sorted(answers)) if typed else answers[0]
+    return P.ProbeResult(True, f"{qtype} {body} from {peer[0]}:{peer[1]}", token, local, body)
 
 
 def token_of(p) -> str:
@@ -80,26 +88,23 @@ def serve(server, s: socket.socket, node: str) -> None:
         s.sendto(reply, peer)
 
 
-def answer(query: bytes, zone: dict[str, str]) -> bytes | None:
-    """The reply to a DNS query: A records from ZONE, NXDOMAIN for names it lacks (as
-    Docker's embedded DNS does for names outside the container's networks, once it has
+def answer(query: bytes, zone: dict[str, str] | dict[str, list[str]]) -> bytes | None:
+    """The reply to a DNS query: records from ZONE (name -> IPv4 address, or name -> the
+    values dnszone.build makes: A, AAAA, CNAME, SRV, PTR, TXT), NXDOMAIN for names it lacks
+    (as Docker's embedded DNS does for names outside the container's networks, once it has
     no upstream). None for what is not a DNS query."""
-    from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+    from dnslib import DNSRecord
     from dnslib.dns import DNSError
+
+    from nsbox.verify import dnszone
 
     try:
         request = DNSRecord.parse(query)
     except (DNSError, Exception):  # noqa: BLE001 - anything unparsable is not ours to answer
         return None
-    reply = request.reply()
-    q = request.q
-    name = str(q.qname).rstrip(".").lower()
-    if name in zone:
-        if q.qtype in (QTYPE.A, QTYPE.ANY):
-            reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(zone[name]), ttl=600))
-    else:
-        reply.header.rcode = RCODE.NXDOMAIN
-    return reply.pack()
+    if any(isinstance(v, str) for v in zone.values()):
+        zone = dnszone.build(zone)  # type: ignore[arg-type]
+    return dnszone.answer(request, zone).pack()  # type: ignore[arg-type]
 
 
 PROTOCOL = register(Protocol(

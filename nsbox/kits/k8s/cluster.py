@@ -79,6 +79,8 @@ class K8sNode:
     ip: str
     pod_cidr: str
     pods: list[Node] = field(default_factory=list)
+    ip6: str = ""        # dual-stack: its IPv6 address on the node network
+    pod_cidr6: str = ""  # dual-stack: its IPv6 pod CIDR
     ipam: plugins.HostLocal | None = None
     attachments: dict[str, plugins.Attachment] = field(default_factory=dict)
 
@@ -92,7 +94,7 @@ class Cluster:
 
     def __init__(self, lab: Lab, *, cluster_cidr: str = CLUSTER_CIDR, service_cidr: str = SERVICE_CIDR,
                  lan_subnet: str = LAN_SUBNET, switch: str = "k8s-lan", cni: str = "bridge",
-                 masq: str | None = None, mode: str = "iptables") -> None:
+                 masq: str | None = None, mode: str = "iptables", dual_stack: bool = False) -> None:
         if mode not in PROXY_MODES:
             raise ValidationError(f"k8s: mode (kube-proxy's) must be one of {', '.join(PROXY_MODES)}, not {mode!r}")
         if cni not in LAYOUTS:
@@ -102,8 +104,19 @@ class Cluster:
                    "calico": ("calico", "none")}.get(cni, ("none", "flannel", "cni"))
         if masq not in allowed:
             raise ValidationError(f"k8s: with cni={cni} masq is one of {', '.join(allowed)}, not {masq!r}")
+        if dual_stack not in (True, False):
+            raise ValidationError(f"k8s: dual_stack is true or false, not {dual_stack!r}")
+        if dual_stack and cni != "bridge":
+            raise ValidationError(f"k8s: dual_stack is built for cni=bridge (flannel host-gw), not cni={cni}")
         self.lab = lab
         self.cni = cni
+        self.dual_stack = dual_stack
+        from nsbox.kits.k8s import dualstack
+        self.cluster_cidr6 = dualstack.CLUSTER_CIDR6
+        self.service_cidr6 = dualstack.SERVICE_CIDR6
+        self.lan6 = dualstack.LAN_SUBNET6
+        self.router_ip6 = str(ipaddress.IPv6Network(self.lan6).network_address + 1)
+        self.pod_ip6: dict[str, str] = {}  # dual-stack: pod name -> its IPv6 address
         self.masq = masq
         self.cluster_cidr = str(ipaddress.IPv4Network(cluster_cidr))
         self.service_net = ipaddress.IPv4Network(service_cidr)
@@ -112,6 +125,9 @@ class Cluster:
         self.services: list[Any] = []  # services.ServiceHandle, in creation order
         self.mode = mode
         self.labels: dict[str, dict[str, str]] = {}  # pod name -> its labels
+        self.namespaces: dict[str, str] = {}  # pod name -> its namespace
+        self.hostnames: dict[str, tuple[str, str]] = {}  # pod name -> (spec.hostname, spec.subdomain)
+        self.dns: Any = None  # dns.ClusterDNS once cluster_dns() made it
         self._next_node_port = 30000
         self._kube_proxy: dict[str, Any] = {}  # node name -> what its kube-proxy installed
         self._pod_of: dict[str, tuple[K8sNode, str]] = {}
@@ -124,6 +140,9 @@ class Cluster:
         self.router_ip = str(self.lan.network_address + 1)
         self.switch = lab.node(switch)
         self.switch.bridge("br0", f"{self.router_ip}/{self.lan.prefixlen}")
+        if dual_stack:
+            lab.require("ipv6")
+            self.switch.address("br0", f"{self.router_ip6}/64")
 
     def node(self, name: str, pod_cidr: str) -> K8sNode:
         """A Kubernetes node NAME (a machine) with eth0 on the cluster LAN and cni0 for POD_CIDR."""
@@ -160,11 +179,14 @@ class Cluster:
             for other in self.nodes.values():
                 n.route(other.pod_cidr, via=other.ip)
                 other.node.route(kn.pod_cidr, via=ip)
+        if self.dual_stack:
+            from nsbox.kits.k8s import dualstack
+            dualstack.add_node(self, kn, len(self.nodes))
         self.nodes[name] = kn
         self._masquerade(kn)
         self.lab.machine(name, [n])
         for svc in self.services:  # NodePorts answer on every node's address, this one's too
-            for p in svc.ports if svc.api.type != "ClusterIP" else ():
+            for p in svc.ports if svc.api.type in ("NodePort", "LoadBalancer") else ():
                 self.lab.virtual(ip, proto=p.l4, port=p.node_port, name=f"service {svc.namespace}/{svc.name} "
                                                                           f"nodePort on {name}")
         self._sync_services()
@@ -209,11 +231,19 @@ class Cluster:
                                mtu=VXLAN_MTU if self.cni == "vxlan" else None)
 
     def pod(self, node: K8sNode | str, name: str, *, host_ports: list[tuple[int, int]] | None = None,
-            labels: dict[str, str] | None = None) -> Node:
+            labels: dict[str, str] | None = None, namespace: str = "default", hostname: str = "",
+            subdomain: str = "") -> Node:
         """A pod NAME on NODE: its netns with eth0 attached by the cluster's CNI layout
         (cni.py: bridge or ptp ADD, host-local's next address); HOST_PORTS [(hostPort,
         containerPort)] (tcp) by portmap, chained after it as in kindnet's and flannel's
-        conflists."""
+        conflists. NAMESPACE: the Services that may select it and its DNS search list;
+        HOSTNAME and SUBDOMAIN (spec.hostname/subdomain, as a StatefulSet sets them): its
+        name under the headless Service SUBDOMAIN in the cluster DNS."""
+        import re
+
+        for what, v in (("namespace", namespace), ("hostname", hostname or "x"), ("subdomain", subdomain or "x")):
+            if not (isinstance(v, str) and re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v)):
+                raise ValidationError(f"k8s pod {name}: {what} is a DNS label (a-z, 0-9, '-'), not {v!r}")
         kn = node if isinstance(node, K8sNode) else self.nodes[node]
         p = self.lab.node(name)
         self.lab.sandbox(p)  # held by a pause process while the lab runs
@@ -233,7 +263,13 @@ class Cluster:
         kn.pods.append(p)
         kn.attachments[name] = att
         self._pod_of[name] = (kn, att.ip)
+        if self.dual_stack:
+            from nsbox.kits.k8s import dualstack
+            self.pod_ip6[name] = dualstack.add_pod(self, kn, name, att.ip)
         self.labels[name] = dict(labels or {})
+        self.namespaces[name] = namespace
+        if hostname:
+            self.hostnames[name] = (hostname, subdomain)
         self.lab.place(kn.name, p)  # the node's machine holds its pods' namespaces too
         self._sync_services()
         return p
@@ -255,6 +291,19 @@ class Cluster:
         self._pod_of[name] = (kn, kn.ip)
         self.labels.setdefault(name, {})
         return c
+
+    def namespace_of(self, pod: Node | str) -> str:
+        return self.namespaces.get(pod if isinstance(pod, str) else pod.name, "default")
+
+    def cluster_dns(self, node: K8sNode | str, **options: Any) -> Any:
+        """The cluster DNS (CoreDNS's kubernetes plugin, as kubeadm deploys it): a coredns
+        pod on NODE behind the kube-dns Service (10.96.0.10), answering for every Service and
+        pod of the cluster; every pod's /etc/resolv.conf as kubelet writes it. See dns.py."""
+        from nsbox.kits.k8s.dns import ClusterDNS
+        if self.dns is not None:
+            raise ValidationError("k8s: the cluster has its DNS already")
+        self.dns = ClusterDNS(self, node, **options)
+        return self.dns
 
     def pod_ip(self, pod: Node | str) -> str:
         return self._pod_of[pod if isinstance(pod, str) else pod.name][1]

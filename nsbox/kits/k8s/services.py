@@ -39,7 +39,7 @@ from nsbox.kits.kubeproxy.model import (Endpoint, EndpointSlice, EndpointSlicePo
 if TYPE_CHECKING:
     from nsbox.kits.k8s.cluster import Cluster, K8sNode
 
-TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 POLICIES = ("Cluster", "Local")
 AFFINITIES = ("None", "ClientIP")
 CANARY_TABLES = ("mangle", "nat", "filter")  # kube-proxy's iptables monitor: KUBE-PROXY-CANARY
@@ -74,6 +74,13 @@ class ServiceHandle:
     pods: tuple[str, ...] = ()          # given explicitly
     selector: dict[str, str] | None = None
     endpoints: frozenset[str] = field(default_factory=frozenset)  # pod names, kept current by every sync
+    external_name: str = ""  # type ExternalName: the name its DNS record is a CNAME to
+    cluster_ip6: str = ""    # dual-stack: its IPv6 ClusterIP (spec.clusterIPs[1])
+
+    @property
+    def headless(self) -> bool:
+        """clusterIP: None: no virtual address; its DNS name answers with the endpoints."""
+        return self.api.cluster_ip == "None"
 
     @property
     def name(self) -> str:
@@ -141,8 +148,8 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
                 cluster_ip: str | None = None, external_traffic_policy: str = "Cluster",
                 internal_traffic_policy: str = "Cluster", session_affinity: str = "None",
                 session_affinity_timeout: int = 10800, load_balancer_ip: str | None = None,
-                load_balancer_source_ranges: Iterable[str] = (), external_ips: Iterable[str] = ()
-                ) -> ServiceHandle:
+                load_balancer_source_ranges: Iterable[str] = (), external_ips: Iterable[str] = (),
+                external_name: str | None = None) -> ServiceHandle:
     """See Cluster.service and the module's docstring."""
     where = f"service {name}"
     if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", str(name)):
@@ -156,17 +163,34 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
                              ("sessionAffinity", session_affinity, AFFINITIES)):
         if v not in allowed:
             raise ValidationError(f"{where}: {what} is one of {', '.join(allowed)}, not {v!r}")
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", str(namespace)):
+        raise ValidationError(f"{where}: a namespace is a DNS label (a-z, 0-9, '-'), not {namespace!r}")
+    where = f"service {namespace}/{name}"
+    if type == "ExternalName":
+        return _external_name(k, name, namespace, ports, external_name, where)
+    if external_name is not None:
+        raise ValidationError(f"{where}: external_name needs type ExternalName")
     if (selector is None) == (pods is None):
         raise ValidationError(f"{where}: give selector= or pods= (one of them)")
     plist = list(ports) if isinstance(ports, (list, tuple)) else ports
     port_list = _ports(name, plist)
+    headless = cluster_ip == "None"
+    if headless and type != "ClusterIP":
+        raise ValidationError(f"{where}: a headless Service (clusterIP None) is of type ClusterIP")
     pod_names: tuple[str, ...] = ()
     if pods is not None:
         pod_names = tuple(p if isinstance(p, str) else p.name for p in pods)
         for p in pod_names:
             if p not in k.labels:
                 raise ValidationError(f"{where}: endpoint {p} is no pod of the cluster")
-    if cluster_ip is None:
+    if headless:
+        pass
+    elif cluster_ip is None:
+        taken = {s.cluster_ip for s in k.services}
+        if k.dns is not None:
+            taken.add(k.dns.ip)  # the cluster DNS's address, even while it is being made
+        while str(k.service_net.network_address + k._next_cluster_ip) in taken:
+            k._next_cluster_ip += 1
         cluster_ip = str(k.service_net.network_address + k._next_cluster_ip)
         k._next_cluster_ip += 1
     else:
@@ -205,7 +229,14 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
         internal_traffic_policy=internal_traffic_policy, session_affinity=session_affinity,
         session_affinity_timeout=session_affinity_timeout)
     svc = ServiceHandle(api, tuple(port_list), pod_names, dict(selector) if selector is not None else None)
+    if k.dual_stack and not headless:
+        from nsbox.kits.k8s import dualstack
+        svc.cluster_ip6 = dualstack.allocate(k)
+        k.lab.virtual(svc.cluster_ip6, name=f"service {namespace}/{name} (IPv6)")
     k.services.append(svc)
+    if headless:  # nothing for kube-proxy; the cluster DNS answers its name with the pods
+        sync_all(k)
+        return svc
     label = f"service {namespace}/{name}"
     k.lab.virtual(cluster_ip, name=label)
     for a in (*ext, *([load_balancer_ip] if load_balancer_ip else [])):
@@ -214,20 +245,40 @@ def add_service(k: Cluster, name: str, ports: Any, *, selector: dict[str, str] |
         for kn in k.nodes.values():
             for p in port_list:
                 k.lab.virtual(kn.ip, proto=p.l4, port=p.node_port, name=f"{label} nodePort on {kn.name}")
-    k.lab.target_names[name] = cluster_ip  # lab.expect(src, "web", ...) probes the ClusterIP
+    if namespace == "default":
+        k.lab.target_names[name] = cluster_ip  # lab.expect(src, "web", ...) probes the ClusterIP
+    sync_all(k)
+    return svc
+
+
+def _external_name(k: Cluster, name: str, namespace: str, ports: Any, target: str | None,
+                   where: str) -> ServiceHandle:
+    """type ExternalName: no ClusterIP, no endpoints, nothing for kube-proxy; the cluster
+    DNS answers its name with a CNAME to TARGET (ports, if given, are only for SRV)."""
+    from nsbox.verify.dnszone import is_name
+
+    if not target or not isinstance(target, str) or not is_name(target) or "." not in target.strip("."):
+        raise ValidationError(f"{where}: type ExternalName needs external_name, a DNS name with a dot, "
+                              f"not {target!r}")
+    port_list = _ports(name, list(ports) if isinstance(ports, (list, tuple)) else ports) if ports else []
+    api = Service(namespace=namespace, name=name, cluster_ip="", type="ExternalName",
+                  ports=tuple(ServicePort(p.name, p.port, p.proto, 0, p.target) for p in port_list))
+    svc = ServiceHandle(api, tuple(port_list), (), None, external_name=target.rstrip("."))
+    k.services.append(svc)
     sync_all(k)
     return svc
 
 
 def endpoint_pods(k: Cluster, svc: ServiceHandle) -> list[str]:
-    """The pods behind SVC: those given, or those whose labels the selector matches (an
-    empty selector matches none here: kube-proxy would get no EndpointSlice either way)."""
+    """The pods behind SVC: those given, or the pods of its namespace whose labels the
+    selector matches (an empty selector matches none here: kube-proxy would get no
+    EndpointSlice either way)."""
     if svc.selector is None:
         return list(svc.pods)
     if not svc.selector:
         return []
-    return [p for p, labels in k.labels.items()
-            if all(labels.get(key) == v for key, v in svc.selector.items())]
+    return [p for p, labels in k.labels.items() if k.namespace_of(p) == svc.namespace
+            and all(labels.get(key) == v for key, v in svc.selector.items())]
 
 
 def endpoint_slice(k: Cluster, svc: ServiceHandle) -> EndpointSlice:
@@ -260,28 +311,47 @@ def sync_all(k: Cluster) -> None:
         slices.append(sl)
     for kn in k.nodes.values():
         sync_node(k, kn, api, slices)
+    if k.dual_stack:  # kube-proxy's second proxier: the same Services, IPv6
+        from nsbox.kits.k8s import dualstack
+        api6 = [dualstack.api6(s) for s in k.services if s.cluster_ip6]
+        slices6 = [dualstack.slice6(k, s, endpoint_pods(k, s)) for s in k.services if s.cluster_ip6]
+        for kn in k.nodes.values():
+            sync_node(k, kn, api6, slices6, family=6)
+    if k.dns is not None:  # the cluster DNS watches Services and EndpointSlices too
+        k.dns.refresh()
 
 
-def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[EndpointSlice]) -> None:
-    """One full kube-proxy sync on KN, replacing what the previous sync left in the model."""
+def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[EndpointSlice],
+              family: int = 4) -> None:
+    """One full kube-proxy sync on KN, replacing what the previous sync left in the model.
+    FAMILY 6: the dual-stack IPv6 proxier (ip6tables, or the `ip6 kube-proxy` table)."""
     n = kn.node
-    n.sysctl("net.ipv4.conf.all.route_localnet", 1)
-    cfg = proxier_config(k, kn)
+    key = kn.name if family == 4 else f"{kn.name}/6"
+    if family == 4:
+        n.sysctl("net.ipv4.conf.all.route_localnet", 1)
+        cfg = proxier_config(k, kn)
+    else:
+        from nsbox.kits.k8s import dualstack
+        cfg = dualstack.proxier_config6(k, kn)
+
+    def table_of(name: str):
+        return n.iptables(name) if family == 4 else n.ip6tables(name)
+
     if k.mode == "nftables":
         k.lab.require("nftables")
         text = kp_nft.render(cfg, services, slices).text()
-        prev = k._kube_proxy.get(kn.name)
+        prev = k._kube_proxy.get(key)
         n.firewall.nftables(text, replaces=prev)  # the previous sync's table, in its place
-        k._kube_proxy[kn.name] = text
+        k._kube_proxy[key] = text
         return
-    _uninstall_iptables(k, kn)
+    _uninstall_iptables(k, kn, family)
     result = kp_ipt.render(cfg, services, slices)
     installed: dict[str, set[str]] = {}
     for table in CANARY_TABLES:
-        n.iptables(table).new_chain("KUBE-PROXY-CANARY")
+        table_of(table).new_chain("KUBE-PROXY-CANARY")
         installed.setdefault(table, set()).add("KUBE-PROXY-CANARY")
     for table, lines in restore_tables(result.payload).items():
-        t = n.iptables(table)
+        t = table_of(table)
         for line in lines:
             if line.startswith(":"):
                 chain = line[1:].split()[0]
@@ -290,12 +360,12 @@ def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[End
                     installed.setdefault(table, set()).add(chain)
             elif line.startswith("-A "):
                 chain, _, spec = line[3:].partition(" ")
-                t.append(chain, as_saved(spec))
+                t.append(chain, as_saved(spec, family))
     # kube-proxy's jump rules: each sync checks for it (`iptables -C`) and inserts it at
     # the top (`-I CHAIN 1`) only when absent, so one inserted at an earlier sync keeps its
     # place below what others inserted since (portmap's CNI-HOSTPORT-MASQ).
     for table, args in kp_ipt.jump_rules():
-        t = n.iptables(table)
+        t = table_of(table)
         chain, target = args[0], args[-1]
         if target not in t.chains:
             t.new_chain(target)
@@ -303,21 +373,21 @@ def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[End
         spec = " ".join(_quote(a) for a in args[1:])
         if parse_rule(spec).render() not in {r.render() for r in t.chains[chain].rules}:
             t.insert(chain, spec, 1)
-    k._kube_proxy[kn.name] = installed
+    k._kube_proxy[key] = installed
 
 
 def _quote(arg: str) -> str:
     return f'"{arg}"' if " " in arg else arg
 
 
-def _uninstall_iptables(k: Cluster, kn: K8sNode) -> None:
-    installed = k._kube_proxy.pop(kn.name, None)
+def _uninstall_iptables(k: Cluster, kn: K8sNode, family: int = 4) -> None:
+    installed = k._kube_proxy.pop(kn.name if family == 4 else f"{kn.name}/6", None)
     if not installed:
         return
     # the chains go (the next render writes them again); the jump rules in the builtin
     # chains stay where they are, as in the kernel
     for table, chains in installed.items():
-        t = kn.node.iptables(table)
+        t = kn.node.iptables(table) if family == 4 else kn.node.ip6tables(table)
         for c in chains:
             t.chains.pop(c, None)
 
@@ -338,7 +408,7 @@ def restore_tables(payload: str) -> dict[str, list[str]]:
     return out
 
 
-def as_saved(spec: str) -> str:
+def as_saved(spec: str, family: int = 4) -> str:
     """A rule as kube-proxy writes it -> as iptables-save prints it back (what the model
     restores and compares): `--probability P` as the kernel keeps it (lround(P * 2^31),
     printed %.11f), MARK's --or-mark / --xor-mark as --set-xmark, a bare `-j REJECT` with
@@ -347,5 +417,6 @@ def as_saved(spec: str) -> str:
                   lambda m: f"--probability {round(float(m.group(1)) * 0x80000000) / 0x80000000:.11f}", spec)
     spec = re.sub(r"--or-mark (\S+)", lambda m: f"--set-xmark {m.group(1)}/{m.group(1)}", spec)
     spec = re.sub(r"--xor-mark (\S+)", lambda m: f"--set-xmark {m.group(1)}/0x0", spec)
-    spec = re.sub(r"-j REJECT$", "-j REJECT --reject-with icmp-port-unreachable", spec.rstrip())
+    spec = re.sub(r"-j REJECT$", "-j REJECT --reject-with " + ("icmp-port-unreachable" if family == 4 else
+                                                             "icmp6-port-unreachable"), spec.rstrip())
     return spec

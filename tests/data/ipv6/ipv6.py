@@ -20,7 +20,7 @@ V6_DROP = "-d fd00:20::2/128 -p tcp -m tcp --dport 8080 -j DROP"
 V6_BYPASS = "-d fd00:20::2/128 -p tcp -m tcp --dport 8080 -j ACCEPT"
 
 
-@recipe("dual-stack", params=[Param("bypass", 0, "ACCEPT before the IPv6 DROP (mutation)", min=0, max=1),
+@recipe("docker-dual-stack", params=[Param("bypass", 0, "ACCEPT before the IPv6 DROP (mutation)", min=0, max=1),
                               Param("dad", 0, "containers' IPv6 addresses with DAD", min=0, max=1)])
 def build(lab: Lab, bypass: int, dad: int) -> None:
     """Two containers on a dual-stack bridge; IPv4 and IPv6 NAT to an outside node; an ip6tables DROP."""

@@ -1,0 +1,123 @@
+"""NetworkPolicy as kube-router enforces it, one of the Kubernetes e2e's 48 cases (`--set case=NAME`).
+
+The e2e's model: namespaces x, y, z with pods a, b, c each (labels pod=a|b|c, ns=x|y|z), all on
+one node bridged by kube-bridge (kube-router's bridge; bridged traffic passes FORWARD through
+br_netfilter), each pod serving the case's ports over tcp and udp at 10.0.<ns>.<pod>. The case's
+policies (and label changes, for the multi-step cases) are applied to the netpol kit's model up
+to the step chosen (`--set step=N`, default the last), and the node gets one full sync of
+kube-router's network-policy controller as nsbox.kits.netpol.kuberouter writes it: the ipsets
+(KUBE-SRC-*/KUBE-DST-* hash:ip, hash:net with `nomatch` for an ipBlock's except) and the filter
+table (KUBE-ROUTER-FORWARD, KUBE-POD-FW-* per pod, KUBE-NWPLCY-* per policy, REJECT for what no
+policy admits).
+
+Every probe of that step is one matrix of real connections between the nine pods (the
+diagonal left out, as the e2e does), expected as the e2e's own truth table for the step says;
+the report prints expected / observed / comparison as the e2e prints them. SCTP probes are
+not sent (nsbox has no SCTP servers): a case whose step probes only SCTP is refused.
+"""
+
+import ipaddress
+import re
+from pathlib import Path
+
+from nsbox.errors import ValidationError
+from nsbox.kits.netpol import PODS, Scenario, load_cases
+from nsbox.kits.netpol.cases import pod_ip
+from nsbox.kits.netpol.kuberouter import render
+from nsbox.model import Lab
+from nsbox.recipe import Param, recipe
+
+CASES = {c.id: c for c in load_cases(Path(__import__("nsbox.kits.netpol", fromlist=["x"]).__file__).parent
+                                     / "cases.json")}
+DEFAULT = "allow-from-podselector-same-ns"
+
+
+def as_saved(spec: str) -> str:
+    """kube-router's NFLOG rule puts `-m limit` after its target (iptables takes options in
+    any order), and it writes protocols as the API does (`-p TCP`): iptables-save prints the
+    match before the target and the protocol in lower case, and the model wants it so."""
+    spec = re.sub(r"-p (TCP|UDP|SCTP)\b", lambda m: f"-p {m.group(1).lower()}", spec)
+    m = re.search(r" (-m limit --limit \S+ --limit-burst \d+)$", spec)
+    if m and " -j " in spec[:m.start()]:
+        head, _, target = spec[:m.start()].rpartition(" -j ")
+        spec = f"{head} {m.group(1)} -j {target}"
+    return spec
+
+
+def canonical(entry: str) -> str:
+    """A hash:net entry as ipset stores it: an ipBlock's cidr may have host bits set
+    (10.0.1.1/4, as the e2e writes it); ipset masks them (0.0.0.0/4), so `ipset list` and the
+    model hold the network."""
+    net, _, flag = entry.partition(" ")
+    return " ".join(x for x in (str(ipaddress.ip_network(net, strict=False)), flag) if x)
+
+
+def node_of(key: str) -> str:
+    return key.replace("/", "-")
+
+
+@recipe("network-policy", params=[
+    Param("case", DEFAULT, "one of the e2e's NetworkPolicy cases (nsbox/kits/netpol/cases.json)",
+          choices=tuple(CASES)),
+    Param("step", "last", "the case's step whose policies and probes to use: 1..N or last"),
+])
+def build(lab: Lab, case: str = DEFAULT, step: str = "last") -> None:
+    """NetworkPolicy by kube-router's iptables+ipsets, an e2e case's truth table on the kernel."""
+    scenario = Scenario(CASES[case])
+    n_steps = len(scenario.case.steps)
+    if step == "last":
+        want = n_steps
+    elif step.isdigit() and 1 <= int(step) <= n_steps:
+        want = int(step)
+    else:
+        raise ValidationError(f"network-policy: case {case} has steps 1-{n_steps}, not {step!r}")
+    chosen = None
+    for s in scenario.steps():  # the actions of every step up to the one chosen
+        if s.index == want:
+            chosen = s
+            break
+    assert chosen is not None
+    probes = [p for p in chosen.probes if p.protocol in ("TCP", "UDP")]
+    if not probes:
+        raise ValidationError(f"network-policy: case {case} step {want} probes only SCTP, which nsbox cannot send")
+    lab.description = f"NetworkPolicy e2e case {case} (step {want} of {n_steps}): {scenario.case.title}"
+    lab.require("veth", "bridge", "conntrack", "ipset")
+
+    node = lab.node("node")
+    node.bridge("kube-bridge", "10.0.0.254/16")
+    node.sysctl("net.bridge.bridge-nf-call-iptables", 1)
+    # kube-router REJECTs: a denied client gets ICMP port unreachable at once, for each probe;
+    # the kernel's ICMP rate limit (burst 6, then 1/s) would turn later ones into timeouts.
+    node.sysctl("net.ipv4.icmp_ratelimit", 0)
+    for key in PODS:
+        pod = lab.node(node_of(key))
+        lab.veth(pod, "eth0", node, f"v-{node_of(key)}", b_master="kube-bridge")
+        pod.address("eth0", f"{pod_ip(key)}/16")
+        for port in scenario.case.ports:
+            pod.serve("tcp", port)
+            pod.serve("udp", port)
+
+    rendered = render(scenario.cluster, version=str(want))
+    for s in rendered.ipsets.values():  # kube-router's `timeout 0` is no timeout: the default
+        node.ipset(s.name, s.type, [canonical(e) for e in s.entries] if s.type == "hash:net" else s.entries)
+    # the filter table as iptables-restore reads rendered.filter_restore(), line by line:
+    # chains, appends and the top-level jumps kube-router inserts (`-I CHAIN 1`) in order
+    filt = node.iptables("filter")
+    for line in rendered.filter_restore().splitlines():
+        if line.startswith(":"):
+            chain = line[1:].split()[0]
+            if chain not in filt.chains:
+                filt.new_chain(chain)
+        elif line.startswith("-A "):
+            chain, _, spec = line[3:].partition(" ")
+            filt.append(chain, as_saved(spec))
+        elif line.startswith("-I "):
+            chain, _, spec = line[3:].partition(" ")
+            pos, _, spec = spec.partition(" ")
+            filt.insert(chain, as_saved(spec), int(pos))
+
+    names = [node_of(k) for k in PODS]
+    for p in probes:
+        expected = {(node_of(s), node_of(d)): ok for (s, d), ok in p.expected.items()}
+        lab.expect_matrix(names, "tcp" if p.protocol == "TCP" else "udp", p.port, expected=expected,
+                          name=f"{case} step {want} {p.port}/{p.protocol}")
