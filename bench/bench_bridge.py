@@ -325,7 +325,8 @@ class _Tally:
 @contextmanager
 def instrumented() -> Iterator[_Tally]:
     """Time realize's steps by wrapping them (no edits to nsbox; restored afterwards)."""
-    from nsbox.kernel import iptables, netns, realize, rtnl, sysctl
+    from nsbox.host import netns, rtnl
+    from nsbox.kernel import iptables, realize, sysctl
 
     tally = _Tally()
     saved: list[tuple[object, str, object]] = []

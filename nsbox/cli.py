@@ -311,7 +311,7 @@ def clean_cmd(dry_run: bool) -> None:
     they prove nsbox created; labs whose nsbox still runs are left alone, and a
     journal that fails a check is reported in one line and skipped (exit 1).
     Also removes the records of your live labs (`nsbox up`) whose holder is gone."""
-    from nsbox.kernel import onhost
+    from nsbox.host import onhost
     from nsbox.live import commands as live
 
     if os.geteuid() != 0:
@@ -493,7 +493,8 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
     """Sysctl keys and values, tried in a throwaway netns before anything is built
     (labs that will be skipped for a missing feature are not held to it). With several
     recipes, a refused one becomes Refused and the others go on."""
-    from nsbox.kernel import features, iptables_check, nftables, sysctl
+    from nsbox.host import features
+    from nsbox.kernel import iptables_check, nftables, sysctl
 
     out = []
     for lab in labs:

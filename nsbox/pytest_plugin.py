@@ -157,7 +157,7 @@ def build_lab(what: str | Callable[..., None], params: dict[str, Any],
 def up(lab: Lab, timeout: float = 1.0) -> LabHandle:
     """Build LAB in the host's named namespaces and start its servers. Skips (pytest.skip) when
     the kernel lacks a feature LAB requires."""
-    from nsbox.kernel import features
+    from nsbox.host import features
     from nsbox.kernel.realize import realize
     from nsbox.runner import JOURNAL_DIR, on_host_names, remove_empty
     from nsbox.verify.verifier import start_servers

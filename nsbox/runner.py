@@ -11,8 +11,8 @@ from typing import Callable
 from nsbox import tools
 from nsbox.signals import deferred
 from nsbox.errors import KernelError
-from nsbox.kernel import features, netns, onhost
-from nsbox.kernel.onhost import JOURNAL_DIR
+from nsbox.host import features, netns, onhost
+from nsbox.host.onhost import JOURNAL_DIR
 from nsbox.kernel.realize import Realized, realize
 from nsbox.model import Lab
 from nsbox.verify.matrix import tables as matrix_tables

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nsbox.kernel import iptables
+from nsbox.wire import iptables
 from nsbox.model.rules import parse_rule
 
 pytestmark = [

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nsbox.kernel.iptables import drop_counters, resolve_flavour, restore_text, saved_counters
+from nsbox.observe.counters import drop_counters
+from nsbox.host.programs import resolve_flavour
+from nsbox.wire.iptables import restore_text, saved_counters
 from nsbox.model import Firewall
 
 
@@ -98,7 +100,8 @@ def test_drop_counters_match_rules_by_text_and_copies_in_order(monkeypatch):
     import subprocess
     from contextlib import nullcontext
 
-    from nsbox.kernel import iptables, netns
+    from nsbox.host import netns
+    from nsbox.kernel import iptables
 
     fw = Firewall()
     raw = fw.table("raw")

@@ -28,7 +28,7 @@ from typing import BinaryIO
 from nsbox import tools
 from nsbox.artifacts import pcap
 from nsbox.artifacts.folder import Folder
-from nsbox.kernel import netns
+from nsbox.host import netns
 
 MAX_PACKETS = 200
 SETTLE = 0.3          # late answers (ICMP errors, retransmissions) after the probe returns

@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl import RTM_GETADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 from nsbox.errors import KernelError
-from nsbox.kernel import netns
+from nsbox.host import netns
 
 IFA_F_NODAD = 0x02
 IFA_F_DADFAILED = 0x08

@@ -22,9 +22,11 @@ _AT_LINE = re.compile(r"Error occurred at line: (\d+)")
 def check_lab(lab: Lab) -> None:
     """ValidationError naming the node, table and rule that iptables-restore refuses."""
     from nsbox import tools
-    from nsbox.kernel import iptables, netns
+    from nsbox.host import netns
+    from nsbox.host.programs import resolve_flavour
+    from nsbox.wire import iptables
 
-    flavour = iptables.resolve_flavour("auto")
+    flavour = resolve_flavour("auto")
     for node in lab.nodes.values():
         for family in iptables.FAMILIES:
             text = iptables.restore_text(node.firewall, family)

@@ -267,7 +267,7 @@ def _forget(directory: str, rec: Record) -> list[str]:
     """Remove the record of a lab whose holder is gone; --on-host, its namespaces too."""
     out = []
     if rec.mode == "on-host":
-        from nsbox.kernel import onhost
+        from nsbox.host import onhost
 
         done = onhost.clean(False)
         out += done.out + done.errors

@@ -105,7 +105,7 @@ def start_nodes(lab: Lab, paths: dict[str, str]) -> Nodes:
 
 def _load(opts: Options) -> Lab:
     from nsbox import cli, sandbox
-    from nsbox.kernel import features
+    from nsbox.host import features
 
     if opts.on_host:
         if os.geteuid() != 0:

@@ -81,7 +81,7 @@ class Route:
 
     Unset fields are left to the kernel, as `ip` leaves them: scope link for a
     route without a gateway, universe with one; metric 0 (IPv4) or 1024 (IPv6);
-    table main; proto boot. Encoded by nsbox/kernel/routing.py."""
+    table main; proto boot. Encoded by nsbox/wire/routing.py."""
 
     dst: str  # "default" or a CIDR
     via: str | None = None
@@ -457,7 +457,7 @@ class Lab:
     nodes: dict[str, Node] = field(default_factory=dict)
     veths: list[VethPair] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    requires: set[str] = field(default_factory=set)  # kernel features, see kernel/features.py
+    requires: set[str] = field(default_factory=set)  # kernel features, see host/features.py
     matrices: list[Matrix] = field(default_factory=list)  # all-pairs groups of reach checks
     links: list[Link] = field(default_factory=list)  # links of registered kinds, in creation order
     containers: dict[str, Container] = field(default_factory=dict)  # beside the one per node

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from shlex import quote as q  # step texts are shell commands (`nsbox explain`): every name is quoted
 from typing import Any, Callable, Protocol, Union
 
-from nsbox.kernel import routing, rtnl
-from nsbox.kernel.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK
+from nsbox.wire import routing, rtnl
+from nsbox.wire.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK
 from nsbox.kinds import links as kinds
 from nsbox.model import Lab, Node
 from nsbox.model import linkopts
@@ -190,7 +190,7 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
                          RTM_NEWADDR,
                          needs=(a.iface,)))
     # Routes in declaration order (a gateway needs the route that reaches it first),
-    # then policy rules, neighbour and FDB entries: each self-describing (kernel/routing.py).
+    # then policy rules, neighbour and FDB entries: each self-describing (wire/routing.py).
     for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
         plan.add(node.name, routing.ip_text(obj),
                  Netlink(lambda ctx, obj=obj: routing.encode(obj, ctx.index), routing.msg_type(obj),
@@ -199,7 +199,7 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
                          needs=routing.needs(obj)))
     fw = node.firewall
     if fw.used_tables(4) or fw.used_tables(6) or fw.nft:
-        from nsbox.kernel.iptables import restore_text
+        from nsbox.wire.iptables import restore_text
 
         text = []
         for family, cmd in ((4, "iptables-restore"), (6, "ip6tables-restore")):

@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass
 
 from nsbox.errors import UsageError, ValidationError
-from nsbox.kernel import netns
+from nsbox.host import netns
 from nsbox.model import BindCheck, ConntrackCheck, Lab, LinkCheck, ReachCheck
 from nsbox.model.checks import Check, describe_rule
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall

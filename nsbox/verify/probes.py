@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Generator
 
-from nsbox.kernel import netns
+from nsbox.host import netns
 from nsbox.verify.loop import READ, WRITE, Wait, run_one
 from nsbox.verify.servers import ECHO_PREFIX, TOKEN_HEADER
 

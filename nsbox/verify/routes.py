@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from nsbox.kernel.routeget import route_get
+from nsbox.observe.routeget import route_get
 from nsbox.model.routes import RouteCheck
 from nsbox.verify.results import CheckResult
 
@@ -34,7 +34,7 @@ def run_route(built, c: RouteCheck) -> CheckResult:
 
 def run_neigh(built, c) -> CheckResult:
     """Read NODE's neighbour table (RTM_GETNEIGH dump) after the traffic checks."""
-    from nsbox.kernel.routeget import neighbours
+    from nsbox.observe.routeget import neighbours
 
     start = time.monotonic()
     node = built.lab.netns_of(c.node).name

@@ -30,7 +30,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 
-from nsbox.kernel import netns
+from nsbox.host import netns
 
 TOKEN_HEADER = "X-Nsbox-Probe"
 ECHO_PREFIX = b"nsbox-probe "

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Callable, Hashable, Protocol
 
 from nsbox.errors import KernelError
-from nsbox.kernel import conntrack, iptables, rtnl
+from nsbox.observe import counters
+from nsbox.observe.links import operstate
+from nsbox.observe import conntrack
 from nsbox.kernel.realize import Realized
 from nsbox.model.spread import SpreadCheck
 from nsbox.model import BindCheck, ConntrackCheck, InterfacesCheck, Lab, LinkCheck, ReachCheck
@@ -192,7 +194,7 @@ def _source_holds(built: Realized, c: ReachCheck, target) -> bool:
     source's own (issue 12 item 22; validation refuses it unless the address is shared)."""
     import socket
 
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     src = built.lab.netns_of(c.src)
     if target.node is None or target.loopback or target.node.name == src.name:
@@ -228,7 +230,7 @@ def _iptables_counters(built: Realized, c: ReachCheck, dst_ip: str, ref: tuple[s
     want = (table, chain, "policy" if spec == "policy" else parse_rule(spec).render())
     family = 6 if ":" in dst_ip else 4  # an IPv6 packet only moves ip6tables counters
     path = built.path(node)
-    return _Counters(lambda: iptables.rule_counters(path, firewall, built.iptables, family,  # type: ignore[arg-type]
+    return _Counters(lambda: counters.rule_counters(path, firewall, built.iptables, family,  # type: ignore[arg-type]
                                                     only_drops),
                      lambda k: k == want, lambda k: describe_rule((node, *k)),  # type: ignore[misc]
                      f"{'DROP ' if only_drops else ''}rule of {node}",
@@ -239,13 +241,13 @@ def _nft_counters(built: Realized, c: ReachCheck, ref: tuple[str, str, str, str]
                   only_drops: bool = True) -> _Counters:
     """dropped_by=(node, "nft", "FAMILY TABLE CHAIN", text of the rule): the packet counter of
     that nftables rule (as `nft list ruleset` prints it in the node)."""
-    from nsbox.kernel import nftables
+    from nsbox.wire import nftables
 
     node, _, chain, spec = ref or c.dropped_by  # type: ignore[misc]
     path = built.path(node)
 
     def read() -> dict[Hashable, int]:
-        rules = nftables.rule_counters(path)
+        rules = counters.nft_rule_counters(path)
         wanted = set(nftables.matching(rules, chain, spec, only_drops))
         # a rule's key: its place and text, so a rule listed differently is a different rule
         return {(i, ch, text, i in wanted): n for i, (ch, text, n) in enumerate(rules)
@@ -352,7 +354,7 @@ def _run_link(built: Realized, c: LinkCheck, timing: Timing) -> CheckResult:
     attempts = 0
     while True:
         attempts += 1
-        state = rtnl.operstate(built.path(c.node), c.iface)
+        state = operstate(built.path(c.node), c.iface)
         if state == c.state or time.monotonic() - start + timing.interval > timing.deadline:
             break
         time.sleep(timing.interval)
@@ -367,7 +369,7 @@ def _run_bind(built: Realized, c: BindCheck) -> CheckResult:
     import errno
     import socket
 
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     start = time.monotonic()
     node = built.lab.netns_of(c.container).name
@@ -398,7 +400,7 @@ def _run_interfaces(built: Realized, c: InterfacesCheck) -> CheckResult:
     """List the netns's interfaces with if_nameindex(3) from inside it (netlink in that netns)."""
     import socket
 
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     start = time.monotonic()
     node = built.lab.netns_of(c.node).name

@@ -25,7 +25,7 @@ from functools import lru_cache, partial
 from typing import Any, Callable, Literal
 
 from nsbox.errors import REINSTALL, InstallError, missing_module
-from nsbox.kernel import netns
+from nsbox.host import netns
 from nsbox.kinds import links as _link_kinds
 from nsbox.model.lab import FEATURES
 
@@ -58,13 +58,14 @@ def _link(kind: str, **kw) -> Probe:
 
 
 def _own(kind: str) -> Probe:
-    """veth and bridge: the very request realize sends (kernel/rtnl.py), in-process and
+    """veth and bridge: the very request realize sends (host/rtnl.py), in-process and
     without pyroute2's IPRoute (an asyncio round per call: ~10 ms each at start-up)."""
     def probe(_ipr) -> None:
         from nsbox.errors import KernelError
-        from nsbox.kernel import rtnl
+        from nsbox.host.rtnl import Rtnl
+        from nsbox.wire import rtnl
 
-        r = rtnl.Rtnl("probe", "/proc/thread-self/ns/net")
+        r = Rtnl("probe", "/proc/thread-self/ns/net")
         try:
             if kind == "bridge":
                 msg = rtnl.bridge("nsbprobe0", None)
@@ -100,7 +101,7 @@ def _child(kind: str, **kw) -> Probe:
 
 def _iptables_nat(ipr, flavour: str = "auto") -> None:
     """The nat table of the backend FLAVOUR resolves to (kernel/iptables.py)."""
-    from nsbox.kernel import iptables
+    from nsbox.host import programs as iptables
 
     if iptables.resolve_flavour(flavour) == "nft":
         _nft_nat_chain()
@@ -173,7 +174,7 @@ def _nft_nat_chain() -> None:
 
 
 def _nftables(ipr) -> None:
-    from nsbox.kernel.nftables import probe
+    from nsbox.host.programs import nft_probe as probe
     why = probe()
     if why:
         raise KernelRefused(why)
