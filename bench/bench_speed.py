@@ -243,7 +243,7 @@ def baseline_script(n: int, d: Path, flavour: str) -> Path:
     sys.path.insert(0, str(REPO))
     from nsbox import recipe
     from nsbox.host.programs import program
-    from nsbox.wire import iptables
+    from nsbox.kinds.firewalls import xtables as iptables
     from nsbox.plan.steps import Firewall, Netlink, Netns, Sysctl, plan_lab
     from nsbox.validate import validate
 
@@ -284,7 +284,7 @@ def baseline_script(n: int, d: Path, flavour: str) -> Path:
                 if text == "\n":
                     continue
                 prog = program(family, flavour, "restore")
-                # In a sandbox one nf_tables batch is capped (~1,000 rules; see kernel/iptables.py):
+                # In a sandbox one nf_tables batch is capped (~1,000 rules; see kinds/firewalls/_xtables.py):
                 # then chains first and rules in --noflush chunks, as nsbox does.
                 chunks = ([(text, [])] if text.count("\n-A ") <= iptables.RESTORE_CHUNK
                           else iptables.restore_chunks(fw, family))

@@ -494,15 +494,14 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
     (labs that will be skipped for a missing feature are not held to it). With several
     recipes, a refused one becomes Refused and the others go on."""
     from nsbox.host import features
-    from nsbox.kernel import iptables_check, nftables, sysctl
+    from nsbox.kernel import firewall, sysctl
 
     out = []
     for lab in labs:
         if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires)):
             try:
                 sysctl.check_lab(lab)
-                nftables.check_lab(lab)
-                iptables_check.check_lab(lab)  # unknown extensions, bad target options
+                firewall.check_lab(lab)  # every firewall kind's test load: unknown extensions, nft syntax
             except NsboxError as e:
                 if len(labs) == 1:
                     raise

@@ -15,7 +15,8 @@ import subprocess
 from typing import Callable
 
 from nsbox.errors import REINSTALL, InstallError, missing_module
-from nsbox.wire.iptables import FAMILIES, FLAVOURS
+from nsbox.kinds.firewalls.xtables import FAMILIES
+from nsbox.wire.iptables import FLAVOURS
 
 _loaded: list = []  # the iptc module once it has loaded (importing it is slow: it runs ldconfig)
 
@@ -114,7 +115,7 @@ def nft() -> str:
 def nft_probe() -> str | None:
     """Why nftables cannot be used here, or None. Runs in a scratch netns."""
     from nsbox import tools
-    from nsbox.wire.nftables import first_error
+    from nsbox.kinds.firewalls.nft import first_error
 
     prog = tools.find("nft")
     if prog is None:

@@ -16,7 +16,7 @@ from nsbox.errors import KernelError
 from nsbox.host import netns, onhost, rtnl
 from nsbox.host.journal import Journal
 from nsbox.host.programs import resolve_flavour
-from nsbox.kernel import dad, iptables, links, nftables, sysctl
+from nsbox.kernel import dad, firewall, links, sysctl
 from nsbox.model import Lab
 from nsbox.plan import Firewall, Netlink, Netns, Plan, Step, Sysctl, plan_lab
 
@@ -127,10 +127,7 @@ def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
                     sysctl.write(step.node, a.key, a.value, optional=a.optional)
             elif isinstance(a, Firewall):
                 with netns.entered(done.path(step.node)):
-                    if a.firewall.used_tables(4) or a.firewall.used_tables(6):
-                        iptables.apply(step.node, a.firewall, done.iptables)
-                    if a.firewall.nft:
-                        nftables.apply(step.node, a.firewall.nft)
+                    firewall.apply(step.node, a.firewall, done.iptables)
         if session is not None:
             session.close()
             session = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from nsbox.errors import ValidationError
+from nsbox.kinds import links as _link_kinds
 from nsbox.model.checks import BindCheck, Check, InterfacesCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
 from nsbox.model.matrix import Expected, Matrix, expected_of
@@ -24,9 +25,12 @@ SERVER_KINDS = ("http", "tcp", "udp", "dns")
 # which server kinds answer a probe of each protocol
 ANSWERS = {"http": ("http",), "tcp": ("tcp", "http"), "udp": ("udp",), "dns": ("dns",)}
 
-# Kernel features a recipe may require (lab.require); each is probed for real.
-FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
-            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering")
+# Kernel features a recipe may require (lab.require); each is probed for real
+# (host/features.py). Derived: every registered link kind is one (a new kind needs no
+# line here), plus those no link kind of nsbox stands for; the firewall kinds'
+# features (nat: iptables, nftables: nft) are among them.
+_OTHER_FEATURES = ("geneve", "wireguard", "nat", "conntrack", "ipv6", "nftables", "vlan_filtering")
+FEATURES = tuple(dict.fromkeys(("veth", "bridge", *_link_kinds.KINDS, *_OTHER_FEATURES)))
 
 
 @dataclass

@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 
-from nsbox.errors import KernelError
+from nsbox import tools
+from nsbox.errors import InstallError, KernelError
 from nsbox.host import netns
-from nsbox.host.programs import nft, program, tool_env
+from nsbox.host.programs import tool_env
+from nsbox.kinds import firewalls
 from nsbox.model.firewall import Firewall
+from nsbox.kinds.firewalls.nft import first_error
+from nsbox.kinds.firewalls.xtables import FAMILIES
 from nsbox.wire.iptables import saved_counters
-from nsbox.wire.nftables import first_error, listed_rules
+from nsbox.wire.nftables import listed_rules
 
 
 def drop_counters(path: str, firewall: Firewall, flavour: str = "legacy",
@@ -32,9 +36,9 @@ def rule_counters(path: str, firewall: Firewall, flavour: str = "legacy", family
 
     A kernel rule is matched to the model's by its text (both rendered by
     nsbox/model/rules.py), the k-th copy of a text to the k-th."""
-    prog = program(family, flavour, "save")
+    prog, argv = _save(FAMILIES[family], flavour)
     with netns.entered(path):
-        done = subprocess.run([prog, "-c"], capture_output=True, text=True, check=False, env=tool_env())
+        done = subprocess.run([prog, *argv[1:]], capture_output=True, text=True, check=False, env=tool_env())
     if done.returncode != 0:
         raise KernelError(f"{os.path.basename(prog)} -c: {' '.join(done.stderr.split()) or done.returncode}")
     saved = saved_counters(done.stdout, only_drops=only_drops)
@@ -60,8 +64,19 @@ def rule_counters(path: str, firewall: Firewall, flavour: str = "legacy", family
 
 def nft_rule_counters(path: str) -> list[tuple[str, str, int | None]]:
     """listed_rules() of the netns at PATH, read with `nft list ruleset` inside it."""
+    prog, argv = _save("nft", "")
     with netns.entered(path):
-        done = subprocess.run([nft(), "list", "ruleset"], capture_output=True, text=True, check=False)
+        done = subprocess.run([prog, *argv[1:]], capture_output=True, text=True, check=False, env=tool_env())
     if done.returncode != 0:
         raise KernelError(f"nft list ruleset: {first_error(done.stderr) or done.returncode}")
     return listed_rules(done.stdout)
+
+
+def _save(kind_name: str, flavour: str) -> tuple[str, list[str]]:
+    """The program (absolute path) and argv that print KIND's rules with counters."""
+    kind = firewalls.get(kind_name)
+    argv = kind.save_argv(flavour)
+    prog = tools.find(argv[0])
+    if prog is None:
+        raise InstallError(f"{argv[0]} is not installed ({kind.install_hint})")
+    return prog, argv

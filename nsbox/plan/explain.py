@@ -70,12 +70,9 @@ def _shell(step: Step) -> list[str]:
     if isinstance(a, Firewall):
         # One command per family (and per nft ruleset), each with its here-document:
         # every command, not only the first, runs in the node (ip6tables-restore too).
-        from nsbox.wire.iptables import restore_text
+        from nsbox.kinds.firewalls import kinds
 
-        fw = a.firewall
-        docs = [(cmd, restore_text(fw, family)) for family, cmd in ((4, "iptables-restore"), (6, "ip6tables-restore"))
-                if fw.used_tables(family)]
-        docs += [("nft -f -", ruleset.rstrip("\n") + "\n") for ruleset in fw.nft]
+        docs = [doc for kind in kinds() for doc in kind.commands(a.firewall)]
         return ["\n".join(_here_doc(f"ip netns exec {node} {cmd}", text) for cmd, text in docs)]
     raise AssertionError(f"no shell form for {a!r}")
 

@@ -21,6 +21,7 @@ from nsbox.kinds import links as kinds
 from nsbox.model import Lab, Node
 from nsbox.model import linkopts
 from nsbox.model.lab import Link
+from nsbox.kinds.firewalls import kinds as firewall_kinds
 from nsbox.model.firewall import Firewall as FirewallModel
 
 
@@ -56,7 +57,7 @@ class Sysctl:
 
 @dataclass(frozen=True)
 class Firewall:
-    """The node's iptables tables, applied in one go (kernel/iptables.apply)."""
+    """The node's firewall, every kind in one go each (kernel/firewall.apply)."""
 
     firewall: FirewallModel
 
@@ -198,12 +199,7 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
                          **({"flags": NLM_F_REQUEST | NLM_F_ACK} if getattr(obj, "delete", False) else {}),
                          needs=routing.needs(obj)))
     fw = node.firewall
-    if fw.used_tables(4) or fw.used_tables(6) or fw.nft:
-        from nsbox.wire.iptables import restore_text
-
-        text = []
-        for family, cmd in ((4, "iptables-restore"), (6, "ip6tables-restore")):
-            if fw.used_tables(family):
-                text.append(f"{cmd} <<'EOF'\n" + restore_text(fw, family) + "EOF")
-        text += ["nft -f - <<'EOF'\n" + ruleset.rstrip("\n") + "\nEOF" for ruleset in fw.nft]
+    docs = [doc for kind in firewall_kinds() for doc in kind.commands(fw)]
+    if docs:
+        text = [f"{cmd} <<'EOF'\n" + doc + "EOF" for cmd, doc in docs]
         plan.add(node.name, "\n".join(text), Firewall(fw), "the node's firewall, one restore per family")

@@ -1,15 +1,8 @@
-"""nft's text: its first error line, and `nft list ruleset` output read back. Pure text."""
+"""`nft list ruleset` output read back. Pure text."""
 
 from __future__ import annotations
 
 import re
-
-def first_error(stderr: str) -> str:
-    """nft prints `/dev/stdin:3:9-12: Error: ...` then the line and carets: keep the first line."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return lines[0].replace("/dev/stdin:", "line ", 1) if lines else "refused"
-
-
 
 _COUNTER = re.compile(r"\s*counter packets (\d+) bytes \d+")
 
