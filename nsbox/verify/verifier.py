@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Hashable, Protocol
 
+from nsbox import retry
 from nsbox.errors import KernelError
 from nsbox.observe import counters
 from nsbox.observe.links import operstate
@@ -156,10 +157,9 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
     dst_ip = target.ip
     itself = _source_holds(built, c, target)
     src_path = _src_path(built, c.src)
-    start = time.monotonic()
-    attempts = 0
+    budget = retry.Budget(timing.deadline)
     while True:
-        attempts += 1
+        budget.attempts += 1
         p = yield from probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, c.query, sockets,
                                   c.size, c.df)
         token = p.token
@@ -170,7 +170,7 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
         observed, passed = _judge(c, p, seen, by)
         if itself and p.reachable:  # the source's own stack answered: nothing reached DST
             observed, passed = "answered by the source itself", False
-        if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
+        if passed or not budget.another(timing.probe_timeout):
             break
         yield Wait(None, 0, time.monotonic() + timing.interval)
     where = f" to {_hostport(dst_ip, c.port)}"
@@ -181,8 +181,8 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
         detail += f"; answered by {by}"
     if seen:
         detail += f"; server saw {_hostport(*seen)}"
-    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
-                       round((time.monotonic() - start) * 1000, 1),
+    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, budget.attempts,
+                       round(budget.elapsed() * 1000, 1),
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None, seen=Endpoint(*seen) if seen else None,
                        answered_by=by), p
@@ -292,10 +292,9 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
     dst_ip = target.ip
     counters = _nft_counters(built, c) if c.dropped_by[1] == "nft" else _iptables_counters(built, c, dst_ip)  # type: ignore[index]
     src_path = _src_path(built, c.src)
-    start = time.monotonic()
-    attempts = 0
+    budget = retry.Budget(timing.deadline)
     while True:
-        attempts += 1
+        budget.attempts += 1
         before = counters.read()
         sent = time.monotonic()
         h = loop.start(probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, size=c.size, df=c.df))
@@ -325,7 +324,7 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
         else:
             observed = f"{deny}, but no {counters.what} counted it"
         passed = not p.reachable and any(counters.wanted(k) for k in rose) and (c.deny is None or p.kind == c.deny)
-        if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
+        if passed or not budget.another(timing.probe_timeout):
             break
         loop_sleep(loop, timing.interval)
     detail = f"{p.detail} to {_hostport(dst_ip, c.port)}"
@@ -333,8 +332,8 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
         detail += (f"; the rule counted the packet within {counted_ms:.0f} ms "
                    f"(the {timing.probe_timeout:g} s timeout was not waited out)")
     detail += counters.note
-    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
-                       round((time.monotonic() - start) * 1000, 1),
+    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, budget.attempts,
+                       round(budget.elapsed() * 1000, 1),
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None), p
 
@@ -350,17 +349,12 @@ def _run_link(built: Realized, c: LinkCheck, timing: Timing) -> CheckResult:
     """Read IFACE's operstate from the kernel; re-read while it differs, within the
     deadline: carrier changes reach operstate through the kernel's linkwatch, up to
     a second later."""
-    start = time.monotonic()
-    attempts = 0
-    while True:
-        attempts += 1
-        state = operstate(built.path(c.node), c.iface)
-        if state == c.state or time.monotonic() - start + timing.interval > timing.deadline:
-            break
-        time.sleep(timing.interval)
-    return CheckResult(c.name, "link", c.expected, f"state {state}", state == c.state,
-                       f"{c.node}: {c.iface} operstate {state}", attempts,
-                       round((time.monotonic() - start) * 1000, 1), node=c.node)
+    tried = retry.until(lambda: operstate(built.path(c.node), c.iface), lambda state: state == c.state,
+                        within=timing.deadline, every=timing.interval, reserve=timing.interval)
+    state = tried.value
+    return CheckResult(c.name, "link", c.expected, f"state {state}", tried.ok,
+                       f"{c.node}: {c.iface} operstate {state}", tried.attempts,
+                       round(tried.seconds * 1000, 1), node=c.node)
 
 
 def _run_bind(built: Realized, c: BindCheck) -> CheckResult:

@@ -24,7 +24,7 @@ from nsbox.kits.dockerfw import config as fw
 from nsbox.kits.dockerfw import iptables as fw4
 from nsbox.kits.dockerfw import legacy as fw2010
 from nsbox.kits.dockerfw import nftables as fwnft
-from nsbox.model import Lab, Node
+from nsbox.model import Lab, Node, save
 from nsbox.model.firewall import BUILTIN_CHAINS
 from nsbox.model.rules import Rule, parse_rule
 
@@ -534,14 +534,12 @@ class Daemon:
                     ep.node.nftables(fwnft.loadable(resolver.nftables_rules(udp, tcp)))
                 else:
                     nat = ep.node.iptables("nat")
-                    for line in resolver.iptables_rules(udp, tcp)["nat"]:
-                        if line.startswith(":"):
-                            chain = line[1:].split()[0]
-                            if chain not in BUILTIN_CHAINS["nat"] and chain not in nat.chains:
-                                nat.new_chain(chain)
-                        elif line.startswith("-A "):
-                            chain, spec = line[3:].split(" ", 1)
-                            nat.append(chain, spec)
+                    for ln in save.lines(resolver.iptables_rules(udp, tcp)["nat"], table="nat"):
+                        if ln.kind == "chain":
+                            if ln.chain not in BUILTIN_CHAINS["nat"] and ln.chain not in nat.chains:
+                                nat.new_chain(ln.chain)
+                        elif ln.kind == "rule":
+                            nat.append(ln.chain, ln.spec)
                 self.lab.virtual(resolver.RESOLVER_IP, proto="udp", port=resolver.DNS_PORT, node=ep.node,
                                  name=f"{ep.name}'s embedded DNS")
                 made[ep.name] = dns.name

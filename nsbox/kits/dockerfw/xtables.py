@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
 from nsbox.kits.dockerfw.config import IPAddress
+from nsbox.model import save
 
 Family = Literal[4, 6]
 TABLES: tuple[str, ...] = ("raw", "filter", "nat")
@@ -85,15 +86,13 @@ class Ruleset:
         """Read back `tables()` output (so `daemon_rules` can add to `render`'s result)."""
         rs = cls()
         for table, lines in tables.items():
-            for line in lines:
-                if line.startswith(":"):
-                    chain, policy = line[1:].split()[:2]
-                    rs.new_chain(table, chain)
-                    if policy != "-":
-                        rs.policies[(table, chain)] = policy
-                elif line.startswith("-A "):
-                    chain, _, rule = line[3:].partition(" ")
-                    rs.chains[table][chain].append(rule)
+            for ln in save.lines(lines, table=table):
+                if ln.kind == "chain":
+                    rs.new_chain(table, ln.chain)
+                    if ln.policy != "-":
+                        rs.policies[(table, ln.chain)] = ln.policy
+                elif ln.kind == "rule":
+                    rs.chains[table][ln.chain].append(ln.spec)
         return rs
 
 
