@@ -325,7 +325,8 @@ class _Tally:
 @contextmanager
 def instrumented() -> Iterator[_Tally]:
     """Time realize's steps by wrapping them (no edits to nsbox; restored afterwards)."""
-    from nsbox.kernel import iptables, netns, realize, rtnl, sysctl
+    from nsbox.host import netns, rtnl
+    from nsbox.kernel import firewall, realize, sysctl
 
     tally = _Tally()
     saved: list[tuple[object, str, object]] = []
@@ -343,7 +344,7 @@ def instrumented() -> Iterator[_Tally]:
     patch(rtnl.Rtnl, "queue", "Rtnl.queue (pyroute2 encode)")
     patch(rtnl.Rtnl, "flush", "Rtnl.flush (sendmsg + acks)")
     patch(rtnl.Rtnl, "indexes", "Rtnl.indexes (ifindex lookups, one round)")
-    patch(iptables, "apply", "iptables.apply ({ip,ip6}tables-restore)")
+    patch(firewall, "apply", "firewall.apply ({ip,ip6}tables-restore, nft -f)")
     patch(sysctl, "write", "sysctl.write")
     patch(netns._libc, "setns", "libc.setns")
     patch(netns._libc, "unshare", "libc.unshare(CLONE_NEWNET)")

@@ -242,7 +242,8 @@ def baseline_script(n: int, d: Path, flavour: str) -> Path:
     `ip -batch` of `netns del`. Writes its three timestamps (ns) to d/times."""
     sys.path.insert(0, str(REPO))
     from nsbox import recipe
-    from nsbox.kernel import iptables
+    from nsbox.host.programs import program
+    from nsbox.kinds.firewalls import xtables as iptables
     from nsbox.plan.steps import Firewall, Netlink, Netns, Sysctl, plan_lab
     from nsbox.validate import validate
 
@@ -282,8 +283,8 @@ def baseline_script(n: int, d: Path, flavour: str) -> Path:
                 text = iptables.restore_text(fw, family)
                 if text == "\n":
                     continue
-                prog = iptables.program(family, flavour, "restore")
-                # In a sandbox one nf_tables batch is capped (~1,000 rules; see kernel/iptables.py):
+                prog = program(family, flavour, "restore")
+                # In a sandbox one nf_tables batch is capped (~1,000 rules; see kinds/firewalls/_xtables.py):
                 # then chains first and rules in --noflush chunks, as nsbox does.
                 chunks = ([(text, [])] if text.count("\n-A ") <= iptables.RESTORE_CHUNK
                           else iptables.restore_chunks(fw, family))
@@ -362,7 +363,7 @@ def build_once(variant: str, n: int, tmp: Path, flavour: str, profile: bool = Fa
 
 def build_figures(sizes: list[int], repeat: int, profile: bool) -> dict:
     sys.path.insert(0, str(REPO))
-    from nsbox.kernel.iptables import resolve_flavour
+    from nsbox.host.programs import resolve_flavour
 
     flavour = resolve_flavour("auto")
     rows = []

@@ -313,7 +313,7 @@ def clean_cmd(dry_run: bool) -> None:
     they prove nsbox created; labs whose nsbox still runs are left alone, and a
     journal that fails a check is reported in one line and skipped (exit 1).
     Also removes the records of your live labs (`nsbox up`) whose holder is gone."""
-    from nsbox.kernel import onhost
+    from nsbox.host import onhost
     from nsbox.live import commands as live
 
     if os.geteuid() != 0:
@@ -503,18 +503,18 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
     """Sysctl keys and values, tried in a throwaway netns before anything is built
     (labs that will be skipped for a missing feature are not held to it). With several
     recipes, a refused one becomes Refused and the others go on."""
-    from nsbox.kernel import features, iptables_check, nftables, sysctl
+    from nsbox.host import features
+    from nsbox.kernel import firewall, sysctl
 
     out = []
     judged = [lab for lab in labs if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires))]
-    rules_ok = iptables_check.all_accepted(judged)  # one restore --test for all; else lab by lab
+    rules_ok = firewall.all_accepted(judged)  # one restore --test for all; else lab by lab
     for lab in labs:
         if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires)):
             try:
                 sysctl.check_lab(lab)
-                nftables.check_lab(lab)
-                if not rules_ok or iptables_check.own_check(lab):
-                    iptables_check.check_lab(lab)  # unknown extensions, bad target options
+                # every firewall kind's test load: unknown extensions, bad target options, nft syntax
+                firewall.check_lab(lab, batched=rules_ok)
             except NsboxError as e:
                 if len(labs) == 1:
                     raise

@@ -89,7 +89,7 @@ def _python_packages() -> list[Item]:
         except ImportError as e:
             err = missing_module(e) or InstallError(str(e))
             out.append(Item(pip, "broken", str(err), f"pip install {pip}, {REINSTALL}", "nsbox"))
-    from nsbox.kernel.iptables import _iptc
+    from nsbox.host.programs import _iptc
     try:
         iptc = _iptc()
         out.append(Item("python-iptables", "present", f"libxtables {iptc.xtables.xtables_version}"))
@@ -282,7 +282,7 @@ def _probe_in_child(paths: dict[str, str | None]) -> list[Item]:
                            ("/proc/self/gid_map", f"0 {gid} 1")):
             with open(path, "w") as f:
                 f.write(text)
-    from nsbox.kernel import features, netns
+    from nsbox.host import features, netns
     out = []
     try:
         with netns.scratch():
@@ -308,7 +308,7 @@ def _feature_fix(feature: str) -> str:
 
 def _nf_tables(label: str, path: str | None, args: list[str]) -> Item:
     """Whether the kernel takes nf_tables requests, asked with the tool in a scratch netns."""
-    from nsbox.kernel import netns
+    from nsbox.host import netns
     if path is None:
         return Item(label, "unknown", f"{label} is not installed, so this was not checked",
                     f"apt install {TOOLS[label][1]}")

@@ -31,7 +31,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -87,14 +86,11 @@ class LabHandle:
         """Assert SRC can (allow=True) or cannot reach DST. A result that differs from the one
         expected is probed again for up to DEADLINE seconds (the lab may still be settling)."""
         __tracebackhide__ = True  # the failure is the test's line, not this helper's
-        start = time.monotonic()
-        attempts = 0
-        while True:
-            attempts += 1
-            p = self._probe(src, dst, proto, port, timeout, query)
-            if p.reachable == allow or time.monotonic() - start >= deadline:
-                break
-            time.sleep(0.2)
+        from nsbox import retry
+
+        tried = retry.until(lambda: self._probe(src, dst, proto, port, timeout, query), lambda p: p.reachable == allow,
+                            within=deadline, every=0.2)
+        p, attempts = tried.value, tried.attempts
         if p.reachable != allow:
             from nsbox.session import probe_target
             ip = probe_target(self.lab, src, dst, proto, port, query=query).ip

@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from typing import IO
+
+from nsbox import retry
 
 REAP_LIMIT = 5.0  # seconds to wait for the namespace to empty after SIGKILL
 
@@ -54,9 +55,8 @@ def _kill_and_reap(p: subprocess.Popen) -> None:
         p.wait(timeout=REAP_LIMIT)
     except subprocess.TimeoutExpired:
         pass
-    deadline = time.monotonic() + REAP_LIMIT
-    while any(_alive(pid, start) for pid, start in inits) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    retry.until(lambda: any(_alive(pid, start) for pid, start in inits), lambda alive: not alive,
+                within=REAP_LIMIT, every=0.005)
 
 
 def _descendants(pid: int) -> list[int]:

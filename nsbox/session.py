@@ -25,23 +25,20 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
-from nsbox.errors import KernelError, ValidationError
+from nsbox.errors import KernelError
 from nsbox.signals import deferred
+from nsbox.validate import probe_target  # noqa: F401 - the one rule of which probes a lab accepts, for the front ends
 
 if TYPE_CHECKING:
     from nsbox.model import Lab
-    from nsbox.model.lab import Target
     from nsbox.verify.results import CheckResult, RecipeResult
     from nsbox.verify.servers import ServerSet
     from nsbox.verify.verifier import Built, Timing
 
-from nsbox.validate import probe_target  # noqa: E402,F401 - the one rule, re-exported for the front ends
-
-
 def on_host_names(lab_name: str) -> tuple[str, str]:
     """(netns prefix, journal path) for a lab built in the real host's namespaces."""
-    from nsbox.kernel import netns
-    from nsbox.kernel.onhost import JOURNAL_DIR
+    from nsbox.host import netns
+    from nsbox.host.onhost import JOURNAL_DIR
 
     prefix = netns.new_prefix()
     return prefix, f"{JOURNAL_DIR}/{prefix}{lab_name}.journal"
@@ -50,7 +47,7 @@ def on_host_names(lab_name: str) -> tuple[str, str]:
 def remove_empty(path: str) -> None:
     """rmdir PATH if empty. /run/nsbox only under its lock (onhost.locked): a lab
     starting may hold it, about to write its journal there."""
-    from nsbox.kernel import onhost
+    from nsbox.host import onhost
 
     if path == onhost.JOURNAL_DIR:
         onhost.remove_dir_if_empty()
@@ -104,13 +101,13 @@ class LabSession:
     def lacking(self) -> dict[str, str]:
         """Kernel features the lab requires that this kernel lacks: {feature: why}. A lab
         with any is skipped, never built."""
-        from nsbox.kernel import features
+        from nsbox.host import features
 
         return features.missing(frozenset(self.lab.requires), self.iptables)
 
     def build(self) -> Any:
         """Realize the lab. On a KernelError realize has already undone what it built."""
-        from nsbox.kernel.onhost import JOURNAL_DIR
+        from nsbox.host.onhost import JOURNAL_DIR
         from nsbox.kernel.realize import realize
 
         assert self.built is None, "a session builds its lab once"
@@ -171,7 +168,7 @@ class LabSession:
                 if self.built is not None and self._owns_kernel_state:
                     problems = self.built.teardown()
                 if self.tidy:
-                    from nsbox.kernel.onhost import JOURNAL_DIR
+                    from nsbox.host.onhost import JOURNAL_DIR
 
                     remove_empty(JOURNAL_DIR)
         return problems

@@ -46,7 +46,7 @@ def _check_texts(lab: Lab) -> None:
     """The lab's name (it changes in build() too: it becomes netns and journal names), then
     every name and value of the model: no control characters (a newline ends a line of
     iptables-restore input, a report, a script). nft rulesets are multi-line text: they
-    are checked by nft itself (nsbox.kernel.nftables.check_lab) and for include here."""
+    are checked by nft itself (nsbox.kernel.firewall.check_lab) and for include here."""
     from nsbox.model.serialize import lab_to_dict
 
     if not isinstance(lab.description, str):

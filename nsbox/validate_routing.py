@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from nsbox.errors import ValidationError
-from nsbox.kernel import routing
+from nsbox.wire import routing
 from nsbox.model.lab import Node, PolicyRule, Route
 from nsbox.model.names import ifname_problem
 

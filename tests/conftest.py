@@ -303,7 +303,7 @@ def _lab_of(item: object) -> str | None:
 
 # Items every --on-host lab shares: whichever lab made them, the last one out removes them.
 _SHARED_FACETS = ("/run/netns directory",)
-_SHARED_MARKERS = ("netns-dir-created", "netns-mount-created")  # nsbox.kernel.onhost's markers
+_SHARED_MARKERS = ("netns-dir-created", "netns-mount-created")  # nsbox.host.onhost's markers
 
 
 def _shared(facet: str, item: object) -> bool:

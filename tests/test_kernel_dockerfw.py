@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from nsbox.kernel.iptables import program, resolve_flavour
+from nsbox.host.programs import program, resolve_flavour
 from nsbox.kits.dockerfw import iptables as ipt
 from nsbox.kits.dockerfw import nftables as nft
 from tests.test_unit_dockerfw import GOLDENS, IPT_FILES, NFT_FILES, scenario, split_name

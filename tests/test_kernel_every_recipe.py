@@ -18,7 +18,7 @@ from golden import parse_save
 from test_kernel_explain import shipped_recipes
 
 from nsbox.cli import load_labs
-from nsbox.kernel.iptables import restore_text
+from nsbox.kinds.firewalls.xtables import restore_text
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
               pytest.mark.tools("iptables-save", "ip6tables-save")]

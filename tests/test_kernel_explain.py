@@ -44,7 +44,7 @@ REPO_PYTHON = "/opt/nsbox/venv/bin/python"
 @pytest.mark.parametrize("recipe", shipped_recipes())
 def test_explained_script_rebuilds_a_lab_that_verifies(nsbox, recipe, tmp_path):
     from nsbox.cli import load_labs
-    from nsbox.kernel import features
+    from nsbox.host import features
 
     lacking = features.missing(frozenset(load_labs((recipe,), {}, ())[0].requires))
     if lacking:  # the script would stop where the kernel lacks the feature, as nsbox run SKIPs

@@ -188,7 +188,7 @@ def test_run_all_with_a_skipped_recipe_in_every_format(nsbox, tmp_path, schema):
             lab.host.address("v0", "10.98.0.1/24")
             lab.expect("a", "host", "icmp")
     '''))
-    from nsbox.kernel import features
+    from nsbox.host import features
     if not features.missing(frozenset({"vlan"})):
         pytest.skip("this kernel has 802.1q: the recipe would not be skipped")
     junit = tmp_path / "all.xml"

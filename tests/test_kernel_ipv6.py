@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from nsbox.kernel.iptables import resolve_flavour
+from nsbox.host.programs import resolve_flavour
 
 pytestmark = [
     pytest.mark.kernel,

@@ -28,7 +28,7 @@ from conftest import IS_ROOT, NEEDS_ROOT
 from conftest import dump_sections as _sections
 from golden import parse_save
 
-from nsbox.kernel.iptables import program, resolve_flavour
+from nsbox.host.programs import program, resolve_flavour
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
               pytest.mark.tools("iptables-save", "nft", "conntrack", "curl", "unshare")]

@@ -27,7 +27,7 @@ from conftest import IS_ROOT, NEEDS_ROOT
 from conftest import dump_sections as _sections
 from golden import parse_save
 
-from nsbox.kernel.iptables import restore_text
+from nsbox.kinds.firewalls.xtables import restore_text
 from nsbox.model.serialize import lab_from_dict
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from nsbox.kernel.iptables import program
+from nsbox.host.programs import program
 from nsbox.kits.kubeproxy import iptables as ipt
 from nsbox.kits.kubeproxy import nftables as nft
 from nsbox.kits.kubeproxy.model import load_scenario
@@ -291,7 +291,7 @@ def test_real_traffic_follows_the_rendered_rules(mode: str, nfacct: str, tmp_pat
         rules = tmp_path / "rules"
         rules.write_text(ipt.render(IPT_CFG, services, slices).payload)
         from nsbox.errors import InstallError
-        from nsbox.kernel.iptables import resolve_flavour
+        from nsbox.host.programs import resolve_flavour
         try:
             flavour = resolve_flavour("auto")
             restore, cmd = program(4, flavour, "restore"), program(4, flavour, "save").replace("-save", "")

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from nsbox.errors import InstallError
-from nsbox.kernel.iptables import program, resolve_flavour
+from nsbox.host.programs import program, resolve_flavour
 from nsbox.kits.kubeproxy import iptables as ipt
 from nsbox.kits.kubeproxy import nftables as nft
 from nsbox.kits.kubeproxy.model import ProxierConfig, service_from_dict, slice_from_dict

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nsbox.kernel import iptables
+from nsbox.kinds.firewalls import xtables as iptables
 from nsbox.model.rules import parse_rule
 
 pytestmark = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nsbox.errors import ValidationError
-from nsbox.kernel import routing
-from nsbox.kernel.rtnl import IFA_F_NOPREFIXROUTE, address
+from nsbox.wire import routing
+from nsbox.wire.rtnl import IFA_F_NOPREFIXROUTE, address
 from nsbox.model import Lab
 from nsbox.model.firewall import Table
 from nsbox.validate import validate

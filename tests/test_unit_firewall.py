@@ -170,7 +170,7 @@ def test_other_conntrack_users_need_conntrack(table, spec):
 
 
 def test_restore_text_is_one_transaction_per_table():
-    from nsbox.kernel.iptables import restore_text
+    from nsbox.kinds.firewalls.xtables import restore_text
     from nsbox.model import Firewall
 
     fw = Firewall()

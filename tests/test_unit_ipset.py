@@ -113,7 +113,7 @@ def test_kube_router_sync_installs_through_the_model():
     filter table, in the order iptables would hold them after its -A/-I lines."""
     from pathlib import Path
 
-    from nsbox.kernel.iptables import restore_text
+    from nsbox.kinds.firewalls.xtables import restore_text
     from nsbox.kits.netpol.cases import Scenario, load_cases
     from nsbox.kits.netpol.kuberouter import _matches_first, render
     from nsbox.model.rules import parse_rule

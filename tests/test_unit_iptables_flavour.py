@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from nsbox.kernel.iptables import drop_counters, resolve_flavour, restore_text, saved_counters
+from nsbox.observe.counters import drop_counters
+from nsbox.host.programs import resolve_flavour
+from nsbox.kinds.firewalls.xtables import restore_text
+from nsbox.wire.iptables import saved_counters
 from nsbox.model import Firewall
 
 
@@ -98,7 +101,8 @@ def test_drop_counters_match_rules_by_text_and_copies_in_order(monkeypatch):
     import subprocess
     from contextlib import nullcontext
 
-    from nsbox.kernel import iptables, netns
+    from nsbox.host import netns
+    from nsbox.observe import counters
 
     fw = Firewall()
     raw = fw.table("raw")
@@ -108,7 +112,7 @@ def test_drop_counters_match_rules_by_text_and_copies_in_order(monkeypatch):
     flt.append("DOCKER", "-p tcp -m tcp --dport 7 -j DROP")
     flt.append("DOCKER", "-p tcp -m tcp --dport 7 -j DROP")
     monkeypatch.setattr(netns, "entered", lambda path: nullcontext())
-    monkeypatch.setattr(iptables, "program", lambda family, flavour, verb: f"/x/iptables-{flavour}-{verb}")
+    monkeypatch.setattr(counters.tools, "find", lambda name: f"/x/{name}")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a[0], 0, SAVED, ""))
     got = drop_counters("/run/netns/x", fw, "nft")
     assert got[("raw", "PREROUTING", "-d 172.17.0.3/32 ! -i docker0 -j DROP")] == 5

@@ -11,7 +11,8 @@ import pytest
 from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg
 
 from nsbox.errors import ValidationError
-from nsbox.kernel import conntrack, rtnl
+from nsbox.wire import rtnl
+from nsbox.observe import conntrack
 from nsbox.model import Lab
 from nsbox.plan import Netlink, plan_lab
 from nsbox.plan.explain import script

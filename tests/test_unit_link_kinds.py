@@ -27,7 +27,7 @@ def test_registry_has_every_kind_of_the_issue():
 
 
 def test_every_kind_brings_its_feature_probe():
-    from nsbox.kernel import features
+    from nsbox.host import features
 
     assert set(links.KINDS) <= set(features.PROBES)
 

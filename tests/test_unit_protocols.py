@@ -129,7 +129,7 @@ def test_model_lists_are_derived_from_the_registry():
     assert SERVER_KINDS == protocols.server_kinds()
     assert set(ANSWERS) == set(protocols.names())
     assert set(protocols.features()) <= set(FEATURES) and "sctp" in FEATURES
-    from nsbox.kernel import features
+    from nsbox.host import features
 
     assert set(features.PROBES) == set(FEATURES)
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from nsbox.errors import ValidationError
-from nsbox.kernel import routing
+from nsbox.wire import routing
 from nsbox.model import Lab
 from nsbox.model.lab import Fdb, Neigh, PolicyRule, Route
 from nsbox.model.serialize import lab_from_dict, lab_to_dict

@@ -201,7 +201,7 @@ def test_interfaces_check():
 
 
 def test_nft_listed_rules_and_matching():
-    from nsbox.kernel.nftables import listed_rules, matching
+    from nsbox.wire.nftables import listed_rules, matching
 
     text = ('table ip t {\n\tchain c {\n\t\ttype filter hook prerouting priority raw; policy accept;\n'
             '\t\tip daddr 10.0.0.2 iifname != "br0" counter packets 3 bytes 180 drop comment "X"\n'

@@ -28,7 +28,7 @@ from typing import BinaryIO
 from nsbox import tools
 from nsbox.artifacts import pcap
 from nsbox.artifacts.folder import Folder
-from nsbox.kernel import netns
+from nsbox.host import netns
 from nsbox.kinds import protocols
 
 MAX_PACKETS = 200

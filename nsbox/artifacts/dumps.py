@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from nsbox import tools
 from nsbox.artifacts.folder import Folder
+from nsbox.kinds.firewalls import kinds as firewall_kinds
 
 TIMEOUT = 5.0
 
@@ -32,14 +33,8 @@ DUMPS = (
     Dump("route6.json", ("ip", "-6", "-j", "route", "show", "table", "all"), "iproute2"),
     Dump("neigh.json", ("ip", "-j", "neigh", "show"), "iproute2"),
     Dump("ip-rule.json", ("ip", "-j", "rule", "show"), "iproute2"),
-    # The system's `iptables` (where nsbox's rules go by default), and both backends
-    # by name: --iptables may have chosen the other one.
-    Dump("iptables.txt", ("iptables-save", "-c"), "iptables"),
-    Dump("ip6tables.txt", ("ip6tables-save", "-c"), "iptables"),
-    Dump("nftables.txt", ("nft", "list", "ruleset"), "nftables", optional=True),
-    Dump("iptables-legacy.txt", ("iptables-legacy-save", "-c"), "iptables"),
-    Dump("ip6tables-legacy.txt", ("ip6tables-legacy-save", "-c"), "iptables"),
-    Dump("iptables-nft.txt", ("iptables-nft-save", "-c"), "iptables", optional=True),
+    # Each firewall kind's own dumps (nsbox/kinds/firewalls/).
+    *(Dump(*spec) for kind in firewall_kinds() for spec in kind.dumps),
     Dump("conntrack.txt", ("conntrack", "-L", "-f", "ipv4"), "conntrack"),
     Dump("conntrack6.txt", ("conntrack", "-L", "-f", "ipv6"), "conntrack"),
 )

@@ -13,14 +13,14 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import time
 
 from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
 from pyroute2.netlink.rtnl import RTM_GETADDR
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
+from nsbox import retry
 from nsbox.errors import KernelError
-from nsbox.kernel import netns
+from nsbox.host import netns
 
 IFA_F_NODAD = 0x02
 IFA_F_DADFAILED = 0x08
@@ -73,18 +73,16 @@ def tentative(path: str, only: set[str] | None = None) -> list[str]:
 def wait(path: str, node: str, addresses: set[str], timeout: float = 5.0) -> float:
     """Wait until none of ADDRESSES is tentative; seconds waited. A duplicate found
     (dadfailed: another node holds the address) or DAD still running at TIMEOUT is an error."""
-    start = time.monotonic()
-    while True:
+    def tentative_now() -> list[str]:
         flags = {ip: f for ip, f in ipv6_addresses(path) if ip in addresses}
         failed = [ip for ip, f in flags.items() if f & IFA_F_DADFAILED]
         if failed:
             raise KernelError(f"{node}: duplicate address detection failed for {', '.join(failed)} "
                               f"(another node on the link holds it)")
-        busy = [ip for ip, f in flags.items() if f & IFA_F_TENTATIVE]
-        waited = time.monotonic() - start
-        if not busy:
-            return waited
-        if waited > timeout:
-            raise KernelError(f"{node}: {', '.join(busy)} still tentative after {timeout:.0f} s "
-                              f"(duplicate address detection never finished: is the link up?)")
-        time.sleep(0.05)
+        return [ip for ip, f in flags.items() if f & IFA_F_TENTATIVE]
+
+    tried = retry.until(tentative_now, lambda busy: not busy, within=timeout, every=0.05)
+    if not tried.ok:
+        raise KernelError(f"{node}: {', '.join(tried.value)} still tentative after {timeout:.0f} s "
+                          f"(duplicate address detection never finished: is the link up?)")
+    return tried.seconds

@@ -1,7 +1,7 @@
 """Links, addresses, routes, rules, neighbour and FDB entries in one namespace, as `ip` would make them.
 
 Each method queues one request on the node's batched rtnetlink socket
-(kernel/rtnl.py); the batch goes out when an index is needed or the block ends.
+(host/rtnl.py); the batch goes out when an index is needed or the block ends.
 """
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from nsbox.kernel import routing, rtnl
-from nsbox.kernel.rtnl import RTM_NEWLINK, RTM_NEWADDR, NLM_F_ACK, NLM_F_REQUEST
+from nsbox.host.rtnl import Rtnl
+from nsbox.wire import routing, rtnl
+from nsbox.wire.rtnl import RTM_NEWLINK, RTM_NEWADDR, NLM_F_ACK, NLM_F_REQUEST
 from nsbox.model.lab import Fdb, Neigh, PolicyRule, Route
 
 
 class NodeLinks:
     """rtnetlink operations inside one node's namespace."""
 
-    def __init__(self, node: str, nl: rtnl.Rtnl) -> None:
+    def __init__(self, node: str, nl: Rtnl) -> None:
         self.node = node
         self.nl = nl
         # The loopback device is registered first in every netns: always ifindex 1.
@@ -63,7 +64,7 @@ class NodeLinks:
 @contextmanager
 def in_node(node: str, path: str) -> Iterator[NodeLinks]:
     """A batch of link operations inside the namespace at PATH, sent when the block ends."""
-    nl = rtnl.Rtnl(node, path)
+    nl = Rtnl(node, path)
     try:
         links = NodeLinks(node, nl)
         yield links

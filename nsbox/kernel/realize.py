@@ -13,9 +13,10 @@ from typing import Callable
 from dataclasses import dataclass, field
 
 from nsbox.errors import KernelError
-from nsbox.kernel import dad, iptables, links, netns, nftables, onhost, sysctl
-from nsbox.kernel.journal import Journal
-from nsbox.kernel import rtnl
+from nsbox.host import netns, onhost, rtnl
+from nsbox.host.journal import Journal
+from nsbox.host.programs import resolve_flavour
+from nsbox.kernel import dad, firewall, links, sysctl
 from nsbox.model import Lab
 from nsbox.plan import Firewall, IPSets, Netlink, Netns, Plan, Step, Sysctl, plan_lab
 
@@ -85,7 +86,7 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptable
     else:  # a sandbox's private /run
         os.makedirs(netns.NETNS_RUN_DIR, mode=0o755, exist_ok=True)
         done = Realized(lab, Journal())
-    done.iptables = iptables.resolve_flavour(iptables_flavour)
+    done.iptables = resolve_flavour(iptables_flavour)
     try:
         apply_plan(plan, done, prefix, steps)
         for node in lab.nodes.values():
@@ -102,7 +103,7 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptable
 
 def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
     """Apply PLAN's steps in order. Consecutive netlink steps of one node share one
-    batched rtnetlink socket (kernel/rtnl.py): they go out together, and an error
+    batched rtnetlink socket (host/rtnl.py): they go out together, and an error
     names the step the kernel refused by its `ip` text."""
     fds: dict[str, int] = {}
     session: _Session | None = None
@@ -131,10 +132,7 @@ def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
                     ipset.apply(step.node, list(a.sets))
             elif isinstance(a, Firewall):
                 with netns.entered(done.path(step.node)):
-                    if a.firewall.used_tables(4) or a.firewall.used_tables(6):
-                        iptables.apply(step.node, a.firewall, done.iptables)
-                    if a.firewall.nft:
-                        nftables.apply(step.node, a.firewall.nft)
+                    firewall.apply(step.node, a.firewall, done.iptables)
         if session is not None:
             session.close()
             session = None

@@ -45,7 +45,7 @@ def check_lab(lab) -> None:
     """Write every sysctl of LAB in a throwaway netns first: a key this kernel does
     not have per namespace (net.core.rmem_max lives only in the initial one) or a
     value it refuses ('banana') is a ValidationError before anything is built."""
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     wanted: dict[tuple[str, str], tuple[str, bool]] = {}
     for node in lab.nodes.values():

@@ -11,7 +11,7 @@ A recipe writes it as the 4-tuple (node, table, chain, spec):
 
 rule_ref() turns that tuple into its variant. Each variant owns its validation (the rule
 is in the lab's model), its counter reading (the kernel's own counters, `iptables-save -c`
-or `nft list ruleset`, through the observers in nsbox.kernel) and its description for
+or `nft list ruleset`, through the observers in nsbox.observe) and its description for
 reports. The variants stay tuples (NamedTuple), so the recipe API, `ref[1]`, `==` with a
 tuple and the serialized JSON (a list of four strings) are unchanged.
 """
@@ -146,13 +146,14 @@ class NftRule(RuleRef):
     def counters(self, built: Any, family: int, only_drops: bool) -> Counters:
         """The packet counter of the nftables rule(s) of the chain holding the text, as
         `nft list ruleset` prints them in the node (a rule without `counter` has none)."""
-        from nsbox.kernel import nftables
+        from nsbox.observe import counters
+        from nsbox.wire import nftables
 
         node, chain, spec = self.node, self.chain, self.spec
         path = built.path(node)
 
         def read() -> dict[Hashable, int]:
-            rules = nftables.rule_counters(path)
+            rules = counters.nft_rule_counters(path)
             wanted = set(nftables.matching(rules, chain, spec, only_drops))
             # a rule's key: its place and text, so a rule listed differently is a different rule
             return {(i, ch, text, i in wanted): n for i, (ch, text, n) in enumerate(rules)
@@ -205,12 +206,12 @@ def _iptables_counters(built: Any, ref: RuleRef, want: tuple[str, str, str], fam
                        only_drops: bool) -> Counters:
     """The node's iptables (FAMILY 6: ip6tables) rule counters (ONLY_DROPS: of its
     DROP/REJECT rules and DROP policies), keyed (table, chain, rendered spec or "policy")."""
-    from nsbox.kernel import iptables
+    from nsbox.observe import counters
 
     node = ref.node
     firewall = built.lab.nodes[node].firewall
     path = built.path(node)
-    return Counters(lambda: iptables.rule_counters(path, firewall, built.iptables, family,  # type: ignore[arg-type]
+    return Counters(lambda: counters.rule_counters(path, firewall, built.iptables, family,  # type: ignore[arg-type]
                                                    only_drops),
                     lambda k: k == want, lambda k: rule_ref((node, *k)).describe(),  # type: ignore[misc]
                     f"{'DROP ' if only_drops else ''}rule of {node}",

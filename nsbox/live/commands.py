@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from nsbox import tools
+from nsbox import retry, tools
 from nsbox.errors import NsboxError, UsageError
 from nsbox.live import registry
 from nsbox.live.registry import Record
@@ -226,12 +226,7 @@ def _abandon(pid: int, on_host: bool) -> None:
 def _sandbox_pid1(outer: int) -> int | None:
     from nsbox.sandbox.enter import _first_child
 
-    for _ in range(50):
-        pid = _first_child(outer)
-        if pid is not None:
-            return pid
-        time.sleep(0.02)
-    return None
+    return retry.until(lambda: _first_child(outer), lambda pid: pid is not None, within=1.0, every=0.02).value
 
 
 def _children(pid: int) -> list[int]:
@@ -267,7 +262,7 @@ def _forget(directory: str, rec: Record) -> list[str]:
     """Remove the record of a lab whose holder is gone; --on-host, its namespaces too."""
     out = []
     if rec.mode == "on-host":
-        from nsbox.kernel import onhost
+        from nsbox.host import onhost
 
         done = onhost.clean(False)
         out += done.out + done.errors
@@ -421,9 +416,7 @@ def _stop(directory: str, rec: Record) -> bool:
     except (OSError, ValueError, NsboxError) as e:
         print(f"nsbox: {rec.name}: the holder did not answer ({e}); ending it", file=sys.stderr)
         ok = False
-    deadline = time.monotonic() + 10
-    while registry.is_alive(rec) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    retry.until(lambda: registry.is_alive(rec), lambda alive: not alive, within=10, every=0.05)
     if registry.is_alive(rec):
         os.kill(rec.holder_pid, signal.SIGKILL)  # the kernel removes a sandbox with its pid 1
         ok = False

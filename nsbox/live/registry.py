@@ -207,7 +207,7 @@ def remove(directory: str, name: str) -> None:
 
 def tidy(directory: str | None) -> None:
     """Remove the registry directory once its last lab is gone (and root's /run/nsbox
-    with it when empty, under nsbox.kernel.onhost's lock): nothing left behind."""
+    with it when empty, under nsbox.host.onhost's lock): nothing left behind."""
     if directory is None:
         return
     try:
@@ -215,6 +215,6 @@ def tidy(directory: str | None) -> None:
     except OSError:
         return
     if directory == ROOT_DIR:
-        from nsbox.kernel import onhost
+        from nsbox.host import onhost
 
         onhost.remove_dir_if_empty()

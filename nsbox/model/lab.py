@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from nsbox.errors import ValidationError
 from nsbox.kinds import protocols
+from nsbox.kinds import links as _link_kinds
 from nsbox.model.checks import BindCheck, Check, InterfacesCheck, ConntrackCheck, LinkCheck, ReachCheck
 from nsbox.model.firewall import Firewall, Table
 from nsbox.model.ipsets import IPSet
@@ -28,10 +29,13 @@ SERVER_KINDS = protocols.server_kinds()
 # which server kinds answer a probe of each protocol
 ANSWERS = {name: protocols.get(name).answers for name in protocols.names()}
 
-# Kernel features a recipe may require (lab.require); each is probed for real. A protocol
-# that the kernel may lack (sctp) is one, named after it and probed by its module.
-FEATURES = ("veth", "bridge", "macvlan", "ipvlan", "vlan", "dummy", "vxlan", "geneve", "wireguard",
-            "nat", "conntrack", "ipv6", "nftables", "vlan_filtering", "ipset") + protocols.features()
+# Kernel features a recipe may require (lab.require); each is probed for real
+# (host/features.py). Derived: every registered link kind is one (a new kind needs no
+# line here), plus those no link kind of nsbox stands for; the firewall kinds'
+# features (nat: iptables, nftables: nft) are among them, and so is every protocol the
+# kernel may lack (sctp), named after it and probed by its module.
+_OTHER_FEATURES = ("geneve", "wireguard", "nat", "conntrack", "ipv6", "nftables", "vlan_filtering", "ipset")
+FEATURES = tuple(dict.fromkeys(("veth", "bridge", *_link_kinds.KINDS, *_OTHER_FEATURES, *protocols.features())))
 
 
 @dataclass
@@ -86,7 +90,7 @@ class Route:
 
     Unset fields are left to the kernel, as `ip` leaves them: scope link for a
     route without a gateway, universe with one; metric 0 (IPv4) or 1024 (IPv6);
-    table main; proto boot. Encoded by nsbox/kernel/routing.py."""
+    table main; proto boot. Encoded by nsbox/wire/routing.py."""
 
     dst: str  # "default" or a CIDR
     via: str | None = None
@@ -500,7 +504,7 @@ class Lab:
     nodes: dict[str, Node] = field(default_factory=dict)
     veths: list[VethPair] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    requires: set[str] = field(default_factory=set)  # kernel features, see kernel/features.py
+    requires: set[str] = field(default_factory=set)  # kernel features, see host/features.py
     matrices: list[Matrix] = field(default_factory=list)  # all-pairs groups of reach checks
     links: list[Link] = field(default_factory=list)  # links of registered kinds, in creation order
     containers: dict[str, Container] = field(default_factory=dict)  # beside the one per node

@@ -8,7 +8,7 @@ and checks are nsbox's verifier, not part of the lab: they are listed as notes.
 The script is run as root, and every name in it comes from a recipe (the
 kernel allows `b$(id>x)` as an interface name): nothing may be able to become a
 command. Every value is a shlex-quoted word (nsbox/plan/steps.py,
-kernel/routing.py, kinds/links quote at the source); comments show free text
+wire/routing.py, kinds/links quote at the source); comments show free text
 with control characters escaped, so a newline cannot end them; and each
 here-document ends with a marker chosen not to be a line of its content.
 """
@@ -72,12 +72,9 @@ def _shell(step: Step) -> list[str]:
     if isinstance(a, Firewall):
         # One command per family (and per nft ruleset), each with its here-document:
         # every command, not only the first, runs in the node (ip6tables-restore too).
-        from nsbox.kernel.iptables import restore_text
+        from nsbox.kinds.firewalls import kinds
 
-        fw = a.firewall
-        docs = [(cmd, restore_text(fw, family)) for family, cmd in ((4, "iptables-restore"), (6, "ip6tables-restore"))
-                if fw.used_tables(family)]
-        docs += [("nft -f -", ruleset.rstrip("\n") + "\n") for ruleset in fw.nft]
+        docs = [doc for kind in kinds() for doc in kind.commands(a.firewall)]
         return ["\n".join(_here_doc(f"ip netns exec {node} {cmd}", text) for cmd, text in docs)]
     raise AssertionError(f"no shell form for {a!r}")
 

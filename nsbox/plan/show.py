@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from nsbox.kernel import routing
+from nsbox.wire import routing
 from nsbox.model import Lab, Node, linkopts
 from nsbox.plan.facts import Facts, facts
 from nsbox.textsafe import controls as _e, dot_string, mermaid_text

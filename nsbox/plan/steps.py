@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from shlex import quote as q  # step texts are shell commands (`nsbox explain`): every name is quoted
 from typing import Any, Callable, Protocol, Union
 
-from nsbox.kernel import routing, rtnl
-from nsbox.kernel.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK
+from nsbox.wire import routing, rtnl
+from nsbox.wire.rtnl import NLM_F_ACK, NLM_F_REQUEST, RTM_NEWADDR, RTM_NEWLINK
 from nsbox.kinds import links as kinds
 from nsbox.model import Lab, Node
 from nsbox.model import linkopts
 from nsbox.model.lab import Link
+from nsbox.kinds.firewalls import kinds as firewall_kinds
 from nsbox.model.firewall import Firewall as FirewallModel
 from nsbox.model.ipsets import IPSet as IPSetModel
 
@@ -57,7 +58,7 @@ class Sysctl:
 
 @dataclass(frozen=True)
 class Firewall:
-    """The node's iptables tables, applied in one go (kernel/iptables.apply)."""
+    """The node's firewall, every kind in one go each (kernel/firewall.apply)."""
 
     firewall: FirewallModel
 
@@ -199,7 +200,7 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
                          RTM_NEWADDR,
                          needs=(a.iface,)))
     # Routes in declaration order (a gateway needs the route that reaches it first),
-    # then policy rules, neighbour and FDB entries: each self-describing (kernel/routing.py).
+    # then policy rules, neighbour and FDB entries: each self-describing (wire/routing.py).
     for obj in [*node.routes, *node.rules, *node.neighs, *node.fdbs]:
         plan.add(node.name, routing.ip_text(obj),
                  Netlink(lambda ctx, obj=obj: routing.encode(obj, ctx.index), routing.msg_type(obj),
@@ -210,12 +211,7 @@ def _configure(plan: Plan, node: Node, created_up: set[str]) -> None:
         plan.add(node.name, "\n".join(c for s in node.ipsets.values() for c in s.commands()),
                  IPSets(tuple(node.ipsets.values())), "the node's ipsets, before the rules that match them")
     fw = node.firewall
-    if fw.used_tables(4) or fw.used_tables(6) or fw.nft:
-        from nsbox.kernel.iptables import restore_text
-
-        text = []
-        for family, cmd in ((4, "iptables-restore"), (6, "ip6tables-restore")):
-            if fw.used_tables(family):
-                text.append(f"{cmd} <<'EOF'\n" + restore_text(fw, family) + "EOF")
-        text += ["nft -f - <<'EOF'\n" + ruleset.rstrip("\n") + "\nEOF" for ruleset in fw.nft]
+    docs = [doc for kind in firewall_kinds() for doc in kind.commands(fw)]
+    if docs:
+        text = [f"{cmd} <<'EOF'\n" + doc + "EOF" for cmd, doc in docs]
         plan.add(node.name, "\n".join(text), Firewall(fw), "the node's firewall, one restore per family")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from nsbox.errors import UsageError, ValidationError
 from nsbox.kinds.checks import kind_of
-from nsbox.model import Check, Lab
+from nsbox.model import Check, Lab, save
 from nsbox.model.firewall import BUILTIN_CHAINS, Firewall
 from nsbox.verify.results import CheckResult
 from nsbox.verify.verifier import Timing
@@ -50,30 +50,24 @@ def firewall_from_save(text: str) -> Firewall:
     """`iptables-save` (or `-c`) TEXT as nsbox's Firewall model, so that a check's
     `dropped_by` can name a real rule and drop_counters() can find it."""
     fw = Firewall()
-    table = None
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = re.sub(r"^\[\d+:\d+\]\s+", "", raw.strip())  # -c counters
-        if not line or line.startswith("#") or line == "COMMIT":
-            continue
-        try:
-            if line.startswith("*"):
-                table = fw.table(line[1:].strip())
-            elif table is None:
-                raise ValidationError("rule outside a table")
-            elif line.startswith(":"):
-                name, policy = line[1:].split()[:2]
-                if name in BUILTIN_CHAINS[table.name]:
-                    if policy == "DROP":
-                        table.policy(name, "DROP")
-                else:
-                    table.new_chain(name)
-            elif line.startswith("-A "):
-                chain, _, spec = line[3:].partition(" ")
-                table.append(chain, spec)
-            else:
-                raise ValidationError("not a table, chain or -A line")
-        except ValidationError as e:
-            raise UsageError(f"iptables-save line {n}: {e}: {raw.strip()!r}") from None
+    try:
+        for ln in save.lines(text, strict=True):
+            try:
+                table = fw.table(ln.table)
+                if ln.kind == "chain":
+                    if ln.chain in BUILTIN_CHAINS[table.name]:
+                        if ln.policy == "DROP":
+                            table.policy(ln.chain, "DROP")
+                    else:
+                        table.new_chain(ln.chain)
+                elif ln.kind == "rule":
+                    table.append(ln.chain, ln.spec)
+                elif ln.kind == "delete":
+                    raise ValidationError("not a table, chain or -A line")
+            except ValidationError as e:
+                raise UsageError(f"iptables-save line {ln.n}: {e}: {ln.raw!r}") from None
+    except save.SaveSyntaxError as e:
+        raise UsageError(f"iptables-save line {e.n}: {e.why}: {e.raw!r}") from None
     return fw
 
 

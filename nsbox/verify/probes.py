@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Generator
 
-from nsbox.kernel import netns
+from nsbox.host import netns
 from nsbox.kinds import protocols
 from nsbox.verify.loop import READ, WRITE, Wait, run_one
 

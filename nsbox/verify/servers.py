@@ -31,7 +31,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 
-from nsbox.kernel import netns
+from nsbox.host import netns
 from nsbox.kinds import protocols
 
 TOKEN_HEADER = "X-Nsbox-Probe"

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Hashable, Protocol
 
+from nsbox import retry
 from nsbox.errors import KernelError
 from nsbox.kernel.realize import Realized
 from nsbox.kinds.checks import KINDS, Verification, kind_of
@@ -153,10 +154,9 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
     dst_ip = target.ip
     itself = _source_holds(built, c, target)
     src_path = _src_path(built, c.src)
-    start = time.monotonic()
-    attempts = 0
+    budget = retry.Budget(timing.deadline)
     while True:
-        attempts += 1
+        budget.attempts += 1
         p = yield from probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, c.query, sockets,
                                   c.size, c.df)
         proto = protocols.get(c.proto)
@@ -166,7 +166,7 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
         observed, passed = _judge(c, p, seen, by)
         if itself and p.reachable:  # the source's own stack answered: nothing reached DST
             observed, passed = "answered by the source itself", False
-        if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
+        if passed or not budget.another(timing.probe_timeout):
             break
         yield Wait(None, 0, time.monotonic() + timing.interval)
     where = f" to {_hostport(dst_ip, c.port)}"
@@ -177,8 +177,8 @@ def _reach_task(built: Realized, servers: ServerSet, c: ReachCheck, timing: Timi
         detail += f"; answered by {by}"
     if seen:
         detail += f"; server saw {_hostport(*seen)}"
-    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
-                       round((time.monotonic() - start) * 1000, 1),
+    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, budget.attempts,
+                       round(budget.elapsed() * 1000, 1),
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None, seen=Endpoint(*seen) if seen else None,
                        answered_by=by), p
@@ -190,7 +190,7 @@ def _source_holds(built: Realized, c: ReachCheck, target) -> bool:
     source's own (issue 12 item 22; validation refuses it unless the address is shared)."""
     import socket
 
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     src = built.lab.netns_of(c.src)
     if target.node is None or target.loopback or target.node.name == src.name:
@@ -239,10 +239,9 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
     dst_ip = target.ip
     counters: Counters = c.dropped_by.counters(built, family_of(built.lab, c), only_drops=True)
     src_path = _src_path(built, c.src)
-    start = time.monotonic()
-    attempts = 0
+    budget = retry.Budget(timing.deadline)
     while True:
-        attempts += 1
+        budget.attempts += 1
         before = counters.read()
         sent = time.monotonic()
         h = loop.start(probe_task(c.proto, src_path, dst_ip, c.port, timing.probe_timeout, size=c.size, df=c.df))
@@ -272,7 +271,7 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
         else:
             observed = f"{deny}, but no {counters.what} counted it"
         passed = not p.reachable and any(counters.wanted(k) for k in rose) and (c.deny is None or p.kind == c.deny)
-        if passed or time.monotonic() - start + timing.probe_timeout > timing.deadline:
+        if passed or not budget.another(timing.probe_timeout):
             break
         loop_sleep(loop, timing.interval)
     detail = f"{p.detail} to {_hostport(dst_ip, c.port)}"
@@ -280,8 +279,8 @@ def _run_dropped(built: Realized, c: ReachCheck, timing: Timing, loop: Loop) -> 
         detail += (f"; the rule counted the packet within {counted_ms:.0f} ms "
                    f"(the {timing.probe_timeout:g} s timeout was not waited out)")
     detail += counters.note
-    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, attempts,
-                       round((time.monotonic() - start) * 1000, 1),
+    return CheckResult(c.name, "reach", c.expected, observed, passed, detail, budget.attempts,
+                       round(budget.elapsed() * 1000, 1),
                        src=c.src, dst=target.label, dst_ip=dst_ip, proto=c.proto, port=c.port,
                        local=Endpoint(*p.local) if p.local else None), p
 

@@ -9,8 +9,8 @@ import os
 import sys
 
 from nsbox.cli import load_labs, parse_sets
-from nsbox.kernel import iptables
-from nsbox.kernel.journal import Journal
+from nsbox.host import programs as iptables
+from nsbox.host.journal import Journal
 from nsbox.kernel.realize import Realized
 from nsbox.verify.verifier import start_servers, verify
 

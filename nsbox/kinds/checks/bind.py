@@ -68,7 +68,7 @@ def _run(built, c: BindCheck) -> CheckResult:
     import errno
     import socket
 
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     start = time.monotonic()
     node = built.lab.netns_of(c.container).name

@@ -82,7 +82,7 @@ def run(v: Verification, checks: list[ConntrackCheck]) -> dict[str, CheckResult]
 
 
 def _run(built, c: ConntrackCheck, of, p) -> CheckResult:
-    from nsbox.kernel import conntrack
+    from nsbox.observe import conntrack
 
     start = time.monotonic()
     if protocols.get(of.proto).transport is None:  # icmp: no ports, an echo id
@@ -115,7 +115,7 @@ def _run(built, c: ConntrackCheck, of, p) -> CheckResult:
 def _run_icmp(built, c: ConntrackCheck, of, p, start: float) -> CheckResult:
     """An icmp check's entry: the echo request's tuple (type 8, or 128 for ICMPv6, code 0, the
     probe's id) to the probed address, as `conntrack -L -p icmp` prints it."""
-    from nsbox.kernel import conntrack
+    from nsbox.observe import conntrack
 
     if not p.reachable or p.icmp_id is None:
         return CheckResult(c.name, "conntrack", c.expected, "not checked", False,

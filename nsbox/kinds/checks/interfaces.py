@@ -53,7 +53,7 @@ def _run(built, c: InterfacesCheck) -> CheckResult:
     """List the netns's interfaces with if_nameindex(3) from inside it (netlink in that netns)."""
     import socket
 
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     start = time.monotonic()
     node = built.lab.netns_of(c.node).name

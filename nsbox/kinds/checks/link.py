@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,19 +54,15 @@ def _run(built, c: LinkCheck, timing) -> CheckResult:
     """Read IFACE's operstate from the kernel; re-read while it differs, within the
     deadline: carrier changes reach operstate through the kernel's linkwatch, up to
     a second later."""
-    from nsbox.kernel import rtnl
+    from nsbox import retry
+    from nsbox.observe.links import operstate
 
-    start = time.monotonic()
-    attempts = 0
-    while True:
-        attempts += 1
-        state = rtnl.operstate(built.path(c.node), c.iface)
-        if state == c.state or time.monotonic() - start + timing.interval > timing.deadline:
-            break
-        time.sleep(timing.interval)
-    return CheckResult(c.name, "link", c.expected, f"state {state}", state == c.state,
-                       f"{c.node}: {c.iface} operstate {state}", attempts,
-                       round((time.monotonic() - start) * 1000, 1), node=c.node)
+    tried = retry.until(lambda: operstate(built.path(c.node), c.iface), lambda state: state == c.state,
+                        within=timing.deadline, every=timing.interval, reserve=timing.interval)
+    state = tried.value
+    return CheckResult(c.name, "link", c.expected, f"state {state}", tried.ok,
+                       f"{c.node}: {c.iface} operstate {state}", tried.attempts,
+                       round(tried.seconds * 1000, 1), node=c.node)
 
 
 KIND = register(CheckKind("link", LinkCheck, validate, run, lambda lab, c: [c.node],

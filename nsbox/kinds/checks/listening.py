@@ -108,7 +108,7 @@ def parse_table(proto: str, text: str, v6: bool) -> list[Socket]:
 
 def sockets(path: str, proto: str) -> list[Socket]:
     """The listening PROTO sockets of the netns at PATH."""
-    from nsbox.kernel import netns
+    from nsbox.host import netns
 
     found: list[Socket] = []
     with netns.entered(path):

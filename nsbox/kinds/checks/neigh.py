@@ -75,7 +75,7 @@ def validate_neigh_check(lab: Lab, c: NeighCheck) -> None:
 
 def run_neigh(built, c) -> CheckResult:
     """Read NODE's neighbour table (RTM_GETNEIGH dump) after the traffic checks."""
-    from nsbox.kernel.routeget import neighbours
+    from nsbox.observe.routeget import neighbours
 
     start = time.monotonic()
     node = built.lab.netns_of(c.node).name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from nsbox.errors import ValidationError
 from nsbox.kinds.checks import TRAFFIC, CheckKind, Verification, register
@@ -319,7 +319,7 @@ def _check_target(built: Any, c: ReachCheck) -> None:
     import socket
 
     from nsbox.errors import UsageError
-    from nsbox.kernel import netns as kns
+    from nsbox.host import netns as kns
 
     from nsbox.validate import probe_target
 

@@ -88,7 +88,7 @@ def validate_route_check(lab: Lab, c: RouteCheck) -> None:
 
 
 def run_route(built, c: RouteCheck) -> CheckResult:
-    from nsbox.kernel.routeget import route_get
+    from nsbox.observe.routeget import route_get
 
     start = time.monotonic()
     got = route_get(built.path(c.node), c.dst)

@@ -5,7 +5,8 @@ options are validated while the recipe runs, in the recipe jail, where the
 kernel is out of reach) and of `nsbox explain` (its `ip` text); the netlink
 encoding is one function beside them, importing pyroute2 only when called.
 A new kind is one module here (Options dataclass, `options()` validation,
-`ip_args()`, `info_data()`, the feature probe's arguments) plus its test.
+`ip_args()`, `info_data()`, the feature probe's arguments) plus its test: modules
+are found by discovery, and the kind's name becomes a kernel feature (model/lab.py FEATURES).
 veth and bridge are registered too (options, ip words, probe), but made by their
 own builders, lab.veth and node.bridge, which `lab.link("veth"|"bridge", …)` calls.
 

@@ -11,6 +11,8 @@ no kernel: the docker kit applies the text, tests compare it with Docker's own g
   `iptables.daemon_rules(...)` for the parts other parts of dockerd add (DOCKER-USER, FORWARD
   policy DROP), and the Docker 20.10 layout (`layout="20.10"`).
 - `legacy`: the 20.10 layout behind `iptables.render(..., layout="20.10")`.
+- `xtables`: the vocabulary both iptables layouts share (tables, chain names, `Ruleset`,
+  iptables-save spellings); `legacy` imports it, not `iptables`, so the two form no circle.
 - `resolver`: the embedded DNS server's NAT rules inside a user-network container
   (DOCKER_OUTPUT / DOCKER_POSTROUTING, or nft table docker-dns).
 - `nftables.render(...)`: `nft list table ip|ip6 docker-bridges` (the nftabler);

@@ -20,17 +20,11 @@ from __future__ import annotations
 from typing import Iterable
 
 from nsbox.kits.dockerfw.config import DaemonConfig, IPNetwork, Network, NetworkConfig, PortBinding
-from nsbox.kits.dockerfw.iptables import (
-    DOCKER,
-    DOCKER_USER,
-    ISOLATION_1,
-    ISOLATION_2,
-    Ruleset,
-    _dport,
-    _host,
-    _join_host_port,
-    _loopback,
-)
+from nsbox.kits.dockerfw.xtables import DOCKER, DOCKER_USER, ISOLATION_1, ISOLATION_2, Ruleset
+from nsbox.kits.dockerfw.xtables import dport as _dport
+from nsbox.kits.dockerfw.xtables import host as _host
+from nsbox.kits.dockerfw.xtables import join_host_port as _join_host_port
+from nsbox.kits.dockerfw.xtables import loopback as _loopback
 
 
 def setup_ip_chains(rs: Ruleset) -> None:

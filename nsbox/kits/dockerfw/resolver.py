@@ -9,7 +9,7 @@ and give the replies source port 53 back. Pure, like the rest of dockerfw.
 
 from __future__ import annotations
 
-from nsbox.kits.dockerfw.iptables import Ruleset
+from nsbox.kits.dockerfw.xtables import Ruleset
 
 RESOLVER_IP = "127.0.0.11"
 DNS_PORT = 53

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from nsbox.errors import ValidationError
 from nsbox.kits.kubeproxy import iptables as kp_ipt
 from nsbox.kits.kubeproxy import nftables as kp_nft
+from nsbox.model import save
 from nsbox.model.rules import parse_rule
 from nsbox.kits.kubeproxy.model import (Endpoint, EndpointSlice, EndpointSlicePort, ProxierConfig, Service,
                                         ServicePort)
@@ -352,15 +353,13 @@ def sync_node(k: Cluster, kn: K8sNode, services: list[Service], slices: list[End
         installed.setdefault(table, set()).add("KUBE-PROXY-CANARY")
     for table, lines in restore_tables(result.payload).items():
         t = table_of(table)
-        for line in lines:
-            if line.startswith(":"):
-                chain = line[1:].split()[0]
-                if chain not in t.chains:
-                    t.new_chain(chain)
-                    installed.setdefault(table, set()).add(chain)
-            elif line.startswith("-A "):
-                chain, _, spec = line[3:].partition(" ")
-                t.append(chain, as_saved(spec, family))
+        for ln in save.lines(lines, table=table):
+            if ln.kind == "chain":
+                if ln.chain not in t.chains:
+                    t.new_chain(ln.chain)
+                    installed.setdefault(table, set()).add(ln.chain)
+            elif ln.kind == "rule":
+                t.append(ln.chain, as_saved(ln.spec, family))
     # kube-proxy's jump rules: each sync checks for it (`iptables -C`) and inserts it at
     # the top (`-I CHAIN 1`) only when absent, so one inserted at an earlier sync keeps its
     # place below what others inserted since (portmap's CNI-HOSTPORT-MASQ).
@@ -396,15 +395,13 @@ def restore_tables(payload: str) -> dict[str, list[str]]:
     """An iptables-restore payload -> {table: its ':CHAIN' and '-A' lines} (a full sync
     has no -X lines: nothing stale to delete)."""
     out: dict[str, list[str]] = {}
-    table = None
-    for line in payload.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-            out.setdefault(table, [])
-        elif line.startswith((":", "-A ")) and table:
-            out[table].append(line)
-        elif line.startswith("-X"):
-            raise AssertionError(f"a full sync deletes no chain: {line}")
+    for ln in save.lines(payload):
+        if ln.kind == "table":
+            out.setdefault(ln.table, [])
+        elif ln.kind in ("chain", "rule"):
+            out[ln.table].append(ln.raw)
+        elif ln.kind == "delete":
+            raise AssertionError(f"a full sync deletes no chain: {ln.raw}")
     return out
 
 

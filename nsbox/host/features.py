@@ -9,7 +9,7 @@ the feature is missing: a SKIP. A library or tool that does not load (pyroute2
 not installed, no iptables-legacy-save) is a broken installation: InstallError,
 exit 2, never a SKIP, because no kernel would make it run.
 
-NAT is probed in the backend the rules will go to (kernel/iptables.py): nf_tables
+NAT is probed in the backend the rules will go to (kernel/firewall.py): nf_tables
 asked in-process over netlink for a nat chain, or the legacy nat table opened by
 iptables-legacy-save. python-iptables is not involved: it reads the legacy table
 only, and importing it costs a run ~0.4 s (it runs ldconfig and gcc to find
@@ -25,7 +25,7 @@ from functools import lru_cache, partial
 from typing import Any, Callable, Literal
 
 from nsbox.errors import REINSTALL, InstallError, missing_module
-from nsbox.kernel import netns
+from nsbox.host import netns
 from nsbox.kinds import links as _link_kinds
 from nsbox.kinds import protocols as _protocols
 from nsbox.model.lab import FEATURES
@@ -59,13 +59,14 @@ def _link(kind: str, **kw) -> Probe:
 
 
 def _own(kind: str) -> Probe:
-    """veth and bridge: the very request realize sends (kernel/rtnl.py), in-process and
+    """veth and bridge: the very request realize sends (host/rtnl.py), in-process and
     without pyroute2's IPRoute (an asyncio round per call: ~10 ms each at start-up)."""
     def probe(_ipr) -> None:
         from nsbox.errors import KernelError
-        from nsbox.kernel import rtnl
+        from nsbox.host.rtnl import Rtnl
+        from nsbox.wire import rtnl
 
-        r = rtnl.Rtnl("probe", "/proc/thread-self/ns/net")
+        r = Rtnl("probe", "/proc/thread-self/ns/net")
         try:
             if kind == "bridge":
                 msg = rtnl.bridge("nsbprobe0", None)
@@ -100,8 +101,8 @@ def _child(kind: str, **kw) -> Probe:
 
 
 def _iptables_nat(ipr, flavour: str = "auto") -> None:
-    """The nat table of the backend FLAVOUR resolves to (kernel/iptables.py)."""
-    from nsbox.kernel import iptables
+    """The nat table of the backend FLAVOUR resolves to (kernel/firewall.py)."""
+    from nsbox.host import programs as iptables
 
     if iptables.resolve_flavour(flavour) == "nft":
         _nft_nat_chain()
@@ -174,7 +175,7 @@ def _nft_nat_chain() -> None:
 
 
 def _nftables(ipr) -> None:
-    from nsbox.kernel.nftables import probe
+    from nsbox.host.programs import nft_probe as probe
     why = probe()
     if why:
         raise KernelRefused(why)
@@ -237,7 +238,8 @@ PROBES["veth"], PROBES["bridge"] = _own("veth"), _own("bridge")
 # So do protocols the kernel may lack (nsbox/kinds/protocols/sctp.py): a socket() in the scratch netns.
 for _name in _protocols.features():
     PROBES[_name] = _protocol_feature(_protocols.get(_name).feature)
-assert set(PROBES) == set(FEATURES), "every feature a recipe may require has a probe"
+# A feature without a probe is reported missing ("unknown feature") by status(), never an
+# import error here; tests/test_unit_firewall_kinds.py checks that every one has a probe.
 
 
 def missing(required: frozenset[str], iptables: str = "auto") -> dict[str, str]:

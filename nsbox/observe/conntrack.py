@@ -24,7 +24,7 @@ from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_CTNETLINK
 from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_GET, nfct_msg
 
 from nsbox.errors import KernelError
-from nsbox.kernel import netns
+from nsbox.host import netns
 
 NETLINK_NETFILTER = 12
 NLMSG_ERROR, NLMSG_DONE = 2, 3

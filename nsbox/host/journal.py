@@ -24,7 +24,7 @@ import stat
 from dataclasses import dataclass, field, fields
 
 from nsbox.errors import KernelError
-from nsbox.kernel import netns
+from nsbox.host import netns
 
 # Version 2 journals carry the inodes that prove ownership; version 1 (no
 # "format" in the owner entry) named bare paths and is refused by clean.

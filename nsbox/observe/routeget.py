@@ -11,7 +11,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from nsbox.kernel import netns
+from nsbox.host import netns
 
 RTM_GETROUTE = 26
 RTM_NEWROUTE = 24
@@ -46,7 +46,7 @@ def route_get(path: str, dst: str, src: str | None = None) -> Lookup:
     from pyroute2.netlink import NLM_F_REQUEST
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-    from nsbox.kernel.rtnl import NLMSG_ERROR, Rtnl, _error, _HDR
+    from nsbox.host.rtnl import NLMSG_ERROR, Rtnl, _error, _HDR
 
     ip = ipaddress.ip_address(dst)
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
@@ -102,7 +102,7 @@ def neighbours(path: str) -> list[Neighbour]:
     RTM_GETNEIGH dump, IPv4 and IPv6."""
     from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
-    from nsbox.kernel.rtnl import NLMSG_ERROR, Rtnl, _error, _HDR
+    from nsbox.host.rtnl import NLMSG_ERROR, Rtnl, _error, _HDR
 
     nl = Rtnl("neigh", path)
     out: list[Neighbour] = []

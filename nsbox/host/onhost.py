@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from nsbox.errors import KernelError
-from nsbox.kernel import netns
-from nsbox.kernel.journal import BadJournal, Journal, load, owner_entry, unsafe
+from nsbox.host import netns
+from nsbox.host.journal import BadJournal, Journal, load, owner_entry, unsafe
 
 JOURNAL_DIR = "/run/nsbox"
 DIR_MARKER = "netns-dir-created"      # nsbox made /run/netns
