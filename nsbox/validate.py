@@ -99,7 +99,7 @@ def check_ifname(name: str, where: str) -> None:
 def _check_resolver(node: Node) -> None:
     """A node's resolv.conf: at most 3 nameservers (glibc's MAXNS), IP addresses; search
     domains DNS names (at most 32); options `name` or `name:N`."""
-    from nsbox.verify.dnszone import is_name
+    from nsbox.model.dnszone import is_name
 
     r, where = node.resolver, f"node {node.name}: resolver"
     if r is None:
@@ -122,8 +122,8 @@ def _check_resolver(node: Node) -> None:
 
 
 def _check_zones(node: Node) -> None:
-    """A dns server's records are ones it can answer (nsbox/verify/dnszone.py)."""
-    from nsbox.verify import dnszone
+    """A dns server's records are ones it can answer (nsbox/model/dnszone.py)."""
+    from nsbox.model import dnszone
 
     for srv in node.servers:
         for rec in srv.records if srv.kind == "dns" else ():

@@ -82,3 +82,22 @@ def test_show_and_explain_load_no_effect_observer_or_host_module():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("modules", ["nsbox.model", "nsbox.validate", "nsbox.recipe",
+                                     "nsbox.kinds.checks, nsbox.kinds.protocols, nsbox.kinds.ruleref",
+                                     "nsbox.plan.show, nsbox.plan.explain"])
+def test_the_kinds_vertical_slices_reach_up_only_when_called(modules):
+    """The contract lets a check or protocol kind import the verifier, servers and observers
+    (pyproject.toml: one module holds everything about its kind), but only inside the
+    functions that run them. So importing the model, validation, a recipe's API or the kinds
+    themselves loads no effect, observer, host, verifier or server module: only
+    verify.results (CheckResult, plain dataclasses)."""
+    code = (f"import sys, {modules}\n"
+            "print(' '.join(m for m in sys.modules if m.split('.')[:2] in "
+            "(['nsbox', 'kernel'], ['nsbox', 'observe'], ['nsbox', 'host'], ['nsbox', 'sandbox'], "
+            "['nsbox', 'artifacts'], ['nsbox', 'session']) or (m.startswith('nsbox.verify.') "
+            "and m != 'nsbox.verify.results')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.stdout.strip() == "", done.stdout

@@ -1,4 +1,4 @@
-"""Cluster DNS on the k8s kit without the kernel (nsbox/kits/k8s/dns.py, nsbox/verify/dnszone.py):
+"""Cluster DNS on the k8s kit without the kernel (nsbox/kits/k8s/dns.py, nsbox/model/dnszone.py):
 the zone CoreDNS would serve for the cluster's Services and pods (dns.md's record forms),
 the answers the server gives for it (dnslib parses them back), kubelet's resolv.conf per
 pod and its way through the recipe jail's JSON, and bad input refused in one line."""
@@ -16,7 +16,7 @@ from nsbox.model import Lab
 from nsbox.model.lab import Resolver, Server
 from nsbox.model.serialize import lab_from_dict, lab_to_dict
 from nsbox.validate import validate
-from nsbox.verify import dnszone
+from nsbox.model import dnszone
 from nsbox.kinds.protocols.dns import answer as dns_answer
 
 Z = "cluster.local"

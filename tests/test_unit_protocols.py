@@ -171,7 +171,7 @@ def test_a_dropped_in_format_module_renders(tmp_path):
         r = RecipeResult("demo", "pass")
         r.checks.append(CheckResult("tcp/7 a->b", "reach", "allow", "allow", True, ""))
         assert output.render([r], "csv") == "demo,tcp/7 a->b,True\n"
-        from nsbox.vm import matrix
+        from nsbox.report import kernels as matrix
 
         with pytest.raises(Exception, match="no report of several kernels"):
             matrix.render([], "csv")

@@ -13,7 +13,8 @@ import pytest
 
 from nsbox.errors import UsageError
 from nsbox.verify.results import CheckResult, Endpoint, RecipeResult
-from nsbox.vm import guest, kernel, matrix, results
+from nsbox.report import kernels as matrix
+from nsbox.vm import guest, kernel, results
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -185,8 +185,8 @@ _nftables.own_netlink = True  # type: ignore[attr-defined]
 
 
 def _ipset(ipr) -> None:
-    from nsbox.kernel.ipset import probe
-    why = probe()
+    from nsbox.host.programs import ipset_probe
+    why = ipset_probe()
     if why:
         raise KernelRefused(why)
 

@@ -124,3 +124,17 @@ def nft_probe() -> str | None:
     if done.returncode != 0:
         return f"nft list tables: {first_error(done.stderr)}"
     return None
+
+
+def ipset_probe() -> str | None:
+    """Why ipsets cannot be used here, or None. Runs in a scratch netns (the set goes with it)."""
+    from nsbox import tools
+
+    prog = tools.find("ipset")
+    if prog is None:
+        return "ipset is not installed (apt install ipset)"
+    for argv in ([prog, "create", "nsbprobe", "hash:net", "family", "inet"], [prog, "destroy", "nsbprobe"]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            return f"{' '.join(argv[1:3])}: {' '.join(done.stderr.split()) or f'exit {done.returncode}'}"
+    return None

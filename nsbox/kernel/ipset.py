@@ -37,13 +37,4 @@ def apply(node: str, sets: list[IPSet]) -> None:
         raise KernelError(f"{node}: ipset restore: {first}")
 
 
-def probe() -> str | None:
-    """Why ipsets cannot be used here, or None. Runs in a scratch netns (the set goes with it)."""
-    prog = program()
-    if prog is None:
-        return INSTALL_HINT
-    for argv in ([prog, "create", "nsbprobe", "hash:net", "family", "inet"], [prog, "destroy", "nsbprobe"]):
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            return f"{' '.join(argv[1:3])}: {' '.join(done.stderr.split()) or f'exit {done.returncode}'}"
-    return None
+from nsbox.host.programs import ipset_probe as probe  # noqa: E402,F401 - the feature probe lives with the host's

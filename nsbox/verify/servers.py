@@ -94,7 +94,7 @@ class ServerSet:
         self._listeners.append((s, ("listen", node, ip, kind)))
         self._paths.append(path)
         if records:
-            from nsbox.verify import dnszone
+            from nsbox.model import dnszone
 
             self._zones[s.fileno()] = dnszone.build(records)
 

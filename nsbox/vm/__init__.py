@@ -6,6 +6,6 @@
                 as root inside, bring its files back; the VM dies with nsbox (SIGKILL too)
     guest.py    `nsbox run ... --format json` inside the VM with this very nsbox
     results.py  a RecipeResult back from its JSON
-    matrix.py   per-kernel results side by side: recipe x kernel, and checks that differ
+    (nsbox/report/kernels.py: per-kernel results side by side, recipe x kernel, and checks that differ)
     run.py      `nsbox run --kernel` and `nsbox doctor --kernel`
 """

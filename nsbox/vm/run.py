@@ -5,7 +5,7 @@ and --set values in the host's recipe jail, --output): bad input is one line and
 Then, for each kernel in the order given, this very nsbox runs the recipes there
 (`--format json`): in a throwaway VM (boot.py), or for `host` on this machine in its
 usual sandbox; the results come back as data and are reported per kernel and side by
-side (matrix.py). Exit codes as for one kernel, over all of them.
+side (nsbox/report/kernels.py). Exit codes as for one kernel, over all of them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import click
 from nsbox.errors import NsboxError, UsageError
 from nsbox.vm import boot, guest
 from nsbox.vm.kernel import Kernel, resolve_all
-from nsbox.vm.matrix import KernelRun, render
+from nsbox.report.kernels import KernelRun, render
 from nsbox.vm.results import BadReport, parse_report
 
 

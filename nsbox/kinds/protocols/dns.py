@@ -22,7 +22,7 @@ def probe(src, ip, port, timeout, token, opts):
 
     from nsbox.verify import probes as P
 
-    from nsbox.verify.dnszone import TYPES
+    from nsbox.model.dnszone import TYPES
 
     assert opts.query is not None and port is not None
     # QUERY is a name (an A query; body = the first A record, or '') or "TYPE name" (TYPE
@@ -96,7 +96,7 @@ def answer(query: bytes, zone: dict[str, str] | dict[str, list[str]]) -> bytes |
     from dnslib import DNSRecord
     from dnslib.dns import DNSError
 
-    from nsbox.verify import dnszone
+    from nsbox.model import dnszone
 
     try:
         request = DNSRecord.parse(query)

@@ -11,7 +11,7 @@
 What is built (the record forms of Kubernetes DNS-Based Service Discovery 1.1.0 with
 CoreDNS's kubernetes plugin's choices, kubeadm's Corefile: `pods insecure`, `ttl 30`):
 - a pod `coredns` in namespace kube-system (label k8s-app=kube-dns) on the node given,
-  serving DNS on UDP 53 (nsbox's dns server: nsbox/verify/dnszone.py), and the Service
+  serving DNS on UDP 53 (nsbox's dns server: nsbox/model/dnszone.py), and the Service
   kube-system/kube-dns (port `dns` 53/UDP) on the 10th address of the service CIDR
   (kubeadm's GetDNSIP: 10.96.0.10), a ClusterIP in kube-proxy's rules like any other, so a
   pod's query goes through kube-proxy's DNAT to the coredns pod. kubeadm's Service also
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsbox.errors import ValidationError
 from nsbox.model.lab import Resolver, Server
-from nsbox.verify.dnszone import is_name
+from nsbox.model.dnszone import is_name
 
 if TYPE_CHECKING:
     from nsbox.kits.k8s.cluster import Cluster, K8sNode

@@ -256,7 +256,7 @@ def _external_name(k: Cluster, name: str, namespace: str, ports: Any, target: st
                    where: str) -> ServiceHandle:
     """type ExternalName: no ClusterIP, no endpoints, nothing for kube-proxy; the cluster
     DNS answers its name with a CNAME to TARGET (ports, if given, are only for SRV)."""
-    from nsbox.verify.dnszone import is_name
+    from nsbox.model.dnszone import is_name
 
     if not target or not isinstance(target, str) or not is_name(target) or "." not in target.strip("."):
         raise ValidationError(f"{where}: type ExternalName needs external_name, a DNS name with a dot, "

@@ -12,7 +12,7 @@ def render(results: list) -> str:
 
 
 def kernels(runs: list) -> str:
-    from nsbox.vm import matrix
+    from nsbox.report import kernels as matrix
 
     return matrix.render_json(runs)
 

@@ -25,7 +25,7 @@ def to_terminal(results: list, *, shown: int = 0, quiet: bool = False) -> None:
 
 
 def kernels(runs: list) -> str:
-    from nsbox.vm import matrix
+    from nsbox.report import kernels as matrix
 
     return matrix.render_text(runs)
 
