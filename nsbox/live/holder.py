@@ -46,6 +46,10 @@ class Options:
     recipe_dirs: tuple[str, ...]
     ctl_fd: int
     ready_fd: int
+    # labs across machines (nsbox/live/parts.py): the machines this host builds, and the
+    # underlay children `up` made for their wires: (node, ifname) -> child's name
+    part: tuple[str, ...] = ()
+    underlay_links: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,11 +144,19 @@ def main(opts: Options) -> int:
     try:
         lab = _load(opts)
         prefix, journal = on_host_names(lab.name) if opts.on_host else ("", None)
-        built = realize(lab, prefix, journal)
+        part = None
+        if opts.part:
+            from nsbox.live import parts
+
+            lab, part = parts.split_validated(lab, opts.part)
+            built = parts.realize_part(lab, opts.underlay_links, prefix, journal)
+        else:
+            built = realize(lab, prefix, journal)
     except NsboxError as e:
         _tell(opts.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
         return e.exit_code
     live = Live(opts, lab, built)
+    live.part = part
     try:
         live.servers = start_servers(built)
         live.nodes = start_nodes(lab, built.paths)
@@ -157,7 +169,8 @@ def main(opts: Options) -> int:
                               "nodes": {n: p.pid for n, p in live.nodes.procs.items()},
                               "netns": live.netns_names,
                               "containers": {c.name: c.node for c in lab.containers.values()},
-                              "checks": len(lab.checks)})
+                              "checks": len(lab.checks),
+                              **({"part": part.summary()} if part else {})})
         opts.ready_fd = -1
         live.serve(ctl)
     except NsboxError as e:
@@ -188,6 +201,7 @@ class Live:
         self.nodes: Nodes | None = None
         self.goodbye: socket.socket | None = None
         self.netns_names: dict[str, str] = {}
+        self.part = None  # nsbox/live/parts.Part when this host holds a part of the lab
 
     def close(self) -> list[str]:
         if self.nodes:
@@ -262,6 +276,7 @@ class Live:
             result.status = "fail"
         result.duration_s = time.monotonic() - start
         return {"ok": True, "report": render([result], fmt), "exit": exit_code([result]),
+                **({"note": self.part.summary()} if self.part else {}),
                 "passed": sum(c.passed for c in result.checks), "checks": len(result.checks)}
 
 
