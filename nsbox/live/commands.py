@@ -177,8 +177,8 @@ def _up(recipe: str, name: str, sets: dict[str, str], on_host: bool, recipe_dirs
              (f"nsbox down {name}", "the end of it")]
     width = max(len(h) for h, _ in hints)
     print(f"nsbox: {name} is up ({rec.mode}, recipe {recipe}; nodes: {nodes}).")
-    if ready.get("part"):
-        print(f"  {ready['part']}")
+    for line in ready.get("part", []):
+        print(f"  {line}")
     for h, what in hints:
         print(f"  {h.ljust(width)}  {what}")
     return 0
@@ -380,8 +380,8 @@ def verify(name: str, fmt: str, timeout: float) -> int:
     if not answer.get("ok"):
         raise NsboxError(str(answer.get("error", "verify failed")))
     sys.stdout.write(answer["report"])
-    if answer.get("note"):  # a part of a lab across machines: what it checked and what it left
-        print(f"nsbox: {answer['note']}", file=sys.stderr)
+    for line in answer.get("note", []):  # a part of a lab across machines: what it checked, what it left
+        print(f"nsbox: {line}", file=sys.stderr)
     return int(answer["exit"])
 
 

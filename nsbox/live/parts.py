@@ -56,13 +56,14 @@ class Part:
     cross: list[str] = field(default_factory=list)    # checks run reach-only (the far end is elsewhere)
     skipped: list[str] = field(default_factory=list)  # checks of other parts
 
-    def summary(self) -> str:
-        what = f"part {' '.join(self.names)}: {len(self.nodes)} nodes"
+    def summary(self) -> list[str]:
+        """What this part checks, in lines of at most 80 columns with nsbox's prefix."""
+        out = [f"part {' '.join(self.names)} ({len(self.nodes)} nodes)"[:72]]
         if self.cross:
-            what += f"; {len(self.cross)} checks to other parts judged by reach alone (their server is there)"
+            out.append(f"  {len(self.cross)} checks to other parts: reach only (their server is there)")
         if self.skipped:
-            what += f"; {len(self.skipped)} checks left to other parts"
-        return what
+            out.append(f"  {len(self.skipped)} checks left to the parts that hold their ends")
+        return out
 
 
 def select(lab: Lab, names: tuple[str, ...]) -> frozenset[str]:
