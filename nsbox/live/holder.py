@@ -88,10 +88,11 @@ def node_files(lab: Lab, node: str) -> dict[str, str]:
     return {"hosts": hosts, "resolv": resolv}
 
 
-def start_nodes(lab: Lab, paths: dict[str, str]) -> Nodes:
+def start_nodes(lab: Lab, paths: dict[str, str], only: tuple[str, ...] | None = None) -> Nodes:
+    """A process per node (or per node in ONLY) holding its netns, hostname and /etc files."""
     nodes = Nodes()
     try:
-        for name in lab.nodes:
+        for name in (lab.nodes if only is None else only):
             p = subprocess.Popen([sys.executable, "-I", NODE_SCRIPT, str(os.getpid()), paths[name], name],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
             nodes.procs[name] = p
