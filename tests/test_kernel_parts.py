@@ -127,16 +127,26 @@ def test_two_parts_meet_over_the_wire(hosts, mode):
     assert links(a) == ["lo", "wire"] and links(b) == ["lo", "wire"]
 
 
-def test_killed_holder_takes_its_underlay_with_it(hosts):
-    """SIGKILL to a sandboxed part's holder: the kernel removes the sandbox, and the
-    macvlan child with it; the host's NIC stays."""
+@pytest.mark.parametrize("mode", ["sandbox", "on-host"])
+def test_killed_holder_takes_its_underlay_with_it(hosts, mode):
+    """SIGKILL to a part's holder: sandboxed, the kernel removes the sandbox and the macvlan
+    child with it; --on-host, `nsbox clean` removes the node's namespace and the child with
+    it. The host's NIC stays, alone."""
     a, _b = hosts
     lab = f"pk{os.getpid()}"
-    up = _up(a, lab, "node1")
+    up = _up(a, lab, "node1", *(["--on-host"] if mode == "on-host" else []))
     assert up.returncode == 0, show(up)
     try:
         st = json.loads(nsbox("status", lab, "--format", "json").stdout)["labs"][0]
         os.kill(st["holder_pid"], signal.SIGKILL)
+        if mode == "on-host":
+            netns = st["nodes"]["node1"]["netns"]
+            cp = subprocess.run(["ip", "netns", "exec", netns, "ip", "-d", "-j", "link", "show", "eth0"],
+                                capture_output=True, text=True)
+            assert json.loads(cp.stdout)[0]["linkinfo"]["info_kind"] == "macvlan"  # still there: clean's job
+            cp = nsbox("clean")
+            assert cp.returncode == 0, show(cp)
+            assert not Path(f"/run/netns/{netns}").exists()
         deadline = time.monotonic() + 10
         while links(a) != ["lo", "wire"] and time.monotonic() < deadline:
             time.sleep(0.05)
