@@ -42,7 +42,9 @@ def nsbox(*args: str, host: str | None = None, timeout: float = 120) -> subproce
     py = PYTHON if os.path.exists(PYTHON) else "python3"
     argv = [py, "-m", "nsbox", *args]
     if host:
-        argv = ["ip", "netns", "exec", host, *argv]
+        # nsenter, not `ip netns exec`: that one's private mount namespace would hide the
+        # pins an --on-host lab makes in /run/netns, and take them with it
+        argv = ["nsenter", f"--net=/run/netns/{host}", *argv]
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
                           start_new_session=True)
 
