@@ -36,7 +36,7 @@ def _runner(kernel, mode: str, tree_dir) -> Runner:
 
 
 @pytest.mark.parametrize("name", _recipes())
-@pytest.mark.parametrize("mode", ["on-host", "nobody"])
+@pytest.mark.parametrize("mode", ["nobody", "on-host"])
 def test_every_recipe_live_in_each_mode(kernel, tree, mode: str, name: str) -> None:  # noqa: F811
     nsbox = _runner(kernel, mode, tree)
     lab = f"lm-{mode[:2]}-{name}"[:32]
@@ -80,7 +80,7 @@ def _tools(tcpdump_z: list[str]) -> dict[str, tuple[str, list[str], str]]:
 
 
 @pytest.mark.tools("tcpdump", "ss", "conntrack", "curl", "dig", "nft")
-@pytest.mark.parametrize("mode", ["sandbox", "on-host", "nobody"])
+@pytest.mark.parametrize("mode", ["nobody", "sandbox", "on-host"])
 def test_tools_in_a_pod(kernel, tree, mode: str) -> None:  # noqa: F811
     nsbox = _runner(kernel, mode, tree)
     lab = f"lm-tools-{mode}"
