@@ -325,7 +325,7 @@ def realize_part(lab: Lab, links: dict[tuple[str, str], str], prefix: str, journ
     from the holder's namespace into its node, under its name there (eth0)."""
     from pyroute2 import IPRoute
 
-    from nsbox.kernel import netns, onhost
+    from nsbox.kernel import dad, netns, onhost
     from nsbox.kernel.iptables import resolve_flavour
     from nsbox.kernel.journal import Journal
     from nsbox.kernel.realize import Realized, _Steps, apply_plan
@@ -354,6 +354,10 @@ def realize_part(lab: Lab, links: dict[tuple[str, str], str], prefix: str, journ
                 finally:
                     os.close(fd)
         apply_plan(Plan(lab, plan.steps[first:]), done, prefix, steps)
+        for node in lab.nodes.values():  # as realize(): no probe meets a tentative IPv6 address
+            waiting = {a.ip for a in node.addresses if a.dad and ":" in a.cidr}
+            if waiting:
+                dad.wait(done.path(node.name), node.name, waiting)
     except BaseException:
         done.teardown()
         raise
