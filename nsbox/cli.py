@@ -704,12 +704,17 @@ def show_cmd(recipe: str, fmt: str, output: str | None, sets: tuple[str, ...], r
 @click.option("--on-host", is_flag=True, help="Build in the real host's namespaces instead of a sandbox. Needs root.")
 @click.option("--recipes", "recipe_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help="Also look for recipes in DIR.")
-def up_cmd(recipe: str, name: str | None, sets: tuple[str, ...], on_host: bool, recipe_dirs: tuple[str, ...]) -> None:
+@click.option("--part", "part", multiple=True, metavar="NODE",
+              help="Build only these machines (or nodes) of the lab: its part on this host (docs/multi-machine.md).")
+@click.option("--underlay", "underlays", multiple=True, metavar="IFACE|ADDR",
+              help="With --part: the host's interface (or its address) the part's wires become macvlan children of.")
+def up_cmd(recipe: str, name: str | None, sets: tuple[str, ...], on_host: bool, recipe_dirs: tuple[str, ...],
+           part: tuple[str, ...], underlays: tuple[str, ...]) -> None:
     """Build RECIPE's lab and keep it up: explore it with shell, exec, status and verify; end it with down."""
     from nsbox.live import commands
 
     try:
-        sys.exit(commands.up(recipe, name, parse_sets(sets), on_host, recipe_dirs))
+        sys.exit(commands.up(recipe, name, parse_sets(sets), on_host, recipe_dirs, part, underlays))
     except NsboxError as e:
         _fail(e)
 
@@ -722,13 +727,16 @@ def up_cmd(recipe: str, name: str | None, sets: tuple[str, ...], on_host: bool, 
 @click.option("--on-host", is_flag=True)
 @click.option("--ctl-fd", type=int, required=True)
 @click.option("--ready-fd", type=int, required=True)
+@click.option("--part", "part", multiple=True)
+@click.option("--underlay-link", "underlay_links", multiple=True)
 def holder_cmd(recipe: str, name: str, sets: tuple[str, ...], recipe_dirs: tuple[str, ...], on_host: bool,
-               ctl_fd: int, ready_fd: int) -> None:
+               ctl_fd: int, ready_fd: int, part: tuple[str, ...], underlay_links: tuple[str, ...]) -> None:
     """The process that owns a live lab (started by `nsbox up`)."""
-    from nsbox.live import holder
+    from nsbox.live import holder, parts
 
     try:
-        opts = holder.Options(recipe, name, on_host, parse_sets(sets), recipe_dirs, ctl_fd, ready_fd)
+        opts = holder.Options(recipe, name, on_host, parse_sets(sets), recipe_dirs, ctl_fd, ready_fd,
+                              part, parts.parse_links(underlay_links))
     except NsboxError as e:
         _fail(e)
     sys.exit(holder.main(opts))

@@ -122,12 +122,26 @@ def _run_then(built: Realized, result: RecipeResult, opts: RunOptions) -> int:
     # stays in it: `ps` and `ss -p` then see the lab's processes (docker-proxy, the
     # containers' servers), as a learner expects; a nested one would show only itself.
     pidns = [tools.need("unshare", "util-linux"), "--pid", "--fork", "--kill-child"] if opts.on_host else []
-    argv = [tools.need("nsenter", "util-linux"), f"--net={built.path(where)}",
-            tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL", *pidns,
+    # The node as a live lab's node is (nsbox/live/node.py): a process holding its netns,
+    # its own hostname (UTS) and /etc/hosts, /etc/resolv.conf (mount namespace); the
+    # command enters all three, in the directory the user is in.
+    from nsbox.live.holder import start_nodes
+
+    node = start_nodes(lab, built.paths, only=(where,))
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "/"
+    wd = [f"--wd={cwd}"] if "\n" not in cwd else []
+    argv = [tools.need("nsenter", "util-linux"), f"--target={node.procs[where].pid}", "--net", "--uts", "--mount",
+            *wd, tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL", *pidns,
             tools.need("sh", "dash"), "-c", opts.then]
     from nsbox.reap import run_to_end  # a signal leaves none of CMD's processes behind
 
-    rc = run_to_end(argv, env, sys.stderr if opts.then_stdout_to_stderr else None)
+    try:
+        rc = run_to_end(argv, env, sys.stderr if opts.then_stdout_to_stderr else None)
+    finally:
+        node.stop()
     status = rc if rc >= 0 else 128 - rc
     if status != 0:
         print(f"nsbox: --then exited with status {status}", file=sys.stderr)

@@ -105,15 +105,20 @@ class LabSession:
 
         return features.missing(frozenset(self.lab.requires), self.iptables)
 
-    def build(self) -> Any:
-        """Realize the lab. On a KernelError realize has already undone what it built."""
+    def build(self, realizer: Callable[[Any, str, str | None], Any] | None = None) -> Any:
+        """Realize the lab. On a KernelError realize has already undone what it built.
+        REALIZER(lab, prefix, journal): another way to build it (a live lab's part:
+        nsbox/live/parts.py), with the same names, journal and teardown."""
         from nsbox.host.onhost import JOURNAL_DIR
         from nsbox.kernel.realize import realize
 
         assert self.built is None, "a session builds its lab once"
         prefix, journal = on_host_names(self.lab.name) if self.on_host else ("", None)
         try:
-            self.built = realize(self.lab, prefix, journal, self.iptables, progress=self.progress)
+            if realizer is not None:
+                self.built = realizer(self.lab, prefix, journal)
+            else:
+                self.built = realize(self.lab, prefix, journal, self.iptables, progress=self.progress)
         finally:
             if self.tidy:
                 remove_empty(JOURNAL_DIR)  # a failed build may leave the journal dir empty

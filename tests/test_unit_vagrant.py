@@ -70,7 +70,50 @@ def test_vagrantfile_provisions_with_the_install_command() -> None:
 
 
 @pytest.mark.tools("shellcheck")
-@pytest.mark.parametrize("script", ["vagrant/provision.sh", "install.sh", ".ci/run", ".ci/kernel-vm-setup"])
+@pytest.mark.parametrize("script", ["vagrant/provision.sh", "vagrant/part-up.sh", "install.sh", ".ci/run",
+                                    ".ci/kernel-vm-setup"])
 def test_shell_scripts_pass_shellcheck(script: str) -> None:
     cp = _run(["shellcheck", script], REPO)
     assert cp.returncode == 0, cp.stdout + cp.stderr
+
+
+# --------------------------------------------------------------------------- Vagrantfile.multi
+
+@pytest.mark.tools("ruby")
+def test_multi_vagrantfile_is_ruby() -> None:
+    cp = _run(["ruby", "-c", "Vagrantfile.multi"], VAGRANT)
+    assert cp.returncode == 0 and "Syntax OK" in cp.stdout, cp.stderr
+
+
+@pytest.mark.tools("vagrant")
+def test_multi_vagrantfile_validates_two_machines(tmp_path: Path) -> None:
+    cp = _run(["vagrant", "validate", "--ignore-provider"], VAGRANT,
+              _vagrant_env(tmp_path, VAGRANT_VAGRANTFILE="Vagrantfile.multi"))
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "validated successfully" in cp.stdout and "node1" in cp.stdout and "node2" in cp.stdout
+
+
+@pytest.mark.tools("vagrant")
+def test_multi_vagrant_validate_catches_a_misspelt_setting(tmp_path: Path) -> None:
+    copy = tmp_path / "lab"
+    copy.mkdir()
+    text = (VAGRANT / "Vagrantfile.multi").read_text()
+    assert "m.vm.hostname" in text
+    (copy / "Vagrantfile.multi").write_text(text.replace("m.vm.hostname", "m.vm.hostnam"))
+    for f in ("provision.sh", "part-up.sh"):
+        shutil.copy(VAGRANT / f, copy / f)
+    cp = _run(["vagrant", "validate", "--ignore-provider"], copy,
+              _vagrant_env(tmp_path, VAGRANT_VAGRANTFILE="Vagrantfile.multi"))
+    assert cp.returncode != 0
+    assert "hostnam" in cp.stdout + cp.stderr
+
+
+def test_multi_vagrantfile_brings_up_one_part_on_each_vm() -> None:
+    """Each VM: the single lab's provisioning, then its part of pod-to-pod (cni=vxlan) with the
+    private network's address as the underlay; node1's VM holds the outside machine too."""
+    vf = (VAGRANT / "Vagrantfile.multi").read_text()
+    assert 'path: "provision.sh"' in vf and 'path: "part-up.sh"' in vf
+    assert '"node1" => ["192.168.56.11", "node1,outside"]' in vf and '"node2" => ["192.168.56.12", "node2"]' in vf
+    script = (VAGRANT / "part-up.sh").read_text()
+    assert '"$nsbox" up pod-to-pod --set cni=vxlan --part "$part" --underlay "$underlay"' in script
+    assert os.access(VAGRANT / "part-up.sh", os.X_OK)

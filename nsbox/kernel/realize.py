@@ -76,9 +76,12 @@ def fault_limit() -> int | None:
 
 
 def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptables_flavour: str = "auto",
-            progress: Callable[[str], None] | None = None) -> Realized:
+            progress: Callable[[str], None] | None = None,
+            namespaces_made: Callable[[Realized], None] | None = None) -> Realized:
     """Build LAB. Node N becomes netns PREFIX+N. On any error, undo and re-raise.
-    PROGRESS, if given, hears how far a long build is (nsbox/progress.py)."""
+    PROGRESS, if given, hears how far a long build is (nsbox/progress.py).
+    NAMESPACES_MADE, if given, runs once every namespace exists and before anything else
+    is built in them (a live lab's part moves its underlay links in: nsbox/live/parts.py)."""
     plan = plan_lab(lab)
     steps = _Steps(len(plan.steps), progress)
     if journal_path:  # the real host's /run/netns, shared with iproute2 and other labs
@@ -88,7 +91,13 @@ def realize(lab: Lab, prefix: str = "", journal_path: str | None = None, iptable
         done = Realized(lab, Journal())
     done.iptables = resolve_flavour(iptables_flavour)
     try:
-        apply_plan(plan, done, prefix, steps)
+        if namespaces_made is None:
+            apply_plan(plan, done, prefix, steps)
+        else:
+            first = next((i for i, s in enumerate(plan.steps) if not isinstance(s.action, Netns)), len(plan.steps))
+            apply_plan(Plan(lab, plan.steps[:first]), done, prefix, steps)
+            namespaces_made(done)
+            apply_plan(Plan(lab, plan.steps[first:]), done, prefix, steps)
         for node in lab.nodes.values():
             # Addresses the recipe wants DAD on are unusable until it ends: wait, so the
             # verifier's first probe does not meet a tentative address.

@@ -63,7 +63,8 @@ def _ask(directory: str, name: str, request: dict, timeout: float) -> dict:
 
 # --------------------------------------------------------------------------- up
 
-def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recipe_dirs: tuple[str, ...]) -> int:
+def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recipe_dirs: tuple[str, ...],
+       part: tuple[str, ...] = (), underlays: tuple[str, ...] = ()) -> int:
     from nsbox import sandbox
     from nsbox.live import spawn
 
@@ -78,6 +79,37 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
         raise UsageError("--on-host builds in the real host's namespaces and needs root")
     if not on_host:
         sandbox.preflight()
+    part = tuple(n for p in part for n in p.split(",") if n)  # --part node1,outside or --part node1 --part outside
+    kids = _part_children(recipe, sets, recipe_dirs, part, underlays)
+    try:
+        return _up(recipe, name, sets, on_host, recipe_dirs, part, kids)
+    finally:
+        if kids is not None:  # whatever the holder did not take (it failed, or Ctrl-C)
+            kids.remove_leftovers()
+
+
+def _part_children(recipe: str, sets: dict[str, str], recipe_dirs: tuple[str, ...], part: tuple[str, ...],
+                   underlays: tuple[str, ...]):
+    """--part: the part is checked against the recipe's model here, before anything is
+    made, and the underlay children of its wires are made on this host (nsbox/live/parts.py)."""
+    if underlays and not part:
+        raise UsageError("--underlay goes with --part (the machines this host builds)")
+    if not part:
+        return None
+    if os.geteuid() != 0:
+        raise UsageError("--part needs root: it puts the lab's wires on this host's network")
+    from nsbox import cli
+    from nsbox.live import parts
+
+    lab = cli.load_labs_jailed((recipe,), sets, recipe_dirs)[0]
+    _lab, p = parts.split_validated(lab, part)
+    return parts.make_children(parts.parse_underlays(underlays, p.crossings))
+
+
+def _up(recipe: str, name: str, sets: dict[str, str], on_host: bool, recipe_dirs: tuple[str, ...],
+        part: tuple[str, ...], kids) -> int:
+    from nsbox.live import parts, spawn
+
     directory = registry.lab_dir(create=True)
     assert directory is not None
     old = registry.read(directory, name)
@@ -96,6 +128,9 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
         argv += ["--recipes", os.path.abspath(d)]
     if on_host:
         argv.append("--on-host")
+    for p in part:
+        argv += ["--part", p]
+    argv += kids.args if kids is not None else []
     try:
         pid = spawn.spawn(argv, [ctl.fileno(), ready_w], log_fd, sandboxed=not on_host)
     except BaseException:
@@ -107,6 +142,11 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
         os.close(log_fd)
     ctl.close()
     try:
+        if kids is not None and kids.made and not on_host:
+            inner = _sandbox_pid1(pid)  # the sandbox's network namespace exists once its pid 1 does
+            if inner is None:
+                raise NsboxError("the lab's sandbox ended before its underlay could be handed over")
+            parts.hand_over(kids, inner)
         ready = _wait_ready(ready_r, pid)
     except BaseException:  # Ctrl-C while it builds: no holder may stay up without a record
         _abandon(pid, on_host)
@@ -137,6 +177,8 @@ def up(recipe: str, name: str | None, sets: dict[str, str], on_host: bool, recip
              (f"nsbox down {name}", "the end of it")]
     width = max(len(h) for h, _ in hints)
     print(f"nsbox: {name} is up ({rec.mode}, recipe {recipe}; nodes: {nodes}).")
+    for line in ready.get("part", []):
+        print(f"  {line}")
     for h, what in hints:
         print(f"  {h.ljust(width)}  {what}")
     return 0
@@ -333,6 +375,8 @@ def verify(name: str, fmt: str, timeout: float) -> int:
     if not answer.get("ok"):
         raise NsboxError(str(answer.get("error", "verify failed")))
     sys.stdout.write(answer["report"])
+    for line in answer.get("note", []):  # a part of a lab across machines: what it checked, what it left
+        print(f"nsbox: {line}", file=sys.stderr)
     return int(answer["exit"])
 
 

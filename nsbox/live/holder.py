@@ -46,6 +46,10 @@ class Options:
     recipe_dirs: tuple[str, ...]
     ctl_fd: int
     ready_fd: int
+    # labs across machines (nsbox/live/parts.py): the machines this host builds, and the
+    # underlay children `up` made for their wires: (node, ifname) -> child's name
+    part: tuple[str, ...] = ()
+    underlay_links: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,10 +90,11 @@ def node_files(lab: Lab, node: str) -> dict[str, str]:
     return {"hosts": hosts, "resolv": resolv}
 
 
-def start_nodes(lab: Lab, paths: dict[str, str]) -> Nodes:
+def start_nodes(lab: Lab, paths: dict[str, str], only: tuple[str, ...] | None = None) -> Nodes:
+    """A process per node (or per node in ONLY) holding its netns, hostname and /etc files."""
     nodes = Nodes()
     try:
-        for name in lab.nodes:
+        for name in (lab.nodes if only is None else only):
             p = subprocess.Popen([sys.executable, "-I", NODE_SCRIPT, str(os.getpid()), paths[name], name],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
             nodes.procs[name] = p
@@ -140,12 +145,22 @@ def main(opts: Options) -> int:
     os.set_inheritable(opts.ready_fd, False)
     try:
         lab = _load(opts)
+        part = None
+        if opts.part:
+            from nsbox.live import parts
+
+            lab, part = parts.split_validated(lab, opts.part)
         session = LabSession(lab, on_host=opts.on_host)  # the one path every front end takes
-        built = session.build()
+        if part is not None:
+            built = session.build(lambda lab, prefix, journal:
+                                  parts.realize_part(lab, opts.underlay_links, prefix, journal))
+        else:
+            built = session.build()
     except NsboxError as e:
         _tell(opts.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
         return e.exit_code
     live = Live(opts, session)
+    live.part = part
     try:
         live.servers = session.serve()
         live.nodes = start_nodes(lab, built.paths)
@@ -158,7 +173,8 @@ def main(opts: Options) -> int:
                               "nodes": {n: p.pid for n, p in live.nodes.procs.items()},
                               "netns": live.netns_names,
                               "containers": {c.name: c.node for c in lab.containers.values()},
-                              "checks": len(lab.checks)})
+                              "checks": len(lab.checks),
+                              **({"part": part.summary()} if part else {})})
         opts.ready_fd = -1
         live.serve(ctl)
     except NsboxError as e:
@@ -189,6 +205,7 @@ class Live:
         self.nodes: Nodes | None = None
         self.goodbye: socket.socket | None = None
         self.netns_names: dict[str, str] = {}
+        self.part = None  # nsbox/live/parts.Part when this host holds a part of the lab
 
     def close(self) -> list[str]:
         from nsbox.signals import deferred
@@ -263,6 +280,7 @@ class Live:
             result.status = "fail"
         result.duration_s = time.monotonic() - start
         return {"ok": True, "report": render([result], fmt), "exit": exit_code([result]),
+                **({"note": self.part.summary()} if self.part else {}),
                 "passed": sum(c.passed for c in result.checks), "checks": len(result.checks)}
 
 
