@@ -8,7 +8,6 @@ turned off): the mutation."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

@@ -1,7 +1,7 @@
 """bridge-mode, built for real and checked two ways.
 
 1. nsbox's own verdict (the JSON report).
-2. Independent observers: tests/observers/dump_lab.sh and bridge_mode_traffic.sh,
+2. Independent observers: tests/support/observers/dump_lab.sh and bridge_mode_traffic.sh,
    run by `--then` inside the live lab, ask the real tools (ip, iptables-save,
    sysctl, ping, curl, conntrack) what the kernel holds; the tests below judge
    what they wrote. The expected iptables rules are written out by hand from
@@ -58,7 +58,7 @@ class Observed:
     """One bridge-mode run: nsbox's report and what the observers saw during it."""
 
     mode: str
-    run: object  # conftest.NsboxRun
+    run: object  # tests.support.runner.NsboxRun
     dir: Path
 
     def text(self, name: str) -> str:
@@ -143,7 +143,7 @@ def test_run_passes(lab: Observed) -> None:
 
 
 # nsbox's verdicts must agree with what the independent observers saw in the same
-# live lab (tests/observers/*.sh); they are never the only evidence.
+# live lab (tests/support/observers/*.sh); they are never the only evidence.
 
 def test_nat_check_agrees_with_curl(lab: Observed) -> None:
     nat = [c for c in lab.run.result["checks"] if c["kind"] == "reach" and "seen from" in c["expected"]]

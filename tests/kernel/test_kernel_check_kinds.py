@@ -11,7 +11,6 @@ answers port unreachable instead of admin prohibited fails deny="filtered" as "r
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

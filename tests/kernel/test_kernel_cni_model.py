@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -80,14 +79,11 @@ def test_expect_route_fails_without_the_ptp_subnet_route(nsbox, tmp_path):
 
 
 # -- validation follows the kernel: refusals and acceptances shown by the explained script --
-# (tests/test_kernel_routing.py's harness: the lab's `nsbox explain` script run by bash in a
+# (tests/kernel/test_kernel_routing.py's harness: the lab's `nsbox explain` script run by bash in a
 # throwaway user+net+mount namespace; for a refusal, everything but the refused line works.)
 
-from test_kernel_routing import _base, _refused_line, _sandbox  # noqa: E402
-
-from nsbox.errors import ValidationError  # noqa: E402
-from nsbox.plan.explain import script  # noqa: E402
-from nsbox.validate import validate  # noqa: E402
+from tests.support.explain_harness import (assert_accepted_as_the_kernel_accepts,  # noqa: E402
+                                           assert_refused_as_the_kernel_refuses, base_lab)
 
 REFUSED = [
     ("ptp-route-over-the-prefix-route", lambda lab: lab.nodes["a"].route("10.0.0.0/24", via="10.0.0.1", dev="eth0"),
@@ -101,20 +97,9 @@ REFUSED = [
 
 @pytest.mark.parametrize("add, words, kernel_says", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
 def test_refused_as_the_kernel_refuses(add, words, kernel_says, tmp_path):
-    lab = _base()
+    lab = base_lab()
     add(lab)
-    with pytest.raises(ValidationError) as e:
-        validate(lab)
-    msg = str(e.value)
-    assert "\n" not in msg and all(w in msg for w in words), msg
-    line = _refused_line(lab, "a")
-    text = script(lab)
-    at = text.rindex(line + "\n")
-    probe = f"if {line}; then echo ACCEPTED; else echo REFUSED; fi\n"
-    done = _sandbox(text[:at] + probe + text[at + len(line) + 1:], tmp_path)
-    assert done.returncode == 0, f"{text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    assert "REFUSED" in done.stdout.split(), f"the kernel accepted: {line}\n{done.stderr}"
-    assert kernel_says in done.stderr, done.stderr
+    assert_refused_as_the_kernel_refuses(lab, "a", words, kernel_says, tmp_path)
 
 
 def _ptp_by_deletion(lab):
@@ -142,9 +127,6 @@ ACCEPTED = [
 
 @pytest.mark.parametrize("add", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
 def test_accepted_as_the_kernel_accepts(add, tmp_path):
-    lab = _base()
+    lab = base_lab()
     add(lab)
-    validate(lab)
-    text = script(lab)
-    done = _sandbox(text, tmp_path)
-    assert done.returncode == 0, f"{text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert_accepted_as_the_kernel_accepts(lab, tmp_path)

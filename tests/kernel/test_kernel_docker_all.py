@@ -1,7 +1,7 @@
 """Issue 7's "done when": every Docker recipe in one `nsbox run`, for each docker= layout,
 in the sandbox and on the host: exit 0, each recipe passes (ipvlan-mode and the 802.1q
 variant SKIP with their reasons where the kernel lacks them), and nothing is left behind
-(conftest's host snapshot)."""
+(the host guard, tests/support/host.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The dockerfw renderers' text goes into a real kernel and comes back out unchanged.
 
 Each case renders a Docker 29 firewall-matrix scenario (the same scenarios as
-tests/test_unit_dockerfw.py, rebuilt from the golden file's name), applies it in a
+tests/unit/test_unit_dockerfw.py, rebuilt from the golden file's name), applies it in a
 throwaway `unshare --net` namespace with `{ip,ip6}tables-<flavour>-restore` (the flavour
 the system's `iptables` is) or `nft -f`, reads it back with `{ip,ip6}tables-<flavour>-save
 -t raw/filter/nat` or `nft list table ip|ip6 docker-bridges`, and compares the readback

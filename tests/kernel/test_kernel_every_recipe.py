@@ -1,7 +1,7 @@
 """One test over every shipped recipe (recipes/*.py): a new recipe is covered by adding its file.
 
 For each: `nsbox validate` accepts it; `nsbox run` passes in the sandbox (or SKIPs with a
-reason on a kernel without what it needs); the host is unchanged (conftest's snapshot);
+reason on a kernel without what it needs); the host is unchanged (the host guard, tests/support/host.py);
 and the rules in each of its namespaces, read by the system's own `iptables-save` /
 `ip6tables-save` from inside the live lab, equal the model's rendering table for table
 (a table the model leaves empty has no rule in the kernel).

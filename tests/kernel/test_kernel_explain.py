@@ -3,7 +3,7 @@ recipe's own checks pass.
 
 The script runs under bash in `unshare --user --map-root-user --net --mount
 --pid --fork` with a tmpfs on /run, so its `ip netns add` pins land in that
-sandbox only. Then nsbox's verifier (tests/observers/verify_explained.py) is
+sandbox only. Then nsbox's verifier (tests/support/observers/verify_explained.py) is
 pointed at those pins: nsbox builds nothing there, the script built it all.
 """
 

@@ -1,6 +1,6 @@
 """Report formats from real runs: `nsbox run --format junit|ktap|json` on a real lab,
 each document read by a parser that is not nsbox's (junitparser and the Jenkins
-junit-10.xsd; tests/ktap_parser.py, written from ktap.rst; json).
+junit-10.xsd; tests/support/ktap_parser.py, written from ktap.rst; json).
 
 The verdicts must agree across formats, a lab whose allow check cannot pass
 (its server exists, but no route leads to it) must read `not ok`/<failure> and

@@ -1,7 +1,7 @@
 """IPv6 end to end against the real kernel: the dual-stack lab (tests/data/ipv6).
 
 nsbox's verdict (the JSON report) is judged against independent observers that
-tests/observers/ipv6_lab.sh runs through `--then` inside the live lab: ip -j -6
+tests/support/observers/ipv6_lab.sh runs through `--then` inside the live lab: ip -j -6
 addr (address flags), ss (listeners), curl and ping (traffic in both families),
 `conntrack -L -f ipv6` (NAT66 as the kernel tracks it) and
 ip6tables-<flavour>-save -c / -D (the DROP rule's counter, and the lab without it).
@@ -36,7 +36,7 @@ LAB_V6 = {"c1": {"fd00:10::2"}, "c2": {"fd00:10::3"}, "ext": {"fd00:20::2"}, "ho
 
 @dataclass
 class Observed:
-    run: object  # conftest.NsboxRun
+    run: object  # tests.support.runner.NsboxRun
     dir: Path
 
     def text(self, name: str) -> str:

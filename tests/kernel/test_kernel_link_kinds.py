@@ -4,7 +4,6 @@ kernel lacks makes its recipe SKIP; `nsbox explain` rebuilds them by hand."""
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -6,7 +6,6 @@ lacks it; a MAC the validator refuses is one the kernel refuses too."""
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -168,7 +167,7 @@ def test_refused_macs_are_refused_by_the_kernel_too(nsbox, tmp_path, mac):
 
 
 def test_the_kernel_refuses_routes_through_a_device_that_is_down():
-    """The two validation rules of tests/test_unit_link_options.py, in the kernel:
+    """The two validation rules of tests/unit/test_unit_link_options.py, in the kernel:
     a route through a down device and a gateway only on a down device's subnet fail,
     and both succeed once the device is up."""
     script = ("ip link add x0 type veth peer name x1 && ip addr add 10.0.0.1/24 dev x0 && "

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.checkout import world_readable_copy
+from tests.support.cmd import describe
 
 pytestmark = [
     pytest.mark.kernel,
@@ -86,31 +87,19 @@ class Runner:
                               capture_output=True, text=True, timeout=timeout, start_new_session=True)
 
 
-def show(cp: subprocess.CompletedProcess) -> str:
-    return f"$ {' '.join(cp.args)}\nexit {cp.returncode}\n--- stdout\n{cp.stdout[-3000:]}\n--- stderr\n{cp.stderr[-3000:]}"
-
-
 @pytest.fixture(scope="module")
-def tree(kernel):
-    """nsbox/ and recipes/ copied where uid 65534 can read them (tests/test_kernel_unprivileged.py)."""
+def tree():
+    """nsbox/ and recipes/ copied where uid 65534 can read them."""
     if not os.access(PYTHON, os.X_OK):
         pytest.skip(f"{PYTHON} is missing: run install.sh (or set NSBOX_TEST_PYTHON)")
-    d = Path(tempfile.mkdtemp(prefix="nsbox-live-", dir="/tmp"))
-    try:
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(kernel.REPO / "nsbox", d / "nsbox", ignore=ignore)
-        shutil.copytree(kernel.REPO / "recipes", d / "recipes", ignore=ignore)
-        for p in [d, *d.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
+    with world_readable_copy("nsbox-live-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def status(nsbox: Runner, lab: str) -> dict:
     cp = nsbox.run("status", lab, "--format", "json")
     labs = json.loads(cp.stdout)["labs"]
-    assert len(labs) == 1, show(cp)
+    assert len(labs) == 1, describe(cp)
     return labs[0]
 
 
@@ -122,7 +111,7 @@ def down(nsbox: Runner, lab: str) -> None:
 def session(nsbox: Runner, lab: str, extra: tuple[str, ...] = (),
             variants: dict[str, tuple[list[str], str]] | None = None) -> None:
     up = nsbox.run("up", "bridge-mode", "--name", lab, *extra)
-    assert up.returncode == 0, show(up)
+    assert up.returncode == 0, describe(up)
     try:
         st = status(nsbox, lab)
         assert st["state"] == "up", st
@@ -132,7 +121,7 @@ def session(nsbox: Runner, lab: str, extra: tuple[str, ...] = (),
         for tool, (cmd, expect) in {**TOOLS, **(variants or {})}.items():
             node = IN_NODE.get(tool, "c1")
             cp = nsbox.run("exec", lab, node, "--", *cmd, timeout=60)
-            assert cp.returncode == 0 and expect in cp.stdout, f"{tool} in {node}:\n{show(cp)}"
+            assert cp.returncode == 0 and expect in cp.stdout, f"{tool} in {node}:\n{describe(cp)}"
         assert nsbox.run("exec", lab, "c2", "--", "hostname").stdout.strip() == "c2"
 
         # A shell on a terminal: the prompt says which lab and node; the shell is in c1.
@@ -140,26 +129,26 @@ def session(nsbox: Runner, lab: str, extra: tuple[str, ...] = (),
         cp = subprocess.run(["script", "-qec", shell, "/dev/null"], input="hostname\nip -br addr show eth0\nexit\n",
                             cwd=nsbox.tree or nsbox.kernel.REPO, env=nsbox.env(), capture_output=True, text=True,
                             timeout=60, start_new_session=True)
-        assert f"({lab} c1)# " in cp.stdout and f"{C1}/16" in cp.stdout, show(cp)
+        assert f"({lab} c1)# " in cp.stdout and f"{C1}/16" in cp.stdout, describe(cp)
 
         for _ in range(2):
             cp = nsbox.run("verify", lab)
-            assert cp.returncode == 0 and "11 of 11 checks passed" in cp.stdout, show(cp)
+            assert cp.returncode == 0 and "11 of 11 checks passed" in cp.stdout, describe(cp)
         # Broken by hand: c1 without its default route cannot reach the internet through NAT.
         cp = nsbox.run("exec", lab, "c1", "--", "ip", "route", "del", "default")
-        assert cp.returncode == 0, show(cp)
+        assert cp.returncode == 0, describe(cp)
         cp = nsbox.run("verify", lab, "--format", "json")
-        assert cp.returncode == 1, show(cp)
+        assert cp.returncode == 1, describe(cp)
         failed = [c["name"] for c in json.loads(cp.stdout)["results"][0]["checks"] if not c["passed"]]
         assert "http c1->internet (NAT)" in failed, failed
         cp = nsbox.run("exec", lab, "c1", "--", "ip", "route", "add", "default", "via", "172.17.0.1")
-        assert cp.returncode == 0, show(cp)
+        assert cp.returncode == 0, describe(cp)
         cp = nsbox.run("verify", lab)
-        assert cp.returncode == 0, show(cp)
+        assert cp.returncode == 0, describe(cp)
 
         holder = st["holder_pid"]
         cp = nsbox.run("down", lab)
-        assert cp.returncode == 0, show(cp)
+        assert cp.returncode == 0, describe(cp)
         nsbox.kernel.wait_until(lambda: not nsbox.kernel.pid_alive(holder), 5)
         assert not nsbox.kernel.pid_alive(holder)
         assert json.loads(nsbox.run("status", "--format", "json").stdout)["labs"] == []
@@ -187,17 +176,17 @@ def test_tcpdump_as_nobody_needs_z_root(kernel, tree) -> None:
     assert nsbox.run("up", "bridge-mode", "--name", "live-nobody-td").returncode == 0
     try:
         cp = nsbox.run("exec", "live-nobody-td", "c1", "--", "cat", "/proc/self/setgroups")
-        assert cp.stdout.strip() == "deny", show(cp)
+        assert cp.stdout.strip() == "deny", describe(cp)
         # Its default user is not mapped in the lab's user namespace.
         cp = nsbox.run("exec", "live-nobody-td", "c1", "--", "timeout", "5", "tcpdump", "-ni", "eth0", "-c1")
-        assert cp.returncode != 0 and "Couldn't change to 'tcpdump'" in cp.stderr, show(cp)
+        assert cp.returncode != 0 and "Couldn't change to 'tcpdump'" in cp.stderr, describe(cp)
         # The shim is what lets -Z root through: without it (plain nsenter), setgroups fails.
         pid = status(nsbox, "live-nobody-td")["nodes"]["c1"]["pid"]
         cp = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "nsenter",
                              f"--target={pid}", "--user", "--preserve-credentials", "--mount", "--net", "--",
                              "timeout", "5", "tcpdump", "-Z", "root", "-ni", "eth0", "-c1"],
                             capture_output=True, text=True, timeout=30)
-        assert cp.returncode != 0 and "Operation not permitted" in cp.stderr, show(cp)
+        assert cp.returncode != 0 and "Operation not permitted" in cp.stderr, describe(cp)
     finally:
         down(nsbox, "live-nobody-td")
 
@@ -212,11 +201,11 @@ def test_killed_holder_leaves_nothing_and_status_says_gone(kernel) -> None:
         kernel.wait_until(lambda: not any(kernel.pid_alive(p) for p in [st["holder_pid"], *nodes]), 5)
         assert not any(kernel.pid_alive(p) for p in nodes), "a node process outlived its holder"
         cp = nsbox.run("status", "live-kill")
-        assert cp.returncode == 1 and "gone" in cp.stdout, show(cp)
+        assert cp.returncode == 1 and "gone" in cp.stdout, describe(cp)
         cp = nsbox.run("exec", "live-kill", "c1", "--", "true")
-        assert cp.returncode == 1 and "gone" in cp.stderr, show(cp)
+        assert cp.returncode == 1 and "gone" in cp.stderr, describe(cp)
         cp = nsbox.run("down", "live-kill")
-        assert cp.returncode == 0, show(cp)
+        assert cp.returncode == 0, describe(cp)
         assert nsbox.run("status", "live-kill").returncode == 2
     finally:
         down(nsbox, "live-kill")
@@ -233,10 +222,10 @@ def test_killed_on_host_holder_is_cleaned(kernel) -> None:
         os.kill(st["holder_pid"], signal.SIGKILL)
         kernel.wait_until(lambda: not kernel.pid_alive(st["holder_pid"]), 5)
         cp = nsbox.run("status", "live-kill-host")
-        assert cp.returncode == 1 and "gone" in cp.stdout, show(cp)
+        assert cp.returncode == 1 and "gone" in cp.stdout, describe(cp)
         cp = nsbox.run("clean")
-        assert cp.returncode == 0, show(cp)
-        assert names[0] not in kernel.netns_list(), show(cp)
+        assert cp.returncode == 0, describe(cp)
+        assert names[0] not in kernel.netns_list(), describe(cp)
         assert nsbox.run("status", "live-kill-host").returncode == 2
     finally:
         down(nsbox, "live-kill-host")
@@ -249,16 +238,16 @@ def test_nobody_cannot_enter_roots_lab(kernel, tree) -> None:
         pid = status(root, "live-root")["nodes"]["c1"]["pid"]
         # With nsbox: root's registry is not nobody's; it has no such lab.
         cp = Runner(kernel, tree).run("exec", "live-root", "c1", "--", "true")
-        assert cp.returncode == 2 and "no live lab" in cp.stderr, show(cp)
+        assert cp.returncode == 2 and "no live lab" in cp.stderr, describe(cp)
         # Without it, straight at the node's namespaces: the kernel refuses.
         cp = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "nsenter",
                              f"--target={pid}", "--user", "--preserve-credentials", "--mount", "--net", "--", "true"],
                             capture_output=True, text=True, timeout=30)
-        assert cp.returncode != 0, show(cp)
+        assert cp.returncode != 0, describe(cp)
         # Positive control: root can.
         cp = subprocess.run(["nsenter", f"--target={pid}", "--user", "--mount", "--net", "--", "true"],
                             capture_output=True, text=True, timeout=30)
-        assert cp.returncode == 0, show(cp)
+        assert cp.returncode == 0, describe(cp)
     finally:
         down(root, "live-root")
 
@@ -267,7 +256,7 @@ def test_bad_lab_name_is_one_line_and_builds_nothing(kernel) -> None:
     nsbox = Runner(kernel)
     for bad in ("a\nb", "../x", "-x", "a" * 40):
         cp = nsbox.run("up", "bridge-mode", "--name", bad)
-        assert cp.returncode == 2 and len(cp.stderr.strip().splitlines()) == 1, show(cp)
+        assert cp.returncode == 2 and len(cp.stderr.strip().splitlines()) == 1, describe(cp)
     assert json.loads(nsbox.run("status", "--format", "json").stdout)["labs"] == []
 
 
@@ -278,13 +267,13 @@ def test_names_resolve_as_on_a_docker_user_network(kernel) -> None:
     assert nsbox.run("up", "user-networks", "--name", "live-dns").returncode == 0
     try:
         cp = nsbox.run("exec", "live-dns", "a1", "--", "cat", "/etc/resolv.conf")
-        assert "nameserver 127.0.0.11" in cp.stdout, show(cp)
+        assert "nameserver 127.0.0.11" in cp.stdout, describe(cp)
         cp = nsbox.run("exec", "live-dns", "a1", "--", "ping", "-c1", "-W2", "a2")
-        assert cp.returncode == 0 and "1 received" in cp.stdout and "172.18.0.3" in cp.stdout, show(cp)
+        assert cp.returncode == 0 and "1 received" in cp.stdout and "172.18.0.3" in cp.stdout, describe(cp)
         cp = nsbox.run("exec", "live-dns", "a1", "--", "curl", "-s", "-m3", "http://a2/host")
-        assert "NODE: a2" in cp.stdout, show(cp)
+        assert "NODE: a2" in cp.stdout, describe(cp)
         cp = nsbox.run("exec", "live-dns", "a1", "--", "getent", "hosts", "b1")
-        assert cp.returncode == 2 and not cp.stdout, show(cp)
+        assert cp.returncode == 2 and not cp.stdout, describe(cp)
     finally:
         down(nsbox, "live-dns")
 
@@ -301,7 +290,7 @@ def test_two_terminals_at_once(kernel) -> None:
         try:
             kernel.wait_until(lambda: "tcpdump" in nsbox.run("exec", "live-two", "c2", "--", "ps", "-e").stdout, 10)
             cp = nsbox.run("exec", "live-two", "c1", "--", "ping", "-c3", "-i0.3", C2)
-            assert cp.returncode == 0, show(cp)
+            assert cp.returncode == 0, describe(cp)
             out, err = capture.communicate(timeout=30)
         finally:
             if capture.poll() is None:
@@ -327,14 +316,14 @@ def test_every_recipe_live(kernel, name: str) -> None:
     up = nsbox.run("up", name, "--name", lab)
     if up.returncode == 4:
         pytest.skip(up.stderr.strip())
-    assert up.returncode == 0, show(up)
+    assert up.returncode == 0, describe(up)
     try:
         nodes = status(nsbox, lab)["nodes"]
         for node in nodes:
             cp = nsbox.run("exec", lab, node, "--", "hostname")
-            assert cp.stdout.strip() == node, show(cp)
+            assert cp.stdout.strip() == node, describe(cp)
         cp = nsbox.run("verify", lab)
-        assert cp.returncode == 0, show(cp)
+        assert cp.returncode == 0, describe(cp)
         assert nsbox.run("down", lab).returncode == 0
     finally:
         down(nsbox, lab)
@@ -346,8 +335,8 @@ def test_ps_works_in_run_then(kernel, mode: tuple[str, ...]) -> None:
     "fatal library error, lookup self"), and in the sandbox it sees the lab's processes:
     the sandbox's pid 1 (nsbox) and the containers' servers, as `ss -p` needs."""
     cp = Runner(kernel).run("run", "bridge-mode", *mode, "--then-in", "c1", "--then", "ps -eo pid,comm")
-    assert cp.returncode == 0 and "lookup self" not in cp.stderr, show(cp)
+    assert cp.returncode == 0 and "lookup self" not in cp.stderr, describe(cp)
     lines = [ln.split() for ln in cp.stdout.splitlines() if ln.split()[:1] and ln.split()[0].isdigit()]
-    assert any(ln[1:] == ["ps"] for ln in lines if len(ln) == 2), show(cp)
+    assert any(ln[1:] == ["ps"] for ln in lines if len(ln) == 2), describe(cp)
     if not mode:  # the sandbox's own pid namespace: nsbox is pid 1, c1's server is there
-        assert any(ln[0] == "1" for ln in lines) and any(ln[1:] == ["c1"] for ln in lines), show(cp)
+        assert any(ln[0] == "1" for ln in lines) and any(ln[1:] == ["c1"] for ln in lines), describe(cp)

@@ -10,7 +10,7 @@ bridge-mode has two deny checks, and each names the rule that must drop its prob
   host; dropped by filter FORWARD's policy DROP (dockerd set it when it turned
   ip_forward on).
 
-Each mutant below takes layers away, runs with `--then tests/observers/forward_layers.sh`
+Each mutant below takes layers away, runs with `--then tests/support/observers/forward_layers.sh`
 (curl from internet to c2 and to lan, `iptables-save -c` around each), and the
 test judges both what the kernel counted and what nsbox reported:
 
@@ -97,7 +97,7 @@ def parse_counters(text: str) -> dict[str, int]:
 
 @dataclass
 class Mutant:
-    run: object  # conftest.NsboxRun
+    run: object  # tests.support.runner.NsboxRun
     dir: Path
 
     def curl(self, to: str) -> tuple[int, str]:

@@ -16,7 +16,6 @@ SCTP probes are skipped where the kernel has no SCTP sockets (the pods could not
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

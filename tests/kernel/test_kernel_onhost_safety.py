@@ -2,7 +2,7 @@
 labs and other users: nsbox may only ever remove what it can prove it made.
 
 Each scenario runs in a mount namespace of its own whose /run is a fresh tmpfs
-(conftest.in_private_run): the namespaces, files and mounts are real, but no
+(tests.support.runner.in_private_run): the namespaces, files and mounts are real, but no
 other lab on this host can see them or be hurt by them, /run/netns starts out
 missing (the case where `ip netns add` used to mount over nsbox's pins), and
 the kernel frees everything when the scenario ends. The scenario only acts and

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -41,6 +40,7 @@ import pytest
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
 from tests.support.dumps import dump_sections as _sections
 from tests.support.golden import parse_save
+from tests.support.mutants import failed_checks, run_mutant
 
 from nsbox.kernel.iptables import restore_text
 
@@ -54,13 +54,6 @@ DUMP = ('echo "@@ nat"; ip netns exec $NSBOX_NETNS_NODE1 iptables-save -t nat; '
         'echo "@@ podroute"; ip -n $NSBOX_NETNS_N1_P1 -j route show')
 
 MUTANT = """
-    import importlib.util
-    from nsbox.recipe import builtin_dirs, recipe
-
-    _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
-    _p2p = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_p2p)
-
     @recipe("pod-to-pod-mut-{tag}")
     def build(lab):
         '''pod-to-pod with one piece of its layout taken away.'''
@@ -125,20 +118,15 @@ def test_pod_to_pod_layout(nsbox, cni: str, masq: str) -> None:
 
 def _mutant(nsbox, tmp_path: Path, tag: str, cni: str, masq: str = "auto", noroute: bool = False,
             nomasq: bool = False):
-    (tmp_path / "mutant.py").write_text(textwrap.dedent(MUTANT.format(tag=tag, cni=cni, masq=masq,
-                                                                      noroute=noroute, nomasq=nomasq)))
-    return nsbox.run("run", f"pod-to-pod-mut-{tag}", "--recipes", str(tmp_path), "--format", "json",
-                     "--timeout", "0.5", "--settle", "0.5", timeout=180)
-
-
-def _failed(r) -> set[str]:
-    return {n for n, c in r.checks().items() if not c["passed"]}
+    return run_mutant(nsbox, tmp_path, f"pod-to-pod-mut-{tag}",
+                      MUTANT.format(tag=tag, cni=cni, masq=masq, noroute=noroute, nomasq=nomasq),
+                      base="pod_to_pod.py", alias="_p2p")
 
 
 def test_ptp_without_its_route_fails(nsbox, tmp_path) -> None:
     r = _mutant(nsbox, tmp_path, "ptp-noroute", "ptp", noroute=True)
     assert r.returncode == 1, r.describe()
-    failed = _failed(r)
+    failed = failed_checks(r)
     # n1-p1 thinks n1-p2 is on its link: ARP for it goes unanswered on a point-to-point veth.
     assert "tcp/7 n1-p1->n1-p2 (same node, no NAT)" in failed, failed
     assert "route n1-p1: n1-p2 via the node (ptp)" in failed, failed
@@ -151,7 +139,7 @@ def test_ptp_without_its_route_fails(nsbox, tmp_path) -> None:
 def test_without_the_masquerade_rule_outside_fails(nsbox, tmp_path, cni: str, masq: str) -> None:
     r = _mutant(nsbox, tmp_path, f"{cni}-{masq}-nomasq", cni, masq=masq, nomasq=True)
     assert r.returncode == 1, r.describe()
-    failed = _failed(r)
+    failed = failed_checks(r)
     assert "http n1-p1->outside (masqueraded to node1)" in failed, failed
     # counted_by names what took the packet instead of the CNI's MASQUERADE
     observed = r.checks()["http n1-p1->outside (masqueraded to node1)"]["observed"]
@@ -187,37 +175,21 @@ def test_pod_containers_share_one_netns(nsbox, cni: str) -> None:
 
 
 def test_pod_hostport_needs_portmaps_dnat(nsbox, tmp_path) -> None:
-    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
-        import importlib.util
-        from nsbox.recipe import builtin_dirs, recipe
-
-        _spec = importlib.util.spec_from_file_location("_pod", builtin_dirs()[0] / "pod.py")
-        _pod = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(_pod)
-
+    r = run_mutant(nsbox, tmp_path, "pod-mut-nodnat", """
         @recipe("pod-mut-nodnat")
         def build(lab):
             '''pod without portmap's DNAT rule.'''
             _pod.build(lab, cni="ptp")
             for chain in lab.nodes["node1"].iptables("nat").chains.values():
                 chain.rules[:] = [r for r in chain.rules if r.jumps_to != "DNAT"]
-    """))
-    r = nsbox.run("run", "pod-mut-nodnat", "--recipes", str(tmp_path), "--format", "json",
-                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    """, base="pod.py", alias="_pod")
     assert r.returncode == 1, r.describe()
-    assert {n for n, c in r.checks().items() if not c["passed"]} == {"http outside->node1:8080 (hostPort -> app)"}
+    assert failed_checks(r) == {"http outside->node1:8080 (hostPort -> app)"}
 
 
 # ------------------------------------------------------------------ the hostport recipe
 
 HOSTPORT_MUTANT = """
-    import importlib.util
-    from nsbox.recipe import builtin_dirs, recipe
-
-    _spec = importlib.util.spec_from_file_location("_hostport", builtin_dirs()[0] / "hostport.py")
-    _hp = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_hp)
-
     @recipe("hostport-mut-{tag}")
     def build(lab):
         '''hostport with one piece of portmap taken away.'''
@@ -252,12 +224,11 @@ def test_hostport(nsbox, cni: str) -> None:
                               "http web->node1:8080 (hairpin, masqueraded)"}),
 ])
 def test_hostport_mutants(nsbox, tmp_path, cni: str, tag: str, failing: set[str]) -> None:
-    (tmp_path / "mutant.py").write_text(textwrap.dedent(HOSTPORT_MUTANT.format(
-        tag=f"{cni}-{tag}", cni=cni, nolocalnet=tag == "nolocalnet", nohairpinmark=tag == "nohairpinmark")))
-    r = nsbox.run("run", f"hostport-mut-{cni}-{tag}", "--recipes", str(tmp_path), "--format", "json",
-                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    r = run_mutant(nsbox, tmp_path, f"hostport-mut-{cni}-{tag}", HOSTPORT_MUTANT.format(
+        tag=f"{cni}-{tag}", cni=cni, nolocalnet=tag == "nolocalnet", nohairpinmark=tag == "nohairpinmark"),
+        base="hostport.py", alias="_hp")
     assert r.returncode == 1, r.describe()
-    assert {n for n, c in r.checks().items() if not c["passed"]} == failing, r.describe()
+    assert failed_checks(r) == failing, r.describe()
 
 
 # ------------------------------------------------------------------ cni=vxlan (flannel)
@@ -305,24 +276,15 @@ def test_vxlan_layout_is_flannels(nsbox, tmp_path) -> None:
 
 
 def test_vxlan_without_the_fdb_entry_fails(nsbox, tmp_path) -> None:
-    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
-        import importlib.util
-        from nsbox.recipe import builtin_dirs, recipe
-
-        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
-        _p2p = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(_p2p)
-
+    r = run_mutant(nsbox, tmp_path, "pod-to-pod-mut-nofdb", """
         @recipe("pod-to-pod-mut-nofdb")
         def build(lab):
             '''pod-to-pod cni=vxlan without node1's FDB entry for node2's VTEP.'''
             _p2p.build(lab, cni="vxlan")
             lab.nodes["node1"].fdbs.clear()
-    """))
-    r = nsbox.run("run", "pod-to-pod-mut-nofdb", "--recipes", str(tmp_path), "--format", "json",
-                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    """, base="pod_to_pod.py", alias="_p2p")
     assert r.returncode == 1, r.describe()
-    failed = {n for n, c in r.checks().items() if not c["passed"]}
+    failed = failed_checks(r)
     across = {n for n in r.checks() if "across nodes" in n}
     # Every pair across nodes fails (node1 cannot send into the overlay: replies die too),
     # and so does the 1450-byte echo to node2's pod; everything else passes.
@@ -355,14 +317,7 @@ def test_calico_layout(nsbox, tmp_path) -> None:
 
 
 def test_calico_without_proxy_arp_fails(nsbox, tmp_path) -> None:
-    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
-        import importlib.util
-        from nsbox.recipe import builtin_dirs, recipe
-
-        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
-        _p2p = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(_p2p)
-
+    r = run_mutant(nsbox, tmp_path, "pod-to-pod-mut-noproxyarp", """
         @recipe("pod-to-pod-mut-noproxyarp")
         def build(lab):
             '''pod-to-pod cni=calico with proxy ARP off on node1's cali veths.'''
@@ -370,11 +325,9 @@ def test_calico_without_proxy_arp_fails(nsbox, tmp_path) -> None:
             node1 = lab.nodes["node1"]
             for key in [k for k in node1.sysctls if k.endswith(".proxy_arp")]:
                 node1.sysctls[key] = "0"
-    """))
-    r = nsbox.run("run", "pod-to-pod-mut-noproxyarp", "--recipes", str(tmp_path), "--format", "json",
-                  "--timeout", "0.5", "--settle", "0.5", timeout=180)
+    """, base="pod_to_pod.py", alias="_p2p")
     assert r.returncode == 1, r.describe()
-    failed = {n for n, c in r.checks().items() if not c["passed"]}
+    failed = failed_checks(r)
     # Every probe from or to a pod of node1 needs 169.254.1.1 answered there; node2's own
     # same-node pair and the route checks (the kernel's lookup, not ARP) still pass.
     reach = {n for n in r.checks() if n.startswith(("tcp/", "http ", "conntrack "))}
@@ -391,14 +344,9 @@ def test_vxlan_at_mtu_1400_fails_the_1450_byte_check(nsbox, tmp_path) -> None:
     VXLAN): the 1450-byte don't-fragment echo no longer leaves the pod, and `ping -M do -s
     1422` agrees. (The 1451-byte deny has no such mutant on a 1500-byte node network: with
     every MTU at 1500 the kernel still drops the over-size VXLAN packet.)"""
-    (tmp_path / "mutant.py").write_text(textwrap.dedent("""
+    r = run_mutant(nsbox, tmp_path, "pod-to-pod-mut-mtu1400", """
         import dataclasses
-        import importlib.util
-        from nsbox.recipe import builtin_dirs, recipe
 
-        _spec = importlib.util.spec_from_file_location("_pod_to_pod", builtin_dirs()[0] / "pod_to_pod.py")
-        _p2p = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(_p2p)
 
         @recipe("pod-to-pod-mut-mtu1400")
         def build(lab):
@@ -408,13 +356,11 @@ def test_vxlan_at_mtu_1400_fails_the_1450_byte_check(nsbox, tmp_path) -> None:
                 for name, iface in list(node.interfaces.items()):
                     if iface.mtu == 1450:
                         node.interfaces[name] = dataclasses.replace(iface, mtu=1400)
-    """))
-    r = nsbox.run("run", "pod-to-pod-mut-mtu1400", "--recipes", str(tmp_path), "--format", "json",
-                  "--timeout", "0.5", "--settle", "0.5", "--then",
-                  'ip netns exec $NSBOX_NETNS_N1_P1 ping -M do -c1 -W2 -s 1422 10.244.2.2 >/dev/null 2>&1; '
-                  'echo $? > "$OUT/df1450"', env={"OUT": str(tmp_path)}, timeout=180)
+    """, base="pod_to_pod.py", alias="_p2p",
+        then='ip netns exec $NSBOX_NETNS_N1_P1 ping -M do -c1 -W2 -s 1422 10.244.2.2 >/dev/null 2>&1; '
+             'echo $? > "$OUT/df1450"', env={"OUT": str(tmp_path)})
     assert r.returncode == 1, r.describe()
     big = "icmp n1-p1->n2-p1 1450 bytes, don't fragment"
-    assert _failed(r) == {big}, r.describe()
+    assert failed_checks(r) == {big}, r.describe()
     assert "message too long" in r.checks()[big]["detail"]
     assert (tmp_path / "df1450").read_text().strip() == "1"

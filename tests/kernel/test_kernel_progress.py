@@ -19,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 from tests.support.paths import REPO

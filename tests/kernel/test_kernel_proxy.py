@@ -2,12 +2,11 @@
 `ss -p` sees a docker-proxy process listening in the host node; DNAT'ed traffic reaches the
 container with the client's address while the proxy's arrives from the gateway; without
 the DNAT rule the outside check fails (the proxy answers instead: a mutation); no proxy
-process outlives the lab (conftest's snapshot checks processes)."""
+process outlives the lab (the host guard, tests/support/host.py checks processes)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

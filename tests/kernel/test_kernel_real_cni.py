@@ -1,13 +1,13 @@
 """nsbox's CNI layouts against the REAL CNI plugins (containernetworking-plugins 1.1.1 as
 Debian 12 ships them, /usr/lib/cni).
 
-tests/realcni/real.sh runs the real `loopback`, `bridge`/`ptp` and `host-local` plugins for
+tests/support/realcni/real.sh runs the real `loopback`, `bridge`/`ptp` and `host-local` plugins for
 two pods in a throwaway `unshare --net --mount --pid` node (nothing of the host is
 touched; IPAM state in a temp dir); nsbox builds the same node from the same network
-config with nsbox/kits/k8s/cni.py (tests/realcni/recipes.py). Both sides are dumped by
-the same script (tests/realcni/dump.sh: ip -j -d link, ip -j addr, ip -j route,
+config with nsbox/kits/k8s/cni.py (tests/support/realcni/recipes.py). Both sides are dumped by
+the same script (tests/support/realcni/dump.sh: ip -j -d link, ip -j addr, ip -j route,
 iptables-save, the per-interface sysctls) and compared after normalising only what is
-random (tests/realcni/compare.py: host veth names, MACs, ifindexes, counters).
+random (tests/support/realcni/compare.py: host veth names, MACs, ifindexes, counters).
 
 - bridge (isGateway, ipMasq, hairpinMode) and ptp (ipMasq, mtu), each with portmap chained
   for pod1 (hostPort 8080 -> 80): no difference; the same traffic (pod1->pod2 and

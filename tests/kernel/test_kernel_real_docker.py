@@ -1,7 +1,7 @@
 """nsbox beside the real Docker (issue 7, "Against the real Docker").
 
 The real dockerd 20.10 (Debian 12's docker.io) runs in a throwaway net+mount+pid
-namespace (tests/realdocker/): an "internet" netns routes to the Docker host over a
+namespace (tests/support/realdocker/): an "internet" netns routes to the Docker host over a
 veth uplink, a "lan" netns sits behind its eth1, as in recipes/bridge_mode.py.
 
 (a) nsbox's bridge-mode checks that hold for Docker 20.10 are run by nsbox's own
@@ -16,7 +16,7 @@ veth uplink, a "lan" netns sits behind its eth1, as in recipes/bridge_mode.py.
 
 One dockerd (userland proxy on) serves the module; a second, short-lived one has
 the proxy off. The last test stops the first and proves nothing is left: the host
-snapshot of tests/conftest.py, the cgroup folders runc made, the state folder.
+snapshot of tests/support/host.py, the cgroup folders runc made, the state folder.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from nsbox.recipe import get
 from nsbox.errors import UsageError
 from nsbox.verify.external import prepare, select, verify_external
 from tests.support.realdocker import labs, scenarios
-from tests.support.realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, missing_software, preload_kernel_modules
+from tests.support.realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, flavour_of, missing_software, \
+    preload_kernel_modules, start_or_skip
+from tests.support.realdocker.normalize import normalize, tables
 
 pytestmark = [pytest.mark.kernel]
 
@@ -53,19 +55,7 @@ DIRECT_2010 = ("host", "filter", "FORWARD", "policy")
 @dataclass
 class Session:
     docker: RealDocker
-    guard: object  # conftest.HostGuard
-
-
-def _start(**kw) -> RealDocker:
-    why = missing_software()
-    if why:
-        pytest.skip(f"the real Docker cannot run here: {why}")
-    d = RealDocker(**kw)
-    try:
-        d.start()
-    except Unavailable as e:
-        pytest.skip(f"the real Docker cannot run here: {e}")
-    return d
+    guard: object  # tests.support.host.HostGuard
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,7 +70,7 @@ def real(kernel) -> Session:
     if os.geteuid() != 0:
         pytest.skip("needs root: starts dockerd")
     guard = kernel.HostGuard.now()  # before dockerd: test_nothing_left compares with it
-    d = _start(userland_proxy=True)
+    d = start_or_skip(userland_proxy=True)
     yield Session(d, guard)
     d.stop()  # a no-op when test_nothing_left ran
 
@@ -244,7 +234,7 @@ def test_mode_verdicts(docker: RealDocker) -> None:
 def test_publish_with_the_userland_proxy_off(kernel) -> None:
     """A second dockerd, --userland-proxy=false: DNAT without `! -i docker0`, OUTPUT
     without `! -d 127.0.0.0/8`, MASQUERADE of local sources, route_localnet on docker0."""
-    d = _start(userland_proxy=False)
+    d = start_or_skip(userland_proxy=False)
     cgroup = d.cgroup_parent
     try:
         found = scenarios.run_all(d, scenarios.PROXY_OFF)
@@ -255,20 +245,6 @@ def test_publish_with_the_userland_proxy_off(kernel) -> None:
     assert not problems, problems
     assert not cgroup_dirs(cgroup), cgroup_dirs(cgroup)
     _compare(found)
-
-
-def _tables(text: str) -> dict[str, list[str]]:
-    """Normalised iptables-save text -> {table: its lines}: backends print tables in
-    different orders (nft: as created; legacy: as loaded), rules within them alike."""
-    out: dict[str, list[str]] = {}
-    table = ""
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-            out[table] = []
-        elif line != "COMMIT":
-            out[table].append(line)
-    return out
 
 
 # nsbox's recipe (with its --set) for each real scenario dumped under tests/data/realdocker/
@@ -286,9 +262,6 @@ LAYOUT_2010 = [
 def test_nsbox_docker_2010_layout_equals_the_real_rules(nsbox, tmp_path, scenario, recipe, sets) -> None:
     """nsbox's RECIPE `--set docker=20.10`, in the kernel, dumped with the same
     iptables-save as dockerd's, equals the real dockerd's SCENARIO."""
-    from tests.support.realdocker.dockerd import flavour_of
-    from tests.support.realdocker.normalize import normalize
-
     tool = "iptables-nft-save"
     version = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout
     if flavour_of(version) == "legacy":
@@ -299,8 +272,8 @@ def test_nsbox_docker_2010_layout_equals_the_real_rules(nsbox, tmp_path, scenari
                     "--then", f"{tool} > {out} && {tool.replace('iptables', 'ip6tables')} > {out}6")
     assert run.returncode == 0, run.describe()
     assert normalize(Path(f"{out}6").read_text()) == "\n", "dockerd 20.10 writes no ip6tables rules"
-    want = _tables((scenarios.DATA / f"{scenario}.host.rules").read_text())
-    got = _tables(normalize(out.read_text()))
+    want = tables((scenarios.DATA / f"{scenario}.host.rules").read_text())
+    got = tables(normalize(out.read_text()))
     assert got == want, "".join(difflib.unified_diff(
         [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
         [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], "real dockerd 20.10", f"nsbox {recipe} docker=20.10"))
@@ -360,9 +333,6 @@ def test_nsbox_docker_2010_user_network_equals_the_real_rules(nsbox, tmp_path) -
     """The user-network scenario: the host's rules and u2's own nat table (its embedded DNS)
     built by the kit equal the real dockerd's. The bridge is br-mynet in nsbox, br-<id> in
     Docker: both normalise to br-<net1>, as the normaliser does for the real id."""
-    from tests.support.realdocker.dockerd import flavour_of
-    from tests.support.realdocker.normalize import normalize
-
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "un.py").write_text(USER_NETWORK_LAB)
     tool = "iptables-legacy-save" if flavour_of(subprocess.run(["iptables", "-V"], capture_output=True,
@@ -372,8 +342,8 @@ def test_nsbox_docker_2010_user_network_equals_the_real_rules(nsbox, tmp_path) -
                     "--then", f"{tool} > {host} && ip netns exec $NSBOX_NETNS_U2 {tool} > {u2}")
     assert run.returncode == 0, run.describe()
     for got_file, real in ((host, "user-network.host.rules"), (u2, "user-network.u2.rules")):
-        want = _tables((scenarios.DATA / real).read_text())
-        got = _tables(normalize(got_file.read_text().replace("br-mynet", "br-<net1>")))
+        want = tables((scenarios.DATA / real).read_text())
+        got = tables(normalize(got_file.read_text().replace("br-mynet", "br-<net1>")))
         assert got == want, "".join(difflib.unified_diff(
             [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
             [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], f"real dockerd 20.10 {real}", "nsbox"))

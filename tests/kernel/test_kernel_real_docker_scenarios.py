@@ -3,7 +3,7 @@ a UDP port, a port range, a port on 127.0.0.1, a port on the uplink address, a p
 published on a user network (port-publish), two user networks + --internal + docker0,
 the same with icc=false, and containers on docker0 and two user networks (user-networks).
 
-For each, the real dockerd (tests/realdocker/, in a throwaway namespace) is driven with
+For each, the real dockerd (tests/support/realdocker/, in a throwaway namespace) is driven with
 the docker commands the recipe stands for, bridges named as nsbox names them
 (`-o com.docker.network.bridge.name`), and:
 
@@ -27,9 +27,8 @@ import pytest
 
 from nsbox.recipe import get
 from nsbox.verify.external import select, verify_external
-from tests.support.realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, flavour_of, missing_software, \
-    preload_kernel_modules
-from tests.support.realdocker.normalize import normalize
+from tests.support.realdocker.dockerd import RealDocker, cgroup_dirs, flavour_of, start_or_skip
+from tests.support.realdocker.normalize import normalize, tables
 
 pytestmark = [pytest.mark.kernel]
 
@@ -86,32 +85,12 @@ SCENARIOS: dict[str, tuple[str, tuple[str, ...], Callable[[RealDocker], None]]] 
 def real(kernel):
     if os.geteuid() != 0:
         pytest.skip("needs root: starts dockerd")
-    why = missing_software()
-    if why:
-        pytest.skip(f"the real Docker cannot run here: {why}")
-    preload_kernel_modules()
-    d = RealDocker(userland_proxy=True)
-    try:
-        d.start()
-    except Unavailable as e:
-        pytest.skip(f"the real Docker cannot run here: {e}")
+    d = start_or_skip(preload=True, userland_proxy=True)
     cgroup = d.cgroup_parent
     yield d
     problems = d.stop()
     assert not problems, problems
     assert not cgroup_dirs(cgroup), cgroup_dirs(cgroup)
-
-
-def _tables(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    table = ""
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-            out[table] = []
-        elif line != "COMMIT":
-            out[table].append(line)
-    return out
 
 
 def _for_the_real_system(lab):
@@ -140,7 +119,7 @@ def test_rules_and_reachability_equal_the_real_dockerd(real: RealDocker, nsbox, 
         args = [a for kv in sets for a in ("--set", kv)]
         run = nsbox.run("run", recipe, *args, "--timeout", "0.5", "--format", "json", "--then", f"{tool} > {out}")
         real_rules = real.iptables_save()
-        want, got = _tables(normalize(real_rules)), _tables(normalize(out.read_text()))
+        want, got = tables(normalize(real_rules)), tables(normalize(out.read_text()))
         assert got == want, "".join(difflib.unified_diff(
             [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
             [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], "real dockerd 20.10", f"nsbox {recipe}"))

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -26,8 +24,8 @@ from test_kernel_explain import run_script_and_verify
 
 from nsbox.errors import ValidationError
 from nsbox.model import Lab
-from nsbox.plan.explain import script
-from nsbox.validate import validate
+from tests.support.explain_harness import (assert_accepted_as_the_kernel_accepts,
+                                           assert_refused_as_the_kernel_refuses, base_lab, sandbox)
 from tests.support.paths import DATA
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
@@ -36,27 +34,8 @@ pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_R
 RECIPES = str(DATA / "routing")
 
 
-def _sandbox(text: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run bash TEXT in a fresh user+net+mount namespace with a private /run."""
-    (tmp_path / "lab.sh").write_text(text)
-    inner = f"mount -t tmpfs tmpfs /run && bash {tmp_path / 'lab.sh'}"
-    return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork",
-                           "--kill-child", "--mount-proc", "sh", "-c", inner],
-                          capture_output=True, text=True, timeout=120, start_new_session=True)
-
-
-def _base() -> Lab:
-    """host: bridge br0 10.0.0.1/24 with port p0; node a: eth0 10.0.0.2/24 on it."""
-    lab = Lab("t")
-    lab.host.bridge("br0", "10.0.0.1/24")
-    a = lab.node("a")
-    lab.veth(a, "eth0", lab.host, "p0", b_master="br0")
-    a.address("eth0", "10.0.0.2/24")
-    return lab
-
-
 Case = tuple[str, Callable[[Lab], None], str, tuple[str, ...], str]
-# (id, what to add to _base(), node, words in nsbox's one-line error, the kernel's (or ip's) message)
+# (id, what to add to base_lab(), node, words in nsbox's one-line error, the kernel's (or ip's) message)
 REFUSED: list[Case] = [
     ("address-twice", lambda lab: lab.nodes["a"].address("eth0", "10.0.0.2/24"),
      "a", ("10.0.0.2/24", "eth0 twice"), "Address already assigned"),
@@ -119,39 +98,11 @@ REFUSED: list[Case] = [
 ]
 
 
-def _refused_line(lab: Lab, node: str) -> str:
-    """The explained script's line for the object added last to NODE: the second of two
-    identical steps (a duplicate), else the last step the base lab does not have."""
-    from nsbox.plan.explain import _shell
-    from nsbox.plan.steps import plan_lab
-
-    steps = [s for s in plan_lab(lab).steps if s.node == node]
-    texts = [s.text for s in steps]
-    dups = [s for s in steps if texts.count(s.text) > 1]
-    base = {s.text for s in plan_lab(_base()).steps if s.node == node}
-    step = dups[-1] if dups else [s for s in steps if s.text not in base][-1]
-    [line] = _shell(step)
-    return line
-
-
 @pytest.mark.parametrize("add, node, words, kernel_says", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
 def test_validation_refuses_what_the_kernel_refuses(add, node, words, kernel_says, tmp_path):
-    lab = _base()
+    lab = base_lab()
     add(lab)
-    with pytest.raises(ValidationError) as e:
-        validate(lab)
-    msg = str(e.value)
-    assert "\n" not in msg and all(w in msg for w in words), msg
-
-    line = _refused_line(lab, node)
-    text = script(lab)
-    at = text.rindex(line + "\n")
-    # Everything but the refused command must work (set -e), and that one must fail.
-    probe = f"if {line}; then echo ACCEPTED; else echo REFUSED; fi\n"
-    done = _sandbox(text[:at] + probe + text[at + len(line) + 1:], tmp_path)
-    assert done.returncode == 0, f"{text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    assert "REFUSED" in done.stdout.split(), f"the kernel accepted: {line}\n{done.stderr}"
-    assert kernel_says in done.stderr, done.stderr
+    assert_refused_as_the_kernel_refuses(lab, node, words, kernel_says, tmp_path)
 
 
 Accepted = tuple[str, Callable[[Lab], None]]
@@ -188,12 +139,9 @@ ACCEPTED: list[Accepted] = [
 
 @pytest.mark.parametrize("add", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
 def test_validation_accepts_what_the_kernel_accepts(add, tmp_path):
-    lab = _base()
+    lab = base_lab()
     add(lab)
-    validate(lab)
-    text = script(lab)
-    done = _sandbox(text, tmp_path)
-    assert done.returncode == 0, f"{text}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert_accepted_as_the_kernel_accepts(lab, tmp_path)
 
 
 # -- the CNI layouts, built by nsbox run, with traffic --
@@ -293,7 +241,7 @@ def test_encoder_and_ip_text_build_the_same_kernel_state(nsbox, tmp_path):
     assert run.result["status"] == "pass", run.result
     explained = nsbox.run("explain", "routing-objects", "--recipes", RECIPES)
     assert explained.returncode == 0, explained.describe()
-    done = _sandbox(explained.stdout + "\n" + dump.format(d=tmp_path / "byhand") + "\n", tmp_path)
+    done = sandbox(explained.stdout + "\n" + dump.format(d=tmp_path / "byhand") + "\n", tmp_path)
     assert done.returncode == 0, done.stderr
     for name in DUMPS:
         ours = _normal(name, (tmp_path / "nsbox" / f"{name}.json").read_text())
@@ -327,7 +275,7 @@ def test_the_pre_build_sysctl_probe_takes_per_interface_conf_and_neigh_keys():
     'default', neigh keys on lo (a netns has no net.ipv4.neigh.default)."""
     from nsbox.kernel.sysctl import check_lab
 
-    lab = _base()
+    lab = base_lab()
     lab.host.sysctl("net.ipv4.conf.p0.proxy_arp", 1).sysctl("net.ipv4.neigh.p0.proxy_delay", 0)
     check_lab(lab)
     lab.host.sysctl("net.ipv4.neigh.p0.proxy_delay", "banana")

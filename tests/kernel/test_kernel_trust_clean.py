@@ -1,7 +1,7 @@
 """`nsbox clean` acts only on proof (issue 12, items 10 and 13).
 
 Each scenario runs in a mount namespace of its own whose /run is a fresh tmpfs
-(conftest.in_private_run): the mounts, files and namespaces are real, but no
+(tests.support.runner.in_private_run): the mounts, files and namespaces are real, but no
 other lab on this host can see them, and the kernel frees everything when the
 scenario ends. The scenario records what independent tools see
 (/proc/self/mountinfo, stat, ls, ip -j netns list); the asserts are here.

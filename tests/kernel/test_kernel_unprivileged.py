@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import re
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.checkout import world_readable_copy
+from tests.support.cmd import describe
 
 pytestmark = [
     pytest.mark.kernel,
@@ -40,18 +41,10 @@ def python() -> str:
 
 
 @pytest.fixture(scope="module")
-def tree(kernel):
+def tree():
     """nsbox/ and recipes/ copied into a folder everyone can read (and nobody cannot write)."""
-    d = Path(tempfile.mkdtemp(prefix="nsbox-nobody-", dir="/tmp"))
-    try:
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(kernel.REPO / "nsbox", d / "nsbox", ignore=ignore)
-        shutil.copytree(kernel.REPO / "recipes", d / "recipes", ignore=ignore)
-        for p in [d, *d.rglob("*")]:
-            p.chmod(0o755 if p.is_dir() else 0o644)
+    with world_readable_copy("nsbox-nobody-") as d:
         yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def as_nobody(python: str, tree: Path, *args: str, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -61,10 +54,6 @@ def as_nobody(python: str, tree: Path, *args: str, wrap: tuple[str, ...] = ()) -
             python, "-m", "nsbox", *args]
     return subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=120,
                           start_new_session=True)
-
-
-def describe(cp: subprocess.CompletedProcess) -> str:
-    return f"$ {' '.join(cp.args)}\nexit {cp.returncode}\n--- stdout\n{cp.stdout[-3000:]}\n--- stderr\n{cp.stderr[-3000:]}"
 
 
 def test_python_is_usable_by_nobody(python, tree) -> None:

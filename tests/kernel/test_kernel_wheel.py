@@ -21,6 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
+
+from tests.support.cmd import describe
 from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -48,10 +50,6 @@ def _run(argv: list, cwd: Path, env: dict[str, str], timeout: float = 120) -> su
     return cp
 
 
-def _explain(cp: subprocess.CompletedProcess) -> str:
-    return f"$ {' '.join(cp.args)}\nexit {cp.returncode}\n--- stdout\n{cp.stdout[-3000:]}\n--- stderr\n{cp.stderr[-3000:]}"
-
-
 def _build_wheel(work: Path, env: dict[str, str]) -> Path:
     src = work / "src"
     src.mkdir()
@@ -65,7 +63,7 @@ def _build_wheel(work: Path, env: dict[str, str]) -> Path:
             shutil.copy2(p, src / name)
     cp = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                "--no-cache-dir", "--disable-pip-version-check", "-q", "-w", work / "dist", src], work, env)
-    assert cp.returncode == 0, _explain(cp)
+    assert cp.returncode == 0, describe(cp)
     wheels = list((work / "dist").glob("nsbox-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -75,10 +73,10 @@ def _fresh_venv(work: Path, wheel: Path, env: dict[str, str]) -> Path:
     venv = work / "venv"
     base = getattr(sys, "_base_executable", "") or sys.executable
     cp = _run([base, "-m", "venv", "--without-pip", venv], work, env)
-    assert cp.returncode == 0, _explain(cp)
+    assert cp.returncode == 0, describe(cp)
     cp = _run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--no-deps",
                "--no-index", "--no-cache-dir", "--disable-pip-version-check", "-q", wheel], work, env)
-    assert cp.returncode == 0, _explain(cp)
+    assert cp.returncode == 0, describe(cp)
     # the dependencies: linked from the site-packages that holds pyroute2 here
     spec = importlib.util.find_spec("pyroute2")
     assert spec is not None and spec.origin
@@ -97,7 +95,7 @@ def _fresh_venv(work: Path, wheel: Path, env: dict[str, str]) -> Path:
 def _venv_path(venv: Path, which: str, env: dict[str, str]) -> str:
     cp = _run([venv / "bin" / "python", "-c", f"import sysconfig; print(sysconfig.get_paths()[{which!r}])"],
               venv, env)
-    assert cp.returncode == 0, _explain(cp)
+    assert cp.returncode == 0, describe(cp)
     return cp.stdout.strip()
 
 
@@ -125,24 +123,24 @@ def test_the_wheel_holds_every_module_and_runs_from_a_fresh_venv(tmp_path: Path)
 
     cp = _run([venv / "bin" / "python", "-c", "import nsbox, nsbox.recipe as r; "
                "print(nsbox.__file__); print(*r.builtin_dirs())"], outside, env)
-    assert cp.returncode == 0, _explain(cp)
+    assert cp.returncode == 0, describe(cp)
     module, recipes = cp.stdout.split()
     purelib = _venv_path(venv, "purelib", env)
     assert module.startswith(purelib + "/"), f"nsbox imported from {module}, not the fresh venv"
     assert recipes == f"{purelib}/nsbox/_recipes"  # the shipped recipes, not a checkout's
 
     run = _run([nsbox, "run", "bridge-mode", "--format", "json"], outside, env, timeout=180)
-    assert run.returncode == 0, _explain(run)
+    assert run.returncode == 0, describe(run)
     result = json.loads(run.stdout)["results"][0]
     assert result["recipe"] == "bridge-mode" and result["checks"], result
     assert result["status"] == "pass" and all(c["passed"] for c in result["checks"]), result
 
     explain = _run([nsbox, "explain", "bridge-mode"], outside, env)
-    assert explain.returncode == 0, _explain(explain)
+    assert explain.returncode == 0, describe(explain)
     assert explain.stdout.startswith("#!/bin/bash") and "docker0" in explain.stdout and "netns" in explain.stdout
 
     doctor = _run([nsbox, "doctor", "--format", "json"], outside, env)
-    assert doctor.returncode == 0, _explain(doctor)
+    assert doctor.returncode == 0, describe(doctor)
     install = {i["name"]: i["state"] for i in json.loads(doctor.stdout)["install"]}
     assert install == {"nsbox modules": "present", "shipped recipes": "present"}, doctor.stdout
 
@@ -150,6 +148,6 @@ def test_the_wheel_holds_every_module_and_runs_from_a_fresh_venv(tmp_path: Path)
     for sub in ("kits", "plan"):
         shutil.rmtree(Path(purelib) / "nsbox" / sub)
     broken = _run([nsbox, "doctor"], outside, env)
-    assert broken.returncode == 2, _explain(broken)
+    assert broken.returncode == 2, describe(broken)
     assert "BROKEN shipped recipes" in broken.stdout and "No module named 'nsbox.kits'" in broken.stdout
     assert "nsbox.plan" in broken.stdout, broken.stdout  # what `explain` imports only when it runs

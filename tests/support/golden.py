@@ -17,7 +17,6 @@ bridge-mode publishes no port, so nothing else is added.
 
 from __future__ import annotations
 
-from pathlib import Path
 from tests.support.paths import DATA
 
 REFERENCE = DATA / "docker29"

@@ -1,11 +1,10 @@
 """Validation and hand-over of counted_by, deny kinds, several seen_from addresses and ICMP
-conntrack checks (the kernel side: tests/test_kernel_check_kinds.py), and the ICMP codes a
+conntrack checks (the kernel side: tests/kernel/test_kernel_check_kinds.py), and the ICMP codes a
 denial's kind is read from."""
 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 

@@ -147,7 +147,7 @@ def daemon_level(daemon: DaemonConfig, networks: list[ipt.Network]) -> dict[str,
 def test_docker29_listing(name: str, daemon: DaemonConfig, networks: list[ipt.Network]) -> None:
     """The listings hold filter and/or nat (no raw): compare the tables each one holds."""
     want = rules_file(name)
-    # parse_save (tests/golden.py) reads both texts the same way (no counters).
+    # parse_save (tests/support/golden.py) reads both texts the same way (no counters).
     got = parse_save(ipt.save_text(daemon_level(daemon, networks)))
     assert want, name
     for table, lines in want.items():
@@ -186,7 +186,7 @@ def test_bad_config_is_refused() -> None:
 # ------------------------------------- Docker 20.10 layout against the real dockerd 20.10
 
 REALDOCKER = DATA / "realdocker"
-# tests/realdocker/scenarios.py: what each dump's daemon had (a fresh daemon per scenario
+# tests/support/realdocker/scenarios.py: what each dump's daemon had (a fresh daemon per scenario
 # set, containers removed between scenarios). dockerd 20.10 writes no ip6tables rules:
 # --ip6tables is experimental and off.
 PROXY_ON_2010 = DaemonConfig(ipv6=False)
@@ -218,7 +218,7 @@ def test_every_real_host_dump_has_a_scenario() -> None:
 @pytest.mark.parametrize("name", sorted(SCENARIOS_2010))
 def test_layout_2010_equals_the_real_dockerd(name: str) -> None:
     """The real dockerd 20.10.24's iptables-save (tests/data/realdocker, normalised by
-    tests/realdocker/normalize.py: counters, comments, random bridge ids) equals the
+    tests/support/realdocker/normalize.py: counters, comments, random bridge ids) equals the
     20.10 layout rendered for the same scenario, with FORWARD DROP (dockerd turned on
     ip_forward in its fresh namespace)."""
     from tests.support.realdocker.normalize import normalize

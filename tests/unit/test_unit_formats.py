@@ -1,6 +1,6 @@
 """Report formats for CI, from hand-made results, read back by parsers that are not nsbox's:
 junitparser and the Jenkins/Surefire JUnit XSD (xmlschema) for JUnit XML, a KTAP
-parser written from ktap.rst (tests/ktap_parser.py) for KTAP, json for JSON.
+parser written from ktap.rst (tests/support/ktap_parser.py) for KTAP, json for JSON.
 Also --output (atomic write, bad paths refused before anything is built) and
 the exit status with --then."""
 
@@ -11,7 +11,6 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import junitparser
 import pytest

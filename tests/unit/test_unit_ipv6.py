@@ -5,7 +5,6 @@ dropped_by in the probe's family."""
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pytest
 from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg

@@ -15,7 +15,7 @@ from nsbox.validate import validate
 
 
 def test_chain_names_and_comment_as_the_real_plugin() -> None:
-    # Seen in the real bridge/ptp/portmap 1.1.1 (a run of the real plugins on these machines; tests/test_kernel_real_cni.py repeats it).
+    # Seen in the real bridge/ptp/portmap 1.1.1 (a run of the real plugins on these machines; tests/kernel/test_kernel_real_cni.py repeats it).
     assert cni.chain_name("testnet", "id-pod1") == "CNI-65c0df18e8027263d4e01071"
     assert cni.chain_name("testnet", "id-pod2") == "CNI-56e70e4e9e5e4b18b4824ddb"
     assert cni.chain_name("ptpnet", "id-pod3") == "CNI-92d369f509aea228d30bf7f6"

@@ -6,7 +6,6 @@ chain names hash as kube-proxy's own test expects, and the model validates."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

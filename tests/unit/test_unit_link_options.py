@@ -1,5 +1,5 @@
 """Link options, admin state and link-state checks in the model, the plan and the
-jail hand-over (the kernel side is tests/test_kernel_link_options.py)."""
+jail hand-over (the kernel side is tests/kernel/test_kernel_link_options.py)."""
 
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -174,7 +174,7 @@ def test_show_lists_options_and_what_is_left_down():
     (dict(dst="10.2.0.0/24", via="10.0.0.2"), "only on a subnet of a device left down"),
 ])
 def test_routes_through_a_device_left_down_are_refused(route, message):
-    """tests/test_kernel_link_options.py shows the kernel refusing both."""
+    """tests/kernel/test_kernel_link_options.py shows the kernel refusing both."""
     lab = Lab("down")
     a, b = lab.node("a"), lab.node("b")
     lab.veth(a, "eth0", b, "eth0")

@@ -5,7 +5,6 @@ kube-router's chain names, rule shapes and ipset restore sequence."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

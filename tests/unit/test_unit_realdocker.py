@@ -3,7 +3,6 @@ parser of verify/external.py, the skip reasons (no kernel, no dockerd)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

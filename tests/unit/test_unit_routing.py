@@ -1,7 +1,7 @@
 """Routing objects without the kernel: the `ip`/`bridge` text, the netlink request
 (fields as iproute2 fills them), the plan's order, the JSON hand-over, and the
 validation rules' acceptances (the refusals are shown against the kernel in
-tests/test_kernel_routing.py)."""
+tests/kernel/test_kernel_routing.py)."""
 
 import socket
 

@@ -5,7 +5,7 @@ netns, virtual address and VXLAN tunnel appears, and nothing the model lacks.
 The expectations are read from the model here (its iptables rules, proxies,
 containers, links), not from nsbox/plan/facts.py; the dot picture is read back by
 Graphviz itself (`dot -Tjson`, with the layout), the Mermaid text by the grammar
-check in tests/test_unit_show.py."""
+check in tests/unit/test_unit_show.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

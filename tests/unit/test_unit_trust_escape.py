@@ -3,8 +3,8 @@
 A check name with newlines tries to print a forged "PASS … / 1 passed" in the
 text report and a forged "ok" line in KTAP; an interface name with quotes,
 brackets and newlines tries to end a DOT or Mermaid label. The observers are
-independent parsers: line counts of the text, tests/ktap_parser.py, graphviz's
-own `dot -Tjson`, the Mermaid line grammar of tests/test_unit_show.py, and
+independent parsers: line counts of the text, tests/support/ktap_parser.py, graphviz's
+own `dot -Tjson`, the Mermaid line grammar of tests/unit/test_unit_show.py, and
 ElementTree / json for JUnit and JSON."""
 
 from __future__ import annotations

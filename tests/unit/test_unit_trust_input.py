@@ -396,7 +396,7 @@ def test_rules_iptables_refuses_are_refused_at_validation(rdir, rule, words, mod
 
 
 # -- item 21: what iptables accepts, stored as iptables-save prints it -----------------------
-# (tests/test_kernel_trust_input.py checks these renders against the real iptables-save)
+# (tests/kernel/test_kernel_trust_input.py checks these renders against the real iptables-save)
 
 @pytest.mark.parametrize("spec, saved", [
     ("-p tcp --dport 8080 -j ACCEPT", "-p tcp -m tcp --dport 8080 -j ACCEPT"),

@@ -124,7 +124,7 @@ def test_bad_address_is_refused_by_the_builder(cidr, words):
 
 
 def test_overlapping_subnets_on_two_interfaces_of_one_node_are_fine():
-    """The kernel accepts them (each interface gets its prefix route): tests/test_kernel_routing.py."""
+    """The kernel accepts them (each interface gets its prefix route): tests/kernel/test_kernel_routing.py."""
     lab = two_nodes()
     lab.host.bridge("br1", "10.0.0.129/25")
     validate(lab)

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Independent observer of a live lab. Run it with
-#     nsbox run RECIPE --then 'sh tests/observers/dump_lab.sh'
+#     nsbox run RECIPE --then 'sh tests/support/observers/dump_lab.sh'
 # nsbox runs it inside the lab's `host` node, before teardown, with
 # NSBOX_NETNS_<NODE> naming each node's netns. It asks only the real tools
 # (ip, iptables-save, sysctl), never nsbox, and writes what they print

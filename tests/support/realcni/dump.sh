@@ -1,6 +1,6 @@
 #!/bin/bash
 # dump.sh OUT NS... : what a netns holds, for the real-vs-nsbox comparison
-# (tests/test_kernel_real_cni.py). The caller defines `in_ns NAME CMD...`, which runs CMD
+# (tests/kernel/test_kernel_real_cni.py). The caller defines `in_ns NAME CMD...`, which runs CMD
 # in namespace NAME (nsenter on the real side, ip netns exec on nsbox's).
 # Per namespace: ip -j -d link, ip -j addr, ip -j route (main table), iptables-save and
 # the per-interface sysctls the CNI plugins touch.

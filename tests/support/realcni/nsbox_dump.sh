@@ -8,5 +8,5 @@ in_ns() {
   var="NSBOX_NETNS_$(echo "$1" | tr 'a-z-' 'A-Z_')"; shift
   ip netns exec "${!var}" "$@"
 }
-# shellcheck source=tests/realcni/dump.sh
+# shellcheck source=tests/support/realcni/dump.sh
 . "$HERE/dump.sh" "$@"

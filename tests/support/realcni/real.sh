@@ -2,7 +2,7 @@
 # real.sh SCENARIO OUT: run the REAL CNI plugins (/usr/lib/cni) in a throwaway node:
 # `unshare --net --mount --pid`, pod netns bind-mounted on a tmpfs of that mount ns only,
 # IPAM state in a temp dir removed at the end; then dump.sh the node and its pods.
-# The node looks like nsbox's (tests/realcni/recipes.py): eth0 192.168.70.2/24, default
+# The node looks like nsbox's (tests/support/realcni/recipes.py): eth0 192.168.70.2/24, default
 # via 192.168.70.1 (a veth whose far end upstream0 stays in the node: no second netns).
 # Adapted from the project's own cni_probe.sh probe of the real plugins (same licence).
 set -euo pipefail
@@ -46,7 +46,7 @@ if [ "${1:-}" = "--inner" ]; then
   # shellcheck disable=SC2317  # called by dump.sh
   in_ns() { local ns=$1; shift; if [ "$ns" = node ]; then "$@"; else nsenter --net="$S/ns/$ns" "$@"; fi; }
   export -f in_ns; export S
-  # shellcheck source=tests/realcni/dump.sh
+  # shellcheck source=tests/support/realcni/dump.sh
   # shellcheck disable=SC2086  # $pods: a word list
   . "$HERE/dump.sh" "$out" node $pods
   # The same traffic nsbox's recipe checks: pod1 -> pod2 and node -> pod1 (ping, one try each).

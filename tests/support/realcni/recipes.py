@@ -1,4 +1,4 @@
-"""nsbox's side of the real-CNI comparison (tests/test_kernel_real_cni.py): the node and
+"""nsbox's side of the real-CNI comparison (tests/kernel/test_kernel_real_cni.py): the node and
 pods real.sh builds with the real plugins, built with nsbox/kits/k8s/cni.py from the same
 network config (names, subnets, flags, container ids)."""
 

@@ -361,3 +361,22 @@ def remove_cgroups(parent: str, within: float = 5.0) -> list[str]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
+
+
+def start_or_skip(preload: bool = False, **kw) -> RealDocker:
+    """A started RealDocker(**KW), or the calling test skipped with the reason the real
+    Docker cannot run here (software missing, or the daemon did not come up). PRELOAD:
+    load the kernel modules dockerd would load first (preload_kernel_modules)."""
+    import pytest
+
+    why = missing_software()
+    if why:
+        pytest.skip(f"the real Docker cannot run here: {why}")
+    if preload:
+        preload_kernel_modules()
+    d = RealDocker(**kw)
+    try:
+        d.start()
+    except Unavailable as e:
+        pytest.skip(f"the real Docker cannot run here: {e}")
+    return d

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The inside of the throwaway namespace the real dockerd runs in. Started by
-# tests/realdocker/dockerd.py as
+# tests/support/realdocker/dockerd.py as
 #   unshare --net --mount --pid --fork --kill-child --mount-proc --propagation private \
 #       bash dockerns.sh STATE CGROUP_PARENT USERLAND_PROXY
 # This bash is pid 1 of a new pid namespace: when it exits, the kernel kills

@@ -1,4 +1,4 @@
-"""Models of what the real dockerd builds in tests/realdocker/dockerns.sh, for nsbox's
+"""Models of what the real dockerd builds in tests/support/realdocker/dockerns.sh, for nsbox's
 verifier to judge through verify/external.py. They are never realized: the nodes'
 addresses are those the script and dockerd give, so probes resolve to the real ones
 (and verify/external.py proves each is there before it sends anything)."""
