@@ -6,7 +6,7 @@
 #     rulesets, graphviz to test `show --format dot`, dig to observe the DNS servers, ipset for
 #     the NetworkPolicy kit's kube-router sets)
 #   - docker.io and busybox-static: the tests run the real dockerd 20.10 beside nsbox, in a
-#     throwaway namespace (tests/realdocker/). Not when any dockerd is already there (Docker CE's
+#     throwaway namespace (tests/support/realdocker/). Not when any dockerd is already there (Docker CE's
 #     /usr/bin/dockerd, moby-engine...): installing Debian's beside it would clash. A dockerd
 #     on the host would rewrite its iptables (FORWARD policy DROP) and add docker0, so the
 #     install starts no service (a policy-rc.d for its duration) and leaves
