@@ -17,7 +17,6 @@ the same replacement). The namespace dies with its `unshare` process: nothing is
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ import pytest
 from nsbox.kernel.iptables import program, resolve_flavour
 from nsbox.kits.dockerfw import iptables as ipt
 from nsbox.kits.dockerfw import nftables as nft
+from tests.support.scratch import in_netns, strip_comments
 from tests.unit.test_unit_dockerfw import GOLDENS, IPT_FILES, NFT_FILES, scenario, split_name
 
 pytestmark = [pytest.mark.kernel,
@@ -46,19 +46,6 @@ SAMPLE_STEMS = [
 IPT_KINDS = {"iptables": 4, "ip6tables": 6}
 NFT_KINDS = {"ip": 4, "ip6": 6}
 MARK = "=====dockerfw-next====="
-
-
-def in_netns(script: str, timeout: float = 120) -> str:
-    """Run SCRIPT (sh) in a new, empty network namespace; its stdout. The namespace has no
-    name and no other process: it goes away when sh exits."""
-    res = subprocess.run(["unshare", "--net", "--", "sh", "-ec", script],
-                         capture_output=True, text=True, timeout=timeout, check=False)
-    assert res.returncode == 0, f"exit {res.returncode}: {res.stderr.strip()}"
-    return res.stdout
-
-
-def strip_comments(text: str) -> str:
-    return "".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("#"))
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from nsbox.kernel.iptables import program
 from nsbox.kits.kubeproxy import iptables as ipt
 from nsbox.kits.kubeproxy import nftables as nft
 from nsbox.kits.kubeproxy.model import load_scenario
+from tests.support.scratch import in_netns, strip_comments
 from tests.unit.test_unit_kubeproxy import IPT, IPT_CFG, IPT_STEPS, NFT, NFT_CFG, Objects, every_feature, iptables_repeated
 
 pytestmark = [pytest.mark.kernel,
@@ -53,19 +54,6 @@ for name in sys.argv[1:]:
     if err not in (0, -17):
         sys.exit(f"nfacct {name}: errno {-err}")
 '''
-
-
-def in_netns(script: str, timeout: float = 120) -> str:
-    """Run SCRIPT (sh) in a new, empty network namespace; its stdout. The namespace has no
-    name and no other process: it goes away when sh exits."""
-    res = subprocess.run(["unshare", "--net", "--", "sh", "-ec", script],
-                         capture_output=True, text=True, timeout=timeout, check=False)
-    assert res.returncode == 0, f"exit {res.returncode}: {res.stderr.strip()}"
-    return res.stdout
-
-
-def strip_comments(text: str) -> str:
-    return "".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("#"))
 
 
 @pytest.fixture(scope="module", params=["nft", "legacy"])
