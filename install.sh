@@ -1,6 +1,6 @@
 #!/bin/sh
-# Install what nsbox needs on Debian 12 / Ubuntu 24.04, as root (or with sudo). README.md
-# ("What install.sh installs") lists each package and why:
+# Install what nsbox needs on Debian 12 / Ubuntu 24.04, as root (or with sudo). docs/install.md
+# lists each package and why:
 #   - kernel tools it uses and the tests observe with (iproute2, iptables, conntrack, ping, curl, util-linux,
 #     tcpdump for the packet captures of `run --artifacts`, nftables for recipes with native nft
 #     rulesets, graphviz to test `show --format dot`, dig to observe the DNS servers, ipset for
