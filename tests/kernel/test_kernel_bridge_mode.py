@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.saves import tables_in_order
 from tests.support.golden import docker29_rules
 
 pytestmark = [
@@ -32,25 +33,6 @@ pytestmark = [
 
 MODES = ["sandbox", "on-host"]
 NODES = {"host", "internet", "lan", "c1", "c2"}
-
-
-def parse_iptables_save(text: str) -> dict[str, list[str]]:
-    """table -> its chain and rule lines, without comments, counters and COMMIT."""
-    tables: dict[str, list[str]] = {}
-    current = None
-    for line in text.splitlines():
-        line = line.rstrip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("*"):
-            current = line[1:]
-            tables[current] = []
-        elif line == "COMMIT":
-            current = None
-        else:
-            assert current is not None, f"rule outside a table: {line!r}"
-            tables[current].append(re.sub(r"\s*\[\d+:\d+\]$", "", line))
-    return tables
 
 
 @dataclass
@@ -328,7 +310,7 @@ def test_ip_forward_on_in_host(lab: Observed) -> None:
 
 @pytest.mark.parametrize("table", ["filter", "nat", "raw"])
 def test_iptables_matches_docker29(lab: Observed, table: str) -> None:
-    saved = parse_iptables_save(lab.text("host.iptables-save"))
+    saved = tables_in_order(lab.text("host.iptables-save"))
     assert table in saved, f"no *{table} in iptables-save:\n{lab.text('host.iptables-save')}"
     assert saved[table] == docker29_rules(2)[table]
 
@@ -336,13 +318,13 @@ def test_iptables_matches_docker29(lab: Observed, table: str) -> None:
 @pytest.mark.parametrize("table", ["filter", "nat"])
 def test_ip6tables_skeleton_matches_docker29(lab: Observed, table: str) -> None:
     """dockerd writes the chain skeleton to ip6tables even on IPv4-only docker0."""
-    saved = parse_iptables_save(lab.text("host.ip6tables-save"))
+    saved = tables_in_order(lab.text("host.ip6tables-save"))
     assert table in saved, f"no *{table} in ip6tables-save:\n{lab.text('host.ip6tables-save')}"
     assert saved[table] == docker29_rules(2, family=6)[table]
 
 
 def test_iptables_other_tables_hold_nothing(lab: Observed) -> None:
-    saved = parse_iptables_save(lab.text("host.iptables-save"))
+    saved = tables_in_order(lab.text("host.iptables-save"))
     for table in set(saved) - {"filter", "nat", "raw"}:
         assert all(re.fullmatch(r":[A-Z]+ ACCEPT", ln) for ln in saved[table]), (table, saved[table])
 
@@ -404,6 +386,6 @@ def test_twenty_container_addresses(lab20: Observed) -> None:
 
 
 def test_twenty_raw_guards(lab20: Observed) -> None:
-    saved = parse_iptables_save(lab20.text("host.iptables-save"))
+    saved = tables_in_order(lab20.text("host.iptables-save"))
     assert saved["raw"] == docker29_rules(20)["raw"]
     assert saved["filter"] == docker29_rules(20)["filter"]

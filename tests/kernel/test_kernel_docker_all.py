@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
-from test_kernel_explain import shipped_recipes
+from tests.support.explain_harness import shipped_recipes
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT)]
 

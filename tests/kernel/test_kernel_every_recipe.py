@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
 from tests.support.golden import parse_save
-from test_kernel_explain import shipped_recipes
+from tests.support.explain_harness import shipped_recipes
 
 from nsbox.cli import load_labs
 from nsbox.kernel.iptables import restore_text

@@ -9,38 +9,14 @@ pointed at those pins: nsbox builds nothing there, the script built it all.
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
-from tests.support.paths import OBSERVERS, REPO
+from tests.support.explain_harness import run_script_and_verify, shipped_recipes
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
               pytest.mark.tools("ip", "unshare", "iptables-restore")]
-
-VERIFY = OBSERVERS / "verify_explained.py"
-
-
-def shipped_recipes() -> list[str]:
-    from nsbox import recipe
-
-    cat = recipe.catalogue(())
-    return sorted(r.name for r in cat.recipes.values() if Path(r.path).resolve().parent == REPO / "recipes")
-
-
-def run_script_and_verify(script: str, recipe: str, tmp_path, sets: tuple[str, ...] = (),
-                          recipes_dir: str = "") -> subprocess.CompletedProcess:
-    (tmp_path / "lab.sh").write_text(script)
-    inner = (f"mount -t tmpfs tmpfs /run && bash {tmp_path / 'lab.sh'} && "
-             f"NSBOX_TEST_RECIPES={recipes_dir} PYTHONPATH={REPO} {REPO_PYTHON} {VERIFY} {recipe} {' '.join(sets)}")
-    return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork",
-                           "--kill-child", "--mount-proc", "sh", "-c", inner],
-                          capture_output=True, text=True, timeout=300, start_new_session=True)
-
-
-REPO_PYTHON = "/opt/nsbox/venv/bin/python"
-
 
 @pytest.mark.parametrize("recipe", shipped_recipes())
 def test_explained_script_rebuilds_a_lab_that_verifies(nsbox, recipe, tmp_path):

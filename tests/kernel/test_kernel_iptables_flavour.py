@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.support.golden import docker29_rules
-from test_kernel_bridge_mode import parse_iptables_save
+from tests.support.saves import tables_in_order
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
@@ -30,12 +30,12 @@ def test_rules_land_in_the_chosen_backend(nsbox, tmp_path, choice):
             f"ip6tables-{other}-save > {tmp_path}/other6; ip6tables -t nat -S > {tmp_path}/plain6")
     run = nsbox.run("run", "bridge-mode", "--iptables", choice, "--format", "json", "--then", then)
     assert run.returncode == 0, run.describe()
-    saved = parse_iptables_save((tmp_path / "chosen").read_text())
+    saved = tables_in_order((tmp_path / "chosen").read_text())
     golden = docker29_rules(2)
     for table in ("raw", "filter", "nat"):
         assert saved[table] == golden[table], table
     # The ip6tables skeleton dockerd writes on an IPv4-only default bridge, from moby's goldens.
-    saved6 = parse_iptables_save((tmp_path / "chosen6").read_text())
+    saved6 = tables_in_order((tmp_path / "chosen6").read_text())
     golden6 = docker29_rules(2, family=6)
     for table in ("filter", "nat"):
         assert saved6[table] == golden6[table], table

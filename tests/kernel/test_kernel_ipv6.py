@@ -218,7 +218,7 @@ def test_on_host_too(kernel, nsbox) -> None:
 
 
 def test_explained_script_adds_ipv6_addresses_nodad_and_rebuilds_a_lab_that_verifies(nsbox, tmp_path) -> None:
-    from test_kernel_explain import run_script_and_verify
+    from tests.support.explain_harness import run_script_and_verify
 
     explained = nsbox.run("explain", "dual-stack", "--recipes", RECIPES)
     assert explained.returncode == 0, explained.describe()

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
-from test_kernel_explain import run_script_and_verify
+from tests.support.explain_harness import run_script_and_verify
 from tests.support.paths import DATA
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),

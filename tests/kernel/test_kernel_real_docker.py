@@ -36,7 +36,8 @@ from nsbox.verify.external import prepare, select, verify_external
 from tests.support.realdocker import labs, scenarios
 from tests.support.realdocker.dockerd import RealDocker, Unavailable, cgroup_dirs, flavour_of, missing_software, \
     preload_kernel_modules, start_or_skip
-from tests.support.realdocker.normalize import normalize, tables
+from tests.support.realdocker.normalize import normalize
+from tests.support.saves import tables_in_order
 
 pytestmark = [pytest.mark.kernel]
 
@@ -272,8 +273,8 @@ def test_nsbox_docker_2010_layout_equals_the_real_rules(nsbox, tmp_path, scenari
                     "--then", f"{tool} > {out} && {tool.replace('iptables', 'ip6tables')} > {out}6")
     assert run.returncode == 0, run.describe()
     assert normalize(Path(f"{out}6").read_text()) == "\n", "dockerd 20.10 writes no ip6tables rules"
-    want = tables((scenarios.DATA / f"{scenario}.host.rules").read_text())
-    got = tables(normalize(out.read_text()))
+    want = tables_in_order((scenarios.DATA / f"{scenario}.host.rules").read_text())
+    got = tables_in_order(normalize(out.read_text()))
     assert got == want, "".join(difflib.unified_diff(
         [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
         [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], "real dockerd 20.10", f"nsbox {recipe} docker=20.10"))
@@ -342,8 +343,8 @@ def test_nsbox_docker_2010_user_network_equals_the_real_rules(nsbox, tmp_path) -
                     "--then", f"{tool} > {host} && ip netns exec $NSBOX_NETNS_U2 {tool} > {u2}")
     assert run.returncode == 0, run.describe()
     for got_file, real in ((host, "user-network.host.rules"), (u2, "user-network.u2.rules")):
-        want = tables((scenarios.DATA / real).read_text())
-        got = tables(normalize(got_file.read_text().replace("br-mynet", "br-<net1>")))
+        want = tables_in_order((scenarios.DATA / real).read_text())
+        got = tables_in_order(normalize(got_file.read_text().replace("br-mynet", "br-<net1>")))
         assert got == want, "".join(difflib.unified_diff(
             [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
             [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], f"real dockerd 20.10 {real}", "nsbox"))

@@ -28,7 +28,8 @@ import pytest
 from nsbox.recipe import get
 from nsbox.verify.external import select, verify_external
 from tests.support.realdocker.dockerd import RealDocker, cgroup_dirs, flavour_of, start_or_skip
-from tests.support.realdocker.normalize import normalize, tables
+from tests.support.realdocker.normalize import normalize
+from tests.support.saves import tables_in_order
 
 pytestmark = [pytest.mark.kernel]
 
@@ -119,7 +120,7 @@ def test_rules_and_reachability_equal_the_real_dockerd(real: RealDocker, nsbox, 
         args = [a for kv in sets for a in ("--set", kv)]
         run = nsbox.run("run", recipe, *args, "--timeout", "0.5", "--format", "json", "--then", f"{tool} > {out}")
         real_rules = real.iptables_save()
-        want, got = tables(normalize(real_rules)), tables(normalize(out.read_text()))
+        want, got = tables_in_order(normalize(real_rules)), tables_in_order(normalize(out.read_text()))
         assert got == want, "".join(difflib.unified_diff(
             [f"{t}: {ln}\n" for t in sorted(want) for ln in want[t]],
             [f"{t}: {ln}\n" for t in sorted(got) for ln in got[t]], "real dockerd 20.10", f"nsbox {recipe}"))

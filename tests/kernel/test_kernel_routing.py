@@ -20,12 +20,12 @@ from typing import Callable
 import pytest
 
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
-from test_kernel_explain import run_script_and_verify
 
 from nsbox.errors import ValidationError
 from nsbox.model import Lab
 from tests.support.explain_harness import (assert_accepted_as_the_kernel_accepts,
-                                           assert_refused_as_the_kernel_refuses, base_lab, sandbox)
+                                           assert_refused_as_the_kernel_refuses, base_lab,
+                                           run_script_and_verify, sandbox)
 from tests.support.paths import DATA
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),

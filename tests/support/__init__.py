@@ -20,10 +20,15 @@ Modules:
   script in a mount namespace with a /run of its own; `shipped_recipe_import` (mutants).
 - kernel: IS_ROOT / NEEDS_ROOT and `Kernel`, the `kernel` fixture's toolbox.
 - dumps: `dump_sections`, reading an observer's `@@ NAME` sections.
-- harnesses shared by several kernel test files: explain_harness (a lab's explain script
-  in a private netns), checkout (a copy of the checkout that uid 65534 can read),
-  pods (the pod-to-pod labs' helpers).
+- cmd: running a host command to observe, and `describe` for a failure message.
+- mutants: `run_mutant` (a shipped recipe with one piece taken away) and `failed_checks`.
+- explain_harness: a lab's explain script in a throwaway user+net namespace, so the
+  kernel says what it accepts and refuses (routing and CNI-model tests).
+- checkout: a world-readable copy of nsbox/ and recipes/ for the uid-65534 tests.
+- scratch: `in_netns`, a scratch network namespace to load rules into.
 - golden: Docker 29's iptables-save goldens (tests/data/docker29) and `parse_save`.
+- saves: `tables_in_order`, iptables-save text read table by table.
+- mermaid: a Mermaid flowchart reader (the grammar subset `nsbox show` writes).
 - ktap_parser: an independent KTAP reader (from the kernel's ktap.rst) for the ktap format.
 - netpol_lab: the NetworkPolicy kernel tests' kube-router node and pod-pair probes.
 - realdocker/: the real dockerd 20.10 in a throwaway namespace, its scenarios and the

@@ -3,8 +3,13 @@ throwaway user+net+mount namespace, so the kernel itself says what it accepts an
 
 For a refusal nsbox's validation must refuse the lab in one line, AND in the explained
 script everything but the refused command must work (set -e) while that one fails, with the
-kernel's own message. For an acceptance validation accepts and the whole script builds.
-Used by tests/kernel/test_kernel_routing.py and tests/kernel/test_kernel_cni_model.py.
+kernel's own message. For an acceptance validation accepts and the whole script builds
+(tests/kernel/test_kernel_routing.py, tests/kernel/test_kernel_cni_model.py).
+
+`run_script_and_verify` goes one step further: the script builds the lab in the sandbox and
+nsbox's verifier (observers/verify_explained.py) checks the recipe's own expectations
+against what the script built; nsbox builds nothing there (test_kernel_explain.py and the
+link-kind, link-option, IPv6 and routing tests).
 """
 
 from __future__ import annotations
@@ -19,15 +24,38 @@ from nsbox.errors import ValidationError
 from nsbox.model import Lab
 from nsbox.plan.explain import script
 from nsbox.validate import validate
+from tests.support.paths import OBSERVERS, REPO
 
 
-def sandbox(text: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run bash TEXT in a fresh user+net+mount namespace with a private /run."""
+VERIFY = OBSERVERS / "verify_explained.py"
+VENV_PYTHON = "/opt/nsbox/venv/bin/python"  # world-readable, as the sandbox's mapped root needs
+_SANDBOX = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--kill-child",
+            "--mount-proc", "sh", "-c"]
+
+
+def sandbox(text: str, tmp_path: Path, then: str = "", timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run bash TEXT in a fresh user+net+mount+pid namespace with a private /run (and the
+    shell command THEN after it, when TEXT succeeded)."""
     (tmp_path / "lab.sh").write_text(text)
-    inner = f"mount -t tmpfs tmpfs /run && bash {tmp_path / 'lab.sh'}"
-    return subprocess.run(["unshare", "--user", "--map-root-user", "--net", "--mount", "--pid", "--fork",
-                           "--kill-child", "--mount-proc", "sh", "-c", inner],
-                          capture_output=True, text=True, timeout=120, start_new_session=True)
+    inner = f"mount -t tmpfs tmpfs /run && bash {tmp_path / 'lab.sh'}" + (f" && {then}" if then else "")
+    return subprocess.run([*_SANDBOX, inner], capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
+
+
+def run_script_and_verify(script: str, recipe: str, tmp_path: Path, sets: tuple[str, ...] = (),
+                          recipes_dir: str = "") -> subprocess.CompletedProcess:
+    """SCRIPT (a recipe's explained script) builds the lab in the sandbox; then nsbox's
+    verifier checks RECIPE's expectations (with SETS) against it, one PASS/FAIL line each."""
+    return sandbox(script, tmp_path, timeout=300, then=(
+        f"NSBOX_TEST_RECIPES={recipes_dir} PYTHONPATH={REPO} {VENV_PYTHON} {VERIFY} {recipe} {' '.join(sets)}"))
+
+
+def shipped_recipes() -> list[str]:
+    """The names of the recipes shipped in recipes/."""
+    from nsbox import recipe
+
+    cat = recipe.catalogue(())
+    return sorted(r.name for r in cat.recipes.values() if Path(r.path).resolve().parent == REPO / "recipes")
 
 
 def base_lab() -> Lab:

@@ -2,7 +2,6 @@
 that are not nsbox's (a Mermaid flowchart grammar subset written here from the
 Mermaid docs; Graphviz's own `dot`)."""
 
-import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -11,46 +10,12 @@ import pytest
 
 from nsbox import recipe
 from nsbox.plan.show import render
+from tests.support.mermaid import parse_mermaid
 
 
 @pytest.fixture(scope="module")
 def lab():
     return recipe.get("bridge-mode").build({"containers": "3"})
-
-
-ID = r"[A-Za-z_][A-Za-z0-9_]*"
-NODE = re.compile(rf'^({ID})(\[\["[^"]*"\]\]|\["[^"]*"\])$')
-SUBGRAPH = re.compile(rf'^subgraph ({ID})\["[^"]*"\]$')
-EDGE = re.compile(rf"^({ID}) (?:---|<-->|-->)(\|[^|\"]+\|)? ({ID})$")  # A --> B, A -->|label| B
-
-
-def parse_mermaid(text: str) -> tuple[dict[str, list[str]], set[str], list[tuple[str, str]]]:
-    """-> subgraph id -> member node ids, all node ids, edges. Raises on anything else."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    assert lines[0] == "flowchart LR", lines[0]
-    groups: dict[str, list[str]] = {}
-    nodes: set[str] = set()
-    edges: list[tuple[str, str]] = []
-    current = None
-    for line in lines[1:]:
-        if m := SUBGRAPH.match(line):
-            assert current is None, "nested subgraph"
-            current = m.group(1)
-            groups[current] = []
-        elif line == "end":
-            assert current is not None, "end without subgraph"
-            current = None
-        elif m := NODE.match(line):
-            assert m.group(1) not in nodes, f"node {m.group(1)} declared twice"
-            nodes.add(m.group(1))
-            if current:
-                groups[current].append(m.group(1))
-        elif m := EDGE.match(line):
-            edges.append((m.group(1), m.group(3)))
-        else:
-            raise AssertionError(f"not Mermaid flowchart syntax: {line!r}")
-    assert current is None, "unclosed subgraph"
-    return groups, nodes, edges
 
 
 def test_mermaid_parses_and_matches_the_lab(lab):

@@ -21,7 +21,7 @@ import pytest
 
 from nsbox import recipe
 from nsbox.plan.show import render
-from tests.unit.test_unit_show import parse_mermaid
+from tests.support.mermaid import parse_mermaid
 from tests.support.paths import REPO
 
 ROOT = REPO

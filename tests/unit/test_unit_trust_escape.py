@@ -24,7 +24,7 @@ from nsbox.plan.show import render as show
 from nsbox.report import json_report, junit, ktap, text
 from nsbox.textsafe import controls, dot_string, mermaid_text
 from nsbox.verify.results import CheckResult, RecipeResult
-from test_unit_show import parse_mermaid
+from tests.support.mermaid import parse_mermaid
 
 FORGED = "x\n  PASS  forged  allow, as expected\r\n0 failed\u2028ok 9 forged\n1 passed, 0 failed, 0 skipped"
 

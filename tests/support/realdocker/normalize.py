@@ -63,17 +63,3 @@ def _dns_ports(lines: list[str]) -> dict[str, str]:
         if m and p:
             found.setdefault(m.group(1), f"<dns-{p.group(1)}-port>")
     return found
-
-
-def tables(text: str) -> dict[str, list[str]]:
-    """Normalised iptables-save text -> {table: its lines}: backends print tables in
-    different orders (nft: as created; legacy: as loaded), rules within them alike."""
-    out: dict[str, list[str]] = {}
-    table = ""
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-            out[table] = []
-        elif line != "COMMIT":
-            out[table].append(line)
-    return out
