@@ -15,6 +15,7 @@ from nsbox.model.serialize import lab_from_dict, lab_to_dict
 from nsbox.plan.explain import script
 from nsbox.plan.steps import Netlink, Sysctl, plan_lab
 from nsbox.validate import validate
+from tests.support.explain_harness import base_lab
 
 
 def _index(name: str) -> int:
@@ -79,11 +80,8 @@ def test_neigh_and_fdb_requests():
 
 
 def _lab() -> Lab:
-    lab = Lab("t")
-    lab.host.bridge("br0", "10.0.0.1/24")
-    a = lab.node("a")
-    lab.veth(a, "eth0", lab.host, "p0", b_master="br0")
-    a.address("eth0", "10.0.0.2/24")
+    lab = base_lab()
+    a = lab.nodes["a"]
     a.route("169.254.1.1", dev="eth0", scope="link").route("default", via="169.254.1.1", dev="eth0")
     a.route("10.5.0.0/24", dev="eth0", table=100, src="10.0.0.2", metric=7, proto="static")
     a.rule(100, priority=10, src="10.0.0.0/24")
