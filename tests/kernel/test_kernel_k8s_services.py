@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.support.mutants import failed_checks, run_mutant
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
 from tests.support.dumps import dump_sections as _sections
 from tests.support.golden import parse_save
@@ -185,12 +185,8 @@ def test_service_recipe(nsbox, tmp_path: Path, recipe: str, mode: str, place: st
 
 
 MUTANT = """
-    import dataclasses, importlib.util, re
-    from nsbox.recipe import builtin_dirs, recipe
+    import dataclasses, re
 
-    _spec = importlib.util.spec_from_file_location("_svc", builtin_dirs()[0] / "service_clusterip.py")
-    _svc = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_svc)
 
     @recipe("service-clusterip-nospread")
     def build(lab):
@@ -208,25 +204,19 @@ MUTANT = """
 
 @pytest.mark.parametrize("mode", MODES)
 def test_spread_fails_without_the_random_choice(nsbox, tmp_path: Path, mode: str) -> None:
-    (tmp_path / "mutant.py").write_text(textwrap.dedent(MUTANT.format(mode=mode)))
-    r = nsbox.run("run", "service-clusterip-nospread", "--recipes", str(tmp_path), "--format", "json",
-                  timeout=240)
+    r = run_mutant(nsbox, tmp_path, "service-clusterip-nospread", MUTANT.format(mode=mode),
+                   base="service_clusterip.py", alias="_svc", options=("--format", "json"), timeout=240)
     assert r.returncode == 1, r.describe()
     checks = r.checks()
-    failed = sorted(n for n, c in checks.items() if not c["passed"])
+    failed = sorted(failed_checks(r))
     assert failed == ["spread http client->web (3 endpoints)"], failed
     probes = [c for n, c in checks.items() if n.startswith("spread http client->web (3 endpoints) #")]
     assert len(probes) == 30 and {c["answered_by"] for c in probes} == {"web-1"}, probes
 
 
 LB_MUTANT = """
-    import importlib.util
     from nsbox.kits import k8s
-    from nsbox.recipe import builtin_dirs, recipe
 
-    _spec = importlib.util.spec_from_file_location("_lb", builtin_dirs()[0] / "service_loadbalancer.py")
-    _lb = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_lb)
 
     class _NoRanges(k8s.Cluster):
         def service(self, name, ports, **kw):
@@ -250,9 +240,8 @@ LB_MUTANT = """
 def test_source_ranges_are_what_drops_the_stranger(nsbox, tmp_path: Path, mode: str) -> None:
     """Mutant: without loadBalancerSourceRanges the stranger is answered, so exactly its
     deny check fails (the drop was kube-proxy's firewall rule, not a missing route or ARP)."""
-    (tmp_path / "mutant.py").write_text(textwrap.dedent(LB_MUTANT.format(mode=mode)))
-    r = nsbox.run("run", "service-loadbalancer-noranges", "--recipes", str(tmp_path), "--format", "json",
-                  timeout=240)
+    r = run_mutant(nsbox, tmp_path, "service-loadbalancer-noranges", LB_MUTANT.format(mode=mode),
+                   base="service_loadbalancer.py", alias="_lb", options=("--format", "json"), timeout=240)
     assert r.returncode == 1, r.describe()
-    failed = sorted(n for n, c in r.checks().items() if not c["passed"])
+    failed = sorted(failed_checks(r))
     assert failed == ["tcp stranger->web-ranged (outside loadBalancerSourceRanges: dropped)"], failed

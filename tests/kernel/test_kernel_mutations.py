@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import os
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support import mutants
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
@@ -57,15 +58,8 @@ DOCKER_DROP = "-A DOCKER ! -i docker0 -o docker0 -j DROP"
 POLICY = ":FORWARD DROP"
 
 MUTANT = """
-    import importlib.util
     from nsbox.model.rules import parse_rule
-    from nsbox.recipe import builtin_dirs, recipe
 
-    # bridge_mode.py loaded under a name of our own: importing it as a recipe
-    # module would make this file define bridge-mode a second time.
-    _spec = importlib.util.spec_from_file_location("_bridge_mode", builtin_dirs()[0] / "bridge_mode.py")
-    _bm = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_bm)
 
     @recipe("bridge-mode-mut-{tag}")
     def build(lab):
@@ -121,10 +115,10 @@ def run_mutant(nsbox, kernel, tmp_path, tag: str, raw=False, docker=False, polic
     recipes, obs = tmp_path / "recipes", tmp_path / "observed"
     recipes.mkdir()
     obs.mkdir()
-    (recipes / "mutant.py").write_text(textwrap.dedent(MUTANT.format(tag=tag, raw=raw, docker=docker, policy=policy)))
-    run = nsbox.run("run", f"bridge-mode-mut-{tag}", "--recipes", str(recipes), "--format", "json",
-                    "--timeout", "0.5", "--settle", "0.5", "--then", f"sh {kernel.OBSERVERS}/forward_layers.sh",
-                    env={"NSBOX_OBS_DIR": str(obs)})
+    run = mutants.run_mutant(nsbox, recipes, f"bridge-mode-mut-{tag}",
+                             MUTANT.format(tag=tag, raw=raw, docker=docker, policy=policy),
+                             base="bridge_mode.py", alias="_bm", then=f"sh {kernel.OBSERVERS}/forward_layers.sh",
+                             env={"NSBOX_OBS_DIR": str(obs)}, timeout=120)
     assert (obs / "save2.txt").exists(), run.describe()
     return Mutant(run, obs)
 

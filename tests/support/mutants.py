@@ -16,12 +16,15 @@ from tests.support.runner import Nsbox, NsboxRun, shipped_recipe_import
 MUTANT_OPTIONS = ("--format", "json", "--timeout", "0.5", "--settle", "0.5")
 
 
-def run_mutant(nsbox: Nsbox, tmp_path: Path, name: str, body: str, *, base: str, alias: str,
-               then: str | None = None, env: dict[str, str] | None = None, timeout: float = 180) -> NsboxRun:
-    """Run recipe NAME defined by BODY (its @recipe function, indented as you like), which
-    builds on recipes/BASE imported as ALIAS; --then THEN when given."""
-    (tmp_path / "mutant.py").write_text(shipped_recipe_import(alias, base) + textwrap.dedent(body).lstrip("\n"))
-    args = ["run", name, "--recipes", str(tmp_path), *MUTANT_OPTIONS]
+def run_mutant(nsbox: Nsbox, folder: Path, name: str, body: str, *, base: str, alias: str,
+               then: str | None = None, env: dict[str, str] | None = None, timeout: float = 180,
+               options: tuple[str, ...] = MUTANT_OPTIONS) -> NsboxRun:
+    """Run recipe NAME defined by BODY (its @recipe function, indented as you like, after
+    any imports of its own), which builds on recipes/BASE imported as ALIAS (under a name
+    of its own: imported as a recipe module it would define BASE's recipe a second time).
+    The recipe file is FOLDER/mutant.py; --then THEN when given."""
+    (folder / "mutant.py").write_text(shipped_recipe_import(alias, base) + textwrap.dedent(body).lstrip("\n"))
+    args = ["run", name, "--recipes", str(folder), *options]
     if then is not None:
         args += ["--then", then]
     return nsbox.run(*args, env=env, timeout=timeout)
