@@ -22,6 +22,10 @@ from tests.support.procs import _stat
 # Names an --on-host lab gives its namespaces (netns.new_prefix: "nsb" + 12 hex + "-").
 ONHOST_NETNS = re.compile(r"^nsb[0-9a-f]{12}-")
 JOURNAL_DIR = Path("/run/nsbox")
+LIVE_REGISTRY = JOURNAL_DIR / "labs"  # root's live labs (nsbox up): one record each
+# Stands in `foreign_labs()` for "a live lab of someone else is registered": it is no lab
+# prefix, so it excuses no namespace or journal, only the items all labs share (_shared).
+FOREIGN_LIVE_LAB = "live-lab-registry"
 # The lab prefix a name starts with ("nsb" + 12 hex), anywhere in a path or a mount point.
 _LAB_PREFIX = re.compile(r"(?:^|/)(nsb[0-9a-f]{12})-")
 
@@ -84,19 +88,40 @@ def _lock_holders() -> dict[int, set[int]]:
     return out
 
 
-def foreign_labs(me: int | None = None) -> frozenset[str]:
+def _foreign_live_lab(me: int, registry: Path) -> bool:
+    """A live lab (`nsbox up`, as root) whose holder still runs and is not ME's descendant is
+    registered in REGISTRY. The record's format is nsbox's: read only `holder_pid` and
+    `holder_start` (the holder's start time, so a reused pid does not count)."""
+    try:
+        records = [p for p in registry.iterdir() if p.suffix == ".json"]
+    except OSError:
+        return False
+    for p in records:
+        try:
+            e = json.loads(p.read_text()[:65536])
+        except (OSError, ValueError):
+            continue
+        pid = e.get("holder_pid") if isinstance(e, dict) else None
+        if isinstance(pid, int) and pid > 0 and _start_time(pid) == str(e.get("holder_start")) \
+                and not _is_ours(pid, me):
+            return True
+    return False
+
+
+def foreign_labs(me: int | None = None, registry: Path = LIVE_REGISTRY) -> frozenset[str]:
     """Prefixes ("nsb" + 12 hex) of the --on-host labs under /run/nsbox that belong to someone
     else: their nsbox still runs and is not ME (default: this process) or a descendant of it.
 
     A lab whose owner is gone (left behind) is not foreign: if it appeared during a test it
     is that test's leak. A lab of ours is told apart by ancestry, which holds for every nsbox
-    a test starts (directly, through sudo/setpriv, or orphaned: the test is a subreaper)."""
+    a test starts (directly, through sudo/setpriv, or orphaned: the test is a subreaper).
+    Someone else's live lab in REGISTRY adds FOREIGN_LIVE_LAB (see there)."""
     me = os.getpid() if me is None else me
-    out = set()
+    out = {FOREIGN_LIVE_LAB} if _foreign_live_lab(me, registry) else set()
     try:
         journals = [p for p in JOURNAL_DIR.iterdir() if ONHOST_NETNS.match(p.name)]
     except OSError:
-        return frozenset()
+        return frozenset(out)
     locks = _lock_holders() if journals else {}
     for p in journals:
         owners = _journal_owners(p, locks)
@@ -114,7 +139,9 @@ def _lab_of(item: object) -> str | None:
 
 # Items every --on-host lab shares: whichever lab made them, the last one out removes them.
 _SHARED_FACETS = ("/run/netns directory",)
-_SHARED_MARKERS = ("netns-dir-created", "netns-mount-created")  # nsbox.kernel.onhost's markers
+# nsbox.kernel.onhost's markers, and root's live-lab registry (nsbox up), which every live lab
+# of root shares: it comes and goes with the first and the last of them.
+_SHARED_MARKERS = ("netns-dir-created", "netns-mount-created", "labs")
 
 
 def _shared(facet: str, item: object) -> bool:
