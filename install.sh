@@ -1,12 +1,12 @@
 #!/bin/sh
-# Install what nsbox needs on Debian 12 / Ubuntu 24.04, as root (or with sudo). README.md
-# ("What install.sh installs") lists each package and why:
+# Install what nsbox needs on Debian 12 / Ubuntu 24.04, as root (or with sudo). docs/install.md
+# lists each package and why:
 #   - kernel tools it uses and the tests observe with (iproute2, iptables, conntrack, ping, curl, util-linux,
 #     tcpdump for the packet captures of `run --artifacts`, nftables for recipes with native nft
 #     rulesets, graphviz to test `show --format dot`, dig to observe the DNS servers, ipset for
 #     the NetworkPolicy kit's kube-router sets)
 #   - docker.io and busybox-static: the tests run the real dockerd 20.10 beside nsbox, in a
-#     throwaway namespace (tests/realdocker/). Not when any dockerd is already there (Docker CE's
+#     throwaway namespace (tests/support/realdocker/). Not when any dockerd is already there (Docker CE's
 #     /usr/bin/dockerd, moby-engine...): installing Debian's beside it would clash. A dockerd
 #     on the host would rewrite its iptables (FORWARD policy DROP) and add docker0, so the
 #     install starts no service (a policy-rc.d for its duration) and leaves

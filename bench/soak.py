@@ -12,7 +12,7 @@ processes (/proc/*/stat whose parent is this process), resident memory
 (/proc/self/statm), and pinned namespaces (/run/netns). Fails (exit 1) on the first
 check that fails, a namespace or child process left after a round, or descriptors,
 threads or memory growing past round 2 (memory: by more than --rss-slack MiB).
-The CI runs a few rounds (tests/test_kernel_soak.py); the full count is the command above.
+The CI runs a few rounds (tests/kernel/test_kernel_soak.py); the full count is the command above.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Exit codes: 0 all passed, 1 a check failed (or the kernel refused), 2 bad usage
 or input, 4 everything skipped, 128+N ended by signal N (130 for Ctrl-C).
 
-What runs where (see also the README's security section): this process only
+What runs where (see also docs/security.md): this process only
 parses the command line. Recipe code runs inside the sandbox (the default), or
 for --on-host and `list` in the recipe jail (nsbox/sandbox/jail.py); the lab is
 then validated again here before the kernel is touched.

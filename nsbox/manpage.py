@@ -3,7 +3,7 @@ options and help texts), so the man page cannot drift from `nsbox --help`:
 
     python -m nsbox.manpage > docs/man/nsbox.1
 
-tests/test_unit_completion.py fails when the shipped page differs from what this
+tests/unit/test_unit_completion.py fails when the shipped page differs from what this
 prints (re-run the command above after changing an option or a help text).
 """
 

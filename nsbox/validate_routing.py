@@ -3,7 +3,7 @@ follows the kernel: what it accepts is accepted, what it refuses is refused here
 in one line, before anything is built, with the kernel's own reason.
 
 Each refusal rule names the errno or extack message the kernel gives for it, and
-tests/test_kernel_routing.py shows the kernel refusing the same thing. Things the
+tests/kernel/test_kernel_routing.py shows the kernel refusing the same thing. Things the
 kernel accepts although they look odd are accepted on purpose:
 
 - the same /32 on several interfaces of one node (kindnet/ptp host veths);

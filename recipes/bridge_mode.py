@@ -117,7 +117,7 @@ def build(lab: Lab, containers: int, ipv6: bool = False, docker: str = "29") -> 
     # packet counter rises. raw PREROUTING runs before filter FORWARD, and Docker
     # writes one such rule per container, so for a container's address the filter
     # DOCKER DROP and the FORWARD policy never see the packet (defence in depth;
-    # tests/test_kernel_mutations.py takes the layers away one after the other).
+    # tests/kernel/test_kernel_mutations.py takes the layers away one after the other).
     # dockerd 20.10 has no raw rule: there the FORWARD policy drops it.
     # With the nftables backend the drop is the docker-bridges table's raw-PREROUTING rule.
     direct = {"29": (HOST, "raw", "PREROUTING", f"-d {container_ip(2)}/32 ! -i docker0 -j DROP"),

@@ -5,7 +5,7 @@ The cluster is a kind-like one: nodes are machines on a node network (192.168.70
 its gateway .1 as a kind cluster's Docker network has), each with a pod CIDR out of
 10.244.0.0/16 and a route to every other node's pod CIDR via that node's address. Pods
 are attached as the real CNI plugins attach them (nsbox/kits/k8s/cni.py, compared with
-the real plugins 1.1.1 by tests/test_kernel_real_cni.py):
+the real plugins 1.1.1 by tests/kernel/test_kernel_real_cni.py):
 
 - `--set cni=bridge` (default): flannel's host-gw backend. The flannel CNI plugin hands
   each pod to the `bridge` plugin: cni0 with the pod CIDR's .1 (isGateway), one veth per

@@ -3,7 +3,7 @@ where source NAT happens, which ports are forwarded where (DNAT rules and
 docker-proxy), which containers share a netns, which nodes have no way out,
 VXLAN tunnels and their underlay, virtual addresses (Services, published ports).
 
-`nsbox show` draws these in every format, and tests/test_unit_show_facts.py
+`nsbox show` draws these in every format, and tests/unit/test_unit_show_facts.py
 checks every recipe's picture against them, so a label is never a guess.
 """
 

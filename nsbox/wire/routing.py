@@ -4,7 +4,7 @@ add …`) and as the rtnetlink request nsbox sends for it.
 
 The two must say the same thing: the request is built field by field the way
 iproute2 6.1 builds it for that command line (ip/iproute.c, ip/iprule.c,
-ip/ipneigh.c, bridge/fdb.c), and tests/test_kernel_routing.py builds both and
+ip/ipneigh.c, bridge/fdb.c), and tests/kernel/test_kernel_routing.py builds both and
 compares what the kernel then holds.
 """
 

@@ -3,7 +3,7 @@ model steps: what `bridge`, `ptp` and `host-local` leave in the kernel after ADD
 in the order the plugins write it (containernetworking/plugins v1.1.1; pkg/utils,
 plugins/main/bridge/bridge.go, plugins/main/ptp/ptp.go, pkg/ip/ipmasq_linux.go).
 
-tests/test_kernel_real_cni.py runs the real plugins beside these with the same network
+tests/kernel/test_kernel_real_cni.py runs the real plugins beside these with the same network
 config and compares links, addresses, routes, sysctls and iptables-save.
 """
 

@@ -30,8 +30,8 @@ order (pods, named ports, the three default chains) is made deterministic by sor
 defaultDeny (an off-by-default option) is not rendered.
 
 Where kube-router departs from the API semantics (found by the simulator-vs-kernel property
-test, tests/test_kernel_netpol_property.py; each shown on the kernel by a test of
-tests/test_kernel_netpol.py), `render(strict=True)` mends it inside the same layout:
+test, tests/kernel/test_kernel_netpol_property.py; each shown on the kernel by a test of
+tests/kernel/test_kernel_netpol.py), `render(strict=True)` mends it inside the same layout:
 - a policy of both types is one chain jumped to for all traffic of its pods, so one selected
   pod's egress rule also admits traffic INTO another selected pod (ingress: [] no longer
   isolates); strict splits the egress half into a chain of its own, jumped to by `-s pod`

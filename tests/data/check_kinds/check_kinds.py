@@ -1,4 +1,4 @@
-"""Recipe for tests/test_kernel_check_kinds.py: counted_by on rules of any target, deny
+"""Recipe for tests/kernel/test_kernel_check_kinds.py: counted_by on rules of any target, deny
 with a kind, seen_from with several addresses, and an ICMP conntrack entry.
 
 a (10.90.1.2) -- host (router, masquerades a's traffic out of hb) -- b (10.90.2.2)

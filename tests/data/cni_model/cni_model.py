@@ -1,4 +1,4 @@
-"""Recipes for tests/test_kernel_cni_model.py: the CNI ptp pod written faithfully
+"""Recipes for tests/kernel/test_kernel_cni_model.py: the CNI ptp pod written faithfully
 (noprefixroute), the dropping route types, and expect_route judged by the kernel."""
 
 from nsbox.recipe import Param, recipe

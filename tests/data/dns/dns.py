@@ -2,7 +2,7 @@
 
 The resolver listens on 127.0.0.11 at a random high port; the container's own nat
 table sends port 53 there and back (DOCKER_OUTPUT DNAT, DOCKER_POSTROUTING SNAT), as in
-a real dockerd 20.10 run (tests/test_kernel_real_docker.py runs one). It answers the names of containers
+a real dockerd 20.10 run (tests/kernel/test_kernel_real_docker.py runs one). It answers the names of containers
 on the container's networks only. Parameter dnat=0 leaves the DNAT out (a mutation).
 """
 

@@ -1,4 +1,4 @@
-"""Recipes for tests/test_kernel_link_kinds.py: one per link kind (macvlan, vxlan, dummy)."""
+"""Recipes for tests/kernel/test_kernel_link_kinds.py: one per link kind (macvlan, vxlan, dummy)."""
 
 from nsbox.recipe import recipe
 

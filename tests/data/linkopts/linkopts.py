@@ -1,4 +1,4 @@
-"""Recipes for tests/test_kernel_link_options.py: link, bridge and port options, admin state."""
+"""Recipes for tests/kernel/test_kernel_link_options.py: link, bridge and port options, admin state."""
 
 from nsbox.recipe import recipe
 

@@ -1,4 +1,4 @@
-"""Recipes for tests/test_kernel_routing.py: the two CNI layouts the kernel accepts
+"""Recipes for tests/kernel/test_kernel_routing.py: the two CNI layouts the kernel accepts
 (kindnet/ptp, Calico) and one lab with every routing object nsbox builds."""
 
 from nsbox.recipe import Param, recipe

@@ -7,7 +7,7 @@ sits outside on 192.0.2.0/24.
   p1:8080 or p2:8080 (statistic random, so either may answer).
 - A published port node1:8080 (192.0.2.1) DNAT'ed to side:9090 (the second container of p1).
 - Loopback: p1 reaches its own 127.0.0.1:7 (tcp echo of `side`, same netns).
-Parameters are mutations for tests/test_kernel_virtual.py: dnat=0 leaves the published
+Parameters are mutations for tests/kernel/test_kernel_virtual.py: dnat=0 leaves the published
 port's DNAT out; wrong=1 expects the Service to be answered by `client` (it is not).
 """
 

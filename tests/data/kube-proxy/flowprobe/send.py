@@ -1,4 +1,4 @@
-# Sends kube-proxy flow probes (tests/test_kernel_kubeproxy_flows.py; nsbox's own helper, not vendored).
+# Sends kube-proxy flow probes (tests/kernel/test_kernel_kubeproxy_flows.py; nsbox's own helper, not vendored).
 # probes: JSON list of [key, proto, src, dst, dport, sport0, count]; prints {key: [errno...]}
 import errno, json, socket, sys, time
 probes = json.loads(sys.argv[1])

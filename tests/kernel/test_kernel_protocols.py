@@ -1,0 +1,112 @@
+"""The sctp probe protocol (nsbox/kinds/protocols/sctp.py), added to prove a new protocol
+is one module. On a kernel with SCTP a lab's sctp check passes, and a deny check passes
+only while a rule drops SCTP to its port (the rule's counter rises: dropped_by); on a
+kernel without it (socket() refused with EPROTONOSUPPORT: this host's kernel has no
+CONFIG_IP_SCTP) the recipe SKIPs with the reason. Whether a kernel has SCTP is asked
+independently: a python socket() in a fresh netns (unshare -n). Debian's kernel under
+/boot has SCTP (a module): the same recipes are run there in a VM (nsbox run --kernel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import REPO
+
+pytestmark = [pytest.mark.kernel,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
+              pytest.mark.tools("ip", "unshare", "nsenter")]
+
+RECIPE = """
+    from nsbox.recipe import recipe
+
+    RULE = "-p sctp -m sctp --dport 10 -j DROP"
+
+
+    def lab_of(lab, drop):
+        lab.require("veth")
+        a, b = lab.node("a"), lab.node("b")
+        lab.veth(a, "eth0", b, "eth0")
+        a.address("eth0", "10.78.0.1/24")
+        b.address("eth0", "10.78.0.2/24")
+        b.serve("sctp", 9).serve("sctp", 10)
+        if drop:
+            b.iptables("filter").append("INPUT", RULE)
+        lab.expect("a", "b", "sctp", 9)
+        lab.expect("a", "b", "sctp", 10, allow=False, dropped_by=("b", "filter", "INPUT", RULE) if drop else None)
+
+
+    @recipe("sctp-echo")
+    def build(lab):
+        '''a reaches b's SCTP echo server on port 9; b drops SCTP to port 10.'''
+        lab_of(lab, True)
+
+
+    @recipe("sctp-echo-open")
+    def build_open(lab):
+        '''The same without the DROP rule: the port 10 deny check must fail (mutation).'''
+        lab_of(lab, False)
+"""
+ALLOW, DENY = "sctp/9 a->b", "sctp/10 a->b"
+
+
+def kernel_has_sctp() -> bool:
+    probe = "import socket; socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132)"
+    return subprocess.run(["unshare", "-n", sys.executable, "-c", probe], capture_output=True,
+                          timeout=20).returncode == 0
+
+
+@pytest.fixture
+def recipes(tmp_path):
+    d = tmp_path / "recipes"
+    d.mkdir()
+    (d / "sctp.py").write_text(textwrap.dedent(RECIPE))
+    return str(d)
+
+
+def judge(results: dict[str, dict], has_sctp: bool) -> None:
+    """RESULTS: {recipe: its JSON result}."""
+    if not has_sctp:
+        for r in results.values():
+            assert (r["status"], r["skip_reason"]) == ("skip", "this kernel lacks sctp (Protocol not supported)"), r
+        return
+    closed, open_ = ({c["name"]: c for c in results[n]["checks"]} for n in ("sctp-echo", "sctp-echo-open"))
+    assert results["sctp-echo"]["status"] == "pass", results["sctp-echo"]
+    assert closed[ALLOW]["observed"] == "allow" and closed[ALLOW]["seen"]["ip"] == "10.78.0.1"
+    assert closed[DENY]["passed"] and closed[DENY]["observed"].startswith("deny")
+    # the mutation: without the rule the deny check fails, the allow check still passes
+    assert open_[ALLOW]["passed"] and not open_[DENY]["passed"] and open_[DENY]["observed"] == "allow"
+
+
+def test_sctp_on_this_kernel(nsbox, recipes):
+    run = nsbox.run("run", "sctp-echo", "sctp-echo-open", "--recipes", recipes, "--format", "json",
+                    "--timeout", "0.5")
+    has = kernel_has_sctp()
+    assert run.returncode == (1 if has else 4), run.describe()  # 4: everything skipped (kselftest's convention)
+    judge({r["recipe"]: r for r in run.json["results"]}, has)
+
+
+def test_sctp_on_debians_kernel_in_a_vm(recipes):
+    """Slow (a TCG boot, ~2 min): the kernel under /boot has SCTP as a module, which the
+    guest loads first (the protocol names it: nsbox/vm/guest.py)."""
+    from nsbox import tools
+    from nsbox.vm.boot import find_vng
+
+    kernels = sorted(p.name[len("vmlinuz-"):] for p in Path("/boot").glob("vmlinuz-*"))
+    if not (tools.find("qemu-system-x86_64") and find_vng() and kernels):
+        pytest.skip("needs qemu-system-x86_64, virtme-ng and a kernel under /boot (run .ci/kernel-vm-setup)")
+    p = subprocess.run([sys.executable, "-m", "nsbox", "run", "sctp-echo", "sctp-echo-open", "--recipes", recipes,
+                        "--kernel", kernels[-1], "--format", "json", "--timeout", "0.5"],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    doc = json.loads(p.stdout)
+    results = {r["recipe"]: r for r in doc["kernels"][0]["results"]}
+    config = Path(f"/boot/config-{kernels[-1]}")
+    has = not config.exists() or any(ln in ("CONFIG_IP_SCTP=y", "CONFIG_IP_SCTP=m")
+                                     for ln in config.read_text().splitlines())
+    judge(results, has)
