@@ -302,22 +302,22 @@ def parse_links(values: tuple[str, ...]) -> dict[tuple[str, str], str]:
 def wait_for(children: list[str], timeout: float = 10.0) -> None:
     """In the holder: the children `up` moves here after the sandbox exists."""
     import socket
-    import time
 
-    deadline = time.monotonic() + timeout
-    while True:
-        missing = []
+    from nsbox import retry
+
+    def missing() -> list[str]:
+        out = []
         for name in children:
             try:
                 socket.if_nametoindex(name)
             except OSError:
-                missing.append(name)
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            from nsbox.errors import KernelError
-            raise KernelError(f"the underlay interfaces {', '.join(missing)} did not arrive")
-        time.sleep(0.02)
+                out.append(name)
+        return out
+
+    tried = retry.until(missing, lambda left: not left, within=timeout, every=0.02)
+    if not tried.ok:
+        from nsbox.errors import KernelError
+        raise KernelError(f"the underlay interfaces {', '.join(tried.value)} did not arrive")
 
 
 def realize_part(lab: Lab, links: dict[tuple[str, str], str], prefix: str, journal_path: str | None):

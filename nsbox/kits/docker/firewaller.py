@@ -82,15 +82,15 @@ class _Xtables:
     def resolver(self, node: Node, udp: int, tcp: int) -> None:
         from nsbox.kits.dockerfw import resolver
 
+        from nsbox.model import save
+
         nat = node.iptables("nat")
-        for line in resolver.iptables_rules(udp, tcp)["nat"]:
-            if line.startswith(":"):
-                chain = line[1:].split()[0]
-                if chain not in BUILTIN_CHAINS["nat"] and chain not in nat.chains:
-                    nat.new_chain(chain)
-            elif line.startswith("-A "):
-                chain, spec = line[3:].split(" ", 1)
-                nat.append(chain, spec)
+        for ln in save.lines(resolver.iptables_rules(udp, tcp)["nat"], table="nat"):
+            if ln.kind == "chain":
+                if ln.chain not in BUILTIN_CHAINS["nat"] and ln.chain not in nat.chains:
+                    nat.new_chain(ln.chain)
+            elif ln.kind == "rule":
+                nat.append(ln.chain, ln.spec)
 
     def _forward_policy(self, family: int) -> None:
         if self.opts.forward_drop(family):
