@@ -16,8 +16,6 @@ the report prints expected / observed / comparison as the e2e prints them. SCTP 
 not sent (nsbox has no SCTP servers): a case whose step probes only SCTP is refused.
 """
 
-import ipaddress
-import re
 from pathlib import Path
 
 from nsbox.errors import ValidationError
@@ -30,26 +28,6 @@ from nsbox.recipe import Param, recipe
 CASES = {c.id: c for c in load_cases(Path(__import__("nsbox.kits.netpol", fromlist=["x"]).__file__).parent
                                      / "cases.json")}
 DEFAULT = "allow-from-podselector-same-ns"
-
-
-def as_saved(spec: str) -> str:
-    """kube-router's NFLOG rule puts `-m limit` after its target (iptables takes options in
-    any order), and it writes protocols as the API does (`-p TCP`): iptables-save prints the
-    match before the target and the protocol in lower case, and the model wants it so."""
-    spec = re.sub(r"-p (TCP|UDP|SCTP)\b", lambda m: f"-p {m.group(1).lower()}", spec)
-    m = re.search(r" (-m limit --limit \S+ --limit-burst \d+)$", spec)
-    if m and " -j " in spec[:m.start()]:
-        head, _, target = spec[:m.start()].rpartition(" -j ")
-        spec = f"{head} {m.group(1)} -j {target}"
-    return spec
-
-
-def canonical(entry: str) -> str:
-    """A hash:net entry as ipset stores it: an ipBlock's cidr may have host bits set
-    (10.0.1.1/4, as the e2e writes it); ipset masks them (0.0.0.0/4), so `ipset list` and the
-    model hold the network."""
-    net, _, flag = entry.partition(" ")
-    return " ".join(x for x in (str(ipaddress.ip_network(net, strict=False)), flag) if x)
 
 
 def node_of(key: str) -> str:
@@ -98,23 +76,7 @@ def build(lab: Lab, case: str = DEFAULT, step: str = "last") -> None:
             pod.serve("udp", port)
 
     rendered = render(scenario.cluster, version=str(want))
-    for s in rendered.ipsets.values():  # kube-router's `timeout 0` is no timeout: the default
-        node.ipset(s.name, s.type, [canonical(e) for e in s.entries] if s.type == "hash:net" else s.entries)
-    # the filter table as iptables-restore reads rendered.filter_restore(), line by line:
-    # chains, appends and the top-level jumps kube-router inserts (`-I CHAIN 1`) in order
-    filt = node.iptables("filter")
-    for line in rendered.filter_restore().splitlines():
-        if line.startswith(":"):
-            chain = line[1:].split()[0]
-            if chain not in filt.chains:
-                filt.new_chain(chain)
-        elif line.startswith("-A "):
-            chain, _, spec = line[3:].partition(" ")
-            filt.append(chain, as_saved(spec))
-        elif line.startswith("-I "):
-            chain, _, spec = line[3:].partition(" ")
-            pos, _, spec = spec.partition(" ")
-            filt.insert(chain, as_saved(spec), int(pos))
+    rendered.install(node)  # its ipsets, then its filter chains and rules, -I lines in place
 
     names = [node_of(k) for k in PODS]
     for p in probes:

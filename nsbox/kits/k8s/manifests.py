@@ -519,47 +519,10 @@ def build(lab: Any, m: Manifest, *, nodes: int, cni: str, mode: str) -> None:
 
 
 def _install_kube_router(node: Any, rendered: Any) -> None:
-    """One kube-router sync into the node's model: its ipsets, then its chains and rules in
-    the order iptables-restore reads them; its top-level jumps inserted at the top of
-    INPUT, FORWARD and OUTPUT as kube-router inserts them."""
-    import ipaddress
-
+    """One kube-router sync into the node's model (Rendered.install), its top-level jumps
+    inserted at the top of INPUT, FORWARD and OUTPUT as kube-router inserts them."""
     node.sysctl("net.ipv4.icmp_ratelimit", 0)  # REJECTs at once, every probe (see network-policy)
-    for s in rendered.ipsets.values():
-        entries = s.entries
-        if s.type == "hash:net":
-            entries = [" ".join(x for x in (str(ipaddress.ip_network(e.split()[0], strict=False)),
-                                            *e.split()[1:]) if x) for e in entries]
-        node.ipset(s.name, s.type, entries)
-    filt = node.iptables("filter")
-    for line in rendered.filter_restore().splitlines():
-        if line.startswith(":"):
-            chain = line[1:].split()[0]
-            if chain not in filt.chains:
-                filt.new_chain(chain)
-        elif line.startswith(("-A ", "-I ")):
-            chain, _, spec = line[3:].partition(" ")
-            spec = _as_saved(spec)
-            if line.startswith("-A ") and chain in ("INPUT", "FORWARD", "OUTPUT"):
-                # kube-router's top-level jumps: ensureTopLevelChains inserts them at position
-                # 1, before what flannel, kube-proxy and the CNI put there (FLANNEL-FWD accepts
-                # the cluster CIDR: appended after it, no policy would ever be seen)
-                filt.insert(chain, spec, 1)
-            elif line.startswith("-A "):
-                filt.append(chain, spec)
-            else:
-                pos, _, spec = spec.partition(" ")
-                filt.insert(chain, spec, int(pos))
-
-
-def _as_saved(spec: str) -> str:
-    """kube-router's rule text as iptables-save prints it (see recipes/network_policy.py)."""
-    spec = re.sub(r"-p (TCP|UDP|SCTP)\b", lambda mm: f"-p {mm.group(1).lower()}", spec)
-    mm = re.search(r" (-m limit --limit \S+ --limit-burst \d+)$", spec)
-    if mm and " -j " in spec[:mm.start()]:
-        head, _, target = spec[:mm.start()].rpartition(" -j ")
-        spec = f"{head} {mm.group(1)} -j {target}"
-    return spec
+    rendered.install(node, top_level_first=True)
 
 
 def recipe_for(path: str) -> Any:

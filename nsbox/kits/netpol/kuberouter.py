@@ -51,6 +51,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,27 +153,47 @@ class Rendered:
         out += [f"destroy {t}" for t in sorted(tmp.values())]
         return "\n".join(out) + "\n"
 
-    def install(self, node: Any) -> None:
+    def install(self, node: Any, top_level_first: bool = False) -> None:
         """This sync as part of a lab: each set on NODE's model (node.ipset: made in its netns
         before its rules; the sets kube-router's TMP-/swap sequence leaves, without their
-        `timeout 0`, which no rule here uses), then the filter chains and rules on
-        node.iptables("filter"), its -I lines inserted as kube-router inserts them. The lab
-        must lab.require("ipset"). (ipset_restore()/filter_restore() remain the way to
-        load a sync into a live node, as kube-router does on each change.)"""
+        `timeout 0`, which no rule here uses; a hash:net entry as ipset stores it, host bits
+        masked), then the filter chains and rules on node.iptables("filter") as
+        iptables-save prints them, its -I lines inserted as kube-router inserts them.
+        TOP_LEVEL_FIRST: its jumps from INPUT, FORWARD and OUTPUT go to the top of chains
+        that already hold rules (ensureTopLevelChains inserts them at position 1, before what
+        flannel, kube-proxy and the CNI put there: after FLANNEL-FWD's accept of the cluster
+        CIDR no policy would ever be seen). The lab must lab.require("ipset").
+        (ipset_restore()/filter_restore() remain the way to load a sync into a live node.)"""
         for name in sorted(self.ipsets):
             s = self.ipsets[name]
-            node.ipset(s.name, s.type, s.entries)
+            node.ipset(s.name, s.type, [_masked(e) for e in s.entries] if s.type == "hash:net" else s.entries)
         table = node.iptables("filter")
         for chain in self.chains:
-            table.new_chain(chain)
+            if chain not in table.chains:
+                table.new_chain(chain)
         for line in self.rules:
             op, chain, rest = line.split(" ", 2)
-            rest = _matches_first(rest)
             if op == "-I":
                 position, spec = rest.split(" ", 1)
-                table.insert(chain, spec, int(position))
+                table.insert(chain, as_saved(spec), int(position))
+            elif top_level_first and chain in ("INPUT", "FORWARD", "OUTPUT"):
+                table.insert(chain, as_saved(rest), 1)
             else:
-                table.append(chain, rest)
+                table.append(chain, as_saved(rest))
+
+
+def as_saved(spec: str) -> str:
+    """A kube-router rule as iptables-save prints it (the model reads rules so): protocols in
+    lower case (kube-router writes them as the API does, `-p TCP`), and trailing matches
+    ahead of the target (its NFLOG rule puts `-m limit ...` after `-j NFLOG`)."""
+    return _matches_first(re.sub(r"-p (TCP|UDP|SCTP)\b", lambda m: f"-p {m.group(1).lower()}", spec))
+
+
+def _masked(entry: str) -> str:
+    """A hash:net entry as ipset stores it: an ipBlock's cidr may have host bits set
+    (10.0.1.1/4, as the e2e writes it); ipset masks them (0.0.0.0/4)."""
+    net, _, flag = entry.partition(" ")
+    return " ".join(x for x in (str(ipaddress.ip_network(net, strict=False)), flag) if x)
 
 
 def _matches_first(spec: str) -> str:
