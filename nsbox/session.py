@@ -14,7 +14,7 @@ accepts — the protocols and the targets — is decided in one place,
 verifier all ask: they cannot disagree.
 
 The trust machinery stays where it is: the sandbox and its result pipe
-(nsbox/sandbox/), the on-host journal (kernel/onhost.py, kernel/journal.py) and
+(nsbox/sandbox/), the on-host journal (host/onhost.py, host/journal.py) and
 signal deferral during teardown (nsbox/signals.py). A session only calls them
 in the one order that is right.
 """
