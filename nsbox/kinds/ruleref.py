@@ -86,7 +86,7 @@ class IptablesRule(RuleRef):
         from nsbox.model.rules import parse_rule
 
         ch, where = _iptables_chain(lab, self, check, family, what)
-        rendered = parse_rule(self.spec).render()
+        rendered = parse_rule(self.spec, family).render()
         if not any(r.render() == rendered for r in ch.rules):
             raise ValidationError(f"check {check!r}: node {self.node} has no rule '-A {self.chain} {self.spec}' "
                                   f"in table {self.table}" + (" of ip6tables (the probe is IPv6)" if family == 6 else ""))
@@ -94,7 +94,7 @@ class IptablesRule(RuleRef):
     def counters(self, built: Any, family: int, only_drops: bool) -> Counters:
         from nsbox.model.rules import parse_rule
 
-        return _iptables_counters(built, self, (self.table, self.chain, parse_rule(self.spec).render()),
+        return _iptables_counters(built, self, (self.table, self.chain, parse_rule(self.spec, family).render()),
                                   family, only_drops)
 
 

@@ -33,6 +33,7 @@ class Chain:
 class Table:
     name: str
     chains: dict[str, Chain] = field(default_factory=dict)
+    family: int = 4  # 6: an ip6tables table (a rule's defaults, e.g. REJECT's, depend on it)
 
     def __post_init__(self) -> None:
         for c in BUILTIN_CHAINS[self.name]:
@@ -62,7 +63,7 @@ class Table:
 
     def append(self, chain: str, spec: str) -> Table:
         """`iptables -t TABLE -A CHAIN SPEC`"""
-        self._chain(chain).rules.append(parse_rule(spec))
+        self._chain(chain).rules.append(parse_rule(spec, self.family))
         return self
 
     def insert(self, chain: str, spec: str, position: int = 1) -> Table:
@@ -74,7 +75,7 @@ class Table:
             raise ValidationError(f"iptables -t {self.name} -I {chain} {position!r}: position must be 1-"
                                   f"{len(rules) + 1} (the chain has {len(rules)} rule(s); iptables: index of "
                                   f"insertion too big)")
-        rules.insert(position - 1, parse_rule(spec))
+        rules.insert(position - 1, parse_rule(spec, self.family))
         return self
 
     def _chain(self, name: str) -> Chain:
@@ -129,7 +130,7 @@ class Firewall:
             raise ValidationError(f"unknown iptables table {name!r} (raw, mangle, nat, filter)")
         tables = self.family(family)
         if name not in tables:
-            tables[name] = Table(name)
+            tables[name] = Table(name, family=family)
         return tables[name]
 
     def family(self, family: int) -> dict[str, Table]:

@@ -117,8 +117,10 @@ def _cidr(value: str, spec: str) -> str:
     return f"{net.network_address}/{net.prefixlen}"
 
 
-def parse_rule(spec: str) -> Rule:
-    """Parse an iptables rule spec (the part after `-A CHAIN`)."""
+def parse_rule(spec: str, family: int = 4) -> Rule:
+    """Parse an iptables rule spec (the part after `-A CHAIN`) of FAMILY (4: iptables,
+    6: ip6tables), with its extensions' options as iptables-save prints them back
+    (_canonical: defaults spelled out, names as numbers, options in save order)."""
     try:
         tokens = shlex.split(spec)
     except ValueError as e:
@@ -143,7 +145,7 @@ def parse_rule(spec: str) -> Rule:
             return
         kind, opts = current
         name = kind.split(":", 1)[1]
-        mod = Module(name, tuple(opts))
+        mod = _canonical(Module(name, tuple(opts)), kind.startswith("m:"), family)
         if reopened is not None:
             matches[reopened] = mod
             reopened = None
@@ -234,6 +236,76 @@ def parse_rule(spec: str) -> Rule:
         raise ValidationError(f"dangling '!' in rule {spec!r}")
     close()
     return Rule(matches=tuple(matches), target=target, spec=spec, **base)
+
+
+# --icmp-type NAME as iptables-save prints it back: TYPE[/CODE] (libxt_icmp's table)
+_ICMP_TYPES = {
+    "echo-reply": "0", "destination-unreachable": "3", "network-unreachable": "3/0",
+    "host-unreachable": "3/1", "protocol-unreachable": "3/2", "port-unreachable": "3/3",
+    "fragmentation-needed": "3/4", "source-route-failed": "3/5", "network-unknown": "3/6",
+    "host-unknown": "3/7", "network-prohibited": "3/9", "host-prohibited": "3/10",
+    "TOS-network-unreachable": "3/11", "TOS-host-unreachable": "3/12", "communication-prohibited": "3/13",
+    "host-precedence-violation": "3/14", "precedence-cutoff": "3/15", "source-quench": "4",
+    "redirect": "5", "network-redirect": "5/0", "host-redirect": "5/1", "TOS-network-redirect": "5/2",
+    "TOS-host-redirect": "5/3", "echo-request": "8", "router-advertisement": "9",
+    "router-solicitation": "10", "time-exceeded": "11", "ttl-zero-during-transit": "11/0",
+    "ttl-zero-during-reassembly": "11/1", "parameter-problem": "12", "ip-header-bad": "12/0",
+    "required-option-missing": "12/1", "timestamp-request": "13", "timestamp-reply": "14",
+    "address-mask-request": "17", "address-mask-reply": "18",
+}
+_RATE_UNITS = {"s": "sec", "sec": "sec", "second": "sec", "m": "min", "min": "min", "minute": "min",
+               "h": "hour", "hour": "hour", "d": "day", "day": "day"}
+_RECENT_COMMANDS = ("set", "rcheck", "update", "remove")
+_RECENT_ORDER = ("set", "rcheck", "update", "remove", "seconds", "reap", "hitcount", "rttl", "name", "mask",
+                 "rsource", "rdest")
+
+
+def _canonical(mod: Module, is_match: bool, family: int) -> Module:
+    """MOD's options as iptables-save prints them back, for the extensions whose printing
+    differs from what an agent writes (kube-proxy, kube-router): the model holds rules as the
+    kernel lists them, so they compare with `iptables-save` and rule references match."""
+    opts = list(mod.options)
+    if is_match and mod.name == "icmp":
+        opts = [Option(o.name, _ICMP_TYPES.get(o.value or "", o.value), o.invert) if o.name == "icmp-type" else o
+                for o in opts]
+    elif is_match and mod.name == "limit":
+        opts = [Option(o.name, _rate(o.value), o.invert) if o.name == "limit" and o.value else o for o in opts]
+    elif is_match and mod.name == "recent":
+        names = {o.name for o in opts}
+        if names & set(_RECENT_COMMANDS):
+            if "name" not in names:
+                opts.append(Option("name", "DEFAULT"))
+            if "mask" not in names:
+                opts.append(Option("mask", "255.255.255.255" if family == 4 else "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"))
+            if not names & {"rsource", "rdest"}:
+                opts.append(Option("rsource"))
+            rank = {n: i for i, n in enumerate(_RECENT_ORDER)}
+            opts.sort(key=lambda o: rank.get(o.name, len(rank)))
+    elif not is_match and mod.name == "MARK":
+        opts = [_xmark(o) if o.name in ("set-mark", "set-xmark") and o.value else o for o in opts]
+    elif not is_match and mod.name == "REJECT" and not opts:
+        opts = [Option("reject-with", "icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable")]
+    return Module(mod.name, tuple(opts)) if opts != list(mod.options) else mod
+
+
+def _rate(value: str) -> str:
+    """--limit N/UNIT as libxt_limit prints it (sec, min, hour, day)."""
+    n, slash, unit = value.partition("/")
+    return f"{n}/{_RATE_UNITS.get(unit, unit)}" if slash else value
+
+
+def _xmark(o: Option) -> Option:
+    """MARK --set-mark V[/M] is saved as --set-xmark V/(V|M) (libxt_MARK rev 2: the mask
+    clears what is set); --set-xmark V/M keeps its values. Both in hex, a missing mask all ones."""
+    value, _, mask = (o.value or "").partition("/")
+    try:
+        v = int(value, 0)
+        m = int(mask, 0) if mask else 0xFFFFFFFF
+    except ValueError:
+        return o  # iptables-restore --test says what is wrong with it
+    if o.name == "set-mark" and mask:
+        m |= v
+    return Option("set-xmark", f"{v:#x}/{m:#x}", o.invert)
 
 
 def _check_ifname(value: str, spec: str) -> None:

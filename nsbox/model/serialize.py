@@ -175,7 +175,7 @@ def _tables_from_dict(fw: Firewall, family: int, tables: dict) -> None:
                 chain = table.chains[name]
                 if cd["builtin"] or cd["policy"] is not None:
                     raise ValueError(f"chain {name} of table {table.name} is no builtin chain")
-            chain.rules = [parse_rule(_str(r)) for r in cd["rules"]]
+            chain.rules = [parse_rule(_str(r), table.family) for r in cd["rules"]]
 
 
 def _make(cls: type, d: dict) -> Any:

@@ -72,7 +72,11 @@ def test_every_shipped_recipe(nsbox, recipe):
         for family in (4, 6):
             kernel = _rules_only(parse_save(dumps[(ns, family)]))
             model = _rules_only(parse_save(restore_text(fw, family)))
-            assert kernel == model, f"{recipe}: node {node}, IPv{family}: kernel rules differ from the model"
+            assert kernel == model, (
+                f"{recipe}: node {node}, IPv{family}: kernel rules differ from the model:\n"
+                + "\n".join(f"  {t}: kernel only {sorted(set(kernel.get(t, [])) - set(model.get(t, [])))}, "
+                             f"model only {sorted(set(model.get(t, [])) - set(kernel.get(t, [])))}"
+                             for t in sorted(set(kernel) | set(model)) if kernel.get(t) != model.get(t)))
             compared += sum(len(lines) for lines in model.values())
     model_rules = sum(len(c.rules) for n in lab.nodes.values()
                       for t in [*n.firewall.tables.values(), *n.firewall.tables6.values()] for c in t.chains.values())

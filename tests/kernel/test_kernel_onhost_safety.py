@@ -251,10 +251,13 @@ def test_ip_netns_add_during_a_lab_does_not_make_it_leak(kernel, tmp_path) -> No
     """No /run/netns before; `ip netns add` runs while the lab is up. Teardown reports
     no error, every pin of the lab is gone, the user's namespace is untouched and
     keeps /run/netns (as iproute2 leaves it), and clean has nothing to do."""
+    # --then runs in the host node's own mount namespace (as a container's); the user's
+    # `ip netns add` is the host's, run in this script's mount namespace (HERE) while the lab is up.
     _run(kernel, '''
         test ! -e /run/netns
+        export HERE=$$
         $NSBOX run bridge-mode --on-host --format json --then \\
-            'ip netns add nsbtest-user && ip -j netns list > $OUT/netns.during' \\
+            'nsenter -t $HERE -m sh -c "ip netns add nsbtest-user && ip -j netns list > $OUT/netns.during"' \\
             > $OUT/run.json 2> $OUT/run.err; echo $? > $OUT/run.rc
         netns_list after; observe_netns nsbtest-user after
         cat /proc/self/mountinfo > $OUT/mountinfo.after
@@ -284,8 +287,9 @@ def test_a_lab_alone_leaves_run_as_it_found_it(kernel, tmp_path) -> None:
     """No /run/netns before and nobody else uses it: the lab's shared self-bind of
     /run/netns, the directory and /run/nsbox are all gone afterwards."""
     _run(kernel, '''
+        export HERE=$$
         $NSBOX run bridge-mode --on-host --format json \\
-            --then 'grep " /run/netns " /proc/self/mountinfo > $OUT/runnetns.during' \\
+            --then 'nsenter -t $HERE -m grep " /run/netns " /proc/self/mountinfo > $OUT/runnetns.during' \\
             > $OUT/run.json 2> $OUT/run.err; echo $? > $OUT/run.rc
         ls -a /run > $OUT/run.after
         cat /proc/self/mountinfo > $OUT/mountinfo.after

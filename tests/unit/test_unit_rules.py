@@ -210,3 +210,28 @@ def test_ct_notrack_round_trips():
 def test_tcp_flags_as_iptables_save_prints_them_round_trip():
     line = "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j RETURN"
     assert parse_rule(line).render() == line
+
+
+# Extensions whose options iptables-save prints differently from how agents write them (seen
+# in the kernel: tests/kernel/test_kernel_every_recipe.py compares every shipped recipe's model
+# with iptables-save; network-policy and service-clusterip's sessionAffinity found these).
+@pytest.mark.parametrize("family, written, saved", [
+    (4, "-p icmp -m icmp --icmp-type echo-request -j ACCEPT", "-p icmp -m icmp --icmp-type 8 -j ACCEPT"),
+    (4, "-p icmp -m icmp --icmp-type port-unreachable -j ACCEPT", "-p icmp -m icmp --icmp-type 3/3 -j ACCEPT"),
+    (4, "-j MARK --set-mark 0/0x10000", "-j MARK --set-xmark 0x0/0x10000"),
+    (4, "-j MARK --set-mark 0x4000", "-j MARK --set-xmark 0x4000/0xffffffff"),
+    (4, "-j MARK --set-mark 0x1/0x2", "-j MARK --set-xmark 0x1/0x3"),
+    (4, "-m limit --limit 10/minute --limit-burst 10 -j ACCEPT", "-m limit --limit 10/min --limit-burst 10 -j ACCEPT"),
+    (4, "-j REJECT", "-j REJECT --reject-with icmp-port-unreachable"),
+    (6, "-j REJECT", "-j REJECT --reject-with icmp6-port-unreachable"),
+    (4, "-m recent --name X --set -j ACCEPT", "-m recent --set --name X --mask 255.255.255.255 --rsource -j ACCEPT"),
+    (4, "-m recent --name X --rcheck --seconds 10800 --reap -j ACCEPT",
+     "-m recent --rcheck --seconds 10800 --reap --name X --mask 255.255.255.255 --rsource -j ACCEPT"),
+    (6, "-m recent --name X --set -j ACCEPT",
+     "-m recent --set --name X --mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource -j ACCEPT"),
+])
+def test_extension_options_are_held_as_iptables_save_prints_them(family, written, saved):
+    from nsbox.model.rules import parse_rule
+
+    assert parse_rule(written, family).render() == saved
+    assert parse_rule(saved, family).render() == saved  # what the kernel lists reads back unchanged
