@@ -88,7 +88,13 @@ def build(lab: Lab, mode: str = "iptables") -> None:
                       name="internalTrafficPolicy Local: client->near only node2's web-3")
     lab.expect("web-1", near, "http", 80, answered_by=["web-1", "web-2"],
                name="internalTrafficPolicy Local: web-1->near a node1 endpoint")
-    lab.expect(client, near_solo, "tcp", 80, allow=False,
+    # iptables mode: filter KUBE-SERVICES' "has no local endpoints" DROP, so the deny ends on
+    # its counter (nftables mode drops through a verdict map element: no counter to read)
+    no_local = None if mode != "iptables" else (
+        "node2", "filter", "KUBE-SERVICES",
+        f'-d {near_solo.cluster_ip}/32 -p tcp -m comment --comment "default/near-solo:http has no local endpoints" '
+        f'-m tcp --dport 80 -j DROP')
+    lab.expect(client, near_solo, "tcp", 80, allow=False, dropped_by=no_local,
                name="internalTrafficPolicy Local: client->near-solo (no endpoint on node2: dropped)")
 
     # sessionAffinity ClientIP: kube-proxy's `-m recent` (nftables: a per-endpoint affinity
