@@ -53,6 +53,12 @@ def add_node(k: Cluster, kn: K8sNode, index: int) -> None:
     n.address("eth0", f"{kn.ip6}/{lan6.prefixlen}")
     n.route("default", via=k.router_ip6)
     n.sysctl("net.ipv6.conf.all.forwarding", 1)
+    # A node of a real cluster has been up long past its link-locals' DAD (about a second);
+    # a lab is probed at once, and neighbour discovery waits for a tentative link-local to
+    # settle, so every first IPv6 probe across the nodes timed out (dual-stack: 2.3 s, 2 tries
+    # per check). The nodes' own links skip it (the pods' eth0 already do, as the bridge plugin).
+    for ifname in ("eth0", "cni0"):
+        n.sysctl(f"net.ipv6.conf.{ifname}.accept_dad", 0)
     n.sysctl("net.bridge.bridge-nf-call-ip6tables", 1, optional=True)
     gw6 = str(ipaddress.IPv6Network(kn.pod_cidr6).network_address + 1)
     n.address("cni0", f"{gw6}/64")
