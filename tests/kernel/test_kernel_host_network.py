@@ -11,6 +11,7 @@ import re
 import pytest
 
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
+from tests.support.dumps import dump_sections
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
               pytest.mark.tools("ip", "ss")]
@@ -22,16 +23,8 @@ OBSERVE = ('echo "@@ ss"; ip netns exec node1 ss -Hltnp "sport = :9100"; '
 
 
 def _sections(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    key = None
-    for line in text.splitlines():
-        m = re.fullmatch(r"@@ (\S+)", line)
-        if m:
-            key = m.group(1)
-            out[key] = []
-        elif key is not None and line.strip():
-            out[key].append(line)
-    return out
+    """The --then dump's `@@ NAME` parts as their non-blank lines."""
+    return {k: [ln for ln in v.splitlines() if ln.strip()] for k, v in dump_sections(text).items()}
 
 
 def test_the_agent_is_a_process_of_the_nodes_netns(nsbox):

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
+from tests.support.dumps import dump_sections
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT),
               pytest.mark.tools("ip", "ss")]
@@ -21,16 +22,8 @@ PROCS = ('for ns in web client node1; do echo "@@ $ns"; for p in $(ip netns pids
 
 
 def _sections(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    key = None
-    for line in text.splitlines():
-        m = re.fullmatch(r"@@ (\S+)", line)
-        if m:
-            key = m.group(1)
-            out[key] = []
-        elif key is not None and line.strip():
-            out[key].append(line)
-    return out
+    """The --then dump's `@@ NAME` parts as their non-blank lines."""
+    return {k: [ln for ln in v.splitlines() if ln.strip()] for k, v in dump_sections(text).items()}
 
 
 def test_a_pod_is_a_pause_process_and_one_process_per_container(nsbox):
