@@ -63,6 +63,10 @@ def links(host: str) -> list[str]:
 def hosts():
     """Two namespaces standing for two hosts, a veth pair the wire between them."""
     a, b = f"nsbt{os.getpid()}a", f"nsbt{os.getpid()}b"
+    # `ip netns add` makes /run/netns and bind-mounts it onto itself (shared) where they are
+    # missing, and `ip netns del` leaves both: what this fixture made, it undoes.
+    had_dir = os.path.isdir("/run/netns")
+    had_mount = _is_mount("/run/netns")
     subprocess.run(["ip", "netns", "add", a], check=True)
     try:
         subprocess.run(["ip", "netns", "add", b], check=True)
@@ -74,6 +78,15 @@ def hosts():
     finally:
         for h in (a, b):
             subprocess.run(["ip", "netns", "del", h], capture_output=True)
+        if not had_mount and _is_mount("/run/netns") and not os.listdir("/run/netns"):
+            subprocess.run(["umount", "/run/netns"], capture_output=True)
+        if not had_dir and os.path.isdir("/run/netns") and not os.listdir("/run/netns"):
+            os.rmdir("/run/netns")
+
+
+def _is_mount(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
 
 
 def _up(host: str, lab: str, part: str, *extra: str) -> subprocess.CompletedProcess:
