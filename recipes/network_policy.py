@@ -22,18 +22,13 @@ from pathlib import Path
 
 from nsbox.errors import ValidationError
 from nsbox.kits.netpol import PODS, Scenario, load_cases
-from nsbox.kits.netpol.cases import pod_ip
-from nsbox.kits.netpol.kuberouter import render
+from nsbox.kits.netpol.kuberouter import kube_router_node, node_of, render
 from nsbox.model import Lab
 from nsbox.recipe import Param, recipe
 
 CASES = {c.id: c for c in load_cases(Path(__import__("nsbox.kits.netpol", fromlist=["x"]).__file__).parent
                                      / "cases.json")}
 DEFAULT = "allow-from-podselector-same-ns"
-
-
-def node_of(key: str) -> str:
-    return key.replace("/", "-")
 
 
 @recipe("network-policy", params=[
@@ -60,23 +55,8 @@ def build(lab: Lab, case: str = DEFAULT, step: str = "last") -> None:
     probes = [p for p in chosen.probes if p.protocol in ("TCP", "UDP")] or list(chosen.probes)
     sctp = any(p.protocol == "SCTP" for p in probes)
     lab.description = f"NetworkPolicy e2e case {case} (step {want} of {n_steps}): {scenario.case.title}"
-    lab.require("veth", "bridge", "conntrack", "ipset", *(["sctp"] if sctp else []))
-
-    node = lab.node("node")
-    node.bridge("kube-bridge", "10.0.0.254/16")
-    node.sysctl("net.bridge.bridge-nf-call-iptables", 1)
-    # kube-router REJECTs: a denied client gets ICMP port unreachable at once, for each probe;
-    # the kernel's ICMP rate limit (burst 6, then 1/s) would turn later ones into timeouts.
-    node.sysctl("net.ipv4.icmp_ratelimit", 0)
-    for key in PODS:
-        pod = lab.node(node_of(key))
-        lab.veth(pod, "eth0", node, f"v-{node_of(key)}", b_master="kube-bridge")
-        pod.address("eth0", f"{pod_ip(key)}/16")
-        for port in scenario.case.ports:
-            pod.serve("tcp", port)
-            pod.serve("udp", port)
-            if sctp:
-                pod.serve("sctp", port)
+    lab.require("ipset", *(["sctp"] if sctp else []))
+    node = kube_router_node(lab, scenario.case.ports, ("tcp", "udp", "sctp") if sctp else ("tcp", "udp"))
 
     rendered = render(scenario.cluster, version=str(want))
     rendered.install(node)  # its ipsets, then its filter chains and rules, -I lines in place

@@ -8,35 +8,10 @@ import socket
 from typing import Iterator
 
 from nsbox.kits.netpol import PODS
-from nsbox.kits.netpol.cases import pod_ip
-from nsbox.kits.netpol.kuberouter import IPSET_RESTORE, Rendered
+from nsbox.kits.netpol.kuberouter import IPSET_RESTORE, Rendered, kube_router_node, node_of  # noqa: F401 (re-exported for the tests)
 
 EMPTY_FILTER = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 PROBE_TIMEOUT = 1.0  # kube-router REJECTs: a denied probe is refused at once, not timed out
-
-
-def node_of(key: str) -> str:
-    return key.replace("/", "-")
-
-
-def kube_router_node(lab) -> None:
-    """One kube-router node: kube-bridge (10.0.0.254/16) and the e2e model's nine pods."""
-    lab.require("veth", "bridge", "conntrack")
-    node = lab.node("node")
-    node.bridge("kube-bridge", "10.0.0.254/16")
-    # kube-router needs bridged pod-to-pod traffic to traverse FORWARD (physdev-is-bridged).
-    node.sysctl("net.bridge.bridge-nf-call-iptables", 1)
-    # A client denied by egress policy gets the node's REJECT (ICMP port unreachable) for each
-    # of its 8 probes within milliseconds; the kernel's per-destination ICMP rate limit (a
-    # burst of 6, then 1/s) would turn the 7th into a 1 s timeout. Probes, not policy, differ.
-    node.sysctl("net.ipv4.icmp_ratelimit", 0)
-    for key in PODS:
-        pod = lab.node(node_of(key))
-        lab.veth(pod, "eth0", node, f"v-{node_of(key)}", b_master="kube-bridge")
-        pod.address("eth0", f"{pod_ip(key)}/16")
-        for port in (80, 81):
-            pod.serve("tcp", port)
-            pod.serve("udp", port)
 
 
 def _sctp_reason() -> str | None:

@@ -529,3 +529,34 @@ def render(cluster: Cluster, *, version: str = "1", local_pods: list[str] | None
         w.pod(pod)
     w.tail()
     return Rendered(w.sets, w.chains, w.rules)
+
+
+def node_of(key: str) -> str:
+    """The lab node of the e2e pod KEY ("x/a" -> "x-a")."""
+    return key.replace("/", "-")
+
+
+def kube_router_node(lab: Any, ports: tuple[int, ...] = (80, 81), protocols: tuple[str, ...] = ("tcp", "udp")) -> Any:
+    """One kube-router node as the e2e model needs it: kube-bridge (10.0.0.254/16), the nine
+    pods at their e2e addresses, each serving PORTS over PROTOCOLS. Returns the node; the
+    lab must still get kube-router's sync (Rendered.install, or a live ipset/filter load)."""
+    from nsbox.kits.netpol import PODS
+    from nsbox.kits.netpol.cases import pod_ip
+
+    lab.require("veth", "bridge", "conntrack")
+    node = lab.node("node")
+    node.bridge("kube-bridge", "10.0.0.254/16")
+    # kube-router needs bridged pod-to-pod traffic to traverse FORWARD (physdev-is-bridged).
+    node.sysctl("net.bridge.bridge-nf-call-iptables", 1)
+    # A denied client gets the node's REJECT (ICMP port unreachable) for each probe within
+    # milliseconds; the kernel's per-destination ICMP rate limit (a burst of 6, then 1/s)
+    # would turn the 7th into a 1 s timeout. Probes, not policy, would differ.
+    node.sysctl("net.ipv4.icmp_ratelimit", 0)
+    for key in PODS:
+        pod = lab.node(node_of(key))
+        lab.veth(pod, "eth0", node, f"v-{node_of(key)}", b_master="kube-bridge")
+        pod.address("eth0", f"{pod_ip(key)}/16")
+        for port in ports:
+            for proto in protocols:
+                pod.serve(proto, port)
+    return node
