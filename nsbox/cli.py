@@ -146,10 +146,12 @@ def _as_json(data: dict) -> dict:
 def _resolve(name: str, recipe_dirs: tuple[str, ...]) -> list:
     """NAME's recipe; a recipe file's every recipe (FILE.py), or one of them (FILE.py:NAME)."""
     from nsbox import recipe
-    from nsbox.kits.k8s import manifests
 
-    if manifests.is_manifest(name):  # `nsbox run ./app.yaml`: Kubernetes objects, data not code
-        return [manifests.recipe_for(name)]
+    if "." in name:  # not a recipe name: a file. (The k8s kit's import is ~25 ms a bridge-mode run skips.)
+        from nsbox.kits.k8s import manifests
+
+        if manifests.is_manifest(name):  # `nsbox run ./app.yaml`: Kubernetes objects, data not code
+            return [manifests.recipe_for(name)]
     return recipe.get_file(name) if recipe.is_path(name) else [recipe.get(name, recipe_dirs)]
 
 
@@ -413,10 +415,11 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
             # The report is written out here, by the supervisor: recipe code in the sandbox cannot end it.
             # Text to stdout: each recipe's section is printed as soon as its result comes.
             streamed = [0]
-            sandbox.reexec(sys.argv[1:], report=reporter(fmt, output, ["all" if r == ALL else r for r in recipes],
-                                                         streamed=streamed, quiet=quiet),
-                           on_result=_streamer(fmt, output, quiet, streamed))
-        else:
+            sandbox.fork_into(report=reporter(fmt, output, ["all" if r == ALL else r for r in recipes],
+                                              streamed=streamed, quiet=quiet),
+                              on_result=_streamer(fmt, output, quiet, streamed))
+            # Only the sandbox's pid 1 gets here; the supervisor exits in fork_into.
+        if not on_host:
             sandbox.setup_inside()
             labs = load_entries(recipes, parsed_sets, recipe_dirs)
         labs = _refuse_what_the_kernel_would(labs)
@@ -506,21 +509,27 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
     from nsbox.host import features
     from nsbox.kernel import firewall, sysctl
 
-    out = []
-    judged = [lab for lab in labs if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires))]
-    rules_ok = firewall.all_accepted(judged)  # one restore --test for all; else lab by lab
-    for lab in labs:
-        if not isinstance(lab, Refused) and not features.missing(frozenset(lab.requires)):
-            try:
-                sysctl.check_lab(lab)
-                # every firewall kind's test load: unknown extensions, bad target options, nft syntax
-                firewall.check_lab(lab, batched=rules_ok)
-            except NsboxError as e:
-                if len(labs) == 1:
-                    raise
-                lab = Refused(lab.name, str(e), e.exit_code)
-        out.append(lab)
-    return out
+    def judge(lab, check) -> object:
+        if isinstance(lab, Refused) or features.missing(frozenset(lab.requires)):
+            return lab
+        try:
+            check(lab)
+        except NsboxError as e:
+            if len(labs) == 1:
+                raise
+            return Refused(lab.name, str(e), e.exit_code)
+        return lab
+
+    # One restore --test for all labs, running while the features and sysctls are tried;
+    # if it refuses anything, check_lab judges lab by lab (a lab about to be skipped for
+    # a missing feature is in the batch too: then only the others are judged one by one).
+    batch = firewall.start_batch([lab for lab in labs if not isinstance(lab, Refused)])
+    try:
+        labs = [judge(lab, sysctl.check_lab) for lab in labs]
+    finally:
+        rules_ok = batch.accepted()
+    # every firewall kind's test load: unknown extensions, bad target options, nft syntax
+    return [judge(lab, lambda x: firewall.check_lab(x, batched=rules_ok)) for lab in labs]
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,

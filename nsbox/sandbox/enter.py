@@ -19,6 +19,9 @@ SANDBOX_ENV = "NSBOX_SANDBOX"
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
+MS_REC, MS_PRIVATE, MS_NOEXEC = 0x4000, 1 << 18, 8
+PR_SET_PDEATHSIG = 1
 MS_NOSUID, MS_NODEV = 2, 4
 SI_USER = 0  # siginfo si_code of a signal sent with kill()
 TEARDOWN_GRACE = 15.0  # seconds the sandbox's nsbox has to end after taking a signal
@@ -153,6 +156,128 @@ def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = N
     rc = _supervise(pid, waited)
     assert report is not None
     sys.exit(report(rc, receiver.message()))
+
+
+def fork_into(report: Callable[[int, dict | None], int],
+              on_result: Callable | None = None) -> None:
+    """Go on with this very run in a new sandbox: return only there, as its pid 1.
+
+    What `reexec` does with `setpriv --pdeathsig KILL unshare --user --map-root-user
+    --mount --net --pid --fork --kill-child --mount-proc python -I ...`, done by
+    forking this process instead: the sandbox's nsbox is this one, already started,
+    imported and past its command line, so a run pays for one interpreter, not two
+    (a second start-up and import was ~60 ms of the ~0.5 s `nsbox run bridge-mode`).
+
+    Three processes, as with unshare: this one stays outside as the supervisor
+    (_supervise, the report); a middle one makes the user, mount, net and pid
+    namespaces, maps root to the caller's uid and waits, as `unshare --fork` does;
+    its child is pid 1 there and returns from here. What exec would have closed
+    (every close-on-exec fd) is closed in the child, so it holds nothing of this
+    process's but stdio, the result pipe and what was made inheritable for it
+    (an --output or --artifacts directory's fd). REPORT and ON_RESULT: as for reexec."""
+    from nsbox.sandbox.result_pipe import Receiver
+
+    receiver = Receiver(on_result)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    waited = {s for s in ENDING if signal.getsignal(s) != signal.SIG_IGN} | {signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    supervisor = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _middle(supervisor, receiver.write_fd)  # returns in the sandbox's pid 1 only
+        global _claimed
+        _claimed = True
+        from nsbox.sandbox import result_pipe
+        from nsbox.signals import end_cleanly_on_signals as handlers
+
+        result_pipe.take(receiver.write_fd)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        handlers()  # the handlers now raise in this process (they still name the supervisor)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())  # a signal that came meanwhile: now
+        return
+    signal.signal(signal.SIGINT, old_int)
+    receiver.start()
+    rc = _supervise(pid, waited)
+    sys.exit(report(rc, receiver.message()))
+
+
+def _middle(supervisor: int, keep_fd: int) -> None:
+    """In the supervisor's child: make the namespaces, fork their pid 1 and return
+    in it; this process waits for it and exits with its status (never returns)."""
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # setpriv --pdeathsig KILL
+        if os.getppid() != supervisor:  # it died before the line above took effect
+            os._exit(128 + signal.SIGKILL)
+        uid, gid = os.geteuid(), os.getegid()
+        if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) != 0:
+            _die(f"the kernel refused the sandbox's namespaces ({os.strerror(ctypes.get_errno())}); "
+                 "run as root, or use --on-host as root")
+        _write("/proc/self/setgroups", "deny")  # --map-root-user
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+        if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:  # unshare's --propagation private
+            _die(f"cannot make the sandbox's mounts private: {os.strerror(ctypes.get_errno())}")
+        child = os.fork()
+    except BaseException as e:  # noqa: BLE001 - this process must not return into nsbox
+        _die(f"cannot make the sandbox: {e}")
+    if child != 0:  # unshare --fork: wait, pass the status on; signals stay blocked here
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.closerange(3, _fd_limit())  # the result pipe's EOF is the sandbox's end alone
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+            except BaseException:  # noqa: BLE001
+                os._exit(1)
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(128 - code if code < 0 else code)
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # --kill-child: the sandbox dies with the middle
+        # --mount-proc: this pid namespace's own /proc
+        if (_libc.mount(b"none", b"/proc", None, MS_REC | MS_PRIVATE, None) != 0
+                or _libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) != 0):
+            _die(f"cannot mount the sandbox's /proc: {os.strerror(ctypes.get_errno())}")
+        _close_on_exec_fds(keep_fd)
+    except BaseException as e:  # noqa: BLE001
+        _die(f"cannot make the sandbox: {e}")
+
+
+def _die(message: str) -> None:
+    os.write(2, f"nsbox: error: {message}\n".encode())
+    os._exit(2)
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _fd_limit() -> int:
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if 0 < soft < (1 << 20) else 1 << 20
+
+
+def _close_on_exec_fds(keep: int) -> None:
+    """Close what an exec would have closed: every fd marked close-on-exec, but KEEP."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == keep:
+            continue
+        try:
+            if not os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:
+            pass  # listdir's own fd, gone already
 
 
 def _supervise(pid: int, waited: set[int]) -> int:

@@ -67,6 +67,14 @@ def claim_from_environment(sandboxed: bool) -> None:
     _fd = fd
 
 
+def take(fd: int) -> None:
+    """In the sandbox's pid 1 made by fork (enter.fork_into): results go to FD,
+    which nothing this process starts inherits."""
+    global _fd
+    os.set_inheritable(fd, False)
+    _fd = fd
+
+
 def claimed() -> bool:
     return _fd is not None
 
