@@ -88,8 +88,38 @@ def all_accepted(labs: list, flavour: str = "auto") -> bool:
     all: `nsbox run --all` then spends two iptables-restore runs instead of one per node and
     kind (~35, ~1 s). False: check_lab() judges each lab alone, so the error names its node
     and the other recipes go on. Labs with ipsets are left out (own_check)."""
+    return start_batch(labs, flavour).accepted()
+
+
+class Batch:
+    """all_accepted()'s test-loads, started and still running: each kind's program in a
+    scratch netns of its own, all at once, while the caller does the rest of what comes
+    before the build (feature probes, sysctl checks). ~40 ms each for iptables-nft and
+    ip6tables-nft: one after the other they were ~90 of `nsbox run bridge-mode`'s ms."""
+
+    def __init__(self) -> None:
+        self._running: list[tuple[subprocess.Popen, str]] = []
+        self._refused = False
+
+    def accepted(self) -> bool:
+        ok = not self._refused
+        for proc, text in self._running:
+            try:
+                proc.communicate(text)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            ok = ok and proc.returncode == 0
+        self._running = []
+        return ok
+
+
+def start_batch(labs: list, flavour: str = "auto") -> Batch:
+    """all_accepted()'s work, started: Batch.accepted() gives its answer."""
     from nsbox.host import netns
 
+    batch = Batch()
     resolved = resolve_flavour(flavour)
     for kind in kinds():
         if not kind.batchable:
@@ -101,12 +131,13 @@ def all_accepted(labs: list, flavour: str = "auto") -> bool:
         argv = kind.load_argv(resolved, True)
         prog = tools.find(argv[0])
         if prog is None:
-            return False  # check_lab says what is missing
-        with netns.scratch():
-            done = _run(prog, argv, "".join(texts))
-        if done.returncode != 0:
-            return False
-    return True
+            batch._refused = True  # check_lab says what is missing
+            continue
+        with netns.scratch():  # the child keeps the scratch netns alive until it ends
+            proc = subprocess.Popen([prog, *argv[1:]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=tool_env())
+        batch._running.append((proc, "".join(texts)))
+    return batch
 
 
 def own_check(lab) -> bool:
