@@ -315,6 +315,23 @@ def static_names(path: Path) -> list[str]:
     return names
 
 
+def _shipped_file(name: str) -> Path | None:
+    """The shipped recipe NAME's own file, read alone: bridge-mode is in bridge_mode.py
+    (a unit test holds every shipped recipe to that). index() parses every recipe file
+    (~20 ms of `nsbox run bridge-mode`); with no --recipes DIR no other file can define
+    NAME, so one is enough. None: look it up in the whole index."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        return None
+    for d in builtin_dirs():
+        path = d / (name.replace("-", "_") + ".py")
+        try:
+            if path.is_file() and name in static_names(path):
+                return path
+        except RecipeError:
+            return None
+    return None
+
+
 def is_path(name: str) -> bool:
     """A recipe FILE.py or FILE.py:NAME rather than a recipe name (names have no '.')."""
     return name.partition(":")[0].endswith(".py")
@@ -326,6 +343,11 @@ def get(name: str, extra: list[str] | tuple[str, ...] = ()) -> Recipe:
         if len(found) != 1:
             raise RecipeError(f"{name}: defines {len(found)} recipes; name one as {name}:NAME")
         return found[0]
+    path = None if extra_dirs(extra) else _shipped_file(name)  # NSBOX_RECIPE_PATH counts too
+    if path is not None:
+        for r in _load(path):
+            if r.name == name:
+                return r
     idx = index(extra)
     path = idx.files.get(name)
     if path is None:
