@@ -5,9 +5,9 @@ namespace, so it is bound there. Not pyroute2's Conntrack(): in 0.9 it either
 opens its socket on another thread (which stays in the caller's netns) or, with
 netns=..., forks a helper process; that helper inherited nsbox's signal
 handlers and could unwind a copy of nsbox, tearing the lab down under it.
-pyroute2 still decodes the messages, IPv4 and IPv6 alike (nfgen_family AF_INET6
-selects the IPv6 table, as `conntrack -L -f ipv6` does; its decoder reads
-CTA_IP_V6_* and the ICMPv6 tuple).
+nsbox/wire/ctnetlink.py encodes the request and decodes the replies, IPv4 and
+IPv6 alike (nfgen_family AF_INET6 selects the IPv6 table, as `conntrack -L -f
+ipv6` does; CTA_IP_V6_* and the ICMPv6 tuple).
 """
 
 from __future__ import annotations
@@ -18,17 +18,13 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from pyroute2.conntrack import ConntrackEntry
-from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
-from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_CTNETLINK
-from pyroute2.netlink.nfnetlink.nfctsocket import IPCTNL_MSG_CT_GET, nfct_msg
-
 from nsbox.errors import KernelError
 from nsbox.host import netns
+from nsbox.wire import ctnetlink
 
 NETLINK_NETFILTER = 12
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-_HDR = struct.Struct("=IHHII")
+NLMSG_ERROR, NLMSG_DONE = ctnetlink.NLMSG_ERROR, ctnetlink.NLMSG_DONE
+_HDR = ctnetlink.HDR
 _PROTO = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp",
           socket.IPPROTO_ICMPV6: "icmpv6"}
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
@@ -67,13 +63,7 @@ def dump(path: str, family: int = socket.AF_INET) -> list[Entry]:
     sock = netns.socket_in(path, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.bind((0, 0))
-        req = nfct_msg()
-        req["nfgen_family"] = family
-        req["header"]["type"] = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
-        req["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
-        req["header"]["sequence_number"] = 1
-        req.encode()
-        sock.sendall(req.data)
+        sock.sendall(ctnetlink.dump_request(family))
         return [_entry(m) for m in _replies(sock)]
     finally:
         sock.close()
@@ -92,29 +82,19 @@ def _replies(sock: socket.socket):
                 if err:
                     raise KernelError(f"conntrack dump: {os.strerror(err)}")
                 return
-            msg = nfct_msg(data[off:off + length])
-            msg.decode()
-            yield msg
+            yield ctnetlink.entry(data[off:off + length])
             off += (length + 3) & ~3
 
 
-def _tuple(t) -> Tuple:
-    icmp = None
-    if t.proto in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6):
-        icmp = (t.icmp_type, t.icmp_code, t.icmp_id)
-    return Tuple(_ntop(t.saddr), _ntop(t.daddr), t.sport, t.dport, icmp)
+def _tuple(t: ctnetlink.RawTuple) -> Tuple:
+    return Tuple(_ntop(t.src), _ntop(t.dst), t.sport, t.dport, t.icmp)
 
 
-def _ntop(ip) -> str:
+def _ntop(ip: str) -> str:
     """The address in conntrack-tools' (inet_ntop's) form: IPv6 compressed, lower case."""
-    return str(ipaddress.ip_address(str(ip)))
+    return str(ipaddress.ip_address(ip))
 
 
-def _entry(msg) -> Entry:
-    e = ConntrackEntry(msg["nfgen_family"], msg.get_attr("CTA_TUPLE_ORIG"), msg.get_attr("CTA_TUPLE_REPLY"),
-                       msg.get_attr("CTA_STATUS"), msg.get_attr("CTA_TIMEOUT"), msg.get_attr("CTA_PROTOINFO"),
-                       msg.get_attr("CTA_MARK"), msg.get_attr("CTA_ID"), msg.get_attr("CTA_USE"),
-                       msg.get_attr("CTA_ZONE"))
-    state = e.protoinfo.state_name() if e.protoinfo is not None else None
-    return Entry(_PROTO.get(e.tuple_orig.proto, str(e.tuple_orig.proto)), _tuple(e.tuple_orig),
-                 _tuple(e.tuple_reply), state)
+def _entry(raw: ctnetlink.RawEntry) -> Entry:
+    state = ctnetlink.TCP_STATES.get(raw.tcp_state, "UNKNOWN") if raw.orig.proto == socket.IPPROTO_TCP else None
+    return Entry(_PROTO.get(raw.orig.proto, str(raw.orig.proto)), _tuple(raw.orig), _tuple(raw.reply), state)
