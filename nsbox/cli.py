@@ -520,16 +520,17 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
             return Refused(lab.name, str(e), e.exit_code)
         return lab
 
-    # One restore --test for all labs, running while the features and sysctls are tried;
-    # if it refuses anything, check_lab judges lab by lab (a lab about to be skipped for
-    # a missing feature is in the batch too: then only the others are judged one by one).
+    # Each lab's rules test-loaded side by side (firewall.start_batch) while the features
+    # and sysctls are tried; a lab the batch refused is judged again by check_lab, node by
+    # node, so its error names the node and rule (a lab about to be skipped for a missing
+    # feature is in the batch too, and not judged again).
     batch = firewall.start_batch([lab for lab in labs if not isinstance(lab, Refused)])
     try:
         labs = [judge(lab, sysctl.check_lab) for lab in labs]
     finally:
-        rules_ok = batch.accepted()
+        batch.accepted()  # every program has ended, whatever happened meanwhile
     # every firewall kind's test load: unknown extensions, bad target options, nft syntax
-    return [judge(lab, lambda x: firewall.check_lab(x, batched=rules_ok)) for lab in labs]
+    return [judge(lab, lambda x: firewall.check_lab(x, batched=batch.accepted(x))) for lab in labs]
 
 
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
