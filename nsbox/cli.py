@@ -364,11 +364,14 @@ def clean_cmd(dry_run: bool) -> None:
 @click.option("--kernel", "kernels", multiple=True, metavar="KERNEL",
               help="Run on KERNEL in a throwaway VM (repeatable; a bzImage, a version under /boot, a build "
                    "tree, or host): reported per kernel and side by side.")
+@click.option("--jobs", "-j", "jobs", type=click.IntRange(1, 64), default=None, metavar="N",
+              help="Recipes run at once in the sandbox, each in namespaces of its own (default: 2, or 1 on "
+                   "one CPU). --on-host, --then and --artifacts run them one at a time.")
 def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | None, on_host: bool,
             sets: tuple[str, ...], recipe_dirs: tuple[str, ...], timeout: float, settle: float | None,
             then: str | None, then_in: str, iptables_flavour: str, artifacts: str | None,
             kernels: tuple[str, ...] = (), quiet: bool = False, verbose: bool = False,
-            node_state: bool = False) -> None:
+            node_state: bool = False, jobs: int | None = None) -> None:
     """Build each RECIPE, verify it with real traffic, report, tear down.
 
     RECIPE is a name from `nsbox list`, a shell-style pattern ('bridge-*'), or a
@@ -432,7 +435,14 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
         _fail(e)
     _run(labs, fmt, on_host, timeout, then, artifacts, output,
          rerun_flags=_rerun_flags(on_host, timeout, recipe_dirs, settle), iptables_flavour=iptables_flavour,
-         then_in=then_in, settle=settle, quiet=quiet, verbose=verbose, node_state=node_state)
+         then_in=then_in, settle=settle, quiet=quiet, verbose=verbose, node_state=node_state,
+         jobs=_jobs(jobs))
+
+
+def _jobs(jobs: int | None) -> int:
+    """--jobs, or the default: two recipes at once where there are two CPUs (a lab is mostly
+    the kernel waiting, so two take little more than one), one on a single CPU."""
+    return jobs if jobs is not None else min(2, os.cpu_count() or 1)
 
 
 def _streamer(fmt: str, output: str | None, quiet: bool, streamed: list[int]):
@@ -536,7 +546,7 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
 def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | None,
          artifacts: str | None = None, output: str | None = None, rerun_flags: list[str] | None = None,
          iptables_flavour: str = "auto", then_in: str = "host", settle: float | None = None,
-         quiet: bool = False, verbose: bool = False, node_state: bool = False) -> None:
+         quiet: bool = False, verbose: bool = False, node_state: bool = False, jobs: int = 1) -> None:
     # Imported here: the sandbox is entered before anything that may start threads.
     from nsbox.report import output as report_output
     from nsbox.runner import RunOptions, run_lab
@@ -561,15 +571,24 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
     show = _streamer(fmt, output, quiet, streamed) if not result_pipe.claimed() else None
     result_pipe.send_plan([lab.name for lab in labs])
     interrupted: signals.Terminated | None = None
+    outcomes = None
+    if jobs > 1 and not on_host and then is None and artifacts is None and sum(not isinstance(x, Refused) for x in labs) > 1:
+        # Several recipes in the sandbox: side by side, each in a child of its own (nsbox/side_by_side.py).
+        # Progress lines name their recipe ("[3/19] pod: ..."): the children's may interleave.
+        from nsbox.side_by_side import run_side_by_side
+
+        outcomes = run_side_by_side(labs, lambda lab: run_lab(lab, opts), jobs, started=progress.start)
     try:
         for lab in labs:
+            outcome = next(outcomes) if outcomes is not None else None
             if isinstance(lab, Refused):  # reported as this recipe's error; the others run
                 click.echo(f"nsbox: error: {lab.name}: {lab.error}", err=True)
                 results.append(RecipeResult(lab.name, "fail", error=lab.error))
                 refused = True
             else:
-                progress.start(lab.name)
-                result = run_lab(lab, opts)
+                if outcome is None:
+                    progress.start(lab.name)
+                result = outcome if outcome is not None else run_lab(lab, opts)
                 result.rerun = rerun_command(lab, rerun_flags or [])
                 results.append(result)
             result_pipe.send_one(results[-1])
@@ -583,6 +602,8 @@ def _run(labs: list[Lab], fmt: str, on_host: bool, timeout: float, then: str | N
         # (A Terminated can come wrapped: raised in a finalizer or a class body.)
         from nsbox.entry import _terminated_in
 
+        if outcomes is not None:
+            outcomes.close()  # the recipes still running: each tears its lab down, then ends
         t = _terminated_in(e)
         if t is None:
             raise
