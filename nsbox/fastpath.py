@@ -172,7 +172,9 @@ def _list(data, fmt: str) -> "int | None":
     return _write(sys.stdout, data.LIST_JSON.replace(RECIPE_DIR, recipes), 0)
 
 
-def _write(stream, text: str, code: int) -> int:
+def _write(stream, text: str, code: int) -> "int | None":
+    if not text.isascii() and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
+        return None  # click re-encodes for a stream it calls misconfigured (ASCII): its job
     try:
         stream.write(text)
         stream.flush()

@@ -261,3 +261,25 @@ def test_a_closed_pipe_ends_as_click_ends():
                                env=_env(), stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
             os.close(w)
             assert (p.returncode, p.stderr) == (1, ""), (run.__name__, args)
+
+
+def test_text_a_stream_cannot_encode_is_left_to_click():
+    """click writes UTF-8 to a stream it calls misconfigured (ASCII); a plain write would raise."""
+    import io
+
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    assert fastpath._write(ascii_out, "caf\u00e9\n", 0) is None
+    utf8_out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    assert fastpath._write(utf8_out, "caf\u00e9\n", 0) == 0
+    assert fastpath._write(ascii_out, "plain\n", 0) == 0
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_list_and_help_on_other_encodings_are_the_same(encoding):
+    env = _env(PYTHONIOENCODING=encoding)  # (-I would ignore it: not isolated here)
+    for args in (["--help"], ["list"]):
+        runs = [subprocess.run(argv, cwd=REPO, env=env, capture_output=True, timeout=60) for argv in (
+            [sys.executable, "-m", "nsbox", *args],
+            [sys.executable, "-c", f"from nsbox.cli import main; main({args!r}, prog_name='nsbox')"])]
+        assert runs[0].returncode == 0 and runs[0].stdout
+        _same(*runs)
