@@ -4,8 +4,9 @@ Signal handlers come before any other import (see nsbox.signals); then the
 command line. Whatever ends the run -- a signal, a missing library, a bug --
 ends it with a one-line message and an exit code, never click's "Aborted!".
 `nsbox --help` and `nsbox list` are answered by nsbox.fastpath when it can (a few
-milliseconds; no click, no sandbox): this module imports only what Python has loaded
-already, and annotations without `from __future__` (3.10 evaluates `X | None`).
+milliseconds; no click, no sandbox): up to there nothing is imported that the interpreter
+has not loaded already but nsbox.signals and nsbox.fastpath (not even `__future__`:
+3.10 evaluates `X | None` by itself).
 """
 
 import os

@@ -5,8 +5,8 @@ jail) printed when nsbox/_fastpath_data.py was generated (`python -m nsbox.fastp
 which renders it with click and nsbox.listing themselves). It is served only when the
 slow path would print exactly that, checked here every time:
 
-- help: nsbox/cli.py (which defines every command and its help) has the digest recorded,
-  and click would wrap at 78 columns (COLUMNS or stdout's terminal 80 wide or more, or
+- help: nsbox/cli.py (which defines every command and its help) has the size and CRC-32
+  recorded, and click would wrap at 78 columns (COLUMNS or stdout's terminal 80 wide or more, or
   not a terminal: click's own rule, click.formatting.HelpFormatter);
 - list: no --recipes and no NSBOX_RECIPE_PATH, the shipped recipe files are the ones
   recorded, and every file the catalogue was computed from (each recipe file, each nsbox
@@ -55,14 +55,6 @@ def _package_dir() -> str:
     return os.path.dirname(os.path.realpath(__file__))
 
 
-def _digest():
-    try:
-        from _blake2 import blake2b  # hashlib's own, without hashlib's OpenSSL import (3 ms)
-    except ImportError:  # pragma: no cover - an interpreter without it
-        from hashlib import blake2b
-    return blake2b(digest_size=16)
-
-
 def _read(path: str, size: int = -1) -> "bytes | None":
     """PATH's content; with SIZE, None unless it has exactly SIZE bytes (one read)."""
     try:
@@ -100,13 +92,8 @@ def help_columns() -> int:
 def _help(data, to_stderr: bool) -> "int | None":
     if help_columns() < HELP_WIDTH:
         return None  # click wraps narrower: its text, not this one
-    cli = _read(os.path.join(_package_dir(), "cli.py"))
-    if cli is None:
-        return None
-    h = _digest()
-    h.update(cli)
-    if h.hexdigest() != data.HELP_SOURCE_DIGEST:
-        return None
+    if not sources_unchanged(data.HELP_SOURCES, "", _package_dir()):
+        return None  # nsbox/cli.py changed since
     # no arguments: click's "no args is help" prints the same text to stderr, exit 2
     return _write(sys.stderr if to_stderr else sys.stdout, data.HELP, 2 if to_stderr else 0)
 
@@ -137,8 +124,8 @@ def _path(key: str, recipes: str, package: str) -> str:
 
 def sources_unchanged(sources, recipes: str, package: str) -> bool:
     """Whether every (key, size, CRC-32) of SOURCES still holds. Size and CRC-32 tell an
-    edited file from the one recorded (a cryptographic digest took 1.3 ms more for these
-    700 kB): what they guard against is a stale listing, not an attacker. Who can change
+    edited file from the one recorded (a cryptographic digest took 1.3 ms more for the
+    catalogue's 700 kB): what they guard against is stale text, not an attacker. Who can change
     these files can change nsbox itself, and so could change this check."""
     from zlib import crc32
 
@@ -173,6 +160,8 @@ def _list(data, fmt: str) -> "int | None":
 
 
 def _write(stream, text: str, code: int) -> "int | None":
+    if stream is None:  # no stdout at all (python -c ... >&-): click's business
+        return None
     if not text.isascii() and (getattr(stream, "encoding", "") or "").lower().replace("-", "") != "utf8":
         return None  # click re-encodes for a stream it calls misconfigured (ASCII): its job
     try:

@@ -26,7 +26,8 @@ from nsbox import _fastpath_data as data
 from nsbox import fastpath, fastpath_gen
 from tests.support.paths import REPO
 
-pytestmark = pytest.mark.skipif(not os.access("/proc/self/ns/net", os.R_OK), reason="no namespaces here")
+# The slow path of `list` is the recipe jail (a network namespace: root, or user namespaces),
+# as for tests/unit/test_unit_cli.py's `list --recipes` tests.
 
 
 def _env(**extra: str) -> dict[str, str]:
