@@ -284,3 +284,15 @@ def test_list_and_help_on_other_encodings_are_the_same(encoding):
             [sys.executable, "-c", f"from nsbox.cli import main; main({args!r}, prog_name='nsbox')"])]
         assert runs[0].returncode == 0 and runs[0].stdout
         _same(*runs)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--format", "json"]])
+def test_the_fast_path_imports_nothing_heavy(args):
+    """Its cost is the modules it loads: beyond the interpreter's own start-up, only these
+    (an import added to nsbox.entry, nsbox.signals or nsbox.fastpath shows up here)."""
+    bare = subprocess.run([sys.executable, "-I", "-X", "importtime", "-c", "pass"], env=_env(),
+                          capture_output=True, text=True, timeout=60).stderr
+    interpreter = {ln.rsplit("|", 1)[1].strip() for ln in bare.splitlines() if ln.startswith("import time:")}
+    extra = loaded(*args) - interpreter
+    assert extra <= {"nsbox", "nsbox.signals", "atexit", "nsbox.entry", "nsbox.fastpath", "nsbox._fastpath_data",
+                     "zlib"}, sorted(extra)
