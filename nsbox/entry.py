@@ -3,9 +3,11 @@
 Signal handlers come before any other import (see nsbox.signals); then the
 command line. Whatever ends the run -- a signal, a missing library, a bug --
 ends it with a one-line message and an exit code, never click's "Aborted!".
+`nsbox --help` and `nsbox list` are answered by nsbox.fastpath when it can (a few
+milliseconds; no click, no sandbox): up to there nothing is imported that the interpreter
+has not loaded already but nsbox.signals and nsbox.fastpath (not even `__future__`:
+3.10 evaluates `X | None` by itself).
 """
-
-from __future__ import annotations
 
 import os
 import sys
@@ -51,6 +53,13 @@ def _interrupted(t: signals.Terminated) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
+    from nsbox import fastpath
+
+    # Starts nothing, and declines when the sandbox's markers are in the environment:
+    # the claim below still comes before anything can start a child.
+    served = fastpath.serve(sys.argv[1:] if argv is None else argv)
+    if served is not None:
+        sys.exit(served)
     from nsbox.sandbox.enter import claim_from_environment
 
     claim_from_environment()  # before anything can start a child that would inherit it

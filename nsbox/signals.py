@@ -9,12 +9,17 @@ reserved for failed checks).
 library code that catch KeyboardInterrupt or Exception must not swallow it.
 """
 
-from __future__ import annotations
-
 import os
-import signal
 import sys
 import time
+
+try:
+    # The C module that `signal` wraps (already loaded by the interpreter): the same
+    # functions and numbers, without `signal`'s enums, whose import (enum, functools,
+    # collections) was a quarter of `nsbox --help`'s time. Handlers get plain ints either way.
+    import _signal as signal
+except ImportError:  # pragma: no cover - an interpreter without it
+    import signal  # type: ignore[no-redef]
 
 ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -144,6 +144,18 @@ def test_the_wheel_holds_every_module_and_runs_from_a_fresh_venv(tmp_path: Path)
     install = {i["name"]: i["state"] for i in json.loads(doctor.stdout)["install"]}
     assert install == {"nsbox modules": "present", "shipped recipes": "present"}, doctor.stdout
 
+    # `nsbox --help` and `nsbox list` come from the shipped index (nsbox.fastpath): the bytes
+    # click and the recipe jail print, and neither click nor the jail loaded to print them
+    py = venv / "bin" / "python"
+    wide = {k: v for k, v in env.items() if k != "COLUMNS"}
+    for args in (["--help"], ["list"], ["list", "--format", "json"]):
+        fast = _run([nsbox, *args], outside, wide)
+        slow = _run([py, "-c", f"from nsbox.cli import main; main({args!r}, prog_name='nsbox')"], outside, wide)
+        assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr), args
+        timed = _run([py, "-X", "importtime", "-m", "nsbox", *args], outside, wide)
+        got = {ln.rsplit("|", 1)[1].strip() for ln in timed.stderr.splitlines() if ln.startswith("import time:")}
+        assert "click" not in got and "nsbox.sandbox.jail" not in got, (args, sorted(got))
+
     # the install the old package list made (no nsbox.kits, no nsbox.plan): doctor calls it broken
     for sub in ("kits", "plan"):
         shutil.rmtree(Path(purelib) / "nsbox" / sub)
