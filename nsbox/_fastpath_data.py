@@ -2,7 +2,7 @@
 # nsbox.fastpath serves `nsbox --help` and `nsbox list` from it while the files it was made from are unchanged.
 
 # the file the help was made from: (file, size, CRC-32) (fastpath.sources_unchanged)
-HELP_SOURCES = (('nsbox/cli.py', 37499, 2429771555),)
+HELP_SOURCES = (('nsbox/cli.py', 39489, 1333461282),)
 
 HELP = (
     'Usage: nsbox [OPTIONS] COMMAND [ARGS]...\n'
@@ -118,12 +118,12 @@ LIST_SOURCES = (
     ('nsbox/model/dnszone.py', 5188, 1839384133),
     ('nsbox/model/firewall.py', 6967, 1117659868),
     ('nsbox/model/ipsets.py', 6964, 1504092514),
-    ('nsbox/model/lab.py', 51211, 3437645764),
+    ('nsbox/model/lab.py', 51571, 2884454219),
     ('nsbox/model/matrix.py', 1265, 4147497640),
-    ('nsbox/model/names.py', 1487, 1237316311),
-    ('nsbox/model/rules.py', 14724, 3893077415),
+    ('nsbox/model/names.py', 1715, 2580507482),
+    ('nsbox/model/rules.py', 15958, 95175881),
     ('nsbox/model/save.py', 4177, 2918648574),
-    ('nsbox/recipe.py', 17578, 2200244151),
+    ('nsbox/recipe.py', 18494, 867532908),
     ('nsbox/report/__init__.py', 69, 968569416),
     ('nsbox/report/matrix.py', 1061, 2498619969),
     ('nsbox/signals.py', 10043, 480683808),
