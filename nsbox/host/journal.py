@@ -79,13 +79,10 @@ class Journal:
         nsbox's. Returns problems, never raises; the file goes once nothing is left."""
         problems: list[str] = []
         own = self.path is None or self.lock_fd is not None  # written by this process, not read back
-        for pin in reversed(self.pins()):
-            try:
-                note = netns.remove(pin, own)
-            except (KernelError, OSError) as e:
-                problems.append(f"{os.path.basename(pin.path)}: {e}")
-                continue
-            if note:
+        for pin, note in netns.remove_all(list(reversed(self.pins())), own):
+            if isinstance(note, (KernelError, OSError)):
+                problems.append(f"{os.path.basename(pin.path)}: {note}")
+            elif note:
                 self.notes.append(note)
         self.entries.clear()
         if self.path and not problems:

@@ -132,6 +132,39 @@ def remove(pin: Pin, own: bool = False) -> str | None:
     it, or when OWN says this process made it (its own journal, not one read
     from /run/nsbox): an empty file left by a crash between create and mount is
     then noted, not removed, by `nsbox clean`."""
+    unmounted = unmount(pin)
+    return unlink(pin, own, unmounted)
+
+
+def remove_all(pins: list[Pin], own: bool = False) -> list[tuple[Pin, str | None | Exception]]:
+    """remove() for every pin in PINS, in order, with one look at this mount namespace's
+    mount table for them all: remove() reads /proc/self/mountinfo per pin, and with a
+    thousand pins mounted that was 1.8 s of a 0.2 s teardown. Every pin is unmounted
+    first, then each file unlinked under the same checks. Per pin: its note, or the
+    KernelError (or OSError) that stopped it."""
+    out: list[tuple[Pin, str | None | Exception]] = []
+    done: list[tuple[Pin, bool | None]] = []
+    for pin in pins:
+        try:
+            done.append((pin, unmount(pin)))
+        except (KernelError, OSError) as e:
+            out.append((pin, e))
+    try:
+        mounts: set[bytes] | None = mount_points()
+    except OSError:
+        mounts = None  # each pin then asks for itself (and is left alone if that fails too)
+    for pin, unmounted in done:
+        try:
+            out.append((pin, unlink(pin, own, unmounted, mounts)))
+        except (KernelError, OSError) as e:
+            out.append((pin, e))
+    return out
+
+
+def unmount(pin: Pin) -> bool | None:
+    """remove()'s first half: unmount PIN while its path is an nsfs mount showing the
+    recorded namespace. True: this call unmounted it; False: nothing of it was mounted
+    there; None: the path is gone."""
     unmounted = False
     for _ in range(16):  # a pin can be mounted more than once (copies by MS_REC binds)
         st = _lstat(pin.path)
@@ -143,7 +176,18 @@ def remove(pin: Pin, own: bool = False) -> str | None:
             e = ctypes.get_errno()
             raise KernelError(f"umount {pin.path}: {os.strerror(e)}")
         unmounted = True
-    if (own or unmounted) and _is_pin_file(pin, st):
+    return unmounted
+
+
+def unlink(pin: Pin, own: bool, unmounted: bool | None, mounts: set[bytes] | None = None) -> str | None:
+    """remove()'s second half: unlink PIN's file while it is the recorded pin file.
+    MOUNTS: the mount points (mount_points()) as read after the unmount, or None to read them."""
+    if unmounted is None:
+        return None
+    st = _lstat(pin.path)
+    if st is None:
+        return None
+    if (own or unmounted) and _is_pin_file(pin, st, mounts):
         try:
             os.unlink(pin.path)
         except FileNotFoundError:
@@ -155,7 +199,7 @@ def remove(pin: Pin, own: bool = False) -> str | None:
             f"left alone")
 
 
-def _is_pin_file(pin: Pin, st: os.stat_result) -> bool:
+def _is_pin_file(pin: Pin, st: os.stat_result, mounts: set[bytes] | None = None) -> bool:
     """Whether ST (lstat of PIN's path, nothing mounted there) is the empty file
     create() made: the recorded inode, mode 0444 (or less), root's, on /run/netns's own file
     system, and no mount of any kind on it."""
@@ -164,7 +208,7 @@ def _is_pin_file(pin: Pin, st: os.stat_result) -> bool:
     if st.st_size != 0 or st.st_uid != 0 or stat.S_IMODE(st.st_mode) & ~0o444:  # the umask may take read bits
         return False
     parent = _lstat(os.path.dirname(pin.path))
-    return parent is not None and parent.st_dev == st.st_dev and not _is_mount_point(pin.path)
+    return parent is not None and parent.st_dev == st.st_dev and not _is_mount_point(pin.path, mounts)
 
 
 def is_nsfs(path: str) -> bool:
@@ -182,15 +226,22 @@ def is_nsfs(path: str) -> bool:
         os.close(fd)
 
 
-def _is_mount_point(path: str) -> bool:
-    """Whether PATH is a mount point in this mount namespace (/proc/self/mountinfo)."""
-    try:
-        with open("/proc/self/mountinfo", "rb") as f:
-            lines = f.read().split(b"\n")
-    except OSError:
-        return True  # cannot tell: do not unlink
-    target = _mountinfo_escape(path)
-    return any(len(f := ln.split(b" ")) > 4 and f[4] == target for ln in lines)
+def _is_mount_point(path: str, mounts: set[bytes] | None = None) -> bool:
+    """Whether PATH is a mount point in this mount namespace (/proc/self/mountinfo, or
+    MOUNTS as mount_points() read it)."""
+    if mounts is None:
+        try:
+            mounts = mount_points()
+        except OSError:
+            return True  # cannot tell: do not unlink
+    return _mountinfo_escape(path) in mounts
+
+
+def mount_points() -> set[bytes]:
+    """Every mount point of this mount namespace, as /proc/self/mountinfo writes them."""
+    with open("/proc/self/mountinfo", "rb") as f:
+        lines = f.read().split(b"\n")
+    return {f[4] for ln in lines if len(f := ln.split(b" ")) > 4}
 
 
 def _mountinfo_escape(path: str) -> bytes:
