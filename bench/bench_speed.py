@@ -572,6 +572,10 @@ def main() -> int:
         return 0
     if os.geteuid() != 0:
         sys.exit("bench_speed: run as root (it reads /proc/slabinfo and makes memory cgroups)")
+    # Byte code as an install has it (pip compiles at install time): with PYTHONDONTWRITEBYTECODE
+    # set, a checkout's changed modules would be compiled again in every timed start-up.
+    subprocess.run([PY, "-m", "compileall", "-q", str(REPO / "nsbox"), str(REPO / "recipes")],
+                   capture_output=True)
     repeat = a.repeat or (3 if a.quick else 5)
     sizes = [int(x) for x in (a.sizes or ("50,200" if a.quick else "100,500,1000,2000")).split(",")]
     parts = set(a.only.split(","))
