@@ -16,7 +16,7 @@ import os
 import sys
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -411,12 +411,12 @@ def run_cmd(recipes: tuple[str, ...], run_all: bool, fmt: str, output: str | Non
             streamed = [0]
             sandbox.fork_into(report=reporter(fmt, output, ["all" if r == ALL else r for r in recipes],
                                               streamed=streamed, quiet=quiet),
-                              on_result=_streamer(fmt, output, quiet, streamed))
+                              on_result=_streamer(fmt, output, quiet, streamed), warm=_report_imports)
             # Only the sandbox's pid 1 gets here; the supervisor exits in fork_into.
         if not on_host:
             sandbox.setup_inside()
             labs = load_entries(recipes, parsed_sets, recipe_dirs)
-        labs = _refuse_what_the_kernel_would(labs)
+        labs = _refuse_what_the_kernel_would(labs, meanwhile=_run_imports)
         _import_what_labs_need(labs)
         if then is not None:
             for lab in (x for x in labs if not isinstance(x, Refused)):
@@ -434,6 +434,21 @@ def _jobs(jobs: int | None) -> int:
     """--jobs, or the default: two recipes at once where there are two CPUs (a lab is mostly
     the kernel waiting, so two take little more than one), one on a single CPU."""
     return jobs if jobs is not None else min(2, os.cpu_count() or 1)
+
+
+def _run_imports() -> None:
+    """What building and verifying a lab import (~60 ms), done while its rules are test-loaded."""
+    import importlib
+
+    importlib.import_module("nsbox.runner")  # session, kernel.realize, verify
+
+
+def _report_imports() -> None:
+    """What writing the report imports (the supervisor does this while the sandbox works)."""
+    import importlib
+
+    for module in ("nsbox.report.output", "nsbox.report.text"):  # text: rich
+        importlib.import_module(module)
 
 
 def _streamer(fmt: str, output: str | None, quiet: bool, streamed: list[int]):
@@ -503,10 +518,11 @@ def _check_recipe_sources(names: tuple[str, ...], recipe_dirs: tuple[str, ...]) 
             recipe.check_trusted(recipe.Path(n.partition(":")[0]), "recipe file")
 
 
-def _refuse_what_the_kernel_would(labs: list) -> list:
+def _refuse_what_the_kernel_would(labs: list, meanwhile: Callable[[], None] | None = None) -> list:
     """Sysctl keys and values, tried in a throwaway netns before anything is built
     (labs that will be skipped for a missing feature are not held to it). With several
-    recipes, a refused one becomes Refused and the others go on."""
+    recipes, a refused one becomes Refused and the others go on. MEANWHILE runs while
+    the rules' test-loads do (the kernel's time, not this CPU's)."""
     from nsbox.host import features
     from nsbox.kernel import firewall, sysctl
 
@@ -528,6 +544,8 @@ def _refuse_what_the_kernel_would(labs: list) -> list:
     batch = firewall.start_batch([lab for lab in labs if not isinstance(lab, Refused)])
     try:
         labs = [judge(lab, sysctl.check_lab) for lab in labs]
+        if meanwhile is not None:
+            meanwhile()
     finally:
         batch.accepted()  # every program has ended, whatever happened meanwhile
     # every firewall kind's test load: unknown extensions, bad target options, nft syntax

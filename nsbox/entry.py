@@ -59,7 +59,14 @@ def _main(argv: list[str] | None) -> None:
     # the claim below still comes before anything can start a child.
     served = fastpath.serve(sys.argv[1:] if argv is None else argv)
     if served is not None:
-        sys.exit(served)
+        # Done: end now, not through the interpreter's shutdown, which resets the signal
+        # handlers first: a Ctrl-C in that window killed the finished run (exit -2).
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            sys.exit(served)  # a stream it cannot write: as before, the interpreter reports it
+        os._exit(served)
     from nsbox.sandbox.enter import claim_from_environment
 
     claim_from_environment()  # before anything can start a child that would inherit it

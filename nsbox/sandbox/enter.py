@@ -159,7 +159,7 @@ def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = N
 
 
 def fork_into(report: Callable[[int, dict | None], int],
-              on_result: Callable | None = None) -> None:
+              on_result: Callable | None = None, warm: Callable[[], None] | None = None) -> None:
     """Go on with this very run in a new sandbox: return only there, as its pid 1.
 
     What `reexec` does with `setpriv --pdeathsig KILL unshare --user --map-root-user
@@ -174,7 +174,9 @@ def fork_into(report: Callable[[int, dict | None], int],
     its child is pid 1 there and returns from here. What exec would have closed
     (every close-on-exec fd) is closed in the child, so it holds nothing of this
     process's but stdio, the result pipe and what was made inheritable for it
-    (an --output or --artifacts directory's fd). REPORT and ON_RESULT: as for reexec."""
+    (an --output or --artifacts directory's fd). REPORT and ON_RESULT: as for reexec.
+    WARM runs here while the sandbox works, on the other CPU: the report's imports
+    (rich alone is ~30 ms) then cost nothing after the sandbox has ended."""
     from nsbox.sandbox.result_pipe import Receiver
 
     receiver = Receiver(on_result)
@@ -200,6 +202,11 @@ def fork_into(report: Callable[[int, dict | None], int],
         return
     signal.signal(signal.SIGINT, old_int)
     receiver.start()
+    if warm is not None:
+        try:
+            warm()  # the ending signals stay blocked until _supervise waits for them
+        except Exception:  # noqa: BLE001 - only a head start: the report imports what it needs itself
+            pass
     rc = _supervise(pid, waited)
     sys.exit(report(rc, receiver.message()))
 
