@@ -118,14 +118,24 @@ def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
     fds: dict[str, int] = {}
     session: _Session | None = None
     loading = _Loading()
+    early = _early_firewalls(plan)
+    hoisted = {plan.steps[j].node for j in early}
     try:
         for i, step in enumerate(plan.steps):
             a = step.action
             if session is not None and (not isinstance(a, Netlink) or session.node != step.node):
                 session.close()
                 session = None
-            loading.wait(step.node)  # a node's steps stay in order: its rules first
+            if early and not isinstance(a, Netns):  # every namespace exists: those rules can go in now
+                for j in sorted(early):
+                    loading.start(plan.steps[j].node, done.path(plan.steps[j].node),
+                                  plan.steps[j].action.firewall, done.iptables)
+                early = set()
+            if step.node not in hoisted:
+                loading.wait(step.node)  # a node's steps stay in order: its rules first
             steps.tick(step)
+            if isinstance(a, Firewall) and step.node in hoisted:
+                continue  # loading since the namespaces were made
             if isinstance(a, Netns):
                 # Recorded by create itself, only once the name is provably this lab's:
                 # a name that exists already is an error, and teardown leaves it alone.
@@ -154,6 +164,19 @@ def apply_plan(plan: Plan, done: Realized, prefix: str, steps: _Steps) -> None:
             session.nl.nl.close()
         for fd in fds.values():
             os.close(fd)
+
+
+def _early_firewalls(plan: Plan) -> set[int]:
+    """The Firewall steps that can start as soon as every namespace exists, while the
+    links are made: iptables/ip6tables rules name interfaces by name, so they load
+    before the interfaces exist (an nft ruleset's `iif` needs the interface: not those;
+    nor a node whose ipsets the rules match, nor one with two firewall steps)."""
+    count: dict[str, int] = {}
+    for s in plan.steps:
+        if isinstance(s.action, (Firewall, IPSets)):
+            count[s.node] = count.get(s.node, 0) + 1
+    return {i for i, s in enumerate(plan.steps)
+            if isinstance(s.action, Firewall) and not s.action.firewall.nft and count[s.node] == 1}
 
 
 class _Loading:
