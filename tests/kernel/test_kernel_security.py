@@ -1,7 +1,8 @@
 """The security issue, tried as an attacker or a careless user would, on the real kernel.
 
 - a module planted in the working directory is never imported by the root process
-  (the sandboxed nsbox runs with an isolated import path);
+  (the sandboxed nsbox is a fork of the installed command, whose import path never
+  holds the working directory, and it imports rich, pyroute2... only after the fork);
 - recipe code never runs in the host's network namespace, nor with the power to
   get back into it (run in the sandbox, run --on-host, list);
 - NSBOX_SANDBOX=1 from the caller is not believed, and never reaches --then;

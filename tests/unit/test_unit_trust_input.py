@@ -192,7 +192,7 @@ def test_a_relative_recipe_path_entry_is_refused(rdir, tmp_path):
 
 def test_nothing_is_run_from_the_working_directory(tmp_path):
     """python -m puts the working directory first on sys.path; the installed `nsbox` does
-    not, and inside the sandbox nsbox runs isolated (-I). A planted click.py or nsbox/
+    not, and the sandboxed nsbox is a fork of it. A planted click.py or nsbox/
     in the caller's directory must not run as root through either."""
     marker = tmp_path / "marker"
     (tmp_path / "click.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
