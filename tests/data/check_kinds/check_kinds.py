@@ -18,6 +18,10 @@ def build(lab, mutant):
     """counted_by, deny kinds, several seen_from addresses and ICMP conntrack, on one router."""
     host = lab.host
     host.sysctl("net.ipv4.ip_forward", 1)
+    # Every REJECT here answers a with an ICMP error: the kernel's per-destination ICMP
+    # rate limit (a burst of 6, then one a second) could swallow one on a loaded machine,
+    # and a "refused" or "filtered" probe would then time out instead.
+    host.sysctl("net.ipv4.icmp_ratelimit", 0)
     for name, net in (("a", 1), ("b", 2), ("c", 3)):
         n = lab.node(name)
         lab.veth(n, "eth0", host, f"h{name}")
