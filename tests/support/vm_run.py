@@ -93,15 +93,17 @@ def vm_processes() -> set[int]:
 
 
 def recipe_dir(where: Path, sctp_recipe: str) -> Path:
-    """The shared run's recipe folder: the sctp recipes (SCTP_RECIPE, test_kernel_protocols's
-    text) with the ignored vlan parameter, and ipvlan-mode-l3."""
+    """The shared run's recipe folder: the sctp recipes (SCTP_RECIPE: test_kernel_protocols's
+    RECIPE text) given the ignored vlan parameter, and ipvlan-mode-l3."""
     text = textwrap.dedent(sctp_recipe)
     for name in ("sctp-echo", "sctp-echo-open"):
         old = f'@recipe("{name}")'
         assert text.count(old) == 1, f"the sctp recipe text changed: no {old}"
         text = text.replace(old, f'@recipe("{name}", params=[VLAN])')
-    text = text.replace("def build(lab):", "def build(lab, vlan):").replace(
-        "def build_open(lab):", "def build_open(lab, vlan):")
+    for fn in ("build", "build_open"):
+        old = f"def {fn}(lab):"
+        assert text.count(old) == 1, f"the sctp recipe text changed: no {old}"
+        text = text.replace(old, f"def {fn}(lab, vlan):")
     where.mkdir(parents=True, exist_ok=True)
     (where / "vm_shared.py").write_text(_IGNORED_VLAN + text + _IPVLAN_L3)
     return where
