@@ -4,11 +4,10 @@ only while a rule drops SCTP to its port (the rule's counter rises: dropped_by);
 kernel without it (socket() refused with EPROTONOSUPPORT: this host's kernel has no
 CONFIG_IP_SCTP) the recipe SKIPs with the reason. Whether a kernel has SCTP is asked
 independently: a python socket() in a fresh netns (unshare -n). Debian's kernel under
-/boot has SCTP (a module): the same recipes are run there in a VM (nsbox run --kernel)."""
+/boot has SCTP (a module): the same recipes are run there in a VM (nsbox run --kernel,\nthe run test_kernel_vm.py shares: tests/support/vm_run.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
@@ -92,21 +90,14 @@ def test_sctp_on_this_kernel(nsbox, recipes):
     judge({r["recipe"]: r for r in run.json["results"]}, has)
 
 
-def test_sctp_on_debians_kernel_in_a_vm(recipes):
-    """Slow (a TCG boot, ~2 min): the kernel under /boot has SCTP as a module, which the
-    guest loads first (the protocol names it: nsbox/vm/guest.py)."""
-    from nsbox import tools
-    from nsbox.vm.boot import find_vng
-
-    kernels = sorted(p.name[len("vmlinuz-"):] for p in Path("/boot").glob("vmlinuz-*"))
-    if not (tools.find("qemu-system-x86_64") and find_vng() and kernels):
-        pytest.skip("needs qemu-system-x86_64, virtme-ng and a kernel under /boot (run .ci/kernel-vm-setup)")
-    p = subprocess.run([sys.executable, "-m", "nsbox", "run", "sctp-echo", "sctp-echo-open", "--recipes", recipes,
-                        "--kernel", kernels[-1], "--format", "json", "--timeout", "0.5"],
-                       capture_output=True, text=True, cwd=REPO, timeout=600)
-    doc = json.loads(p.stdout)
-    results = {r["recipe"]: r for r in doc["kernels"][0]["results"]}
-    config = Path(f"/boot/config-{kernels[-1]}")
+def test_sctp_on_debians_kernel_in_a_vm(shared_vm_run):
+    """Slow (a TCG boot, ~1 min): the kernel under /boot has SCTP as a module, which the
+    guest loads first (the protocol names it: nsbox/vm/guest.py). The run is shared with
+    test_kernel_vm.py (tests/support/vm_run.py: these recipes, given an ignored vlan parameter)."""
+    shared_vm_run.check_host()
+    results = shared_vm_run.results(shared_vm_run.kernel)
+    assert {"sctp-echo", "sctp-echo-open"} <= set(results), shared_vm_run.proc.stderr[-3000:]
+    config = Path(f"/boot/config-{shared_vm_run.kernel}")
     has = not config.exists() or any(ln in ("CONFIG_IP_SCTP=y", "CONFIG_IP_SCTP=m")
                                      for ln in config.read_text().splitlines())
     judge(results, has)

@@ -1,5 +1,7 @@
 """`nsbox run --kernel`: recipes in a throwaway VM (virtme-ng + QEMU) running Debian's kernel,
-side by side with this host's kernel. Slow (a TCG boot is ~40-100 s here): each test boots once.
+side by side with this host's kernel. Slow (a TCG boot is ~40-100 s here): the tests that
+judge a report share one run (the `shared_vm_run` fixture, tests/support/vm_run.py, which
+also runs the sctp recipes of test_kernel_protocols.py); the kill tests boot one each.
 
 Skipped with the reason where QEMU, virtme-ng or a kernel under /boot are missing
 (.ci/kernel-vm-setup installs them)."""
@@ -16,24 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import vm_run
 from tests.support.kernel import IS_ROOT, NEEDS_ROOT
 from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not IS_ROOT, reason=NEEDS_ROOT)]
 
-KERNELS = sorted(p.name[len("vmlinuz-"):] for p in Path("/boot").glob("vmlinuz-*"))
-VM_LIMIT_S = 600
-
-
-def _vm_kernel() -> str:
-    from nsbox import tools
-    from nsbox.vm.boot import find_vng
-
-    missing = [what for what, ok in (("qemu-system-x86_64", tools.find("qemu-system-x86_64")),
-                                     ("virtme-ng (vng)", find_vng()), ("a kernel under /boot", KERNELS)) if not ok]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (run .ci/kernel-vm-setup)")
-    return KERNELS[-1]
+VM_LIMIT_S = vm_run.VM_LIMIT_S
+_vm_kernel = vm_run.vm_kernel
+_vm_processes = vm_run.vm_processes  # QEMU processes of nsbox VMs, read from /proc
 
 
 def _host_has(kind: str, extra: str = "") -> bool:
@@ -45,20 +38,6 @@ def _host_has(kind: str, extra: str = "") -> bool:
 def _nsbox(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nsbox", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=VM_LIMIT_S)
-
-
-def _vm_processes() -> set[int]:
-    """QEMU processes of an nsbox VM (vng --name nsbox-vm), read from /proc: no nsbox code involved."""
-    out = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"qemu-system-x86_64") and b"nsbox-vm" in b" ".join(cmd):
-                out.add(int(d.name))
-    return out
 
 
 def _by_kernel(doc: dict) -> dict[str, dict[str, dict]]:
@@ -73,21 +52,21 @@ def _judge_guest(r: dict) -> None:
     assert r["checks"] and all(c["passed"] for c in r["checks"])
 
 
-def test_guest_runs_what_this_host_skips_side_by_side():
+def test_guest_runs_what_this_host_skips_side_by_side(shared_vm_run):
     """ipvlan (l2) and macvlan over 802.1q: on this host SKIP (no ipvlan, no 8021q), in the
     guest built for real; the matrix has both kernels."""
-    deb = _vm_kernel()
-    before = _vm_processes()
-    p = _nsbox("run", "ipvlan-mode", "macvlan-mode", "--set", "vlan=10", "--kernel", "host", "--kernel", deb,
-               "--format", "json", "--timeout", "0.5")
-    assert _vm_processes() - before == set(), "a VM outlived nsbox"
+    deb, p = shared_vm_run.kernel, shared_vm_run.proc
+    shared_vm_run.check_host()
+    assert shared_vm_run.vms_left == set(), "a VM outlived nsbox"
     assert p.returncode in (0, 1), p.stderr
     assert f"nsbox: kernel {deb}: booting under QEMU/" in p.stderr
     doc = json.loads(p.stdout)
     assert [k["kernel"] for k in doc["kernels"]] == ["host", deb]
     assert doc["kernels"][1]["release"] == deb  # uname -r in the guest
     host, guest = _by_kernel(doc)["host"], _by_kernel(doc)[deb]
-    assert set(doc["matrix"]) == {"ipvlan-mode", "macvlan-mode"}
+    # the matrix: every recipe of the shared run, each on both kernels
+    assert set(doc["matrix"]) == set(vm_run.RECIPES)
+    assert all(set(doc["matrix"][name]) >= {"host", deb} for name in ("ipvlan-mode", "macvlan-mode"))
     # a kernel lacking a feature still gives SKIP with the reason, in the matrix too
     if not _host_has("vlan", "id 10"):
         for name in ("ipvlan-mode", "macvlan-mode"):
@@ -99,11 +78,14 @@ def test_guest_runs_what_this_host_skips_side_by_side():
         _judge_guest(guest[name])
 
 
-def test_guest_ipvlan_l3():
-    deb = _vm_kernel()
-    p = _nsbox("run", "ipvlan-mode", "--set", "mode=l3", "--kernel", deb, "--format", "json", "--timeout", "0.5")
+def test_guest_ipvlan_l3(shared_vm_run):
+    """ipvlan-mode with mode=l3 (ipvlan-mode-l3 in the shared run: the shipped recipe's build)."""
+    deb, p = shared_vm_run.kernel, shared_vm_run.proc
+    shared_vm_run.check_host()
     assert p.returncode in (0, 1), p.stderr
-    _judge_guest(_by_kernel(json.loads(p.stdout))[deb]["ipvlan-mode"])
+    r = _by_kernel(json.loads(p.stdout))[deb]["ipvlan-mode-l3"]
+    _judge_guest(r)
+    assert {c["name"] for c in r["checks"]} >= {"tcp/7 c1->c2 (l3)", "icmp c2->c1 (l3)"}  # built in L3 mode
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
