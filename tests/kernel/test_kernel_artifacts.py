@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import recipe_dir
+
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
               pytest.mark.tools("ip", "unshare", "nsenter", "iptables-save", "conntrack", "tcpdump")]
@@ -49,10 +51,7 @@ PCAP_MAGICS = {bytes.fromhex("d4c3b2a1"), bytes.fromhex("a1b2c3d4"), bytes.fromh
 
 @pytest.fixture
 def recipes(tmp_path):
-    d = tmp_path / "recipes"
-    d.mkdir()
-    (d / "demo.py").write_text(textwrap.dedent(RECIPE))
-    return str(d)
+    return recipe_dir(tmp_path, "demo.py", RECIPE)
 
 
 def run_broken(nsbox, recipes, out: Path, *extra: str):

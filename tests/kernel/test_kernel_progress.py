@@ -17,11 +17,10 @@ import select
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
-from tests.support.paths import REPO
+from tests.support.paths import REPO, recipe_dir
 
 
 pytestmark = [pytest.mark.kernel,
@@ -55,10 +54,7 @@ RECIPES = """
 
 @pytest.fixture
 def recipes(tmp_path):
-    d = tmp_path / "recipes"
-    d.mkdir()
-    (d / "ux.py").write_text(textwrap.dedent(RECIPES))
-    return str(d)
+    return recipe_dir(tmp_path, "ux.py", RECIPES)
 
 
 def _start(*args: str) -> subprocess.Popen:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.support.paths import recipe_dir
 
 
 pytestmark = [pytest.mark.kernel,
@@ -62,10 +63,7 @@ def kernel_has_sctp() -> bool:
 
 @pytest.fixture
 def recipes(tmp_path):
-    d = tmp_path / "recipes"
-    d.mkdir()
-    (d / "sctp.py").write_text(textwrap.dedent(RECIPE))
-    return str(d)
+    return recipe_dir(tmp_path, "sctp.py", RECIPE)
 
 
 def judge(results: dict[str, dict], has_sctp: bool) -> None:

@@ -9,10 +9,9 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
-from tests.support.paths import REPO
+from tests.support.paths import REPO, recipe_dir
 
 pytestmark = [pytest.mark.kernel,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root: builds network namespaces"),
@@ -57,10 +56,7 @@ RECIPES = """
 
 @pytest.fixture
 def recipes(tmp_path):
-    d = tmp_path / "recipes"
-    d.mkdir()
-    (d / "sbs.py").write_text(textwrap.dedent(RECIPES))
-    return str(d)
+    return recipe_dir(tmp_path, "sbs.py", RECIPES)
 
 
 def _run(recipes: str, *args: str) -> dict:

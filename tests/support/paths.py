@@ -13,3 +13,14 @@ REPO = TESTS.parent                           # the checkout
 DATA = TESTS / "data"                         # recipes, goldens and reference dumps the tests read
 SUPPORT = TESTS / "support"
 OBSERVERS = SUPPORT / "observers"             # independent observers run inside a live lab (--then)
+
+
+def recipe_dir(tmp_path: Path, filename: str, text: str) -> str:
+    """A recipe directory under TMP_PATH holding FILENAME with TEXT (dedented): what a
+    test passes to `nsbox run --recipes DIR`."""
+    import textwrap
+
+    d = tmp_path / "recipes"
+    d.mkdir()
+    (d / filename).write_text(textwrap.dedent(text))
+    return str(d)
