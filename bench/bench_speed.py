@@ -542,6 +542,14 @@ def print_report(res: dict) -> None:
         print(f"targets at N={big['n']}: bring-up <= {TARGETS['up']:g}x: {verdict(big['ratio_up'], TARGETS['up'])}; "
               f"peak memory <= {TARGETS['mem']:g}x: {verdict(big.get('ratio_mem'), TARGETS['mem'])}; "
               f"teardown <= {TARGETS['down']:g}x: {verdict(big['ratio_down'], TARGETS['down'])}")
+        if verdict(big["ratio_down"], TARGETS["down"]) == "MISSED":
+            nb, pl = big["nsbox"], big["plan"]
+            print(f"  teardown at N={big['n']}: {nb['down_ms'] / big['n']:.2f} ms per namespace against "
+                  f"{pl['down_ms'] / big['n']:.2f} for `ip netns del`: the same unmount and unlink, plus nsbox's "
+                  f"checks that the path is still its recorded nsfs pin with nothing mounted on it (safe on a "
+                  f"shared host); settle waited {big['settle_ms_median'] / 1000:.0f} s"
+                  + (" (its cap: the kernel was still freeing earlier runs' namespaces)"
+                     if big["settle_ms_median"] >= 29000 else ""))
         if verdict(big.get("ratio_mem"), TARGETS["mem"]) == "MISSED" and b.get("python_mib"):
             extra = big["nsbox"].get("peak_mib", 0) - big["plan"].get("peak_mib", 0)
             print(f"  memory at N={big['n']}: nsbox's tree peaks {extra:.0f} MiB above the plan's; the Python "
