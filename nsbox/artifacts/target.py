@@ -70,7 +70,7 @@ def prepare_dir(path: str, *, sandboxed: bool) -> ArtifactsTarget:
         os.close(walked.fd)
         raise
     if sandboxed and handed is None and not _inside_sandbox():
-        os.set_inheritable(walked.fd, True)  # for the sandbox this process starts next (sandbox.reexec)
+        os.set_inheritable(walked.fd, True)  # for the sandbox this process starts next (sandbox.fork_into)
         os.environ[_FD_ENV] = f"{walked.fd}:{'/'.join(walked.missing)}"
     return ArtifactsTarget(real if handed is None else full, walked)
 

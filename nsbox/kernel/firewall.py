@@ -53,7 +53,7 @@ def apply(node: str, firewall: Firewall, flavour: str = "legacy") -> None:
 def check_lab(lab, flavour: str = "auto", batched: bool = False) -> None:
     """ValidationError naming the node and the rule or ruleset a kind's program refuses,
     each input test-loaded in a throwaway netns (with the node's ipsets made there first:
-    iptables refuses a rule matching a set that does not exist). BATCHED: all_accepted()
+    iptables refuses a rule matching a set that does not exist). BATCHED: start_batch()
     has already accepted the batchable kinds' inputs, so only the others are loaded."""
     from nsbox.host import netns
 
@@ -81,13 +81,6 @@ def check_lab(lab, flavour: str = "auto", batched: bool = False) -> None:
                     done = _run(prog, argv, text)
                 if done.returncode != 0:
                     raise ValidationError(f"node {node.name}: {kind.refused(done.stderr, text, i)}")
-
-
-def all_accepted(labs: list, flavour: str = "auto") -> bool:
-    """True when the batchable kinds' test-loads accept every lab (start_batch). False:
-    check_lab() judges the labs one by one, so the error names its node and the other
-    recipes go on. Labs with ipsets are left out (own_check)."""
-    return start_batch(labs, flavour).accepted()
 
 
 class Batch:
@@ -165,7 +158,7 @@ def start_batch(labs: list, flavour: str = "auto") -> Batch:
 
 
 def own_check(lab) -> bool:
-    """The lab's rules are judged by check_lab() alone, never in all_accepted()'s batch: its
+    """The lab's rules are judged by check_lab() alone, never in start_batch()'s batch: its
     sets must exist first, and two nodes' set names may clash in one netns."""
     return any(node.ipsets for node in lab.nodes.values())
 

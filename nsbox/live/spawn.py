@@ -2,7 +2,7 @@
 
 Sandboxed, the holder gets the namespaces `nsbox run` gives its sandbox (user,
 mount, net, pid; util-linux `unshare --fork --kill-child --mount-proc`, the
-command sandbox.reexec builds, and the same NSBOX_SANDBOX claim), with one
+command of sandbox.enter.inner_command, and the same NSBOX_SANDBOX claim), with one
 difference in the user namespace: this process writes its maps itself. As root
 it maps uids and gids 0-65535 to themselves and leaves setgroups allowed, so
 tools that change their user in a node work as on a machine (tcpdump drops to

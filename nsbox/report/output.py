@@ -86,7 +86,7 @@ def check_output_path(path: str, sandboxed: bool) -> OutputTarget:
         os.close(fd)
         raise
     if sandboxed and handed is None and not _inside_sandbox():
-        os.set_inheritable(fd, True)  # for the sandbox this process starts next (sandbox.reexec)
+        os.set_inheritable(fd, True)  # for the sandbox this process starts next (sandbox.fork_into)
         os.environ[_FD_ENV] = f"{fd}:{name}"
     return OutputTarget(full, fd, name)
 

@@ -11,6 +11,6 @@ Recipe code runs only in places that cannot reach the host's network: inside
 the sandbox, or (for --on-host and `nsbox list`) in a jail process (jail.py).
 """
 
-from nsbox.sandbox.enter import claim_from_environment, fork_into, inside, preflight, reexec, setup_inside
+from nsbox.sandbox.enter import claim_from_environment, fork_into, inside, preflight, setup_inside
 
-__all__ = ["claim_from_environment", "fork_into", "inside", "preflight", "reexec", "setup_inside"]
+__all__ = ["claim_from_environment", "fork_into", "inside", "preflight", "setup_inside"]

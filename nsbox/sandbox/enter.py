@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Callable
 
 from nsbox import tools
 from nsbox.errors import SandboxError
@@ -105,64 +105,11 @@ def inner_command(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-c", code, *argv]
 
 
-def reexec(argv: list[str], report: Callable[[int, dict | None], int] | None = None,
-           on_result: Callable | None = None) -> NoReturn:
-    """Run nsbox ARGV in a new sandbox, supervise it, exit with its status.
-
-    With REPORT, the sandboxed nsbox sends its results down a pipe instead of
-    reporting itself (result_pipe.py): REPORT(status, message) writes the
-    report here, where recipe code cannot end the process, and gives the exit code;
-    ON_RESULT(RecipeResult) is called with each recipe's result as soon as it comes.
-
-    util-linux `unshare --fork` blocks SIGTERM in its own process and waits, so a
-    plain exec would make `kill PID` a no-op. This process stays as a thin
-    supervisor; `setpriv --pdeathsig` ties unshare to it, so a SIGKILL here
-    still takes the whole sandbox down (unshare --kill-child)."""
-    cmd = [tools.need("setpriv", "util-linux"), "--pdeathsig", "KILL",
-           tools.need("unshare", "util-linux"), "--user", "--map-root-user", "--mount", "--net", "--pid",
-           "--fork", "--kill-child", "--mount-proc", *inner_command(argv)]
-    env = dict(os.environ)
-    env[SANDBOX_ENV] = "1"
-    receiver = None
-    if report is not None:
-        from nsbox.sandbox.result_pipe import Receiver
-
-        receiver = Receiver(on_result)
-        os.set_inheritable(receiver.write_fd, True)
-        env.update(receiver.env())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # From here on, signals wait for the loop below: none can slip between the
-    # spawn and the loop. The child starts with an empty mask and default
-    # handlers; SIGINT ignored until its own handler is in (Python then keeps
-    # it ignored rather than raising KeyboardInterrupt during its start-up).
-    # A blocked signal is queued even while ignored: one this process ignores
-    # (SIGHUP under nohup) must not be waited for, or sigtimedwait would take it.
-    waited = {s for s in ENDING if signal.getsignal(s) != signal.SIG_IGN} | {signal.SIGCHLD}
-    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A SIGHUP this process was started ignoring (`nohup nsbox run`) stays ignored in
-    # the sandbox too: exec keeps SIG_IGN, and the sandbox's nsbox keeps what it inherits.
-    reset = [signal.SIGTERM, signal.SIGCHLD]
-    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
-        reset.append(signal.SIGHUP)
-    try:
-        pid = os.posix_spawn(cmd[0], cmd, env, setsigmask=(), setsigdef=tuple(reset))
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-    if receiver is None:
-        sys.exit(_supervise(pid, waited))
-    receiver.start()
-    rc = _supervise(pid, waited)
-    assert report is not None
-    sys.exit(report(rc, receiver.message()))
-
-
 def fork_into(report: Callable[[int, dict | None], int],
               on_result: Callable | None = None, warm: Callable[[], None] | None = None) -> None:
     """Go on with this very run in a new sandbox: return only there, as its pid 1.
 
-    What `reexec` does with `setpriv --pdeathsig KILL unshare --user --map-root-user
+    What nsbox once did by re-executing itself under `setpriv --pdeathsig KILL unshare --user --map-root-user
     --mount --net --pid --fork --kill-child --mount-proc python -I ...`, done by
     forking this process instead: the sandbox's nsbox is this one, already started,
     imported and past its command line, so a run pays for one interpreter, not two
@@ -174,7 +121,8 @@ def fork_into(report: Callable[[int, dict | None], int],
     its child is pid 1 there and returns from here. What exec would have closed
     (every close-on-exec fd) is closed in the child, so it holds nothing of this
     process's but stdio, the result pipe and what was made inheritable for it
-    (an --output or --artifacts directory's fd). REPORT and ON_RESULT: as for reexec.
+    (an --output or --artifacts directory's fd). REPORT(status, message) writes the report here, where recipe code cannot end the
+    process, and gives the exit code; ON_RESULT(RecipeResult) gets each recipe's result as it comes.
     WARM runs here while the sandbox works, on the other CPU: the report's imports
     (rich alone is ~30 ms) then cost nothing after the sandbox has ended."""
     from nsbox.sandbox.result_pipe import Receiver

@@ -141,9 +141,6 @@ class Receiver:
         self.partial: list[dict] = []   # {"result": ...} payloads, in arrival order
         self._on_result = on_result
 
-    def env(self) -> dict[str, str]:
-        return {RESULT_FD_ENV: str(self.write_fd)}
-
     def start(self) -> None:
         """After the sandbox was spawned: close our copy of the write end (EOF comes
         when the sandbox's last process is gone) and start draining."""
