@@ -149,7 +149,6 @@ def start_batch(labs: list, flavour: str = "auto") -> Batch:
                 except BrokenPipeError:  # it refused the text before reading it all
                     pass
     except BaseException:
-        batch._refused.add(0)
         for _, proc in batch._running:
             proc.kill()
             proc.wait()
